@@ -1,0 +1,65 @@
+//! Executors run a job's driver script somewhere: in an ephemeral lxc
+//! container (the default, for untrusted code) or as a plain host process
+//! (trusted local use only).
+//!
+//! The job runner owns the process: an executor only says which command to
+//! spawn for a prepared workspace, how to stop it, and how to clean up after
+//! it. Output is whatever the spawned command writes to stdout and stderr.
+
+pub mod host;
+pub mod lxc;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("image {0:?} does not exist on this builder (create it with `kha-builder image create {0}`)")]
+    NoImage(String),
+    #[error("{0}")]
+    Setup(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One job run, as the executor sees it.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    /// Unique name for this run (job and epoch), usable as a container name:
+    /// `kha-<job>-<epoch>`.
+    pub name: String,
+    /// Host directory holding the checkout; the driver script is at
+    /// `<workspace>/.kha/run.sh` and changes to its parent directory itself.
+    pub workspace: PathBuf,
+    /// Base image name (lxc) — ignored by the host executor.
+    pub image: String,
+    /// Scratch directory owned by the executor for this run (configs, …);
+    /// removed by `cleanup`.
+    pub scratch: PathBuf,
+}
+
+pub trait Executor: Send + Sync + 'static {
+    /// "lxc" or "host".
+    fn kind(&self) -> &'static str;
+
+    /// Labels this executor adds to the builder's own (e.g. `image=default`).
+    fn labels(&self) -> Vec<String>;
+
+    /// Prepares the run and returns the command that runs the driver
+    /// script. The caller sets stdio, spawns it and waits for it.
+    fn command(&self, run: &JobRun) -> Result<std::process::Command, ExecError>;
+
+    /// Told the pid of the spawned command.
+    fn spawned(&self, _run: &JobRun, _pid: u32) {}
+
+    /// Stops a run: politely, then by force once `grace` has passed. Blocking.
+    fn stop(&self, run: &JobRun, grace: Duration) -> Result<(), ExecError>;
+
+    /// Removes everything the run left behind (container, scratch). Blocking;
+    /// called whatever happened.
+    fn cleanup(&self, run: &JobRun) -> Result<(), ExecError>;
+
+    /// Removes leftovers of runs from an earlier life of this builder
+    /// (a crash, a kill -9). Returns how many it removed. Blocking.
+    fn cleanup_leftovers(&self) -> Result<usize, ExecError>;
+}

@@ -1,0 +1,219 @@
+//! Leases: which builder may run which job, at which fencing epoch, until
+//! when. Every job-scoped call from a builder is checked here; a stale epoch
+//! or another builder's call is refused.
+
+use crate::{Epoch, JobId, Millis};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub job: JobId,
+    pub epoch: Epoch,
+    pub builder: String,
+    pub deadline: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    #[error("job {job} is not leased to anyone")]
+    NoLease { job: JobId },
+    #[error("job {job} epoch {given} is stale: the current epoch is {current}")]
+    StaleEpoch {
+        job: JobId,
+        given: Epoch,
+        current: Epoch,
+    },
+    #[error("job {job} is leased to another builder")]
+    WrongBuilder { job: JobId },
+}
+
+/// The live leases, keyed by job.
+#[derive(Debug, Default, Clone)]
+pub struct LeaseTable {
+    leases: HashMap<JobId, Lease>,
+}
+
+impl LeaseTable {
+    pub fn insert(&mut self, lease: Lease) {
+        self.leases.insert(lease.job, lease);
+    }
+
+    pub fn get(&self, job: JobId) -> Option<&Lease> {
+        self.leases.get(&job)
+    }
+
+    pub fn remove(&mut self, job: JobId) -> Option<Lease> {
+        self.leases.remove(&job)
+    }
+
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+
+    /// Is `(job, epoch)` leased to `builder`?
+    pub fn check(&self, job: JobId, epoch: Epoch, builder: &str) -> Result<&Lease, LeaseError> {
+        let lease = self.leases.get(&job).ok_or(LeaseError::NoLease { job })?;
+        if lease.epoch != epoch {
+            return Err(LeaseError::StaleEpoch {
+                job,
+                given: epoch,
+                current: lease.epoch,
+            });
+        }
+        if lease.builder != builder {
+            return Err(LeaseError::WrongBuilder { job });
+        }
+        Ok(lease)
+    }
+
+    /// Renews the leases a builder reports in a heartbeat. Returns the
+    /// `(job, epoch)` pairs that are really its own; anything else it runs
+    /// must be stopped.
+    pub fn renew(
+        &mut self,
+        builder: &str,
+        running: &[(JobId, Epoch)],
+        now: Millis,
+        ttl: Millis,
+    ) -> Vec<(JobId, Epoch)> {
+        let mut kept = Vec::new();
+        for &(job, epoch) in running {
+            if let Some(l) = self.leases.get_mut(&job) {
+                if l.epoch == epoch && l.builder == builder {
+                    l.deadline = l.deadline.max(now + ttl);
+                    kept.push((job, epoch));
+                }
+            }
+        }
+        kept
+    }
+
+    /// Extends every lease of one builder (a live session is proof enough).
+    pub fn renew_all(&mut self, builder: &str, now: Millis, ttl: Millis) {
+        for l in self.leases.values_mut() {
+            if l.builder == builder {
+                l.deadline = l.deadline.max(now + ttl);
+            }
+        }
+    }
+
+    /// Brings every lease of one builder forward to `deadline` at the latest.
+    pub fn shorten(&mut self, builder: &str, deadline: Millis) {
+        for l in self.leases.values_mut() {
+            if l.builder == builder {
+                l.deadline = l.deadline.min(deadline);
+            }
+        }
+    }
+
+    /// The jobs a builder should be running, in job order.
+    pub fn held_by(&self, builder: &str) -> Vec<(JobId, Epoch)> {
+        let mut v: Vec<_> = self
+            .leases
+            .values()
+            .filter(|l| l.builder == builder)
+            .map(|l| (l.job, l.epoch))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Removes and returns the leases whose deadline has passed.
+    pub fn take_expired(&mut self, now: Millis) -> Vec<Lease> {
+        let expired: Vec<JobId> = self
+            .leases
+            .values()
+            .filter(|l| l.deadline <= now)
+            .map(|l| l.job)
+            .collect();
+        let mut out: Vec<Lease> = expired
+            .into_iter()
+            .filter_map(|j| self.leases.remove(&j))
+            .collect();
+        out.sort_unstable_by_key(|l| l.job);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Clock, FakeClock};
+
+    fn lease(job: JobId, epoch: Epoch, builder: &str, deadline: Millis) -> Lease {
+        Lease {
+            job,
+            epoch,
+            builder: builder.into(),
+            deadline,
+        }
+    }
+
+    #[test]
+    fn fencing() {
+        let mut t = LeaseTable::default();
+        t.insert(lease(1, 2, "a", 100));
+        assert!(t.check(1, 2, "a").is_ok());
+        assert_eq!(
+            t.check(1, 1, "a").unwrap_err(),
+            LeaseError::StaleEpoch {
+                job: 1,
+                given: 1,
+                current: 2
+            }
+        );
+        assert_eq!(
+            t.check(1, 2, "b").unwrap_err(),
+            LeaseError::WrongBuilder { job: 1 }
+        );
+        assert_eq!(t.check(7, 1, "a").unwrap_err(), LeaseError::NoLease { job: 7 });
+    }
+
+    #[test]
+    fn heartbeats_keep_leases_alive_and_silence_expires_them() {
+        let clock = FakeClock::new(1_000);
+        let ttl = 300;
+        let mut t = LeaseTable::default();
+        t.insert(lease(1, 1, "a", clock.now() + ttl));
+        t.insert(lease(2, 1, "b", clock.now() + ttl));
+        for _ in 0..10 {
+            clock.advance(100);
+            // builder a reports job 1 plus a job it should not run
+            let kept = t.renew("a", &[(1, 1), (2, 1), (3, 1)], clock.now(), ttl);
+            assert_eq!(kept, vec![(1, 1)]);
+            let expired = t.take_expired(clock.now());
+            if clock.now() < 1_000 + ttl {
+                assert!(expired.is_empty());
+            } else if !expired.is_empty() {
+                assert_eq!(expired, vec![lease(2, 1, "b", 1_300)]);
+            }
+        }
+        assert!(t.get(2).is_none());
+        assert!(t.get(1).is_some());
+        assert_eq!(t.held_by("a"), vec![(1, 1)]);
+    }
+
+    #[test]
+    fn stale_epoch_does_not_renew() {
+        let mut t = LeaseTable::default();
+        t.insert(lease(1, 3, "a", 10));
+        assert!(t.renew("a", &[(1, 2)], 5, 100).is_empty());
+        assert_eq!(t.get(1).unwrap().deadline, 10);
+        assert_eq!(t.take_expired(10).len(), 1);
+    }
+
+    #[test]
+    fn shorten_only_brings_deadlines_forward() {
+        let mut t = LeaseTable::default();
+        t.insert(lease(1, 1, "a", 1_000));
+        t.insert(lease(2, 1, "a", 50));
+        t.shorten("a", 100);
+        assert_eq!(t.get(1).unwrap().deadline, 100);
+        assert_eq!(t.get(2).unwrap().deadline, 50);
+    }
+}
