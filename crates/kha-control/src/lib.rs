@@ -1,1 +1,121 @@
+//! kha-control: the control node. It owns projects, builds, jobs, the queue
+//! and builders in sled (`store`), hands jobs to builders (`scheduler`),
+//! serves builders and admins over gRPC (`grpc`), and reads `.travis.yml`
+//! from per-project git mirrors (`vcs`, `trigger`).
 
+pub mod auth;
+pub mod config;
+pub mod grpc;
+pub mod scheduler;
+pub mod store;
+pub mod task;
+pub mod trigger;
+pub mod vcs;
+
+use anyhow::Context;
+use config::Config;
+use kha_core::{limits, SystemClock};
+use kha_proto::admin::admin_service_server::AdminServiceServer;
+use kha_proto::agent::agent_service_server::AgentServiceServer;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Reads the admin token from `<data>/admin.token`, creating it (0600) on
+/// first start.
+pub fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("admin.token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("reading {}", path.display()))
+        }
+        _ => {}
+    }
+    let token = auth::new_token("khaa_");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(f, "{}", token.0)?;
+    f.sync_all()?;
+    info!(path = %path.display(), "created the admin token");
+    Ok(token.0)
+}
+
+/// Runs the control node on an already-bound listener until `shutdown`.
+pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let data = cfg.data_dir.clone();
+    std::fs::create_dir_all(&data).with_context(|| format!("creating data dir {}", data.display()))?;
+    info!(data_dir = %data.display(), "opening the store");
+    let store = store::Store::open(&data.join("db")).context("opening the database")?;
+    let logs = Arc::new(store::logs::LogStore::open(data.join("logs"), cfg.log_cap_bytes).context("opening the log directory")?);
+    let admin_hash = auth::hash(&admin_token(&data)?);
+    let mirrors = Arc::new(vcs::Mirrors::new(data.join("mirrors")));
+    let sched = scheduler::Scheduler::new(store, logs, Arc::new(SystemClock), cfg.clone())?;
+
+    let sweeper = {
+        let (sched, shutdown) = (sched.clone(), shutdown.clone());
+        task::spawn("sweeper", async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => sched.sweep().await,
+                }
+            }
+        })
+    };
+
+    let agent = AgentServiceServer::new(grpc::agent::AgentSvc { sched: sched.clone(), shutdown: shutdown.clone() })
+        .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(limits::MAX_MESSAGE_BYTES);
+    let admin = AdminServiceServer::new(grpc::admin::AdminSvc {
+        sched: sched.clone(),
+        mirrors,
+        admin_hash,
+        shutdown: shutdown.clone(),
+    })
+    .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(limits::MAX_MESSAGE_BYTES);
+
+    let addr = listener.local_addr()?;
+    info!(%addr, "serving gRPC");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let stop = shutdown.clone();
+    let sched2 = sched.clone();
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_nodelay(true)
+        .add_service(agent)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(incoming, async move {
+            stop.cancelled().await;
+            // Long-lived sessions would hold the server open: tell every
+            // builder to go first.
+            sched2.disconnect_all("the control node is shutting down");
+        });
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        r = &mut server => r.context("gRPC server")?,
+        _ = shutdown.cancelled() => {
+            if tokio::time::timeout(Duration::from_secs(5), &mut server).await.is_err() {
+                tracing::warn!("some streams did not close in 5 s; stopping anyway");
+            }
+        }
+    }
+    let _ = sweeper.await;
+    sched.store.durable().await.ok();
+    info!("control node stopped");
+    Ok(())
+}

@@ -1,1 +1,76 @@
-fn main() {}
+//! `kha-control`: the control node daemon.
+
+use anyhow::Context;
+use clap::Parser;
+use kha_control::config::Config;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "kha-control", version, about = "kha's control node: projects, builds, the job queue and builders")]
+struct Args {
+    /// TOML config file (every key optional; see deploy/control.toml).
+    #[arg(long, short, env = "KHA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (database, logs, mirrors, admin.token).
+    #[arg(long, env = "KHA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address for builders and the CLI.
+    #[arg(long, env = "KHA_LISTEN")]
+    listen: Option<String>,
+    /// Builder heartbeat interval in milliseconds (leases last three).
+    #[arg(long, env = "KHA_HEARTBEAT_MS")]
+    heartbeat_ms: Option<u64>,
+    /// Times a lost job is run again before it is given up.
+    #[arg(long, env = "KHA_MAX_ATTEMPTS")]
+    max_attempts: Option<u32>,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KHA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,hyper=warn,tonic=warn,tower=warn,sled=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing();
+    let mut cfg = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(l) = args.listen {
+        cfg.grpc_listen = l;
+    }
+    if let Some(h) = args.heartbeat_ms {
+        cfg.heartbeat_ms = h.max(50);
+    }
+    if let Some(m) = args.max_attempts {
+        cfg.max_attempts = m.max(1);
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.grpc_listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.grpc_listen))?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    kha_control::run(listener, cfg, shutdown).await
+}

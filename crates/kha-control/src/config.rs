@@ -1,0 +1,70 @@
+//! The control node's settings: a TOML file (every key optional), overridden
+//! by flags and `KHA_…` environment variables in `main.rs`.
+
+use kha_core::limits;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the database, logs and git mirrors live.
+    pub data_dir: PathBuf,
+    /// gRPC listen address, for builders and the `kha` CLI.
+    pub grpc_listen: String,
+    /// Builders send a heartbeat this often; leases last three of them.
+    pub heartbeat_ms: u64,
+    /// Per-job log cap in bytes; the rest is cut with a visible marker.
+    pub log_cap_bytes: u64,
+    /// Times a job lost with its builder is run again before it is errored.
+    pub max_attempts: u32,
+    /// Default job timeout for projects that set none.
+    pub job_timeout_secs: u64,
+    /// Most jobs one build may expand to.
+    pub max_jobs_per_build: usize,
+    /// Grace given to a canceled job between SIGTERM and SIGKILL.
+    pub cancel_grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("/var/lib/kha"),
+            grpc_listen: "127.0.0.1:7700".into(),
+            heartbeat_ms: limits::DEFAULT_HEARTBEAT_MS,
+            log_cap_bytes: limits::DEFAULT_LOG_CAP_BYTES,
+            max_attempts: limits::DEFAULT_MAX_ATTEMPTS,
+            job_timeout_secs: limits::DEFAULT_JOB_TIMEOUT_SECS,
+            max_jobs_per_build: 200,
+            cancel_grace_ms: limits::DEFAULT_CANCEL_GRACE_MS,
+        }
+    }
+}
+
+impl Config {
+    pub fn lease_ms(&self) -> u64 {
+        self.heartbeat_ms * limits::LEASE_HEARTBEATS
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../../deploy/control.toml");
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.grpc_listen, "0.0.0.0:7700");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = Config::from_toml("heartbeat = 5").unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+}

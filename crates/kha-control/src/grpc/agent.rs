@@ -1,0 +1,302 @@
+//! `kha.agent.v1.AgentService`: what builders call. The call sequences are
+//! specified in `proto/kha/agent/v1/agent.proto`.
+
+use crate::auth::{self, bearer, hash, hash_eq};
+use crate::scheduler::{SchedError, Scheduler, Session};
+use crate::store::records::Builder;
+use crate::task;
+use kha_core::{limits, Labels, PROTOCOL_MAJOR};
+use kha_proto::agent::agent_service_server::AgentService;
+use kha_proto::agent::{
+    builder_message, control_message, BuilderMessage, ControlMessage, FinishJobRequest,
+    FinishJobResponse, LogAck, LogChunk, RegisterRequest, RegisterResponse, Welcome,
+};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+impl From<SchedError> for Status {
+    fn from(e: SchedError) -> Status {
+        match &e {
+            SchedError::Lease(_) | SchedError::LogShort { .. } | SchedError::LogHash { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
+            SchedError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            SchedError::Store(crate::store::StoreError::Rejected(_)) => {
+                Status::failed_precondition(e.to_string())
+            }
+            _ => Status::internal(e.to_string()),
+        }
+    }
+}
+
+pub struct AgentSvc {
+    pub sched: Arc<Scheduler>,
+    pub shutdown: CancellationToken,
+}
+
+/// The largest batch of log bytes made durable with one sync.
+const LOG_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+impl AgentSvc {
+    /// The calling builder, from `authorization: Bearer <id>:<secret>`.
+    fn authenticate<T>(&self, req: &Request<T>) -> Result<Builder, Status> {
+        let tok = bearer(req.metadata())
+            .ok_or_else(|| Status::unauthenticated("no builder credential: enrol with `kha-builder --token`"))?;
+        let (id, secret) = tok
+            .split_once(':')
+            .ok_or_else(|| Status::unauthenticated("malformed builder credential"))?;
+        let b = self
+            .sched
+            .store
+            .get_builder(id)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| Status::unauthenticated(format!("unknown builder {id}: enrol it again with a new token")))?;
+        if !hash_eq(&b.secret_sha256, &hash(secret)) {
+            return Err(Status::unauthenticated(format!("wrong secret for builder {id}")));
+        }
+        if b.revoked {
+            return Err(Status::unauthenticated(format!(
+                "builder {id} was revoked by an admin: enrol it again with a new token"
+            )));
+        }
+        Ok(b)
+    }
+}
+
+/// The next message if one is ready now, without waiting.
+async fn ready_now<S: Stream + Unpin>(s: &mut S) -> Option<Option<S::Item>> {
+    std::future::poll_fn(|cx| match Pin::new(&mut *s).poll_next(cx) {
+        Poll::Ready(x) => Poll::Ready(Some(x)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for AgentSvc {
+    async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, Status> {
+        let req = req.into_inner();
+        let store = &self.sched.store;
+        let h = hash(&req.enrolment_token);
+        let tokens = store.list_tokens().map_err(|e| Status::internal(e.to_string()))?;
+        let Some(tok) = tokens.iter().find(|t| hash_eq(&t.token_sha256, &h)) else {
+            return Err(Status::unauthenticated("unknown enrolment token: ask an admin for one (`kha builder token create`)"));
+        };
+        if tok.revoked {
+            return Err(Status::unauthenticated(format!("enrolment token {} was revoked", tok.id)));
+        }
+        let name = if req.name.trim().is_empty() { "builder".to_string() } else { req.name.trim().to_string() };
+        let id = auth::new_id("b-");
+        let secret = auth::new_token("khab_");
+        let now = self.sched.clock.now();
+        store
+            .put_builder(&Builder {
+                id: id.clone(),
+                name,
+                secret_sha256: hash(&secret.0),
+                revoked: false,
+                draining: false,
+                labels: vec![],
+                slots: 0,
+                version: String::new(),
+                created_ms: now,
+                last_seen_ms: now,
+            })
+            .map_err(|e| Status::internal(e.to_string()))?;
+        store.durable().await.map_err(|e| Status::internal(e.to_string()))?;
+        info!(builder_id = %id, token = %tok.id, "builder enrolled");
+        Ok(Response::new(RegisterResponse { builder_id: id, secret: secret.0 }))
+    }
+
+    type SessionStream = Out<ControlMessage>;
+
+    async fn session(&self, req: Request<Streaming<BuilderMessage>>) -> Result<Response<Self::SessionStream>, Status> {
+        let mut rec = self.authenticate(&req)?;
+        let mut inbound = req.into_inner();
+        let hello = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
+            Ok(Ok(Some(BuilderMessage { msg: Some(builder_message::Msg::Hello(h)) }))) => h,
+            Ok(Err(e)) => return Err(e),
+            _ => return Err(Status::invalid_argument("the first message of a session must be Hello")),
+        };
+        if hello.protocol_major != PROTOCOL_MAJOR {
+            return Err(Status::failed_precondition(format!(
+                "this control node speaks protocol {PROTOCOL_MAJOR}.x, the builder {}.{}: install a kha-builder of major version {PROTOCOL_MAJOR}",
+                hello.protocol_major, hello.protocol_minor
+            )));
+        }
+        if hello.builder_id != rec.id {
+            return Err(Status::permission_denied("Hello.builder_id is not the authenticated builder"));
+        }
+        let labels = Labels::parse(hello.labels.iter().map(String::as_str)).map_err(Status::invalid_argument)?;
+        let sched = self.sched.clone();
+        let now = sched.clock.now();
+        rec.labels = labels.to_vec();
+        rec.slots = hello.slots;
+        rec.version = hello.version.clone();
+        rec.last_seen_ms = now;
+        if !hello.name.is_empty() {
+            rec.name = hello.name.clone();
+        }
+        sched.store.put_builder(&rec).map_err(|e| Status::internal(e.to_string()))?;
+
+        let (tx, rx) = mpsc::channel(256);
+        let close = CancellationToken::new();
+        let running: Vec<_> = hello.running.iter().map(|r| (r.job_id, r.epoch)).collect();
+        let (conn, verdicts) = sched.session_opened(
+            &rec.id,
+            Session {
+                conn: 0,
+                tx: tx.clone(),
+                close: close.clone(),
+                name: rec.name.clone(),
+                labels,
+                slots: hello.slots,
+                free: 0,
+                draining: rec.draining,
+                version: hello.version.clone(),
+            },
+            &running,
+        );
+        let welcome = Welcome {
+            heartbeat_ms: sched.cfg.heartbeat_ms,
+            lease_ms: sched.cfg.lease_ms(),
+            max_chunk_bytes: limits::MAX_CHUNK_BYTES as u64,
+            log_cap_bytes: sched.cfg.log_cap_bytes,
+            verdicts,
+            draining: rec.draining,
+        };
+        let _ = tx
+            .send(Ok(ControlMessage { msg: Some(control_message::Msg::Welcome(welcome)) }))
+            .await;
+        info!(builder_id = %rec.id, name = %rec.name, slots = hello.slots, resumed = running.len(), "builder connected");
+
+        let shutdown = self.shutdown.clone();
+        let builder = rec.id.clone();
+        task::spawn("session", async move {
+            loop {
+                let msg = tokio::select! {
+                    _ = close.cancelled() => break,
+                    _ = shutdown.cancelled() => break,
+                    m = inbound.message() => m,
+                };
+                let msg = match msg {
+                    Ok(Some(BuilderMessage { msg: Some(m) })) => m,
+                    Ok(Some(_)) => continue,
+                    // The first error ends the session: a vanished peer keeps
+                    // yielding errors forever.
+                    Ok(None) | Err(_) => break,
+                };
+                use builder_message::Msg as M;
+                match msg {
+                    M::Hello(_) => {
+                        warn!(builder_id = %builder, "second Hello on one session; closing it");
+                        break;
+                    }
+                    M::Ready(r) => sched.set_credit(&builder, r.free_slots),
+                    M::Accept(a) => {
+                        let (s, b) = (sched.clone(), builder.clone());
+                        task::spawn("accept", async move { s.accept(&b, a.job_id, a.epoch).await });
+                    }
+                    M::Reject(r) => sched.reject(&builder, r.job_id, r.epoch, &r.reason),
+                    M::Heartbeat(h) => {
+                        let running: Vec<_> = h.running.iter().map(|r| (r.job_id, r.epoch)).collect();
+                        let should_run = sched.heartbeat(&builder, &running);
+                        let ack = kha_proto::agent::HeartbeatAck { should_run };
+                        if tx
+                            .send(Ok(ControlMessage { msg: Some(control_message::Msg::HeartbeatAck(ack)) }))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                        sched.set_credit(&builder, h.free_slots);
+                    }
+                    M::CancelAck(c) => debug!(builder_id = %builder, job_id = c.job_id, "cancel acknowledged"),
+                    M::Drain(_) => {
+                        info!(builder_id = %builder, "builder is draining");
+                        sched.set_draining(&builder, false);
+                    }
+                    M::GoingAway(_) => {
+                        info!(builder_id = %builder, "builder going away");
+                        break;
+                    }
+                }
+            }
+            sched.session_closed(&builder, conn);
+            info!(builder_id = %builder, "builder session ended");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type StreamLogsStream = Out<LogAck>;
+
+    async fn stream_logs(&self, req: Request<Streaming<LogChunk>>) -> Result<Response<Self::StreamLogsStream>, Status> {
+        let rec = self.authenticate(&req)?;
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let sched = self.sched.clone();
+        let shutdown = self.shutdown.clone();
+        task::spawn("log-ingest", async move {
+            let mut job: Option<(u64, u64)> = None;
+            loop {
+                let first = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    m = inbound.next() => m,
+                };
+                let Some(Ok(first)) = first else { break };
+                let mut bytes = first.data.len();
+                let mut batch = vec![first];
+                while bytes < LOG_BATCH_BYTES {
+                    match ready_now(&mut inbound).await {
+                        Some(Some(Ok(c))) => {
+                            bytes += c.data.len();
+                            batch.push(c);
+                        }
+                        _ => break,
+                    }
+                }
+                let (job_id, epoch) = *job.get_or_insert((batch[0].job_id, batch[0].epoch));
+                if batch.iter().any(|c| (c.job_id, c.epoch) != (job_id, epoch)) {
+                    let _ = tx.send(Err(Status::invalid_argument("one StreamLogs call carries one (job, epoch)"))).await;
+                    break;
+                }
+                if let Err(e) = sched.check_lease(&rec.id, job_id, epoch) {
+                    let _ = tx.send(Err(Status::failed_precondition(e.to_string()))).await;
+                    break;
+                }
+                let chunks = batch.into_iter().map(|c| (c.offset, c.data)).collect();
+                match sched.logs.append(job_id, chunks).await {
+                    Ok(a) => {
+                        let ack = LogAck { committed_offset: a.committed, truncated: a.truncated };
+                        if tx.send(Ok(ack)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(job_id, error = %e, "cannot store log");
+                        let _ = tx.send(Err(Status::unavailable(format!("cannot store the log: {e}")))).await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn finish_job(&self, req: Request<FinishJobRequest>) -> Result<Response<FinishJobResponse>, Status> {
+        let rec = self.authenticate(&req)?;
+        let req = req.into_inner();
+        self.sched.finish(&rec.id, &req).await?;
+        Ok(Response::new(FinishJobResponse {}))
+    }
+}

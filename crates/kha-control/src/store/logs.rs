@@ -1,0 +1,208 @@
+//! Job logs live beside sled, one append-only file per job: its length is the
+//! committed offset. Chunks are appended only at that length, a batch is
+//! synced once before it is acknowledged, and live followers are woken
+//! through a watch channel per job.
+
+use kha_core::logs::{classify_chunk, ChunkAction};
+use kha_core::JobId;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// What followers see: the committed length and whether the job is over.
+pub type LogWatch = watch::Receiver<(u64, bool)>;
+
+struct LiveLog {
+    state: watch::Sender<(u64, bool)>,
+    /// One writer at a time per job (a builder may reconnect while its old
+    /// stream is still draining).
+    write: tokio::sync::Mutex<()>,
+}
+
+pub struct LogStore {
+    dir: PathBuf,
+    /// Hard limit of a stored log: the builder's cap plus room for its
+    /// truncation marker.
+    hard_cap: u64,
+    live: Mutex<HashMap<JobId, Arc<LiveLog>>>,
+}
+
+/// The result of appending a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub committed: u64,
+    pub truncated: bool,
+    /// A chunk started past the committed end.
+    pub gap: bool,
+}
+
+impl LogStore {
+    pub fn open(dir: PathBuf, cap: u64) -> std::io::Result<LogStore> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(LogStore {
+            dir,
+            hard_cap: cap + 4096,
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn path(&self, job: JobId) -> PathBuf {
+        self.dir.join(format!("{job}.log"))
+    }
+
+    pub fn len(&self, job: JobId) -> u64 {
+        std::fs::metadata(self.path(job)).map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn live(&self, job: JobId) -> Arc<LiveLog> {
+        let mut live = match self.live.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        live.entry(job)
+            .or_insert_with(|| {
+                Arc::new(LiveLog {
+                    state: watch::Sender::new((self.len(job), false)),
+                    write: tokio::sync::Mutex::new(()),
+                })
+            })
+            .clone()
+    }
+
+    /// Followers of a job's log. `done` turns true when the job finishes.
+    pub fn subscribe(&self, job: JobId) -> LogWatch {
+        self.live(job).state.subscribe()
+    }
+
+    /// Appends chunks `(offset, data)` at the committed end, syncs once, and
+    /// returns the new committed length.
+    pub async fn append(&self, job: JobId, chunks: Vec<(u64, Vec<u8>)>) -> std::io::Result<Appended> {
+        let live = self.live(job);
+        let _guard = live.write.lock().await;
+        let path = self.path(job);
+        let hard_cap = self.hard_cap;
+        let r = tokio::task::spawn_blocking(move || -> std::io::Result<Appended> {
+            let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
+            let mut committed = f.metadata()?.len();
+            let mut out = Appended {
+                committed,
+                truncated: false,
+                gap: false,
+            };
+            let mut wrote = false;
+            for (offset, data) in chunks {
+                match classify_chunk(committed, offset, data.len()) {
+                    ChunkAction::Duplicate => {}
+                    ChunkAction::Gap => {
+                        out.gap = true;
+                        break;
+                    }
+                    ChunkAction::Append { skip } => {
+                        let room = hard_cap.saturating_sub(committed) as usize;
+                        let new = &data[skip..];
+                        let take = new.len().min(room);
+                        if take < new.len() {
+                            out.truncated = true;
+                        }
+                        if take > 0 {
+                            f.write_all(&new[..take])?;
+                            committed += take as u64;
+                            wrote = true;
+                        }
+                    }
+                }
+            }
+            if wrote {
+                f.sync_data()?;
+            }
+            out.committed = committed;
+            Ok(out)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        live.state.send_modify(|s| s.0 = r.committed);
+        Ok(r)
+    }
+
+    /// Empties a job's log: a new attempt starts it over.
+    pub fn reset(&self, job: JobId) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(job)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        self.live(job).state.send_modify(|s| *s = (0, false));
+        Ok(())
+    }
+
+    /// Writes a whole log at once (a config error shown as the job's log).
+    pub fn write_all(&self, job: JobId, text: &[u8]) -> std::io::Result<()> {
+        let mut f = File::create(self.path(job))?;
+        f.write_all(text)?;
+        f.sync_data()?;
+        Ok(())
+    }
+
+    /// Marks a job's log complete and wakes its followers.
+    pub fn finish(&self, job: JobId) {
+        let live = {
+            let mut map = match self.live.lock() {
+                Ok(l) => l,
+                Err(p) => p.into_inner(),
+            };
+            map.remove(&job)
+        };
+        if let Some(live) = live {
+            live.state.send_modify(|s| s.1 = true);
+        }
+    }
+
+    /// Length and lower-case hex SHA-256 of a job's stored log.
+    pub async fn digest(&self, job: JobId) -> std::io::Result<(u64, String)> {
+        let path = self.path(job);
+        tokio::task::spawn_blocking(move || {
+            let mut f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok((0, hex::encode(Sha256::digest(b""))))
+                }
+                Err(e) => return Err(e),
+            };
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut len = 0u64;
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                len += n as u64;
+            }
+            Ok((len, hex::encode(h.finalize())))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// Reads up to `max` bytes of a job's log from `offset`.
+    pub async fn read(&self, job: JobId, offset: u64, max: usize) -> std::io::Result<Vec<u8>> {
+        let path = self.path(job);
+        tokio::task::spawn_blocking(move || {
+            let mut f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+                Err(e) => return Err(e),
+            };
+            f.seek(SeekFrom::Start(offset))?;
+            let mut buf = Vec::with_capacity(max.min(1 << 20));
+            f.take(max as u64).read_to_end(&mut buf)?;
+            Ok(buf)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}

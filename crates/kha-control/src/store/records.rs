@@ -1,0 +1,117 @@
+//! The records kept in sled, one tree per kind. Values are JSON behind a
+//! format version byte, so the schema can evolve record by record.
+
+use kha_core::{BuildId, BuildState, Epoch, JobId, JobState, Labels, Millis};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Project {
+    pub name: String,
+    pub repo_url: String,
+    pub default_branch: String,
+    pub timeout_secs: u64,
+    pub image: String,
+    pub created_ms: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Build {
+    pub id: BuildId,
+    pub project: String,
+    pub branch: String,
+    pub commit: String,
+    pub message: String,
+    pub state: BuildState,
+    pub created_ms: Millis,
+    pub finished_ms: Millis,
+    pub jobs: Vec<JobId>,
+    pub warnings: Vec<String>,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub build: BuildId,
+    pub number: u32,
+    pub project: String,
+    pub state: JobState,
+    /// Epoch of the current (or last) lease; 0 before the first.
+    pub epoch: Epoch,
+    /// How many times the job was handed out since it was last (re)queued
+    /// by a person.
+    pub attempts: u32,
+    pub builder: String,
+    pub started_ms: Millis,
+    pub finished_ms: Millis,
+    pub cancel_requested: bool,
+    pub allow_failure: bool,
+    pub requires: Labels,
+    pub detail: String,
+    pub log_len: u64,
+    pub log_sha256: String,
+    /// Key of the job's queue entry while it is queued, else 0.
+    #[serde(default)]
+    pub queue_key: u64,
+    pub spec: JobSpec,
+}
+
+/// What a builder needs to run the job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub repo_url: String,
+    pub branch: String,
+    pub commit: String,
+    pub phases: Vec<(String, Vec<String>)>,
+    pub env: Vec<String>,
+    pub timeout_secs: u64,
+    pub image: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseRec {
+    pub job: JobId,
+    pub epoch: Epoch,
+    pub builder: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Builder {
+    pub id: String,
+    pub name: String,
+    /// Hex SHA-256 of the builder's secret; the secret itself is never kept.
+    pub secret_sha256: String,
+    pub revoked: bool,
+    pub draining: bool,
+    pub labels: Vec<String>,
+    pub slots: u32,
+    pub version: String,
+    pub created_ms: Millis,
+    pub last_seen_ms: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolmentToken {
+    pub id: String,
+    pub token_sha256: String,
+    pub description: String,
+    pub created_ms: Millis,
+    pub revoked: bool,
+}
+
+const FORMAT_V1: u8 = 1;
+
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1];
+    // Serializing these plain structs cannot fail.
+    let _ = serde_json::to_writer(&mut out, v);
+    out
+}
+
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, rest)) => serde_json::from_slice(rest).map_err(|e| e.to_string()),
+        Some((v, _)) => Err(format!("unknown record format {v}")),
+        None => Err("empty record".into()),
+    }
+}

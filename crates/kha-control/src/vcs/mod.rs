@@ -1,0 +1,147 @@
+//! Git on the control node: a bare mirror per project, fetched before a
+//! build is set up, from which `.travis.yml` is read at the built commit.
+//! All of it is blocking (git2); callers run it on the blocking pool.
+
+use git2::{FetchOptions, Oid, Repository};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VcsError {
+    #[error("cannot fetch {url}: {msg}")]
+    Fetch { url: String, msg: String },
+    #[error("branch {0:?} does not exist in the repository")]
+    NoBranch(String),
+    #[error("commit {0:?} does not exist in the repository")]
+    NoCommit(String),
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+}
+
+/// A commit picked for a build.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub commit: String,
+    /// The commit message's first line.
+    pub message: String,
+    /// `.travis.yml` at that commit, if it has one.
+    pub travis_yml: Option<Vec<u8>>,
+}
+
+pub struct Mirrors {
+    dir: PathBuf,
+    /// git2 repositories are not safe to fetch into concurrently.
+    lock: Mutex<()>,
+}
+
+impl Mirrors {
+    pub fn new(dir: PathBuf) -> Mirrors {
+        Mirrors {
+            dir,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn path(&self, project: &str) -> PathBuf {
+        self.dir.join(format!("{project}.git"))
+    }
+
+    /// Fetches every branch and tag of `url` into the project's mirror.
+    pub fn fetch(&self, project: &str, url: &str) -> Result<Repository, VcsError> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.path(project);
+        let repo = match Repository::open_bare(&path) {
+            Ok(r) => r,
+            Err(_) => {
+                std::fs::create_dir_all(&path).map_err(|e| VcsError::Fetch {
+                    url: url.into(),
+                    msg: e.to_string(),
+                })?;
+                Repository::init_bare(&path)?
+            }
+        };
+        let mut remote = repo.remote_anonymous(url)?;
+        let mut opts = FetchOptions::new();
+        opts.prune(git2::FetchPrune::On);
+        remote
+            .fetch(
+                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                Some(&mut opts),
+                None,
+            )
+            .map_err(|e| VcsError::Fetch {
+                url: url.into(),
+                msg: e.message().to_string(),
+            })?;
+        drop(remote);
+        Ok(repo)
+    }
+
+    /// The branch a new project builds by default: `master` or `main` if the
+    /// repository has one, else its first branch.
+    pub fn default_branch(&self, project: &str, url: &str) -> Result<String, VcsError> {
+        let repo = self.fetch(project, url)?;
+        let mut names = Vec::new();
+        for b in repo.branches(Some(git2::BranchType::Local))? {
+            let (b, _) = b?;
+            if let Some(n) = b.name()? {
+                names.push(n.to_string());
+            }
+        }
+        for want in ["master", "main"] {
+            if names.iter().any(|n| n == want) {
+                return Ok(want.into());
+            }
+        }
+        names.sort();
+        names
+            .into_iter()
+            .next()
+            .ok_or_else(|| VcsError::NoBranch("(the repository has no branches)".into()))
+    }
+
+    /// Fetches, then picks `commit` (full or abbreviated id, or any
+    /// revision) or else the head of `branch`, and reads `.travis.yml` there.
+    pub fn resolve(
+        &self,
+        project: &str,
+        url: &str,
+        branch: &str,
+        commit: Option<&str>,
+    ) -> Result<Resolved, VcsError> {
+        let repo = self.fetch(project, url)?;
+        let c = match commit {
+            Some(c) => {
+                let obj = repo
+                    .revparse_single(c)
+                    .map_err(|_| VcsError::NoCommit(c.into()))?;
+                obj.peel_to_commit()
+                    .map_err(|_| VcsError::NoCommit(c.into()))?
+            }
+            None => {
+                let r = repo
+                    .find_reference(&format!("refs/heads/{branch}"))
+                    .map_err(|_| VcsError::NoBranch(branch.into()))?;
+                r.peel_to_commit()?
+            }
+        };
+        let tree = c.tree()?;
+        let travis_yml = match tree.get_name(".travis.yml") {
+            Some(entry) => {
+                let blob = repo.find_blob(entry.id())?;
+                Some(blob.content().to_vec())
+            }
+            None => None,
+        };
+        Ok(Resolved {
+            commit: c.id().to_string(),
+            message: c.summary().unwrap_or("").to_string(),
+            travis_yml,
+        })
+    }
+}
+
+/// Is `s` a plausible full commit id?
+pub fn is_full_oid(s: &str) -> bool {
+    s.len() == 40 && Oid::from_str(s).is_ok()
+}
