@@ -1,1 +1,607 @@
-fn main() {}
+//! `kha`: the admin CLI. It talks to a control node over gRPC only.
+//!
+//! Exit codes: 0 success; 1 error; 2 bad usage; 3 not found; 4 not
+//! authenticated; 5 control node unreachable; 10 the awaited build or job
+//! did not pass.
+
+use anyhow::anyhow;
+use clap::{Args, Parser, Subcommand};
+use kha_proto::admin::admin_service_client::AdminServiceClient;
+use kha_proto::admin::*;
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tonic::transport::Channel;
+use tonic::Code;
+
+#[derive(Parser)]
+#[command(name = "kha", version, about = "Drive a kha control node: projects, builds, logs, builders")]
+struct Cli {
+    /// Control node address.
+    #[arg(long, global = true, env = "KHA_SERVER")]
+    server: Option<String>,
+    /// Admin token (default: the control node's admin.token when readable).
+    #[arg(long, global = true, env = "KHA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Control node data dir, to find admin.token on the same machine.
+    #[arg(long, global = true, env = "KHA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// CLI config file (TOML: server, token).
+    #[arg(long, global = true, env = "KHA_CLI_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Projects: git repositories kha builds.
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Builds of a project.
+    #[command(subcommand)]
+    Build(BuildCmd),
+    /// Print a job's log (`--follow` to tail it while it runs).
+    Log {
+        job: u64,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Builders and their enrolment tokens.
+    #[command(subcommand)]
+    Builder(BuilderCmd),
+}
+
+#[derive(Subcommand)]
+enum ProjectCmd {
+    /// Add a project: a name and a git URL.
+    Add {
+        name: String,
+        repo_url: String,
+        /// Branch built by default (default: master or main).
+        #[arg(long)]
+        branch: Option<String>,
+        /// Job timeout in seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Builder image the jobs run in.
+        #[arg(long)]
+        image: Option<String>,
+    },
+    List,
+    Show { name: String },
+    Remove { name: String },
+}
+
+#[derive(Args)]
+struct Paging {
+    #[arg(long, default_value_t = 1)]
+    page: u32,
+    #[arg(long, default_value_t = 25)]
+    per_page: u32,
+}
+
+#[derive(Subcommand)]
+enum BuildCmd {
+    /// Build a branch's head (or a given commit).
+    Trigger {
+        project: String,
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long)]
+        commit: Option<String>,
+        /// Build again even if this commit was built already.
+        #[arg(long)]
+        force: bool,
+        /// Wait for the build to finish; exit 10 unless it passed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A project's builds, newest first.
+    List {
+        project: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    Show { id: u64 },
+    /// Run a finished build's jobs again.
+    Restart { id: u64 },
+    Cancel { id: u64 },
+}
+
+#[derive(Subcommand)]
+enum BuilderCmd {
+    List,
+    /// Stop giving a builder new jobs.
+    Drain { id: String },
+    /// Revoke a builder's credential; its jobs run elsewhere.
+    Revoke { id: String },
+    /// Enrolment tokens that let builders join.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    Create {
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Revoke { id: String },
+    List,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    server: Option<String>,
+    token: Option<String>,
+}
+
+struct Ctx {
+    client: AdminServiceClient<Channel>,
+    token: String,
+    json: bool,
+}
+
+impl Ctx {
+    fn req<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Ok(v) = format!("Bearer {}", self.token).parse() {
+            r.metadata_mut().insert("authorization", v);
+        }
+        r
+    }
+}
+
+/// An error with the exit code it maps to.
+struct Failure(u8, String);
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Self {
+        let code = match s.code() {
+            Code::NotFound => 3,
+            Code::Unauthenticated | Code::PermissionDenied => 4,
+            Code::Unavailable => 5,
+            _ => 1,
+        };
+        Failure(code, s.message().to_string())
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure(1, format!("{e:#}"))
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(code, msg)) => {
+            eprintln!("kha: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> Result<u8, Failure> {
+    let file = load_config(cli.config.as_deref())?;
+    let server = cli
+        .server
+        .or(file.server)
+        .unwrap_or_else(|| "http://127.0.0.1:7700".into());
+    let server = if server.contains("://") { server } else { format!("http://{server}") };
+    let token = match cli.token.or(file.token) {
+        Some(t) => t,
+        None => {
+            let dir = cli.data_dir.unwrap_or_else(|| PathBuf::from("/var/lib/kha"));
+            std::fs::read_to_string(dir.join("admin.token"))
+                .map(|t| t.trim().to_string())
+                .map_err(|_| {
+                    Failure(4, format!(
+                        "no admin token: pass --token, set KHA_TOKEN, or run where {} is readable",
+                        dir.join("admin.token").display()
+                    ))
+                })?
+        }
+    };
+    let channel = tonic::transport::Endpoint::from_shared(server.clone())
+        .map_err(|e| Failure(2, format!("bad server address {server:?}: {e}")))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| Failure(5, format!("cannot reach the control node at {server}: {e}")))?;
+    let client = AdminServiceClient::new(channel)
+        .max_decoding_message_size(kha_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(kha_proto::MAX_MESSAGE_BYTES);
+    let mut ctx = Ctx { client, token, json: cli.json };
+    match cli.cmd {
+        Cmd::Project(c) => project(&mut ctx, c).await,
+        Cmd::Build(c) => build(&mut ctx, c).await,
+        Cmd::Log { job, follow } => log(&mut ctx, job, follow).await,
+        Cmd::Builder(c) => builder(&mut ctx, c).await,
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<FileConfig, Failure> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(".config/kha/cli.toml"),
+            None => return Ok(FileConfig::default()),
+        },
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) => toml::from_str(&t).map_err(|e| Failure(2, format!("{}: {e}", path.display()))),
+        Err(_) => Ok(FileConfig::default()),
+    }
+}
+
+/// Prints rows as aligned columns.
+fn table(head: &[&str], rows: Vec<Vec<String>>) {
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(head.iter().map(|s| s.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn ago(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(ms);
+    let s = now.saturating_sub(ms) / 1000;
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+fn duration(start: u64, end: u64) -> String {
+    if start == 0 || end < start {
+        return "-".into();
+    }
+    let ms = end - start;
+    if ms < 10_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+fn short(c: &str) -> &str {
+    c.get(..10).unwrap_or(c)
+}
+
+fn project_json(p: &Project) -> serde_json::Value {
+    json!({"name": p.name, "repo_url": p.repo_url, "default_branch": p.default_branch,
+           "timeout_secs": p.timeout_secs, "image": p.image, "created_ms": p.created_ms})
+}
+
+fn job_json(j: &Job) -> serde_json::Value {
+    json!({"id": j.id, "build_id": j.build_id, "number": j.number, "state": j.state, "epoch": j.epoch,
+           "attempts": j.attempts, "builder": j.builder, "started_ms": j.started_ms,
+           "finished_ms": j.finished_ms, "log_len": j.log_len, "env": j.env,
+           "allow_failure": j.allow_failure, "detail": j.detail, "requires": j.requires})
+}
+
+fn build_json(b: &Build) -> serde_json::Value {
+    json!({"id": b.id, "project": b.project, "branch": b.branch, "commit": b.commit,
+           "message": b.message, "state": b.state, "created_ms": b.created_ms,
+           "finished_ms": b.finished_ms, "warnings": b.warnings, "error": b.error,
+           "jobs": b.jobs.iter().map(job_json).collect::<Vec<_>>()})
+}
+
+fn print_json(v: serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+}
+
+async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
+    match c {
+        ProjectCmd::Add { name, repo_url, branch, timeout, image } => {
+            let r = ctx.req(AddProjectRequest {
+                name,
+                repo_url,
+                default_branch: branch.unwrap_or_default(),
+                timeout_secs: timeout.unwrap_or(0),
+                image: image.unwrap_or_default(),
+            });
+            let p = ctx.client.add_project(r).await?.into_inner();
+            if ctx.json {
+                print_json(project_json(&p));
+            } else {
+                println!("added project {} ({}, branch {})", p.name, p.repo_url, p.default_branch);
+            }
+        }
+        ProjectCmd::List => {
+            let r = ctx.req(ListProjectsRequest {});
+            let ps = ctx.client.list_projects(r).await?.into_inner().projects;
+            if ctx.json {
+                print_json(json!(ps.iter().map(project_json).collect::<Vec<_>>()));
+            } else {
+                table(
+                    &["NAME", "BRANCH", "IMAGE", "REPOSITORY"],
+                    ps.into_iter().map(|p| vec![p.name, p.default_branch, p.image, p.repo_url]).collect(),
+                );
+            }
+        }
+        ProjectCmd::Show { name } => {
+            let r = ctx.req(GetProjectRequest { name });
+            let p = ctx.client.get_project(r).await?.into_inner();
+            if ctx.json {
+                print_json(project_json(&p));
+            } else {
+                println!("name:       {}\nrepository: {}\nbranch:     {}\nimage:      {}\ntimeout:    {}s\ncreated:    {}",
+                    p.name, p.repo_url, p.default_branch, p.image, p.timeout_secs, ago(p.created_ms));
+            }
+        }
+        ProjectCmd::Remove { name } => {
+            let r = ctx.req(RemoveProjectRequest { name: name.clone() });
+            ctx.client.remove_project(r).await?;
+            if !ctx.json {
+                println!("removed project {name}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn print_build(b: &Build) {
+    println!("build {}  {}  {}@{} ({})", b.id, b.state, b.project, b.branch, short(&b.commit));
+    if !b.message.is_empty() {
+        println!("  {}", b.message);
+    }
+    if !b.error.is_empty() {
+        println!("  error: {}", b.error);
+    }
+    for w in &b.warnings {
+        println!("  warning: {w}");
+    }
+    table(
+        &["JOB", "ID", "STATE", "ENV", "BUILDER", "TIME", "DETAIL"],
+        b.jobs
+            .iter()
+            .map(|j| {
+                let mut env = j.env.join(" ");
+                if j.allow_failure {
+                    env.push_str(" (allowed to fail)");
+                }
+                vec![
+                    format!("{}.{}", b.id, j.number),
+                    j.id.to_string(),
+                    j.state.clone(),
+                    env.trim().to_string(),
+                    if j.builder.is_empty() { "-".into() } else { j.builder.clone() },
+                    duration(j.started_ms, if j.finished_ms > 0 { j.finished_ms } else { now_ms() }),
+                    j.detail.clone(),
+                ]
+            })
+            .collect(),
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn passed(state: &str) -> bool {
+    state == "passed"
+}
+
+async fn build(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
+    match c {
+        BuildCmd::Trigger { project, branch, commit, force, wait } => {
+            let r = ctx.req(TriggerBuildRequest {
+                project,
+                branch: branch.unwrap_or_default(),
+                commit: commit.unwrap_or_default(),
+                force,
+            });
+            let t = ctx.client.trigger_build(r).await?.into_inner();
+            let mut b = t.build.ok_or_else(|| anyhow!("the control node sent no build"))?;
+            if !ctx.json {
+                if t.created {
+                    println!("build {} created: {} job(s), {}", b.id, b.jobs.len(), b.state);
+                } else {
+                    println!("build {} already built this commit ({}); use --force to build it again", b.id, b.state);
+                }
+            }
+            if wait {
+                let mut delay = 50;
+                while !matches!(b.state.as_str(), "passed" | "failed" | "errored" | "canceled") {
+                    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                    delay = (delay * 2).min(1000);
+                    let r = ctx.req(GetBuildRequest { build_id: b.id });
+                    b = ctx.client.get_build(r).await?.into_inner();
+                }
+            }
+            if ctx.json {
+                let mut v = build_json(&b);
+                v["created"] = json!(t.created);
+                print_json(v);
+            } else if wait {
+                print_build(&b);
+            }
+            if wait && !passed(&b.state) {
+                return Ok(10);
+            }
+        }
+        BuildCmd::List { project, paging } => {
+            let r = ctx.req(ListBuildsRequest { project, page: paging.page, per_page: paging.per_page });
+            let l = ctx.client.list_builds(r).await?.into_inner();
+            if ctx.json {
+                print_json(json!({"total": l.total, "page": paging.page, "per_page": paging.per_page,
+                                  "builds": l.builds.iter().map(build_json).collect::<Vec<_>>()}));
+            } else {
+                table(
+                    &["BUILD", "STATE", "BRANCH", "COMMIT", "JOBS", "CREATED", "MESSAGE"],
+                    l.builds
+                        .iter()
+                        .map(|b| {
+                            vec![
+                                b.id.to_string(),
+                                b.state.clone(),
+                                b.branch.clone(),
+                                short(&b.commit).to_string(),
+                                b.jobs.len().to_string(),
+                                ago(b.created_ms),
+                                b.message.chars().take(50).collect(),
+                            ]
+                        })
+                        .collect(),
+                );
+                let pages = l.total.div_ceil(paging.per_page.max(1) as u64).max(1);
+                println!("page {} of {pages} ({} builds)", paging.page, l.total);
+            }
+        }
+        BuildCmd::Show { id } => {
+            let r = ctx.req(GetBuildRequest { build_id: id });
+            let b = ctx.client.get_build(r).await?.into_inner();
+            if ctx.json { print_json(build_json(&b)) } else { print_build(&b) }
+        }
+        BuildCmd::Restart { id } => {
+            let r = ctx.req(GetBuildRequest { build_id: id });
+            let b = ctx.client.restart_build(r).await?.into_inner();
+            if ctx.json { print_json(build_json(&b)) } else { println!("build {} restarted: {}", b.id, b.state) }
+        }
+        BuildCmd::Cancel { id } => {
+            let r = ctx.req(GetBuildRequest { build_id: id });
+            let b = ctx.client.cancel_build(r).await?.into_inner();
+            if ctx.json { print_json(build_json(&b)) } else { println!("build {}: cancel requested ({})", b.id, b.state) }
+        }
+    }
+    Ok(0)
+}
+
+async fn log(ctx: &mut Ctx, job: u64, follow: bool) -> Result<u8, Failure> {
+    let r = ctx.req(FollowLogRequest { job_id: job, offset: 0, follow });
+    let mut s = ctx.client.follow_log(r).await?.into_inner();
+    let mut out = std::io::stdout().lock();
+    let mut state = String::new();
+    while let Some(m) = s.message().await? {
+        if !m.data.is_empty() {
+            out.write_all(&m.data).map_err(|e| anyhow!("writing the log: {e}"))?;
+            out.flush().ok();
+        }
+        if m.done {
+            state = m.state;
+            break;
+        }
+    }
+    if follow && !passed(&state) {
+        eprintln!("kha: job {job} {state}");
+        return Ok(10);
+    }
+    Ok(0)
+}
+
+async fn builder(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
+    let builder_json = |b: &Builder| {
+        json!({"id": b.id, "name": b.name, "connected": b.connected, "draining": b.draining,
+               "revoked": b.revoked, "labels": b.labels, "slots": b.slots,
+               "running_jobs": b.running_jobs, "last_seen_ms": b.last_seen_ms, "version": b.version})
+    };
+    match c {
+        BuilderCmd::List => {
+            let r = ctx.req(ListBuildersRequest {});
+            let bs = ctx.client.list_builders(r).await?.into_inner().builders;
+            if ctx.json {
+                print_json(json!(bs.iter().map(builder_json).collect::<Vec<_>>()));
+            } else {
+                table(
+                    &["ID", "NAME", "STATE", "SLOTS", "RUNNING", "SEEN", "LABELS"],
+                    bs.iter()
+                        .map(|b| {
+                            let state = if b.revoked {
+                                "revoked"
+                            } else if !b.connected {
+                                "offline"
+                            } else if b.draining {
+                                "draining"
+                            } else {
+                                "ready"
+                            };
+                            vec![
+                                b.id.clone(),
+                                b.name.clone(),
+                                state.into(),
+                                b.slots.to_string(),
+                                b.running_jobs.iter().map(|j| j.to_string()).collect::<Vec<_>>().join(","),
+                                ago(b.last_seen_ms),
+                                b.labels.join(","),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        BuilderCmd::Drain { id } => {
+            let r = ctx.req(BuilderRequest { builder_id: id });
+            let b = ctx.client.drain_builder(r).await?.into_inner();
+            if ctx.json { print_json(builder_json(&b)) } else { println!("builder {} is draining", b.id) }
+        }
+        BuilderCmd::Revoke { id } => {
+            let r = ctx.req(BuilderRequest { builder_id: id });
+            let b = ctx.client.revoke_builder(r).await?.into_inner();
+            if ctx.json { print_json(builder_json(&b)) } else { println!("builder {} revoked", b.id) }
+        }
+        BuilderCmd::Token(TokenCmd::Create { description }) => {
+            let r = ctx.req(CreateEnrolmentTokenRequest { description });
+            let t = ctx.client.create_enrolment_token(r).await?.into_inner();
+            if ctx.json {
+                print_json(json!({"id": t.id, "token": t.token, "description": t.description}));
+            } else {
+                println!("{}", t.token);
+                eprintln!("enrolment token {} created; it is shown only this once.\njoin a builder with: kha-builder --control URL --token TOKEN", t.id);
+            }
+        }
+        BuilderCmd::Token(TokenCmd::Revoke { id }) => {
+            let r = ctx.req(RevokeEnrolmentTokenRequest { id });
+            let t = ctx.client.revoke_enrolment_token(r).await?.into_inner();
+            if !ctx.json {
+                println!("enrolment token {} revoked", t.id);
+            }
+        }
+        BuilderCmd::Token(TokenCmd::List) => {
+            let r = ctx.req(ListEnrolmentTokensRequest {});
+            let ts = ctx.client.list_enrolment_tokens(r).await?.into_inner().tokens;
+            if ctx.json {
+                print_json(json!(ts.iter().map(|t| json!({"id": t.id, "description": t.description,
+                    "created_ms": t.created_ms, "revoked": t.revoked})).collect::<Vec<_>>()));
+            } else {
+                table(
+                    &["ID", "STATE", "CREATED", "DESCRIPTION"],
+                    ts.into_iter()
+                        .map(|t| vec![t.id, if t.revoked { "revoked" } else { "active" }.into(), ago(t.created_ms), t.description])
+                        .collect(),
+                );
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,74 @@
+//! The builder's settings: a TOML file (every key optional), overridden by
+//! flags and `KHA_…` environment variables in `main.rs`.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// An ephemeral lxc container per job (the default).
+    Lxc,
+    /// Plain host processes: for trusted local use only.
+    Host,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The control node's gRPC address.
+    pub control: String,
+    /// Identity, mirrors, workspaces, spools and images.
+    pub data_dir: PathBuf,
+    /// Shown in `kha builder list`.
+    pub name: String,
+    /// Jobs run at once.
+    pub slots: u32,
+    /// Extra `key=value` labels jobs can require.
+    pub labels: Vec<String>,
+    pub executor: ExecutorKind,
+    /// Container memory limit in MiB (lxc).
+    pub memory_mib: u64,
+    /// Container process limit (lxc).
+    pub pids: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            control: "http://127.0.0.1:7700".into(),
+            data_dir: PathBuf::from("/var/lib/kha-builder"),
+            name: hostname(),
+            slots: 2,
+            labels: vec![],
+            executor: ExecutorKind::Lxc,
+            memory_mib: 2048,
+            pids: 4096,
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "builder".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let c = Config::from_toml(include_str!("../../../deploy/builder.toml")).unwrap();
+        assert_eq!(c.slots, 2);
+        assert_eq!(c.executor, ExecutorKind::Lxc);
+        assert!(Config::from_toml("slot = 1").is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! The driver script: one POSIX sh script per job that runs its phases with
+//! Travis's semantics, written to `<workspace>/.kha/run.sh`.
+//!
+//! Each command is echoed as `$ command` and run with `eval` in one shell,
+//! so `cd` and exported variables carry over to later commands, as on
+//! Travis. A failing `before_install`, `install` or `before_script` command
+//! ends the job as errored; a failing `script` command marks it failed and
+//! the remaining `script` commands still run; `after_success` or
+//! `after_failure` follows, then `after_script`, and none of those change
+//! the result. The script records its progress in `.kha/state` so the
+//! builder can tell a job that never started (container trouble) from one
+//! that ended abruptly (`exit` in a command).
+//!
+//! Untrusted values (branch names, commit ids) are single-quoted; commands
+//! and `env` lines are the project's own shell code and run as such.
+
+use kha_core::travis::Phases;
+
+/// Exit codes of the driver.
+pub const EXIT_PASSED: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_ERRORED: i32 = 2;
+
+/// Quotes a string for POSIX sh.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+pub struct DriverInput<'a> {
+    pub phases: &'a Phases,
+    pub env: &'a [String],
+    /// Fixed variables (name, value), exported before `env`.
+    pub vars: &'a [(&'a str, String)],
+}
+
+pub fn script(input: &DriverInput<'_>) -> String {
+    let mut s = String::from(
+        "#!/bin/sh\n# Written by kha-builder: runs this job's phases.\ncd \"$(dirname \"$0\")/..\" || exit 2\n_kha_ws=$(pwd)\n\
+         kha_state() { printf '%s\\n' \"$1\" >> \"$_kha_ws/.kha/state\"; }\nkha_state started\n",
+    );
+    for (k, v) in input.vars {
+        s.push_str(&format!("export {k}={}\n", sh_quote(v)));
+    }
+    for line in input.env {
+        s.push_str(&format!("export {line}\n"));
+    }
+    s.push_str("kha_result=passed\n");
+    let run = |s: &mut String, cmd: &str, on_fail: &str| {
+        s.push_str(&format!(
+            "printf '$ %s\\n' {q}\neval {q} || {{ {on_fail}; }}\n",
+            q = sh_quote(cmd)
+        ));
+    };
+    for phase in ["before_install", "install", "before_script"] {
+        for cmd in input.phases.get(phase).into_iter().flatten() {
+            s.push_str(&format!("kha_state 'phase {phase}'\n"));
+            run(&mut s, cmd, "kha_state 'result errored'; exit 2");
+        }
+    }
+    s.push_str("kha_state 'phase script'\n");
+    for cmd in &input.phases.script {
+        run(&mut s, cmd, "kha_result=failed");
+    }
+    s.push_str("kha_state \"result $kha_result\"\n");
+    s.push_str("if [ \"$kha_result\" = passed ]; then\n  kha_state 'phase after_success'\n  :\n");
+    for cmd in &input.phases.after_success {
+        run(&mut s, cmd, ":");
+    }
+    s.push_str("else\n  kha_state 'phase after_failure'\n  :\n");
+    for cmd in &input.phases.after_failure {
+        run(&mut s, cmd, ":");
+    }
+    s.push_str("fi\nkha_state 'phase after_script'\n");
+    for cmd in &input.phases.after_script {
+        run(&mut s, cmd, ":");
+    }
+    s.push_str("kha_state done\n[ \"$kha_result\" = passed ] && exit 0\nexit 1\n");
+    s
+}
+
+/// What the state file says about how far the driver got.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Progress {
+    pub started: bool,
+    /// The driver ran to its end.
+    pub done: bool,
+    pub phase: Option<String>,
+    pub result: Option<String>,
+}
+
+pub fn read_progress(text: &str) -> Progress {
+    let mut p = Progress::default();
+    for line in text.lines() {
+        if line == "started" {
+            p.started = true;
+        } else if line == "done" {
+            p.done = true;
+        } else if let Some(ph) = line.strip_prefix("phase ") {
+            p.phase = Some(ph.to_string());
+        } else if let Some(r) = line.strip_prefix("result ") {
+            p.result = Some(r.to_string());
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn phases(f: impl FnOnce(&mut Phases)) -> Phases {
+        let mut p = Phases::default();
+        f(&mut p);
+        p
+    }
+
+    /// Runs a driver in a temp workspace with the host's sh.
+    fn run(p: &Phases, env: &[String]) -> (i32, String, Progress) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join(".kha")).unwrap();
+        let vars = [("TRAVIS_BRANCH", "it's; $(x)".to_string())];
+        let text = script(&DriverInput { phases: p, env, vars: &vars });
+        std::fs::write(d.path().join(".kha/run.sh"), text).unwrap();
+        let out = Command::new("/bin/sh").arg(d.path().join(".kha/run.sh")).output().unwrap();
+        let state = std::fs::read_to_string(d.path().join(".kha/state")).unwrap_or_default();
+        let mut all = out.stdout;
+        all.extend(out.stderr);
+        (out.status.code().unwrap_or(-1), String::from_utf8(all).unwrap(), read_progress(&state))
+    }
+
+    #[test]
+    fn passing_job_echoes_commands() {
+        let p = phases(|p| p.script = vec!["echo hello".into()]);
+        let (code, out, prog) = run(&p, &[]);
+        assert_eq!(code, EXIT_PASSED);
+        assert_eq!(out, "$ echo hello\nhello\n");
+        assert_eq!(prog.result.as_deref(), Some("passed"));
+        assert!(prog.started && prog.done);
+    }
+
+    #[test]
+    fn script_failure_fails_but_runs_the_rest() {
+        let p = phases(|p| {
+            p.script = vec!["false".into(), "echo still".into()];
+            p.after_success = vec!["echo nope".into()];
+            p.after_failure = vec!["echo after_failure".into()];
+            p.after_script = vec!["echo after_script".into(), "false".into()];
+        });
+        let (code, out, _) = run(&p, &[]);
+        assert_eq!(code, EXIT_FAILED);
+        assert_eq!(out, "$ false\n$ echo still\nstill\n$ echo after_failure\nafter_failure\n$ echo after_script\nafter_script\n$ false\n");
+    }
+
+    #[test]
+    fn install_failure_errors_and_stops() {
+        let p = phases(|p| {
+            p.install = vec!["exit 3".into()];
+            p.script = vec!["echo never".into()];
+        });
+        let (code, out, prog) = run(&p, &[]);
+        // `exit` in a command ends the driver itself: the state file says where.
+        assert_eq!(code, 3);
+        assert_eq!(prog.phase.as_deref(), Some("install"));
+        assert!(!out.contains("never"));
+        let p = phases(|p| {
+            p.before_install = vec!["false".into()];
+            p.script = vec!["echo never".into()];
+        });
+        let (code, out, prog) = run(&p, &[]);
+        assert_eq!(code, EXIT_ERRORED);
+        assert_eq!(out, "$ false\n");
+        assert_eq!(prog.result.as_deref(), Some("errored"));
+    }
+
+    #[test]
+    fn state_carries_over_and_values_are_quoted() {
+        let p = phases(|p| {
+            p.before_script = vec!["mkdir -p sub && cd sub".into(), "export X=from_before".into()];
+            p.script = vec!["basename \"$PWD\"; echo $X $A \"$B\"".into(), "printf '%s\\n' \"$TRAVIS_BRANCH\"".into()];
+        });
+        let (code, out, _) = run(&p, &["A=1 B=\"two words\"".into()]);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("\nsub\nfrom_before 1 two words\n"), "{out}");
+        assert!(out.ends_with("it's; $(x)\n"), "{out}");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+    }
+}
+
+/// The outcome a driver run comes to, from its exit code and progress.
+pub fn outcome(code: Option<i32>, p: &Progress) -> (kha_core::JobOutcome, String) {
+    use kha_core::JobOutcome::*;
+    if !p.started {
+        return (Infrastructure, format!("the job did not start (exit {})", code.map_or("by signal".into(), |c| c.to_string())));
+    }
+    let from_result = |r: &str| match r {
+        "passed" => Passed,
+        "failed" => Failed,
+        _ => Errored,
+    };
+    if p.done {
+        let o = p.result.as_deref().map_or(Errored, from_result);
+        let detail = match o {
+            Passed => String::new(),
+            Failed => "script failed".into(),
+            _ => "setup failed".into(),
+        };
+        return (o, detail);
+    }
+    // The driver ended early: `exit` in a command, or killed.
+    let code = code.map_or("a signal".to_string(), |c| format!("exit {c}"));
+    match p.phase.as_deref() {
+        Some("before_install" | "install" | "before_script") | None => (Errored, format!("{} ended the job ({code})", p.phase.as_deref().unwrap_or("setup"))),
+        Some("script") => (Failed, format!("script ended the job ({code})")),
+        Some(_) => (p.result.as_deref().map_or(Errored, from_result), format!("an after_* command ended the job ({code})")),
+    }
+}

@@ -1,0 +1,67 @@
+//! The builder's identity: its id and secret from enrolment, kept in a 0600
+//! file in the data dir so the builder stays the same builder across
+//! restarts.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Identity {
+    pub builder_id: String,
+    pub secret: String,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Identity({}, <secret>)", self.builder_id)
+    }
+}
+
+impl Identity {
+    pub fn load(dir: &Path) -> std::io::Result<Option<Identity>> {
+        match std::fs::read(dir.join("identity.json")) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(std::io::Error::other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let tmp = dir.join("identity.json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(tmp, dir.join("identity.json"))
+    }
+
+    /// The value of the `authorization` metadata.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}:{}", self.builder_id, self.secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn saved_private_and_loaded() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(Identity::load(d.path()).unwrap().is_none());
+        let id = Identity { builder_id: "b-1".into(), secret: "s".into() };
+        id.save(d.path()).unwrap();
+        let mode = std::fs::metadata(d.path().join("identity.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(Identity::load(d.path()).unwrap().unwrap().builder_id, "b-1");
+        assert!(!format!("{id:?}").contains('s') || !format!("{id:?}").contains("\"s\""));
+    }
+}

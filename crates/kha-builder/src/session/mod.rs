@@ -1,0 +1,299 @@
+//! The session with the control node: Hello, credit, offers, heartbeats,
+//! cancels, drain, and reconnection with jittered backoff. Jobs keep
+//! running while the session is down; the next Hello lists them and the
+//! control node says which to keep.
+
+use crate::job::{self, JobHandle, StopReason};
+use crate::logs::jitter;
+use crate::Shared;
+use kha_core::{PROTOCOL_MINOR};
+use kha_proto::agent::{builder_message::Msg as B, control_message::Msg as C, *};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// What ends a session.
+enum End {
+    /// Try again after this long.
+    Reconnect(Duration),
+    /// Drained and idle, or told to stop: exit cleanly.
+    Exit,
+}
+
+/// A refusal no retry will fix.
+#[derive(Debug, thiserror::Error)]
+#[error("the control node refused this builder: {0}")]
+pub struct Refused(pub String);
+
+/// State that outlives one connection.
+pub struct Local {
+    pub sigterms: u32,
+    pub draining: bool,
+    /// Offers accepted but not yet granted.
+    offered: HashMap<u64, (u64, JobSpec)>,
+}
+
+impl Local {
+    pub fn new() -> Local {
+        Local { sigterms: 0, draining: false, offered: HashMap::new() }
+    }
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs sessions until the builder is drained and idle. `signals` yields
+/// once per SIGTERM/SIGINT: drain, then cancel jobs, then exit.
+pub async fn run(shared: Arc<Shared>, protocol_major: u32, mut signals: mpsc::Receiver<()>) -> Result<(), Refused> {
+    let mut local = Local::new();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match once(&shared, protocol_major, &mut local, &mut signals, &mut backoff).await? {
+            End::Exit => return Ok(()),
+            End::Reconnect(d) => {
+                local.offered.clear();
+                let wait = tokio::time::sleep(d);
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        _ = &mut wait => break,
+                        s = signals.recv() => {
+                            if s.is_none() || on_signal(&shared, &mut local) {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Handles one SIGTERM. Returns true when the builder should exit now.
+fn on_signal(shared: &Arc<Shared>, local: &mut Local) -> bool {
+    local.sigterms += 1;
+    match local.sigterms {
+        1 => {
+            info!("draining: no new jobs; running jobs finish (signal again to cancel them)");
+            local.draining = true;
+            shared.running().is_empty()
+        }
+        2 => {
+            info!("canceling running jobs (signal again to exit at once)");
+            for h in shared.jobs().values() {
+                h.stop(StopReason::Shutdown);
+            }
+            shared.running().is_empty()
+        }
+        _ => true,
+    }
+}
+
+fn msg(m: B) -> BuilderMessage {
+    BuilderMessage { msg: Some(m) }
+}
+
+async fn once(
+    shared: &Arc<Shared>,
+    major: u32,
+    local: &mut Local,
+    signals: &mut mpsc::Receiver<()>,
+    backoff: &mut Duration,
+) -> Result<End, Refused> {
+    let retry = |b: &mut Duration| {
+        let d = jitter(*b);
+        *b = (*b * 2).min(Duration::from_secs(10));
+        End::Reconnect(d)
+    };
+    let (tx, rx) = mpsc::channel::<BuilderMessage>(64);
+    let running: Vec<RunningJob> = shared
+        .jobs()
+        .iter()
+        .map(|(&job_id, h)| RunningJob { job_id, epoch: h.epoch, committed_offset: h.acked.load(Ordering::SeqCst) })
+        .collect();
+    let hello = Hello {
+        builder_id: shared.identity.builder_id.clone(),
+        name: shared.cfg.name.clone(),
+        protocol_major: major,
+        protocol_minor: PROTOCOL_MINOR,
+        features: vec![],
+        labels: shared.labels.clone(),
+        slots: shared.cfg.slots,
+        running,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    // Hello goes in before the call: the call returns only once the
+    // control node answers, and it answers only after Hello.
+    let _ = tx.send(msg(B::Hello(hello))).await;
+    let mut req = tonic::Request::new(ReceiverStream::new(rx));
+    if let Ok(v) = shared.identity.bearer().parse() {
+        req.metadata_mut().insert("authorization", v);
+    }
+    let mut inbound = match shared.client.clone().session(req).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => {
+            return match s.code() {
+                tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition | tonic::Code::PermissionDenied => {
+                    Err(Refused(s.message().to_string()))
+                }
+                _ => {
+                    warn!(error = %s.message(), "cannot open a session; retrying");
+                    Ok(retry(backoff))
+                }
+            };
+        }
+    };
+    let welcome = match inbound.message().await {
+        Ok(Some(ControlMessage { msg: Some(C::Welcome(w)) })) => w,
+        Ok(_) => return Ok(retry(backoff)),
+        Err(s) => {
+            return match s.code() {
+                tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition | tonic::Code::PermissionDenied => {
+                    Err(Refused(s.message().to_string()))
+                }
+                _ => Ok(retry(backoff)),
+            }
+        }
+    };
+    *backoff = Duration::from_millis(200);
+    shared.set_limits(welcome.max_chunk_bytes as usize, welcome.log_cap_bytes);
+    for v in &welcome.verdicts {
+        if !v.keep {
+            if let Some(h) = shared.jobs().get(&v.job_id) {
+                info!(job_id = v.job_id, reason = %v.reason, "control node says stop this job");
+                h.stop(StopReason::Revoked);
+            }
+        }
+    }
+    if welcome.draining {
+        local.draining = true;
+    }
+    info!(heartbeat_ms = welcome.heartbeat_ms, resumed = welcome.verdicts.iter().filter(|v| v.keep).count(), "session open");
+    let send = |m: B| tx.try_send(msg(m)).is_ok();
+    if local.draining {
+        send(B::Drain(DrainRequest {}));
+    }
+    send(B::Ready(Ready { free_slots: free(shared, local) }));
+    let mut hb = tokio::time::interval(Duration::from_millis(welcome.heartbeat_ms.max(50)));
+    hb.tick().await;
+    loop {
+        tokio::select! {
+            m = inbound.message() => {
+                let m = match m {
+                    Ok(Some(ControlMessage { msg: Some(m) })) => m,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => { warn!("session closed by the control node"); return Ok(retry(backoff)); }
+                    Err(s) => {
+                        if s.code() == tonic::Code::Unauthenticated {
+                            return Err(Refused(s.message().to_string()));
+                        }
+                        warn!(error = %s.message(), "session broke; reconnecting");
+                        return Ok(retry(backoff));
+                    }
+                };
+                match m {
+                    C::Welcome(_) => {}
+                    C::Offer(o) => {
+                        let spec = o.spec.unwrap_or_default();
+                        let image_label = format!("image={}", if spec.image.is_empty() { "default" } else { &spec.image });
+                        if local.draining {
+                            send(B::Reject(Reject { job_id: o.job_id, epoch: o.epoch, reason: "draining".into() }));
+                        } else if free(shared, local) == 0 {
+                            send(B::Reject(Reject { job_id: o.job_id, epoch: o.epoch, reason: "busy".into() }));
+                        } else if !shared.executor.labels().contains(&image_label) {
+                            send(B::Reject(Reject { job_id: o.job_id, epoch: o.epoch, reason: format!("no {image_label} here") }));
+                        } else {
+                            local.offered.insert(o.job_id, (o.epoch, spec));
+                            send(B::Accept(Accept { job_id: o.job_id, epoch: o.epoch }));
+                        }
+                    }
+                    C::Granted(g) => {
+                        match local.offered.remove(&g.job_id) {
+                            Some((epoch, spec)) if epoch == g.epoch => start(shared, g.job_id, epoch, spec),
+                            _ => warn!(job_id = g.job_id, "grant for a job not offered"),
+                        }
+                    }
+                    C::Revoke(r) => {
+                        local.offered.remove(&r.job_id);
+                        if let Some(h) = shared.jobs().get(&r.job_id) {
+                            if h.epoch == r.epoch { h.stop(StopReason::Revoked); }
+                        }
+                        send(B::Ready(Ready { free_slots: free(shared, local) }));
+                    }
+                    C::Cancel(c) => {
+                        if let Some(h) = shared.jobs().get(&c.job_id) {
+                            if h.epoch == c.epoch {
+                                info!(job_id = c.job_id, reason = %c.reason, "canceling job");
+                                h.stop(StopReason::Canceled { grace_ms: c.grace_ms });
+                            }
+                        }
+                        send(B::CancelAck(CancelAck { job_id: c.job_id, epoch: c.epoch }));
+                    }
+                    C::HeartbeatAck(a) => {
+                        let should: HashSet<(u64, u64)> = a.should_run.iter().map(|r| (r.job_id, r.epoch)).collect();
+                        for (&job, h) in shared.jobs().iter() {
+                            if !should.contains(&(job, h.epoch)) {
+                                info!(job_id = job, "not ours any more; stopping it");
+                                h.stop(StopReason::Revoked);
+                            }
+                        }
+                    }
+                    C::Drain(_) => {
+                        info!("an admin drained this builder");
+                        local.draining = true;
+                    }
+                    C::Disconnect(d) => {
+                        info!(reason = %d.reason, "control node asked us to reconnect later");
+                        return Ok(End::Reconnect(jitter(Duration::from_millis(d.reconnect_after_ms.max(100)))));
+                    }
+                }
+            }
+            _ = hb.tick() => {
+                let running = shared.running().into_iter().map(|(job_id, epoch)| JobRef { job_id, epoch }).collect();
+                if !send(B::Heartbeat(Heartbeat { running, free_slots: free(shared, local) })) {
+                    return Ok(retry(backoff));
+                }
+            }
+            _ = shared.wake.notified() => {
+                if local.draining && local.sigterms > 0 && shared.running().is_empty() {
+                    send(B::GoingAway(GoingAway {}));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return Ok(End::Exit);
+                }
+                send(B::Ready(Ready { free_slots: free(shared, local) }));
+            }
+            s = signals.recv() => {
+                if s.is_none() || on_signal(shared, local) {
+                    send(B::GoingAway(GoingAway {}));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return Ok(End::Exit);
+                }
+                send(B::Drain(DrainRequest {}));
+            }
+        }
+    }
+}
+
+fn free(shared: &Shared, local: &Local) -> u32 {
+    if local.draining {
+        return 0;
+    }
+    shared.cfg.slots.saturating_sub((shared.jobs().len() + local.offered.len()) as u32)
+}
+
+fn start(shared: &Arc<Shared>, job_id: u64, epoch: u64, spec: JobSpec) {
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let reason = Arc::new(Mutex::new(None));
+    shared.jobs().insert(job_id, JobHandle { epoch, acked: acked.clone(), stop: stop.clone(), reason: reason.clone() });
+    info!(job_id, epoch, project = %spec.project, commit = %spec.commit, "job granted");
+    crate::task::spawn("job", job::run(shared.clone(), job_id, epoch, spec, (acked, stop, reason)));
+}

@@ -1,0 +1,100 @@
+//! Checking a job's commit out: a bare mirror per repository URL is kept as
+//! a cache and fetched before each job; the workspace is a local clone of
+//! it, detached at the job's commit, with the real URL as `origin`.
+//! Blocking (git2): run it on the blocking pool.
+
+use git2::build::{CheckoutBuilder, RepoBuilder};
+use git2::{FetchOptions, Oid, Repository};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("cannot fetch {url}: {msg}")]
+    Fetch { url: String, msg: String },
+    #[error("commit {0} is not in the repository")]
+    NoCommit(String),
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Workspaces {
+    mirrors: PathBuf,
+    /// Fetches into one mirror must not overlap.
+    lock: Mutex<()>,
+}
+
+impl Workspaces {
+    pub fn new(mirrors: PathBuf) -> Workspaces {
+        Workspaces { mirrors, lock: Mutex::new(()) }
+    }
+
+    fn mirror_path(&self, url: &str) -> PathBuf {
+        let h = hex::encode(Sha256::digest(url.as_bytes()));
+        self.mirrors.join(format!("{}.git", &h[..16]))
+    }
+
+    /// Brings the mirror of `url` up to date enough to contain `commit`.
+    fn mirror(&self, url: &str, commit: Oid) -> Result<PathBuf, CheckoutError> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.mirror_path(url);
+        let repo = match Repository::open_bare(&path) {
+            Ok(r) => r,
+            Err(_) => {
+                std::fs::create_dir_all(&path)?;
+                Repository::init_bare(&path)?
+            }
+        };
+        if repo.find_commit(commit).is_ok() {
+            return Ok(path);
+        }
+        let mut remote = repo.remote_anonymous(url)?;
+        let mut opts = FetchOptions::new();
+        opts.prune(git2::FetchPrune::On);
+        remote
+            .fetch(&["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], Some(&mut opts), None)
+            .map_err(|e| CheckoutError::Fetch { url: url.into(), msg: e.message().into() })?;
+        if repo.find_commit(commit).is_err() {
+            // Not on any branch (e.g. force-pushed away): ask for it by id.
+            let spec = format!("+{commit}:refs/kha/{commit}");
+            let _ = remote.fetch(&[spec.as_str()], Some(&mut FetchOptions::new()), None);
+            repo.find_commit(commit).map_err(|_| CheckoutError::NoCommit(commit.to_string()))?;
+        }
+        Ok(path)
+    }
+
+    /// Checks `commit` of `url` out into `dest` (which must not exist).
+    pub fn checkout(&self, url: &str, commit: &str, dest: &Path) -> Result<(), CheckoutError> {
+        let oid = Oid::from_str(commit).map_err(|_| CheckoutError::NoCommit(commit.into()))?;
+        let mirror = self.mirror(url, oid)?;
+        let mirror_url = mirror.to_string_lossy().to_string();
+        let repo = RepoBuilder::new().bare(false).with_checkout(CheckoutBuilder::new()).clone(&mirror_url, dest);
+        let repo = match repo {
+            Ok(r) => r,
+            // An empty mirror (no branches) cannot be cloned: start empty.
+            Err(_) => Repository::init(dest)?,
+        };
+        // The commit may be reachable only from refs/kha/*: fetch it locally.
+        if repo.find_commit(oid).is_err() {
+            let mut origin = repo.remote_anonymous(&mirror_url)?;
+            let spec = format!("+refs/kha/{oid}:refs/kha/{oid}");
+            origin.fetch(&[spec.as_str()], None, None)?;
+        }
+        let c = repo.find_commit(oid).map_err(|_| CheckoutError::NoCommit(commit.into()))?;
+        repo.checkout_tree(c.as_object(), Some(CheckoutBuilder::new().force()))?;
+        repo.set_head_detached(oid)?;
+        repo.remote_set_url("origin", url).or_else(|_| repo.remote("origin", url).map(|_| ()))?;
+        // The driver script lives in .kha/: keep it out of `git status`.
+        let exclude = dest.join(".git/info/exclude");
+        if let Some(parent) = exclude.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut ex = std::fs::read_to_string(&exclude).unwrap_or_default();
+        ex.push_str("/.kha/\n");
+        std::fs::write(exclude, ex)?;
+        Ok(())
+    }
+}
