@@ -104,6 +104,35 @@ pub fn read_progress(text: &str) -> Progress {
     p
 }
 
+/// The outcome a driver run comes to, from its exit code and progress.
+pub fn outcome(code: Option<i32>, p: &Progress) -> (kha_core::JobOutcome, String) {
+    use kha_core::JobOutcome::*;
+    if !p.started {
+        return (Infrastructure, format!("the job did not start (exit {})", code.map_or("by signal".into(), |c| c.to_string())));
+    }
+    let from_result = |r: &str| match r {
+        "passed" => Passed,
+        "failed" => Failed,
+        _ => Errored,
+    };
+    if p.done {
+        let o = p.result.as_deref().map_or(Errored, from_result);
+        let detail = match o {
+            Passed => String::new(),
+            Failed => "script failed".into(),
+            _ => "setup failed".into(),
+        };
+        return (o, detail);
+    }
+    // The driver ended early: `exit` in a command, or killed.
+    let code = code.map_or("a signal".to_string(), |c| format!("exit {c}"));
+    match p.phase.as_deref() {
+        Some("before_install" | "install" | "before_script") | None => (Errored, format!("{} ended the job ({code})", p.phase.as_deref().unwrap_or("setup"))),
+        Some("script") => (Failed, format!("script ended the job ({code})")),
+        Some(_) => (p.result.as_deref().map_or(Errored, from_result), format!("an after_* command ended the job ({code})")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,34 +217,5 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(sh_quote("a'b"), r"'a'\''b'");
-    }
-}
-
-/// The outcome a driver run comes to, from its exit code and progress.
-pub fn outcome(code: Option<i32>, p: &Progress) -> (kha_core::JobOutcome, String) {
-    use kha_core::JobOutcome::*;
-    if !p.started {
-        return (Infrastructure, format!("the job did not start (exit {})", code.map_or("by signal".into(), |c| c.to_string())));
-    }
-    let from_result = |r: &str| match r {
-        "passed" => Passed,
-        "failed" => Failed,
-        _ => Errored,
-    };
-    if p.done {
-        let o = p.result.as_deref().map_or(Errored, from_result);
-        let detail = match o {
-            Passed => String::new(),
-            Failed => "script failed".into(),
-            _ => "setup failed".into(),
-        };
-        return (o, detail);
-    }
-    // The driver ended early: `exit` in a command, or killed.
-    let code = code.map_or("a signal".to_string(), |c| format!("exit {c}"));
-    match p.phase.as_deref() {
-        Some("before_install" | "install" | "before_script") | None => (Errored, format!("{} ended the job ({code})", p.phase.as_deref().unwrap_or("setup"))),
-        Some("script") => (Failed, format!("script ended the job ({code})")),
-        Some(_) => (p.result.as_deref().map_or(Errored, from_result), format!("an after_* command ended the job ({code})")),
     }
 }

@@ -174,8 +174,14 @@ async fn execute(
         Err(e) => return (JobOutcome::Infrastructure, e.to_string()),
     };
     let r = spawn_and_wait(shared, &run, cmd, spec.timeout_secs, spool, stop, note).await;
-    cleanup(shared, &run).await;
     let progress = driver::read_progress(&std::fs::read_to_string(workspace.join(".kha/state")).unwrap_or_default());
+    if !progress.started {
+        // The container never ran the driver: say why, from lxc's own log.
+        for line in crate::executor::lxc::lxc_errors(&run) {
+            note(&line);
+        }
+    }
+    cleanup(shared, &run).await;
     match r {
         Err(e) => (JobOutcome::Infrastructure, e),
         Ok(Waited::TimedOut) => (JobOutcome::TimedOut, format!("timed out after {} s", spec.timeout_secs)),

@@ -63,7 +63,7 @@ enum ImageCmd {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KHA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,hyper=warn,tonic=warn,tower=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
 }
 
 #[tokio::main]

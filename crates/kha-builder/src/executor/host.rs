@@ -30,7 +30,8 @@ impl Executor for HostExecutor {
     }
 
     fn labels(&self) -> Vec<String> {
-        vec!["executor=host".into()]
+        // Jobs naming the default image run here as plain processes.
+        vec!["executor=host".into(), "image=default".into()]
     }
 
     fn command(&self, run: &JobRun) -> Result<Command, ExecError> {

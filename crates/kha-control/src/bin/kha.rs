@@ -15,6 +15,15 @@ use std::process::ExitCode;
 use tonic::transport::Channel;
 use tonic::Code;
 
+/// `println!` that ends quietly when stdout is closed (`kha … | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "kha", version, about = "Drive a kha control node: projects, builds, logs, builders")]
 struct Cli {
@@ -254,7 +263,7 @@ fn table(head: &[&str], rows: Vec<Vec<String>>) {
     }
     let line = |cells: Vec<String>| {
         let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
-        println!("{}", s.join("  ").trim_end());
+        out!("{}", s.join("  ").trim_end());
     };
     line(head.iter().map(|s| s.to_string()).collect());
     for r in rows {
@@ -315,7 +324,7 @@ fn build_json(b: &Build) -> serde_json::Value {
 }
 
 fn print_json(v: serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
 }
 
 async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
@@ -332,7 +341,7 @@ async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             if ctx.json {
                 print_json(project_json(&p));
             } else {
-                println!("added project {} ({}, branch {})", p.name, p.repo_url, p.default_branch);
+                out!("added project {} ({}, branch {})", p.name, p.repo_url, p.default_branch);
             }
         }
         ProjectCmd::List => {
@@ -353,7 +362,7 @@ async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             if ctx.json {
                 print_json(project_json(&p));
             } else {
-                println!("name:       {}\nrepository: {}\nbranch:     {}\nimage:      {}\ntimeout:    {}s\ncreated:    {}",
+                out!("name:       {}\nrepository: {}\nbranch:     {}\nimage:      {}\ntimeout:    {}s\ncreated:    {}",
                     p.name, p.repo_url, p.default_branch, p.image, p.timeout_secs, ago(p.created_ms));
             }
         }
@@ -361,7 +370,7 @@ async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             let r = ctx.req(RemoveProjectRequest { name: name.clone() });
             ctx.client.remove_project(r).await?;
             if !ctx.json {
-                println!("removed project {name}");
+                out!("removed project {name}");
             }
         }
     }
@@ -369,15 +378,15 @@ async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
 }
 
 fn print_build(b: &Build) {
-    println!("build {}  {}  {}@{} ({})", b.id, b.state, b.project, b.branch, short(&b.commit));
+    out!("build {}  {}  {}@{} ({})", b.id, b.state, b.project, b.branch, short(&b.commit));
     if !b.message.is_empty() {
-        println!("  {}", b.message);
+        out!("  {}", b.message);
     }
     if !b.error.is_empty() {
-        println!("  error: {}", b.error);
+        out!("  error: {}", b.error);
     }
     for w in &b.warnings {
-        println!("  warning: {w}");
+        out!("  warning: {w}");
     }
     table(
         &["JOB", "ID", "STATE", "ENV", "BUILDER", "TIME", "DETAIL"],
@@ -426,9 +435,9 @@ async fn build(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
             let mut b = t.build.ok_or_else(|| anyhow!("the control node sent no build"))?;
             if !ctx.json {
                 if t.created {
-                    println!("build {} created: {} job(s), {}", b.id, b.jobs.len(), b.state);
+                    out!("build {} created: {} job(s), {}", b.id, b.jobs.len(), b.state);
                 } else {
-                    println!("build {} already built this commit ({}); use --force to build it again", b.id, b.state);
+                    out!("build {} already built this commit ({}); use --force to build it again", b.id, b.state);
                 }
             }
             if wait {
@@ -476,7 +485,7 @@ async fn build(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
                         .collect(),
                 );
                 let pages = l.total.div_ceil(paging.per_page.max(1) as u64).max(1);
-                println!("page {} of {pages} ({} builds)", paging.page, l.total);
+                out!("page {} of {pages} ({} builds)", paging.page, l.total);
             }
         }
         BuildCmd::Show { id } => {
@@ -487,12 +496,12 @@ async fn build(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
         BuildCmd::Restart { id } => {
             let r = ctx.req(GetBuildRequest { build_id: id });
             let b = ctx.client.restart_build(r).await?.into_inner();
-            if ctx.json { print_json(build_json(&b)) } else { println!("build {} restarted: {}", b.id, b.state) }
+            if ctx.json { print_json(build_json(&b)) } else { out!("build {} restarted: {}", b.id, b.state) }
         }
         BuildCmd::Cancel { id } => {
             let r = ctx.req(GetBuildRequest { build_id: id });
             let b = ctx.client.cancel_build(r).await?.into_inner();
-            if ctx.json { print_json(build_json(&b)) } else { println!("build {}: cancel requested ({})", b.id, b.state) }
+            if ctx.json { print_json(build_json(&b)) } else { out!("build {}: cancel requested ({})", b.id, b.state) }
         }
     }
     Ok(0)
@@ -505,7 +514,9 @@ async fn log(ctx: &mut Ctx, job: u64, follow: bool) -> Result<u8, Failure> {
     let mut state = String::new();
     while let Some(m) = s.message().await? {
         if !m.data.is_empty() {
-            out.write_all(&m.data).map_err(|e| anyhow!("writing the log: {e}"))?;
+            if out.write_all(&m.data).is_err() {
+                return Ok(0);
+            }
             out.flush().ok();
         }
         if m.done {
@@ -563,12 +574,12 @@ async fn builder(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
         BuilderCmd::Drain { id } => {
             let r = ctx.req(BuilderRequest { builder_id: id });
             let b = ctx.client.drain_builder(r).await?.into_inner();
-            if ctx.json { print_json(builder_json(&b)) } else { println!("builder {} is draining", b.id) }
+            if ctx.json { print_json(builder_json(&b)) } else { out!("builder {} is draining", b.id) }
         }
         BuilderCmd::Revoke { id } => {
             let r = ctx.req(BuilderRequest { builder_id: id });
             let b = ctx.client.revoke_builder(r).await?.into_inner();
-            if ctx.json { print_json(builder_json(&b)) } else { println!("builder {} revoked", b.id) }
+            if ctx.json { print_json(builder_json(&b)) } else { out!("builder {} revoked", b.id) }
         }
         BuilderCmd::Token(TokenCmd::Create { description }) => {
             let r = ctx.req(CreateEnrolmentTokenRequest { description });
@@ -576,7 +587,7 @@ async fn builder(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
             if ctx.json {
                 print_json(json!({"id": t.id, "token": t.token, "description": t.description}));
             } else {
-                println!("{}", t.token);
+                out!("{}", t.token);
                 eprintln!("enrolment token {} created; it is shown only this once.\njoin a builder with: kha-builder --control URL --token TOKEN", t.id);
             }
         }
@@ -584,7 +595,7 @@ async fn builder(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
             let r = ctx.req(RevokeEnrolmentTokenRequest { id });
             let t = ctx.client.revoke_enrolment_token(r).await?.into_inner();
             if !ctx.json {
-                println!("enrolment token {} revoked", t.id);
+                out!("enrolment token {} revoked", t.id);
             }
         }
         BuilderCmd::Token(TokenCmd::List) => {
