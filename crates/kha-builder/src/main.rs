@@ -47,6 +47,8 @@ enum Cmd {
     /// Container images jobs run in.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Remove containers and workspaces left by an earlier run, then exit.
+    Cleanup,
 }
 
 #[derive(Subcommand)]
@@ -85,10 +87,10 @@ async fn main() -> anyhow::Result<()> {
     cfg.labels.extend(args.labels);
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let images = cfg.data_dir.join("images");
-    match args.cmd {
+    match &args.cmd {
         Some(Cmd::Image(ImageCmd::Create { name })) => {
             let t = std::time::Instant::now();
-            let dir = lxc::create_image(&images, &name)?;
+            let dir = lxc::create_image(&images, name)?;
             println!("image {name} ready at {} ({} ms)", dir.display(), t.elapsed().as_millis());
             return Ok(());
         }
@@ -100,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        None => {}
+        Some(Cmd::Cleanup) | None => {}
     }
     let executor: Arc<dyn Executor> = match cfg.executor {
         ExecutorKind::Lxc => Arc::new(lxc::LxcExecutor::new(images, cfg.data_dir.join("lxc"))),
@@ -112,6 +114,14 @@ async fn main() -> anyhow::Result<()> {
             Arc::new(HostExecutor::new())
         }
     };
+    if matches!(args.cmd, Some(Cmd::Cleanup)) {
+        let n = executor.cleanup_leftovers()?;
+        for d in ["work", "scratch", "spool"] {
+            let _ = std::fs::remove_dir_all(cfg.data_dir.join(d));
+        }
+        println!("removed {n} leftover container(s)");
+        return Ok(());
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
         let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };

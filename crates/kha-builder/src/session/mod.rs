@@ -110,7 +110,7 @@ async fn once(
 ) -> Result<End, Refused> {
     let retry = |b: &mut Duration| {
         let d = jitter(*b);
-        *b = (*b * 2).min(Duration::from_secs(10));
+        *b = (*b * 2).min(Duration::from_secs(5));
         End::Reconnect(d)
     };
     let (tx, rx) = mpsc::channel::<BuilderMessage>(64);

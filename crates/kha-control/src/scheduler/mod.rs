@@ -38,6 +38,10 @@ pub enum SchedError {
     Invalid(String),
 }
 
+/// After a restart, builders get this long on top of a lease to come back:
+/// their reconnect backoff may have grown while the control node was away.
+const RESTART_GRACE_MS: u64 = 10_000;
+
 pub type Outbound = mpsc::Sender<Result<ControlMessage, tonic::Status>>;
 
 /// A connected builder.
@@ -116,7 +120,7 @@ impl Scheduler {
                 job: l.job,
                 epoch: l.epoch,
                 builder: l.builder,
-                deadline: now + cfg.lease_ms(),
+                deadline: now + cfg.lease_ms() + RESTART_GRACE_MS,
             });
         }
         info!(queued = inner.queued.len(), leases = inner.leases.len(), "scheduler state loaded");

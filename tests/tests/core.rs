@@ -1,0 +1,290 @@
+//! End to end: the real binaries as separate processes over loopback, jobs
+//! in real lxc containers, real git repositories.
+
+use kha_tests::*;
+use std::time::{Duration, Instant};
+
+fn skip() -> bool {
+    if !lxc_available() {
+        eprintln!("SKIPPED: needs root and lxc (run the README's setup first)");
+        return true;
+    }
+    false
+}
+
+fn job_ids(build: &serde_json::Value) -> Vec<u64> {
+    build["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn job_runs_in_a_container_and_its_log_is_exact() {
+    if skip() {
+        return;
+    }
+    let mut c = Cluster::start();
+    let repo = Repo::new(c.path("repo"));
+    repo.commit(
+        &[(
+            ".travis.yml",
+            "language: shell\nscript:\n  - echo \"host=$(hostname)\"\n  - echo \"pidns=$(readlink /proc/self/ns/pid)\"\n  - echo \"pid1=$(cat /proc/1/comm)\"\n  - seq 1 20000\n",
+        )],
+        "first",
+    );
+    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.builder("a", 1);
+    c.wait_builders_connected(1);
+    let id = c.trigger("demo", None);
+    let b = c.wait_build(id, Duration::from_secs(60));
+    assert_eq!(b["state"], "passed", "{b}");
+    let job = job_ids(&b)[0];
+    let log = String::from_utf8(c.log(job)).unwrap();
+    let host_pidns = std::fs::read_link("/proc/self/ns/pid").unwrap().to_string_lossy().to_string();
+    let seq: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    let lines: Vec<&str> = log.lines().collect();
+    // The container's own hostname (the run's name) and PID namespace.
+    assert_eq!(lines[1], format!("host=kha-{job}-1"), "{log}");
+    let pidns = lines[3].strip_prefix("pidns=").unwrap();
+    assert!(pidns.starts_with("pid:[") && pidns != host_pidns, "{pidns} vs host {host_pidns}");
+    assert_ne!(lines[5], "pid1=systemd");
+    assert_ne!(lines[5], "pid1=init");
+    let expected = format!(
+        "$ echo \"host=$(hostname)\"\n{}\n$ echo \"pidns=$(readlink /proc/self/ns/pid)\"\n{}\n$ echo \"pid1=$(cat /proc/1/comm)\"\n{}\n$ seq 1 20000\n{seq}",
+        lines[1], lines[3], lines[5]
+    );
+    assert_eq!(log, expected, "the stored log differs from what the job printed");
+    assert_eq!(b["jobs"][0]["log_len"].as_u64().unwrap(), expected.len() as u64);
+    assert!(c.running_containers().is_empty(), "containers left: {:?}", c.running_containers());
+}
+
+#[test]
+fn failing_script_fails_and_failing_install_errors() {
+    if skip() {
+        return;
+    }
+    let mut c = Cluster::start();
+    let repo = Repo::new(c.path("repo"));
+    repo.commit(&[(".travis.yml", "language: shell\nscript:\n  - echo one\n  - \"false\"\n  - echo still-runs\n")], "fail");
+    repo.git(&["branch", "failing"]);
+    repo.commit(&[(".travis.yml", "language: shell\ninstall: \"false\"\nscript: echo never\n")], "error");
+    repo.git(&["branch", "erroring"]);
+    repo.commit(&[(".travis.yml", "script: [\"oops\n")], "broken yaml");
+    repo.git(&["branch", "broken"]);
+    repo.git(&["rm", "-q", ".travis.yml"]);
+    repo.commit(&[], "no config");
+    repo.git(&["branch", "missing"]);
+    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.builder("a", 2);
+    c.wait_builders_connected(1);
+
+    let failing = c.trigger("demo", Some("failing"));
+    let erroring = c.trigger("demo", Some("erroring"));
+    let b = c.wait_build(failing, Duration::from_secs(60));
+    assert_eq!(b["state"], "failed", "{b}");
+    assert_eq!(b["jobs"][0]["state"], "failed");
+    let log = String::from_utf8(c.log(job_ids(&b)[0])).unwrap();
+    assert_eq!(log, "$ echo one\none\n$ false\n$ echo still-runs\nstill-runs\n");
+    let b = c.wait_build(erroring, Duration::from_secs(60));
+    assert_eq!(b["state"], "errored", "{b}");
+    assert!(!String::from_utf8(c.log(job_ids(&b)[0])).unwrap().contains("never"));
+
+    // A .travis.yml that is not YAML: an errored build whose log names the line.
+    let broken = c.trigger("demo", Some("broken"));
+    let b = c.wait_build(broken, Duration::from_secs(10));
+    assert_eq!(b["state"], "errored", "{b}");
+    let log = String::from_utf8(c.log(job_ids(&b)[0])).unwrap();
+    assert!(log.contains(".travis.yml: line 1") || log.contains(".travis.yml: line 2"), "{log}");
+    assert!(b["error"].as_str().unwrap().contains("line "), "{b}");
+
+    let missing = c.trigger("demo", Some("missing"));
+    let b = c.wait_build(missing, Duration::from_secs(10));
+    assert_eq!(b["state"], "errored");
+    assert!(b["error"].as_str().unwrap().contains("no .travis.yml"), "{b}");
+}
+
+#[test]
+fn two_builders_share_the_work_and_no_job_runs_twice() {
+    if skip() {
+        return;
+    }
+    let mut c = Cluster::start();
+    let repo = Repo::new(c.path("repo"));
+    let envs: String = (1..=8).map(|i| format!("  - N={i}\n")).collect();
+    repo.commit(&[(".travis.yml", &format!("language: shell\nenv:\n{envs}script:\n  - echo \"run $N on $(hostname)\"\n  - sleep 0.5\n"))], "matrix");
+    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.builder("a", 2);
+    c.builder("b", 2);
+    c.wait_builders_connected(2);
+    let ids: Vec<u64> = (0..3).map(|_| c.trigger("demo", None)).collect();
+    let mut by_builder = std::collections::HashMap::new();
+    for id in ids {
+        let b = c.wait_build(id, Duration::from_secs(120));
+        assert_eq!(b["state"], "passed", "{b}");
+        for j in b["jobs"].as_array().unwrap() {
+            // Handed out once, run once.
+            assert_eq!(j["epoch"], 1, "{j}");
+            assert_eq!(j["attempts"], 1, "{j}");
+            *by_builder.entry(j["builder"].as_str().unwrap().to_string()).or_insert(0) += 1;
+            let log = String::from_utf8(c.log(j["id"].as_u64().unwrap())).unwrap();
+            assert_eq!(log.matches("\nrun ").count(), 1, "{log}");
+        }
+    }
+    assert_eq!(by_builder.len(), 2, "both builders got work: {by_builder:?}");
+    assert_eq!(by_builder.values().sum::<i32>(), 24);
+}
+
+#[test]
+fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
+    if skip() {
+        return;
+    }
+    let mut c = Cluster::start();
+    let repo = Repo::new(c.path("repo"));
+    repo.commit(&[(".travis.yml", "language: shell\nscript:\n  - echo start\n  - sleep 3\n  - echo end\n")], "slow");
+    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    let a = c.builder("a", 1);
+    c.wait_builders_connected(1);
+    let id = c.trigger("demo", None);
+    let job = job_ids(&c.build(id))[0];
+    wait_for("the job to start", Duration::from_secs(30), || (c.build(id)["jobs"][0]["state"] == "running").then_some(()));
+    let b_idx = c.builder("b", 1);
+    c.wait_builders_connected(2);
+    let a_id = c.builders[a].id();
+    let a_secret = c.builders[a].secret();
+    c.builders[a].proc.kill9();
+    let killed = Instant::now();
+    let b = c.wait_build(id, Duration::from_secs(60));
+    assert_eq!(b["state"], "passed", "{b}");
+    let j = &b["jobs"][0];
+    assert_eq!(j["epoch"], 2, "{j}");
+    assert_eq!(j["builder"], c.builders[b_idx].id());
+    assert_eq!(String::from_utf8(c.log(job)).unwrap(), "$ echo start\nstart\n$ sleep 3\n$ echo end\nend\n");
+    eprintln!("job finished on the second builder {:?} after the kill", killed.elapsed());
+
+    // The dead builder's result for epoch 1 arrives late: refused.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let mut client = kha_proto::agent::agent_service_client::AgentServiceClient::connect(format!("http://{}", c.addr())).await.unwrap();
+        let mut req = tonic::Request::new(kha_proto::agent::FinishJobRequest {
+            job_id: job,
+            epoch: 1,
+            outcome: kha_proto::agent::Outcome::Failed as i32,
+            total_len: 0,
+            sha256: String::new(),
+            detail: "late".into(),
+        });
+        req.metadata_mut().insert("authorization", format!("Bearer {a_id}:{a_secret}").parse().unwrap());
+        client.finish_job(req).await.unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert_eq!(c.build(id)["state"], "passed");
+}
+
+#[test]
+fn control_restart_mid_job_loses_and_duplicates_nothing() {
+    if skip() {
+        return;
+    }
+    let mut c = Cluster::start();
+    let repo = Repo::new(c.path("repo"));
+    repo.commit(&[(".travis.yml", "language: shell\nscript:\n  - for i in $(seq 1 60); do echo \"line $i\"; sleep 0.05; done\n")], "stream");
+    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.builder("a", 1);
+    c.wait_builders_connected(1);
+    let id = c.trigger("demo", None);
+    let job = job_ids(&c.build(id))[0];
+    wait_for("some log", Duration::from_secs(30), || (c.build(id)["jobs"][0]["log_len"].as_u64().unwrap_or(0) > 20).then_some(()));
+    // A hard stop: nothing gets to flush.
+    c.control.as_mut().unwrap().kill9();
+    std::thread::sleep(Duration::from_millis(1200));
+    c.start_control();
+    let b = c.wait_build(id, Duration::from_secs(60));
+    assert_eq!(b["state"], "passed", "{b}");
+    assert_eq!(b["jobs"][0]["epoch"], 1, "the same run finished: {b}");
+    let cmd = "for i in $(seq 1 60); do echo \"line $i\"; sleep 0.05; done";
+    let body: String = (1..=60).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(String::from_utf8(c.log(job)).unwrap(), format!("$ {cmd}\n{body}"));
+}
+
+#[test]
+fn cancel_and_timeout_stop_the_container() {
+    if skip() {
+        return;
+    }
+    let mut c = Cluster::start();
+    let repo = Repo::new(c.path("repo"));
+    repo.commit(&[(".travis.yml", "language: shell\nscript:\n  - echo sleeping\n  - sleep 600\n")], "sleepy");
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--timeout", "3"]);
+    c.kha_ok(&["project", "add", "demo2", &repo.url()]);
+    c.builder("a", 2);
+    c.wait_builders_connected(1);
+
+    let id = c.trigger("demo2", None);
+    wait_for("the job to start", Duration::from_secs(30), || (c.build(id)["jobs"][0]["log_len"].as_u64().unwrap_or(0) > 0).then_some(()));
+    let t = Instant::now();
+    c.kha_ok(&["build", "cancel", &id.to_string()]);
+    let b = c.wait_build(id, Duration::from_secs(20));
+    assert_eq!(b["state"], "canceled", "{b}");
+    assert_eq!(b["jobs"][0]["state"], "canceled");
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(15), "cancel took {took:?}");
+    eprintln!("cancel to canceled: {took:?}");
+
+    let id = c.trigger("demo", None);
+    let t = Instant::now();
+    let b = c.wait_build(id, Duration::from_secs(30));
+    assert_eq!(b["jobs"][0]["state"], "timed_out", "{b}");
+    assert_eq!(b["state"], "errored");
+    let log = String::from_utf8(c.log(job_ids(&b)[0])).unwrap();
+    assert!(log.contains("timed out after 3 s"), "{log}");
+    eprintln!("trigger to timed out (timeout 3 s): {:?}", t.elapsed());
+    wait_for("containers to go", Duration::from_secs(10), || c.running_containers().is_empty().then_some(()));
+}
+
+#[test]
+fn refusals_are_clear() {
+    if skip() {
+        return;
+    }
+    let mut c = Cluster::start();
+    // A wrong enrolment token.
+    let data = c.path("builder-x");
+    let mut p = c.spawn_builder(&data, "x", 1, Some("khaet_wrong"), &[]);
+    let st = p.wait_exit(Duration::from_secs(20)).expect("builder with a wrong token exits");
+    assert!(!st.success());
+    assert!(p.log_text().contains("enrolment refused: unknown enrolment token"), "{}", p.log_text());
+
+    // An incompatible protocol version.
+    let token = c.enrolment_token();
+    let data = c.path("builder-y");
+    let mut p = c.spawn_builder(&data, "y", 1, Some(&token), &["--protocol-major", "2"]);
+    let st = p.wait_exit(Duration::from_secs(20)).expect("builder with another major exits");
+    assert!(!st.success());
+    assert!(p.log_text().contains("speaks protocol 1.x"), "{}", p.log_text());
+
+    // A revoked builder: its session ends and it cannot come back.
+    let i = c.builder("z", 1);
+    c.wait_builders_connected(1);
+    let id = c.builders[i].id();
+    c.kha_ok(&["builder", "revoke", &id]);
+    let st = c.builders[i].proc.wait_exit(Duration::from_secs(20)).expect("revoked builder exits");
+    assert!(!st.success());
+    let log = c.builders[i].proc.log_text();
+    assert!(log.contains("revoked"), "{log}");
+    let list = c.kha_ok(&["builder", "list"]);
+    assert!(list.contains("revoked"), "{list}");
+
+    // A revoked enrolment token.
+    let tok = c.kha_json(&["builder", "token", "create"]);
+    c.kha_ok(&["builder", "token", "revoke", tok["id"].as_str().unwrap()]);
+    let data = c.path("builder-w");
+    let mut p = c.spawn_builder(&data, "w", 1, Some(tok["token"].as_str().unwrap()), &[]);
+    assert!(!p.wait_exit(Duration::from_secs(20)).expect("exits").success());
+    assert!(p.log_text().contains("was revoked"), "{}", p.log_text());
+
+    // The CLI: a wrong admin token and an unknown build, with their exit codes.
+    let o = c.kha(&["--token", "nope", "project", "list"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong admin token"));
+    let o = c.kha(&["build", "show", "999999"]);
+    assert_eq!(o.status.code(), Some(3));
+}
