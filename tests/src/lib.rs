@@ -13,7 +13,11 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join(name);
-    assert!(p.exists(), "{} is not built: run `cargo build --workspace` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace` first",
+        p.display()
+    );
     p
 }
 
@@ -24,7 +28,10 @@ pub fn lxc_available() -> bool {
 
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -39,7 +46,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < until, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < until,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -57,7 +67,9 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status();
     }
 
     /// Waits for the process to exit by itself.
@@ -118,10 +130,21 @@ impl Cluster {
     }
 
     pub fn start_with(heartbeat_ms: u64) -> Cluster {
-        let dir = tempfile::Builder::new().prefix("kha-e2e-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("kha-e2e-")
+            .tempdir()
+            .expect("temp dir");
         // lxc needs every directory above the workspaces to be searchable.
-        let _ = Command::new("chmod").args(["755", &dir.path().to_string_lossy()]).status();
-        let mut c = Cluster { dir, port: free_port(), heartbeat_ms, control: None, builders: vec![] };
+        let _ = Command::new("chmod")
+            .args(["755", &dir.path().to_string_lossy()])
+            .status();
+        let mut c = Cluster {
+            dir,
+            port: free_port(),
+            heartbeat_ms,
+            control: None,
+            builders: vec![],
+        };
         c.start_control();
         c
     }
@@ -135,12 +158,29 @@ impl Cluster {
     }
 
     pub fn start_control(&mut self) {
-        let log = self.path(&format!("control-{}.log", Instant::now().elapsed().as_nanos()));
-        let log = if log.exists() { self.path("control-2.log") } else { log };
+        let log = self.path(&format!(
+            "control-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let log = if log.exists() {
+            self.path("control-2.log")
+        } else {
+            log
+        };
         let f = std::fs::File::create(&log).expect("control log");
         let child = Command::new(bin("kha-control"))
-            .args(["--data-dir", &self.path("control").to_string_lossy(), "--listen", &self.addr()])
-            .args(["--heartbeat-ms", &self.heartbeat_ms.to_string(), "--max-attempts", "3"])
+            .args([
+                "--data-dir",
+                &self.path("control").to_string_lossy(),
+                "--listen",
+                &self.addr(),
+            ])
+            .args([
+                "--heartbeat-ms",
+                &self.heartbeat_ms.to_string(),
+                "--max-attempts",
+                "3",
+            ])
             .env("KHA_LOG", "info,kha_control=debug")
             .stdout(Stdio::null())
             .stderr(f)
@@ -148,11 +188,18 @@ impl Cluster {
             .expect("start kha-control");
         self.control = Some(Proc { child, log });
         let addr = self.addr();
-        wait_for("the control node to listen", Duration::from_secs(20), || std::net::TcpStream::connect(&addr).ok());
+        wait_for(
+            "the control node to listen",
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(&addr).ok(),
+        );
     }
 
     pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.path("control/admin.token")).expect("admin token").trim().to_string()
+        std::fs::read_to_string(self.path("control/admin.token"))
+            .expect("admin token")
+            .trim()
+            .to_string()
     }
 
     /// Runs `kha` with the given arguments.
@@ -169,7 +216,12 @@ impl Cluster {
     /// Runs `kha`, asserts success, returns stdout.
     pub fn kha_ok(&self, args: &[&str]) -> String {
         let o = self.kha(args);
-        assert!(o.status.success(), "kha {args:?} failed: {}\n{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
+        assert!(
+            o.status.success(),
+            "kha {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
         String::from_utf8_lossy(&o.stdout).to_string()
     }
 
@@ -180,7 +232,10 @@ impl Cluster {
     }
 
     pub fn enrolment_token(&self) -> String {
-        self.kha_json(&["builder", "token", "create"])["token"].as_str().expect("token").to_string()
+        self.kha_json(&["builder", "token", "create"])["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
     }
 
     /// Starts a builder (lxc executor) with `slots` slots.
@@ -188,25 +243,56 @@ impl Cluster {
         let token = self.enrolment_token();
         let data = self.path(&format!("builder-{name}"));
         let o = Command::new(bin("kha-builder"))
-            .args(["--data-dir", &data.to_string_lossy(), "image", "create", "default"])
+            .args([
+                "--data-dir",
+                &data.to_string_lossy(),
+                "image",
+                "create",
+                "default",
+            ])
             .output()
             .expect("create image");
-        assert!(o.status.success(), "image create: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "image create: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let proc = self.spawn_builder(&data, name, slots, Some(&token), &[]);
-        self.builders.push(Builder { proc, data, name: name.to_string() });
+        self.builders.push(Builder {
+            proc,
+            data,
+            name: name.to_string(),
+        });
         self.builders.len() - 1
     }
 
-    pub fn spawn_builder(&self, data: &Path, name: &str, slots: u32, token: Option<&str>, extra: &[&str]) -> Proc {
-        let log = self.path(&format!("builder-{name}-{}.log", Instant::now().elapsed().as_nanos()));
+    pub fn spawn_builder(
+        &self,
+        data: &Path,
+        name: &str,
+        slots: u32,
+        token: Option<&str>,
+        extra: &[&str],
+    ) -> Proc {
+        let log = self.path(&format!(
+            "builder-{name}-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
         let f = std::fs::File::create(&log).expect("builder log");
         let mut cmd = Command::new(bin("kha-builder"));
-        cmd.args(["--control", &self.addr(), "--data-dir", &data.to_string_lossy(), "--name", name])
-            .args(["--slots", &slots.to_string()])
-            .args(extra)
-            .env("KHA_LOG", "info,kha_builder=debug")
-            .stdout(Stdio::null())
-            .stderr(f);
+        cmd.args([
+            "--control",
+            &self.addr(),
+            "--data-dir",
+            &data.to_string_lossy(),
+            "--name",
+            name,
+        ])
+        .args(["--slots", &slots.to_string()])
+        .args(extra)
+        .env("KHA_LOG", "info,kha_builder=debug")
+        .stdout(Stdio::null())
+        .stderr(f);
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }
@@ -222,11 +308,19 @@ impl Cluster {
     }
 
     pub fn wait_builders_connected(&self, n: usize) {
-        wait_for(&format!("{n} builders to connect"), Duration::from_secs(20), || {
-            let v = self.kha_json(&["builder", "list"]);
-            let c = v.as_array()?.iter().filter(|b| b["connected"] == true).count();
-            (c >= n).then_some(())
-        });
+        wait_for(
+            &format!("{n} builders to connect"),
+            Duration::from_secs(20),
+            || {
+                let v = self.kha_json(&["builder", "list"]);
+                let c = v
+                    .as_array()?
+                    .iter()
+                    .filter(|b| b["connected"] == true)
+                    .count();
+                (c >= n).then_some(())
+            },
+        );
     }
 
     pub fn build(&self, id: u64) -> serde_json::Value {
@@ -237,7 +331,11 @@ impl Cluster {
     pub fn wait_build(&self, id: u64, timeout: Duration) -> serde_json::Value {
         wait_for(&format!("build {id} to finish"), timeout, || {
             let b = self.build(id);
-            matches!(b["state"].as_str(), Some("passed" | "failed" | "errored" | "canceled")).then_some(b)
+            matches!(
+                b["state"].as_str(),
+                Some("passed" | "failed" | "errored" | "canceled")
+            )
+            .then_some(b)
         })
     }
 
@@ -252,7 +350,11 @@ impl Cluster {
 
     pub fn log(&self, job: u64) -> Vec<u8> {
         let o = self.kha(&["log", &job.to_string()]);
-        assert!(o.status.success(), "kha log: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "kha log: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         o.stdout
     }
 
@@ -260,9 +362,21 @@ impl Cluster {
     pub fn running_containers(&self) -> Vec<String> {
         let mut names = vec![];
         for b in &self.builders {
-            let o = Command::new("lxc-ls").args(["-P", &b.data.join("lxc").to_string_lossy(), "--active", "-1"]).output();
+            let o = Command::new("lxc-ls")
+                .args([
+                    "-P",
+                    &b.data.join("lxc").to_string_lossy(),
+                    "--active",
+                    "-1",
+                ])
+                .output();
             if let Ok(o) = o {
-                names.extend(String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()));
+                names.extend(
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .map(str::to_string)
+                        .filter(|l| !l.is_empty()),
+                );
             }
         }
         names
@@ -285,7 +399,13 @@ impl Drop for Cluster {
         if std::thread::panicking() {
             // Keep the logs of a failed test where a person can read them.
             let kept = self.dir.path().with_extension("failed");
-            let _ = Command::new("cp").args(["-r", &self.dir.path().to_string_lossy(), &kept.to_string_lossy()]).status();
+            let _ = Command::new("cp")
+                .args([
+                    "-r",
+                    &self.dir.path().to_string_lossy(),
+                    &kept.to_string_lossy(),
+                ])
+                .status();
             eprintln!("logs of the failed test kept in {}", kept.display());
         }
     }
@@ -307,8 +427,16 @@ impl Repo {
     }
 
     pub fn git(&self, args: &[&str]) -> String {
-        let o = Command::new("git").args(args).current_dir(&self.dir).output().expect("git");
-        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("git");
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 

@@ -1,5 +1,6 @@
 //! End to end: the real binaries as separate processes over loopback, jobs
 //! in real lxc containers, real git repositories.
+#![allow(clippy::unwrap_used)]
 
 use kha_tests::*;
 use std::time::{Duration, Instant};
@@ -13,7 +14,12 @@ fn skip() -> bool {
 }
 
 fn job_ids(build: &serde_json::Value) -> Vec<u64> {
-    build["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect()
+    build["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -38,22 +44,38 @@ fn job_runs_in_a_container_and_its_log_is_exact() {
     assert_eq!(b["state"], "passed", "{b}");
     let job = job_ids(&b)[0];
     let log = String::from_utf8(c.log(job)).unwrap();
-    let host_pidns = std::fs::read_link("/proc/self/ns/pid").unwrap().to_string_lossy().to_string();
+    let host_pidns = std::fs::read_link("/proc/self/ns/pid")
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
     let seq: String = (1..=20000).map(|i| format!("{i}\n")).collect();
     let lines: Vec<&str> = log.lines().collect();
     // The container's own hostname (the run's name) and PID namespace.
     assert_eq!(lines[1], format!("host=kha-{job}-1"), "{log}");
     let pidns = lines[3].strip_prefix("pidns=").unwrap();
-    assert!(pidns.starts_with("pid:[") && pidns != host_pidns, "{pidns} vs host {host_pidns}");
+    assert!(
+        pidns.starts_with("pid:[") && pidns != host_pidns,
+        "{pidns} vs host {host_pidns}"
+    );
     assert_ne!(lines[5], "pid1=systemd");
     assert_ne!(lines[5], "pid1=init");
     let expected = format!(
         "$ echo \"host=$(hostname)\"\n{}\n$ echo \"pidns=$(readlink /proc/self/ns/pid)\"\n{}\n$ echo \"pid1=$(cat /proc/1/comm)\"\n{}\n$ seq 1 20000\n{seq}",
         lines[1], lines[3], lines[5]
     );
-    assert_eq!(log, expected, "the stored log differs from what the job printed");
-    assert_eq!(b["jobs"][0]["log_len"].as_u64().unwrap(), expected.len() as u64);
-    assert!(c.running_containers().is_empty(), "containers left: {:?}", c.running_containers());
+    assert_eq!(
+        log, expected,
+        "the stored log differs from what the job printed"
+    );
+    assert_eq!(
+        b["jobs"][0]["log_len"].as_u64().unwrap(),
+        expected.len() as u64
+    );
+    assert!(
+        c.running_containers().is_empty(),
+        "containers left: {:?}",
+        c.running_containers()
+    );
 }
 
 #[test]
@@ -63,9 +85,21 @@ fn failing_script_fails_and_failing_install_errors() {
     }
     let mut c = Cluster::start();
     let repo = Repo::new(c.path("repo"));
-    repo.commit(&[(".travis.yml", "language: shell\nscript:\n  - echo one\n  - \"false\"\n  - echo still-runs\n")], "fail");
+    repo.commit(
+        &[(
+            ".travis.yml",
+            "language: shell\nscript:\n  - echo one\n  - \"false\"\n  - echo still-runs\n",
+        )],
+        "fail",
+    );
     repo.git(&["branch", "failing"]);
-    repo.commit(&[(".travis.yml", "language: shell\ninstall: \"false\"\nscript: echo never\n")], "error");
+    repo.commit(
+        &[(
+            ".travis.yml",
+            "language: shell\ninstall: \"false\"\nscript: echo never\n",
+        )],
+        "error",
+    );
     repo.git(&["branch", "erroring"]);
     repo.commit(&[(".travis.yml", "script: [\"oops\n")], "broken yaml");
     repo.git(&["branch", "broken"]);
@@ -82,23 +116,34 @@ fn failing_script_fails_and_failing_install_errors() {
     assert_eq!(b["state"], "failed", "{b}");
     assert_eq!(b["jobs"][0]["state"], "failed");
     let log = String::from_utf8(c.log(job_ids(&b)[0])).unwrap();
-    assert_eq!(log, "$ echo one\none\n$ false\n$ echo still-runs\nstill-runs\n");
+    assert_eq!(
+        log,
+        "$ echo one\none\n$ false\n$ echo still-runs\nstill-runs\n"
+    );
     let b = c.wait_build(erroring, Duration::from_secs(60));
     assert_eq!(b["state"], "errored", "{b}");
-    assert!(!String::from_utf8(c.log(job_ids(&b)[0])).unwrap().contains("never"));
+    assert!(!String::from_utf8(c.log(job_ids(&b)[0]))
+        .unwrap()
+        .contains("never"));
 
     // A .travis.yml that is not YAML: an errored build whose log names the line.
     let broken = c.trigger("demo", Some("broken"));
     let b = c.wait_build(broken, Duration::from_secs(10));
     assert_eq!(b["state"], "errored", "{b}");
     let log = String::from_utf8(c.log(job_ids(&b)[0])).unwrap();
-    assert!(log.contains(".travis.yml: line 1") || log.contains(".travis.yml: line 2"), "{log}");
+    assert!(
+        log.contains(".travis.yml: line 1") || log.contains(".travis.yml: line 2"),
+        "{log}"
+    );
     assert!(b["error"].as_str().unwrap().contains("line "), "{b}");
 
     let missing = c.trigger("demo", Some("missing"));
     let b = c.wait_build(missing, Duration::from_secs(10));
     assert_eq!(b["state"], "errored");
-    assert!(b["error"].as_str().unwrap().contains("no .travis.yml"), "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("no .travis.yml"),
+        "{b}"
+    );
 }
 
 #[test]
@@ -123,12 +168,18 @@ fn two_builders_share_the_work_and_no_job_runs_twice() {
             // Handed out once, run once.
             assert_eq!(j["epoch"], 1, "{j}");
             assert_eq!(j["attempts"], 1, "{j}");
-            *by_builder.entry(j["builder"].as_str().unwrap().to_string()).or_insert(0) += 1;
+            *by_builder
+                .entry(j["builder"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
             let log = String::from_utf8(c.log(j["id"].as_u64().unwrap())).unwrap();
             assert_eq!(log.matches("\nrun ").count(), 1, "{log}");
         }
     }
-    assert_eq!(by_builder.len(), 2, "both builders got work: {by_builder:?}");
+    assert_eq!(
+        by_builder.len(),
+        2,
+        "both builders got work: {by_builder:?}"
+    );
     assert_eq!(by_builder.values().sum::<i32>(), 24);
 }
 
@@ -139,13 +190,21 @@ fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
     }
     let mut c = Cluster::start();
     let repo = Repo::new(c.path("repo"));
-    repo.commit(&[(".travis.yml", "language: shell\nscript:\n  - echo start\n  - sleep 3\n  - echo end\n")], "slow");
+    repo.commit(
+        &[(
+            ".travis.yml",
+            "language: shell\nscript:\n  - echo start\n  - sleep 3\n  - echo end\n",
+        )],
+        "slow",
+    );
     c.kha_ok(&["project", "add", "demo", &repo.url()]);
     let a = c.builder("a", 1);
     c.wait_builders_connected(1);
     let id = c.trigger("demo", None);
     let job = job_ids(&c.build(id))[0];
-    wait_for("the job to start", Duration::from_secs(30), || (c.build(id)["jobs"][0]["state"] == "running").then_some(()));
+    wait_for("the job to start", Duration::from_secs(30), || {
+        (c.build(id)["jobs"][0]["state"] == "running").then_some(())
+    });
     let b_idx = c.builder("b", 1);
     c.wait_builders_connected(2);
     let a_id = c.builders[a].id();
@@ -157,13 +216,23 @@ fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
     let j = &b["jobs"][0];
     assert_eq!(j["epoch"], 2, "{j}");
     assert_eq!(j["builder"], c.builders[b_idx].id());
-    assert_eq!(String::from_utf8(c.log(job)).unwrap(), "$ echo start\nstart\n$ sleep 3\n$ echo end\nend\n");
-    eprintln!("job finished on the second builder {:?} after the kill", killed.elapsed());
+    assert_eq!(
+        String::from_utf8(c.log(job)).unwrap(),
+        "$ echo start\nstart\n$ sleep 3\n$ echo end\nend\n"
+    );
+    eprintln!(
+        "job finished on the second builder {:?} after the kill",
+        killed.elapsed()
+    );
 
     // The dead builder's result for epoch 1 arrives late: refused.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(async {
-        let mut client = kha_proto::agent::agent_service_client::AgentServiceClient::connect(format!("http://{}", c.addr())).await.unwrap();
+        let mut client = kha_proto::agent::agent_service_client::AgentServiceClient::connect(
+            format!("http://{}", c.addr()),
+        )
+        .await
+        .unwrap();
         let mut req = tonic::Request::new(kha_proto::agent::FinishJobRequest {
             job_id: job,
             epoch: 1,
@@ -172,7 +241,10 @@ fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
             sha256: String::new(),
             detail: "late".into(),
         });
-        req.metadata_mut().insert("authorization", format!("Bearer {a_id}:{a_secret}").parse().unwrap());
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {a_id}:{a_secret}").parse().unwrap(),
+        );
         client.finish_job(req).await.unwrap_err()
     });
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
@@ -192,7 +264,9 @@ fn control_restart_mid_job_loses_and_duplicates_nothing() {
     c.wait_builders_connected(1);
     let id = c.trigger("demo", None);
     let job = job_ids(&c.build(id))[0];
-    wait_for("some log", Duration::from_secs(30), || (c.build(id)["jobs"][0]["log_len"].as_u64().unwrap_or(0) > 20).then_some(()));
+    wait_for("some log", Duration::from_secs(30), || {
+        (c.build(id)["jobs"][0]["log_len"].as_u64().unwrap_or(0) > 20).then_some(())
+    });
     // A hard stop: nothing gets to flush.
     c.control.as_mut().unwrap().kill9();
     std::thread::sleep(Duration::from_millis(1200));
@@ -202,7 +276,10 @@ fn control_restart_mid_job_loses_and_duplicates_nothing() {
     assert_eq!(b["jobs"][0]["epoch"], 1, "the same run finished: {b}");
     let cmd = "for i in $(seq 1 60); do echo \"line $i\"; sleep 0.05; done";
     let body: String = (1..=60).map(|i| format!("line {i}\n")).collect();
-    assert_eq!(String::from_utf8(c.log(job)).unwrap(), format!("$ {cmd}\n{body}"));
+    assert_eq!(
+        String::from_utf8(c.log(job)).unwrap(),
+        format!("$ {cmd}\n{body}")
+    );
 }
 
 #[test]
@@ -212,14 +289,22 @@ fn cancel_and_timeout_stop_the_container() {
     }
     let mut c = Cluster::start();
     let repo = Repo::new(c.path("repo"));
-    repo.commit(&[(".travis.yml", "language: shell\nscript:\n  - echo sleeping\n  - sleep 600\n")], "sleepy");
+    repo.commit(
+        &[(
+            ".travis.yml",
+            "language: shell\nscript:\n  - echo sleeping\n  - sleep 600\n",
+        )],
+        "sleepy",
+    );
     c.kha_ok(&["project", "add", "demo", &repo.url(), "--timeout", "3"]);
     c.kha_ok(&["project", "add", "demo2", &repo.url()]);
     c.builder("a", 2);
     c.wait_builders_connected(1);
 
     let id = c.trigger("demo2", None);
-    wait_for("the job to start", Duration::from_secs(30), || (c.build(id)["jobs"][0]["log_len"].as_u64().unwrap_or(0) > 0).then_some(()));
+    wait_for("the job to start", Duration::from_secs(30), || {
+        (c.build(id)["jobs"][0]["log_len"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
     let t = Instant::now();
     c.kha_ok(&["build", "cancel", &id.to_string()]);
     let b = c.wait_build(id, Duration::from_secs(20));
@@ -237,7 +322,9 @@ fn cancel_and_timeout_stop_the_container() {
     let log = String::from_utf8(c.log(job_ids(&b)[0])).unwrap();
     assert!(log.contains("timed out after 3 s"), "{log}");
     eprintln!("trigger to timed out (timeout 3 s): {:?}", t.elapsed());
-    wait_for("containers to go", Duration::from_secs(10), || c.running_containers().is_empty().then_some(()));
+    wait_for("containers to go", Duration::from_secs(10), || {
+        c.running_containers().is_empty().then_some(())
+    });
 }
 
 #[test]
@@ -249,24 +336,40 @@ fn refusals_are_clear() {
     // A wrong enrolment token.
     let data = c.path("builder-x");
     let mut p = c.spawn_builder(&data, "x", 1, Some("khaet_wrong"), &[]);
-    let st = p.wait_exit(Duration::from_secs(20)).expect("builder with a wrong token exits");
+    let st = p
+        .wait_exit(Duration::from_secs(20))
+        .expect("builder with a wrong token exits");
     assert!(!st.success());
-    assert!(p.log_text().contains("enrolment refused: unknown enrolment token"), "{}", p.log_text());
+    assert!(
+        p.log_text()
+            .contains("enrolment refused: unknown enrolment token"),
+        "{}",
+        p.log_text()
+    );
 
     // An incompatible protocol version.
     let token = c.enrolment_token();
     let data = c.path("builder-y");
     let mut p = c.spawn_builder(&data, "y", 1, Some(&token), &["--protocol-major", "2"]);
-    let st = p.wait_exit(Duration::from_secs(20)).expect("builder with another major exits");
+    let st = p
+        .wait_exit(Duration::from_secs(20))
+        .expect("builder with another major exits");
     assert!(!st.success());
-    assert!(p.log_text().contains("speaks protocol 1.x"), "{}", p.log_text());
+    assert!(
+        p.log_text().contains("speaks protocol 1.x"),
+        "{}",
+        p.log_text()
+    );
 
     // A revoked builder: its session ends and it cannot come back.
     let i = c.builder("z", 1);
     c.wait_builders_connected(1);
     let id = c.builders[i].id();
     c.kha_ok(&["builder", "revoke", &id]);
-    let st = c.builders[i].proc.wait_exit(Duration::from_secs(20)).expect("revoked builder exits");
+    let st = c.builders[i]
+        .proc
+        .wait_exit(Duration::from_secs(20))
+        .expect("revoked builder exits");
     assert!(!st.success());
     let log = c.builders[i].proc.log_text();
     assert!(log.contains("revoked"), "{log}");
@@ -278,7 +381,10 @@ fn refusals_are_clear() {
     c.kha_ok(&["builder", "token", "revoke", tok["id"].as_str().unwrap()]);
     let data = c.path("builder-w");
     let mut p = c.spawn_builder(&data, "w", 1, Some(tok["token"].as_str().unwrap()), &[]);
-    assert!(!p.wait_exit(Duration::from_secs(20)).expect("exits").success());
+    assert!(!p
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits")
+        .success());
     assert!(p.log_text().contains("was revoked"), "{}", p.log_text());
 
     // The CLI: a wrong admin token and an unknown build, with their exit codes.

@@ -108,7 +108,13 @@ pub fn read_progress(text: &str) -> Progress {
 pub fn outcome(code: Option<i32>, p: &Progress) -> (kha_core::JobOutcome, String) {
     use kha_core::JobOutcome::*;
     if !p.started {
-        return (Infrastructure, format!("the job did not start (exit {})", code.map_or("by signal".into(), |c| c.to_string())));
+        return (
+            Infrastructure,
+            format!(
+                "the job did not start (exit {})",
+                code.map_or("by signal".into(), |c| c.to_string())
+            ),
+        );
     }
     let from_result = |r: &str| match r {
         "passed" => Passed,
@@ -127,9 +133,18 @@ pub fn outcome(code: Option<i32>, p: &Progress) -> (kha_core::JobOutcome, String
     // The driver ended early: `exit` in a command, or killed.
     let code = code.map_or("a signal".to_string(), |c| format!("exit {c}"));
     match p.phase.as_deref() {
-        Some("before_install" | "install" | "before_script") | None => (Errored, format!("{} ended the job ({code})", p.phase.as_deref().unwrap_or("setup"))),
+        Some("before_install" | "install" | "before_script") | None => (
+            Errored,
+            format!(
+                "{} ended the job ({code})",
+                p.phase.as_deref().unwrap_or("setup")
+            ),
+        ),
         Some("script") => (Failed, format!("script ended the job ({code})")),
-        Some(_) => (p.result.as_deref().map_or(Errored, from_result), format!("an after_* command ended the job ({code})")),
+        Some(_) => (
+            p.result.as_deref().map_or(Errored, from_result),
+            format!("an after_* command ended the job ({code})"),
+        ),
     }
 }
 
@@ -149,13 +164,24 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join(".kha")).unwrap();
         let vars = [("TRAVIS_BRANCH", "it's; $(x)".to_string())];
-        let text = script(&DriverInput { phases: p, env, vars: &vars });
+        let text = script(&DriverInput {
+            phases: p,
+            env,
+            vars: &vars,
+        });
         std::fs::write(d.path().join(".kha/run.sh"), text).unwrap();
-        let out = Command::new("/bin/sh").arg(d.path().join(".kha/run.sh")).output().unwrap();
+        let out = Command::new("/bin/sh")
+            .arg(d.path().join(".kha/run.sh"))
+            .output()
+            .unwrap();
         let state = std::fs::read_to_string(d.path().join(".kha/state")).unwrap_or_default();
         let mut all = out.stdout;
         all.extend(out.stderr);
-        (out.status.code().unwrap_or(-1), String::from_utf8(all).unwrap(), read_progress(&state))
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(all).unwrap(),
+            read_progress(&state),
+        )
     }
 
     #[test]
@@ -205,8 +231,14 @@ mod tests {
     #[test]
     fn state_carries_over_and_values_are_quoted() {
         let p = phases(|p| {
-            p.before_script = vec!["mkdir -p sub && cd sub".into(), "export X=from_before".into()];
-            p.script = vec!["basename \"$PWD\"; echo $X $A \"$B\"".into(), "printf '%s\\n' \"$TRAVIS_BRANCH\"".into()];
+            p.before_script = vec![
+                "mkdir -p sub && cd sub".into(),
+                "export X=from_before".into(),
+            ];
+            p.script = vec![
+                "basename \"$PWD\"; echo $X $A \"$B\"".into(),
+                "printf '%s\\n' \"$TRAVIS_BRANCH\"".into(),
+            ];
         });
         let (code, out, _) = run(&p, &["A=1 B=\"two words\"".into()]);
         assert_eq!(code, 0, "{out}");

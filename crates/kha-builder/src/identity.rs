@@ -23,7 +23,9 @@ impl fmt::Debug for Identity {
 impl Identity {
     pub fn load(dir: &Path) -> std::io::Result<Option<Identity>> {
         match std::fs::read(dir.join("identity.json")) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(std::io::Error::other),
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(std::io::Error::other),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -57,9 +59,15 @@ mod tests {
     fn saved_private_and_loaded() {
         let d = tempfile::tempdir().unwrap();
         assert!(Identity::load(d.path()).unwrap().is_none());
-        let id = Identity { builder_id: "b-1".into(), secret: "s".into() };
+        let id = Identity {
+            builder_id: "b-1".into(),
+            secret: "s".into(),
+        };
         id.save(d.path()).unwrap();
-        let mode = std::fs::metadata(d.path().join("identity.json")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(d.path().join("identity.json"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(Identity::load(d.path()).unwrap().unwrap().builder_id, "b-1");
         assert!(!format!("{id:?}").contains('s') || !format!("{id:?}").contains("\"s\""));

@@ -46,7 +46,17 @@ impl JobHandle {
     }
 }
 
-pub async fn run(shared: Arc<Shared>, job_id: u64, epoch: u64, spec: JobSpec, h: (Arc<AtomicU64>, CancellationToken, Arc<Mutex<Option<StopReason>>>)) {
+pub async fn run(
+    shared: Arc<Shared>,
+    job_id: u64,
+    epoch: u64,
+    spec: JobSpec,
+    h: (
+        Arc<AtomicU64>,
+        CancellationToken,
+        Arc<Mutex<Option<StopReason>>>,
+    ),
+) {
     let (acked, stop, reason) = h;
     let name = format!("kha-{job_id}-{epoch}");
     let data = &shared.cfg.data_dir;
@@ -67,7 +77,17 @@ pub async fn run(shared: Arc<Shared>, job_id: u64, epoch: u64, spec: JobSpec, h:
     let ship_stop = CancellationToken::new();
     let shipper = crate::task::spawn(
         "log-shipper",
-        logs::ship(shared.client.clone(), shared.identity.bearer(), job_id, epoch, spool_path.clone(), written, acked, max_chunk, ship_stop.clone()),
+        logs::ship(
+            shared.client.clone(),
+            shared.identity.bearer(),
+            job_id,
+            epoch,
+            spool_path.clone(),
+            written,
+            acked,
+            max_chunk,
+            ship_stop.clone(),
+        ),
     );
     let note = |line: &str| {
         if let Ok(mut g) = spool.lock() {
@@ -77,7 +97,10 @@ pub async fn run(shared: Arc<Shared>, job_id: u64, epoch: u64, spec: JobSpec, h:
         }
     };
 
-    let (outcome, detail) = execute(&shared, job_id, &name, &spec, &workspace, &scratch, &spool, &stop, &note).await;
+    let (outcome, detail) = execute(
+        &shared, job_id, &name, &spec, &workspace, &scratch, &spool, &stop, &note,
+    )
+    .await;
     let stopped = reason.lock().ok().and_then(|r| *r);
     let (outcome, detail) = match stopped {
         Some(StopReason::Canceled { .. }) => {
@@ -124,7 +147,12 @@ async fn execute(
     note: &(dyn Fn(&str) + Sync),
 ) -> (JobOutcome, String) {
     // Checkout.
-    let (ws, url, commit, dest) = (shared.workspaces.clone(), spec.repo_url.clone(), spec.commit.clone(), workspace.to_path_buf());
+    let (ws, url, commit, dest) = (
+        shared.workspaces.clone(),
+        spec.repo_url.clone(),
+        spec.commit.clone(),
+        workspace.to_path_buf(),
+    );
     let _ = std::fs::remove_dir_all(&dest);
     let checkout = tokio::task::spawn_blocking(move || ws.checkout(&url, &commit, &dest)).await;
     match checkout {
@@ -147,19 +175,35 @@ async fn execute(
         ("TRAVIS_BUILD_ID", spec.build_id.to_string()),
         ("TRAVIS_BUILD_NUMBER", spec.build_id.to_string()),
         ("TRAVIS_JOB_ID", job_id.to_string()),
-        ("TRAVIS_JOB_NUMBER", format!("{}.{}", spec.build_id, spec.number)),
+        (
+            "TRAVIS_JOB_NUMBER",
+            format!("{}.{}", spec.build_id, spec.number),
+        ),
         ("TRAVIS_REPO_SLUG", spec.project.clone()),
     ];
-    let text = driver::script(&DriverInput { phases: &phases, env: &spec.env, vars: &vars });
+    let text = driver::script(&DriverInput {
+        phases: &phases,
+        env: &spec.env,
+        vars: &vars,
+    });
     let kha_dir = workspace.join(".kha");
-    if let Err(e) = std::fs::create_dir_all(&kha_dir).and_then(|_| std::fs::write(kha_dir.join("run.sh"), text)) {
-        return (JobOutcome::Infrastructure, format!("cannot write the driver: {e}"));
+    if let Err(e) =
+        std::fs::create_dir_all(&kha_dir).and_then(|_| std::fs::write(kha_dir.join("run.sh"), text))
+    {
+        return (
+            JobOutcome::Infrastructure,
+            format!("cannot write the driver: {e}"),
+        );
     }
     let _ = std::fs::create_dir_all(scratch);
     let run = JobRun {
         name: name.to_string(),
         workspace: workspace.to_path_buf(),
-        image: if spec.image.is_empty() { "default".into() } else { spec.image.clone() },
+        image: if spec.image.is_empty() {
+            "default".into()
+        } else {
+            spec.image.clone()
+        },
         scratch: scratch.to_path_buf(),
     };
     let exec = shared.executor.clone();
@@ -174,7 +218,9 @@ async fn execute(
         Err(e) => return (JobOutcome::Infrastructure, e.to_string()),
     };
     let r = spawn_and_wait(shared, &run, cmd, spec.timeout_secs, spool, stop, note).await;
-    let progress = driver::read_progress(&std::fs::read_to_string(workspace.join(".kha/state")).unwrap_or_default());
+    let progress = driver::read_progress(
+        &std::fs::read_to_string(workspace.join(".kha/state")).unwrap_or_default(),
+    );
     if !progress.started {
         // The container never ran the driver: say why, from lxc's own log.
         for line in crate::executor::lxc::lxc_errors(&run) {
@@ -184,7 +230,10 @@ async fn execute(
     cleanup(shared, &run).await;
     match r {
         Err(e) => (JobOutcome::Infrastructure, e),
-        Ok(Waited::TimedOut) => (JobOutcome::TimedOut, format!("timed out after {} s", spec.timeout_secs)),
+        Ok(Waited::TimedOut) => (
+            JobOutcome::TimedOut,
+            format!("timed out after {} s", spec.timeout_secs),
+        ),
         Ok(Waited::Stopped) => (JobOutcome::Canceled, "stopped".into()),
         Ok(Waited::Exited(code)) => driver::outcome(code, &progress),
     }
@@ -208,9 +257,13 @@ async fn spawn_and_wait(
     // stdout and stderr share one pipe, so their interleaving is kept.
     let (mut reader, writer) = std::io::pipe().map_err(|e| e.to_string())?;
     let w2 = writer.try_clone().map_err(|e| e.to_string())?;
-    cmd.stdin(std::process::Stdio::null()).stdout(writer).stderr(w2);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(w2);
     let mut cmd = tokio::process::Command::from(cmd);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start the job: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the job: {e}"))?;
     drop(cmd); // our copies of the pipe's write end
     if let Some(pid) = child.id() {
         shared.executor.spawned(run, pid);
@@ -233,7 +286,11 @@ async fn spawn_and_wait(
             }
         }
     });
-    let timeout = Duration::from_secs(if timeout_secs == 0 { kha_core::limits::DEFAULT_JOB_TIMEOUT_SECS } else { timeout_secs });
+    let timeout = Duration::from_secs(if timeout_secs == 0 {
+        kha_core::limits::DEFAULT_JOB_TIMEOUT_SECS
+    } else {
+        timeout_secs
+    });
     let waited = tokio::select! {
         st = child.wait() => Waited::Exited(st.ok().and_then(|s| s.code())),
         _ = tokio::time::sleep(timeout) => Waited::TimedOut,
@@ -246,7 +303,10 @@ async fn spawn_and_wait(
         };
         let (exec, r) = (shared.executor.clone(), run.clone());
         let _ = tokio::task::spawn_blocking(move || exec.stop(&r, grace)).await;
-        if tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(3), child.wait())
+            .await
+            .is_err()
+        {
             let _ = child.kill().await;
         }
         if matches!(waited, Waited::TimedOut) {
@@ -279,7 +339,15 @@ async fn cleanup(shared: &Arc<Shared>, run: &JobRun) {
     }
 }
 
-async fn finish(shared: &Arc<Shared>, job_id: u64, epoch: u64, outcome: JobOutcome, total_len: u64, sha256: String, detail: String) {
+async fn finish(
+    shared: &Arc<Shared>,
+    job_id: u64,
+    epoch: u64,
+    outcome: JobOutcome,
+    total_len: u64,
+    sha256: String,
+    detail: String,
+) {
     let mut backoff = Duration::from_millis(100);
     for _ in 0..50 {
         let mut req = tonic::Request::new(FinishJobRequest {
@@ -298,7 +366,9 @@ async fn finish(shared: &Arc<Shared>, job_id: u64, epoch: u64, outcome: JobOutco
                 info!(job_id, epoch, ?outcome, total_len, "job finished");
                 return;
             }
-            Err(s) if s.code() == tonic::Code::FailedPrecondition && !s.message().contains("log") => {
+            Err(s)
+                if s.code() == tonic::Code::FailedPrecondition && !s.message().contains("log") =>
+            {
                 warn!(job_id, epoch, error = %s.message(), "result refused");
                 return;
             }
@@ -309,5 +379,8 @@ async fn finish(shared: &Arc<Shared>, job_id: u64, epoch: u64, outcome: JobOutco
         tokio::time::sleep(logs::jitter(backoff)).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
-    warn!(job_id, epoch, "gave up reporting the result; the control node will time the lease out");
+    warn!(
+        job_id,
+        epoch, "gave up reporting the result; the control node will time the lease out"
+    );
 }

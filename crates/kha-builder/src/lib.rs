@@ -70,7 +70,11 @@ impl Shared {
     /// The grace a stopping run gets (from the control node's Cancel).
     pub fn stop_grace(&self, run: &executor::JobRun) -> Duration {
         let job: Option<u64> = run.name.split('-').nth(1).and_then(|s| s.parse().ok());
-        let reason = job.and_then(|j| self.jobs().get(&j).and_then(|h| h.reason.lock().ok().and_then(|r| *r)));
+        let reason = job.and_then(|j| {
+            self.jobs()
+                .get(&j)
+                .and_then(|h| h.reason.lock().ok().and_then(|r| *r))
+        });
         match reason {
             Some(StopReason::Canceled { grace_ms }) => Duration::from_millis(grace_ms),
             Some(StopReason::Shutdown) => Duration::from_secs(5),
@@ -82,7 +86,11 @@ impl Shared {
 /// Connects (lazily: the channel reconnects for new calls) to the control
 /// node with keepalives on.
 pub fn channel(control: &str) -> anyhow::Result<Channel> {
-    let url = if control.contains("://") { control.to_string() } else { format!("http://{control}") };
+    let url = if control.contains("://") {
+        control.to_string()
+    } else {
+        format!("http://{control}")
+    };
     Ok(Endpoint::from_shared(url.clone())
         .with_context(|| format!("bad control node address {url:?}"))?
         .connect_timeout(Duration::from_secs(5))
@@ -109,18 +117,31 @@ pub async fn identity(cfg: &Config, token: Option<&str>) -> anyhow::Result<Ident
     })?;
     let mut c = client(channel(&cfg.control)?);
     let r = c
-        .register(RegisterRequest { enrolment_token: token.to_string(), name: cfg.name.clone() })
+        .register(RegisterRequest {
+            enrolment_token: token.to_string(),
+            name: cfg.name.clone(),
+        })
         .await
         .map_err(|s| anyhow::anyhow!("enrolment refused: {}", s.message()))?
         .into_inner();
-    let id = Identity { builder_id: r.builder_id, secret: r.secret };
-    id.save(&cfg.data_dir).context("saving the builder identity")?;
+    let id = Identity {
+        builder_id: r.builder_id,
+        secret: r.secret,
+    };
+    id.save(&cfg.data_dir)
+        .context("saving the builder identity")?;
     info!(builder_id = %id.builder_id, "enrolled");
     Ok(id)
 }
 
 /// Runs the builder until it is drained (or refused).
-pub async fn run(cfg: Config, token: Option<String>, executor: Arc<dyn Executor>, protocol_major: u32, signals: mpsc::Receiver<()>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    token: Option<String>,
+    executor: Arc<dyn Executor>,
+    protocol_major: u32,
+    signals: mpsc::Receiver<()>,
+) -> anyhow::Result<()> {
     for d in ["work", "scratch", "spool", "mirrors"] {
         let p = cfg.data_dir.join(d);
         if d != "mirrors" {
@@ -135,7 +156,10 @@ pub async fn run(cfg: Config, token: Option<String>, executor: Arc<dyn Executor>
         info!(count = n, "removed leftover containers");
     }
     let identity = identity(&cfg, token.as_deref()).await?;
-    let mut labels = vec![format!("os={}", std::env::consts::OS), format!("arch={}", std::env::consts::ARCH)];
+    let mut labels = vec![
+        format!("os={}", std::env::consts::OS),
+        format!("arch={}", std::env::consts::ARCH),
+    ];
     labels.extend(executor.labels());
     labels.extend(cfg.labels.iter().cloned());
     let shared = Arc::new(Shared {
@@ -145,7 +169,10 @@ pub async fn run(cfg: Config, token: Option<String>, executor: Arc<dyn Executor>
         executor,
         labels,
         jobs: Mutex::new(HashMap::new()),
-        limits: Mutex::new((kha_core::limits::MAX_CHUNK_BYTES, kha_core::limits::DEFAULT_LOG_CAP_BYTES)),
+        limits: Mutex::new((
+            kha_core::limits::MAX_CHUNK_BYTES,
+            kha_core::limits::DEFAULT_LOG_CAP_BYTES,
+        )),
         wake: Notify::new(),
         cfg,
     });

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "kha-builder", version, about = "kha's builder: runs jobs for a control node in lxc containers")]
+#[command(
+    name = "kha-builder",
+    version,
+    about = "kha's builder: runs jobs for a control node in lxc containers"
+)]
 struct Args {
     /// TOML config file (every key optional; see deploy/builder.toml).
     #[arg(long, short, env = "KHA_BUILDER_CONFIG")]
@@ -63,9 +67,14 @@ enum ImageCmd {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KHA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,hyper=warn,tonic=warn,tower=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KHA_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,h2=warn,hyper=warn,tonic=warn,tower=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 #[tokio::main]
@@ -74,24 +83,40 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
     let mut cfg = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => Config::default(),
     };
-    if let Some(c) = args.control { cfg.control = c; }
-    if let Some(d) = args.data_dir { cfg.data_dir = d; }
-    if let Some(n) = args.name { cfg.name = n; }
-    if let Some(s) = args.slots { cfg.slots = s.max(1); }
-    if let Some(e) = args.executor { cfg.executor = e; }
+    if let Some(c) = args.control {
+        cfg.control = c;
+    }
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(n) = args.name {
+        cfg.name = n;
+    }
+    if let Some(s) = args.slots {
+        cfg.slots = s.max(1);
+    }
+    if let Some(e) = args.executor {
+        cfg.executor = e;
+    }
     cfg.labels.extend(args.labels);
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let images = cfg.data_dir.join("images");
     match &args.cmd {
         Some(Cmd::Image(ImageCmd::Create { name })) => {
             let t = std::time::Instant::now();
             let dir = lxc::create_image(&images, name)?;
-            println!("image {name} ready at {} ({} ms)", dir.display(), t.elapsed().as_millis());
+            println!(
+                "image {name} ready at {} ({} ms)",
+                dir.display(),
+                t.elapsed().as_millis()
+            );
             return Ok(());
         }
         Some(Cmd::Image(ImageCmd::List)) => {
@@ -124,8 +149,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
-        let Ok(mut int) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) else { return };
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        let Ok(mut int) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        else {
+            return;
+        };
         loop {
             tokio::select! {
                 _ = term.recv() => {}

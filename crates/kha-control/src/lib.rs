@@ -52,12 +52,20 @@ pub fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 /// Runs the control node on an already-bound listener until `shutdown`.
-pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    cfg: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let data = cfg.data_dir.clone();
-    std::fs::create_dir_all(&data).with_context(|| format!("creating data dir {}", data.display()))?;
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("creating data dir {}", data.display()))?;
     info!(data_dir = %data.display(), "opening the store");
     let store = store::Store::open(&data.join("db")).context("opening the database")?;
-    let logs = Arc::new(store::logs::LogStore::open(data.join("logs"), cfg.log_cap_bytes).context("opening the log directory")?);
+    let logs = Arc::new(
+        store::logs::LogStore::open(data.join("logs"), cfg.log_cap_bytes)
+            .context("opening the log directory")?,
+    );
     let admin_hash = auth::hash(&admin_token(&data)?);
     let mirrors = Arc::new(vcs::Mirrors::new(data.join("mirrors")));
     let sched = scheduler::Scheduler::new(store, logs, Arc::new(SystemClock), cfg.clone())?;
@@ -76,9 +84,12 @@ pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken
         })
     };
 
-    let agent = AgentServiceServer::new(grpc::agent::AgentSvc { sched: sched.clone(), shutdown: shutdown.clone() })
-        .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(limits::MAX_MESSAGE_BYTES);
+    let agent = AgentServiceServer::new(grpc::agent::AgentSvc {
+        sched: sched.clone(),
+        shutdown: shutdown.clone(),
+    })
+    .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(limits::MAX_MESSAGE_BYTES);
     let admin = AdminServiceServer::new(grpc::admin::AdminSvc {
         sched: sched.clone(),
         mirrors,

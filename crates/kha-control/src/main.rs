@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "kha-control", version, about = "kha's control node: projects, builds, the job queue and builders")]
+#[command(
+    name = "kha-control",
+    version,
+    about = "kha's control node: projects, builds, the job queue and builders"
+)]
 struct Args {
     /// TOML config file (every key optional; see deploy/control.toml).
     #[arg(long, short, env = "KHA_CONFIG")]
@@ -27,9 +31,16 @@ struct Args {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KHA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,hyper=warn,tonic=warn,tower=warn,sled=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KHA_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,h2=warn,hyper=warn,tonic=warn,tower=warn,sled=warn",
+        )
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 #[tokio::main]
@@ -38,7 +49,8 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
     let mut cfg = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => Config::default(),
@@ -61,10 +73,11 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -38,13 +38,23 @@ pub async fn trigger(
         branch.to_string(),
         commit.map(str::to_string),
     );
-    let resolved = tokio::task::spawn_blocking(move || m.resolve(&p.name, &p.repo_url, &b, c.as_deref()))
-        .await
-        .map_err(|e| VcsError::Fetch { url: project.repo_url.clone(), msg: e.to_string() })??;
+    let resolved =
+        tokio::task::spawn_blocking(move || m.resolve(&p.name, &p.repo_url, &b, c.as_deref()))
+            .await
+            .map_err(|e| VcsError::Fetch {
+                url: project.repo_url.clone(),
+                msg: e.to_string(),
+            })??;
     if !force {
-        if let Some(id) = sched.store.find_dedup(&project.name, branch, &resolved.commit)? {
+        if let Some(id) = sched
+            .store
+            .find_dedup(&project.name, branch, &resolved.commit)?
+        {
             if let Some(build) = sched.store.get_build(id)? {
-                return Ok(Triggered { build, created: false });
+                return Ok(Triggered {
+                    build,
+                    created: false,
+                });
             }
         }
     }
@@ -88,26 +98,29 @@ pub async fn trigger(
         image: project.image.clone(),
     };
     let mut jobs = Vec::new();
-    let new_job = |id, number, state, requires, allow_failure, detail: String, spec: JobSpec, queue_key| Job {
-        id,
-        build: build_id,
-        number,
-        project: project.name.clone(),
-        state,
-        epoch: 0,
-        attempts: 0,
-        builder: String::new(),
-        started_ms: 0,
-        finished_ms: if state.is_final() { now } else { 0 },
-        cancel_requested: false,
-        allow_failure,
-        requires,
-        detail,
-        log_len: 0,
-        log_sha256: String::new(),
-        queue_key,
-        spec,
-    };
+    let new_job =
+        |id, number, state, requires, allow_failure, detail: String, spec: JobSpec, queue_key| {
+            Job {
+                id,
+                build: build_id,
+                number,
+                project: project.name.clone(),
+                state,
+                epoch: 0,
+                attempts: 0,
+                builder: String::new(),
+                started_ms: 0,
+                finished_ms: if state.is_final() { now } else { 0 },
+                cancel_requested: false,
+                allow_failure,
+                requires,
+                detail,
+                log_len: 0,
+                log_sha256: String::new(),
+                queue_key,
+                spec,
+            }
+        };
     match plans {
         Err(msg) => {
             build.state = BuildState::Errored;
@@ -115,8 +128,20 @@ pub async fn trigger(
             build.error = msg.clone();
             let id = sched.store.next_id()?;
             let text = format!("kha: cannot set this build up\n{msg}\n");
-            sched.logs.write_all(id, text.as_bytes()).map_err(SchedError::from)?;
-            let mut job = new_job(id, 1, JobState::Errored, Labels::default(), false, msg, base, 0);
+            sched
+                .logs
+                .write_all(id, text.as_bytes())
+                .map_err(SchedError::from)?;
+            let mut job = new_job(
+                id,
+                1,
+                JobState::Errored,
+                Labels::default(),
+                false,
+                msg,
+                base,
+                0,
+            );
             job.log_len = text.len() as u64;
             jobs.push(job);
         }
@@ -138,7 +163,16 @@ pub async fn trigger(
                     spec.image = img.to_string();
                 }
                 let key = sched.normal_key()?;
-                jobs.push(new_job(id, plan.number, JobState::Queued, requires, plan.allow_failure, String::new(), spec, key));
+                jobs.push(new_job(
+                    id,
+                    plan.number,
+                    JobState::Queued,
+                    requires,
+                    plan.allow_failure,
+                    String::new(),
+                    spec,
+                    key,
+                ));
             }
         }
     }
@@ -147,7 +181,10 @@ pub async fn trigger(
     sched.store.durable().await?;
     sched.enqueue(&jobs);
     tracing::info!(build_id, project = %project.name, branch, commit = %resolved.commit, jobs = jobs.len(), state = %build.state, "build created");
-    Ok(Triggered { build, created: true })
+    Ok(Triggered {
+        build,
+        created: true,
+    })
 }
 
 pub fn short(commit: &str) -> &str {

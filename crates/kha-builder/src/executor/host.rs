@@ -5,10 +5,10 @@
 use super::{ExecError, Executor, JobRun};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Mutex;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 #[derive(Default)]

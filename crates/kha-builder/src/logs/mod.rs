@@ -36,9 +36,23 @@ pub struct Spool {
 
 impl Spool {
     pub fn create(path: &std::path::Path, cap: u64) -> std::io::Result<(Spool, Written)> {
-        let file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(path)?;
         let (tx, rx) = watch::channel((0, false));
-        Ok((Spool { file, len: 0, cap, truncated: false, hash: Sha256::new(), tx }, rx))
+        Ok((
+            Spool {
+                file,
+                len: 0,
+                cap,
+                truncated: false,
+                hash: Sha256::new(),
+                tx,
+            },
+            rx,
+        ))
     }
 
     fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
@@ -114,7 +128,19 @@ pub async fn ship(
         if stop.is_cancelled() {
             return Err(ShipError::Canceled);
         }
-        match ship_once(&client, &bearer, job_id, epoch, &spool, &mut written, &acked, max_chunk, &stop).await {
+        match ship_once(
+            &client,
+            &bearer,
+            job_id,
+            epoch,
+            &spool,
+            &mut written,
+            &acked,
+            max_chunk,
+            &stop,
+        )
+        .await
+        {
             Ok(()) => return Ok(()),
             Err(Some(e)) => return Err(e),
             Err(None) => {
@@ -196,9 +222,10 @@ async fn ship_once(
 
 fn classify(s: tonic::Status) -> Option<ShipError> {
     match s.code() {
-        tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument | tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
-            Some(ShipError::Refused(s.message().to_string()))
-        }
+        tonic::Code::FailedPrecondition
+        | tonic::Code::InvalidArgument
+        | tonic::Code::Unauthenticated
+        | tonic::Code::PermissionDenied => Some(ShipError::Refused(s.message().to_string())),
         _ => None,
     }
 }
@@ -218,7 +245,10 @@ mod tests {
         s.write(b"more").unwrap();
         let (len, sha) = s.finish();
         let mut got = Vec::new();
-        std::fs::File::open(&p).unwrap().read_to_end(&mut got).unwrap();
+        std::fs::File::open(&p)
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
         let want = format!("1234567890{TRUNCATION_MARKER}");
         assert_eq!(got, want.as_bytes());
         assert_eq!(len, want.len() as u64);

@@ -6,7 +6,7 @@
 use crate::job::{self, JobHandle, StopReason};
 use crate::logs::jitter;
 use crate::Shared;
-use kha_core::{PROTOCOL_MINOR};
+use kha_core::PROTOCOL_MINOR;
 use kha_proto::agent::{builder_message::Msg as B, control_message::Msg as C, *};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +40,11 @@ pub struct Local {
 
 impl Local {
     pub fn new() -> Local {
-        Local { sigterms: 0, draining: false, offered: HashMap::new() }
+        Local {
+            sigterms: 0,
+            draining: false,
+            offered: HashMap::new(),
+        }
     }
 }
 
@@ -52,11 +56,23 @@ impl Default for Local {
 
 /// Runs sessions until the builder is drained and idle. `signals` yields
 /// once per SIGTERM/SIGINT: drain, then cancel jobs, then exit.
-pub async fn run(shared: Arc<Shared>, protocol_major: u32, mut signals: mpsc::Receiver<()>) -> Result<(), Refused> {
+pub async fn run(
+    shared: Arc<Shared>,
+    protocol_major: u32,
+    mut signals: mpsc::Receiver<()>,
+) -> Result<(), Refused> {
     let mut local = Local::new();
     let mut backoff = Duration::from_millis(200);
     loop {
-        match once(&shared, protocol_major, &mut local, &mut signals, &mut backoff).await? {
+        match once(
+            &shared,
+            protocol_major,
+            &mut local,
+            &mut signals,
+            &mut backoff,
+        )
+        .await?
+        {
             End::Exit => return Ok(()),
             End::Reconnect(d) => {
                 local.offered.clear();
@@ -117,7 +133,11 @@ async fn once(
     let running: Vec<RunningJob> = shared
         .jobs()
         .iter()
-        .map(|(&job_id, h)| RunningJob { job_id, epoch: h.epoch, committed_offset: h.acked.load(Ordering::SeqCst) })
+        .map(|(&job_id, h)| RunningJob {
+            job_id,
+            epoch: h.epoch,
+            committed_offset: h.acked.load(Ordering::SeqCst),
+        })
         .collect();
     let hello = Hello {
         builder_id: shared.identity.builder_id.clone(),
@@ -141,9 +161,9 @@ async fn once(
         Ok(r) => r.into_inner(),
         Err(s) => {
             return match s.code() {
-                tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition | tonic::Code::PermissionDenied => {
-                    Err(Refused(s.message().to_string()))
-                }
+                tonic::Code::Unauthenticated
+                | tonic::Code::FailedPrecondition
+                | tonic::Code::PermissionDenied => Err(Refused(s.message().to_string())),
                 _ => {
                     warn!(error = %s.message(), "cannot open a session; retrying");
                     Ok(retry(backoff))
@@ -152,13 +172,15 @@ async fn once(
         }
     };
     let welcome = match inbound.message().await {
-        Ok(Some(ControlMessage { msg: Some(C::Welcome(w)) })) => w,
+        Ok(Some(ControlMessage {
+            msg: Some(C::Welcome(w)),
+        })) => w,
         Ok(_) => return Ok(retry(backoff)),
         Err(s) => {
             return match s.code() {
-                tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition | tonic::Code::PermissionDenied => {
-                    Err(Refused(s.message().to_string()))
-                }
+                tonic::Code::Unauthenticated
+                | tonic::Code::FailedPrecondition
+                | tonic::Code::PermissionDenied => Err(Refused(s.message().to_string())),
                 _ => Ok(retry(backoff)),
             }
         }
@@ -176,12 +198,18 @@ async fn once(
     if welcome.draining {
         local.draining = true;
     }
-    info!(heartbeat_ms = welcome.heartbeat_ms, resumed = welcome.verdicts.iter().filter(|v| v.keep).count(), "session open");
+    info!(
+        heartbeat_ms = welcome.heartbeat_ms,
+        resumed = welcome.verdicts.iter().filter(|v| v.keep).count(),
+        "session open"
+    );
     let send = |m: B| tx.try_send(msg(m)).is_ok();
     if local.draining {
         send(B::Drain(DrainRequest {}));
     }
-    send(B::Ready(Ready { free_slots: free(shared, local) }));
+    send(B::Ready(Ready {
+        free_slots: free(shared, local),
+    }));
     let mut hb = tokio::time::interval(Duration::from_millis(welcome.heartbeat_ms.max(50)));
     hb.tick().await;
     loop {
@@ -286,14 +314,28 @@ fn free(shared: &Shared, local: &Local) -> u32 {
     if local.draining {
         return 0;
     }
-    shared.cfg.slots.saturating_sub((shared.jobs().len() + local.offered.len()) as u32)
+    shared
+        .cfg
+        .slots
+        .saturating_sub((shared.jobs().len() + local.offered.len()) as u32)
 }
 
 fn start(shared: &Arc<Shared>, job_id: u64, epoch: u64, spec: JobSpec) {
     let acked = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
     let reason = Arc::new(Mutex::new(None));
-    shared.jobs().insert(job_id, JobHandle { epoch, acked: acked.clone(), stop: stop.clone(), reason: reason.clone() });
+    shared.jobs().insert(
+        job_id,
+        JobHandle {
+            epoch,
+            acked: acked.clone(),
+            stop: stop.clone(),
+            reason: reason.clone(),
+        },
+    );
     info!(job_id, epoch, project = %spec.project, commit = %spec.commit, "job granted");
-    crate::task::spawn("job", job::run(shared.clone(), job_id, epoch, spec, (acked, stop, reason)));
+    crate::task::spawn(
+        "job",
+        job::run(shared.clone(), job_id, epoch, spec, (acked, stop, reason)),
+    );
 }

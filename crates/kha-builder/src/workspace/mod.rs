@@ -29,7 +29,10 @@ pub struct Workspaces {
 
 impl Workspaces {
     pub fn new(mirrors: PathBuf) -> Workspaces {
-        Workspaces { mirrors, lock: Mutex::new(()) }
+        Workspaces {
+            mirrors,
+            lock: Mutex::new(()),
+        }
     }
 
     fn mirror_path(&self, url: &str) -> PathBuf {
@@ -55,13 +58,21 @@ impl Workspaces {
         let mut opts = FetchOptions::new();
         opts.prune(git2::FetchPrune::On);
         remote
-            .fetch(&["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], Some(&mut opts), None)
-            .map_err(|e| CheckoutError::Fetch { url: url.into(), msg: e.message().into() })?;
+            .fetch(
+                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                Some(&mut opts),
+                None,
+            )
+            .map_err(|e| CheckoutError::Fetch {
+                url: url.into(),
+                msg: e.message().into(),
+            })?;
         if repo.find_commit(commit).is_err() {
             // Not on any branch (e.g. force-pushed away): ask for it by id.
             let spec = format!("+{commit}:refs/kha/{commit}");
             let _ = remote.fetch(&[spec.as_str()], Some(&mut FetchOptions::new()), None);
-            repo.find_commit(commit).map_err(|_| CheckoutError::NoCommit(commit.to_string()))?;
+            repo.find_commit(commit)
+                .map_err(|_| CheckoutError::NoCommit(commit.to_string()))?;
         }
         Ok(path)
     }
@@ -71,7 +82,10 @@ impl Workspaces {
         let oid = Oid::from_str(commit).map_err(|_| CheckoutError::NoCommit(commit.into()))?;
         let mirror = self.mirror(url, oid)?;
         let mirror_url = mirror.to_string_lossy().to_string();
-        let repo = RepoBuilder::new().bare(false).with_checkout(CheckoutBuilder::new()).clone(&mirror_url, dest);
+        let repo = RepoBuilder::new()
+            .bare(false)
+            .with_checkout(CheckoutBuilder::new())
+            .clone(&mirror_url, dest);
         let repo = match repo {
             Ok(r) => r,
             // An empty mirror (no branches) cannot be cloned: start empty.
@@ -83,10 +97,13 @@ impl Workspaces {
             let spec = format!("+refs/kha/{oid}:refs/kha/{oid}");
             origin.fetch(&[spec.as_str()], None, None)?;
         }
-        let c = repo.find_commit(oid).map_err(|_| CheckoutError::NoCommit(commit.into()))?;
+        let c = repo
+            .find_commit(oid)
+            .map_err(|_| CheckoutError::NoCommit(commit.into()))?;
         repo.checkout_tree(c.as_object(), Some(CheckoutBuilder::new().force()))?;
         repo.set_head_detached(oid)?;
-        repo.remote_set_url("origin", url).or_else(|_| repo.remote("origin", url).map(|_| ()))?;
+        repo.remote_set_url("origin", url)
+            .or_else(|_| repo.remote("origin", url).map(|_| ()))?;
         // The driver script lives in .kha/: keep it out of `git status`.
         let exclude = dest.join(".git/info/exclude");
         if let Some(parent) = exclude.parent() {

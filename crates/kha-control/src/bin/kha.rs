@@ -25,7 +25,11 @@ macro_rules! out {
 }
 
 #[derive(Parser)]
-#[command(name = "kha", version, about = "Drive a kha control node: projects, builds, logs, builders")]
+#[command(
+    name = "kha",
+    version,
+    about = "Drive a kha control node: projects, builds, logs, builders"
+)]
 struct Cli {
     /// Control node address.
     #[arg(long, global = true, env = "KHA_SERVER")]
@@ -82,8 +86,12 @@ enum ProjectCmd {
         image: Option<String>,
     },
     List,
-    Show { name: String },
-    Remove { name: String },
+    Show {
+        name: String,
+    },
+    Remove {
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -116,19 +124,29 @@ enum BuildCmd {
         #[command(flatten)]
         paging: Paging,
     },
-    Show { id: u64 },
+    Show {
+        id: u64,
+    },
     /// Run a finished build's jobs again.
-    Restart { id: u64 },
-    Cancel { id: u64 },
+    Restart {
+        id: u64,
+    },
+    Cancel {
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
 enum BuilderCmd {
     List,
     /// Stop giving a builder new jobs.
-    Drain { id: String },
+    Drain {
+        id: String,
+    },
     /// Revoke a builder's credential; its jobs run elsewhere.
-    Revoke { id: String },
+    Revoke {
+        id: String,
+    },
     /// Enrolment tokens that let builders join.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -140,7 +158,9 @@ enum TokenCmd {
         #[arg(long, default_value = "")]
         description: String,
     },
-    Revoke { id: String },
+    Revoke {
+        id: String,
+    },
     List,
 }
 
@@ -206,18 +226,27 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
         .server
         .or(file.server)
         .unwrap_or_else(|| "http://127.0.0.1:7700".into());
-    let server = if server.contains("://") { server } else { format!("http://{server}") };
+    let server = if server.contains("://") {
+        server
+    } else {
+        format!("http://{server}")
+    };
     let token = match cli.token.or(file.token) {
         Some(t) => t,
         None => {
-            let dir = cli.data_dir.unwrap_or_else(|| PathBuf::from("/var/lib/kha"));
+            let dir = cli
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("/var/lib/kha"));
             std::fs::read_to_string(dir.join("admin.token"))
                 .map(|t| t.trim().to_string())
                 .map_err(|_| {
-                    Failure(4, format!(
+                    Failure(
+                        4,
+                        format!(
                         "no admin token: pass --token, set KHA_TOKEN, or run where {} is readable",
                         dir.join("admin.token").display()
-                    ))
+                    ),
+                    )
                 })?
         }
     };
@@ -230,7 +259,11 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
     let client = AdminServiceClient::new(channel)
         .max_decoding_message_size(kha_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(kha_proto::MAX_MESSAGE_BYTES);
-    let mut ctx = Ctx { client, token, json: cli.json };
+    let mut ctx = Ctx {
+        client,
+        token,
+        json: cli.json,
+    };
     match cli.cmd {
         Cmd::Project(c) => project(&mut ctx, c).await,
         Cmd::Build(c) => build(&mut ctx, c).await,
@@ -262,7 +295,11 @@ fn table(head: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
         out!("{}", s.join("  ").trim_end());
     };
     line(head.iter().map(|s| s.to_string()).collect());
@@ -329,7 +366,13 @@ fn print_json(v: serde_json::Value) {
 
 async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
     match c {
-        ProjectCmd::Add { name, repo_url, branch, timeout, image } => {
+        ProjectCmd::Add {
+            name,
+            repo_url,
+            branch,
+            timeout,
+            image,
+        } => {
             let r = ctx.req(AddProjectRequest {
                 name,
                 repo_url,
@@ -341,7 +384,12 @@ async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             if ctx.json {
                 print_json(project_json(&p));
             } else {
-                out!("added project {} ({}, branch {})", p.name, p.repo_url, p.default_branch);
+                out!(
+                    "added project {} ({}, branch {})",
+                    p.name,
+                    p.repo_url,
+                    p.default_branch
+                );
             }
         }
         ProjectCmd::List => {
@@ -352,7 +400,9 @@ async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             } else {
                 table(
                     &["NAME", "BRANCH", "IMAGE", "REPOSITORY"],
-                    ps.into_iter().map(|p| vec![p.name, p.default_branch, p.image, p.repo_url]).collect(),
+                    ps.into_iter()
+                        .map(|p| vec![p.name, p.default_branch, p.image, p.repo_url])
+                        .collect(),
                 );
             }
         }
@@ -378,7 +428,14 @@ async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
 }
 
 fn print_build(b: &Build) {
-    out!("build {}  {}  {}@{} ({})", b.id, b.state, b.project, b.branch, short(&b.commit));
+    out!(
+        "build {}  {}  {}@{} ({})",
+        b.id,
+        b.state,
+        b.project,
+        b.branch,
+        short(&b.commit)
+    );
     if !b.message.is_empty() {
         out!("  {}", b.message);
     }
@@ -402,8 +459,19 @@ fn print_build(b: &Build) {
                     j.id.to_string(),
                     j.state.clone(),
                     env.trim().to_string(),
-                    if j.builder.is_empty() { "-".into() } else { j.builder.clone() },
-                    duration(j.started_ms, if j.finished_ms > 0 { j.finished_ms } else { now_ms() }),
+                    if j.builder.is_empty() {
+                        "-".into()
+                    } else {
+                        j.builder.clone()
+                    },
+                    duration(
+                        j.started_ms,
+                        if j.finished_ms > 0 {
+                            j.finished_ms
+                        } else {
+                            now_ms()
+                        },
+                    ),
                     j.detail.clone(),
                 ]
             })
@@ -424,7 +492,13 @@ fn passed(state: &str) -> bool {
 
 async fn build(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
     match c {
-        BuildCmd::Trigger { project, branch, commit, force, wait } => {
+        BuildCmd::Trigger {
+            project,
+            branch,
+            commit,
+            force,
+            wait,
+        } => {
             let r = ctx.req(TriggerBuildRequest {
                 project,
                 branch: branch.unwrap_or_default(),
@@ -432,17 +506,31 @@ async fn build(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
                 force,
             });
             let t = ctx.client.trigger_build(r).await?.into_inner();
-            let mut b = t.build.ok_or_else(|| anyhow!("the control node sent no build"))?;
+            let mut b = t
+                .build
+                .ok_or_else(|| anyhow!("the control node sent no build"))?;
             if !ctx.json {
                 if t.created {
-                    out!("build {} created: {} job(s), {}", b.id, b.jobs.len(), b.state);
+                    out!(
+                        "build {} created: {} job(s), {}",
+                        b.id,
+                        b.jobs.len(),
+                        b.state
+                    );
                 } else {
-                    out!("build {} already built this commit ({}); use --force to build it again", b.id, b.state);
+                    out!(
+                        "build {} already built this commit ({}); use --force to build it again",
+                        b.id,
+                        b.state
+                    );
                 }
             }
             if wait {
                 let mut delay = 50;
-                while !matches!(b.state.as_str(), "passed" | "failed" | "errored" | "canceled") {
+                while !matches!(
+                    b.state.as_str(),
+                    "passed" | "failed" | "errored" | "canceled"
+                ) {
                     tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
                     delay = (delay * 2).min(1000);
                     let r = ctx.req(GetBuildRequest { build_id: b.id });
@@ -461,14 +549,22 @@ async fn build(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
             }
         }
         BuildCmd::List { project, paging } => {
-            let r = ctx.req(ListBuildsRequest { project, page: paging.page, per_page: paging.per_page });
+            let r = ctx.req(ListBuildsRequest {
+                project,
+                page: paging.page,
+                per_page: paging.per_page,
+            });
             let l = ctx.client.list_builds(r).await?.into_inner();
             if ctx.json {
-                print_json(json!({"total": l.total, "page": paging.page, "per_page": paging.per_page,
-                                  "builds": l.builds.iter().map(build_json).collect::<Vec<_>>()}));
+                print_json(
+                    json!({"total": l.total, "page": paging.page, "per_page": paging.per_page,
+                                  "builds": l.builds.iter().map(build_json).collect::<Vec<_>>()}),
+                );
             } else {
                 table(
-                    &["BUILD", "STATE", "BRANCH", "COMMIT", "JOBS", "CREATED", "MESSAGE"],
+                    &[
+                        "BUILD", "STATE", "BRANCH", "COMMIT", "JOBS", "CREATED", "MESSAGE",
+                    ],
                     l.builds
                         .iter()
                         .map(|b| {
@@ -491,24 +587,40 @@ async fn build(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
         BuildCmd::Show { id } => {
             let r = ctx.req(GetBuildRequest { build_id: id });
             let b = ctx.client.get_build(r).await?.into_inner();
-            if ctx.json { print_json(build_json(&b)) } else { print_build(&b) }
+            if ctx.json {
+                print_json(build_json(&b))
+            } else {
+                print_build(&b)
+            }
         }
         BuildCmd::Restart { id } => {
             let r = ctx.req(GetBuildRequest { build_id: id });
             let b = ctx.client.restart_build(r).await?.into_inner();
-            if ctx.json { print_json(build_json(&b)) } else { out!("build {} restarted: {}", b.id, b.state) }
+            if ctx.json {
+                print_json(build_json(&b))
+            } else {
+                out!("build {} restarted: {}", b.id, b.state)
+            }
         }
         BuildCmd::Cancel { id } => {
             let r = ctx.req(GetBuildRequest { build_id: id });
             let b = ctx.client.cancel_build(r).await?.into_inner();
-            if ctx.json { print_json(build_json(&b)) } else { out!("build {}: cancel requested ({})", b.id, b.state) }
+            if ctx.json {
+                print_json(build_json(&b))
+            } else {
+                out!("build {}: cancel requested ({})", b.id, b.state)
+            }
         }
     }
     Ok(0)
 }
 
 async fn log(ctx: &mut Ctx, job: u64, follow: bool) -> Result<u8, Failure> {
-    let r = ctx.req(FollowLogRequest { job_id: job, offset: 0, follow });
+    let r = ctx.req(FollowLogRequest {
+        job_id: job,
+        offset: 0,
+        follow,
+    });
     let mut s = ctx.client.follow_log(r).await?.into_inner();
     let mut out = std::io::stdout().lock();
     let mut state = String::new();
@@ -562,7 +674,11 @@ async fn builder(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
                                 b.name.clone(),
                                 state.into(),
                                 b.slots.to_string(),
-                                b.running_jobs.iter().map(|j| j.to_string()).collect::<Vec<_>>().join(","),
+                                b.running_jobs
+                                    .iter()
+                                    .map(|j| j.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(","),
                                 ago(b.last_seen_ms),
                                 b.labels.join(","),
                             ]
@@ -574,12 +690,20 @@ async fn builder(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
         BuilderCmd::Drain { id } => {
             let r = ctx.req(BuilderRequest { builder_id: id });
             let b = ctx.client.drain_builder(r).await?.into_inner();
-            if ctx.json { print_json(builder_json(&b)) } else { out!("builder {} is draining", b.id) }
+            if ctx.json {
+                print_json(builder_json(&b))
+            } else {
+                out!("builder {} is draining", b.id)
+            }
         }
         BuilderCmd::Revoke { id } => {
             let r = ctx.req(BuilderRequest { builder_id: id });
             let b = ctx.client.revoke_builder(r).await?.into_inner();
-            if ctx.json { print_json(builder_json(&b)) } else { out!("builder {} revoked", b.id) }
+            if ctx.json {
+                print_json(builder_json(&b))
+            } else {
+                out!("builder {} revoked", b.id)
+            }
         }
         BuilderCmd::Token(TokenCmd::Create { description }) => {
             let r = ctx.req(CreateEnrolmentTokenRequest { description });
@@ -600,15 +724,30 @@ async fn builder(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
         }
         BuilderCmd::Token(TokenCmd::List) => {
             let r = ctx.req(ListEnrolmentTokensRequest {});
-            let ts = ctx.client.list_enrolment_tokens(r).await?.into_inner().tokens;
+            let ts = ctx
+                .client
+                .list_enrolment_tokens(r)
+                .await?
+                .into_inner()
+                .tokens;
             if ctx.json {
-                print_json(json!(ts.iter().map(|t| json!({"id": t.id, "description": t.description,
-                    "created_ms": t.created_ms, "revoked": t.revoked})).collect::<Vec<_>>()));
+                print_json(json!(ts
+                    .iter()
+                    .map(|t| json!({"id": t.id, "description": t.description,
+                    "created_ms": t.created_ms, "revoked": t.revoked}))
+                    .collect::<Vec<_>>()));
             } else {
                 table(
                     &["ID", "STATE", "CREATED", "DESCRIPTION"],
                     ts.into_iter()
-                        .map(|t| vec![t.id, if t.revoked { "revoked" } else { "active" }.into(), ago(t.created_ms), t.description])
+                        .map(|t| {
+                            vec![
+                                t.id,
+                                if t.revoked { "revoked" } else { "active" }.into(),
+                                ago(t.created_ms),
+                                t.description,
+                            ]
+                        })
                         .collect(),
                 );
             }

@@ -32,7 +32,9 @@ fn internal(e: impl std::fmt::Display) -> Status {
 impl From<TriggerError> for Status {
     fn from(e: TriggerError) -> Status {
         match &e {
-            TriggerError::Vcs(VcsError::NoBranch(_) | VcsError::NoCommit(_)) => Status::not_found(e.to_string()),
+            TriggerError::Vcs(VcsError::NoBranch(_) | VcsError::NoCommit(_)) => {
+                Status::not_found(e.to_string())
+            }
             TriggerError::Vcs(VcsError::Fetch { .. }) => Status::unavailable(e.to_string()),
             _ => Status::internal(e.to_string()),
         }
@@ -60,10 +62,9 @@ impl AdminSvc {
     }
 
     fn project(&self, name: &str) -> Result<records::Project, Status> {
-        self.sched
-            .store
-            .get_project(name)?
-            .ok_or_else(|| Status::not_found(format!("no project {name:?} (see `kha project list`)")))
+        self.sched.store.get_project(name)?.ok_or_else(|| {
+            Status::not_found(format!("no project {name:?} (see `kha project list`)"))
+        })
     }
 
     fn build_view(&self, b: records::Build) -> Result<Build, Status> {
@@ -95,7 +96,11 @@ impl AdminSvc {
                 detail = why;
             }
         }
-        let log_len = if j.state.is_final() { j.log_len } else { self.sched.logs.len(j.id) };
+        let log_len = if j.state.is_final() {
+            j.log_len
+        } else {
+            self.sched.logs.len(j.id)
+        };
         Job {
             id: j.id,
             build_id: j.build,
@@ -126,12 +131,16 @@ impl AdminSvc {
         let s = live.get(&b.id);
         Builder {
             connected: s.is_some(),
-            draining: b.draining || s.is_some_and(|s| s.2),
+            draining: b.draining || s.is_some_and(|s| s.draining),
             revoked: b.revoked,
-            labels: s.map(|s| s.4.clone()).unwrap_or(b.labels),
-            slots: s.map(|s| s.0).unwrap_or(b.slots),
-            running_jobs: s.map(|s| s.3.clone()).unwrap_or_default(),
-            last_seen_ms: if s.is_some() { self.sched.clock.now() } else { b.last_seen_ms },
+            labels: s.map(|s| s.labels.clone()).unwrap_or(b.labels),
+            slots: s.map(|s| s.slots).unwrap_or(b.slots),
+            running_jobs: s.map(|s| s.running.clone()).unwrap_or_default(),
+            last_seen_ms: if s.is_some() {
+                self.sched.clock.now()
+            } else {
+                b.last_seen_ms
+            },
             version: b.version,
             id: b.id,
             name: b.name,
@@ -154,15 +163,23 @@ type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl AdminService for AdminSvc {
-    async fn add_project(&self, req: Request<AddProjectRequest>) -> Result<Response<Project>, Status> {
+    async fn add_project(
+        &self,
+        req: Request<AddProjectRequest>,
+    ) -> Result<Response<Project>, Status> {
         self.check(&req)?;
         let r = req.into_inner();
         validate_project_name(&r.name).map_err(Status::invalid_argument)?;
         if r.repo_url.trim().is_empty() {
-            return Err(Status::invalid_argument("repo_url is empty: give the git URL to build"));
+            return Err(Status::invalid_argument(
+                "repo_url is empty: give the git URL to build",
+            ));
         }
         if self.sched.store.get_project(&r.name)?.is_some() {
-            return Err(Status::already_exists(format!("project {:?} exists already", r.name)));
+            return Err(Status::already_exists(format!(
+                "project {:?} exists already",
+                r.name
+            )));
         }
         let default_branch = if r.default_branch.is_empty() {
             let (m, n, u) = (self.mirrors.clone(), r.name.clone(), r.repo_url.clone());
@@ -177,29 +194,57 @@ impl AdminService for AdminSvc {
             name: r.name.clone(),
             repo_url: r.repo_url,
             default_branch,
-            timeout_secs: if r.timeout_secs == 0 { self.sched.cfg.job_timeout_secs } else { r.timeout_secs },
-            image: if r.image.is_empty() { "default".into() } else { r.image },
+            timeout_secs: if r.timeout_secs == 0 {
+                self.sched.cfg.job_timeout_secs
+            } else {
+                r.timeout_secs
+            },
+            image: if r.image.is_empty() {
+                "default".into()
+            } else {
+                r.image
+            },
             created_ms: self.sched.clock.now(),
         };
         if !self.sched.store.add_project(&p)? {
-            return Err(Status::already_exists(format!("project {:?} exists already", r.name)));
+            return Err(Status::already_exists(format!(
+                "project {:?} exists already",
+                r.name
+            )));
         }
         self.sched.store.durable().await?;
         Ok(Response::new(project_view(p)))
     }
 
-    async fn list_projects(&self, req: Request<ListProjectsRequest>) -> Result<Response<ListProjectsResponse>, Status> {
+    async fn list_projects(
+        &self,
+        req: Request<ListProjectsRequest>,
+    ) -> Result<Response<ListProjectsResponse>, Status> {
         self.check(&req)?;
-        let projects = self.sched.store.list_projects()?.into_iter().map(project_view).collect();
+        let projects = self
+            .sched
+            .store
+            .list_projects()?
+            .into_iter()
+            .map(project_view)
+            .collect();
         Ok(Response::new(ListProjectsResponse { projects }))
     }
 
-    async fn get_project(&self, req: Request<GetProjectRequest>) -> Result<Response<Project>, Status> {
+    async fn get_project(
+        &self,
+        req: Request<GetProjectRequest>,
+    ) -> Result<Response<Project>, Status> {
         self.check(&req)?;
-        Ok(Response::new(project_view(self.project(&req.into_inner().name)?)))
+        Ok(Response::new(project_view(
+            self.project(&req.into_inner().name)?,
+        )))
     }
 
-    async fn remove_project(&self, req: Request<RemoveProjectRequest>) -> Result<Response<RemoveProjectResponse>, Status> {
+    async fn remove_project(
+        &self,
+        req: Request<RemoveProjectRequest>,
+    ) -> Result<Response<RemoveProjectResponse>, Status> {
         self.check(&req)?;
         let name = req.into_inner().name;
         if !self.sched.store.remove_project(&name)? {
@@ -209,17 +254,30 @@ impl AdminService for AdminSvc {
         Ok(Response::new(RemoveProjectResponse {}))
     }
 
-    async fn trigger_build(&self, req: Request<TriggerBuildRequest>) -> Result<Response<TriggerBuildResponse>, Status> {
+    async fn trigger_build(
+        &self,
+        req: Request<TriggerBuildRequest>,
+    ) -> Result<Response<TriggerBuildResponse>, Status> {
         self.check(&req)?;
         let r = req.into_inner();
         let p = self.project(&r.project)?;
-        let branch = if r.branch.is_empty() { p.default_branch.clone() } else { r.branch };
+        let branch = if r.branch.is_empty() {
+            p.default_branch.clone()
+        } else {
+            r.branch
+        };
         let commit = (!r.commit.is_empty()).then_some(r.commit.as_str());
         let t = trigger::trigger(&self.sched, &self.mirrors, &p, &branch, commit, r.force).await?;
-        Ok(Response::new(TriggerBuildResponse { build: Some(self.build_view(t.build)?), created: t.created }))
+        Ok(Response::new(TriggerBuildResponse {
+            build: Some(self.build_view(t.build)?),
+            created: t.created,
+        }))
     }
 
-    async fn list_builds(&self, req: Request<ListBuildsRequest>) -> Result<Response<ListBuildsResponse>, Status> {
+    async fn list_builds(
+        &self,
+        req: Request<ListBuildsRequest>,
+    ) -> Result<Response<ListBuildsResponse>, Status> {
         self.check(&req)?;
         let r = req.into_inner();
         self.project(&r.project)?;
@@ -228,8 +286,14 @@ impl AdminService for AdminSvc {
             n if n > 100 => return Err(Status::invalid_argument("per_page is at most 100")),
             n => n,
         };
-        let (builds, total) = self.sched.store.list_builds(&r.project, r.page.max(1), per_page)?;
-        let builds = builds.into_iter().map(|b| self.build_view(b)).collect::<Result<_, _>>()?;
+        let (builds, total) = self
+            .sched
+            .store
+            .list_builds(&r.project, r.page.max(1), per_page)?;
+        let builds = builds
+            .into_iter()
+            .map(|b| self.build_view(b))
+            .collect::<Result<_, _>>()?;
         Ok(Response::new(ListBuildsResponse { builds, total }))
     }
 
@@ -239,7 +303,10 @@ impl AdminService for AdminSvc {
         Ok(Response::new(self.build_view(b)?))
     }
 
-    async fn restart_build(&self, req: Request<GetBuildRequest>) -> Result<Response<Build>, Status> {
+    async fn restart_build(
+        &self,
+        req: Request<GetBuildRequest>,
+    ) -> Result<Response<Build>, Status> {
         self.check(&req)?;
         let b = self.get_build_rec(req.into_inner().build_id)?;
         if !b.state.is_final() {
@@ -269,7 +336,10 @@ impl AdminService for AdminSvc {
 
     type FollowLogStream = Out<LogData>;
 
-    async fn follow_log(&self, req: Request<FollowLogRequest>) -> Result<Response<Self::FollowLogStream>, Status> {
+    async fn follow_log(
+        &self,
+        req: Request<FollowLogRequest>,
+    ) -> Result<Response<Self::FollowLogStream>, Status> {
         self.check(&req)?;
         let r = req.into_inner();
         if self.sched.store.get_job(r.job_id)?.is_none() {
@@ -294,19 +364,43 @@ impl AdminService for AdminSvc {
                 }
                 let end = if done { sched.logs.len(job) } else { committed };
                 while pos < end {
-                    let data = match sched.logs.read(job, pos, (end - pos).min(256 * 1024) as usize).await {
+                    let data = match sched
+                        .logs
+                        .read(job, pos, (end - pos).min(256 * 1024) as usize)
+                        .await
+                    {
                         Ok(d) if !d.is_empty() => d,
                         _ => break,
                     };
                     let n = data.len() as u64;
-                    if tx.send(Ok(LogData { offset: pos, data, done: false, state: String::new() })).await.is_err() {
+                    if tx
+                        .send(Ok(LogData {
+                            offset: pos,
+                            data,
+                            done: false,
+                            state: String::new(),
+                        }))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     pos += n;
                 }
                 if done || !r.follow {
-                    let state = if state.is_final() || !r.follow { state.to_string() } else { String::new() };
-                    let _ = tx.send(Ok(LogData { offset: pos, data: vec![], done: true, state })).await;
+                    let state = if state.is_final() || !r.follow {
+                        state.to_string()
+                    } else {
+                        String::new()
+                    };
+                    let _ = tx
+                        .send(Ok(LogData {
+                            offset: pos,
+                            data: vec![],
+                            done: true,
+                            state,
+                        }))
+                        .await;
                     return;
                 }
                 tokio::select! {
@@ -325,16 +419,32 @@ impl AdminService for AdminSvc {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn list_builders(&self, req: Request<ListBuildersRequest>) -> Result<Response<ListBuildersResponse>, Status> {
+    async fn list_builders(
+        &self,
+        req: Request<ListBuildersRequest>,
+    ) -> Result<Response<ListBuildersResponse>, Status> {
         self.check(&req)?;
-        let builders = self.sched.store.list_builders()?.into_iter().map(|b| self.builder_view(b)).collect();
+        let builders = self
+            .sched
+            .store
+            .list_builders()?
+            .into_iter()
+            .map(|b| self.builder_view(b))
+            .collect();
         Ok(Response::new(ListBuildersResponse { builders }))
     }
 
-    async fn drain_builder(&self, req: Request<BuilderRequest>) -> Result<Response<Builder>, Status> {
+    async fn drain_builder(
+        &self,
+        req: Request<BuilderRequest>,
+    ) -> Result<Response<Builder>, Status> {
         self.check(&req)?;
         let id = req.into_inner().builder_id;
-        let mut b = self.sched.store.get_builder(&id)?.ok_or_else(|| Status::not_found(format!("no builder {id}")))?;
+        let mut b = self
+            .sched
+            .store
+            .get_builder(&id)?
+            .ok_or_else(|| Status::not_found(format!("no builder {id}")))?;
         b.draining = true;
         self.sched.store.put_builder(&b)?;
         self.sched.store.durable().await?;
@@ -342,18 +452,29 @@ impl AdminService for AdminSvc {
         Ok(Response::new(self.builder_view(b)))
     }
 
-    async fn revoke_builder(&self, req: Request<BuilderRequest>) -> Result<Response<Builder>, Status> {
+    async fn revoke_builder(
+        &self,
+        req: Request<BuilderRequest>,
+    ) -> Result<Response<Builder>, Status> {
         self.check(&req)?;
         let id = req.into_inner().builder_id;
-        let mut b = self.sched.store.get_builder(&id)?.ok_or_else(|| Status::not_found(format!("no builder {id}")))?;
+        let mut b = self
+            .sched
+            .store
+            .get_builder(&id)?
+            .ok_or_else(|| Status::not_found(format!("no builder {id}")))?;
         b.revoked = true;
         self.sched.store.put_builder(&b)?;
         self.sched.store.durable().await?;
-        self.sched.evict(&id, "this builder was revoked by an admin");
+        self.sched
+            .evict(&id, "this builder was revoked by an admin");
         Ok(Response::new(self.builder_view(b)))
     }
 
-    async fn create_enrolment_token(&self, req: Request<CreateEnrolmentTokenRequest>) -> Result<Response<kha_proto::admin::EnrolmentToken>, Status> {
+    async fn create_enrolment_token(
+        &self,
+        req: Request<CreateEnrolmentTokenRequest>,
+    ) -> Result<Response<kha_proto::admin::EnrolmentToken>, Status> {
         self.check(&req)?;
         let token = auth::new_token("khaet_");
         let rec = records::EnrolmentToken {
@@ -374,7 +495,10 @@ impl AdminService for AdminSvc {
         }))
     }
 
-    async fn revoke_enrolment_token(&self, req: Request<RevokeEnrolmentTokenRequest>) -> Result<Response<kha_proto::admin::EnrolmentToken>, Status> {
+    async fn revoke_enrolment_token(
+        &self,
+        req: Request<RevokeEnrolmentTokenRequest>,
+    ) -> Result<Response<kha_proto::admin::EnrolmentToken>, Status> {
         self.check(&req)?;
         let id = req.into_inner().id;
         let mut t = self
@@ -383,16 +507,29 @@ impl AdminService for AdminSvc {
             .list_tokens()?
             .into_iter()
             .find(|t| t.id == id)
-            .ok_or_else(|| Status::not_found(format!("no enrolment token {id} (see `kha builder token list`)")))?;
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no enrolment token {id} (see `kha builder token list`)"
+                ))
+            })?;
         t.revoked = true;
         self.sched.store.put_token(&t)?;
         self.sched.store.durable().await?;
         Ok(Response::new(token_view(t)))
     }
 
-    async fn list_enrolment_tokens(&self, req: Request<ListEnrolmentTokensRequest>) -> Result<Response<ListEnrolmentTokensResponse>, Status> {
+    async fn list_enrolment_tokens(
+        &self,
+        req: Request<ListEnrolmentTokensRequest>,
+    ) -> Result<Response<ListEnrolmentTokensResponse>, Status> {
         self.check(&req)?;
-        let tokens = self.sched.store.list_tokens()?.into_iter().map(token_view).collect();
+        let tokens = self
+            .sched
+            .store
+            .list_tokens()?
+            .into_iter()
+            .map(token_view)
+            .collect();
         Ok(Response::new(ListEnrolmentTokensResponse { tokens }))
     }
 }

@@ -48,8 +48,9 @@ const LOG_BATCH_BYTES: usize = 4 * 1024 * 1024;
 impl AgentSvc {
     /// The calling builder, from `authorization: Bearer <id>:<secret>`.
     fn authenticate<T>(&self, req: &Request<T>) -> Result<Builder, Status> {
-        let tok = bearer(req.metadata())
-            .ok_or_else(|| Status::unauthenticated("no builder credential: enrol with `kha-builder --token`"))?;
+        let tok = bearer(req.metadata()).ok_or_else(|| {
+            Status::unauthenticated("no builder credential: enrol with `kha-builder --token`")
+        })?;
         let (id, secret) = tok
             .split_once(':')
             .ok_or_else(|| Status::unauthenticated("malformed builder credential"))?;
@@ -58,9 +59,15 @@ impl AgentSvc {
             .store
             .get_builder(id)
             .map_err(|e| Status::internal(e.to_string()))?
-            .ok_or_else(|| Status::unauthenticated(format!("unknown builder {id}: enrol it again with a new token")))?;
+            .ok_or_else(|| {
+                Status::unauthenticated(format!(
+                    "unknown builder {id}: enrol it again with a new token"
+                ))
+            })?;
         if !hash_eq(&b.secret_sha256, &hash(secret)) {
-            return Err(Status::unauthenticated(format!("wrong secret for builder {id}")));
+            return Err(Status::unauthenticated(format!(
+                "wrong secret for builder {id}"
+            )));
         }
         if b.revoked {
             return Err(Status::unauthenticated(format!(
@@ -84,18 +91,32 @@ type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl AgentService for AgentSvc {
-    async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        req: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
         let req = req.into_inner();
         let store = &self.sched.store;
         let h = hash(&req.enrolment_token);
-        let tokens = store.list_tokens().map_err(|e| Status::internal(e.to_string()))?;
+        let tokens = store
+            .list_tokens()
+            .map_err(|e| Status::internal(e.to_string()))?;
         let Some(tok) = tokens.iter().find(|t| hash_eq(&t.token_sha256, &h)) else {
-            return Err(Status::unauthenticated("unknown enrolment token: ask an admin for one (`kha builder token create`)"));
+            return Err(Status::unauthenticated(
+                "unknown enrolment token: ask an admin for one (`kha builder token create`)",
+            ));
         };
         if tok.revoked {
-            return Err(Status::unauthenticated(format!("enrolment token {} was revoked", tok.id)));
+            return Err(Status::unauthenticated(format!(
+                "enrolment token {} was revoked",
+                tok.id
+            )));
         }
-        let name = if req.name.trim().is_empty() { "builder".to_string() } else { req.name.trim().to_string() };
+        let name = if req.name.trim().is_empty() {
+            "builder".to_string()
+        } else {
+            req.name.trim().to_string()
+        };
         let id = auth::new_id("b-");
         let secret = auth::new_token("khab_");
         let now = self.sched.clock.now();
@@ -113,20 +134,35 @@ impl AgentService for AgentSvc {
                 last_seen_ms: now,
             })
             .map_err(|e| Status::internal(e.to_string()))?;
-        store.durable().await.map_err(|e| Status::internal(e.to_string()))?;
+        store
+            .durable()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         info!(builder_id = %id, token = %tok.id, "builder enrolled");
-        Ok(Response::new(RegisterResponse { builder_id: id, secret: secret.0 }))
+        Ok(Response::new(RegisterResponse {
+            builder_id: id,
+            secret: secret.0,
+        }))
     }
 
     type SessionStream = Out<ControlMessage>;
 
-    async fn session(&self, req: Request<Streaming<BuilderMessage>>) -> Result<Response<Self::SessionStream>, Status> {
+    async fn session(
+        &self,
+        req: Request<Streaming<BuilderMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
         let mut rec = self.authenticate(&req)?;
         let mut inbound = req.into_inner();
         let hello = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
-            Ok(Ok(Some(BuilderMessage { msg: Some(builder_message::Msg::Hello(h)) }))) => h,
+            Ok(Ok(Some(BuilderMessage {
+                msg: Some(builder_message::Msg::Hello(h)),
+            }))) => h,
             Ok(Err(e)) => return Err(e),
-            _ => return Err(Status::invalid_argument("the first message of a session must be Hello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of a session must be Hello",
+                ))
+            }
         };
         if hello.protocol_major != PROTOCOL_MAJOR {
             return Err(Status::failed_precondition(format!(
@@ -135,9 +171,12 @@ impl AgentService for AgentSvc {
             )));
         }
         if hello.builder_id != rec.id {
-            return Err(Status::permission_denied("Hello.builder_id is not the authenticated builder"));
+            return Err(Status::permission_denied(
+                "Hello.builder_id is not the authenticated builder",
+            ));
         }
-        let labels = Labels::parse(hello.labels.iter().map(String::as_str)).map_err(Status::invalid_argument)?;
+        let labels = Labels::parse(hello.labels.iter().map(String::as_str))
+            .map_err(Status::invalid_argument)?;
         let sched = self.sched.clone();
         let now = sched.clock.now();
         rec.labels = labels.to_vec();
@@ -147,7 +186,10 @@ impl AgentService for AgentSvc {
         if !hello.name.is_empty() {
             rec.name = hello.name.clone();
         }
-        sched.store.put_builder(&rec).map_err(|e| Status::internal(e.to_string()))?;
+        sched
+            .store
+            .put_builder(&rec)
+            .map_err(|e| Status::internal(e.to_string()))?;
 
         let (tx, rx) = mpsc::channel(256);
         let close = CancellationToken::new();
@@ -176,7 +218,9 @@ impl AgentService for AgentSvc {
             draining: rec.draining,
         };
         let _ = tx
-            .send(Ok(ControlMessage { msg: Some(control_message::Msg::Welcome(welcome)) }))
+            .send(Ok(ControlMessage {
+                msg: Some(control_message::Msg::Welcome(welcome)),
+            }))
             .await;
         info!(builder_id = %rec.id, name = %rec.name, slots = hello.slots, resumed = running.len(), "builder connected");
 
@@ -205,15 +249,21 @@ impl AgentService for AgentSvc {
                     M::Ready(r) => sched.set_credit(&builder, r.free_slots),
                     M::Accept(a) => {
                         let (s, b) = (sched.clone(), builder.clone());
-                        task::spawn("accept", async move { s.accept(&b, a.job_id, a.epoch).await });
+                        task::spawn(
+                            "accept",
+                            async move { s.accept(&b, a.job_id, a.epoch).await },
+                        );
                     }
                     M::Reject(r) => sched.reject(&builder, r.job_id, r.epoch, &r.reason),
                     M::Heartbeat(h) => {
-                        let running: Vec<_> = h.running.iter().map(|r| (r.job_id, r.epoch)).collect();
+                        let running: Vec<_> =
+                            h.running.iter().map(|r| (r.job_id, r.epoch)).collect();
                         let should_run = sched.heartbeat(&builder, &running);
                         let ack = kha_proto::agent::HeartbeatAck { should_run };
                         if tx
-                            .send(Ok(ControlMessage { msg: Some(control_message::Msg::HeartbeatAck(ack)) }))
+                            .send(Ok(ControlMessage {
+                                msg: Some(control_message::Msg::HeartbeatAck(ack)),
+                            }))
                             .await
                             .is_err()
                         {
@@ -221,7 +271,9 @@ impl AgentService for AgentSvc {
                         }
                         sched.set_credit(&builder, h.free_slots);
                     }
-                    M::CancelAck(c) => debug!(builder_id = %builder, job_id = c.job_id, "cancel acknowledged"),
+                    M::CancelAck(c) => {
+                        debug!(builder_id = %builder, job_id = c.job_id, "cancel acknowledged")
+                    }
                     M::Drain(_) => {
                         info!(builder_id = %builder, "builder is draining");
                         sched.set_draining(&builder, false);
@@ -240,7 +292,10 @@ impl AgentService for AgentSvc {
 
     type StreamLogsStream = Out<LogAck>;
 
-    async fn stream_logs(&self, req: Request<Streaming<LogChunk>>) -> Result<Response<Self::StreamLogsStream>, Status> {
+    async fn stream_logs(
+        &self,
+        req: Request<Streaming<LogChunk>>,
+    ) -> Result<Response<Self::StreamLogsStream>, Status> {
         let rec = self.authenticate(&req)?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
@@ -267,24 +322,37 @@ impl AgentService for AgentSvc {
                 }
                 let (job_id, epoch) = *job.get_or_insert((batch[0].job_id, batch[0].epoch));
                 if batch.iter().any(|c| (c.job_id, c.epoch) != (job_id, epoch)) {
-                    let _ = tx.send(Err(Status::invalid_argument("one StreamLogs call carries one (job, epoch)"))).await;
+                    let _ = tx
+                        .send(Err(Status::invalid_argument(
+                            "one StreamLogs call carries one (job, epoch)",
+                        )))
+                        .await;
                     break;
                 }
                 if let Err(e) = sched.check_lease(&rec.id, job_id, epoch) {
-                    let _ = tx.send(Err(Status::failed_precondition(e.to_string()))).await;
+                    let _ = tx
+                        .send(Err(Status::failed_precondition(e.to_string())))
+                        .await;
                     break;
                 }
                 let chunks = batch.into_iter().map(|c| (c.offset, c.data)).collect();
                 match sched.logs.append(job_id, chunks).await {
                     Ok(a) => {
-                        let ack = LogAck { committed_offset: a.committed, truncated: a.truncated };
+                        let ack = LogAck {
+                            committed_offset: a.committed,
+                            truncated: a.truncated,
+                        };
                         if tx.send(Ok(ack)).await.is_err() {
                             break;
                         }
                     }
                     Err(e) => {
                         warn!(job_id, error = %e, "cannot store log");
-                        let _ = tx.send(Err(Status::unavailable(format!("cannot store the log: {e}")))).await;
+                        let _ = tx
+                            .send(Err(Status::unavailable(format!(
+                                "cannot store the log: {e}"
+                            ))))
+                            .await;
                         break;
                     }
                 }
@@ -293,7 +361,10 @@ impl AgentService for AgentSvc {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn finish_job(&self, req: Request<FinishJobRequest>) -> Result<Response<FinishJobResponse>, Status> {
+    async fn finish_job(
+        &self,
+        req: Request<FinishJobRequest>,
+    ) -> Result<Response<FinishJobResponse>, Status> {
         let rec = self.authenticate(&req)?;
         let req = req.into_inner();
         self.sched.finish(&rec.id, &req).await?;

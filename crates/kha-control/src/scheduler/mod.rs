@@ -9,10 +9,10 @@
 //! Fairness: projects take turns (round robin); within a project, jobs go in
 //! queue order, skipping only jobs no connected builder can take.
 
+use crate::config::Config;
+use crate::store::logs::LogStore;
 use crate::store::records::{Build, Job};
 use crate::store::{LeaseEffect, QueueEffect, Store, StoreError, QUEUE_NORMAL_BASE};
-use crate::store::logs::LogStore;
-use crate::config::Config;
 use kha_core::lease::LeaseError;
 use kha_core::{Clock, Epoch, JobId, JobOutcome, JobState, Labels, Lease, LeaseTable, Millis};
 use kha_proto::agent::{self, control_message::Msg, ControlMessage};
@@ -28,8 +28,14 @@ pub enum SchedError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
-    #[error("log of job {job} has {stored} bytes, the builder reports {reported}: send the rest first")]
-    LogShort { job: JobId, stored: u64, reported: u64 },
+    #[error(
+        "log of job {job} has {stored} bytes, the builder reports {reported}: send the rest first"
+    )]
+    LogShort {
+        job: JobId,
+        stored: u64,
+        reported: u64,
+    },
     #[error("log of job {job} does not match the builder's hash")]
     LogHash { job: JobId },
     #[error("i/o: {0}")]
@@ -57,6 +63,14 @@ pub struct Session {
     pub free: u32,
     pub draining: bool,
     pub version: String,
+}
+
+/// What `kha builder list` shows of a connected builder.
+pub struct SessionView {
+    pub slots: u32,
+    pub draining: bool,
+    pub running: Vec<JobId>,
+    pub labels: Vec<String>,
 }
 
 struct PendingOffer {
@@ -100,13 +114,24 @@ fn send(s: &Session, m: Msg) -> bool {
 impl Scheduler {
     /// Rebuilds the in-memory index from the store. Leases found there get a
     /// fresh deadline: their builders get one lease period to come back.
-    pub fn new(store: Store, logs: Arc<LogStore>, clock: Arc<dyn Clock>, cfg: Config) -> Result<Arc<Scheduler>, SchedError> {
+    pub fn new(
+        store: Store,
+        logs: Arc<LogStore>,
+        clock: Arc<dyn Clock>,
+        cfg: Config,
+    ) -> Result<Arc<Scheduler>, SchedError> {
         let mut inner = Inner::default();
         let now = clock.now();
         for (_, job_id) in store.queued_jobs()? {
             if let Some(job) = store.get_job(job_id)? {
-                inner.queues.entry(job.project.clone()).or_default().push_back(job_id);
-                inner.queued.insert(job_id, (job.project.clone(), job.requires.clone()));
+                inner
+                    .queues
+                    .entry(job.project.clone())
+                    .or_default()
+                    .push_back(job_id);
+                inner
+                    .queued
+                    .insert(job_id, (job.project.clone(), job.requires.clone()));
             }
         }
         for l in store.leases()? {
@@ -123,7 +148,11 @@ impl Scheduler {
                 deadline: now + cfg.lease_ms() + RESTART_GRACE_MS,
             });
         }
-        info!(queued = inner.queued.len(), leases = inner.leases.len(), "scheduler state loaded");
+        info!(
+            queued = inner.queued.len(),
+            leases = inner.leases.len(),
+            "scheduler state loaded"
+        );
         Ok(Arc::new(Scheduler {
             store,
             logs,
@@ -145,8 +174,14 @@ impl Scheduler {
         {
             let mut inner = self.lock();
             for j in jobs.iter().filter(|j| j.state == JobState::Queued) {
-                inner.queues.entry(j.project.clone()).or_default().push_back(j.id);
-                inner.queued.insert(j.id, (j.project.clone(), j.requires.clone()));
+                inner
+                    .queues
+                    .entry(j.project.clone())
+                    .or_default()
+                    .push_back(j.id);
+                inner
+                    .queued
+                    .insert(j.id, (j.project.clone(), j.requires.clone()));
             }
         }
         self.dispatch();
@@ -177,9 +212,13 @@ impl Scheduler {
             }
             let mut pick: Option<(String, usize, JobId, String)> = None;
             'projects: for project in &order {
-                let Some(q) = inner.queues.get(project) else { continue };
+                let Some(q) = inner.queues.get(project) else {
+                    continue;
+                };
                 for (idx, &job) in q.iter().enumerate() {
-                    let Some((_, req)) = inner.queued.get(&job) else { continue };
+                    let Some((_, req)) = inner.queued.get(&job) else {
+                        continue;
+                    };
                     let refused = inner.refused.get(&job);
                     let builder = inner
                         .sessions
@@ -198,7 +237,9 @@ impl Scheduler {
                     }
                 }
             }
-            let Some((project, idx, job_id, builder)) = pick else { return };
+            let Some((project, idx, job_id, builder)) = pick else {
+                return;
+            };
             if let Some(q) = inner.queues.get_mut(&project) {
                 q.remove(idx);
                 if q.is_empty() {
@@ -246,7 +287,11 @@ impl Scheduler {
                 if let Some(s) = inner.sessions.remove(&builder) {
                     s.close.cancel();
                 }
-                inner.queues.entry(job.project.clone()).or_default().push_front(job_id);
+                inner
+                    .queues
+                    .entry(job.project.clone())
+                    .or_default()
+                    .push_front(job_id);
             }
         }
     }
@@ -269,7 +314,9 @@ impl Scheduler {
         mut session: Session,
         running: &[(JobId, Epoch)],
     ) -> (u64, Vec<agent::ResumeVerdict>) {
-        let conn = self.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let conn = self
+            .next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         session.conn = conn;
         let now = self.clock.now();
         let ttl = self.cfg.lease_ms();
@@ -278,7 +325,8 @@ impl Scheduler {
         let verdicts = running
             .iter()
             .map(|&(job_id, epoch)| {
-                let keep = kept.contains(&(job_id, epoch)) && !inner.canceling.contains_key(&job_id);
+                let keep =
+                    kept.contains(&(job_id, epoch)) && !inner.canceling.contains_key(&job_id);
                 let reason = if keep {
                     String::new()
                 } else if inner.canceling.contains_key(&job_id) {
@@ -289,7 +337,12 @@ impl Scheduler {
                         Ok(_) => "stop it".into(),
                     }
                 };
-                agent::ResumeVerdict { job_id, epoch, keep, reason }
+                agent::ResumeVerdict {
+                    job_id,
+                    epoch,
+                    keep,
+                    reason,
+                }
             })
             .collect();
         if let Some(old) = inner.sessions.insert(builder.to_string(), session) {
@@ -334,7 +387,11 @@ impl Scheduler {
     pub fn set_credit(&self, builder: &str, free: u32) {
         {
             let mut inner = self.lock();
-            let outstanding = inner.offers.values().filter(|o| o.builder == builder).count() as u32;
+            let outstanding = inner
+                .offers
+                .values()
+                .filter(|o| o.builder == builder)
+                .count() as u32;
             if let Some(s) = inner.sessions.get_mut(builder) {
                 s.free = free.saturating_sub(outstanding);
             }
@@ -390,7 +447,9 @@ impl Scheduler {
     pub fn heartbeat(&self, builder: &str, running: &[(JobId, Epoch)]) -> Vec<agent::JobRef> {
         let now = self.clock.now();
         let mut inner = self.lock();
-        inner.leases.renew(builder, running, now, self.cfg.lease_ms());
+        inner
+            .leases
+            .renew(builder, running, now, self.cfg.lease_ms());
         inner
             .leases
             .held_by(builder)
@@ -400,15 +459,25 @@ impl Scheduler {
             .collect()
     }
 
-    /// Which builders are connected, with their free slots and running jobs.
-    pub fn sessions_view(&self) -> HashMap<String, (u32, u32, bool, Vec<JobId>, Vec<String>, String)> {
+    /// The connected builders.
+    pub fn sessions_view(&self) -> HashMap<String, SessionView> {
         let inner = self.lock();
         inner
             .sessions
             .iter()
             .map(|(id, s)| {
-                let jobs = inner.leases.held_by(id).into_iter().map(|(j, _)| j).collect();
-                (id.clone(), (s.slots, s.free, s.draining, jobs, s.labels.to_vec(), s.version.clone()))
+                let view = SessionView {
+                    slots: s.slots,
+                    draining: s.draining,
+                    running: inner
+                        .leases
+                        .held_by(id)
+                        .into_iter()
+                        .map(|(j, _)| j)
+                        .collect(),
+                    labels: s.labels.to_vec(),
+                };
+                (id.clone(), view)
             })
             .collect()
     }
@@ -443,11 +512,14 @@ impl Scheduler {
             }
         };
         if !valid {
-            self.send_to(builder, Msg::Revoke(agent::Revoke {
-                job_id,
-                epoch,
-                reason: "the offer was withdrawn".into(),
-            }));
+            self.send_to(
+                builder,
+                Msg::Revoke(agent::Revoke {
+                    job_id,
+                    epoch,
+                    reason: "the offer was withdrawn".into(),
+                }),
+            );
             return;
         }
         let now = self.clock.now();
@@ -471,11 +543,14 @@ impl Scheduler {
             Err(e) => {
                 debug!(job_id, error = %e, "accept refused");
                 self.lock().queued.remove(&job_id);
-                self.send_to(builder, Msg::Revoke(agent::Revoke {
-                    job_id,
-                    epoch,
-                    reason: e.to_string(),
-                }));
+                self.send_to(
+                    builder,
+                    Msg::Revoke(agent::Revoke {
+                        job_id,
+                        epoch,
+                        reason: e.to_string(),
+                    }),
+                );
                 return;
             }
         };
@@ -512,7 +587,11 @@ impl Scheduler {
             inner.offers.remove(&job_id);
             info!(job_id, builder_id = %builder, reason, "offer rejected");
             if reason != "busy" {
-                inner.refused.entry(job_id).or_default().insert(builder.to_string());
+                inner
+                    .refused
+                    .entry(job_id)
+                    .or_default()
+                    .insert(builder.to_string());
             }
             Self::requeue_front_mem(&mut inner, job_id);
         }
@@ -532,10 +611,14 @@ impl Scheduler {
     }
 
     /// Records a job's result after verifying its log.
-    pub async fn finish(&self, builder: &str, req: &agent::FinishJobRequest) -> Result<(), SchedError> {
+    pub async fn finish(
+        &self,
+        builder: &str,
+        req: &agent::FinishJobRequest,
+    ) -> Result<(), SchedError> {
         let (job_id, epoch) = (req.job_id, req.epoch);
-        let outcome = JobOutcome::try_from(req.outcome())
-            .map_err(|e| SchedError::Invalid(e.to_string()))?;
+        let outcome =
+            JobOutcome::try_from(req.outcome()).map_err(|e| SchedError::Invalid(e.to_string()))?;
         if let Err(e) = self.check_lease(builder, job_id, epoch) {
             // Idempotent: the same result again is fine.
             if let Some(j) = self.store.get_job(job_id)? {
@@ -547,7 +630,11 @@ impl Scheduler {
         }
         let (len, sha) = self.logs.digest(job_id).await?;
         if len != req.total_len {
-            return Err(SchedError::LogShort { job: job_id, stored: len, reported: req.total_len });
+            return Err(SchedError::LogShort {
+                job: job_id,
+                stored: len,
+                reported: req.total_len,
+            });
         }
         if !req.sha256.eq_ignore_ascii_case(&sha) {
             return Err(SchedError::LogHash { job: job_id });
@@ -559,11 +646,17 @@ impl Scheduler {
         };
         match state {
             Some(state) => {
-                self.finalize(job_id, epoch, state, &req.detail, Some((len, sha))).await?;
+                self.finalize(job_id, epoch, state, &req.detail, Some((len, sha)))
+                    .await?;
             }
             None => {
-                self.requeue_or_give_up(job_id, epoch, &format!("builder could not run it: {}", req.detail), JobState::Errored)
-                    .await?;
+                self.requeue_or_give_up(
+                    job_id,
+                    epoch,
+                    &format!("builder could not run it: {}", req.detail),
+                    JobState::Errored,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -586,7 +679,10 @@ impl Scheduler {
                     j.id, j.state, j.epoch
                 )));
             }
-            j.state = j.state.transition(state).map_err(|e| StoreError::Rejected(e.to_string()))?;
+            j.state = j
+                .state
+                .transition(state)
+                .map_err(|e| StoreError::Rejected(e.to_string()))?;
             j.finished_ms = now;
             j.detail = detail.to_string();
             if let Some((len, sha)) = &log {
@@ -617,7 +713,13 @@ impl Scheduler {
 
     /// A job's lease was lost (or its builder could not run it): run it
     /// again as a new epoch, or record it as `give_up` after too many tries.
-    async fn requeue_or_give_up(&self, job_id: JobId, epoch: Epoch, why: &str, give_up: JobState) -> Result<(), SchedError> {
+    async fn requeue_or_give_up(
+        &self,
+        job_id: JobId,
+        epoch: Epoch,
+        why: &str,
+        give_up: JobState,
+    ) -> Result<(), SchedError> {
         let now = self.clock.now();
         let front = self.front_key()?;
         let max = self.cfg.max_attempts;
@@ -643,8 +745,14 @@ impl Scheduler {
             inner.backstops.remove(&job_id);
             inner.canceling.remove(&job_id);
             if job.state == JobState::Queued {
-                inner.queued.insert(job_id, (job.project.clone(), job.requires.clone()));
-                inner.queues.entry(job.project.clone()).or_default().push_front(job_id);
+                inner
+                    .queued
+                    .insert(job_id, (job.project.clone(), job.requires.clone()));
+                inner
+                    .queues
+                    .entry(job.project.clone())
+                    .or_default()
+                    .push_front(job_id);
             }
         }
         if job.state == JobState::Queued {
@@ -687,25 +795,33 @@ impl Scheduler {
                 inner.queues.retain(|_, q| !q.is_empty());
                 if let Some(o) = inner.offers.remove(&job_id) {
                     if let Some(s) = inner.sessions.get(&o.builder) {
-                        send(s, Msg::Revoke(agent::Revoke {
-                            job_id,
-                            epoch: o.epoch,
-                            reason: "canceled".into(),
-                        }));
+                        send(
+                            s,
+                            Msg::Revoke(agent::Revoke {
+                                job_id,
+                                epoch: o.epoch,
+                                reason: "canceled".into(),
+                            }),
+                        );
                     }
                 }
                 drop(inner);
                 self.logs.finish(job_id);
             }
             JobState::Running => {
-                inner.canceling.insert(job_id, now + grace + self.cfg.lease_ms());
+                inner
+                    .canceling
+                    .insert(job_id, now + grace + self.cfg.lease_ms());
                 if let Some(s) = inner.sessions.get(&job.builder) {
-                    send(s, Msg::Cancel(agent::Cancel {
-                        job_id,
-                        epoch: job.epoch,
-                        grace_ms: grace,
-                        reason: "canceled".into(),
-                    }));
+                    send(
+                        s,
+                        Msg::Cancel(agent::Cancel {
+                            job_id,
+                            epoch: job.epoch,
+                            grace_ms: grace,
+                            reason: "canceled".into(),
+                        }),
+                    );
                 }
             }
             _ => {}
@@ -720,7 +836,10 @@ impl Scheduler {
         for &job_id in &build.jobs {
             let key = self.normal_key()?;
             let (job, _) = self.store.transition(job_id, now, |j| {
-                j.state = j.state.transition(JobState::Queued).map_err(|e| StoreError::Rejected(e.to_string()))?;
+                j.state = j
+                    .state
+                    .transition(JobState::Queued)
+                    .map_err(|e| StoreError::Rejected(e.to_string()))?;
                 j.attempts = 0;
                 j.detail.clear();
                 j.builder.clear();
@@ -767,35 +886,73 @@ impl Scheduler {
                 .backstops
                 .iter()
                 .filter(|(_, &d)| d <= now)
-                .filter_map(|(j, _)| inner.leases.get(*j).map(|l| (*j, l.epoch, l.builder.clone())))
+                .filter_map(|(j, _)| {
+                    inner
+                        .leases
+                        .get(*j)
+                        .map(|l| (*j, l.epoch, l.builder.clone()))
+                })
                 .collect();
             (expired, cancels, timeouts)
         };
         for l in expired {
             let canceling = self.lock().canceling.contains_key(&l.job);
             let r = if canceling {
-                self.finalize(l.job, l.epoch, JobState::Canceled, "canceled; the builder did not confirm", None).await
+                self.finalize(
+                    l.job,
+                    l.epoch,
+                    JobState::Canceled,
+                    "canceled; the builder did not confirm",
+                    None,
+                )
+                .await
             } else {
-                self.requeue_or_give_up(l.job, l.epoch, &format!("builder {} stopped answering", l.builder), JobState::Lost)
-                    .await
+                self.requeue_or_give_up(
+                    l.job,
+                    l.epoch,
+                    &format!("builder {} stopped answering", l.builder),
+                    JobState::Lost,
+                )
+                .await
             };
             if let Err(e) = r {
                 debug!(job_id = l.job, error = %e, "expired lease");
             }
         }
         for (job, epoch) in cancels {
-            if let Err(e) = self.finalize(job, epoch, JobState::Canceled, "canceled; the builder did not confirm in time", None).await {
+            if let Err(e) = self
+                .finalize(
+                    job,
+                    epoch,
+                    JobState::Canceled,
+                    "canceled; the builder did not confirm in time",
+                    None,
+                )
+                .await
+            {
                 debug!(job_id = job, error = %e, "cancel backstop");
             }
         }
         for (job, epoch, builder) in timeouts {
-            self.send_to(&builder, Msg::Cancel(agent::Cancel {
-                job_id: job,
-                epoch,
-                grace_ms: 0,
-                reason: "timed out".into(),
-            }));
-            if let Err(e) = self.finalize(job, epoch, JobState::TimedOut, "timed out (recorded by the control node)", None).await {
+            self.send_to(
+                &builder,
+                Msg::Cancel(agent::Cancel {
+                    job_id: job,
+                    epoch,
+                    grace_ms: 0,
+                    reason: "timed out".into(),
+                }),
+            );
+            if let Err(e) = self
+                .finalize(
+                    job,
+                    epoch,
+                    JobState::TimedOut,
+                    "timed out (recorded by the control node)",
+                    None,
+                )
+                .await
+            {
                 debug!(job_id = job, error = %e, "timeout backstop");
             }
         }

@@ -55,7 +55,9 @@ impl LogStore {
     }
 
     pub fn len(&self, job: JobId) -> u64 {
-        std::fs::metadata(self.path(job)).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(self.path(job))
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     fn live(&self, job: JobId) -> Arc<LiveLog> {
@@ -80,7 +82,11 @@ impl LogStore {
 
     /// Appends chunks `(offset, data)` at the committed end, syncs once, and
     /// returns the new committed length.
-    pub async fn append(&self, job: JobId, chunks: Vec<(u64, Vec<u8>)>) -> std::io::Result<Appended> {
+    pub async fn append(
+        &self,
+        job: JobId,
+        chunks: Vec<(u64, Vec<u8>)>,
+    ) -> std::io::Result<Appended> {
         let live = self.live(job);
         let _guard = live.write.lock().await;
         let path = self.path(job);

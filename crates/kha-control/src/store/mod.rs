@@ -165,9 +165,11 @@ impl Store {
     // ---- projects
 
     pub fn add_project(&self, p: &Project) -> Result<bool> {
-        let r = self
-            .projects
-            .compare_and_swap(p.name.as_bytes(), None as Option<&[u8]>, Some(encode(p)))?;
+        let r = self.projects.compare_and_swap(
+            p.name.as_bytes(),
+            None as Option<&[u8]>,
+            Some(encode(p)),
+        )?;
         Ok(r.is_ok())
     }
 
@@ -248,7 +250,12 @@ impl Store {
 
     /// A project's builds, newest first: page `page` (1-based) of
     /// `per_page`, and how many there are in all.
-    pub fn list_builds(&self, project: &str, page: u32, per_page: u32) -> Result<(Vec<Build>, u64)> {
+    pub fn list_builds(
+        &self,
+        project: &str,
+        page: u32,
+        per_page: u32,
+    ) -> Result<(Vec<Build>, u64)> {
         let prefix = project_prefix(project);
         let skip = (page.max(1) as usize - 1) * per_page as usize;
         let mut total = 0u64;
@@ -257,12 +264,13 @@ impl Store {
             let (k, _) = kv?;
             total += 1;
             if total as usize > skip && out.len() < per_page as usize {
-                let inv: [u8; 8] = k[prefix.len()..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt {
-                        tree: "project_builds",
-                        msg: "bad key".into(),
-                    })?;
+                let inv: [u8; 8] =
+                    k[prefix.len()..]
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt {
+                            tree: "project_builds",
+                            msg: "bad key".into(),
+                        })?;
                 let id = u64::MAX - u64::from_be_bytes(inv);
                 if let Some(b) = self.get_build(id)? {
                     out.push(b);

@@ -1,0 +1,55 @@
+# Shared by quickstart.sh and test.sh: installs what kha needs on a Debian 12
+# machine (as root) and builds it. Sourced, not run.
+
+set -euo pipefail
+
+KHA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "kha: run this as root (it installs packages and runs lxc containers)" >&2
+    exit 1
+  fi
+}
+
+# Debian packages: lxc for the containers, uidmap for unprivileged ones, git
+# for the tests' repositories, a C compiler for libgit2.
+install_packages() {
+  local want=(lxc uidmap git gcc libc6-dev make pkg-config ca-certificates curl)
+  local missing=()
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # Unprivileged containers map their ids to 100000-165535 on the host;
+  # root needs that range reserved (lxc uses newuidmap when uidmap is in).
+  grep -q '^root:100000:65536' /etc/subuid 2>/dev/null || usermod --add-subuids 100000-165535 root
+  grep -q '^root:100000:65536' /etc/subgid 2>/dev/null || usermod --add-subgids 100000-165535 root
+}
+
+# Rust: the machine's toolchain if it is recent enough, else rustup.
+install_rust() {
+  if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
+  local v
+  v=$(cargo --version 2>/dev/null | awk '{print $2}' || true)
+  if [ -z "$v" ] || [ "$(printf '%s\n' 1.87.0 "$v" | sort -V | head -1)" != 1.87.0 ]; then
+    echo "==> installing Rust (rustup, stable)"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt >/dev/null
+    . "$HOME/.cargo/env"
+  fi
+}
+
+build() {
+  echo "==> building kha ($1)"
+  cd "$KHA_ROOT"
+  if [ "$1" = release ]; then
+    cargo build --release --workspace --quiet
+  else
+    cargo build --workspace --quiet
+  fi
+}

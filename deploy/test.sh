@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs kha's whole test suite on a Debian 12 machine, as root: installs what
+# is missing, checks formatting and lints, then runs every test, the
+# end-to-end ones included (real processes over loopback, real lxc).
+. "$(dirname "$0")/common.sh"
+need_root
+install_packages
+install_rust
+cd "$KHA_ROOT"
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+build debug
+echo "==> cargo test"
+cargo test --workspace --quiet
