@@ -491,10 +491,18 @@ impl Scheduler {
     pub fn unmatched(&self, job: JobId) -> Option<String> {
         let inner = self.lock();
         let (_, req) = inner.queued.get(&job)?;
-        if inner.sessions.values().any(|s| s.labels.satisfies(req)) {
-            return Some(String::new());
-        }
-        Some(format!("no connected builder has {req}"))
+        let able: Vec<&Session> = inner
+            .sessions
+            .values()
+            .filter(|s| s.labels.satisfies(req))
+            .collect();
+        Some(if able.iter().any(|s| !s.draining) {
+            String::new()
+        } else if !able.is_empty() {
+            "waiting: every builder that could run it is draining".into()
+        } else {
+            format!("waiting: no connected builder has {req}")
+        })
     }
 
     // --------------------------------------------------------- offers/leases
