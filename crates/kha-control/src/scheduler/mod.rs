@@ -996,3 +996,6 @@ pub fn job_spec(job: &Job) -> agent::JobSpec {
     spec.set_phases(phases);
     spec
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,280 @@
+//! Scheduler tests against a real store in a temp dir and a fake clock.
+
+use super::*;
+use crate::store::records::{Build, Job, JobSpec};
+use kha_core::{BuildState, FakeClock};
+use kha_proto::agent::control_message::Msg;
+use tokio::sync::mpsc;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    sched: Arc<Scheduler>,
+    clock: FakeClock,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let logs = Arc::new(LogStore::open(dir.path().join("logs"), 1 << 20).unwrap());
+    let clock = FakeClock::new(1_000_000);
+    let cfg = Config {
+        heartbeat_ms: 100,
+        max_attempts: 2,
+        ..Config::default()
+    };
+    let sched = Scheduler::new(store, logs, Arc::new(clock.clone()), cfg).unwrap();
+    Fixture {
+        _dir: dir,
+        sched,
+        clock,
+    }
+}
+
+/// Creates a build of `n` queued jobs in `project`; returns the jobs.
+async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
+    let s = &f.sched;
+    let id = s.store.next_id().unwrap();
+    let mut jobs = vec![];
+    for number in 1..=n {
+        jobs.push(Job {
+            id: s.store.next_id().unwrap(),
+            build: id,
+            number,
+            project: project.into(),
+            state: JobState::Queued,
+            epoch: 0,
+            attempts: 0,
+            builder: String::new(),
+            started_ms: 0,
+            finished_ms: 0,
+            cancel_requested: false,
+            allow_failure: false,
+            requires: Labels::parse(["os=linux"]).unwrap(),
+            detail: String::new(),
+            log_len: 0,
+            log_sha256: String::new(),
+            queue_key: s.normal_key().unwrap(),
+            spec: JobSpec {
+                timeout_secs: 60,
+                ..Default::default()
+            },
+        });
+    }
+    let b = Build {
+        id,
+        project: project.into(),
+        branch: "master".into(),
+        commit: format!("{id:040}"),
+        message: String::new(),
+        state: BuildState::Queued,
+        created_ms: 0,
+        finished_ms: 0,
+        jobs: jobs.iter().map(|j| j.id).collect(),
+        warnings: vec![],
+        error: String::new(),
+    };
+    s.store.create_build(&b, &jobs).unwrap();
+    s.enqueue(&jobs);
+    jobs
+}
+
+fn connect(
+    f: &Fixture,
+    id: &str,
+    labels: &[&str],
+) -> mpsc::Receiver<Result<ControlMessage, tonic::Status>> {
+    let (tx, rx) = mpsc::channel(256);
+    let session = Session {
+        conn: 0,
+        tx,
+        close: CancellationToken::new(),
+        name: id.into(),
+        labels: Labels::parse(labels.iter().copied()).unwrap(),
+        slots: 8,
+        free: 0,
+        draining: false,
+        version: String::new(),
+    };
+    f.sched.session_opened(id, session, &[]);
+    rx
+}
+
+fn offers(rx: &mut mpsc::Receiver<Result<ControlMessage, tonic::Status>>) -> Vec<(u64, u64)> {
+    let mut v = vec![];
+    while let Ok(Ok(ControlMessage { msg: Some(m) })) = rx.try_recv() {
+        if let Msg::Offer(o) = m {
+            v.push((o.job_id, o.epoch));
+        }
+    }
+    v
+}
+
+#[tokio::test]
+async fn projects_take_turns_and_each_is_fifo() {
+    let f = fixture();
+    let a = build(&f, "alpha", 3).await;
+    let b = build(&f, "beta", 2).await;
+    let mut rx = connect(&f, "b1", &["os=linux"]);
+    f.sched.set_credit("b1", 4);
+    let got: Vec<u64> = offers(&mut rx).into_iter().map(|(j, _)| j).collect();
+    assert_eq!(got, vec![a[0].id, b[0].id, a[1].id, b[1].id]);
+}
+
+#[tokio::test]
+async fn offers_need_credit_and_matching_labels() {
+    let f = fixture();
+    let jobs = build(&f, "p", 2).await;
+    let mut mac = connect(&f, "mac", &["os=osx"]);
+    f.sched.set_credit("mac", 5);
+    assert!(offers(&mut mac).is_empty());
+    assert_eq!(
+        f.sched.unmatched(jobs[0].id).unwrap(),
+        "waiting: no connected builder has os=linux"
+    );
+    let mut lin = connect(&f, "lin", &["os=linux", "arch=x86_64"]);
+    assert!(offers(&mut lin).is_empty(), "no credit yet");
+    f.sched.set_credit("lin", 1);
+    assert_eq!(offers(&mut lin), vec![(jobs[0].id, 1)]);
+}
+
+#[tokio::test]
+async fn lost_lease_requeues_as_a_new_epoch_then_gives_up() {
+    let f = fixture();
+    let jobs = build(&f, "p", 1).await;
+    let job = jobs[0].id;
+    let mut rx = connect(&f, "b1", &["os=linux"]);
+    f.sched.set_credit("b1", 1);
+    assert_eq!(offers(&mut rx), vec![(job, 1)]);
+    f.sched.accept("b1", job, 1).await;
+    assert!(f.sched.check_lease("b1", job, 1).is_ok());
+    // Heartbeats keep it.
+    for _ in 0..10 {
+        f.clock.advance(100);
+        f.sched.heartbeat("b1", &[(job, 1)]);
+        f.sched.sweep().await;
+    }
+    assert_eq!(
+        f.sched.store.get_job(job).unwrap().unwrap().state,
+        JobState::Running
+    );
+    // Silence past the lease (3 heartbeats): back in the queue.
+    f.clock.advance(301);
+    f.sched.sweep().await;
+    let j = f.sched.store.get_job(job).unwrap().unwrap();
+    assert_eq!(j.state, JobState::Queued);
+    assert!(f.sched.check_lease("b1", job, 1).is_err());
+    // Offered again as epoch 2; the old epoch is fenced off.
+    f.sched.set_credit("b1", 1);
+    assert_eq!(offers(&mut rx), vec![(job, 2)]);
+    f.sched.accept("b1", job, 2).await;
+    let stale = kha_proto::agent::FinishJobRequest {
+        job_id: job,
+        epoch: 1,
+        outcome: 1,
+        ..Default::default()
+    };
+    assert!(matches!(
+        f.sched.finish("b1", &stale).await,
+        Err(SchedError::Lease(_))
+    ));
+    // Lost again: two attempts is the limit here.
+    f.clock.advance(1_000);
+    f.sched.sweep().await;
+    let j = f.sched.store.get_job(job).unwrap().unwrap();
+    assert_eq!(j.state, JobState::Lost);
+    assert_eq!(j.attempts, 2);
+    let b = f.sched.store.get_build(j.build).unwrap().unwrap();
+    assert_eq!(b.state, BuildState::Errored);
+}
+
+#[tokio::test]
+async fn finish_verifies_the_log() {
+    let f = fixture();
+    let job = build(&f, "p", 1).await[0].id;
+    let mut rx = connect(&f, "b1", &["os=linux"]);
+    f.sched.set_credit("b1", 1);
+    offers(&mut rx);
+    f.sched.accept("b1", job, 1).await;
+    f.sched
+        .logs
+        .append(job, vec![(0, b"hello\n".to_vec())])
+        .await
+        .unwrap();
+    let mut req = kha_proto::agent::FinishJobRequest {
+        job_id: job,
+        epoch: 1,
+        outcome: 1,
+        total_len: 10,
+        ..Default::default()
+    };
+    assert!(matches!(
+        f.sched.finish("b1", &req).await,
+        Err(SchedError::LogShort { stored: 6, .. })
+    ));
+    req.total_len = 6;
+    req.sha256 = "00".into();
+    assert!(matches!(
+        f.sched.finish("b1", &req).await,
+        Err(SchedError::LogHash { .. })
+    ));
+    req.sha256 = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03".into();
+    f.sched.finish("b1", &req).await.unwrap();
+    // Idempotent.
+    f.sched.finish("b1", &req).await.unwrap();
+    let j = f.sched.store.get_job(job).unwrap().unwrap();
+    assert_eq!(j.state, JobState::Passed);
+    assert_eq!(j.log_len, 6);
+}
+
+#[tokio::test]
+async fn restart_of_the_control_node_keeps_queue_and_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(5_000);
+    let cfg = Config {
+        heartbeat_ms: 100,
+        ..Config::default()
+    };
+    let open = || {
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let logs = Arc::new(LogStore::open(dir.path().join("logs"), 1 << 20).unwrap());
+        Scheduler::new(store, logs, Arc::new(clock.clone()), cfg.clone()).unwrap()
+    };
+    let (running, queued) = {
+        let f = Fixture {
+            _dir: tempfile::tempdir().unwrap(),
+            sched: open(),
+            clock: clock.clone(),
+        };
+        let jobs = build(&f, "p", 2).await;
+        let mut rx = connect(&f, "b1", &["os=linux"]);
+        f.sched.set_credit("b1", 1);
+        offers(&mut rx);
+        f.sched.accept("b1", jobs[0].id, 1).await;
+        f.sched.store.durable().await.unwrap();
+        (jobs[0].id, jobs[1].id)
+    };
+    // sled allows one open handle per path: wait for the old one to close.
+    let sched = loop {
+        match std::panic::catch_unwind(open) {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    assert!(sched.check_lease("b1", running, 1).is_ok());
+    let (tx, mut rx) = mpsc::channel(16);
+    let s = Session {
+        conn: 0,
+        tx,
+        close: CancellationToken::new(),
+        name: "b1".into(),
+        labels: Labels::parse(["os=linux"]).unwrap(),
+        slots: 2,
+        free: 0,
+        draining: false,
+        version: String::new(),
+    };
+    let (_, verdicts) = sched.session_opened("b1", s, &[(running, 1)]);
+    assert!(verdicts[0].keep);
+    sched.set_credit("b1", 1);
+    assert_eq!(offers(&mut rx), vec![(queued, 1)]);
+}
