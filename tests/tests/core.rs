@@ -249,6 +249,25 @@ fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
     });
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
     assert_eq!(c.build(id)["state"], "passed");
+
+    // The killed builder's container outlived it; its next start removes it.
+    let leftovers = std::process::Command::new("lxc-ls")
+        .args([
+            "-P",
+            &c.builders[a].data.join("lxc").to_string_lossy(),
+            "--active",
+            "-1",
+        ])
+        .output()
+        .unwrap();
+    let leftovers = String::from_utf8_lossy(&leftovers.stdout).to_string();
+    c.restart_builder(a);
+    c.wait_builders_connected(2);
+    assert!(
+        c.running_containers().is_empty(),
+        "left after restart: {:?} (before: {leftovers:?})",
+        c.running_containers()
+    );
 }
 
 #[test]

@@ -143,7 +143,10 @@ fn drained_builder_takes_no_new_work_and_sigterm_lets_jobs_finish() {
     std::thread::sleep(Duration::from_millis(1500));
     let b = c.build(id);
     assert_eq!(b["jobs"][0]["state"], "queued", "{b}");
-    assert_eq!(b["jobs"][0]["detail"], "waiting: every builder that could run it is draining");
+    assert_eq!(
+        b["jobs"][0]["detail"],
+        "waiting: every builder that could run it is draining"
+    );
     let list = c.kha_ok(&["builder", "list"]);
     assert!(list.contains("draining"), "{list}");
 

@@ -427,6 +427,20 @@ impl Scheduler {
         inner.leases.shorten(builder, now);
     }
 
+    /// Ends one builder's session (it may come back).
+    fn close_session(&self, builder: &str, reason: &str) {
+        if let Some(s) = self.lock().sessions.remove(builder) {
+            send(
+                &s,
+                Msg::Disconnect(agent::Disconnect {
+                    reconnect_after_ms: kha_core::limits::RECONNECT_AFTER_MS,
+                    reason: reason.into(),
+                }),
+            );
+            s.close.cancel();
+        }
+    }
+
     /// Tells every builder to go and closes every session (shutdown).
     pub fn disconnect_all(&self, reason: &str) {
         let mut inner = self.lock();
@@ -928,6 +942,12 @@ impl Scheduler {
             }
         }
         for (job, epoch) in cancels {
+            // A builder that never confirmed a cancel may be wedged: end its
+            // session; when it returns, Welcome tells it to stop the job.
+            if let Some(b) = self.lock().leases.get(job).map(|l| l.builder.clone()) {
+                warn!(job_id = job, builder_id = %b, "cancel not confirmed in time; evicting the builder's session");
+                self.close_session(&b, "a cancel was not confirmed in time");
+            }
             if let Err(e) = self
                 .finalize(
                     job,
