@@ -285,6 +285,7 @@ impl AgentService for AgentSvc {
                 }
             }
             sched.session_closed(&builder, conn);
+            let _ = sched.store.touch_builder(&builder, sched.clock.now());
             info!(builder_id = %builder, "builder session ended");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

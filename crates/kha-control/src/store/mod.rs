@@ -389,6 +389,22 @@ impl Store {
         Ok(())
     }
 
+    /// Records when a builder was last seen, atomically with respect to
+    /// other changes of its record.
+    pub fn touch_builder(&self, id: &str, now: Millis) -> Result<()> {
+        self.builders.fetch_and_update(id, |old| {
+            let old = old?;
+            match decode::<Builder>(old) {
+                Ok(mut b) => {
+                    b.last_seen_ms = now;
+                    Some(encode(&b))
+                }
+                Err(_) => Some(old.to_vec()),
+            }
+        })?;
+        Ok(())
+    }
+
     pub fn get_builder(&self, id: &str) -> Result<Option<Builder>> {
         self.builders
             .get(id)?
