@@ -95,6 +95,19 @@ impl Drop for Proc {
     }
 }
 
+/// A test's own temp dir. lxc needs every directory above the workspaces
+/// to be searchable, so it is 0755.
+fn test_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("kha-e2e-")
+        .tempdir()
+        .expect("temp dir");
+    let _ = Command::new("chmod")
+        .args(["755", &dir.path().to_string_lossy()])
+        .status();
+    dir
+}
+
 /// A control node with its data dir, plus the builders started for it.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
@@ -102,6 +115,8 @@ pub struct Cluster {
     pub heartbeat_ms: u64,
     pub control: Option<Proc>,
     pub builders: Vec<Builder>,
+    /// With TLS: the CA certificate clients trust.
+    pub ca: Option<PathBuf>,
 }
 
 pub struct Builder {
@@ -130,23 +145,125 @@ impl Cluster {
     }
 
     pub fn start_with(heartbeat_ms: u64) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("kha-e2e-")
-            .tempdir()
-            .expect("temp dir");
-        // lxc needs every directory above the workspaces to be searchable.
-        let _ = Command::new("chmod")
-            .args(["755", &dir.path().to_string_lossy()])
-            .status();
+        let dir = test_dir();
         let mut c = Cluster {
             dir,
             port: free_port(),
             heartbeat_ms,
             control: None,
             builders: vec![],
+            ca: None,
         };
         c.start_control();
         c
+    }
+
+    /// A cluster whose control node serves gRPC over TLS, with a
+    /// certificate for 127.0.0.1 signed by a CA made for the test.
+    pub fn start_tls() -> Cluster {
+        let dir = test_dir();
+        let d = dir.path();
+        let ssl = |args: &[&str]| {
+            let o = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl");
+            assert!(
+                o.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        ssl(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=kha test CA",
+            ],
+        ]
+        .concat());
+        ssl(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "key.pem",
+                "-out",
+                "req.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n",
+        )
+        .expect("ext");
+        ssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "req.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let ca = d.join("ca.pem");
+        let mut c = Cluster {
+            dir,
+            port: free_port(),
+            heartbeat_ms: 300,
+            control: None,
+            builders: vec![],
+            ca: Some(ca),
+        };
+        c.start_control();
+        c
+    }
+
+    fn tls_args(&self) -> Vec<String> {
+        match self.ca {
+            Some(_) => ["--tls-cert", "cert.pem", "--tls-key", "key.pem"]
+                .iter()
+                .map(|a| match *a {
+                    "cert.pem" | "key.pem" => self.path(a).to_string_lossy().to_string(),
+                    a => a.to_string(),
+                })
+                .collect(),
+            None => vec![],
+        }
+    }
+
+    /// The address clients use (`https://…` with TLS).
+    pub fn url(&self) -> String {
+        match self.ca {
+            Some(_) => format!("https://{}", self.addr()),
+            None => self.addr(),
+        }
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -181,6 +298,7 @@ impl Cluster {
                 "--max-attempts",
                 "3",
             ])
+            .args(self.tls_args())
             .env("KHA_LOG", "info,kha_control=debug")
             .stdout(Stdio::null())
             .stderr(f)
@@ -204,9 +322,12 @@ impl Cluster {
 
     /// Runs `kha` with the given arguments.
     pub fn kha(&self, args: &[&str]) -> Output {
-        Command::new(bin("kha"))
-            .args(args)
-            .env("KHA_SERVER", self.addr())
+        let mut cmd = Command::new(bin("kha"));
+        if let Some(ca) = &self.ca {
+            cmd.env("KHA_CA", ca);
+        }
+        cmd.args(args)
+            .env("KHA_SERVER", self.url())
             .env("KHA_DATA_DIR", self.path("control"))
             .env("HOME", self.dir.path())
             .output()
@@ -280,9 +401,12 @@ impl Cluster {
         ));
         let f = std::fs::File::create(&log).expect("builder log");
         let mut cmd = Command::new(bin("kha-builder"));
+        if let Some(ca) = &self.ca {
+            cmd.env("KHA_CA", ca);
+        }
         cmd.args([
             "--control",
-            &self.addr(),
+            &self.url(),
             "--data-dir",
             &data.to_string_lossy(),
             "--name",

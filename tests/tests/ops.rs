@@ -189,3 +189,40 @@ fn control_node_stops_promptly_with_builders_connected() {
     c.start_control();
     c.wait_builders_connected(2);
 }
+
+#[test]
+fn builders_and_cli_talk_tls() {
+    if skip() {
+        return;
+    }
+    let mut c = Cluster::start_tls();
+    let repo = Repo::new(c.path("repo"));
+    repo.commit(
+        &[(".travis.yml", "language: shell\nscript: echo over tls\n")],
+        "tls",
+    );
+    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.builder("a", 1);
+    c.wait_builders_connected(1);
+    let id = c.trigger("demo", None);
+    let b = c.wait_build(id, Duration::from_secs(60));
+    assert_eq!(b["state"], "passed", "{b}");
+    // Without the CA, the certificate is not trusted; plain http is refused.
+    let o = Command::new(bin("kha"))
+        .args(["--server", &c.url(), "project", "list"])
+        .env("KHA_DATA_DIR", c.path("control"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = Command::new(bin("kha"))
+        .args(["--server", &c.addr(), "project", "list"])
+        .env("KHA_DATA_DIR", c.path("control"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+}

@@ -31,6 +31,8 @@ pub struct Config {
     pub memory_mib: u64,
     /// Container process limit (lxc).
     pub pids: u64,
+    /// Extra CA certificate (PEM) to trust for an `https://` control node.
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             executor: ExecutorKind::Lxc,
             memory_mib: 2048,
             pids: 4096,
+            ca: None,
         }
     }
 }

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::info;
 
 /// What the session and the job tasks share.
@@ -84,15 +84,10 @@ impl Shared {
 }
 
 /// Connects (lazily: the channel reconnects for new calls) to the control
-/// node with keepalives on.
-pub fn channel(control: &str) -> anyhow::Result<Channel> {
-    let url = if control.contains("://") {
-        control.to_string()
-    } else {
-        format!("http://{control}")
-    };
-    Ok(Endpoint::from_shared(url.clone())
-        .with_context(|| format!("bad control node address {url:?}"))?
+/// node with keepalives on; `https://` addresses use TLS.
+pub fn channel(cfg: &Config) -> anyhow::Result<Channel> {
+    Ok(kha_proto::endpoint(&cfg.control, cfg.ca.as_deref())
+        .map_err(|e| anyhow::anyhow!(e))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -115,7 +110,7 @@ pub async fn identity(cfg: &Config, token: Option<&str>) -> anyhow::Result<Ident
     let token = token.ok_or_else(|| {
         anyhow::anyhow!("this builder is not enrolled yet: pass --token with an enrolment token (`kha builder token create` on the control node)")
     })?;
-    let mut c = client(channel(&cfg.control)?);
+    let mut c = client(channel(cfg)?);
     let r = c
         .register(RegisterRequest {
             enrolment_token: token.to_string(),
@@ -163,7 +158,7 @@ pub async fn run(
     labels.extend(executor.labels());
     labels.extend(cfg.labels.iter().cloned());
     let shared = Arc::new(Shared {
-        client: client(channel(&cfg.control)?),
+        client: client(channel(&cfg)?),
         workspaces: Arc::new(workspace::Workspaces::new(cfg.data_dir.join("mirrors"))),
         identity,
         executor,

@@ -20,6 +20,9 @@ struct Args {
     /// Control node address.
     #[arg(long, env = "KHA_CONTROL")]
     control: Option<String>,
+    /// Extra CA certificate (PEM) to trust for an https:// control node.
+    #[arg(long, env = "KHA_CA")]
+    ca: Option<PathBuf>,
     /// Enrolment token (needed only the first time).
     #[arg(long, env = "KHA_ENROL_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -91,6 +94,9 @@ async fn main() -> anyhow::Result<()> {
     };
     if let Some(c) = args.control {
         cfg.control = c;
+    }
+    if let Some(ca) = args.ca {
+        cfg.ca = Some(ca);
     }
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;

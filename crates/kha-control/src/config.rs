@@ -24,6 +24,11 @@ pub struct Config {
     pub max_jobs_per_build: usize,
     /// Grace given to a canceled job between SIGTERM and SIGKILL.
     pub cancel_grace_ms: u64,
+    /// TLS certificate chain (PEM) for the gRPC listener; with `tls_key`,
+    /// builders and the CLI connect over `https://`.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -37,6 +42,8 @@ impl Default for Config {
             job_timeout_secs: limits::DEFAULT_JOB_TIMEOUT_SECS,
             max_jobs_per_build: 200,
             cancel_grace_ms: limits::DEFAULT_CANCEL_GRACE_MS,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -28,6 +28,12 @@ struct Args {
     /// Times a lost job is run again before it is given up.
     #[arg(long, env = "KHA_MAX_ATTEMPTS")]
     max_attempts: Option<u32>,
+    /// TLS certificate chain (PEM) for the gRPC listener.
+    #[arg(long, env = "KHA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "KHA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn init_tracing() {
@@ -66,6 +72,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(m) = args.max_attempts {
         cfg.max_attempts = m.max(1);
+    }
+    if args.tls_cert.is_some() {
+        cfg.tls_cert = args.tls_cert;
+        cfg.tls_key = args.tls_key;
     }
     let listener = tokio::net::TcpListener::bind(&cfg.grpc_listen)
         .await

@@ -43,6 +43,9 @@ struct Cli {
     /// CLI config file (TOML: server, token).
     #[arg(long, global = true, env = "KHA_CLI_CONFIG")]
     config: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust for an https:// control node.
+    #[arg(long, global = true, env = "KHA_CA")]
+    ca: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -250,8 +253,8 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
                 })?
         }
     };
-    let channel = tonic::transport::Endpoint::from_shared(server.clone())
-        .map_err(|e| Failure(2, format!("bad server address {server:?}: {e}")))?
+    let channel = kha_proto::endpoint(&server, cli.ca.as_deref())
+        .map_err(|e| Failure(2, e))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await
