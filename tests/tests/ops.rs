@@ -226,3 +226,43 @@ fn builders_and_cli_talk_tls() {
         .unwrap();
     assert!(!o.status.success());
 }
+
+#[test]
+fn second_sigterm_cancels_and_the_job_runs_elsewhere() {
+    if skip() {
+        return;
+    }
+    let mut c = Cluster::start();
+    let repo = Repo::new(c.path("repo"));
+    repo.commit(
+        &[(
+            ".travis.yml",
+            "language: shell\nscript:\n  - sleep 4\n  - echo done\n",
+        )],
+        "slow",
+    );
+    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    let a = c.builder("a", 1);
+    c.wait_builders_connected(1);
+    let id = c.trigger("demo", None);
+    wait_for("the job to start", Duration::from_secs(30), || {
+        (c.build(id)["jobs"][0]["state"] == "running").then_some(())
+    });
+    c.builder("b", 1);
+    c.wait_builders_connected(2);
+    c.builders[a].proc.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    c.builders[a].proc.signal("TERM");
+    let st = c.builders[a]
+        .proc
+        .wait_exit(Duration::from_secs(20))
+        .expect("builder exits after its job is canceled");
+    assert!(st.success(), "{}", c.builders[a].proc.log_text());
+    let b = c.wait_build(id, Duration::from_secs(60));
+    assert_eq!(b["state"], "passed", "{b}");
+    assert_eq!(
+        b["jobs"][0]["epoch"], 2,
+        "run again on the other builder: {b}"
+    );
+    assert_eq!(b["jobs"][0]["builder"], c.builders[1].id());
+}
