@@ -117,6 +117,8 @@ pub struct Cluster {
     pub builders: Vec<Builder>,
     /// With TLS: the CA certificate clients trust.
     pub ca: Option<PathBuf>,
+    /// The control node's HTTP (webhook) port.
+    pub http_port: u16,
 }
 
 pub struct Builder {
@@ -153,6 +155,7 @@ impl Cluster {
             control: None,
             builders: vec![],
             ca: None,
+            http_port: free_port(),
         };
         c.start_control();
         c
@@ -240,6 +243,7 @@ impl Cluster {
             control: None,
             builders: vec![],
             ca: Some(ca),
+            http_port: free_port(),
         };
         c.start_control();
         c
@@ -256,6 +260,11 @@ impl Cluster {
                 .collect(),
             None => vec![],
         }
+    }
+
+    /// The control node's HTTP base URL (webhooks).
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
     }
 
     /// The address clients use (`https://…` with TLS).
@@ -299,6 +308,7 @@ impl Cluster {
                 "3",
             ])
             .args(self.tls_args())
+            .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
             .env("KHA_LOG", "info,kha_control=debug")
             .stdout(Stdio::null())
             .stderr(f)
@@ -310,6 +320,18 @@ impl Cluster {
             "the control node to listen",
             Duration::from_secs(20),
             || std::net::TcpStream::connect(&addr).ok(),
+        );
+        // Listening comes before the admin token exists: wait for an
+        // answer to a real call.
+        wait_for(
+            "the control node to answer",
+            Duration::from_secs(20),
+            || {
+                self.kha(&["builder", "list"])
+                    .status
+                    .success()
+                    .then_some(())
+            },
         );
     }
 
@@ -581,4 +603,98 @@ impl Repo {
     pub fn url(&self) -> String {
         format!("file://{}", self.dir.display())
     }
+}
+
+/// `git daemon` serving every repository under `base` on a loopback port.
+pub struct GitDaemon {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl GitDaemon {
+    pub fn start(base: &Path) -> GitDaemon {
+        let port = free_port();
+        let log = base.join(format!("git-daemon-{port}.log"));
+        let f = std::fs::File::create(&log).expect("daemon log");
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .expect("start git daemon");
+        wait_for("git daemon to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        GitDaemon {
+            proc: Proc { child, log },
+            port,
+        }
+    }
+
+    /// The git:// URL of the repository in `base/<name>`.
+    pub fn url(&self, name: &str) -> String {
+        format!("git://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+/// A plain HTTP/1.1 POST on loopback; returns the status and body.
+pub fn http_post(base: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let hostport = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(hostport).expect("connect");
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    s.write_all(body).expect("write");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read");
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// GitHub's `X-Hub-Signature-256` for `body`.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A real GitHub payload from `tests/fixtures/github`, as raw bytes, with
+/// commit ids (and repository names) swapped for the test's own; nothing
+/// else changes, and the bytes are signed as they are.
+pub fn github_fixture(name: &str, swaps: &[(&str, &str)]) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/github")
+        .join(name);
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (from, to) in swaps {
+        assert!(text.contains(from), "{name} has no {from}");
+        text = text.replace(from, to);
+    }
+    text.into_bytes()
 }

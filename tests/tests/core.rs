@@ -36,7 +36,7 @@ fn job_runs_in_a_container_and_its_log_is_exact() {
         )],
         "first",
     );
-    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
     c.builder("a", 1);
     c.wait_builders_connected(1);
     let id = c.trigger("demo", None);
@@ -106,7 +106,7 @@ fn failing_script_fails_and_failing_install_errors() {
     repo.git(&["rm", "-q", ".travis.yml"]);
     repo.commit(&[], "no config");
     repo.git(&["branch", "missing"]);
-    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
     c.builder("a", 2);
     c.wait_builders_connected(1);
 
@@ -155,7 +155,7 @@ fn two_builders_share_the_work_and_no_job_runs_twice() {
     let repo = Repo::new(c.path("repo"));
     let envs: String = (1..=8).map(|i| format!("  - N={i}\n")).collect();
     repo.commit(&[(".travis.yml", &format!("language: shell\nenv:\n{envs}script:\n  - echo \"run $N on $(hostname)\"\n  - sleep 0.5\n"))], "matrix");
-    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
     c.builder("a", 2);
     c.builder("b", 2);
     c.wait_builders_connected(2);
@@ -197,7 +197,7 @@ fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
         )],
         "slow",
     );
-    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
     let a = c.builder("a", 1);
     c.wait_builders_connected(1);
     let id = c.trigger("demo", None);
@@ -278,7 +278,7 @@ fn control_restart_mid_job_loses_and_duplicates_nothing() {
     let mut c = Cluster::start();
     let repo = Repo::new(c.path("repo"));
     repo.commit(&[(".travis.yml", "language: shell\nscript:\n  - for i in $(seq 1 60); do echo \"line $i\"; sleep 0.05; done\n")], "stream");
-    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
     c.builder("a", 1);
     c.wait_builders_connected(1);
     let id = c.trigger("demo", None);
@@ -315,8 +315,16 @@ fn cancel_and_timeout_stop_the_container() {
         )],
         "sleepy",
     );
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--timeout", "3"]);
-    c.kha_ok(&["project", "add", "demo2", &repo.url()]);
+    c.kha_ok(&[
+        "project",
+        "add",
+        "demo",
+        &repo.url(),
+        "--timeout",
+        "3",
+        "--no-poll",
+    ]);
+    c.kha_ok(&["project", "add", "demo2", &repo.url(), "--no-poll"]);
     c.builder("a", 2);
     c.wait_builders_connected(1);
 

@@ -26,7 +26,7 @@ fn log_follow_streams_while_the_job_runs() {
         &[(".travis.yml", "language: shell\nscript:\n  - for i in 1 2 3 4 5; do echo \"tick $i\"; sleep 0.4; done\n")],
         "ticks",
     );
-    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
     c.builder("a", 1);
     c.wait_builders_connected(1);
     let id = c.trigger("demo", None);
@@ -75,7 +75,7 @@ fn build_list_pages_newest_first() {
     let c = Cluster::start();
     let repo = Repo::new(c.path("repo"));
     repo.commit(&[("README", "no config here\n")], "no config");
-    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
     // No builder is needed: a commit without .travis.yml errors at once.
     let ids: Vec<u64> = (0..7).map(|_| c.trigger("demo", None)).collect();
     let page = |p: &str| c.kha_json(&["build", "list", "demo", "--page", p, "--per-page", "3"]);
@@ -132,7 +132,7 @@ fn drained_builder_takes_no_new_work_and_sigterm_lets_jobs_finish() {
         )],
         "slow",
     );
-    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
     let a = c.builder("a", 1);
     c.wait_builders_connected(1);
     let a_id = c.builders[a].id();
@@ -201,7 +201,7 @@ fn builders_and_cli_talk_tls() {
         &[(".travis.yml", "language: shell\nscript: echo over tls\n")],
         "tls",
     );
-    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
     c.builder("a", 1);
     c.wait_builders_connected(1);
     let id = c.trigger("demo", None);
@@ -241,7 +241,7 @@ fn second_sigterm_cancels_and_the_job_runs_elsewhere() {
         )],
         "slow",
     );
-    c.kha_ok(&["project", "add", "demo", &repo.url()]);
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
     let a = c.builder("a", 1);
     c.wait_builders_connected(1);
     let id = c.trigger("demo", None);

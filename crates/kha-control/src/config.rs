@@ -12,6 +12,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// gRPC listen address, for builders and the `kha` CLI.
     pub grpc_listen: String,
+    /// HTTP listen address for webhooks and `/healthz` ("off": none).
+    pub http_listen: String,
     /// Builders send a heartbeat this often; leases last three of them.
     pub heartbeat_ms: u64,
     /// Per-job log cap in bytes; the rest is cut with a visible marker.
@@ -36,6 +38,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("/var/lib/kha"),
             grpc_listen: "127.0.0.1:7700".into(),
+            http_listen: "127.0.0.1:7701".into(),
             heartbeat_ms: limits::DEFAULT_HEARTBEAT_MS,
             log_cap_bytes: limits::DEFAULT_LOG_CAP_BYTES,
             max_attempts: limits::DEFAULT_MAX_ATTEMPTS,

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod grpc;
+pub mod http;
 pub mod scheduler;
 pub mod store;
 pub mod task;
@@ -51,9 +52,11 @@ pub fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
     Ok(token.0)
 }
 
-/// Runs the control node on an already-bound listener until `shutdown`.
+/// Runs the control node on already-bound listeners (gRPC, and HTTP for
+/// webhooks) until `shutdown`.
 pub async fn run(
     listener: TcpListener,
+    http_listener: Option<TcpListener>,
     cfg: Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -90,9 +93,26 @@ pub async fn run(
     })
     .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(limits::MAX_MESSAGE_BYTES);
+    let triggers = Arc::new(trigger::Triggerer::new(sched.clone(), mirrors.clone()));
+    let poller = task::spawn("poller", vcs::poll::run(triggers.clone(), shutdown.clone()));
+    let http_server = http_listener.map(|l| {
+        let (app, stop) = (http::router(triggers.clone()), shutdown.clone());
+        if let Ok(a) = l.local_addr() {
+            info!(addr = %a, "serving HTTP (webhooks)");
+        }
+        task::spawn("http", async move {
+            let r = axum::serve(l, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "HTTP server failed");
+            }
+        })
+    });
     let admin = AdminServiceServer::new(grpc::admin::AdminSvc {
         sched: sched.clone(),
         mirrors,
+        triggers: triggers.clone(),
         admin_hash,
         shutdown: shutdown.clone(),
     })
@@ -140,6 +160,10 @@ pub async fn run(
         }
     }
     let _ = sweeper.await;
+    let _ = poller.await;
+    if let Some(h) = http_server {
+        let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
+    }
     sched.store.durable().await.ok();
     info!("control node stopped");
     Ok(())

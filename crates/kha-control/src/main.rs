@@ -22,6 +22,9 @@ struct Args {
     /// gRPC listen address for builders and the CLI.
     #[arg(long, env = "KHA_LISTEN")]
     listen: Option<String>,
+    /// HTTP listen address for webhooks ("off" to disable).
+    #[arg(long, env = "KHA_HTTP_LISTEN")]
+    http_listen: Option<String>,
     /// Builder heartbeat interval in milliseconds (leases last three).
     #[arg(long, env = "KHA_HEARTBEAT_MS")]
     heartbeat_ms: Option<u64>,
@@ -67,6 +70,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(l) = args.listen {
         cfg.grpc_listen = l;
     }
+    if let Some(h) = args.http_listen {
+        cfg.http_listen = h;
+    }
     if let Some(h) = args.heartbeat_ms {
         cfg.heartbeat_ms = h.max(50);
     }
@@ -80,6 +86,14 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.grpc_listen)
         .await
         .with_context(|| format!("binding {}", cfg.grpc_listen))?;
+    let http = match cfg.http_listen.as_str() {
+        "" | "off" => None,
+        addr => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        ),
+    };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -95,5 +109,5 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutting down");
         stop.cancel();
     });
-    kha_control::run(listener, cfg, shutdown).await
+    kha_control::run(listener, http, cfg, shutdown).await
 }

@@ -70,6 +70,15 @@ enum Cmd {
     /// Builders and their enrolment tokens.
     #[command(subcommand)]
     Builder(BuilderCmd),
+    /// A project's branches.
+    #[command(subcommand)]
+    Branch(BranchCmd),
+}
+
+#[derive(Subcommand)]
+enum BranchCmd {
+    /// Every branch with its head, last build, state and age.
+    List { project: String },
 }
 
 #[derive(Subcommand)]
@@ -87,6 +96,27 @@ enum ProjectCmd {
         /// Builder image the jobs run in.
         #[arg(long)]
         image: Option<String>,
+        /// Seconds between polls of the repository for new commits.
+        #[arg(long, default_value_t = 60)]
+        poll: u64,
+        /// Never poll: builds come from webhooks and the CLI.
+        #[arg(long)]
+        no_poll: bool,
+        /// Build tags as well as branches.
+        #[arg(long)]
+        build_tags: bool,
+        /// A newer push cancels the branch's builds that have not started.
+        #[arg(long)]
+        cancel_superseded: bool,
+        /// GitHub "owner/name" for webhooks (default: from a github.com URL).
+        #[arg(long)]
+        github: Option<String>,
+        /// User for a private repository over HTTPS.
+        #[arg(long, requires = "password_file")]
+        username: Option<String>,
+        /// File holding the password or token for --username.
+        #[arg(long, requires = "username")]
+        password_file: Option<PathBuf>,
     },
     List,
     Show {
@@ -124,6 +154,9 @@ enum BuildCmd {
     /// A project's builds, newest first.
     List {
         project: String,
+        /// Only this branch's builds.
+        #[arg(long)]
+        branch: Option<String>,
         #[command(flatten)]
         paging: Paging,
     },
@@ -272,6 +305,7 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
         Cmd::Build(c) => build(&mut ctx, c).await,
         Cmd::Log { job, follow } => log(&mut ctx, job, follow).await,
         Cmd::Builder(c) => builder(&mut ctx, c).await,
+        Cmd::Branch(BranchCmd::List { project }) => branches(&mut ctx, project).await,
     }
 }
 
@@ -346,7 +380,10 @@ fn short(c: &str) -> &str {
 
 fn project_json(p: &Project) -> serde_json::Value {
     json!({"name": p.name, "repo_url": p.repo_url, "default_branch": p.default_branch,
-           "timeout_secs": p.timeout_secs, "image": p.image, "created_ms": p.created_ms})
+           "timeout_secs": p.timeout_secs, "image": p.image, "created_ms": p.created_ms,
+           "poll_interval_secs": p.poll_interval_secs, "build_tags": p.build_tags,
+           "cancel_superseded": p.cancel_superseded, "github_repo": p.github_repo,
+           "has_credentials": p.has_credentials})
 }
 
 fn job_json(j: &Job) -> serde_json::Value {
@@ -360,6 +397,7 @@ fn build_json(b: &Build) -> serde_json::Value {
     json!({"id": b.id, "project": b.project, "branch": b.branch, "commit": b.commit,
            "message": b.message, "state": b.state, "created_ms": b.created_ms,
            "finished_ms": b.finished_ms, "warnings": b.warnings, "error": b.error,
+           "pr_number": b.pr_number, "event": b.event,
            "jobs": b.jobs.iter().map(job_json).collect::<Vec<_>>()})
 }
 
@@ -375,17 +413,40 @@ async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             branch,
             timeout,
             image,
+            poll,
+            no_poll,
+            build_tags,
+            cancel_superseded,
+            github,
+            username,
+            password_file,
         } => {
+            let password = match &password_file {
+                Some(f) => std::fs::read_to_string(f)
+                    .map_err(|e| Failure(2, format!("reading {}: {e}", f.display())))?
+                    .trim()
+                    .to_string(),
+                None => String::new(),
+            };
             let r = ctx.req(AddProjectRequest {
                 name,
                 repo_url,
                 default_branch: branch.unwrap_or_default(),
                 timeout_secs: timeout.unwrap_or(0),
                 image: image.unwrap_or_default(),
+                poll_interval_secs: poll.max(1),
+                build_tags,
+                cancel_superseded,
+                github_repo: github.unwrap_or_default(),
+                no_poll,
+                credential_username: username.unwrap_or_default(),
+                credential_password: password,
             });
             let p = ctx.client.add_project(r).await?.into_inner();
             if ctx.json {
-                print_json(project_json(&p));
+                let mut v = project_json(&p);
+                v["webhook_secret"] = json!(p.webhook_secret);
+                print_json(v);
             } else {
                 out!(
                     "added project {} ({}, branch {})",
@@ -393,6 +454,8 @@ async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
                     p.repo_url,
                     p.default_branch
                 );
+                out!("webhook secret (shown once): {}", p.webhook_secret);
+                out!("  GitHub: POST /hooks/github with this secret; generic: POST /hooks/generic/{} with `Authorization: Bearer <secret>`", p.name);
             }
         }
         ProjectCmd::List => {
@@ -417,6 +480,12 @@ async fn project(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             } else {
                 out!("name:       {}\nrepository: {}\nbranch:     {}\nimage:      {}\ntimeout:    {}s\ncreated:    {}",
                     p.name, p.repo_url, p.default_branch, p.image, p.timeout_secs, ago(p.created_ms));
+                out!("polling:    {}\ntags:       {}\nsupersede:  {}\ngithub:     {}\nprivate:    {}",
+                    if p.poll_interval_secs == 0 { "off".to_string() } else { format!("every {}s", p.poll_interval_secs) },
+                    if p.build_tags { "built" } else { "not built" },
+                    if p.cancel_superseded { "a newer push cancels queued builds" } else { "off" },
+                    if p.github_repo.is_empty() { "-" } else { &p.github_repo },
+                    if p.has_credentials { "yes (credentials stored)" } else { "no" });
             }
         }
         ProjectCmd::Remove { name } => {
@@ -551,11 +620,16 @@ async fn build(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
                 return Ok(10);
             }
         }
-        BuildCmd::List { project, paging } => {
+        BuildCmd::List {
+            project,
+            branch,
+            paging,
+        } => {
             let r = ctx.req(ListBuildsRequest {
                 project,
                 page: paging.page,
                 per_page: paging.per_page,
+                branch: branch.unwrap_or_default(),
             });
             let l = ctx.client.list_builds(r).await?.into_inner();
             if ctx.json {
@@ -755,6 +829,42 @@ async fn builder(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
                 );
             }
         }
+    }
+    Ok(0)
+}
+
+async fn branches(ctx: &mut Ctx, project: String) -> Result<u8, Failure> {
+    let r = ctx.req(ListBranchesRequest { project });
+    let bs = ctx.client.list_branches(r).await?.into_inner().branches;
+    if ctx.json {
+        print_json(json!(bs
+            .iter()
+            .map(|b| json!({"name": b.name, "head": b.head, "last_build_id": b.last_build_id,
+                            "state": b.state, "deleted": b.deleted, "updated_ms": b.updated_ms, "tag": b.tag}))
+            .collect::<Vec<_>>()));
+    } else {
+        table(
+            &["BRANCH", "HEAD", "LAST BUILD", "STATE", "UPDATED"],
+            bs.into_iter()
+                .map(|b| {
+                    vec![
+                        if b.tag {
+                            format!("{} (tag)", b.name)
+                        } else {
+                            b.name
+                        },
+                        short(&b.head).to_string(),
+                        if b.last_build_id == 0 {
+                            "-".into()
+                        } else {
+                            b.last_build_id.to_string()
+                        },
+                        b.state,
+                        ago(b.updated_ms),
+                    ]
+                })
+                .collect(),
+        );
     }
     Ok(0)
 }

@@ -4,7 +4,7 @@ use crate::auth::{self, bearer, hash, hash_eq};
 use crate::scheduler::Scheduler;
 use crate::store::records;
 use crate::store::StoreError;
-use crate::trigger::{self, TriggerError};
+use crate::trigger::{self, Request as TriggerRequest, TriggerError, Triggered, Triggerer};
 use crate::vcs::{Mirrors, VcsError};
 use kha_core::{validate_project_name, JobState};
 use kha_proto::admin::admin_service_server::AdminService;
@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 pub struct AdminSvc {
     pub sched: Arc<Scheduler>,
     pub mirrors: Arc<Mirrors>,
+    pub triggers: Arc<Triggerer>,
     /// SHA-256 of the admin token.
     pub admin_hash: String,
     pub shutdown: CancellationToken,
@@ -86,6 +87,8 @@ impl AdminSvc {
             jobs,
             warnings: b.warnings,
             error: b.error,
+            pr_number: b.pr_number,
+            event: b.event,
         })
     }
 
@@ -150,13 +153,31 @@ impl AdminSvc {
 
 fn project_view(p: records::Project) -> Project {
     Project {
+        has_credentials: p.credentials.is_some(),
         name: p.name,
         repo_url: p.repo_url,
         default_branch: p.default_branch,
         timeout_secs: p.timeout_secs,
         image: p.image,
         created_ms: p.created_ms,
+        poll_interval_secs: p.poll_interval_secs,
+        build_tags: p.build_tags,
+        cancel_superseded: p.cancel_superseded,
+        github_repo: p.github_repo,
+        webhook_secret: String::new(),
     }
+}
+
+/// "owner/name" of a github.com URL (https, ssh or git form).
+pub fn github_repo_of(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://github.com/")
+        .or_else(|| url.strip_prefix("http://github.com/"))
+        .or_else(|| url.strip_prefix("git@github.com:"))
+        .or_else(|| url.strip_prefix("ssh://git@github.com/"))
+        .or_else(|| url.strip_prefix("git://github.com/"))?;
+    let rest = rest.trim_end_matches('/').trim_end_matches(".git");
+    (rest.split('/').count() == 2).then(|| rest.to_string())
 }
 
 type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -181,9 +202,19 @@ impl AdminService for AdminSvc {
                 r.name
             )));
         }
+        let credentials = (!r.credential_username.is_empty() || !r.credential_password.is_empty())
+            .then(|| records::Credentials {
+                username: r.credential_username.clone(),
+                password: records::Secret(r.credential_password.clone()),
+            });
         let default_branch = if r.default_branch.is_empty() {
-            let (m, n, u) = (self.mirrors.clone(), r.name.clone(), r.repo_url.clone());
-            tokio::task::spawn_blocking(move || m.default_branch(&n, &u))
+            let (m, n, u, c) = (
+                self.mirrors.clone(),
+                r.name.clone(),
+                r.repo_url.clone(),
+                credentials.clone(),
+            );
+            tokio::task::spawn_blocking(move || m.default_branch(&n, &u, c.as_ref()))
                 .await
                 .map_err(internal)?
                 .map_err(|e| Status::invalid_argument(format!("{e}; check the URL")))?
@@ -192,7 +223,7 @@ impl AdminService for AdminSvc {
         };
         let p = records::Project {
             name: r.name.clone(),
-            repo_url: r.repo_url,
+            repo_url: r.repo_url.clone(),
             default_branch,
             timeout_secs: if r.timeout_secs == 0 {
                 self.sched.cfg.job_timeout_secs
@@ -205,6 +236,20 @@ impl AdminService for AdminSvc {
                 r.image
             },
             created_ms: self.sched.clock.now(),
+            poll_interval_secs: match (r.no_poll, r.poll_interval_secs) {
+                (true, _) => 0,
+                (false, 0) => 60,
+                (false, n) => n,
+            },
+            build_tags: r.build_tags,
+            cancel_superseded: r.cancel_superseded,
+            github_repo: if r.github_repo.is_empty() {
+                github_repo_of(&r.repo_url).unwrap_or_default()
+            } else {
+                r.github_repo
+            },
+            webhook_secret: records::Secret(auth::new_token("khaw_").0),
+            credentials,
         };
         if !self.sched.store.add_project(&p)? {
             return Err(Status::already_exists(format!(
@@ -213,7 +258,10 @@ impl AdminService for AdminSvc {
             )));
         }
         self.sched.store.durable().await?;
-        Ok(Response::new(project_view(p)))
+        let secret = p.webhook_secret.0.clone();
+        let mut view = project_view(p);
+        view.webhook_secret = secret;
+        Ok(Response::new(view))
     }
 
     async fn list_projects(
@@ -266,12 +314,60 @@ impl AdminService for AdminSvc {
         } else {
             r.branch
         };
-        let commit = (!r.commit.is_empty()).then_some(r.commit.as_str());
-        let t = trigger::trigger(&self.sched, &self.mirrors, &p, &branch, commit, r.force).await?;
+        let mut req = TriggerRequest::new(&p.name, &branch, "api");
+        req.commit = (!r.commit.is_empty()).then_some(r.commit);
+        req.force = r.force;
+        let (build, created) = match self.triggers.trigger(&p, &req).await? {
+            Triggered::Created(b) => (b, true),
+            Triggered::Existing(b) => (b, false),
+            Triggered::NotBuilt { commit, why } => {
+                return Err(Status::failed_precondition(format!(
+                    "commit {} of {branch} was not built: {}; use --force to build it anyway",
+                    trigger::short(&commit),
+                    if why == "skipped" {
+                        "its message has a skip marker"
+                    } else {
+                        "the branch filters of its .travis.yml exclude this branch"
+                    }
+                )))
+            }
+        };
         Ok(Response::new(TriggerBuildResponse {
-            build: Some(self.build_view(t.build)?),
-            created: t.created,
+            build: Some(self.build_view(build)?),
+            created,
         }))
+    }
+
+    async fn list_branches(
+        &self,
+        req: Request<ListBranchesRequest>,
+    ) -> Result<Response<ListBranchesResponse>, Status> {
+        self.check(&req)?;
+        let project = req.into_inner().project;
+        self.project(&project)?;
+        let mut branches = Vec::new();
+        for b in self.sched.store.list_branches(&project)? {
+            let state = if b.deleted {
+                "deleted".to_string()
+            } else if !b.not_built.is_empty() {
+                b.not_built.clone()
+            } else {
+                match self.sched.store.get_build(b.last_build)? {
+                    Some(build) => build.state.to_string(),
+                    None => "-".into(),
+                }
+            };
+            branches.push(Branch {
+                name: b.name,
+                head: b.head,
+                last_build_id: b.last_build,
+                state,
+                deleted: b.deleted,
+                updated_ms: b.updated_ms,
+                tag: b.tag,
+            });
+        }
+        Ok(Response::new(ListBranchesResponse { branches }))
     }
 
     async fn list_builds(
@@ -286,10 +382,12 @@ impl AdminService for AdminSvc {
             n if n > 100 => return Err(Status::invalid_argument("per_page is at most 100")),
             n => n,
         };
-        let (builds, total) = self
-            .sched
-            .store
-            .list_builds(&r.project, r.page.max(1), per_page)?;
+        let (builds, total) = self.sched.store.list_builds(
+            &r.project,
+            (!r.branch.is_empty()).then_some(r.branch.as_str()),
+            r.page.max(1),
+            per_page,
+        )?;
         let builds = builds
             .into_iter()
             .map(|b| self.build_view(b))

@@ -72,6 +72,8 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
         jobs: jobs.iter().map(|j| j.id).collect(),
         warnings: vec![],
         error: String::new(),
+        pr_number: 0,
+        event: "api".into(),
     };
     s.store.create_build(&b, &jobs).unwrap();
     s.enqueue(&jobs);

@@ -7,7 +7,7 @@ pub mod logs;
 pub mod records;
 
 use kha_core::{BuildId, BuildState, JobId, JobState, Millis};
-use records::{decode, encode, Build, Builder, EnrolmentToken, Job, LeaseRec, Project};
+use records::{decode, encode, Branch, Build, Builder, EnrolmentToken, Job, LeaseRec, Project};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 use std::path::Path;
@@ -68,6 +68,7 @@ pub struct Store {
     builders: sled::Tree,
     tokens: sled::Tree,
     dedup: sled::Tree,
+    branches: sled::Tree,
     meta: sled::Tree,
     flush_tx: mpsc::UnboundedSender<oneshot::Sender<std::result::Result<(), String>>>,
 }
@@ -128,6 +129,7 @@ impl Store {
             builders: db.open_tree("builders")?,
             tokens: db.open_tree("tokens")?,
             dedup: db.open_tree("dedup")?,
+            branches: db.open_tree("branches")?,
             meta,
             flush_tx,
             db,
@@ -192,6 +194,30 @@ impl Store {
         Ok(self.projects.remove(name)?.is_some())
     }
 
+    // ---- branches
+
+    pub fn get_branch(&self, project: &str, name: &str) -> Result<Option<Branch>> {
+        self.branches
+            .get(branch_key(project, name))?
+            .map(|v| decode(&v).map_err(corrupt("branches")))
+            .transpose()
+    }
+
+    pub fn put_branch(&self, project: &str, b: &Branch) -> Result<()> {
+        self.branches
+            .insert(branch_key(project, &b.name), encode(b))?;
+        Ok(())
+    }
+
+    /// A project's branches and tags, by name.
+    pub fn list_branches(&self, project: &str) -> Result<Vec<Branch>> {
+        self.branches
+            .scan_prefix(project_prefix(project))
+            .values()
+            .map(|v| decode(&v?).map_err(corrupt("branches")))
+            .collect()
+    }
+
     // ---- builds and jobs
 
     /// Looks up an earlier build of the same project, branch and commit.
@@ -248,36 +274,54 @@ impl Store {
             .transpose()
     }
 
-    /// A project's builds, newest first: page `page` (1-based) of
-    /// `per_page`, and how many there are in all.
+    /// A project's builds (of one branch, if given), newest first: page
+    /// `page` (1-based) of `per_page`, and how many there are in all.
     pub fn list_builds(
         &self,
         project: &str,
+        branch: Option<&str>,
         page: u32,
         per_page: u32,
     ) -> Result<(Vec<Build>, u64)> {
-        let prefix = project_prefix(project);
         let skip = (page.max(1) as usize - 1) * per_page as usize;
         let mut total = 0u64;
         let mut out = Vec::new();
-        for kv in self.project_builds.scan_prefix(&prefix) {
-            let (k, _) = kv?;
-            total += 1;
-            if total as usize > skip && out.len() < per_page as usize {
-                let inv: [u8; 8] =
-                    k[prefix.len()..]
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt {
-                            tree: "project_builds",
-                            msg: "bad key".into(),
-                        })?;
-                let id = u64::MAX - u64::from_be_bytes(inv);
-                if let Some(b) = self.get_build(id)? {
-                    out.push(b);
-                }
+        for id in self.project_build_ids(project) {
+            let id = id?;
+            let wanted = total as usize >= skip && out.len() < per_page as usize;
+            if branch.is_none() && !wanted {
+                total += 1;
+                continue;
             }
+            let Some(b) = self.get_build(id)? else {
+                continue;
+            };
+            if branch.is_some_and(|br| br != b.branch) {
+                continue;
+            }
+            if wanted {
+                out.push(b);
+            }
+            total += 1;
         }
         Ok((out, total))
+    }
+
+    /// A project's build ids, newest first.
+    pub fn project_build_ids(&self, project: &str) -> impl Iterator<Item = Result<BuildId>> {
+        let prefix = project_prefix(project);
+        let n = prefix.len();
+        self.project_builds
+            .scan_prefix(&prefix)
+            .keys()
+            .map(move |k| {
+                let k = k?;
+                let inv: [u8; 8] = k[n..].try_into().map_err(|_| StoreError::Corrupt {
+                    tree: "project_builds",
+                    msg: "bad key".into(),
+                })?;
+                Ok(u64::MAX - u64::from_be_bytes(inv))
+            })
     }
 
     /// Applies `f` to a job and, in the same transaction, the lease and
@@ -466,6 +510,12 @@ fn project_prefix(project: &str) -> Vec<u8> {
 fn project_build_key(project: &str, id: BuildId) -> Vec<u8> {
     let mut k = project_prefix(project);
     k.extend_from_slice(&(u64::MAX - id).to_be_bytes());
+    k
+}
+
+fn branch_key(project: &str, name: &str) -> Vec<u8> {
+    let mut k = project_prefix(project);
+    k.extend_from_slice(name.as_bytes());
     k
 }
 

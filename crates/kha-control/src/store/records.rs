@@ -12,6 +12,54 @@ pub struct Project {
     pub timeout_secs: u64,
     pub image: String,
     pub created_ms: Millis,
+    /// Seconds between polls of the remote; 0: never.
+    #[serde(default)]
+    pub poll_interval_secs: u64,
+    #[serde(default)]
+    pub build_tags: bool,
+    /// A newer push cancels the branch's still-queued builds.
+    #[serde(default)]
+    pub cancel_superseded: bool,
+    /// "owner/name" on GitHub, to match webhook payloads.
+    #[serde(default)]
+    pub github_repo: String,
+    /// Verifies webhook signatures (and is the generic hook's token).
+    #[serde(default)]
+    pub webhook_secret: Secret,
+    /// For a private repository.
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
+}
+
+/// A string that never shows in logs or debug output.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// HTTPS credentials for a private repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// What kha knows of one branch (or tag) of a project.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Branch {
+    pub name: String,
+    pub head: String,
+    pub tag: bool,
+    pub last_build: BuildId,
+    /// Set when the head was not built: "skipped" or "filtered".
+    pub not_built: String,
+    pub deleted: bool,
+    pub updated_ms: Millis,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +75,11 @@ pub struct Build {
     pub jobs: Vec<JobId>,
     pub warnings: Vec<String>,
     pub error: String,
+    #[serde(default)]
+    pub pr_number: u64,
+    /// What started it: "api", "poll", "push", "pull_request", "generic".
+    #[serde(default)]
+    pub event: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -2,7 +2,11 @@
 //! build is set up, from which `.travis.yml` is read at the built commit.
 //! All of it is blocking (git2); callers run it on the blocking pool.
 
-use git2::{FetchOptions, Oid, Repository};
+use crate::store::records::Credentials;
+pub mod poll;
+
+use git2::{Cred, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -24,6 +28,8 @@ pub struct Resolved {
     pub commit: String,
     /// The commit message's first line.
     pub message: String,
+    /// The whole message (skip markers may be anywhere in it).
+    pub full_message: String,
     /// `.travis.yml` at that commit, if it has one.
     pub travis_yml: Option<Vec<u8>>,
 }
@@ -46,8 +52,46 @@ impl Mirrors {
         self.dir.join(format!("{project}.git"))
     }
 
+    /// The remote's branch and tag heads (`refs/heads/…`, `refs/tags/…` →
+    /// commit id; annotated tags peeled), without fetching anything.
+    pub fn list_remote(
+        &self,
+        url: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<BTreeMap<String, String>, VcsError> {
+        let mut remote = git2::Remote::create_detached(url)?;
+        let fail = |e: git2::Error| VcsError::Fetch {
+            url: url.into(),
+            msg: e.message().to_string(),
+        };
+        remote
+            .connect_auth(Direction::Fetch, Some(callbacks(creds)), None)
+            .map_err(fail)?;
+        let mut out = BTreeMap::new();
+        for head in remote.list().map_err(fail)? {
+            let name = head.name();
+            if let Some(tag) = name.strip_suffix("^{}") {
+                out.insert(tag.to_string(), head.oid().to_string());
+            } else if name.starts_with("refs/heads/") || name.starts_with("refs/tags/") {
+                out.entry(name.to_string())
+                    .or_insert_with(|| head.oid().to_string());
+            }
+        }
+        Ok(out)
+    }
+
     /// Fetches every branch and tag of `url` into the project's mirror.
     pub fn fetch(&self, project: &str, url: &str) -> Result<Repository, VcsError> {
+        self.fetch_with(project, url, None)
+    }
+
+    /// Fetches with credentials for a private repository.
+    pub fn fetch_with(
+        &self,
+        project: &str,
+        url: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Repository, VcsError> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.path(project);
         let repo = match Repository::open_bare(&path) {
@@ -62,10 +106,15 @@ impl Mirrors {
         };
         let mut remote = repo.remote_anonymous(url)?;
         let mut opts = FetchOptions::new();
-        opts.prune(git2::FetchPrune::On);
+        opts.prune(git2::FetchPrune::On)
+            .remote_callbacks(callbacks(creds));
         remote
             .fetch(
-                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                &[
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                    "+refs/pull/*/head:refs/pull/*/head",
+                ],
                 Some(&mut opts),
                 None,
             )
@@ -79,8 +128,13 @@ impl Mirrors {
 
     /// The branch a new project builds by default: `master` or `main` if the
     /// repository has one, else its first branch.
-    pub fn default_branch(&self, project: &str, url: &str) -> Result<String, VcsError> {
-        let repo = self.fetch(project, url)?;
+    pub fn default_branch(
+        &self,
+        project: &str,
+        url: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<String, VcsError> {
+        let repo = self.fetch_with(project, url, creds)?;
         let mut names = Vec::new();
         for b in repo.branches(Some(git2::BranchType::Local))? {
             let (b, _) = b?;
@@ -108,8 +162,26 @@ impl Mirrors {
         url: &str,
         branch: &str,
         commit: Option<&str>,
+        creds: Option<&Credentials>,
     ) -> Result<Resolved, VcsError> {
-        let repo = self.fetch(project, url)?;
+        let repo = self.fetch_with(project, url, creds)?;
+        resolve_in(&repo, branch, commit)
+    }
+
+    /// Like `resolve`, without fetching (the caller just did).
+    pub fn resolve_local(
+        &self,
+        project: &str,
+        branch: &str,
+        commit: Option<&str>,
+    ) -> Result<Resolved, VcsError> {
+        let repo = Repository::open_bare(self.path(project))?;
+        resolve_in(&repo, branch, commit)
+    }
+}
+
+fn resolve_in(repo: &Repository, branch: &str, commit: Option<&str>) -> Result<Resolved, VcsError> {
+    {
         let c = match commit {
             Some(c) => {
                 let obj = repo
@@ -121,6 +193,7 @@ impl Mirrors {
             None => {
                 let r = repo
                     .find_reference(&format!("refs/heads/{branch}"))
+                    .or_else(|_| repo.find_reference(&format!("refs/tags/{branch}")))
                     .map_err(|_| VcsError::NoBranch(branch.into()))?;
                 r.peel_to_commit()?
             }
@@ -136,9 +209,29 @@ impl Mirrors {
         Ok(Resolved {
             commit: c.id().to_string(),
             message: c.summary().unwrap_or("").to_string(),
+            full_message: c.message().unwrap_or("").to_string(),
             travis_yml,
         })
     }
+}
+
+/// Answers a remote's request for credentials (HTTPS user and token).
+fn callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'static> {
+    let mut cb = RemoteCallbacks::new();
+    if let Some(c) = creds.cloned() {
+        let mut tries = 0;
+        cb.credentials(move |_url, _user, _allowed| {
+            // libgit2 asks again after a refusal: give up instead of looping.
+            tries += 1;
+            if tries > 1 {
+                return Err(git2::Error::from_str(
+                    "the repository refused the project's credentials",
+                ));
+            }
+            Cred::userpass_plaintext(&c.username, &c.password.0)
+        });
+    }
+    cb
 }
 
 /// Is `s` a plausible full commit id?
