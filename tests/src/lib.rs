@@ -698,3 +698,39 @@ pub fn github_fixture(name: &str, swaps: &[(&str, &str)]) -> Vec<u8> {
     }
     text.into_bytes()
 }
+
+/// A git smart-HTTP server with basic auth (`tests/support/git-http.py`,
+/// `git http-backend` behind Python's http.server) on a loopback port.
+pub struct GitHttp {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl GitHttp {
+    pub fn start(root: &Path, user: &str, password: &str) -> GitHttp {
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/git-http.py");
+        let log = root.join(format!("git-http-{port}.log"));
+        let f = std::fs::File::create(&log).expect("log");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(root)
+            .args([user, password])
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .expect("start the git HTTP server");
+        wait_for("the git HTTP server", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        GitHttp {
+            proc: Proc { child, log },
+            port,
+        }
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+}

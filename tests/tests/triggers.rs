@@ -417,3 +417,98 @@ impl StdinWith for std::process::Command {
         child.wait_with_output().unwrap()
     }
 }
+
+#[test]
+fn private_repository_over_http_with_credentials() {
+    if !lxc_available() {
+        eprintln!("SKIPPED: needs root and lxc");
+        return;
+    }
+    let mut c = Cluster::start();
+    let root = c.path("private");
+    let up = Repo::new(root.join("secret-project"));
+    up.commit(
+        &[(".travis.yml", "language: shell\nscript:\n  - cat private.txt\n  - git remote -v\n  - env | sort\n  - cat .git/config\n")],
+        "private",
+    );
+    up.commit(&[("private.txt", "only for the initiated\n")], "content");
+    let password = "s3cret-Token-42";
+    let server = GitHttp::start(&root, "alice", password);
+    let url = server.url("secret-project");
+    // Without credentials the repository cannot even be added.
+    let o = c.kha(&["project", "add", "nocreds", &url, "--no-poll"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("authentication"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::write(c.path("pw"), password).unwrap();
+    let pw = c.path("pw");
+    c.kha_ok(&[
+        "project",
+        "add",
+        "priv",
+        &url,
+        "--username",
+        "alice",
+        "--password-file",
+        &pw.to_string_lossy(),
+        "--no-poll",
+    ]);
+    let shown = c.kha_json(&["project", "show", "priv"]);
+    assert_eq!(shown["has_credentials"], true);
+    assert!(!shown.to_string().contains(password));
+    c.builder("a", 1);
+    c.wait_builders_connected(1);
+    let id = c.trigger("priv", None);
+    let b = c.wait_build(id, Duration::from_secs(60));
+    assert_eq!(b["state"], "passed", "{b}");
+    let log = String::from_utf8(c.log(b["jobs"][0]["id"].as_u64().unwrap())).unwrap();
+    assert!(log.contains("only for the initiated"), "{log}");
+    assert!(log.contains(&format!("origin\t{url} (fetch)")), "{log}");
+    // The secret reaches neither the job nor any log.
+    assert!(!log.contains(password), "{log}");
+    for f in std::fs::read_dir(c.dir.path()).unwrap().flatten() {
+        if f.path().extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+            assert!(
+                !text.contains(password),
+                "{} holds the password",
+                f.path().display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_local_path_builds_in_place_without_a_url() {
+    if !lxc_available() {
+        eprintln!("SKIPPED: needs root and lxc");
+        return;
+    }
+    let mut c = Cluster::start();
+    let repo = Repo::new(c.path("here"));
+    let head = repo.commit(
+        &[(
+            ".travis.yml",
+            "language: shell\nscript: git log -1 --format=%H\n",
+        )],
+        "local",
+    );
+    // A plain path on a filesystem the builder can read, as in the original kha.
+    c.kha_ok(&[
+        "project",
+        "add",
+        "local",
+        &repo.dir.to_string_lossy(),
+        "--no-poll",
+    ]);
+    c.builder("a", 1);
+    c.wait_builders_connected(1);
+    let id = c.trigger("local", None);
+    let b = c.wait_build(id, Duration::from_secs(60));
+    assert_eq!(b["state"], "passed", "{b}");
+    let log = String::from_utf8(c.log(b["jobs"][0]["id"].as_u64().unwrap())).unwrap();
+    assert!(log.ends_with(&format!("{head}\n")), "{log}");
+}

@@ -7,7 +7,7 @@ use crate::executor::JobRun;
 use crate::logs::{self, Spool};
 use crate::Shared;
 use kha_core::JobOutcome;
-use kha_proto::agent::{FinishJobRequest, JobSpec, Outcome};
+use kha_proto::agent::{FinishJobRequest, GitCredentials, JobSpec, Outcome};
 use std::io::Read;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -51,6 +51,7 @@ pub async fn run(
     job_id: u64,
     epoch: u64,
     spec: JobSpec,
+    creds: Option<GitCredentials>,
     h: (
         Arc<AtomicU64>,
         CancellationToken,
@@ -98,7 +99,7 @@ pub async fn run(
     };
 
     let (outcome, detail) = execute(
-        &shared, job_id, &name, &spec, &workspace, &scratch, &spool, &stop, &note,
+        &shared, job_id, &name, &spec, creds, &workspace, &scratch, &spool, &stop, &note,
     )
     .await;
     let stopped = reason.lock().ok().and_then(|r| *r);
@@ -140,6 +141,7 @@ async fn execute(
     job_id: u64,
     name: &str,
     spec: &JobSpec,
+    creds: Option<GitCredentials>,
     workspace: &std::path::Path,
     scratch: &std::path::Path,
     spool: &Arc<Mutex<Option<Spool>>>,
@@ -154,7 +156,10 @@ async fn execute(
         workspace.to_path_buf(),
     );
     let _ = std::fs::remove_dir_all(&dest);
-    let checkout = tokio::task::spawn_blocking(move || ws.checkout(&url, &commit, &dest)).await;
+    let creds = creds.map(|c| (c.username, c.password));
+    let checkout =
+        tokio::task::spawn_blocking(move || ws.checkout(&url, &commit, &dest, creds.as_ref()))
+            .await;
     match checkout {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

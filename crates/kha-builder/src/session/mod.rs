@@ -245,7 +245,7 @@ async fn once(
                     }
                     C::Granted(g) => {
                         match local.offered.remove(&g.job_id) {
-                            Some((epoch, spec)) if epoch == g.epoch => start(shared, g.job_id, epoch, spec),
+                            Some((epoch, spec)) if epoch == g.epoch => start(shared, g.job_id, epoch, spec, g.credentials),
                             _ => warn!(job_id = g.job_id, "grant for a job not offered"),
                         }
                     }
@@ -320,7 +320,13 @@ fn free(shared: &Shared, local: &Local) -> u32 {
         .saturating_sub((shared.jobs().len() + local.offered.len()) as u32)
 }
 
-fn start(shared: &Arc<Shared>, job_id: u64, epoch: u64, spec: JobSpec) {
+fn start(
+    shared: &Arc<Shared>,
+    job_id: u64,
+    epoch: u64,
+    spec: JobSpec,
+    creds: Option<GitCredentials>,
+) {
     let acked = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
     let reason = Arc::new(Mutex::new(None));
@@ -336,6 +342,13 @@ fn start(shared: &Arc<Shared>, job_id: u64, epoch: u64, spec: JobSpec) {
     info!(job_id, epoch, project = %spec.project, commit = %spec.commit, "job granted");
     crate::task::spawn(
         "job",
-        job::run(shared.clone(), job_id, epoch, spec, (acked, stop, reason)),
+        job::run(
+            shared.clone(),
+            job_id,
+            epoch,
+            spec,
+            creds,
+            (acked, stop, reason),
+        ),
     );
 }

@@ -4,7 +4,7 @@
 //! Blocking (git2): run it on the blocking pool.
 
 use git2::build::{CheckoutBuilder, RepoBuilder};
-use git2::{FetchOptions, Oid, Repository};
+use git2::{Cred, FetchOptions, Oid, RemoteCallbacks, Repository};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -41,7 +41,12 @@ impl Workspaces {
     }
 
     /// Brings the mirror of `url` up to date enough to contain `commit`.
-    fn mirror(&self, url: &str, commit: Oid) -> Result<PathBuf, CheckoutError> {
+    fn mirror(
+        &self,
+        url: &str,
+        commit: Oid,
+        creds: Option<&(String, String)>,
+    ) -> Result<PathBuf, CheckoutError> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.mirror_path(url);
         let repo = match Repository::open_bare(&path) {
@@ -56,10 +61,15 @@ impl Workspaces {
         }
         let mut remote = repo.remote_anonymous(url)?;
         let mut opts = FetchOptions::new();
-        opts.prune(git2::FetchPrune::On);
+        opts.prune(git2::FetchPrune::On)
+            .remote_callbacks(callbacks(creds));
         remote
             .fetch(
-                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                &[
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                    "+refs/pull/*/head:refs/pull/*/head",
+                ],
                 Some(&mut opts),
                 None,
             )
@@ -70,7 +80,9 @@ impl Workspaces {
         if repo.find_commit(commit).is_err() {
             // Not on any branch (e.g. force-pushed away): ask for it by id.
             let spec = format!("+{commit}:refs/kha/{commit}");
-            let _ = remote.fetch(&[spec.as_str()], Some(&mut FetchOptions::new()), None);
+            let mut opts = FetchOptions::new();
+            opts.remote_callbacks(callbacks(creds));
+            let _ = remote.fetch(&[spec.as_str()], Some(&mut opts), None);
             repo.find_commit(commit)
                 .map_err(|_| CheckoutError::NoCommit(commit.to_string()))?;
         }
@@ -78,9 +90,17 @@ impl Workspaces {
     }
 
     /// Checks `commit` of `url` out into `dest` (which must not exist).
-    pub fn checkout(&self, url: &str, commit: &str, dest: &Path) -> Result<(), CheckoutError> {
+    /// `creds` (user, password) are for a private repository; they are used
+    /// for the fetch only and never written into the workspace.
+    pub fn checkout(
+        &self,
+        url: &str,
+        commit: &str,
+        dest: &Path,
+        creds: Option<&(String, String)>,
+    ) -> Result<(), CheckoutError> {
         let oid = Oid::from_str(commit).map_err(|_| CheckoutError::NoCommit(commit.into()))?;
-        let mirror = self.mirror(url, oid)?;
+        let mirror = self.mirror(url, oid, creds)?;
         let mirror_url = mirror.to_string_lossy().to_string();
         let repo = RepoBuilder::new()
             .bare(false)
@@ -114,4 +134,22 @@ impl Workspaces {
         std::fs::write(exclude, ex)?;
         Ok(())
     }
+}
+
+/// Answers a remote's request for credentials, once.
+fn callbacks(creds: Option<&(String, String)>) -> RemoteCallbacks<'static> {
+    let mut cb = RemoteCallbacks::new();
+    if let Some((user, pass)) = creds.cloned() {
+        let mut tries = 0;
+        cb.credentials(move |_url, _user, _allowed| {
+            tries += 1;
+            if tries > 1 {
+                return Err(git2::Error::from_str(
+                    "the repository refused the credentials",
+                ));
+            }
+            Cred::userpass_plaintext(&user, &pass)
+        });
+    }
+    cb
 }

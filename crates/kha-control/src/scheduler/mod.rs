@@ -595,7 +595,21 @@ impl Scheduler {
             inner.backstops.insert(job_id, now + backstop(&job));
         }
         info!(job_id, epoch, builder_id = %builder, "job started");
-        self.send_to(builder, Msg::Granted(agent::Granted { job_id, epoch }));
+        let credentials = match self.store.get_project(&job.project) {
+            Ok(Some(p)) => p.credentials.map(|c| agent::GitCredentials {
+                username: c.username,
+                password: c.password.0,
+            }),
+            _ => None,
+        };
+        self.send_to(
+            builder,
+            Msg::Granted(agent::Granted {
+                job_id,
+                epoch,
+                credentials,
+            }),
+        );
     }
 
     /// A builder refused an offer: the job goes back to the front.
