@@ -383,6 +383,11 @@ impl Cluster {
 
     /// Starts a builder (lxc executor) with `slots` slots.
     pub fn builder(&mut self, name: &str, slots: u32) -> usize {
+        self.builder_with(name, slots, &[])
+    }
+
+    /// Starts a builder with extra flags (e.g. `--label python=3.12`).
+    pub fn builder_with(&mut self, name: &str, slots: u32, extra: &[&str]) -> usize {
         let token = self.enrolment_token();
         let data = self.path(&format!("builder-{name}"));
         let o = Command::new(bin("kha-builder"))
@@ -400,7 +405,7 @@ impl Cluster {
             "image create: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let proc = self.spawn_builder(&data, name, slots, Some(&token), &[]);
+        let proc = self.spawn_builder(&data, name, slots, Some(&token), extra);
         self.builders.push(Builder {
             proc,
             data,

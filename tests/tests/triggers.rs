@@ -512,3 +512,40 @@ fn a_local_path_builds_in_place_without_a_url() {
     let log = String::from_utf8(c.log(b["jobs"][0]["id"].as_u64().unwrap())).unwrap();
     assert!(log.ends_with(&format!("{head}\n")), "{log}");
 }
+
+#[test]
+fn a_newer_push_cancels_queued_builds_when_asked() {
+    let c = Cluster::start();
+    let repo = Repo::new(c.path("repo"));
+    let first = repo.commit(&[(".travis.yml", CONFIG)], "one");
+    c.kha_ok(&[
+        "project",
+        "add",
+        "p",
+        &repo.url(),
+        "--no-poll",
+        "--cancel-superseded",
+    ]);
+    c.kha_ok(&["project", "add", "q", &repo.url(), "--no-poll"]);
+    // No builder: builds stay queued.
+    let a = c.kha_json(&["build", "trigger", "p"])["id"]
+        .as_u64()
+        .unwrap();
+    let qa = c.kha_json(&["build", "trigger", "q"])["id"]
+        .as_u64()
+        .unwrap();
+    let second = repo.commit(&[("x", "2\n")], "two");
+    assert_ne!(first, second);
+    let b = c.kha_json(&["build", "trigger", "p"])["id"]
+        .as_u64()
+        .unwrap();
+    c.kha_json(&["build", "trigger", "q"]);
+    wait_for(
+        "the superseded build to be canceled",
+        Duration::from_secs(10),
+        || (c.build(a)["state"] == "canceled").then_some(()),
+    );
+    assert_eq!(c.build(b)["state"], "queued");
+    // Without the setting, both stay.
+    assert_eq!(c.build(qa)["state"], "queued");
+}

@@ -204,6 +204,7 @@ impl Triggerer {
             error: String::new(),
             pr_number: req.pr_number,
             event: req.event.clone(),
+            fast_finish: false,
         };
         let plans = match &resolved.travis_yml {
             None => Err(format!(
@@ -224,9 +225,22 @@ impl Triggerer {
                             self.note_branch(project, req, &resolved.commit, 0, "filtered")?;
                             return Ok(Err("filtered"));
                         }
-                        build.warnings = cfg.warnings.clone();
-                        travis::expand(&cfg, sched.cfg.max_jobs_per_build)
-                            .map_err(|e| format!(".travis.yml: {e}"))
+                        let opts = travis::ExpandOptions {
+                            max_jobs: sched.cfg.max_jobs_per_build,
+                            repo: travis::RepoFacts::from_root_files(resolved.root_files.iter()),
+                            branch: Some(req.branch.clone()),
+                        };
+                        match travis::expand_with(&cfg, &opts) {
+                            Ok(x) => {
+                                build.warnings = cfg.warnings.clone();
+                                build
+                                    .warnings
+                                    .extend(x.warnings.iter().map(|w| w.to_string()));
+                                build.fast_finish = x.fast_finish;
+                                Ok(x.jobs)
+                            }
+                            Err(e) => Err(format!(".travis.yml: {e}")),
+                        }
                     }
                 },
             },
@@ -264,6 +278,8 @@ impl Triggerer {
             detail,
             log_len: 0,
             log_sha256: String::new(),
+            matrix: vec![],
+            name: String::new(),
             queue_key,
             spec,
         };
@@ -293,6 +309,30 @@ impl Triggerer {
                 jobs.push(job);
             }
             Ok(plans) => {
+                // A job that no builder kha knows could run is said so now;
+                // it stays queued for a builder that may yet join.
+                let known: Vec<Labels> = sched
+                    .store
+                    .list_builders()?
+                    .into_iter()
+                    .filter(|b| !b.revoked && !b.labels.is_empty())
+                    .filter_map(|b| Labels::parse(b.labels.iter().map(String::as_str)).ok())
+                    .collect();
+                let mut with_image = plans.clone();
+                for p in &mut with_image {
+                    if p.requires.get("image").is_none() {
+                        p.requires.insert("image", project.image.clone());
+                    }
+                }
+                for u in travis::unrunnable(&with_image, &known) {
+                    let missing: Vec<String> =
+                        u.missing.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    build.warnings.push(format!(
+                        "job {build_id}.{} can run on no builder kha knows: none has {}",
+                        u.number,
+                        missing.join(", ")
+                    ));
+                }
                 for plan in plans {
                     let id = sched.store.next_id()?;
                     let mut requires = plan.requires.clone();
@@ -300,7 +340,14 @@ impl Triggerer {
                         requires.insert("image", project.image.clone());
                     }
                     let mut spec = base.clone();
-                    spec.env = plan.env.clone();
+                    // Travis's own variables first (TRAVIS_OS_NAME, CC, …),
+                    // then the file's.
+                    spec.env = plan
+                        .builtin_env
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", sh_quote(v)))
+                        .chain(plan.env.iter().cloned())
+                        .collect();
                     spec.phases = travis::PHASES
                         .iter()
                         .filter_map(|p| plan.phases.get(p).map(|c| (p.to_string(), c.clone())))
@@ -310,7 +357,7 @@ impl Triggerer {
                         spec.image = img.to_string();
                     }
                     let key = sched.normal_key()?;
-                    jobs.push(new_job(
+                    let mut job = new_job(
                         id,
                         plan.number,
                         JobState::Queued,
@@ -319,7 +366,10 @@ impl Triggerer {
                         String::new(),
                         spec,
                         key,
-                    ));
+                    );
+                    job.matrix = plan.matrix.clone();
+                    job.name = plan.name.clone().unwrap_or_default();
+                    jobs.push(job);
                 }
             }
         }
@@ -395,6 +445,11 @@ impl Triggerer {
         }
         Ok(())
     }
+}
+
+/// Quotes a value for POSIX sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 pub fn short(commit: &str) -> &str {

@@ -1,6 +1,8 @@
 //! Builder labels (`os=linux`, `arch=x86_64`, `image=default`, …) and job
 //! requirements. A job runs only on a builder that has every label it
-//! requires with exactly the same value.
+//! requires with exactly the same value. A builder may offer several values
+//! of one key (`python=3.11` and `python=3.12`, kept as `python=3.11,3.12`):
+//! any of them matches.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -12,7 +14,7 @@ pub struct Labels(pub BTreeMap<String, String>);
 impl Labels {
     /// Parses `key=value` items; a bare `key` means `key=true`.
     pub fn parse<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        let mut m = BTreeMap::new();
+        let mut m: BTreeMap<String, String> = BTreeMap::new();
         for item in items {
             let item = item.trim();
             if item.is_empty() {
@@ -29,7 +31,17 @@ impl Labels {
                     "label {item:?}: a key is letters, digits, '-', '_', '.' or '/'"
                 ));
             }
-            m.insert(k.to_string(), v.trim().to_string());
+            let v = v.trim().to_string();
+            match m.get_mut(k) {
+                Some(old) if !Labels::values(old).any(|x| x == v) => {
+                    let joined = format!("{old},{v}");
+                    *old = joined;
+                }
+                Some(_) => {}
+                None => {
+                    m.insert(k.to_string(), v);
+                }
+            }
         }
         Ok(Labels(m))
     }
@@ -42,9 +54,19 @@ impl Labels {
         self.0.get(k).map(String::as_str)
     }
 
+    fn values(v: &str) -> impl Iterator<Item = &str> {
+        v.split(',').map(str::trim)
+    }
+
+    fn offers(&self, k: &str, v: &str) -> bool {
+        self.0
+            .get(k)
+            .is_some_and(|have| have == v || Labels::values(have).any(|x| x == v))
+    }
+
     /// Does a builder with these labels satisfy `required`?
     pub fn satisfies(&self, required: &Labels) -> bool {
-        required.0.iter().all(|(k, v)| self.0.get(k) == Some(v))
+        required.0.iter().all(|(k, v)| self.offers(k, v))
     }
 
     /// The requirements a builder with these labels lacks, for "why is this
@@ -53,7 +75,7 @@ impl Labels {
         required
             .0
             .iter()
-            .filter(|(k, v)| self.0.get(*k) != Some(*v))
+            .filter(|(k, v)| !self.offers(k, v))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()
     }
@@ -88,6 +110,22 @@ mod tests {
             let req = Labels::parse(req.iter().copied()).unwrap();
             assert_eq!(builder.satisfies(&req), ok, "{req}");
             assert_eq!(builder.missing(&req).is_empty(), ok);
+        }
+    }
+
+    #[test]
+    fn several_values_of_one_key() {
+        let builder =
+            Labels::parse(["python=3.11", "python=3.12", "python=3.11", "os=linux"]).unwrap();
+        assert_eq!(builder.get("python"), Some("3.11,3.12"));
+        for (v, ok) in [
+            ("3.11", true),
+            ("3.12", true),
+            ("3.1", false),
+            ("3.11,3.12", true),
+        ] {
+            let req = Labels::parse([format!("python={v}").as_str()]).unwrap();
+            assert_eq!(builder.satisfies(&req), ok, "{v}");
         }
     }
 

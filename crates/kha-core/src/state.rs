@@ -154,8 +154,28 @@ impl BuildState {
     /// canceled, then errored (timeouts and lost jobs count as errored), then
     /// failed. A build with no jobs at all is errored: it ran nothing.
     pub fn derive(jobs: &[(JobState, bool)]) -> BuildState {
+        Self::derive_with(jobs, false)
+    }
+
+    /// Like [`BuildState::derive`]; with `fast_finish` (Travis's
+    /// `jobs.fast_finish`) the build is decided as soon as every job not
+    /// allowed to fail is final, or as soon as one of them fails, while
+    /// jobs allowed to fail may still run.
+    pub fn derive_with(jobs: &[(JobState, bool)], fast_finish: bool) -> BuildState {
         if jobs.is_empty() {
             return BuildState::Errored;
+        }
+        if fast_finish {
+            let required: Vec<(JobState, bool)> =
+                jobs.iter().copied().filter(|(_, a)| !*a).collect();
+            let failed = required
+                .iter()
+                .any(|(s, _)| s.is_final() && *s != JobState::Passed);
+            if !required.is_empty() && (failed || required.iter().all(|(s, _)| s.is_final())) {
+                let done: Vec<(JobState, bool)> =
+                    required.into_iter().filter(|(s, _)| s.is_final()).collect();
+                return Self::derive_with(&done, false);
+            }
         }
         if jobs.iter().any(|(s, _)| !s.is_final()) {
             let started = jobs.iter().any(|(s, _)| *s != JobState::Queued);
@@ -243,8 +263,31 @@ mod tests {
     }
 
     #[test]
+    fn fast_finish_decides_early() {
+        let table: &[(&[(JobState, bool)], BuildState)] = &[
+            // The allowed failure still runs: decided anyway.
+            (&[(Passed, false), (Running, true)], BuildState::Passed),
+            // A required job failed while another runs: failed at once.
+            (&[(Failed, false), (Running, false)], BuildState::Failed),
+            (&[(Passed, false), (Running, false)], BuildState::Running),
+            (&[(Queued, false), (Queued, true)], BuildState::Queued),
+            // Only jobs allowed to fail: the usual rule.
+            (&[(Running, true)], BuildState::Running),
+        ];
+        for (jobs, want) in table {
+            assert_eq!(BuildState::derive_with(jobs, true), *want, "{jobs:?}");
+        }
+        assert_eq!(
+            BuildState::derive_with(&[(Passed, false), (Running, true)], false),
+            BuildState::Running
+        );
+    }
+
+    #[test]
     fn state_names_round_trip() {
-        for s in [Queued, Running, Passed, Failed, Errored, Canceled, TimedOut, Lost] {
+        for s in [
+            Queued, Running, Passed, Failed, Errored, Canceled, TimedOut, Lost,
+        ] {
             assert_eq!(JobState::parse(s.as_str()), Some(s));
         }
     }

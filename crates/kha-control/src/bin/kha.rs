@@ -73,6 +73,16 @@ enum Cmd {
     /// A project's branches.
     #[command(subcommand)]
     Branch(BranchCmd),
+    /// Check a .travis.yml without a server: errors and warnings with line
+    /// and column; `--expand` lists the jobs it makes. Exit 1 on errors.
+    Lint {
+        /// The file (default: ./.travis.yml; "-" for standard input).
+        #[arg(default_value = ".travis.yml")]
+        file: PathBuf,
+        /// List the jobs, in the order Travis runs them.
+        #[arg(long)]
+        expand: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -257,6 +267,9 @@ async fn main() -> ExitCode {
 }
 
 async fn real_main(cli: Cli) -> Result<u8, Failure> {
+    if let Cmd::Lint { file, expand } = &cli.cmd {
+        return lint(file, *expand, cli.json);
+    }
     let file = load_config(cli.config.as_deref())?;
     let server = cli
         .server
@@ -306,6 +319,7 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
         Cmd::Log { job, follow } => log(&mut ctx, job, follow).await,
         Cmd::Builder(c) => builder(&mut ctx, c).await,
         Cmd::Branch(BranchCmd::List { project }) => branches(&mut ctx, project).await,
+        Cmd::Lint { .. } => Ok(0),
     }
 }
 
@@ -390,14 +404,15 @@ fn job_json(j: &Job) -> serde_json::Value {
     json!({"id": j.id, "build_id": j.build_id, "number": j.number, "state": j.state, "epoch": j.epoch,
            "attempts": j.attempts, "builder": j.builder, "started_ms": j.started_ms,
            "finished_ms": j.finished_ms, "log_len": j.log_len, "env": j.env,
-           "allow_failure": j.allow_failure, "detail": j.detail, "requires": j.requires})
+           "allow_failure": j.allow_failure, "detail": j.detail, "requires": j.requires,
+           "matrix": j.matrix, "name": j.name})
 }
 
 fn build_json(b: &Build) -> serde_json::Value {
     json!({"id": b.id, "project": b.project, "branch": b.branch, "commit": b.commit,
            "message": b.message, "state": b.state, "created_ms": b.created_ms,
            "finished_ms": b.finished_ms, "warnings": b.warnings, "error": b.error,
-           "pr_number": b.pr_number, "event": b.event,
+           "pr_number": b.pr_number, "event": b.event, "fast_finish": b.fast_finish,
            "jobs": b.jobs.iter().map(job_json).collect::<Vec<_>>()})
 }
 
@@ -518,11 +533,18 @@ fn print_build(b: &Build) {
         out!("  warning: {w}");
     }
     table(
-        &["JOB", "ID", "STATE", "ENV", "BUILDER", "TIME", "DETAIL"],
+        &["JOB", "ID", "STATE", "MATRIX", "BUILDER", "TIME", "DETAIL"],
         b.jobs
             .iter()
             .map(|j| {
-                let mut env = j.env.join(" ");
+                let mut env = if j.matrix.is_empty() {
+                    j.env.join(" ")
+                } else {
+                    j.matrix.join(" ")
+                };
+                if !j.name.is_empty() {
+                    env = format!("{} {env}", j.name);
+                }
                 if j.allow_failure {
                     env.push_str(" (allowed to fail)");
                 }
@@ -867,4 +889,58 @@ async fn branches(ctx: &mut Ctx, project: String) -> Result<u8, Failure> {
         );
     }
     Ok(0)
+}
+
+fn lint(file: &std::path::Path, expand: bool, as_json: bool) -> Result<u8, Failure> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(file).map(|t| text = t)
+    };
+    read.map_err(|e| Failure(2, format!("reading {}: {e}", file.display())))?;
+    let r = kha_core::travis::lint(&text);
+    let diag = |d: &kha_core::travis::Diagnostic| json!({"line": d.line, "column": d.column, "message": d.message});
+    if as_json {
+        print_json(json!({
+            "ok": r.is_ok(),
+            "errors": r.errors.iter().map(diag).collect::<Vec<_>>(),
+            "warnings": r.warnings.iter().map(diag).collect::<Vec<_>>(),
+            "fast_finish": r.fast_finish,
+            "stages": r.stages,
+            "jobs": r.jobs.iter().map(|j| json!({
+                "number": j.number,
+                "name": j.name,
+                "stage": j.stage,
+                "language": j.language,
+                "matrix": j.matrix.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+                "env": j.env,
+                "allow_failure": j.allow_failure,
+                "requires": j.requires.to_vec(),
+                "install": j.phases.install,
+                "script": j.phases.script,
+            })).collect::<Vec<_>>(),
+        }));
+    } else if expand {
+        out!("{}", r.render().trim_end());
+    } else {
+        for e in &r.errors {
+            out!("{}: error: {e}", file.display());
+        }
+        for w in &r.warnings {
+            out!("{}: warning: {w}", file.display());
+        }
+        if r.is_ok() {
+            let n = r.jobs.len();
+            out!(
+                "{}: ok, {n} job{} ({} warning{}); --expand lists them",
+                file.display(),
+                if n == 1 { "" } else { "s" },
+                r.warnings.len(),
+                if r.warnings.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
+    Ok(if r.is_ok() { 0 } else { 1 })
 }

@@ -89,6 +89,7 @@ impl AdminSvc {
             error: b.error,
             pr_number: b.pr_number,
             event: b.event,
+            fast_finish: b.fast_finish,
         })
     }
 
@@ -119,6 +120,8 @@ impl AdminSvc {
             allow_failure: j.allow_failure,
             detail,
             requires: j.requires.to_vec(),
+            matrix: j.matrix.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            name: j.name,
         }
     }
 

@@ -387,7 +387,7 @@ impl Store {
                         states.push((j.state, j.allow_failure));
                     }
                 }
-                let state = BuildState::derive(&states);
+                let state = BuildState::derive_with(&states, build.fast_finish);
                 if state != build.state {
                     build.state = state;
                     build.finished_ms = if state.is_final() { now } else { 0 };

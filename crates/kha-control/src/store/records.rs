@@ -80,6 +80,9 @@ pub struct Build {
     /// What started it: "api", "poll", "push", "pull_request", "generic".
     #[serde(default)]
     pub event: String,
+    /// `jobs.fast_finish`.
+    #[serde(default)]
+    pub fast_finish: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +106,12 @@ pub struct Job {
     pub detail: String,
     pub log_len: u64,
     pub log_sha256: String,
+    /// The matrix values that set this job apart.
+    #[serde(default)]
+    pub matrix: Vec<(String, String)>,
+    /// `name` from `jobs.include`.
+    #[serde(default)]
+    pub name: String,
     /// Key of the job's queue entry while it is queued, else 0.
     #[serde(default)]
     pub queue_key: u64,

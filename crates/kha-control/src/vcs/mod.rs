@@ -32,6 +32,9 @@ pub struct Resolved {
     pub full_message: String,
     /// `.travis.yml` at that commit, if it has one.
     pub travis_yml: Option<Vec<u8>>,
+    /// Names at the root of the commit's tree (language defaults look at
+    /// them: rebar.config, Makefile, …).
+    pub root_files: Vec<String>,
 }
 
 pub struct Mirrors {
@@ -211,6 +214,10 @@ fn resolve_in(repo: &Repository, branch: &str, commit: Option<&str>) -> Result<R
             message: c.summary().unwrap_or("").to_string(),
             full_message: c.message().unwrap_or("").to_string(),
             travis_yml,
+            root_files: tree
+                .iter()
+                .filter_map(|e| e.name().map(str::to_string))
+                .collect(),
         })
     }
 }

@@ -1,0 +1,117 @@
+//! End to end: a real `.travis.yml` matrix, expanded the way Travis does,
+//! run on builders matched by their labels.
+#![allow(clippy::unwrap_used)]
+
+use kha_tests::*;
+use std::time::Duration;
+
+#[test]
+fn two_by_two_matrix_with_an_allowed_failure() {
+    if !lxc_available() {
+        eprintln!("SKIPPED: needs root and lxc");
+        return;
+    }
+    let mut c = Cluster::start();
+    let repo = Repo::new(c.path("repo"));
+    repo.commit(
+        &[(
+            ".travis.yml",
+            "language: python\npython:\n  - \"3.11\"\n  - \"3.12\"\nenv:\n  - LEVEL=1\n  - LEVEL=2\njobs:\n  fast_finish: true\n  allow_failures:\n    - python: \"3.12\"\n      env: LEVEL=2\ninstall: true\nscript:\n  - echo \"python $TRAVIS_PYTHON_VERSION level $LEVEL\"\n  - test \"$TRAVIS_PYTHON_VERSION$LEVEL\" != 3.122\n",
+        )],
+        "matrix",
+    );
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
+    // One builder offers both Pythons, another only 3.11.
+    c.builder_with(
+        "both",
+        2,
+        &["--label", "python=3.11", "--label", "python=3.12"],
+    );
+    c.builder_with("old", 2, &["--label", "python=3.11"]);
+    c.wait_builders_connected(2);
+    let id = c.trigger("demo", None);
+    let b = c.wait_build(id, Duration::from_secs(90));
+    // Travis's order: python varies slowest, then env.
+    let jobs = b["jobs"].as_array().unwrap();
+    let got: Vec<(String, bool, String)> = jobs
+        .iter()
+        .map(|j| {
+            let m: Vec<String> = j["matrix"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            (
+                m.join(" "),
+                j["allow_failure"].as_bool().unwrap(),
+                j["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 4, "{b}");
+    assert_eq!(got[0].0, "python=3.11 env=LEVEL=1");
+    assert_eq!(got[3].0, "python=3.12 env=LEVEL=2");
+    assert!(got[3].1, "the last job is allowed to fail");
+    assert!(!got[0].1 && !got[1].1 && !got[2].1);
+    // The allowed failure fails; the build passes, as on Travis.
+    assert_eq!(b["state"], "passed", "{b}");
+    let last = wait_for(
+        "the allowed failure to finish",
+        Duration::from_secs(60),
+        || {
+            let j = c.build(id)["jobs"][3].clone();
+            (j["state"] != "running" && j["state"] != "queued").then_some(j)
+        },
+    );
+    assert_eq!(last["state"], "failed");
+    // Jobs needing 3.12 ran only where 3.12 is offered.
+    let both = c.builders[0].id();
+    for j in c.build(id)["jobs"].as_array().unwrap() {
+        if j["matrix"][0] == "python=3.12" {
+            assert_eq!(j["builder"], both.as_str(), "{j}");
+        }
+    }
+    let log = String::from_utf8(c.log(jobs[1]["id"].as_u64().unwrap())).unwrap();
+    assert!(log.contains("python 3.11 level 2\n"), "{log}");
+    let table = c.kha_ok(&["build", "show", &id.to_string()]);
+    assert!(
+        table.contains("python=3.12 env=LEVEL=2 (allowed to fail)"),
+        "{table}"
+    );
+}
+
+#[test]
+fn lint_reports_positions_and_expands() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yml");
+    std::fs::write(
+        &good,
+        "language: erlang\notp_release:\n  - 26.0\n  - 25.3\nservices: [redis]\n",
+    )
+    .unwrap();
+    let kha = |args: &[&str]| {
+        std::process::Command::new(bin("kha"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = kha(&["lint", &good.to_string_lossy()]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("warning: line 5, column 1"), "{out}");
+    assert!(out.contains("ok, 2 jobs"), "{out}");
+    let o = kha(&["lint", "--json", &good.to_string_lossy()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(v["jobs"][0]["matrix"][0]["value"], "26.0");
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(&bad, "script:\n  - ok\n bad: [\n").unwrap();
+    let o = kha(&["lint", &bad.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("error: line 3"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
