@@ -111,6 +111,18 @@ fn send(s: &Session, m: Msg) -> bool {
     s.tx.try_send(Ok(ControlMessage { msg: Some(m) })).is_ok()
 }
 
+/// Tells a builder to go (and when to come back), and ends its stream.
+fn goodbye(s: &Session, reconnect_after_ms: u64, reason: &str) {
+    send(
+        s,
+        Msg::Disconnect(agent::Disconnect {
+            reconnect_after_ms,
+            reason: reason.into(),
+        }),
+    );
+    s.close.cancel();
+}
+
 impl Scheduler {
     /// Rebuilds the in-memory index from the store. Leases found there get a
     /// fresh deadline: their builders get one lease period to come back.
@@ -349,6 +361,12 @@ impl Scheduler {
             old.close.cancel();
         }
         // Offers made on the old connection will never be answered.
+        Self::withdraw_offers(&mut inner, builder);
+        (conn, verdicts)
+    }
+
+    /// Puts the jobs offered to `builder` back at the front of their queues.
+    fn withdraw_offers(inner: &mut Inner, builder: &str) {
         let stale: Vec<JobId> = inner
             .offers
             .iter()
@@ -357,9 +375,8 @@ impl Scheduler {
             .collect();
         for j in stale {
             inner.offers.remove(&j);
-            Self::requeue_front_mem(&mut inner, j);
+            Self::requeue_front_mem(inner, j);
         }
-        (conn, verdicts)
     }
 
     /// The session's stream ended. Its leases run on until their deadline:
@@ -369,16 +386,7 @@ impl Scheduler {
             let mut inner = self.lock();
             if inner.sessions.get(builder).is_some_and(|s| s.conn == conn) {
                 inner.sessions.remove(builder);
-                let stale: Vec<JobId> = inner
-                    .offers
-                    .iter()
-                    .filter(|(_, o)| o.builder == builder)
-                    .map(|(j, _)| *j)
-                    .collect();
-                for j in stale {
-                    inner.offers.remove(&j);
-                    Self::requeue_front_mem(&mut inner, j);
-                }
+                Self::withdraw_offers(&mut inner, builder);
             }
         }
         self.dispatch();
@@ -414,14 +422,7 @@ impl Scheduler {
     pub fn evict(&self, builder: &str, reason: &str) {
         let mut inner = self.lock();
         if let Some(s) = inner.sessions.remove(builder) {
-            send(
-                &s,
-                Msg::Disconnect(agent::Disconnect {
-                    reconnect_after_ms: 0,
-                    reason: reason.into(),
-                }),
-            );
-            s.close.cancel();
+            goodbye(&s, 0, reason);
         }
         let now = self.clock.now();
         inner.leases.shorten(builder, now);
@@ -430,14 +431,7 @@ impl Scheduler {
     /// Ends one builder's session (it may come back).
     fn close_session(&self, builder: &str, reason: &str) {
         if let Some(s) = self.lock().sessions.remove(builder) {
-            send(
-                &s,
-                Msg::Disconnect(agent::Disconnect {
-                    reconnect_after_ms: kha_core::limits::RECONNECT_AFTER_MS,
-                    reason: reason.into(),
-                }),
-            );
-            s.close.cancel();
+            goodbye(&s, kha_core::limits::RECONNECT_AFTER_MS, reason);
         }
     }
 
@@ -445,14 +439,7 @@ impl Scheduler {
     pub fn disconnect_all(&self, reason: &str) {
         let mut inner = self.lock();
         for (_, s) in inner.sessions.drain() {
-            send(
-                &s,
-                Msg::Disconnect(agent::Disconnect {
-                    reconnect_after_ms: kha_core::limits::RECONNECT_AFTER_MS,
-                    reason: reason.into(),
-                }),
-            );
-            s.close.cancel();
+            goodbye(&s, kha_core::limits::RECONNECT_AFTER_MS, reason);
         }
     }
 
