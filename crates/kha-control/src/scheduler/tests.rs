@@ -53,6 +53,8 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
             detail: String::new(),
             log_len: 0,
             log_sha256: String::new(),
+            matrix: vec![],
+            name: String::new(),
             queue_key: s.normal_key().unwrap(),
             spec: JobSpec {
                 timeout_secs: 60,
@@ -74,6 +76,7 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
         error: String::new(),
         pr_number: 0,
         event: "api".into(),
+        fast_finish: false,
     };
     s.store.create_build(&b, &jobs).unwrap();
     s.enqueue(&jobs);
