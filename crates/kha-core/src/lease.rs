@@ -171,7 +171,10 @@ mod tests {
             t.check(1, 2, "b").unwrap_err(),
             LeaseError::WrongBuilder { job: 1 }
         );
-        assert_eq!(t.check(7, 1, "a").unwrap_err(), LeaseError::NoLease { job: 7 });
+        assert_eq!(
+            t.check(7, 1, "a").unwrap_err(),
+            LeaseError::NoLease { job: 7 }
+        );
     }
 
     #[test]

@@ -25,4 +25,5 @@ pub const TIMEOUT_BACKSTOP_MS: u64 = 30_000;
 /// Suggested wait before reconnecting after a `Disconnect`.
 pub const RECONNECT_AFTER_MS: u64 = 500;
 /// Marker appended when a log reaches its cap.
-pub const TRUNCATION_MARKER: &str = "\n[kha: log truncated: the job printed more than the log cap]\n";
+pub const TRUNCATION_MARKER: &str =
+    "\n[kha: log truncated: the job printed more than the log cap]\n";

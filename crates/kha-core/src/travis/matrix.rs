@@ -1,0 +1,758 @@
+//! Matrix expansion: a [`Config`] into the jobs of one build, in the order
+//! and with the numbers Travis gives them.
+//!
+//! The steps are those of Travis's config parser, travis-yml
+//! (`Travis::Yml::Matrix#jobs`, then `Configs#expand_stages`,
+//! `#allow_failures`, `#reorder_jobs`, `#unique_jobs`), and the rules are
+//! the ones the Travis docs state (Build Matrix; Build Stages;
+//! Environment Variables):
+//!
+//! 1. The cross product of the root's matrix keys (language versions,
+//!    `os`, `arch`, `dist`, …, then `env.jobs`), the first key varying
+//!    slowest. Keys the language does not use are ignored.
+//! 2. `jobs.include` entries are added after it; if the product is a single
+//!    job made of single values, the includes replace it ("Explicitly
+//!    included jobs with only one element in the build matrix"). With
+//!    neither, the build has one job.
+//! 3. Every job takes the root's other keys (`script`, …) unless it sets
+//!    its own, and an included job takes the first value of each root
+//!    matrix key it does not set ("Explicitly included jobs inherit the
+//!    first value in the array"), including the first `env.jobs` entry.
+//! 4. `env.global` is exported in every job, before the job's own env.
+//! 5. `jobs.exclude` drops the jobs matching all of an entry's keys; `env`
+//!    must match exactly, after the global env is set aside.
+//! 6. Duplicate jobs are dropped ("Job Uniqueness and Duplicate Jobs").
+//! 7. Stages: a job without `stage` takes the previous job's, the first
+//!    `test`; stage order is `stages:` then first appearance.
+//! 8. `jobs.allow_failures` marks the jobs matching all of an entry's keys
+//!    (see [`allow_failure_matches`] for how `env` matches).
+//! 9. Jobs are ordered by stage, then with the allowed failures last, then
+//!    as listed; numbered from 1.
+
+use super::config::{Config, Diagnostic, JobSpec, MatchSpec};
+use super::langs::{self, RepoFacts};
+use super::yaml::{Pos, Value};
+use super::{ConfigError, JobPlan, Phases, PHASES};
+use crate::Labels;
+use std::collections::{BTreeSet, HashSet};
+
+/// Travis's own limit (Travis docs: Build Matrix, "Build matrixes are
+/// currently limited to a maximum of 200 jobs").
+pub const DEFAULT_MAX_JOBS: usize = 200;
+
+/// Combinations considered before `exclude` at most, whatever the job
+/// limit: the cost of expansion is bounded before any work is done.
+pub const MAX_COMBINATIONS: usize = 10_000;
+
+/// What expansion needs besides the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpandOptions {
+    /// Refuse configs that expand to more jobs than this.
+    pub max_jobs: usize,
+    /// Root files of the repository, for language defaults.
+    pub repo: RepoFacts,
+    /// The branch being built, for `allow_failures` entries with `branch`.
+    pub branch: Option<String>,
+}
+
+impl Default for ExpandOptions {
+    fn default() -> ExpandOptions {
+        ExpandOptions {
+            max_jobs: DEFAULT_MAX_JOBS,
+            repo: RepoFacts::unknown(),
+            branch: None,
+        }
+    }
+}
+
+/// The jobs of a build, with what expansion found worth saying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expansion {
+    pub jobs: Vec<JobPlan>,
+    pub warnings: Vec<Diagnostic>,
+    /// The config's `jobs.fast_finish`.
+    pub fast_finish: bool,
+    /// Stage names in order; empty when the config uses no stages.
+    pub stages: Vec<String>,
+}
+
+/// A job as the matrix sees it: the merged config that makes it unique.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Job {
+    language: String,
+    /// Matrix keys with values, canonical order; `os` absent means linux.
+    axes: Vec<(String, String)>,
+    /// The job's own env lines (global not included).
+    own_env: Vec<String>,
+    phases: Phases,
+    skipped: BTreeSet<String>,
+    name: Option<String>,
+    stage: Option<String>,
+    condition: Option<String>,
+    kept: Vec<(String, Value)>,
+    allow_failure: bool,
+}
+
+impl Job {
+    fn axis(&self, key: &str) -> Option<&str> {
+        self.axes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn os(&self) -> &str {
+        self.axis("os").unwrap_or(langs::DEFAULT_OS)
+    }
+
+    /// The job's value of `key`, as a YAML value, for `exclude` and
+    /// `allow_failures` matching (travis-yml compares `job[key]`).
+    fn attr(&self, key: &str) -> Option<Value> {
+        if key == "os" {
+            return Some(Value::Str(self.os().to_string()));
+        }
+        if let Some(v) = self.axis(key) {
+            return Some(Value::Str(v.to_string()));
+        }
+        match key {
+            "language" => Some(Value::Str(self.language.clone())),
+            "name" => self.name.clone().map(Value::Str),
+            "stage" => self.stage.clone().map(Value::Str),
+            _ => {
+                if let Some(cmds) = self.phases.get(key) {
+                    return (!cmds.is_empty())
+                        .then(|| Value::Seq(cmds.iter().cloned().map(Value::Str).collect()));
+                }
+                self.kept
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+            }
+        }
+    }
+}
+
+/// Compares two values the way travis-yml's `wrap(a) == wrap(b)` does: a
+/// single value equals a list holding just it.
+fn wrap_eq(a: &Value, b: &Value) -> bool {
+    fn wrap(v: &Value) -> Vec<&Value> {
+        match v {
+            Value::Seq(items) => items.iter().collect(),
+            other => vec![other],
+        }
+    }
+    wrap(a) == wrap(b)
+}
+
+/// Shell words of an env line, quotes kept, so `A=1  B=2` and `A=1 B=2`
+/// are equal and `B=2 A=1` is not ("the value must match exactly").
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in line.chars() {
+        if escaped {
+            cur.push(c);
+            escaped = false;
+            continue;
+        }
+        match (c, quote) {
+            ('\\', q) if q != Some('\'') => {
+                cur.push(c);
+                escaped = true;
+            }
+            ('"' | '\'', None) => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            (c, Some(q)) if c == q => {
+                quote = None;
+                cur.push(c);
+            }
+            (c, None) if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn env_words(lines: &[String]) -> Vec<String> {
+    lines.iter().flat_map(|l| words(l)).collect()
+}
+
+fn env_value_lines(v: &Value) -> Vec<String> {
+    match v {
+        Value::Seq(items) => items
+            .iter()
+            .filter_map(|i| match i {
+                Value::Str(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        Value::Str(s) => vec![s.clone()],
+        _ => vec![],
+    }
+}
+
+/// `jobs.exclude`: every key must match; `env` exactly, global set aside
+/// (travis-yml `Matrix#excluded?`; Travis docs: Build Matrix, "Excluding
+/// jobs with env value").
+fn exclude_matches(m: &MatchSpec, job: &Job) -> bool {
+    !m.keys.is_empty()
+        && m.keys.iter().all(|(k, want)| match k.as_str() {
+            "env" => env_words(&job.own_env) == env_words(&env_value_lines(want)),
+            "stage" => {
+                let want = match want {
+                    Value::Str(s) => s.as_str(),
+                    _ => return false,
+                };
+                job.stage.as_deref() == Some(want)
+                    || (job.stage.is_none() && want.eq_ignore_ascii_case("test"))
+            }
+            _ => job.attr(k).is_some_and(|have| wrap_eq(&have, want)),
+        })
+}
+
+/// `jobs.allow_failures`, as travis-yml's `Configs::AllowFailures` matches
+/// it: every key of the entry must equal the job's value, whether the key
+/// came from the root matrix or from the job's own entry in
+/// `jobs.include` (so `name: Clippy` works). `env` matches when the job's
+/// own env (global set aside) is the entry's, or when the entry's lines
+/// missing from the job's own are all global ones. `branch` compares with
+/// the branch being built.
+///
+/// The Travis docs (Build Matrix, "Matching Jobs with allow_failures") add
+/// that the keys "must exist in the top level of the build matrix"; that
+/// was the older implementation's limit, and kha follows the newer one,
+/// with a note in the lint output when it makes a difference.
+pub(crate) fn allow_failure_matches(
+    m: &MatchSpec,
+    global: &[String],
+    branch: Option<&str>,
+    job_env: &[String],
+    job_attr: &dyn Fn(&str) -> Option<Value>,
+) -> bool {
+    !m.keys.is_empty()
+        && m.keys.iter().all(|(k, want)| match k.as_str() {
+            "branch" => matches!((branch, want), (Some(b), Value::Str(w)) if b == w),
+            "env" => {
+                if job_env.is_empty() {
+                    return false;
+                }
+                let want = env_value_lines(want);
+                if env_words(job_env) == env_words(&want) {
+                    return true;
+                }
+                if want.is_empty() {
+                    return false;
+                }
+                let have: Vec<Vec<String>> = job_env.iter().map(|l| words(l)).collect();
+                let global: Vec<Vec<String>> = global.iter().map(|l| words(l)).collect();
+                want.iter()
+                    .map(|l| words(l))
+                    .filter(|w| !have.contains(w))
+                    .all(|w| global.contains(&w))
+            }
+            _ => job_attr(k).is_some_and(|have| wrap_eq(&have, want)),
+        })
+}
+
+/// Root env entries: the structured ones, or the old one-line-per-job
+/// field when a caller filled only that.
+fn env_entries(cfg: &Config) -> Vec<Vec<String>> {
+    if !cfg.env_jobs.is_empty() {
+        return cfg.env_jobs.clone();
+    }
+    cfg.env_matrix
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| vec![l.clone()])
+        .collect()
+}
+
+/// Expands `cfg` into its jobs.
+pub fn expand_with(cfg: &Config, opts: &ExpandOptions) -> Result<Expansion, ConfigError> {
+    let mut warnings = Vec::new();
+    let root_lang = cfg.language_or_default().to_string();
+
+    // 1. Matrix keys the root's language uses, in Travis's order.
+    let mut keys: Vec<(&str, &[String])> = cfg
+        .axes
+        .iter()
+        .filter(|(k, v)| !v.is_empty() && langs::language_expands(&root_lang, k))
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    keys.sort_by_key(|(k, _)| langs::axis_index(k).unwrap_or(usize::MAX));
+    let entries = env_entries(cfg);
+    let mut radices: Vec<usize> = keys.iter().map(|(_, v)| v.len()).collect();
+    if !entries.is_empty() {
+        radices.push(entries.len());
+    }
+    let combinations = if radices.is_empty() {
+        0
+    } else {
+        radices
+            .iter()
+            .try_fold(1usize, |acc, n| acc.checked_mul(*n))
+            .unwrap_or(usize::MAX)
+    };
+    let work_limit = opts.max_jobs.max(MAX_COMBINATIONS);
+    if combinations > work_limit || cfg.include.len() > work_limit {
+        return Err(too_many(
+            cfg,
+            &keys,
+            entries.len(),
+            combinations,
+            opts.max_jobs,
+        ));
+    }
+
+    let shared = Job {
+        language: root_lang.clone(),
+        axes: Vec::new(),
+        own_env: Vec::new(),
+        phases: cfg.phases.clone(),
+        skipped: cfg.skipped_phases.clone(),
+        name: None,
+        stage: None,
+        condition: None,
+        // Root keys kha keeps (services, addons, …) are part of every job,
+        // for exclude matching and uniqueness, as in travis-yml's
+        // `with_shared`; private `_` keys and nested settings are not.
+        kept: cfg
+            .kept
+            .iter()
+            .filter(|(k, _)| !k.starts_with('_') && !k.contains('.'))
+            .cloned()
+            .collect(),
+        allow_failure: false,
+    };
+
+    let mut jobs: Vec<(Job, Option<Pos>)> = Vec::new();
+    for index in 0..combinations {
+        // Mixed radix, last key fastest (Ruby's Array#product).
+        let mut rest = index;
+        let mut picks = vec![0usize; radices.len()];
+        for (slot, radix) in picks.iter_mut().zip(&radices).rev() {
+            *slot = rest % radix;
+            rest /= radix;
+        }
+        let mut job = shared.clone();
+        for ((k, values), pick) in keys.iter().zip(&picks) {
+            if let Some(v) = values.get(*pick) {
+                job.axes.push((k.to_string(), v.clone()));
+            }
+        }
+        if !entries.is_empty() {
+            if let Some(e) = picks.last().and_then(|p| entries.get(*p)) {
+                job.own_env = e.clone();
+            }
+        }
+        jobs.push((job, None));
+    }
+
+    // 2. Includes.
+    let single = jobs.len() == 1
+        && !cfg.include.is_empty()
+        && jobs.first().is_some_and(|(j, _)| j.own_env.len() <= 1);
+    if single {
+        jobs.clear();
+    }
+    for inc in &cfg.include {
+        jobs.push((
+            include_job(&shared, inc, &keys, entries.first()),
+            Some(inc.pos),
+        ));
+    }
+    if jobs.is_empty() {
+        jobs.push((shared.clone(), None));
+    }
+
+    // Keys a job's language or os does not use are dropped (travis-yml
+    // `without_unsupported`): an included node_js job does not inherit the
+    // root's `python`, an osx job has no `arch`.
+    for (job, _) in &mut jobs {
+        let (lang, os) = (job.language.clone(), job.os().to_string());
+        job.axes
+            .retain(|(k, _)| langs::language_expands(&lang, k) && langs::os_supports(&os, k));
+        job.axes
+            .sort_by_key(|(k, _)| langs::axis_index(k).unwrap_or(usize::MAX));
+    }
+
+    // 5. Exclude.
+    let mut excluded_by = vec![0usize; cfg.exclude.len()];
+    jobs.retain(|(job, _)| {
+        let hit = cfg.exclude.iter().position(|m| exclude_matches(m, job));
+        if let Some(i) = hit {
+            if let Some(n) = excluded_by.get_mut(i) {
+                *n += 1;
+            }
+        }
+        hit.is_none()
+    });
+    for (m, n) in cfg.exclude.iter().zip(&excluded_by) {
+        if *n == 0 {
+            warnings.push(Diagnostic::at(
+                m.pos,
+                "this `jobs.exclude` entry matches no job; check its keys and values (env must match exactly)",
+            ));
+        }
+    }
+
+    // 6. Duplicates.
+    dedup(&mut jobs, &mut warnings);
+
+    // 7. Stages.
+    let stages = assign_stages(cfg, &mut jobs);
+
+    // 8. Allowed failures.
+    let root_keys: BTreeSet<&str> = keys
+        .iter()
+        .map(|(k, _)| *k)
+        .chain((!entries.is_empty()).then_some("env"))
+        .collect();
+    for m in &cfg.allow_failures {
+        let mut hits = 0;
+        for (job, _) in &mut jobs {
+            let hit = {
+                let j: &Job = job;
+                allow_failure_matches(
+                    m,
+                    &cfg.env_global,
+                    opts.branch.as_deref(),
+                    &j.own_env,
+                    &|k| j.attr(k),
+                )
+            };
+            if hit {
+                job.allow_failure = true;
+                hits += 1;
+            }
+        }
+        let off_matrix: Vec<&str> = m
+            .keys
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !root_keys.contains(k) && *k != "branch")
+            .collect();
+        if hits == 0 {
+            let why = if m.keys.iter().any(|(k, _)| k == "branch") && opts.branch.is_none() {
+                " (it names a branch, and no branch was given)"
+            } else {
+                ""
+            };
+            warnings.push(Diagnostic::at(
+                m.pos,
+                format!("this `jobs.allow_failures` entry matches no job{why}; check its keys and values"),
+            ));
+        } else if !off_matrix.is_empty() {
+            warnings.push(Diagnostic::at(
+                m.pos,
+                format!(
+                    "this `jobs.allow_failures` entry uses {} which the root matrix does not expand; Travis's docs say such entries match nothing, but Travis's config parser (travis-yml) matched them as kha does, against each job's own keys",
+                    off_matrix.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+
+    // 9. Order: stage, then allowed failures last, then as listed.
+    let stage_index = |job: &Job| -> usize {
+        job.stage
+            .as_deref()
+            .and_then(|s| stages.iter().position(|n| n.eq_ignore_ascii_case(s)))
+            .unwrap_or(0)
+    };
+    jobs.sort_by_key(|(job, _)| (stage_index(job), job.allow_failure));
+    dedup(&mut jobs, &mut warnings);
+
+    if jobs.len() > opts.max_jobs {
+        return Err(too_many(
+            cfg,
+            &keys,
+            entries.len(),
+            jobs.len(),
+            opts.max_jobs,
+        ));
+    }
+
+    let mut plans = Vec::with_capacity(jobs.len());
+    for (i, (job, _)) in jobs.into_iter().enumerate() {
+        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        plans.push(plan(cfg, opts, job, number, &mut warnings));
+    }
+    Ok(Expansion {
+        jobs: plans,
+        warnings,
+        fast_finish: cfg.fast_finish,
+        stages,
+    })
+}
+
+fn too_many(
+    cfg: &Config,
+    keys: &[(&str, &[String])],
+    env_entries: usize,
+    n: usize,
+    limit: usize,
+) -> ConfigError {
+    let mut dims: Vec<String> = keys
+        .iter()
+        .map(|(k, v)| format!("{} {k}", v.len()))
+        .collect();
+    if env_entries > 0 {
+        dims.push(format!("{env_entries} env"));
+    }
+    let mut how = dims.join(" × ");
+    if !cfg.include.is_empty() {
+        if !how.is_empty() {
+            how.push_str(" + ");
+        }
+        how.push_str(&format!("{} included", cfg.include.len()));
+    }
+    let n = if n == usize::MAX {
+        "more than 2^64".to_string()
+    } else {
+        n.to_string()
+    };
+    ConfigError {
+        line: None,
+        column: None,
+        message: format!(
+            "the build matrix expands to {n} jobs ({how}), more than the limit of {limit}; remove values, add `jobs.exclude` entries, or raise the limit"
+        ),
+    }
+}
+
+/// An included job: its own keys over the root's (travis-yml
+/// `with_shared`), plus the first value of each root matrix key it does
+/// not set (`with_global`) and the first root env entry when it has no
+/// `env` (`with_first_env`).
+fn include_job(
+    shared: &Job,
+    inc: &JobSpec,
+    keys: &[(&str, &[String])],
+    first_env: Option<&Vec<String>>,
+) -> Job {
+    let mut job = shared.clone();
+    if let Some(l) = &inc.language {
+        job.language = l.clone();
+    }
+    for phase in PHASES {
+        let own = inc.phases.get(phase).filter(|c| !c.is_empty());
+        if let (Some(own), Some(slot)) = (own, job.phases.get_mut(phase)) {
+            *slot = own.clone();
+            job.skipped.remove(phase);
+        }
+        if inc.skipped_phases.contains(phase) {
+            if let Some(slot) = job.phases.get_mut(phase) {
+                slot.clear();
+            }
+            job.skipped.insert(phase.to_string());
+        }
+    }
+    job.axes = inc.axes.clone();
+    for (k, values) in keys {
+        if !job.axes.iter().any(|(have, _)| have == k) {
+            if let Some(first) = values.first() {
+                job.axes.push((k.to_string(), first.clone()));
+            }
+        }
+    }
+    job.own_env = match (&inc.env, first_env) {
+        (Some(own), _) => own.clone(),
+        (None, Some(first)) => first.clone(),
+        (None, None) => Vec::new(),
+    };
+    job.name = inc.name.clone();
+    job.stage = inc.stage.clone();
+    job.condition = inc.condition.clone();
+    for (k, v) in &inc.kept {
+        match job.kept.iter_mut().find(|(have, _)| have == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => job.kept.push((k.clone(), v.clone())),
+        }
+    }
+    job
+}
+
+/// Drops later duplicates; Travis drops them too (Travis docs: Build
+/// Matrix, "Job Uniqueness and Duplicate Jobs"), kha says so.
+fn dedup(jobs: &mut Vec<(Job, Option<Pos>)>, warnings: &mut Vec<Diagnostic>) {
+    let mut kept: Vec<(Job, Option<Pos>)> = Vec::with_capacity(jobs.len());
+    let mut seen: HashSet<Job> = HashSet::with_capacity(jobs.len());
+    for (job, pos) in jobs.drain(..) {
+        if !seen.insert(job.clone()) {
+            // Matrix rows that collapse (an `arch` dropped on osx) are
+            // dropped quietly, as Travis does; an include is worth a word.
+            if let Some(p) = pos {
+                warnings.push(Diagnostic::at(
+                    p,
+                    "this job duplicates another one and is dropped, as Travis does (give it a `name` to keep it)",
+                ));
+            }
+            continue;
+        }
+        kept.push((job, pos));
+    }
+    *jobs = kept;
+}
+
+/// travis-yml `Configs::Stages`: sets every job's stage and returns the
+/// stage names in order (empty when the config uses no stages): `stages:`
+/// first, then others as jobs first name them; stages without jobs are
+/// dropped.
+fn assign_stages(cfg: &Config, jobs: &mut [(Job, Option<Pos>)]) -> Vec<String> {
+    let uses_stages = !cfg.stages.is_empty() || jobs.iter().any(|(j, _)| j.stage.is_some());
+    if !uses_stages {
+        return Vec::new();
+    }
+    let default = cfg
+        .stages
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(jobs.iter().filter_map(|(j, _)| j.stage.as_deref()))
+        .find(|n| n.eq_ignore_ascii_case("test"))
+        .unwrap_or("test")
+        .to_string();
+    // A job without a stage is in the previous job's.
+    let mut current = default;
+    for (job, _) in jobs.iter_mut() {
+        match &job.stage {
+            Some(s) => current = s.clone(),
+            None => job.stage = Some(current.clone()),
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    for n in cfg
+        .stages
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(jobs.iter().filter_map(|(j, _)| j.stage.as_deref()))
+    {
+        let used = jobs.iter().any(|(j, _)| {
+            j.stage
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case(n))
+        });
+        if used && !names.iter().any(|o| o.eq_ignore_ascii_case(n)) {
+            names.push(n.to_string());
+        }
+    }
+    names
+}
+
+/// The plan of one job: commands with defaults, env, labels.
+fn plan(
+    cfg: &Config,
+    opts: &ExpandOptions,
+    job: Job,
+    number: u32,
+    warnings: &mut Vec<Diagnostic>,
+) -> JobPlan {
+    let mut phases = job.phases.clone();
+    let axis = |k: &str| job.axis(k).map(str::to_string);
+    let defaults = langs::defaults(
+        &langs::JobFacts {
+            language: &job.language,
+            axis: &axis,
+            gobuild_args: cfg.gobuild_args.as_deref(),
+            bundler_args: cfg.bundler_args.as_deref(),
+        },
+        &opts.repo,
+    );
+    if phases.install.is_empty() && !job.skipped.contains("install") {
+        phases.install = defaults.install;
+    }
+    if phases.script.is_empty() && !job.skipped.contains("script") {
+        phases.script = defaults.script;
+        if phases.script.is_empty() && !defaults.known {
+            warnings.push(Diagnostic::general(format!(
+                "job {number}: kha has no default `script` for language `{}`; the job runs no tests until `script` is given",
+                job.language
+            )));
+        } else if phases.script.first().map(String::as_str) == Some(langs::PYTHON_NO_SCRIPT) {
+            warnings.push(Diagnostic::general(format!(
+                "job {number}: Python has no default `script`; like Travis, the job fails until `script` is given"
+            )));
+        }
+    }
+
+    let mut env: Vec<String> = Vec::new();
+    for line in cfg.env_global.iter().chain(&job.own_env) {
+        if !env.contains(line) {
+            env.push(line.clone());
+        }
+    }
+
+    let mut matrix: Vec<(String, String)> = job.axes.clone();
+    if !job.own_env.is_empty() {
+        matrix.push(("env".into(), job.own_env.join(" ")));
+    }
+    if let Some(n) = &job.name {
+        matrix.push(("name".into(), n.clone()));
+    }
+
+    let mut requires = Labels::default();
+    requires.insert("os", job.os());
+    for (k, v) in &job.axes {
+        match k.as_str() {
+            "os" => {}
+            "arch" => requires.insert("arch", langs::builder_arch(v)),
+            _ => {
+                if langs::axis_info(k).is_some_and(|a| a.capability) {
+                    requires.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    // Travis docs: Building a Rust Project, "By default, we download and
+    // install the latest stable Rust release".
+    if job.language == "rust" && job.axis("rust").is_none() {
+        requires.insert("rust", "stable");
+    }
+
+    let mut values = job.axes.clone();
+    if job.axis("os").is_none() {
+        values.insert(0, ("os".into(), job.os().to_string()));
+    }
+    let mut builtin_env = langs::builtin_env(&job.language, &values);
+    if job.language == "rust" && job.axis("rust").is_none() {
+        builtin_env.push(("TRAVIS_RUST_VERSION".into(), "stable".into()));
+    }
+    builtin_env.push(("TRAVIS_ALLOW_FAILURE".into(), job.allow_failure.to_string()));
+
+    JobPlan {
+        number,
+        phases,
+        env,
+        matrix,
+        requires,
+        allow_failure: job.allow_failure,
+        name: job.name,
+        stage: job.stage,
+        language: job.language,
+        builtin_env,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(words("A=1  B=2"), ["A=1", "B=2"]);
+        assert_eq!(words("A=\"x y\" B='p q'"), ["A=\"x y\"", "B='p q'"]);
+        assert_eq!(words("A=x\\ y"), ["A=x\\ y"]);
+        assert_eq!(words("  "), Vec::<String>::new());
+    }
+}

@@ -1,0 +1,573 @@
+//! A YAML tree that remembers where each node came from.
+//!
+//! Every warning kha shows about a `.travis.yml` names a line and a column,
+//! so the file is read from saphyr-parser's event stream into [`Node`]s that
+//! carry their position. Anchors, aliases and `<<` merge keys are resolved
+//! here (Travis docs: "Using YAML as a build configuration language" shows
+//! both), so the config reader never sees them.
+//!
+//! Untrusted input meets this module first, hence its limits: nesting deeper
+//! than [`MAX_DEPTH`] and trees larger than [`MAX_NODES`] (aliases can make a
+//! small file expand exponentially) are refused, and the tree is built with
+//! an explicit stack rather than recursion.
+
+use saphyr_parser::{Event, Marker, Parser, ScalarStyle};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Deepest nesting accepted; real `.travis.yml` files stay under ten.
+pub const MAX_DEPTH: usize = 64;
+/// Most nodes a file may expand to once aliases are resolved.
+pub const MAX_NODES: usize = 100_000;
+
+/// A position in the source: 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Pos {
+    fn from_marker(m: &Marker) -> Pos {
+        Pos {
+            line: m.line(),
+            column: m.col().saturating_add(1),
+        }
+    }
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
+    }
+}
+
+/// A YAML node with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub kind: Kind,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// Scalars keep their source text: Travis's config parser turns YAML
+    /// numbers into strings (Travis docs: "Using YAML as a build
+    /// configuration language", Version numbers), so `python: 3.10` stays
+    /// `3.10`. `plain` is false for quoted and block scalars, which are
+    /// never null nor booleans.
+    Scalar {
+        text: String,
+        plain: bool,
+    },
+    Seq(Vec<Node>),
+    Map(Vec<Entry>),
+}
+
+/// One `key: value` pair of a mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub key: String,
+    pub key_pos: Pos,
+    pub value: Node,
+}
+
+/// A position-free YAML value, for keys kha keeps without acting on them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Value {
+    Null,
+    Str(String),
+    Seq(Vec<Value>),
+    Map(Vec<(String, Value)>),
+}
+
+impl Node {
+    pub fn null(pos: Pos) -> Node {
+        Node {
+            kind: Kind::Scalar {
+                text: String::new(),
+                plain: true,
+            },
+            pos,
+        }
+    }
+
+    /// Null in YAML's core schema: an empty plain scalar, `~` or `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(&self.kind, Kind::Scalar { text, plain: true }
+            if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+    }
+
+    /// The text of a non-null scalar.
+    pub fn scalar(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Scalar { text, .. } if !self.is_null() => Some(text),
+            _ => None,
+        }
+    }
+
+    /// A boolean, as Travis's Ruby YAML parser (YAML 1.1) reads one: besides
+    /// `true`/`false` it takes `yes`/`no` and `on`/`off`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match &self.kind {
+            Kind::Scalar { text, plain: true } => match text.as_str() {
+                "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
+                "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => {
+                    Some(false)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub fn entries(&self) -> Option<&[Entry]> {
+        match &self.kind {
+            Kind::Map(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub fn items(&self) -> Option<&[Node]> {
+        match &self.kind {
+            Kind::Seq(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The entry named `key`, if this is a mapping that has one.
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries()?.iter().find(|e| e.key == key)
+    }
+
+    /// What kind of node this is, for messages ("a mapping", …).
+    pub fn describe(&self) -> &'static str {
+        match &self.kind {
+            Kind::Scalar { .. } if self.is_null() => "an empty value",
+            Kind::Scalar { .. } => "a string",
+            Kind::Seq(_) => "a list",
+            Kind::Map(_) => "a mapping",
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        match &self.kind {
+            Kind::Scalar { text, .. } => {
+                if self.is_null() {
+                    Value::Null
+                } else {
+                    Value::Str(text.clone())
+                }
+            }
+            Kind::Seq(items) => Value::Seq(items.iter().map(Node::to_value).collect()),
+            Kind::Map(entries) => Value::Map(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_value()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Levels of nesting in this tree (a scalar is 1).
+    fn height(&self) -> usize {
+        1 + match &self.kind {
+            Kind::Scalar { .. } => 0,
+            Kind::Seq(items) => items.iter().map(Node::height).max().unwrap_or(0),
+            Kind::Map(entries) => entries.iter().map(|e| e.value.height()).max().unwrap_or(0),
+        }
+    }
+
+    /// Number of nodes in this tree; bounded by [`MAX_NODES`] and
+    /// [`MAX_DEPTH`] for any tree this module builds.
+    fn size(&self) -> usize {
+        match &self.kind {
+            Kind::Scalar { .. } => 1,
+            Kind::Seq(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
+            Kind::Map(entries) => 1 + entries.iter().map(|e| 1 + e.value.size()).sum::<usize>(),
+        }
+    }
+}
+
+/// A file that is not YAML, or that kha refuses to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError {
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+/// The tree of the file's first document, with what was odd about it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub root: Node,
+    pub warnings: Vec<(Pos, String)>,
+}
+
+/// Reads `text` into a positioned tree.
+pub fn load(text: &str) -> Result<Loaded, YamlError> {
+    let mut b = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    let mut documents = 0usize;
+    let mut end = Pos { line: 1, column: 1 };
+    while let Some(event) = parser.next_event() {
+        let (event, span) = event.map_err(|e| YamlError {
+            pos: Some(Pos::from_marker(e.marker())),
+            message: format!("invalid YAML: {}", e.info()),
+        })?;
+        let pos = Pos::from_marker(&span.start);
+        end = pos;
+        match event {
+            Event::StreamStart | Event::Nothing | Event::DocumentEnd => {}
+            Event::StreamEnd => break,
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    // Travis reads one document (Ruby's YAML.load); say so
+                    // rather than ignore the rest silently.
+                    b.warnings.push((
+                        pos,
+                        "only the first YAML document of .travis.yml is read; this one is ignored"
+                            .into(),
+                    ));
+                    break;
+                }
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                // An explicit `!!str` tag makes `true` or `~` a string.
+                let tagged_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                let plain = style == ScalarStyle::Plain && !tagged_str;
+                b.count(1)?;
+                let node = Node {
+                    kind: Kind::Scalar {
+                        text: value.into_owned(),
+                        plain,
+                    },
+                    pos,
+                };
+                b.complete(node, anchor)?;
+            }
+            Event::Alias(id) => {
+                let Some((_, size, height)) = b.anchors.get(&id) else {
+                    return Err(YamlError {
+                        pos: Some(pos),
+                        message: "invalid YAML: alias to an unknown anchor".into(),
+                    });
+                };
+                let (size, height) = (*size, *height);
+                b.count(size)?;
+                // An alias is as deep as what it names, wherever it is used:
+                // keep the tree's depth bounded for the recursive readers.
+                if b.stack.len() + height > MAX_DEPTH {
+                    return Err(YamlError {
+                        pos: Some(pos),
+                        message: format!(
+                            "YAML nested more than {MAX_DEPTH} levels deep (through aliases); kha refuses it"
+                        ),
+                    });
+                }
+                let Some(mut node) = b.anchors.get(&id).map(|(n, _, _)| n.clone()) else {
+                    continue;
+                };
+                // The alias stands where it is used: point messages there.
+                node.pos = pos;
+                b.complete(node, 0)?;
+            }
+            Event::SequenceStart(anchor, _) => b.open(Frame::Seq {
+                pos,
+                anchor,
+                items: Vec::new(),
+            })?,
+            Event::MappingStart(anchor, _) => b.open(Frame::Map {
+                pos,
+                anchor,
+                entries: Vec::new(),
+                merges: Vec::new(),
+                key: None,
+            })?,
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(frame) = b.stack.pop() else {
+                    return Err(YamlError {
+                        pos: Some(pos),
+                        message: "invalid YAML: unbalanced collection".into(),
+                    });
+                };
+                let (node, anchor) = b.close(frame);
+                b.complete(node, anchor)?;
+            }
+        }
+    }
+    let root = b.root.take().unwrap_or_else(|| Node::null(end));
+    Ok(Loaded {
+        root,
+        warnings: b.warnings,
+    })
+}
+
+enum Frame {
+    Seq {
+        pos: Pos,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        pos: Pos,
+        anchor: usize,
+        entries: Vec<Entry>,
+        /// Values of `<<` keys, applied when the mapping ends.
+        merges: Vec<Node>,
+        /// The key waiting for its value: name, position, and whether it is
+        /// a usable key (a non-scalar key's value is dropped).
+        key: Option<KeyState>,
+    },
+}
+
+enum KeyState {
+    Named { name: String, pos: Pos, merge: bool },
+    Unusable,
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    /// Anchored nodes with their size and height.
+    anchors: HashMap<usize, (Node, usize, usize)>,
+    root: Option<Node>,
+    nodes: usize,
+    warnings: Vec<(Pos, String)>,
+}
+
+impl Builder {
+    fn count(&mut self, n: usize) -> Result<(), YamlError> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(YamlError {
+                pos: None,
+                message: format!(
+                    ".travis.yml expands to more than {MAX_NODES} YAML nodes (through aliases?); kha refuses it"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, frame: Frame) -> Result<(), YamlError> {
+        if self.stack.len() >= MAX_DEPTH {
+            let pos = match &frame {
+                Frame::Seq { pos, .. } | Frame::Map { pos, .. } => *pos,
+            };
+            return Err(YamlError {
+                pos: Some(pos),
+                message: format!("YAML nested more than {MAX_DEPTH} levels deep; kha refuses it"),
+            });
+        }
+        self.count(1)?;
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    fn close(&mut self, frame: Frame) -> (Node, usize) {
+        match frame {
+            Frame::Seq { pos, anchor, items } => (
+                Node {
+                    kind: Kind::Seq(items),
+                    pos,
+                },
+                anchor,
+            ),
+            Frame::Map {
+                pos,
+                anchor,
+                entries,
+                merges,
+                ..
+            } => {
+                // Duplicate keys: Ruby's YAML keeps the last one; do the
+                // same, but say so.
+                let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
+                for e in entries {
+                    if let Some(i) = out.iter().position(|o| o.key == e.key) {
+                        self.warnings.push((
+                            e.key_pos,
+                            format!(
+                                "key `{}` is given twice (first at {}); the later value is used",
+                                e.key, out[i].key_pos
+                            ),
+                        ));
+                        out.remove(i);
+                    }
+                    out.push(e);
+                }
+                // `<<: *a` or `<<: [*a, *b]`: explicit keys win, then the
+                // earlier merged mapping wins (YAML merge key semantics).
+                for m in merges {
+                    let sources: Vec<Node> = match m.kind {
+                        Kind::Map(_) => vec![m],
+                        Kind::Seq(items) => items,
+                        _ => {
+                            self.warnings.push((
+                                m.pos,
+                                "`<<` merges a mapping or a list of mappings; this value is ignored"
+                                    .into(),
+                            ));
+                            vec![]
+                        }
+                    };
+                    for src in sources {
+                        match src.kind {
+                            Kind::Map(src_entries) => {
+                                for e in src_entries {
+                                    if !out.iter().any(|o| o.key == e.key) {
+                                        out.push(e);
+                                    }
+                                }
+                            }
+                            _ => self.warnings.push((
+                                src.pos,
+                                "`<<` merges mappings only; this item is ignored".into(),
+                            )),
+                        }
+                    }
+                }
+                (
+                    Node {
+                        kind: Kind::Map(out),
+                        pos,
+                    },
+                    anchor,
+                )
+            }
+        }
+    }
+
+    fn complete(&mut self, node: Node, anchor: usize) -> Result<(), YamlError> {
+        if anchor != 0 {
+            let (size, height) = (node.size(), node.height());
+            self.anchors.insert(anchor, (node.clone(), size, height));
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+            }
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                entries,
+                merges,
+                key,
+                ..
+            }) => match key.take() {
+                None => {
+                    *key = Some(match &node.kind {
+                        Kind::Scalar { text, plain } => KeyState::Named {
+                            name: text.clone(),
+                            pos: node.pos,
+                            merge: *plain && text == "<<",
+                        },
+                        _ => {
+                            self.warnings.push((
+                                node.pos,
+                                format!(
+                                    "a key must be a name, not {}; this entry is ignored",
+                                    node.describe()
+                                ),
+                            ));
+                            KeyState::Unusable
+                        }
+                    });
+                }
+                Some(KeyState::Unusable) => {}
+                Some(KeyState::Named { merge: true, .. }) => merges.push(node),
+                Some(KeyState::Named { name, pos, .. }) => entries.push(Entry {
+                    key: name,
+                    key_pos: pos,
+                    value: node,
+                }),
+            },
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(text: &str) -> Node {
+        load(text).unwrap().root
+    }
+
+    #[test]
+    fn positions_are_one_based() {
+        let r = root("a: 1\nb:\n  - x\n");
+        let b = r.get("b").unwrap();
+        assert_eq!(b.key_pos, Pos { line: 2, column: 1 });
+        let x = &b.value.items().unwrap()[0];
+        assert_eq!(x.pos, Pos { line: 3, column: 5 });
+        assert_eq!(x.scalar(), Some("x"));
+    }
+
+    #[test]
+    fn scalars_keep_their_text() {
+        let r = root("a: 3.10\nb: '1.0'\nc: ~\nd: yes\ne: 'yes'\n");
+        assert_eq!(r.get("a").unwrap().value.scalar(), Some("3.10"));
+        assert_eq!(r.get("b").unwrap().value.scalar(), Some("1.0"));
+        assert!(r.get("c").unwrap().value.is_null());
+        assert_eq!(r.get("d").unwrap().value.as_bool(), Some(true));
+        assert_eq!(r.get("e").unwrap().value.as_bool(), None);
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        let r = root("base: &b\n  x: 1\n  y: 2\nuse:\n  <<: *b\n  y: 3\nlist: [*b, *b]\n");
+        let u = &r.get("use").unwrap().value;
+        assert_eq!(u.get("x").unwrap().value.scalar(), Some("1"));
+        assert_eq!(u.get("y").unwrap().value.scalar(), Some("3"));
+        assert_eq!(r.get("list").unwrap().value.items().unwrap().len(), 2);
+        let r = root("a: &a {k: 1}\nb: &b {k: 2, j: 2}\nc:\n  <<: [*a, *b]\n");
+        let c = &r.get("c").unwrap().value;
+        assert_eq!(c.get("k").unwrap().value.scalar(), Some("1"));
+        assert_eq!(c.get("j").unwrap().value.scalar(), Some("2"));
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_last_and_warn() {
+        let l = load("a: 1\na: 2\n").unwrap();
+        assert_eq!(l.root.get("a").unwrap().value.scalar(), Some("2"));
+        assert_eq!(l.warnings.len(), 1);
+        assert_eq!(l.warnings[0].0.line, 2);
+    }
+
+    #[test]
+    fn limits() {
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(load(&deep).is_err());
+        // Billion laughs: each level doubles.
+        let mut s = String::from("a0: &a0 [x, x]\n");
+        for i in 1..40 {
+            s.push_str(&format!("a{i}: &a{i} [*a{}, *a{}]\n", i - 1, i - 1));
+        }
+        let e = load(&s).unwrap_err();
+        assert!(e.message.contains("more than"), "{}", e.message);
+        // Aliases nest what they name: depth counts through them.
+        let mut s = format!("a0: &a0 {}x{}\n", "[".repeat(40), "]".repeat(40));
+        s.push_str("a1: &a1 [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[*a0]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n");
+        let e = load(&s).unwrap_err();
+        assert!(e.message.contains("through aliases"), "{}", e.message);
+    }
+
+    #[test]
+    fn errors_have_positions() {
+        let e = load("a: [1, 2\nb: c\n").unwrap_err();
+        assert!(e.pos.is_some());
+        let e = load("a: *nope\n").unwrap_err();
+        assert!(e.message.contains("invalid YAML"), "{}", e.message);
+    }
+
+    #[test]
+    fn only_the_first_document() {
+        let l = load("a: 1\n---\nb: 2\n").unwrap();
+        assert!(l.root.get("b").is_none());
+        assert_eq!(l.warnings.len(), 1);
+    }
+}
