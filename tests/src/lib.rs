@@ -108,6 +108,80 @@ fn test_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Makes a CA (`ca.pem`) and a certificate for 127.0.0.1 signed by it
+/// (`cert.pem`, `key.pem`) in `d`, with openssl.
+pub fn make_certificates(d: &Path) {
+    let ssl = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    ssl(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kha test CA",
+        ],
+    ]
+    .concat());
+    ssl(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "key.pem",
+            "-out",
+            "req.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .expect("ext");
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
 /// A control node with its data dir, plus the builders started for it.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
@@ -119,6 +193,8 @@ pub struct Cluster {
     pub ca: Option<PathBuf>,
     /// The control node's HTTP (webhook) port.
     pub http_port: u16,
+    /// Extra environment for the control node and builders.
+    pub env: Vec<(String, String)>,
 }
 
 pub struct Builder {
@@ -156,6 +232,7 @@ impl Cluster {
             builders: vec![],
             ca: None,
             http_port: free_port(),
+            env: vec![],
         };
         c.start_control();
         c
@@ -166,75 +243,7 @@ impl Cluster {
     pub fn start_tls() -> Cluster {
         let dir = test_dir();
         let d = dir.path();
-        let ssl = |args: &[&str]| {
-            let o = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .expect("openssl");
-            assert!(
-                o.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        ssl(&[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=kha test CA",
-            ],
-        ]
-        .concat());
-        ssl(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "key.pem",
-                "-out",
-                "req.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        ]
-        .concat());
-        std::fs::write(
-            d.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n",
-        )
-        .expect("ext");
-        ssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "req.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
+        make_certificates(d);
         let ca = d.join("ca.pem");
         let mut c = Cluster {
             dir,
@@ -244,6 +253,7 @@ impl Cluster {
             builders: vec![],
             ca: Some(ca),
             http_port: free_port(),
+            env: vec![],
         };
         c.start_control();
         c
@@ -309,6 +319,7 @@ impl Cluster {
             ])
             .args(self.tls_args())
             .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("KHA_LOG", "info,kha_control=debug")
             .stdout(Stdio::null())
             .stderr(f)
@@ -441,6 +452,7 @@ impl Cluster {
         ])
         .args(["--slots", &slots.to_string()])
         .args(extra)
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
         .env("KHA_LOG", "info,kha_builder=debug")
         .stdout(Stdio::null())
         .stderr(f);
@@ -709,10 +721,21 @@ pub fn github_fixture(name: &str, swaps: &[(&str, &str)]) -> Vec<u8> {
 pub struct GitHttp {
     pub proc: Proc,
     pub port: u16,
+    pub tls: bool,
 }
 
 impl GitHttp {
     pub fn start(root: &Path, user: &str, password: &str) -> GitHttp {
+        GitHttp::start_with(root, user, password, None)
+    }
+
+    /// Over TLS with `tls = (cert, key)`: the URL is https://.
+    pub fn start_with(
+        root: &Path,
+        user: &str,
+        password: &str,
+        tls: Option<(&Path, &Path)>,
+    ) -> GitHttp {
         let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/git-http.py");
         let log = root.join(format!("git-http-{port}.log"));
@@ -722,6 +745,10 @@ impl GitHttp {
             .arg(port.to_string())
             .arg(root)
             .args([user, password])
+            .args(
+                tls.map(|(c, k)| vec![c.to_path_buf(), k.to_path_buf()])
+                    .unwrap_or_default(),
+            )
             .stdout(Stdio::null())
             .stderr(f)
             .spawn()
@@ -732,10 +759,12 @@ impl GitHttp {
         GitHttp {
             proc: Proc { child, log },
             port,
+            tls: tls.is_some(),
         }
     }
 
     pub fn url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/{name}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/{name}", self.port)
     }
 }

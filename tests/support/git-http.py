@@ -2,14 +2,15 @@
 """A small git smart-HTTP server for kha's tests: `git http-backend` behind
 HTTP basic auth, on loopback.
 
-    git-http.py PORT ROOT USER PASSWORD
+    git-http.py PORT ROOT USER PASSWORD [CERT KEY]
 
-Serves every repository under ROOT at http://127.0.0.1:PORT/<name>; every
-request must carry the given user and password.
+Serves every repository under ROOT at http://127.0.0.1:PORT/<name> (https://
+with CERT and KEY); every request must carry the given user and password.
 """
 import base64
 import http.server
 import os
+import ssl
 import subprocess
 import sys
 
@@ -69,4 +70,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_POST = serve
 
 
-http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+if len(sys.argv) > 6:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[5], sys.argv[6])
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()

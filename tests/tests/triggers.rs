@@ -419,12 +419,20 @@ impl StdinWith for std::process::Command {
 }
 
 #[test]
-fn private_repository_over_http_with_credentials() {
+fn private_repository_over_https_with_credentials() {
     if !lxc_available() {
         eprintln!("SKIPPED: needs root and lxc");
         return;
     }
     let mut c = Cluster::start();
+    // The git server speaks HTTPS with a certificate from a CA made for the
+    // test; the control node and builders trust it through OpenSSL's
+    // SSL_CERT_FILE, as a deployment would through its system store.
+    make_certificates(c.dir.path());
+    let ca = c.path("ca.pem").to_string_lossy().to_string();
+    c.env.push(("SSL_CERT_FILE".into(), ca));
+    c.control.as_mut().unwrap().kill9();
+    c.start_control();
     let root = c.path("private");
     let up = Repo::new(root.join("secret-project"));
     up.commit(
@@ -433,7 +441,8 @@ fn private_repository_over_http_with_credentials() {
     );
     up.commit(&[("private.txt", "only for the initiated\n")], "content");
     let password = "s3cret-Token-42";
-    let server = GitHttp::start(&root, "alice", password);
+    let (cert, key) = (c.path("cert.pem"), c.path("key.pem"));
+    let server = GitHttp::start_with(&root, "alice", password, Some((&cert, &key)));
     let url = server.url("secret-project");
     // Without credentials the repository cannot even be added.
     let o = c.kha(&["project", "add", "nocreds", &url, "--no-poll"]);
