@@ -227,6 +227,10 @@ impl AgentService for AgentSvc {
         let shutdown = self.shutdown.clone();
         let builder = rec.id.clone();
         task::spawn("session", async move {
+            // Whether the builder's connection broke under it (no
+            // GoingAway, and not closed by us): most likely the builder
+            // process is gone.
+            let mut dropped = false;
             loop {
                 let msg = tokio::select! {
                     _ = close.cancelled() => break,
@@ -238,7 +242,10 @@ impl AgentService for AgentSvc {
                     Ok(Some(_)) => continue,
                     // The first error ends the session: a vanished peer keeps
                     // yielding errors forever.
-                    Ok(None) | Err(_) => break,
+                    Ok(None) | Err(_) => {
+                        dropped = !shutdown.is_cancelled() && !close.is_cancelled();
+                        break;
+                    }
                 };
                 use builder_message::Msg as M;
                 match msg {
@@ -284,7 +291,12 @@ impl AgentService for AgentSvc {
                     }
                 }
             }
+            let lost = dropped && sched.session_dropped(&builder, conn);
             sched.session_closed(&builder, conn);
+            if lost {
+                // Run its jobs again elsewhere now, not at the next sweep.
+                sched.sweep().await;
+            }
             let _ = sched.store.touch_builder(&builder, sched.clock.now());
             info!(builder_id = %builder, "builder session ended");
         });

@@ -44,6 +44,16 @@ pub enum SchedError {
     Invalid(String),
 }
 
+/// How long the leases of a builder whose connection broke (its session
+/// ended without GoingAway) last: a builder process that dies (kill -9, OOM,
+/// crash) closes its connection at once, and its jobs should run again
+/// elsewhere at once, not a whole lease later. A builder that is alive and
+/// reconnects within this grace keeps its jobs (its Hello renews them);
+/// after it, they have run again elsewhere and its Welcome says to stop
+/// them. A builder that goes silent without closing its connection is
+/// still found out by its lease.
+pub const DROPPED_SESSION_GRACE_MS: u64 = 0;
+
 /// After a restart, builders get this long on top of a lease to come back:
 /// their reconnect backoff may have grown while the control node was away.
 const RESTART_GRACE_MS: u64 = 10_000;
@@ -377,6 +387,21 @@ impl Scheduler {
             inner.offers.remove(&j);
             Self::requeue_front_mem(inner, j);
         }
+    }
+
+    /// The session's connection broke under it (see
+    /// [`DROPPED_SESSION_GRACE_MS`]): brings the builder's lease deadlines
+    /// forward, unless a newer session of the same builder is open already.
+    /// Returns whether it did (call [`Scheduler::sweep`] then).
+    pub fn session_dropped(&self, builder: &str, conn: u64) -> bool {
+        let mut inner = self.lock();
+        if !inner.sessions.get(builder).is_some_and(|s| s.conn == conn) {
+            return false;
+        }
+        let deadline = self.clock.now() + DROPPED_SESSION_GRACE_MS;
+        inner.leases.shorten(builder, deadline);
+        info!(builder_id = %builder, "builder connection dropped; its jobs run again elsewhere");
+        true
     }
 
     /// The session's stream ended. Its leases run on until their deadline:
