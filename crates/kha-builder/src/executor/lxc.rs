@@ -411,10 +411,22 @@ impl LxcExecutor {
     /// `scratch` is only removed if given.
     fn remove_run(&self, name: &str, scratch: Option<&Path>) -> Result<(), ExecError> {
         let lxcpath = self.lxcpath()?;
-        let mut first_err = self.kill_now(name, &lxcpath).err();
+        let monitor = self.monitors.lock().ok().and_then(|mut m| m.remove(name));
+        // The lxc-execute we started is gone (the job runner has reaped
+        // it): it exits only once the container has, and a container whose
+        // lxc-execute dies gets its parent-death signal. Nothing can be
+        // running, so do not ask lxc (an lxc-info process and its polling,
+        // ~6 ms of every job). Runs we know nothing of (leftovers of an
+        // earlier life) are still looked up.
+        let exited = monitor.is_some_and(|m| !is_monitor(m));
+        let mut first_err = if exited {
+            None
+        } else {
+            self.kill_now(name, &lxcpath).err()
+        };
         // lxc-execute exits by itself once the container is gone (it may
         // still be tearing down); only a wedged one needs killing.
-        if let Some(monitor) = self.monitors.lock().ok().and_then(|mut m| m.remove(name)) {
+        if let Some(monitor) = monitor.filter(|_| !exited) {
             let until = Instant::now() + KILL_WAIT;
             while is_monitor(monitor) && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(20));
