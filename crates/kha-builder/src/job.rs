@@ -129,10 +129,16 @@ pub async fn run(
             Err(e) => warn!(job_id, error = %e, "log shipper failed"),
         }
     }
-    let _ = std::fs::remove_file(&spool_path);
-    let ws = workspace.clone();
-    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(ws)).await;
+    // The slot is free once the result is in: the next job need not wait
+    // for this one's files to go (another directory; a restarted builder
+    // removes whatever is left).
     shared.job_done(job_id);
+    let ws = workspace.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_file(&spool_path);
+        std::fs::remove_dir_all(ws)
+    })
+    .await;
 }
 
 #[allow(clippy::too_many_arguments)]
