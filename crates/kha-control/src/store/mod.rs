@@ -383,7 +383,9 @@ impl Store {
                 for &jid in &build.jobs {
                     if jid == job.id {
                         states.push((job.state, job.allow_failure));
-                    } else if let Some(j) = tx_get::<Job>(tj, "jobs", &jid.to_be_bytes())? {
+                    } else if let Some(j) =
+                        tx_get::<records::JobStateOnly>(tj, "jobs", &jid.to_be_bytes())?
+                    {
                         states.push((j.state, j.allow_failure));
                     }
                 }

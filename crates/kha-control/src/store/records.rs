@@ -118,6 +118,16 @@ pub struct Job {
     pub spec: JobSpec,
 }
 
+/// The two fields of a job record its build's state is derived from.
+/// Decoding only these skips the rest of the record (spec, labels, strings)
+/// without allocating it: deriving a build's state reads every job of the
+/// build, so a 200-job build paid 200 full decodes per transition.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct JobStateOnly {
+    pub state: JobState,
+    pub allow_failure: bool,
+}
+
 /// What a builder needs to run the job.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct JobSpec {
