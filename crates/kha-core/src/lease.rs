@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(t.held_by("b"), vec![(2, 1), (3, 2)]);
         t.remove(1);
         assert!(t.held_by("a").is_empty());
-        assert!(t.by_builder.get("a").is_none());
+        assert!(!t.by_builder.contains_key("a"));
         assert_eq!(t.take_expired(100).len(), 2);
         assert!(t.held_by("b").is_empty() && t.is_empty() && t.by_builder.is_empty());
     }
