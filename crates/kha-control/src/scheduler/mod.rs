@@ -395,7 +395,7 @@ impl Scheduler {
     /// Returns whether it did (call [`Scheduler::sweep`] then).
     pub fn session_dropped(&self, builder: &str, conn: u64) -> bool {
         let mut inner = self.lock();
-        if !inner.sessions.get(builder).is_some_and(|s| s.conn == conn) {
+        if inner.sessions.get(builder).is_none_or(|s| s.conn != conn) {
             return false;
         }
         let deadline = self.clock.now() + DROPPED_SESSION_GRACE_MS;
