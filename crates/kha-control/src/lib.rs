@@ -121,7 +121,9 @@ pub async fn run(
 
     let addr = listener.local_addr()?;
     info!(%addr, "serving gRPC");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // tonic applies tcp_nodelay only to listeners it binds itself: set it here,
+    // or small answers wait for the client's delayed ACK (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let stop = shutdown.clone();
     let sched2 = sched.clone();
     let mut builder = tonic::transport::Server::builder();
