@@ -14,3 +14,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 build debug
 echo "==> cargo test"
 cargo test --workspace --quiet
+# A smoke test of the benchmark harness: every scenario at small sizes,
+# figures printed, no thresholds (speed is never checked by tests).
+echo "==> kha-bench --quick"
+target/debug/kha-bench --quick --json target/kha-bench-quick.json
