@@ -176,7 +176,7 @@ impl Env {
     pub fn spawn_control(&mut self) -> Result<()> {
         let o = &self.opts;
         let conf = format!(
-            "data_dir = {:?}\ngrpc_listen = {:?}\nheartbeat_ms = {}\nlog_cap_bytes = {}\nmax_attempts = {}\nmax_jobs_per_build = {}\n",
+            "data_dir = {:?}\ngrpc_listen = {:?}\nhttp_listen = \"off\"\nheartbeat_ms = {}\nlog_cap_bytes = {}\nmax_attempts = {}\nmax_jobs_per_build = {}\n",
             self.path("control").to_string_lossy(),
             self.addr(),
             o.heartbeat_ms,
