@@ -103,6 +103,10 @@ impl Workspaces {
         let mirror = self.mirror(url, oid, creds)?;
         let mirror_url = mirror.to_string_lossy().to_string();
         let repo = RepoBuilder::new()
+            // Copies, not hard links: the workspace is handed to the
+            // container's root, and a linked pack would let a job write
+            // into the mirror later jobs check out from.
+            .clone_local(git2::build::CloneLocal::NoLinks)
             .bare(false)
             .with_checkout(CheckoutBuilder::new())
             .clone(&mirror_url, dest);
