@@ -132,6 +132,23 @@ impl AdminSvc {
             .ok_or_else(|| Status::not_found(format!("no build {id}")))
     }
 
+    /// Changes a builder's record and makes it durable.
+    async fn update_builder(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut records::Builder),
+    ) -> Result<records::Builder, Status> {
+        let mut b = self
+            .sched
+            .store
+            .get_builder(id)?
+            .ok_or_else(|| Status::not_found(format!("no builder {id}")))?;
+        f(&mut b);
+        self.sched.store.put_builder(&b)?;
+        self.sched.store.durable().await?;
+        Ok(b)
+    }
+
     fn builder_view(&self, b: records::Builder) -> Builder {
         let live = self.sched.sessions_view();
         let s = live.get(&b.id);
@@ -541,14 +558,7 @@ impl AdminService for AdminSvc {
     ) -> Result<Response<Builder>, Status> {
         self.check(&req)?;
         let id = req.into_inner().builder_id;
-        let mut b = self
-            .sched
-            .store
-            .get_builder(&id)?
-            .ok_or_else(|| Status::not_found(format!("no builder {id}")))?;
-        b.draining = true;
-        self.sched.store.put_builder(&b)?;
-        self.sched.store.durable().await?;
+        let b = self.update_builder(&id, |b| b.draining = true).await?;
         self.sched.set_draining(&id, true);
         Ok(Response::new(self.builder_view(b)))
     }
@@ -559,14 +569,7 @@ impl AdminService for AdminSvc {
     ) -> Result<Response<Builder>, Status> {
         self.check(&req)?;
         let id = req.into_inner().builder_id;
-        let mut b = self
-            .sched
-            .store
-            .get_builder(&id)?
-            .ok_or_else(|| Status::not_found(format!("no builder {id}")))?;
-        b.revoked = true;
-        self.sched.store.put_builder(&b)?;
-        self.sched.store.durable().await?;
+        let b = self.update_builder(&id, |b| b.revoked = true).await?;
         self.sched
             .evict(&id, "this builder was revoked by an admin");
         Ok(Response::new(self.builder_view(b)))
