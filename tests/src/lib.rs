@@ -35,6 +35,15 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// True (and says so) when this machine cannot run the lxc tests.
+pub fn no_lxc() -> bool {
+    if !lxc_available() {
+        eprintln!("SKIPPED: needs root and lxc (run the README's setup first)");
+        return true;
+    }
+    false
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     l.local_addr().expect("local addr").port()

@@ -5,14 +5,6 @@
 use kha_tests::*;
 use std::time::{Duration, Instant};
 
-fn skip() -> bool {
-    if !lxc_available() {
-        eprintln!("SKIPPED: needs root and lxc (run the README's setup first)");
-        return true;
-    }
-    false
-}
-
 fn job_ids(build: &serde_json::Value) -> Vec<u64> {
     build["jobs"]
         .as_array()
@@ -24,7 +16,7 @@ fn job_ids(build: &serde_json::Value) -> Vec<u64> {
 
 #[test]
 fn job_runs_in_a_container_and_its_log_is_exact() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();
@@ -80,7 +72,7 @@ fn job_runs_in_a_container_and_its_log_is_exact() {
 
 #[test]
 fn failing_script_fails_and_failing_install_errors() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();
@@ -148,7 +140,7 @@ fn failing_script_fails_and_failing_install_errors() {
 
 #[test]
 fn two_builders_share_the_work_and_no_job_runs_twice() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();
@@ -185,7 +177,7 @@ fn two_builders_share_the_work_and_no_job_runs_twice() {
 
 #[test]
 fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();
@@ -272,7 +264,7 @@ fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
 
 #[test]
 fn control_restart_mid_job_loses_and_duplicates_nothing() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();
@@ -303,7 +295,7 @@ fn control_restart_mid_job_loses_and_duplicates_nothing() {
 
 #[test]
 fn cancel_and_timeout_stop_the_container() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();
@@ -356,7 +348,7 @@ fn cancel_and_timeout_stop_the_container() {
 
 #[test]
 fn refusals_are_clear() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();

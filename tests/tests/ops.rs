@@ -7,17 +7,9 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn skip() -> bool {
-    if !lxc_available() {
-        eprintln!("SKIPPED: needs root and lxc (run the README's setup first)");
-        return true;
-    }
-    false
-}
-
 #[test]
 fn log_follow_streams_while_the_job_runs() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();
@@ -120,7 +112,7 @@ fn build_list_pages_newest_first() {
 
 #[test]
 fn drained_builder_takes_no_new_work_and_sigterm_lets_jobs_finish() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();
@@ -168,7 +160,7 @@ fn drained_builder_takes_no_new_work_and_sigterm_lets_jobs_finish() {
 
 #[test]
 fn control_node_stops_promptly_with_builders_connected() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();
@@ -192,7 +184,7 @@ fn control_node_stops_promptly_with_builders_connected() {
 
 #[test]
 fn builders_and_cli_talk_tls() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start_tls();
@@ -229,7 +221,7 @@ fn builders_and_cli_talk_tls() {
 
 #[test]
 fn second_sigterm_cancels_and_the_job_runs_elsewhere() {
-    if skip() {
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();

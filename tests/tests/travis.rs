@@ -7,8 +7,7 @@ use std::time::Duration;
 
 #[test]
 fn two_by_two_matrix_with_an_allowed_failure() {
-    if !lxc_available() {
-        eprintln!("SKIPPED: needs root and lxc");
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();

@@ -420,8 +420,7 @@ impl StdinWith for std::process::Command {
 
 #[test]
 fn private_repository_over_https_with_credentials() {
-    if !lxc_available() {
-        eprintln!("SKIPPED: needs root and lxc");
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();
@@ -492,8 +491,7 @@ fn private_repository_over_https_with_credentials() {
 
 #[test]
 fn a_local_path_builds_in_place_without_a_url() {
-    if !lxc_available() {
-        eprintln!("SKIPPED: needs root and lxc");
+    if no_lxc() {
         return;
     }
     let mut c = Cluster::start();
