@@ -5,14 +5,17 @@
 //! tables and a fake clock.
 
 pub mod clock;
+pub mod event;
 pub mod labels;
 pub mod lease;
 pub mod limits;
 pub mod logs;
 pub mod state;
 pub mod travis;
+pub mod view;
 
 pub use clock::{Clock, FakeClock, Millis, SystemClock};
+pub use event::{Event, EventFilter, EventKind};
 pub use labels::Labels;
 pub use lease::{Lease, LeaseTable};
 pub use state::{BuildState, JobOutcome, JobState, TransitionError};

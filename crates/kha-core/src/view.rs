@@ -1,0 +1,227 @@
+//! What kha shows of its state to people and programs: one plain serde type
+//! per concept (project, build, job, branch, builder, enrolment token),
+//! returned by the control node's service layer and printed as JSON by the
+//! CLI, so every interface speaks of a thing in the same shape. The wire
+//! carries them as protobuf (`kha-proto` converts both ways); the store keeps
+//! its own records, which hold more (secrets, queue keys, specs) than a
+//! reader may see.
+
+use crate::{BuildId, BuildState, Epoch, JobId, JobState, Millis};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    pub name: String,
+    pub repo_url: String,
+    pub default_branch: String,
+    pub timeout_secs: u64,
+    pub image: String,
+    pub created_ms: Millis,
+    /// How often the remote is polled; 0: never (webhooks and the CLI only).
+    pub poll_interval_secs: u64,
+    pub build_tags: bool,
+    /// A newer push cancels the branch's still-queued builds.
+    pub cancel_superseded: bool,
+    /// "owner/name" on GitHub, to match webhook payloads.
+    pub github_repo: String,
+    /// Only right after the project is added: the secret that signs its
+    /// webhooks. Empty everywhere else.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub webhook_secret: String,
+    pub has_credentials: bool,
+}
+
+/// One value of a job's build matrix (`rust: nightly`, `env: A=1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatrixValue {
+    pub key: String,
+    pub value: String,
+}
+
+impl MatrixValue {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> MatrixValue {
+        MatrixValue {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for MatrixValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub build_id: BuildId,
+    /// Shown to people as `build_id.number`.
+    pub number: u32,
+    pub state: JobState,
+    pub epoch: Epoch,
+    pub attempts: u32,
+    pub builder: String,
+    pub started_ms: Millis,
+    pub finished_ms: Millis,
+    pub log_len: u64,
+    pub env: Vec<String>,
+    pub allow_failure: bool,
+    /// Why it ended as it did, or why a queued job waits.
+    pub detail: String,
+    pub requires: Vec<String>,
+    pub matrix: Vec<MatrixValue>,
+    /// `name` from `jobs.include`.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    pub id: BuildId,
+    pub project: String,
+    pub branch: String,
+    pub commit: String,
+    pub message: String,
+    pub state: BuildState,
+    pub created_ms: Millis,
+    pub finished_ms: Millis,
+    pub jobs: Vec<Job>,
+    pub warnings: Vec<String>,
+    /// Set when the build could not be set up.
+    pub error: String,
+    /// A pull request build: its number; else 0.
+    pub pr_number: u64,
+    /// What started it: "api", "poll", "push", "pull_request", "generic".
+    pub event: String,
+    pub fast_finish: bool,
+}
+
+/// What came of a branch's newest head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BranchStatus {
+    /// Its last build is in this state.
+    Built(BuildState),
+    /// The head's message has a skip marker.
+    Skipped,
+    /// The branch filters of its `.travis.yml` exclude the branch.
+    Filtered,
+    /// Gone from the remote.
+    Deleted,
+    /// Seen, never built.
+    None,
+}
+
+impl std::fmt::Display for BranchStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BranchStatus::Built(s) => s.as_str(),
+            BranchStatus::Skipped => "skipped",
+            BranchStatus::Filtered => "filtered",
+            BranchStatus::Deleted => "deleted",
+            BranchStatus::None => "-",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branch {
+    pub name: String,
+    pub head: String,
+    pub tag: bool,
+    pub last_build_id: BuildId,
+    pub status: BranchStatus,
+    pub updated_ms: Millis,
+}
+
+/// A builder as the control node sees it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuilderState {
+    /// Connected and taking jobs.
+    Connected,
+    /// Connected, finishing its jobs, taking no new ones.
+    Draining,
+    /// Not connected.
+    Offline,
+    /// Its credential was revoked: it cannot come back.
+    Revoked,
+}
+
+impl BuilderState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuilderState::Connected => "connected",
+            BuilderState::Draining => "draining",
+            BuilderState::Offline => "offline",
+            BuilderState::Revoked => "revoked",
+        }
+    }
+}
+
+impl std::fmt::Display for BuilderState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Builder {
+    pub id: String,
+    pub name: String,
+    pub state: BuilderState,
+    pub labels: Vec<String>,
+    pub slots: u32,
+    pub running_jobs: Vec<JobId>,
+    pub last_seen_ms: Millis,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolmentToken {
+    pub id: String,
+    /// Only right after it is created: it is never shown again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+    pub description: String,
+    pub created_ms: Millis,
+    pub revoked: bool,
+}
+
+/// One page of a longer list, and how long the list is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    /// 1-based.
+    pub page: u32,
+    pub per_page: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_people_read() {
+        let m = MatrixValue::new("env", "A=1");
+        assert_eq!(m.to_string(), "env=A=1");
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"key":"env","value":"A=1"}"#
+        );
+        assert_eq!(
+            BranchStatus::Built(BuildState::Passed).to_string(),
+            "passed"
+        );
+        assert_eq!(
+            serde_json::to_string(&BranchStatus::Built(BuildState::Failed)).unwrap(),
+            r#"{"built":"failed"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&BuilderState::Draining).unwrap(),
+            r#""draining""#
+        );
+    }
+}
