@@ -13,6 +13,7 @@ pub mod admin {
 }
 
 pub mod convert;
+pub mod views;
 
 pub use kha_core::limits::MAX_MESSAGE_BYTES;
 
