@@ -31,6 +31,12 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
     pub tls_key: Option<PathBuf>,
+    /// The event stream keeps at most this many events…
+    pub events_keep: u64,
+    /// …and none older than this (0: no age limit).
+    pub events_max_age_secs: u64,
+    /// A running job's log growth is announced at most this often.
+    pub log_event_ms: u64,
 }
 
 impl Default for Config {
@@ -47,6 +53,9 @@ impl Default for Config {
             cancel_grace_ms: limits::DEFAULT_CANCEL_GRACE_MS,
             tls_cert: None,
             tls_key: None,
+            events_keep: 1_000_000,
+            events_max_age_secs: 30 * 24 * 3600,
+            log_event_ms: 1000,
         }
     }
 }

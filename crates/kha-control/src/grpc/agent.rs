@@ -1,15 +1,17 @@
 //! `kha.agent.v1.AgentService`: what builders call. The call sequences are
 //! specified in `proto/kha/agent/v1/agent.proto`.
 
+use crate::app::App;
 use crate::auth::{self, bearer, hash, hash_eq};
-use crate::scheduler::{SchedError, Scheduler, Session};
+use crate::scheduler::{SchedError, Session};
 use crate::store::records::Builder;
-use crate::task;
+use kha_core::event::{Event, EventKind};
 use kha_core::{limits, Labels, PROTOCOL_MAJOR};
 use kha_proto::agent::agent_service_server::AgentService;
 use kha_proto::agent::{
     builder_message, control_message, BuilderMessage, ControlMessage, FinishJobRequest,
-    FinishJobResponse, LogAck, LogChunk, RegisterRequest, RegisterResponse, Welcome,
+    FinishJobResponse, FinishRefusal, FinishRefusalKind, LogAck, LogChunk, RegisterRequest,
+    RegisterResponse, Welcome,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,27 +21,60 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 impl From<SchedError> for Status {
     fn from(e: SchedError) -> Status {
+        let m = e.to_string();
         match &e {
-            SchedError::Lease(_) | SchedError::LogShort { .. } | SchedError::LogHash { .. } => {
-                Status::failed_precondition(e.to_string())
+            SchedError::Lease(_) => refusal(
+                Code::FailedPrecondition,
+                m,
+                FinishRefusalKind::StaleLease,
+                0,
+            ),
+            SchedError::LogShort { stored, .. } => refusal(
+                Code::OutOfRange,
+                m,
+                FinishRefusalKind::LogIncomplete,
+                *stored,
+            ),
+            SchedError::LogHash { .. } => {
+                refusal(Code::DataLoss, m, FinishRefusalKind::LogMismatch, 0)
             }
-            SchedError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            SchedError::Invalid(_) => Status::invalid_argument(m),
             SchedError::Store(crate::store::StoreError::Rejected(_)) => {
-                Status::failed_precondition(e.to_string())
+                Status::failed_precondition(m)
             }
-            _ => Status::internal(e.to_string()),
+            _ => Status::internal(m),
         }
     }
 }
 
+/// Ends a log stream with an error; a builder already gone needs no answer.
+async fn refuse(tx: &mpsc::Sender<Result<LogAck, Status>>, s: Status) {
+    if tx.send(Err(s)).await.is_err() {
+        debug!("log stream closed before its refusal");
+    }
+}
+
+/// A FinishJob refusal, its kind in the status's details (see agent.proto).
+fn refusal(code: Code, msg: String, kind: FinishRefusalKind, committed_len: u64) -> Status {
+    let mut r = FinishRefusal {
+        kind: 0,
+        committed_len,
+    };
+    r.set_kind(kind);
+    Status::with_details(
+        code,
+        msg,
+        prost::bytes::Bytes::from(prost::Message::encode_to_vec(&r)),
+    )
+}
+
 pub struct AgentSvc {
-    pub sched: Arc<Scheduler>,
-    pub shutdown: CancellationToken,
+    pub app: Arc<App>,
 }
 
 /// The largest batch of log bytes made durable with one sync.
@@ -55,6 +90,7 @@ impl AgentSvc {
             .split_once(':')
             .ok_or_else(|| Status::unauthenticated("malformed builder credential"))?;
         let b = self
+            .app
             .sched
             .store
             .get_builder(id)
@@ -96,7 +132,7 @@ impl AgentService for AgentSvc {
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
         let req = req.into_inner();
-        let store = &self.sched.store;
+        let store = &self.app.sched.store;
         let h = hash(&req.enrolment_token);
         let tokens = store
             .list_tokens()
@@ -119,7 +155,7 @@ impl AgentService for AgentSvc {
         };
         let id = auth::new_id("b-");
         let secret = auth::new_token("khab_");
-        let now = self.sched.clock.now();
+        let now = self.app.sched.clock.now();
         store
             .put_builder(&Builder {
                 id: id.clone(),
@@ -177,7 +213,7 @@ impl AgentService for AgentSvc {
         }
         let labels = Labels::parse(hello.labels.iter().map(String::as_str))
             .map_err(Status::invalid_argument)?;
-        let sched = self.sched.clone();
+        let sched = self.app.sched.clone();
         let now = sched.clock.now();
         rec.labels = labels.to_vec();
         rec.slots = hello.slots;
@@ -188,7 +224,7 @@ impl AgentService for AgentSvc {
         }
         sched
             .store
-            .put_builder(&rec)
+            .put_builder_with_event(&rec, EventKind::BuilderConnected, now)
             .map_err(|e| Status::internal(e.to_string()))?;
 
         let (tx, rx) = mpsc::channel(256);
@@ -217,16 +253,21 @@ impl AgentService for AgentSvc {
             verdicts,
             draining: rec.draining,
         };
-        let _ = tx
+        if tx
             .send(Ok(ControlMessage {
                 msg: Some(control_message::Msg::Welcome(welcome)),
             }))
-            .await;
+            .await
+            .is_err()
+        {
+            debug!(builder_id = %rec.id, "builder left before its Welcome");
+        }
         info!(builder_id = %rec.id, name = %rec.name, slots = hello.slots, resumed = running.len(), "builder connected");
 
-        let shutdown = self.shutdown.clone();
+        let shutdown = self.app.shutdown.clone();
         let builder = rec.id.clone();
-        task::spawn("session", async move {
+        let app = self.app.clone();
+        self.app.spawn("session", async move {
             // Whether the builder's connection broke under it (no
             // GoingAway, and not closed by us): most likely the builder
             // process is gone.
@@ -256,7 +297,7 @@ impl AgentService for AgentSvc {
                     M::Ready(r) => sched.set_credit(&builder, r.free_slots),
                     M::Accept(a) => {
                         let (s, b) = (sched.clone(), builder.clone());
-                        task::spawn(
+                        app.spawn(
                             "accept",
                             async move { s.accept(&b, a.job_id, a.epoch).await },
                         );
@@ -297,7 +338,18 @@ impl AgentService for AgentSvc {
                 // Run its jobs again elsewhere now, not at the next sweep.
                 sched.sweep().await;
             }
-            let _ = sched.store.touch_builder(&builder, sched.clock.now());
+            let now = sched.clock.now();
+            if let Err(e) = sched.store.touch_builder(&builder, now) {
+                warn!(builder_id = %builder, error = %e, "cannot record when the builder was last seen");
+            }
+            // Unless a newer session of the same builder took over.
+            if !sched.is_connected(&builder) {
+                let mut e = Event::new(EventKind::BuilderDisconnected);
+                e.builder = builder.clone();
+                if let Err(e) = sched.store.record_event(e, now) {
+                    warn!(builder_id = %builder, error = %e, "cannot record the builder's departure");
+                }
+            }
             info!(builder_id = %builder, "builder session ended");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -312,9 +364,9 @@ impl AgentService for AgentSvc {
         let rec = self.authenticate(&req)?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
-        let sched = self.sched.clone();
-        let shutdown = self.shutdown.clone();
-        task::spawn("log-ingest", async move {
+        let sched = self.app.sched.clone();
+        let shutdown = self.app.shutdown.clone();
+        self.app.spawn("log-ingest", async move {
             let mut job: Option<(u64, u64)> = None;
             loop {
                 let first = tokio::select! {
@@ -335,17 +387,15 @@ impl AgentService for AgentSvc {
                 }
                 let (job_id, epoch) = *job.get_or_insert((batch[0].job_id, batch[0].epoch));
                 if batch.iter().any(|c| (c.job_id, c.epoch) != (job_id, epoch)) {
-                    let _ = tx
-                        .send(Err(Status::invalid_argument(
-                            "one StreamLogs call carries one (job, epoch)",
-                        )))
-                        .await;
+                    refuse(
+                        &tx,
+                        Status::invalid_argument("one StreamLogs call carries one (job, epoch)"),
+                    )
+                    .await;
                     break;
                 }
                 if let Err(e) = sched.check_lease(&rec.id, job_id, epoch) {
-                    let _ = tx
-                        .send(Err(Status::failed_precondition(e.to_string())))
-                        .await;
+                    refuse(&tx, Status::failed_precondition(e.to_string())).await;
                     break;
                 }
                 let chunks = batch.into_iter().map(|c| (c.offset, c.data)).collect();
@@ -361,11 +411,11 @@ impl AgentService for AgentSvc {
                     }
                     Err(e) => {
                         warn!(job_id, error = %e, "cannot store log");
-                        let _ = tx
-                            .send(Err(Status::unavailable(format!(
-                                "cannot store the log: {e}"
-                            ))))
-                            .await;
+                        refuse(
+                            &tx,
+                            Status::unavailable(format!("cannot store the log: {e}")),
+                        )
+                        .await;
                         break;
                     }
                 }
@@ -380,7 +430,7 @@ impl AgentService for AgentSvc {
     ) -> Result<Response<FinishJobResponse>, Status> {
         let rec = self.authenticate(&req)?;
         let req = req.into_inner();
-        self.sched.finish(&rec.id, &req).await?;
+        self.app.sched.finish(&rec.id, &req).await?;
         Ok(Response::new(FinishJobResponse {}))
     }
 }

@@ -78,7 +78,7 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
         event: "api".into(),
         fast_finish: false,
     };
-    s.store.create_build(&b, &jobs).unwrap();
+    s.store.create_build(&b, &jobs, 0).unwrap();
     s.enqueue(&jobs);
     jobs
 }

@@ -82,6 +82,17 @@ impl LogStore {
             .clone()
     }
 
+    /// The committed length of every log still being written.
+    pub fn live_lengths(&self) -> Vec<(JobId, u64)> {
+        let live = match self.live.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        live.iter()
+            .map(|(&job, l)| (job, l.state.borrow().0))
+            .collect()
+    }
+
     /// Followers of a job's log. `done` turns true when the job finishes.
     pub fn subscribe(&self, job: JobId) -> LogWatch {
         self.live(job).state.subscribe()

@@ -3,11 +3,15 @@
 //! await [`Store::durable`] before acknowledging anything to anyone, and
 //! concurrent waiters share one flush (group commit).
 
+pub mod events;
+mod jobs;
 pub mod logs;
 pub mod records;
 
-use kha_core::{BuildId, BuildState, JobId, JobState, Millis};
-use records::{decode, encode, Branch, Build, Builder, EnrolmentToken, Job, LeaseRec, Project};
+use events::EventLog;
+use kha_core::event::{Event, EventKind};
+use kha_core::{BuildId, JobId, Millis};
+use records::{decode, encode, Branch, Builder, EnrolmentToken, Project};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 use std::path::Path;
@@ -70,20 +74,25 @@ pub struct Store {
     dedup: sled::Tree,
     branches: sled::Tree,
     meta: sled::Tree,
+    pub events: Arc<EventLog>,
     flush_tx: mpsc::UnboundedSender<oneshot::Sender<std::result::Result<(), String>>>,
 }
 
 const SCHEMA_VERSION: u64 = 1;
+const COUNTER_BUILD: &str = "next_build_id";
+const COUNTER_JOB: &str = "next_job_id";
 
-fn corrupt(tree: &'static str) -> impl Fn(String) -> StoreError {
+pub(super) fn corrupt(tree: &'static str) -> impl Fn(String) -> StoreError {
     move |msg| StoreError::Corrupt { tree, msg }
 }
 
-fn abort<T>(e: StoreError) -> std::result::Result<T, ConflictableTransactionError<StoreError>> {
+pub(super) fn abort<T>(
+    e: StoreError,
+) -> std::result::Result<T, ConflictableTransactionError<StoreError>> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
-fn tx_get<T: for<'de> serde::Deserialize<'de>>(
+pub(super) fn tx_get<T: for<'de> serde::Deserialize<'de>>(
     t: &TransactionalTree,
     tree: &'static str,
     key: &[u8],
@@ -119,6 +128,7 @@ impl Store {
             }
         }
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        let events = Arc::new(EventLog::open(db.open_tree("events")?)?);
         let store = Store {
             projects: db.open_tree("projects")?,
             builds: db.open_tree("builds")?,
@@ -131,10 +141,16 @@ impl Store {
             dedup: db.open_tree("dedup")?,
             branches: db.open_tree("branches")?,
             meta,
+            events,
             flush_tx,
             db,
         };
-        crate::task::spawn("store-flusher", group_commit(store.db.clone(), flush_rx));
+        store.init_counter(COUNTER_BUILD, &store.builds)?;
+        store.init_counter(COUNTER_JOB, &store.jobs)?;
+        crate::task::spawn(
+            "store-flusher",
+            group_commit(store.db.clone(), store.events.clone(), flush_rx),
+        );
         Ok(store)
     }
 
@@ -150,9 +166,48 @@ impl Store {
         }
     }
 
-    /// A fresh, never reused id.
+    /// A fresh, never reused number for ordering (queue keys): it may jump
+    /// after a restart, so it is never shown to anyone.
     pub fn next_id(&self) -> Result<u64> {
         Ok(self.db.generate_id()? + 1)
+    }
+
+    /// The next build id: dense (1, 2, 3, …), also across restarts.
+    pub fn next_build_id(&self) -> Result<BuildId> {
+        self.bump(COUNTER_BUILD)
+    }
+
+    /// The next job id: dense, also across restarts.
+    pub fn next_job_id(&self) -> Result<JobId> {
+        self.bump(COUNTER_JOB)
+    }
+
+    fn bump(&self, key: &str) -> Result<u64> {
+        let v = self.meta.update_and_fetch(key, |old| {
+            let n = old
+                .and_then(|o| o.try_into().ok().map(u64::from_be_bytes))
+                .unwrap_or(0);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        v.and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .ok_or_else(|| StoreError::Corrupt {
+                tree: "meta",
+                msg: format!("counter {key}"),
+            })
+    }
+
+    /// Starts an id counter past the ids a database from before the
+    /// counters holds (those came from sled's generate_id).
+    fn init_counter(&self, key: &str, tree: &sled::Tree) -> Result<()> {
+        if self.meta.get(key)?.is_some() {
+            return Ok(());
+        }
+        let max = match tree.last()? {
+            Some((k, _)) => k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0),
+            None => 0,
+        };
+        self.meta.insert(key, &max.to_be_bytes())?;
+        Ok(())
     }
 
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -203,9 +258,35 @@ impl Store {
             .transpose()
     }
 
-    pub fn put_branch(&self, project: &str, b: &Branch) -> Result<()> {
-        self.branches
-            .insert(branch_key(project, &b.name), encode(b))?;
+    /// Writes a branch record, with a `branch_moved` or `branch_deleted`
+    /// event when its head moved or it went away.
+    pub fn put_branch(&self, project: &str, b: &Branch, now: Millis) -> Result<()> {
+        let key = branch_key(project, &b.name);
+        let writer = self.events.writer();
+        let written = (&self.branches, self.events.tree()).transaction(|(tbr, tev)| {
+            let old = tx_get::<Branch>(tbr, "branches", &key)?;
+            tbr.insert(key.as_slice(), encode(b))?;
+            let kind = match &old {
+                _ if b.deleted => {
+                    (!old.as_ref().is_some_and(|o| o.deleted)).then_some(EventKind::BranchDeleted)
+                }
+                Some(o) if o.head == b.head && !o.deleted => None,
+                _ => Some(EventKind::BranchMoved),
+            };
+            let evs: Vec<Event> = kind
+                .map(|k| {
+                    let mut e = Event::new(k);
+                    e.project = project.to_string();
+                    e.branch = b.name.clone();
+                    e.commit = b.head.clone();
+                    e.build_id = b.last_build;
+                    e
+                })
+                .into_iter()
+                .collect();
+            writer.stage(tev, &evs, now)
+        })?;
+        writer.committed(written);
         Ok(())
     }
 
@@ -215,216 +296,6 @@ impl Store {
             .scan_prefix(project_prefix(project))
             .values()
             .map(|v| decode(&v?).map_err(corrupt("branches")))
-            .collect()
-    }
-
-    // ---- builds and jobs
-
-    /// Looks up an earlier build of the same project, branch and commit.
-    pub fn find_dedup(&self, project: &str, branch: &str, commit: &str) -> Result<Option<BuildId>> {
-        Ok(self
-            .dedup
-            .get(dedup_key(project, branch, commit))?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
-    }
-
-    /// Writes a new build and its jobs, queueing every job still `Queued`,
-    /// in one transaction.
-    pub fn create_build(&self, build: &Build, jobs: &[Job]) -> Result<()> {
-        let pb_key = project_build_key(&build.project, build.id);
-        let dd_key = dedup_key(&build.project, &build.branch, &build.commit);
-        (
-            &self.builds,
-            &self.jobs,
-            &self.queue,
-            &self.project_builds,
-            &self.dedup,
-        )
-            .transaction(|(tb, tj, tq, tpb, tdd)| {
-                tb.insert(&build.id.to_be_bytes(), encode(build))?;
-                for j in jobs {
-                    tj.insert(&j.id.to_be_bytes(), encode(j))?;
-                    if j.state == JobState::Queued && j.queue_key != 0 {
-                        tq.insert(&j.queue_key.to_be_bytes(), &j.id.to_be_bytes())?;
-                    }
-                }
-                tpb.insert(pb_key.as_slice(), &[])?;
-                tdd.insert(dd_key.as_slice(), &build.id.to_be_bytes())?;
-                Ok(())
-            })?;
-        Ok(())
-    }
-
-    pub fn get_build(&self, id: BuildId) -> Result<Option<Build>> {
-        self.builds
-            .get(id.to_be_bytes())?
-            .map(|v| decode(&v).map_err(corrupt("builds")))
-            .transpose()
-    }
-
-    pub fn put_build(&self, b: &Build) -> Result<()> {
-        self.builds.insert(b.id.to_be_bytes(), encode(b))?;
-        Ok(())
-    }
-
-    pub fn get_job(&self, id: JobId) -> Result<Option<Job>> {
-        self.jobs
-            .get(id.to_be_bytes())?
-            .map(|v| decode(&v).map_err(corrupt("jobs")))
-            .transpose()
-    }
-
-    /// A project's builds (of one branch, if given), newest first: page
-    /// `page` (1-based) of `per_page`, and how many there are in all.
-    pub fn list_builds(
-        &self,
-        project: &str,
-        branch: Option<&str>,
-        page: u32,
-        per_page: u32,
-    ) -> Result<(Vec<Build>, u64)> {
-        let skip = (page.max(1) as usize - 1) * per_page as usize;
-        let mut total = 0u64;
-        let mut out = Vec::new();
-        for id in self.project_build_ids(project) {
-            let id = id?;
-            let wanted = total as usize >= skip && out.len() < per_page as usize;
-            if branch.is_none() && !wanted {
-                total += 1;
-                continue;
-            }
-            let Some(b) = self.get_build(id)? else {
-                continue;
-            };
-            if branch.is_some_and(|br| br != b.branch) {
-                continue;
-            }
-            if wanted {
-                out.push(b);
-            }
-            total += 1;
-        }
-        Ok((out, total))
-    }
-
-    /// A project's build ids, newest first.
-    pub fn project_build_ids(&self, project: &str) -> impl Iterator<Item = Result<BuildId>> {
-        let prefix = project_prefix(project);
-        let n = prefix.len();
-        self.project_builds
-            .scan_prefix(&prefix)
-            .keys()
-            .map(move |k| {
-                let k = k?;
-                let inv: [u8; 8] = k[n..].try_into().map_err(|_| StoreError::Corrupt {
-                    tree: "project_builds",
-                    msg: "bad key".into(),
-                })?;
-                Ok(u64::MAX - u64::from_be_bytes(inv))
-            })
-    }
-
-    /// Applies `f` to a job and, in the same transaction, the lease and
-    /// queue effects it returns and the build's derived state. Returns the
-    /// job and build as written. `f` may run more than once (on conflict).
-    pub fn transition<F>(&self, job_id: JobId, now: Millis, f: F) -> Result<(Job, Build)>
-    where
-        F: Fn(&mut Job) -> std::result::Result<(LeaseEffect, QueueEffect), StoreError>,
-    {
-        let r = (&self.jobs, &self.builds, &self.queue, &self.leases).transaction(
-            |(tj, tb, tq, tl)| {
-                let key = job_id.to_be_bytes();
-                let Some(mut job) = tx_get::<Job>(tj, "jobs", &key)? else {
-                    return abort(StoreError::Rejected(format!("job {job_id} does not exist")));
-                };
-                let (lease, queue) = match f(&mut job) {
-                    Ok(x) => x,
-                    Err(e) => return abort(e),
-                };
-                match lease {
-                    LeaseEffect::Keep => {}
-                    LeaseEffect::Set => {
-                        let rec = LeaseRec {
-                            job: job.id,
-                            epoch: job.epoch,
-                            builder: job.builder.clone(),
-                        };
-                        tl.insert(&key, encode(&rec))?;
-                    }
-                    LeaseEffect::Remove => {
-                        tl.remove(&key)?;
-                    }
-                }
-                match queue {
-                    QueueEffect::Keep => {}
-                    QueueEffect::Insert(q) => {
-                        if job.queue_key != 0 {
-                            tq.remove(&job.queue_key.to_be_bytes())?;
-                        }
-                        job.queue_key = q;
-                        tq.insert(&q.to_be_bytes(), &key)?;
-                    }
-                    QueueEffect::Remove => {
-                        if job.queue_key != 0 {
-                            tq.remove(&job.queue_key.to_be_bytes())?;
-                        }
-                        job.queue_key = 0;
-                    }
-                }
-                tj.insert(&key, encode(&job))?;
-                let bkey = job.build.to_be_bytes();
-                let Some(mut build) = tx_get::<Build>(tb, "builds", &bkey)? else {
-                    return abort(StoreError::Rejected(format!(
-                        "build {} of job {job_id} does not exist",
-                        job.build
-                    )));
-                };
-                let mut states = Vec::with_capacity(build.jobs.len());
-                for &jid in &build.jobs {
-                    if jid == job.id {
-                        states.push((job.state, job.allow_failure));
-                    } else if let Some(j) =
-                        tx_get::<records::JobStateOnly>(tj, "jobs", &jid.to_be_bytes())?
-                    {
-                        states.push((j.state, j.allow_failure));
-                    }
-                }
-                let state = BuildState::derive_with(&states, build.fast_finish);
-                if state != build.state {
-                    build.state = state;
-                    build.finished_ms = if state.is_final() { now } else { 0 };
-                    tb.insert(&bkey, encode(&build))?;
-                }
-                Ok((job, build))
-            },
-        )?;
-        Ok(r)
-    }
-
-    /// Queued jobs in queue order.
-    pub fn queued_jobs(&self) -> Result<Vec<(u64, JobId)>> {
-        self.queue
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                let k: [u8; 8] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    tree: "queue",
-                    msg: "bad key".into(),
-                })?;
-                let v: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    tree: "queue",
-                    msg: "bad value".into(),
-                })?;
-                Ok((u64::from_be_bytes(k), u64::from_be_bytes(v)))
-            })
-            .collect()
-    }
-
-    pub fn leases(&self) -> Result<Vec<LeaseRec>> {
-        self.leases
-            .iter()
-            .values()
-            .map(|v| decode(&v?).map_err(corrupt("leases")))
             .collect()
     }
 
@@ -448,6 +319,31 @@ impl Store {
                 Err(_) => Some(old.to_vec()),
             }
         })?;
+        Ok(())
+    }
+
+    /// Appends an event that changes no record (a builder came or went).
+    pub fn record_event(&self, e: Event, now: Millis) -> Result<()> {
+        let writer = self.events.writer();
+        let written = self
+            .events
+            .tree()
+            .transaction(|tev| writer.stage(tev, std::slice::from_ref(&e), now))?;
+        writer.committed(written);
+        Ok(())
+    }
+
+    /// Writes a builder's record and, in the same transaction, an event
+    /// about it.
+    pub fn put_builder_with_event(&self, b: &Builder, kind: EventKind, now: Millis) -> Result<()> {
+        let mut e = Event::new(kind);
+        e.builder = b.id.clone();
+        let writer = self.events.writer();
+        let written = (&self.builders, self.events.tree()).transaction(|(tbl, tev)| {
+            tbl.insert(b.id.as_bytes(), encode(b))?;
+            writer.stage(tev, std::slice::from_ref(&e), now)
+        })?;
+        writer.committed(written);
         Ok(())
     }
 
@@ -480,9 +376,11 @@ impl Store {
     }
 }
 
-/// One flush serves every waiter that arrived before it started.
+/// One flush serves every waiter that arrived before it started; the events
+/// written before it began are published once it is done.
 async fn group_commit(
     db: sled::Db,
+    events: Arc<EventLog>,
     mut rx: mpsc::UnboundedReceiver<oneshot::Sender<std::result::Result<(), String>>>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -491,25 +389,32 @@ async fn group_commit(
             waiters.push(w);
         }
         let db2 = db.clone();
+        let upto = events.written();
         let r = match tokio::task::spawn_blocking(move || db2.flush()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         };
+        if r.is_ok() {
+            events.publish_upto(upto);
+        }
         for w in waiters {
-            let _ = w.send(r.clone());
+            // A waiter that went away (its caller was dropped) needs no answer.
+            if w.send(r.clone()).is_err() {
+                continue;
+            }
         }
     }
 }
 
-fn project_prefix(project: &str) -> Vec<u8> {
+pub(super) fn project_prefix(project: &str) -> Vec<u8> {
     let mut k = project.as_bytes().to_vec();
     k.push(0);
     k
 }
 
 /// Newest first: the build id is stored inverted.
-fn project_build_key(project: &str, id: BuildId) -> Vec<u8> {
+pub(super) fn project_build_key(project: &str, id: BuildId) -> Vec<u8> {
     let mut k = project_prefix(project);
     k.extend_from_slice(&(u64::MAX - id).to_be_bytes());
     k
@@ -521,8 +426,11 @@ fn branch_key(project: &str, name: &str) -> Vec<u8> {
     k
 }
 
-fn dedup_key(project: &str, branch: &str, commit: &str) -> Vec<u8> {
+pub(super) fn dedup_key(project: &str, branch: &str, commit: &str) -> Vec<u8> {
     [project.as_bytes(), branch.as_bytes(), commit.as_bytes()].join(&0u8)
 }
 
 pub type SharedStore = Arc<Store>;
+
+#[cfg(test)]
+mod tests;

@@ -1,9 +1,11 @@
-//! Git on the control node: a bare mirror per project, fetched before a
-//! build is set up, from which `.travis.yml` is read at the built commit.
-//! All of it is blocking (git2); callers run it on the blocking pool.
+//! Version control on the control node, behind the [`Vcs`] seam: what a
+//! trigger and the poller need of a repository (its heads, a fetch, a
+//! commit resolved with its message and `.travis.yml`). Git is the one
+//! implementation ([`Mirrors`]: a bare mirror per project, fetched before a
+//! build is set up); Subversion and CVS plug in here. All of it is
+//! blocking; callers run it on the blocking pool.
 
 use crate::store::records::Credentials;
-pub mod poll;
 
 use git2::{Cred, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
 use std::collections::BTreeMap;
@@ -37,6 +39,84 @@ pub struct Resolved {
     pub root_files: Vec<String>,
 }
 
+/// What kha needs of a version-control system on the control node. Every
+/// method blocks.
+pub trait Vcs: Send + Sync {
+    /// The remote's branch and tag heads (`refs/heads/…`, `refs/tags/…` →
+    /// revision), without fetching anything.
+    fn list_remote(
+        &self,
+        url: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<BTreeMap<String, String>, VcsError>;
+    /// Brings the project's local copy up to date with the remote.
+    fn fetch(&self, project: &str, url: &str, creds: Option<&Credentials>) -> Result<(), VcsError>;
+    /// The branch a new project builds by default.
+    fn default_branch(
+        &self,
+        project: &str,
+        url: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<String, VcsError>;
+    /// Fetches, then picks the commit to build: `commit` if given, else the
+    /// branch's head.
+    fn resolve(
+        &self,
+        project: &str,
+        url: &str,
+        branch: &str,
+        commit: Option<&str>,
+        creds: Option<&Credentials>,
+    ) -> Result<Resolved, VcsError>;
+    /// Like `resolve`, from what was fetched already.
+    fn resolve_local(
+        &self,
+        project: &str,
+        branch: &str,
+        commit: Option<&str>,
+    ) -> Result<Resolved, VcsError>;
+}
+
+impl Vcs for Mirrors {
+    fn list_remote(
+        &self,
+        url: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<BTreeMap<String, String>, VcsError> {
+        Mirrors::list_remote(self, url, creds)
+    }
+    fn fetch(&self, project: &str, url: &str, creds: Option<&Credentials>) -> Result<(), VcsError> {
+        self.fetch_with(project, url, creds).map(|_| ())
+    }
+    fn default_branch(
+        &self,
+        project: &str,
+        url: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<String, VcsError> {
+        Mirrors::default_branch(self, project, url, creds)
+    }
+    fn resolve(
+        &self,
+        project: &str,
+        url: &str,
+        branch: &str,
+        commit: Option<&str>,
+        creds: Option<&Credentials>,
+    ) -> Result<Resolved, VcsError> {
+        Mirrors::resolve(self, project, url, branch, commit, creds)
+    }
+    fn resolve_local(
+        &self,
+        project: &str,
+        branch: &str,
+        commit: Option<&str>,
+    ) -> Result<Resolved, VcsError> {
+        Mirrors::resolve_local(self, project, branch, commit)
+    }
+}
+
+/// Git: a bare mirror per project (git2).
 pub struct Mirrors {
     dir: PathBuf,
     /// git2 repositories are not safe to fetch into concurrently.

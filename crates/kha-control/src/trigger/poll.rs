@@ -50,7 +50,7 @@ pub async fn poll(
     p: &Project,
 ) -> Result<usize, crate::trigger::TriggerError> {
     let (m, url, creds) = (
-        triggers.mirrors.clone(),
+        triggers.vcs.clone(),
         p.repo_url.clone(),
         p.credentials.clone(),
     );
@@ -96,12 +96,12 @@ pub async fn poll(
         return Ok(0);
     }
     let (m, name, url, creds) = (
-        triggers.mirrors.clone(),
+        triggers.vcs.clone(),
         p.name.clone(),
         p.repo_url.clone(),
         p.credentials.clone(),
     );
-    tokio::task::spawn_blocking(move || m.fetch_with(&name, &url, creds.as_ref()).map(|_| ()))
+    tokio::task::spawn_blocking(move || m.fetch(&name, &url, creds.as_ref()))
         .await
         .map_err(|e| crate::vcs::VcsError::Fetch {
             url: p.repo_url.clone(),

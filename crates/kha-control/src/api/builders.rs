@@ -1,0 +1,108 @@
+//! Builders (list, drain, revoke) and the enrolment tokens that let new
+//! ones join.
+
+use super::{views, ApiError, Principal};
+use crate::app::App;
+use crate::auth;
+use crate::store::records;
+use kha_core::event::EventKind;
+use kha_core::view;
+
+pub fn list(app: &App, who: &Principal) -> Result<Vec<view::Builder>, ApiError> {
+    who.require_admin()?;
+    Ok(app
+        .store
+        .list_builders()?
+        .into_iter()
+        .map(|b| views::builder(app, b))
+        .collect())
+}
+
+/// No new jobs for the builder; it finishes what it runs.
+pub async fn drain(app: &App, who: &Principal, id: &str) -> Result<view::Builder, ApiError> {
+    who.require_admin()?;
+    let b = update(app, id, EventKind::BuilderDraining, |b| b.draining = true).await?;
+    app.sched.set_draining(id, true);
+    Ok(views::builder(app, b))
+}
+
+/// Revokes the builder's credential: its session ends, its jobs run
+/// elsewhere, and it cannot come back.
+pub async fn revoke(app: &App, who: &Principal, id: &str) -> Result<view::Builder, ApiError> {
+    who.require_admin()?;
+    let b = update(app, id, EventKind::BuilderRevoked, |b| b.revoked = true).await?;
+    app.sched.evict(id, "this builder was revoked by an admin");
+    Ok(views::builder(app, b))
+}
+
+/// Changes a builder's record, with its event, and makes both durable.
+async fn update(
+    app: &App,
+    id: &str,
+    kind: EventKind,
+    f: impl FnOnce(&mut records::Builder),
+) -> Result<records::Builder, ApiError> {
+    let mut b = app
+        .store
+        .get_builder(id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no builder {id} (see `kha builder list`)")))?;
+    f(&mut b);
+    app.store
+        .put_builder_with_event(&b, kind, app.clock.now())?;
+    app.store.durable().await?;
+    Ok(b)
+}
+
+/// A new enrolment token; the answer is the only place it is ever shown.
+pub async fn create_token(
+    app: &App,
+    who: &Principal,
+    description: &str,
+) -> Result<view::EnrolmentToken, ApiError> {
+    who.require_admin()?;
+    let token = auth::new_token("khaet_");
+    let rec = records::EnrolmentToken {
+        id: auth::new_id("t-"),
+        token_sha256: auth::hash(&token.0),
+        description: description.to_string(),
+        created_ms: app.clock.now(),
+        revoked: false,
+    };
+    app.store.put_token(&rec)?;
+    app.store.durable().await?;
+    let mut v = views::token(rec);
+    v.token = token.0;
+    Ok(v)
+}
+
+pub async fn revoke_token(
+    app: &App,
+    who: &Principal,
+    id: &str,
+) -> Result<view::EnrolmentToken, ApiError> {
+    who.require_admin()?;
+    let mut t = app
+        .store
+        .list_tokens()?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no enrolment token {id} (see `kha builder token list`)"
+            ))
+        })?;
+    t.revoked = true;
+    app.store.put_token(&t)?;
+    app.store.durable().await?;
+    Ok(views::token(t))
+}
+
+pub fn list_tokens(app: &App, who: &Principal) -> Result<Vec<view::EnrolmentToken>, ApiError> {
+    who.require_admin()?;
+    Ok(app
+        .store
+        .list_tokens()?
+        .into_iter()
+        .map(views::token)
+        .collect())
+}

@@ -1,0 +1,67 @@
+//! The event stream for readers: from a sequence number, or the newest few,
+//! filtered, ending at the newest or following on.
+
+use super::{ApiError, Principal};
+use crate::app::App;
+use crate::store::events::Subscription;
+use kha_core::event::{Event, EventFilter};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WatchArgs {
+    /// The first sequence number wanted; 0: see `tail`.
+    pub from: u64,
+    /// With `from` 0: start this many events before the newest (0: only
+    /// what happens from now on).
+    pub tail: u64,
+    /// Keep going as new events are stored; else end at the newest.
+    pub follow: bool,
+    pub filter: EventFilter,
+}
+
+/// An open reader of the stream.
+pub struct EventStream {
+    sub: Subscription,
+    follow: bool,
+    /// Without `follow`: the newest event when the call began.
+    end: u64,
+}
+
+impl EventStream {
+    /// The next event; `None` at the end (never, when following, until
+    /// shutdown).
+    pub async fn next(&mut self) -> Result<Option<Event>, ApiError> {
+        if !self.follow && self.sub.position() > self.end {
+            return Ok(None);
+        }
+        match self.sub.next(self.follow).await? {
+            Some(e) if !self.follow && e.seq > self.end => Ok(None),
+            other => Ok(other),
+        }
+    }
+
+    /// The sequence number the next event will have at least.
+    pub fn position(&self) -> u64 {
+        self.sub.position()
+    }
+}
+
+pub fn watch(app: &App, who: &Principal, a: WatchArgs) -> Result<EventStream, ApiError> {
+    who.require_admin()?;
+    let newest = app.events.published();
+    let first = app.events.first_retained();
+    let from = if a.from > 0 {
+        if a.from < first {
+            return Err(ApiError::Pruned { first });
+        }
+        a.from
+    } else {
+        (newest + 1).saturating_sub(a.tail).max(first)
+    };
+    Ok(EventStream {
+        sub: app.events.subscribe(from, a.filter),
+        follow: a.follow,
+        end: newest,
+    })
+}

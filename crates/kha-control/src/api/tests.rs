@@ -1,0 +1,538 @@
+//! The service layer called in process, as every interface calls it: a real
+//! store in a temp dir, a real git repository, and a stand-in builder
+//! session driven through the scheduler (offers, accept, finish).
+
+use super::*;
+use crate::config::Config;
+use crate::scheduler::Session;
+use kha_core::event::{Event, EventFilter, EventKind};
+use kha_core::view::{BranchStatus, BuilderState};
+use kha_core::{BuildState, JobState, Labels};
+use kha_proto::agent::{control_message::Msg, ControlMessage, FinishJobRequest, Outcome};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const TRAVIS: &str = "language: shell\nenv:\n  - A=1\n  - A=2\nscript: true\n";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    app: Arc<App>,
+    repo: String,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "kha")
+        .env("GIT_AUTHOR_EMAIL", "kha@example.org")
+        .env("GIT_COMMITTER_NAME", "kha")
+        .env("GIT_COMMITTER_EMAIL", "kha@example.org")
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+fn config(dir: &Path) -> Config {
+    Config {
+        data_dir: dir.join("data"),
+        heartbeat_ms: 100,
+        ..Config::default()
+    }
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join(".travis.yml"), TRAVIS).unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    let app = App::open(config(dir.path()), CancellationToken::new()).unwrap();
+    let repo = repo.to_string_lossy().into_owned();
+    Fixture { dir, app, repo }
+}
+
+fn new_project(name: &str, url: &str) -> projects::NewProject {
+    projects::NewProject {
+        name: name.into(),
+        repo_url: url.into(),
+        no_poll: true,
+        ..Default::default()
+    }
+}
+
+async fn add_and_trigger(f: &Fixture) -> kha_core::view::Build {
+    projects::add(&f.app, &Principal::Admin, new_project("p", &f.repo))
+        .await
+        .unwrap();
+    let args = builds::TriggerArgs {
+        project: "p".into(),
+        ..Default::default()
+    };
+    builds::trigger(&f.app, &Principal::Admin, args)
+        .await
+        .unwrap()
+        .build
+}
+
+/// A builder session held by the test: offers arrive on `rx`.
+fn connect(app: &App, id: &str) -> mpsc::Receiver<Result<ControlMessage, tonic::Status>> {
+    let (tx, rx) = mpsc::channel(64);
+    let session = Session {
+        conn: 0,
+        tx,
+        close: CancellationToken::new(),
+        name: id.into(),
+        labels: Labels::parse(["os=linux", "image=default"]).unwrap(),
+        slots: 4,
+        free: 0,
+        draining: false,
+        version: String::new(),
+    };
+    app.sched.session_opened(id, session, &[]);
+    app.sched.set_credit(id, 4);
+    rx
+}
+
+/// Takes every offer, then finishes each job as `passed` with an empty log.
+async fn run_all(
+    app: &App,
+    id: &str,
+    rx: &mut mpsc::Receiver<Result<ControlMessage, tonic::Status>>,
+    n: usize,
+) {
+    let mut offers = vec![];
+    while offers.len() < n {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an offer in time")
+            .expect("session open")
+            .unwrap();
+        if let Some(Msg::Offer(o)) = m.msg {
+            offers.push((o.job_id, o.epoch));
+        }
+    }
+    for &(job, epoch) in &offers {
+        app.sched.accept(id, job, epoch).await;
+    }
+    for &(job, epoch) in &offers {
+        let mut req = FinishJobRequest {
+            job_id: job,
+            epoch,
+            total_len: 0,
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            detail: String::new(),
+            ..Default::default()
+        };
+        req.set_outcome(Outcome::Passed);
+        app.sched.finish(id, &req).await.unwrap();
+    }
+}
+
+async fn collect(app: &App, from: u64, filter: EventFilter) -> Vec<Event> {
+    let mut s = events::watch(
+        app,
+        &Principal::Admin,
+        events::WatchArgs {
+            from,
+            filter,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut out = vec![];
+    while let Some(e) = s.next().await.unwrap() {
+        out.push(e);
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_operation_and_the_errors_a_caller_can_cause() {
+    let f = fixture().await;
+    let (app, admin) = (&f.app, &Principal::Admin);
+    let builder = Principal::Builder("b-1".into());
+
+    // Projects.
+    let bad = projects::add(app, admin, new_project("a/b", &f.repo)).await;
+    assert!(matches!(bad, Err(ApiError::Invalid(_))), "{bad:?}");
+    let empty = projects::add(app, admin, new_project("x", " ")).await;
+    assert!(matches!(empty, Err(ApiError::Invalid(_))), "{empty:?}");
+    let p = projects::add(app, admin, new_project("p", &f.repo))
+        .await
+        .unwrap();
+    assert_eq!(p.default_branch, "main");
+    assert!(p.webhook_secret.starts_with("khaw_"));
+    let dup = projects::add(app, admin, new_project("p", &f.repo)).await;
+    assert!(matches!(dup, Err(ApiError::Exists(_))), "{dup:?}");
+    let listed = projects::list(app, admin).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].webhook_secret.is_empty(), "shown only when added");
+    assert!(matches!(
+        projects::get(app, admin, "nope"),
+        Err(ApiError::NotFound(_))
+    ));
+    assert!(matches!(
+        projects::list(app, &builder),
+        Err(ApiError::Denied(_))
+    ));
+
+    // Builds.
+    let t = |project: &str| builds::TriggerArgs {
+        project: project.into(),
+        ..Default::default()
+    };
+    let unknown = builds::trigger(app, admin, t("nope")).await;
+    assert!(matches!(unknown, Err(ApiError::NotFound(_))), "{unknown:?}");
+    let first = builds::trigger(app, admin, t("p")).await.unwrap();
+    assert!(first.created);
+    assert_eq!(first.build.id, 1, "ids are dense from 1");
+    assert_eq!(first.build.jobs.len(), 2);
+    assert_eq!(first.build.jobs[1].id, 2);
+    assert_eq!(first.build.state, BuildState::Queued);
+    assert!(first.build.jobs[0].detail.contains("no connected builder"));
+    let again = builds::trigger(app, admin, t("p")).await.unwrap();
+    assert!(!again.created, "the same commit is built once");
+    let no_branch = builds::TriggerArgs {
+        branch: "nope".into(),
+        ..t("p")
+    };
+    let r = builds::trigger(app, admin, no_branch).await;
+    assert!(matches!(r, Err(ApiError::NotFound(_))), "{r:?}");
+
+    let page = builds::list(app, admin, "p", None, 1, 0).unwrap();
+    assert_eq!((page.total, page.per_page, page.items.len()), (1, 25, 1));
+    assert!(matches!(
+        builds::list(app, admin, "p", None, 1, 101),
+        Err(ApiError::Invalid(_))
+    ));
+    assert!(matches!(
+        builds::list(app, admin, "nope", None, 1, 10),
+        Err(ApiError::NotFound(_))
+    ));
+    assert_eq!(
+        builds::list(app, admin, "p", Some("other"), 1, 10)
+            .unwrap()
+            .total,
+        0
+    );
+    assert!(matches!(
+        builds::get(app, admin, 99),
+        Err(ApiError::NotFound(_))
+    ));
+    let running = builds::restart(app, admin, 1).await;
+    assert!(
+        matches!(running, Err(ApiError::Precondition(_))),
+        "{running:?}"
+    );
+    let canceled = builds::cancel(app, admin, 1).await.unwrap();
+    assert_eq!(canceled.state, BuildState::Canceled);
+    assert!(canceled.jobs.iter().all(|j| j.state == JobState::Canceled));
+    let restarted = builds::restart(app, admin, 1).await.unwrap();
+    assert_eq!(restarted.state, BuildState::Queued);
+
+    // Branches.
+    let branches = branches::list(app, admin, "p").unwrap();
+    assert_eq!(branches.len(), 1);
+    assert_eq!(branches[0].status, BranchStatus::Built(BuildState::Queued));
+    assert!(matches!(
+        branches::list(app, admin, "nope"),
+        Err(ApiError::NotFound(_))
+    ));
+
+    // Logs.
+    assert!(matches!(
+        logs::follow(app, admin, 999, 0, false),
+        Err(ApiError::NotFound(_))
+    ));
+    let mut rx = logs::follow(app, admin, 1, 0, false).unwrap();
+    let last = rx.recv().await.unwrap().unwrap();
+    assert!(last.done && last.data.is_empty());
+    assert_eq!(last.state, Some(JobState::Queued));
+
+    // Builders and tokens.
+    let tok = builders::create_token(app, admin, "ci").await.unwrap();
+    assert!(tok.token.starts_with("khaet_"));
+    let tokens = builders::list_tokens(app, admin).unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert!(tokens[0].token.is_empty(), "shown only when created");
+    assert!(matches!(
+        builders::revoke_token(app, admin, "t-nope").await,
+        Err(ApiError::NotFound(_))
+    ));
+    assert!(
+        builders::revoke_token(app, admin, &tok.id)
+            .await
+            .unwrap()
+            .revoked
+    );
+    assert!(matches!(
+        builders::drain(app, admin, "b-nope").await,
+        Err(ApiError::NotFound(_))
+    ));
+    let rec = crate::store::records::Builder {
+        id: "b-1".into(),
+        name: "one".into(),
+        secret_sha256: String::new(),
+        revoked: false,
+        draining: false,
+        labels: vec![],
+        slots: 1,
+        version: String::new(),
+        created_ms: 0,
+        last_seen_ms: 0,
+    };
+    app.store.put_builder(&rec).unwrap();
+    assert_eq!(
+        builders::list(app, admin).unwrap()[0].state,
+        BuilderState::Offline
+    );
+    let _rx = connect(app, "b-1");
+    assert_eq!(
+        builders::list(app, admin).unwrap()[0].state,
+        BuilderState::Connected
+    );
+    let drained = builders::drain(app, admin, "b-1").await.unwrap();
+    assert_eq!(drained.state, BuilderState::Draining);
+    let revoked = builders::revoke(app, admin, "b-1").await.unwrap();
+    assert_eq!(revoked.state, BuilderState::Revoked);
+    assert!(matches!(
+        builders::revoke(app, &builder, "b-1").await,
+        Err(ApiError::Denied(_))
+    ));
+
+    // The events of all that, in order.
+    let all = collect(app, 1, EventFilter::default()).await;
+    assert!(all.windows(2).all(|w| w[1].seq == w[0].seq + 1), "dense");
+    let kinds: Vec<EventKind> = all.iter().map(|e| e.kind).collect();
+    for k in [
+        EventKind::BuildCreated,
+        EventKind::JobQueued,
+        EventKind::BranchMoved,
+        EventKind::JobFinished,
+        EventKind::BuildFinished,
+        EventKind::BuildRestarted,
+        EventKind::BuilderDraining,
+        EventKind::BuilderRevoked,
+    ] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+
+    // Removal.
+    projects::remove(app, admin, "p").await.unwrap();
+    assert!(matches!(
+        projects::remove(app, admin, "p").await,
+        Err(ApiError::NotFound(_))
+    ));
+    drop(f.dir);
+}
+
+#[tokio::test]
+async fn a_subscriber_sees_every_change_of_a_build_in_order() {
+    let f = fixture().await;
+    let app = &f.app;
+    let mut live = events::watch(
+        app,
+        &Principal::Admin,
+        events::WatchArgs {
+            follow: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let build = add_and_trigger(&f).await;
+    let mut rx = connect(app, "b-1");
+    run_all(app, "b-1", &mut rx, 2).await;
+    app.store.durable().await.unwrap();
+
+    let mut seen = vec![];
+    loop {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), live.next())
+            .await
+            .expect("events arrive")
+            .unwrap()
+            .unwrap();
+        let end = e.kind == EventKind::BuildFinished;
+        seen.push(e);
+        if end {
+            break;
+        }
+    }
+    assert!(
+        seen.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "no gap: {seen:?}"
+    );
+    assert_eq!(seen[0].kind, EventKind::BuildCreated);
+    assert_eq!(seen.last().unwrap().build_state, Some(BuildState::Passed));
+    for job in &build.jobs {
+        let order: Vec<EventKind> = seen
+            .iter()
+            .filter(|e| e.job_id == job.id)
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                EventKind::JobQueued,
+                EventKind::JobStarted,
+                EventKind::JobFinished
+            ],
+            "job {}",
+            job.id
+        );
+    }
+    assert_eq!(
+        seen.iter()
+            .filter(|e| e.kind == EventKind::BuildStarted)
+            .count(),
+        1
+    );
+
+    // Filtered by build, and by another project: the same events, none.
+    let by_build = collect(
+        app,
+        1,
+        EventFilter {
+            build_id: Some(build.id),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(by_build.len(), seen.len());
+    let other = collect(
+        app,
+        1,
+        EventFilter {
+            project: Some("other".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(other.is_empty());
+}
+
+#[tokio::test]
+async fn resuming_from_last_seen_plus_one_misses_nothing_and_repeats_nothing() {
+    let f = fixture().await;
+    let app = &f.app;
+    add_and_trigger(&f).await;
+    let mut rx = connect(app, "b-1");
+    run_all(app, "b-1", &mut rx, 2).await;
+    app.store.durable().await.unwrap();
+    let all = collect(app, 1, EventFilter::default()).await;
+    assert!(all.len() >= 8, "{all:?}");
+
+    // Read three, "disconnect", resume from the last seen + 1.
+    let mut first = events::watch(app, &Principal::Admin, events::WatchArgs::default()).unwrap();
+    drop(first.next().await);
+    let mut s = events::watch(
+        app,
+        &Principal::Admin,
+        events::WatchArgs {
+            from: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut head = vec![];
+    for _ in 0..3 {
+        head.push(s.next().await.unwrap().unwrap());
+    }
+    drop(s);
+    let rest = collect(app, head[2].seq + 1, EventFilter::default()).await;
+    let joined: Vec<u64> = head.iter().chain(&rest).map(|e| e.seq).collect();
+    let want: Vec<u64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(joined, want);
+
+    // The newest few.
+    let tail = events::watch(
+        app,
+        &Principal::Admin,
+        events::WatchArgs {
+            tail: 2,
+            ..Default::default()
+        },
+    );
+    let mut tail = tail.unwrap();
+    let a = tail.next().await.unwrap().unwrap();
+    let b = tail.next().await.unwrap().unwrap();
+    assert!(tail.next().await.unwrap().is_none());
+    assert_eq!(
+        (a.seq, b.seq),
+        (all[all.len() - 2].seq, all[all.len() - 1].seq)
+    );
+}
+
+#[tokio::test]
+async fn a_pruned_range_gets_a_clear_answer() {
+    let f = fixture().await;
+    let app = &f.app;
+    add_and_trigger(&f).await;
+    app.store.durable().await.unwrap();
+    let newest = app.events.published();
+    assert!(newest >= 3);
+    let gone = app.events.prune(2, 0, app.clock.now()).unwrap();
+    assert_eq!(gone, newest - 2);
+    let r = events::watch(
+        app,
+        &Principal::Admin,
+        events::WatchArgs {
+            from: 1,
+            ..Default::default()
+        },
+    );
+    match r {
+        Err(e @ ApiError::Pruned { .. }) => {
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "events before {0} were pruned; the stream starts at {0} now",
+                    newest - 1
+                )
+            );
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("pruned events were served"),
+    }
+    let kept = collect(app, newest - 1, EventFilter::default()).await;
+    assert_eq!(kept.len(), 2);
+}
+
+#[tokio::test]
+async fn ids_stay_dense_across_restarts() {
+    let f = fixture().await;
+    let b1 = add_and_trigger(&f).await;
+    assert_eq!((b1.id, b1.jobs[0].id, b1.jobs[1].id), (1, 1, 2));
+    let data = f.dir.path().to_path_buf();
+    let Fixture { dir, app, .. } = f;
+    app.store.durable().await.unwrap();
+    drop(app);
+    // The flusher lets go of the database once every handle is gone.
+    let mut reopened = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if let Ok(a) = App::open(config(&data), CancellationToken::new()) {
+            reopened = Some(a);
+            break;
+        }
+    }
+    let app = reopened.expect("the database reopens");
+    let args = builds::TriggerArgs {
+        project: "p".into(),
+        force: true,
+        ..Default::default()
+    };
+    let b2 = builds::trigger(&app, &Principal::Admin, args)
+        .await
+        .unwrap()
+        .build;
+    assert_eq!((b2.id, b2.jobs[0].id, b2.jobs[1].id), (2, 3, 4));
+    let evs = collect(&app, 1, EventFilter::default()).await;
+    assert!(evs.windows(2).all(|w| w[1].seq == w[0].seq + 1), "{evs:?}");
+    drop(dir);
+}

@@ -1,0 +1,122 @@
+//! Records (what sled keeps) to views (what callers see): secrets and
+//! internals stay behind, live facts (a running job's log length, why a
+//! queued job waits, whether a builder is connected) are filled in.
+
+use super::ApiError;
+use crate::app::App;
+use crate::store::records;
+use kha_core::view::{self, BuilderState, MatrixValue};
+use kha_core::JobState;
+
+pub fn project(p: records::Project) -> view::Project {
+    view::Project {
+        has_credentials: p.credentials.is_some(),
+        name: p.name,
+        repo_url: p.repo_url,
+        default_branch: p.default_branch,
+        timeout_secs: p.timeout_secs,
+        image: p.image,
+        created_ms: p.created_ms,
+        poll_interval_secs: p.poll_interval_secs,
+        build_tags: p.build_tags,
+        cancel_superseded: p.cancel_superseded,
+        github_repo: p.github_repo,
+        webhook_secret: String::new(),
+    }
+}
+
+pub fn build(app: &App, b: records::Build) -> Result<view::Build, ApiError> {
+    let mut jobs = Vec::with_capacity(b.jobs.len());
+    for &id in &b.jobs {
+        if let Some(j) = app.store.get_job(id)? {
+            jobs.push(job(app, j));
+        }
+    }
+    Ok(view::Build {
+        id: b.id,
+        project: b.project,
+        branch: b.branch,
+        commit: b.commit,
+        message: b.message,
+        state: b.state,
+        created_ms: b.created_ms,
+        finished_ms: b.finished_ms,
+        jobs,
+        warnings: b.warnings,
+        error: b.error,
+        pr_number: b.pr_number,
+        event: b.event,
+        fast_finish: b.fast_finish,
+    })
+}
+
+pub fn job(app: &App, j: records::Job) -> view::Job {
+    let mut detail = j.detail;
+    if j.state == JobState::Queued && detail.is_empty() {
+        if let Some(why) = app.sched.unmatched(j.id) {
+            detail = why;
+        }
+    }
+    let log_len = if j.state.is_final() {
+        j.log_len
+    } else {
+        app.logs.len(j.id)
+    };
+    view::Job {
+        id: j.id,
+        build_id: j.build,
+        number: j.number,
+        state: j.state,
+        epoch: j.epoch,
+        attempts: j.attempts,
+        builder: j.builder,
+        started_ms: j.started_ms,
+        finished_ms: j.finished_ms,
+        log_len,
+        env: j.spec.env,
+        allow_failure: j.allow_failure,
+        detail,
+        requires: j.requires.to_vec(),
+        matrix: j
+            .matrix
+            .into_iter()
+            .map(|(k, v)| MatrixValue::new(k, v))
+            .collect(),
+        name: j.name,
+    }
+}
+
+pub fn builder(app: &App, b: records::Builder) -> view::Builder {
+    let live = app.sched.sessions_view();
+    let s = live.get(&b.id);
+    let state = match (b.revoked, s) {
+        (true, _) => BuilderState::Revoked,
+        (false, Some(s)) if s.draining || b.draining => BuilderState::Draining,
+        (false, Some(_)) => BuilderState::Connected,
+        (false, None) => BuilderState::Offline,
+    };
+    view::Builder {
+        state,
+        labels: s.map(|s| s.labels.clone()).unwrap_or(b.labels),
+        slots: s.map(|s| s.slots).unwrap_or(b.slots),
+        running_jobs: s.map(|s| s.running.clone()).unwrap_or_default(),
+        last_seen_ms: if s.is_some() {
+            app.clock.now()
+        } else {
+            b.last_seen_ms
+        },
+        version: b.version,
+        id: b.id,
+        name: b.name,
+    }
+}
+
+pub fn token(t: records::EnrolmentToken) -> view::EnrolmentToken {
+    view::EnrolmentToken {
+        id: t.id,
+        token: String::new(),
+        description: t.description,
+        created_ms: t.created_ms,
+        revoked: t.revoked,
+    }
+}

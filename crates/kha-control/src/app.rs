@@ -1,0 +1,202 @@
+//! The control node as one value: its store, logs, scheduler, mirrors,
+//! triggers, event stream and settings, handed to every interface (gRPC,
+//! HTTP) and to every background task. Nothing reaches through another
+//! module's fields to get at these: they are here.
+//!
+//! Every task the control node runs is spawned through [`App::spawn`]: it is
+//! named, traced, and tracked, so shutdown waits for it (a webhook build in
+//! flight is recorded before the last flush).
+
+use crate::config::Config;
+use crate::scheduler::Scheduler;
+use crate::store::events::EventLog;
+use crate::store::logs::LogStore;
+use crate::store::Store;
+use crate::trigger::Triggerer;
+use crate::vcs::{Mirrors, Vcs};
+use anyhow::Context;
+use kha_core::event::{Event, EventKind};
+use kha_core::{Clock, JobId, SystemClock};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn, Instrument};
+
+pub struct App {
+    pub cfg: Config,
+    pub store: Store,
+    pub logs: Arc<LogStore>,
+    pub sched: Arc<Scheduler>,
+    /// The projects' repositories (git mirrors).
+    pub vcs: Arc<dyn Vcs>,
+    pub triggers: Arc<Triggerer>,
+    pub events: Arc<EventLog>,
+    pub clock: Arc<dyn Clock>,
+    /// SHA-256 of the admin token.
+    pub admin_hash: String,
+    pub shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl App {
+    /// Opens the data directory (database, logs, mirrors, admin token).
+    /// Must be called inside a tokio runtime.
+    pub fn open(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Arc<App>> {
+        Self::open_with_clock(cfg, shutdown, Arc::new(SystemClock))
+    }
+
+    pub fn open_with_clock(
+        cfg: Config,
+        shutdown: CancellationToken,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Arc<App>> {
+        let data = cfg.data_dir.clone();
+        std::fs::create_dir_all(&data)
+            .with_context(|| format!("creating data dir {}", data.display()))?;
+        info!(data_dir = %data.display(), "opening the store");
+        let store = Store::open(&data.join("db")).context("opening the database")?;
+        let logs = Arc::new(
+            LogStore::open(data.join("logs"), cfg.log_cap_bytes)
+                .context("opening the log directory")?,
+        );
+        let admin_hash = crate::auth::hash(&crate::admin_token(&data)?);
+        let vcs: Arc<dyn Vcs> = Arc::new(Mirrors::new(data.join("mirrors")));
+        let sched = Scheduler::new(store.clone(), logs.clone(), clock.clone(), cfg.clone())?;
+        let triggers = Arc::new(Triggerer::new(sched.clone(), vcs.clone()));
+        Ok(Arc::new(App {
+            events: store.events.clone(),
+            cfg,
+            store,
+            logs,
+            sched,
+            vcs,
+            triggers,
+            clock,
+            admin_hash,
+            shutdown,
+            tasks: TaskTracker::new(),
+        }))
+    }
+
+    /// Spawns a task that shutdown waits for.
+    pub fn spawn<F>(&self, name: &'static str, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks
+            .spawn(fut.instrument(tracing::info_span!("task", name)));
+    }
+
+    /// Starts the background work: the scheduler's sweep, polling, event
+    /// publication and retention, and the coalesced log-growth events.
+    pub fn start(self: &Arc<Self>) {
+        let app = self.clone();
+        self.spawn("sweeper", async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = app.shutdown.cancelled() => break,
+                    _ = tick.tick() => app.sched.sweep().await,
+                }
+            }
+        });
+        self.spawn(
+            "poller",
+            crate::trigger::poll::run(self.triggers.clone(), self.shutdown.clone()),
+        );
+        let app = self.clone();
+        self.spawn("events", async move { app.event_upkeep().await });
+    }
+
+    /// Publishes events nobody flushed for (every change that answers
+    /// someone flushes at once; this catches the rest), reports log growth
+    /// as coalesced `job_log` events, and prunes the stream.
+    async fn event_upkeep(&self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.log_event_ms.max(50)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reported: HashMap<JobId, u64> = HashMap::new();
+        let mut last_prune = 0;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let now = self.clock.now();
+            self.log_events(&mut reported, now);
+            if self.events.written() > self.events.published() {
+                if let Err(e) = self.store.durable().await {
+                    warn!(error = %e, "cannot flush events");
+                }
+            }
+            if now.saturating_sub(last_prune) >= 60_000 {
+                last_prune = now;
+                match self.events.prune(
+                    self.cfg.events_keep,
+                    self.cfg.events_max_age_secs * 1000,
+                    now,
+                ) {
+                    Ok(0) => {}
+                    Ok(n) => info!(
+                        pruned = n,
+                        first = self.events.first_retained(),
+                        "events pruned"
+                    ),
+                    Err(e) => warn!(error = %e, "cannot prune events"),
+                }
+            }
+        }
+    }
+
+    /// One `job_log` event per running job whose log grew since the last.
+    fn log_events(&self, reported: &mut HashMap<JobId, u64>, now: u64) {
+        let live = self.logs.live_lengths();
+        reported.retain(|j, _| live.iter().any(|(l, _)| l == j));
+        for (job, len) in live {
+            if reported.get(&job).is_some_and(|&r| r >= len) || len == 0 {
+                continue;
+            }
+            let Ok(Some(j)) = self.store.get_job(job) else {
+                continue;
+            };
+            if j.state.is_final() {
+                continue;
+            }
+            let mut e = Event::new(EventKind::JobLog);
+            e.project = j.project;
+            e.build_id = j.build;
+            e.job_id = j.id;
+            e.job_number = j.number;
+            e.job_state = Some(j.state);
+            e.epoch = j.epoch;
+            e.log_len = len;
+            match self.store.record_event(e, now) {
+                Ok(()) => {
+                    reported.insert(job, len);
+                }
+                Err(err) => warn!(job_id = job, error = %err, "cannot record log growth"),
+            }
+        }
+    }
+
+    /// Waits for every tracked task (at most `limit`), then makes the
+    /// store durable one last time.
+    pub async fn stop(&self, limit: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(limit, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                left = self.tasks.len(),
+                "some tasks did not stop in time; stopping anyway"
+            );
+        }
+        if let Err(e) = self.store.durable().await {
+            warn!(error = %e, "last flush failed");
+        }
+    }
+}
