@@ -9,12 +9,17 @@ pub mod labels;
 pub mod lease;
 pub mod limits;
 pub mod logs;
+pub mod secret;
+pub mod shell;
+pub mod spec;
 pub mod state;
 pub mod travis;
 
 pub use clock::{Clock, FakeClock, Millis, SystemClock};
 pub use labels::Labels;
 pub use lease::{Lease, LeaseTable};
+pub use secret::Secret;
+pub use spec::JobSpec;
 pub use state::{BuildState, JobOutcome, JobState, TransitionError};
 
 /// Identifies a build; builds are numbered globally, in creation order.
