@@ -1,7 +1,6 @@
-//! Checking a job's commit out: a bare mirror per repository URL is kept as
-//! a cache and fetched before each job; the workspace is a local clone of
-//! it, detached at the job's commit, with the real URL as `origin`.
-//! Blocking (git2): run it on the blocking pool.
+//! git, through git2: a bare mirror per repository URL is kept as a cache
+//! and fetched before each job; the workspace is a local clone of it,
+//! detached at the job's commit, with the real URL as `origin`.
 
 use git2::build::{CheckoutBuilder, RepoBuilder};
 use git2::{Cred, FetchOptions, Oid, RemoteCallbacks, Repository};
@@ -9,27 +8,19 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-#[derive(Debug, thiserror::Error)]
-pub enum CheckoutError {
-    #[error("cannot fetch {url}: {msg}")]
-    Fetch { url: String, msg: String },
-    #[error("commit {0} is not in the repository")]
-    NoCommit(String),
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-}
+use super::{CheckoutError, Credentials, Vcs};
 
-pub struct Workspaces {
+/// Checkouts from git repositories, through a mirror per URL.
+pub struct Git {
     mirrors: PathBuf,
     /// Fetches into one mirror must not overlap.
     lock: Mutex<()>,
 }
 
-impl Workspaces {
-    pub fn new(mirrors: PathBuf) -> Workspaces {
-        Workspaces {
+impl Git {
+    /// Keeps its mirrors under `mirrors`.
+    pub fn new(mirrors: PathBuf) -> Git {
+        Git {
             mirrors,
             lock: Mutex::new(()),
         }
@@ -45,7 +36,7 @@ impl Workspaces {
         &self,
         url: &str,
         commit: Oid,
-        creds: Option<&(String, String)>,
+        creds: Option<&Credentials>,
     ) -> Result<PathBuf, CheckoutError> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.mirror_path(url);
@@ -82,24 +73,31 @@ impl Workspaces {
             let spec = format!("+{commit}:refs/kha/{commit}");
             let mut opts = FetchOptions::new();
             opts.remote_callbacks(callbacks(creds));
-            let _ = remote.fetch(&[spec.as_str()], Some(&mut opts), None);
-            repo.find_commit(commit)
-                .map_err(|_| CheckoutError::NoCommit(commit.to_string()))?;
+            let by_id = remote.fetch(&[spec.as_str()], Some(&mut opts), None);
+            if repo.find_commit(commit).is_err() {
+                if let Err(e) = by_id {
+                    tracing::debug!(url, %commit, error = %e.message(), "fetching the commit by id failed");
+                }
+                return Err(CheckoutError::NoRevision(commit.to_string()));
+            }
         }
         Ok(path)
     }
+}
 
-    /// Checks `commit` of `url` out into `dest` (which must not exist).
-    /// `creds` (user, password) are for a private repository; they are used
-    /// for the fetch only and never written into the workspace.
-    pub fn checkout(
+impl Vcs for Git {
+    fn kind(&self) -> &'static str {
+        "git"
+    }
+
+    fn checkout(
         &self,
         url: &str,
         commit: &str,
         dest: &Path,
-        creds: Option<&(String, String)>,
+        creds: Option<&Credentials>,
     ) -> Result<(), CheckoutError> {
-        let oid = Oid::from_str(commit).map_err(|_| CheckoutError::NoCommit(commit.into()))?;
+        let oid = Oid::from_str(commit).map_err(|_| CheckoutError::NoRevision(commit.into()))?;
         let mirror = self.mirror(url, oid, creds)?;
         let mirror_url = mirror.to_string_lossy().to_string();
         let repo = RepoBuilder::new()
@@ -123,7 +121,7 @@ impl Workspaces {
         }
         let c = repo
             .find_commit(oid)
-            .map_err(|_| CheckoutError::NoCommit(commit.into()))?;
+            .map_err(|_| CheckoutError::NoRevision(commit.into()))?;
         repo.checkout_tree(c.as_object(), Some(CheckoutBuilder::new().force()))?;
         repo.set_head_detached(oid)?;
         repo.remote_set_url("origin", url)
@@ -141,9 +139,13 @@ impl Workspaces {
 }
 
 /// Answers a remote's request for credentials, once.
-fn callbacks(creds: Option<&(String, String)>) -> RemoteCallbacks<'static> {
+fn callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'static> {
     let mut cb = RemoteCallbacks::new();
-    if let Some((user, pass)) = creds.cloned() {
+    if let Some(Credentials {
+        username: user,
+        password,
+    }) = creds.cloned()
+    {
         let mut tries = 0;
         cb.credentials(move |_url, _user, _allowed| {
             tries += 1;
@@ -152,8 +154,17 @@ fn callbacks(creds: Option<&(String, String)>) -> RemoteCallbacks<'static> {
                     "the repository refused the credentials",
                 ));
             }
-            Cred::userpass_plaintext(&user, &pass)
+            Cred::userpass_plaintext(&user, password.expose())
         });
     }
     cb
+}
+
+impl From<git2::Error> for CheckoutError {
+    fn from(e: git2::Error) -> CheckoutError {
+        CheckoutError::Vcs {
+            vcs: "git",
+            msg: e.to_string(),
+        }
+    }
 }
