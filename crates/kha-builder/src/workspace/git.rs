@@ -168,3 +168,55 @@ impl From<git2::Error> for CheckoutError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository with one commit holding `file`; returns its id.
+    fn repo_with_commit(dir: &Path) -> String {
+        let repo = Repository::init(dir).unwrap();
+        std::fs::write(dir.join("file"), "hello\n").unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("file")).unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.invalid").unwrap();
+        repo.commit(Some("HEAD"), &sig, &sig, "one", &tree, &[])
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn checks_a_commit_out_through_the_vcs_seam() {
+        let d = tempfile::tempdir().unwrap();
+        let origin = d.path().join("origin");
+        let commit = repo_with_commit(&origin);
+        let url = origin.to_string_lossy().to_string();
+        let vcs: &dyn Vcs = &Git::new(d.path().join("mirrors"));
+        assert_eq!(vcs.kind(), "git");
+
+        let dest = d.path().join("ws");
+        vcs.checkout(&url, &commit, &dest, None).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dest.join("file")).unwrap(),
+            "hello\n"
+        );
+        let ws = Repository::open(&dest).unwrap();
+        assert!(ws.head_detached().unwrap());
+        assert_eq!(ws.head().unwrap().target().unwrap().to_string(), commit);
+        assert_eq!(ws.find_remote("origin").unwrap().url(), Some(url.as_str()));
+
+        let missing = "0123456789012345678901234567890123456789";
+        let err = vcs
+            .checkout(&url, missing, &d.path().join("ws2"), None)
+            .unwrap_err();
+        assert!(
+            matches!(err, CheckoutError::NoRevision(ref c) if c == missing),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("commit {missing} is not in the repository")
+        );
+    }
+}

@@ -243,14 +243,21 @@ pub(super) fn run_tool(
             Ok(Some(status)) => {
                 let mut out = String::new();
                 if let Some(mut stdout) = child.stdout.take() {
-                    let _ = stdout.read_to_string(&mut out);
+                    if let Err(e) = stdout.read_to_string(&mut out) {
+                        tracing::debug!(program, error = %e, "cannot read the tool's output");
+                    }
                 }
                 return Some((status, out));
             }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             _ => {
-                let _ = child.kill();
-                let _ = child.wait();
+                // Timed out: kill and reap it (it may have just exited).
+                if let Err(e) = child.kill() {
+                    tracing::debug!(program, error = %e, "cannot kill the tool");
+                }
+                if let Err(e) = child.wait() {
+                    tracing::debug!(program, error = %e, "cannot reap the tool");
+                }
                 return None;
             }
         }
