@@ -14,17 +14,13 @@
 //! Untrusted values (branch names, commit ids) are single-quoted; commands
 //! and `env` lines are the project's own shell code and run as such.
 
+use kha_core::shell::quote as sh_quote;
 use kha_core::travis::Phases;
 
 /// Exit codes of the driver.
 pub const EXIT_PASSED: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_ERRORED: i32 = 2;
-
-/// Quotes a string for POSIX sh.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
 
 pub struct DriverInput<'a> {
     pub phases: &'a Phases,
@@ -244,10 +240,5 @@ mod tests {
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("\nsub\nfrom_before 1 two words\n"), "{out}");
         assert!(out.ends_with("it's; $(x)\n"), "{out}");
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
     }
 }

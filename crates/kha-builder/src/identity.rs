@@ -2,6 +2,7 @@
 //! file in the data dir so the builder stays the same builder across
 //! restarts.
 
+use kha_core::Secret;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::Write;
@@ -11,7 +12,7 @@ use std::path::Path;
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Identity {
     pub builder_id: String,
-    pub secret: String,
+    pub secret: Secret,
 }
 
 impl fmt::Debug for Identity {
@@ -44,9 +45,9 @@ impl Identity {
         std::fs::rename(tmp, dir.join("identity.json"))
     }
 
-    /// The value of the `authorization` metadata.
-    pub fn bearer(&self) -> String {
-        format!("Bearer {}:{}", self.builder_id, self.secret)
+    /// The bearer token this builder authenticates with: `<id>:<secret>`.
+    pub fn token(&self) -> Secret {
+        Secret::new(format!("{}:{}", self.builder_id, self.secret.expose()))
     }
 }
 
@@ -61,7 +62,7 @@ mod tests {
         assert!(Identity::load(d.path()).unwrap().is_none());
         let id = Identity {
             builder_id: "b-1".into(),
-            secret: "s".into(),
+            secret: "s3cret".into(),
         };
         id.save(d.path()).unwrap();
         let mode = std::fs::metadata(d.path().join("identity.json"))
@@ -69,7 +70,13 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(Identity::load(d.path()).unwrap().unwrap().builder_id, "b-1");
-        assert!(!format!("{id:?}").contains('s') || !format!("{id:?}").contains("\"s\""));
+        let back = Identity::load(d.path()).unwrap().unwrap();
+        assert_eq!(back.builder_id, "b-1");
+        assert_eq!(back.secret.expose(), "s3cret");
+        // The file format is the plain string, as before secrets had a type.
+        let text = std::fs::read_to_string(d.path().join("identity.json")).unwrap();
+        assert!(text.contains("\"secret\":\"s3cret\""), "{text}");
+        assert!(!format!("{id:?}").contains("s3cret"));
+        assert_eq!(id.token().expose(), "b-1:s3cret");
     }
 }

@@ -4,6 +4,7 @@
 //! by default) with a generated driver script (`driver`), and ships their
 //! logs back from an on-disk spool (`logs`).
 
+pub mod backoff;
 pub mod config;
 pub mod driver;
 pub mod executor;
@@ -19,67 +20,75 @@ use config::Config;
 use executor::Executor;
 use identity::Identity;
 use job::{JobHandle, StopReason};
+use kha_core::{JobId, Secret};
 use kha_proto::agent::agent_service_client::AgentServiceClient;
 use kha_proto::agent::RegisterRequest;
+use kha_proto::client::{AuthChannel, BearerAuth};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use task::Tasks;
 use tokio::sync::{mpsc, Notify};
 use tonic::transport::Channel;
-use tracing::info;
+use tracing::{info, warn};
+
+/// The agent service client every call after enrolment goes through: each
+/// call carries this builder's bearer token.
+pub type AgentClient = AgentServiceClient<AuthChannel>;
+
+/// How long a builder that exits with jobs still on it (a third signal, a
+/// refusal) lets them stop, remove their containers and report, before it
+/// aborts them; an aborted job's container is removed at the next start.
+pub const EXIT_GRACE: Duration = Duration::from_secs(3);
+
+/// The log limits the control node sets in its Welcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Largest chunk of a `StreamLogs` message.
+    pub max_chunk: usize,
+    /// A job's log is cut here.
+    pub cap: u64,
+}
 
 /// What the session and the job tasks share.
 pub struct Shared {
     pub cfg: Config,
     pub identity: Identity,
-    pub client: AgentServiceClient<Channel>,
+    pub client: AgentClient,
     pub executor: Arc<dyn Executor>,
-    pub workspaces: Arc<workspace::Workspaces>,
+    pub vcs: Arc<dyn workspace::Vcs>,
     pub labels: Vec<String>,
-    jobs: Mutex<HashMap<u64, JobHandle>>,
-    limits: Mutex<(usize, u64)>,
+    jobs: Mutex<HashMap<JobId, JobHandle>>,
+    limits: Mutex<LogLimits>,
+    /// The job tasks: awaited when the builder exits.
+    pub tasks: Tasks,
     /// Woken when a job ends (a slot is free again).
     pub wake: Notify,
 }
 
 impl Shared {
-    pub fn jobs(&self) -> MutexGuard<'_, HashMap<u64, JobHandle>> {
+    pub fn jobs(&self) -> MutexGuard<'_, HashMap<JobId, JobHandle>> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn running(&self) -> Vec<(u64, u64)> {
+    pub fn running(&self) -> Vec<(JobId, u64)> {
         let mut v: Vec<_> = self.jobs().iter().map(|(j, h)| (*j, h.epoch)).collect();
         v.sort_unstable();
         v
     }
 
-    pub fn limits(&self) -> (usize, u64) {
+    pub fn limits(&self) -> LogLimits {
         *self.limits.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn set_limits(&self, max_chunk: usize, cap: u64) {
         let max_chunk = max_chunk.clamp(4096, kha_core::limits::MAX_CHUNK_BYTES);
-        *self.limits.lock().unwrap_or_else(|p| p.into_inner()) = (max_chunk, cap);
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner()) = LogLimits { max_chunk, cap };
     }
 
-    pub fn job_done(&self, job: u64) {
+    pub fn job_done(&self, job: JobId) {
         self.jobs().remove(&job);
         self.wake.notify_one();
-    }
-
-    /// The grace a stopping run gets (from the control node's Cancel).
-    pub fn stop_grace(&self, run: &executor::JobRun) -> Duration {
-        let job: Option<u64> = run.name.split('-').nth(1).and_then(|s| s.parse().ok());
-        let reason = job.and_then(|j| {
-            self.jobs()
-                .get(&j)
-                .and_then(|h| h.reason.lock().ok().and_then(|r| *r))
-        });
-        match reason {
-            Some(StopReason::Canceled { grace_ms }) => Duration::from_millis(grace_ms),
-            Some(StopReason::Shutdown) => Duration::from_secs(5),
-            _ => Duration::ZERO,
-        }
     }
 }
 
@@ -96,24 +105,34 @@ pub fn channel(cfg: &Config) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
-pub fn client(ch: Channel) -> AgentServiceClient<Channel> {
+/// A client for enrolment, the one call made without a token.
+pub fn anonymous_client(ch: Channel) -> AgentServiceClient<Channel> {
     AgentServiceClient::new(ch)
         .max_decoding_message_size(kha_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(kha_proto::MAX_MESSAGE_BYTES)
 }
 
+/// A client whose every call carries `identity`'s token.
+pub fn client(ch: Channel, identity: &Identity) -> anyhow::Result<AgentClient> {
+    let auth = BearerAuth::new(identity.token().expose())
+        .map_err(|e| anyhow::anyhow!("the builder identity cannot be used: {e}"))?;
+    Ok(AgentServiceClient::with_interceptor(ch, auth)
+        .max_decoding_message_size(kha_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(kha_proto::MAX_MESSAGE_BYTES))
+}
+
 /// Loads the builder's identity, enrolling with `token` the first time.
-pub async fn identity(cfg: &Config, token: Option<&str>) -> anyhow::Result<Identity> {
+pub async fn identity(cfg: &Config, token: Option<&Secret>) -> anyhow::Result<Identity> {
     if let Some(id) = Identity::load(&cfg.data_dir).context("reading the builder identity")? {
         return Ok(id);
     }
     let token = token.ok_or_else(|| {
         anyhow::anyhow!("this builder is not enrolled yet: pass --token with an enrolment token (`kha builder token create` on the control node)")
     })?;
-    let mut c = client(channel(cfg)?);
+    let mut c = anonymous_client(channel(cfg)?);
     let r = c
         .register(RegisterRequest {
-            enrolment_token: token.to_string(),
+            enrolment_token: token.expose().to_owned(),
             name: cfg.name.clone(),
         })
         .await
@@ -121,7 +140,7 @@ pub async fn identity(cfg: &Config, token: Option<&str>) -> anyhow::Result<Ident
         .into_inner();
     let id = Identity {
         builder_id: r.builder_id,
-        secret: r.secret,
+        secret: Secret::from(r.secret),
     };
     id.save(&cfg.data_dir)
         .context("saving the builder identity")?;
@@ -132,7 +151,7 @@ pub async fn identity(cfg: &Config, token: Option<&str>) -> anyhow::Result<Ident
 /// Runs the builder until it is drained (or refused).
 pub async fn run(
     cfg: Config,
-    token: Option<String>,
+    token: Option<Secret>,
     executor: Arc<dyn Executor>,
     protocol_major: u32,
     signals: mpsc::Receiver<()>,
@@ -141,7 +160,7 @@ pub async fn run(
         let p = cfg.data_dir.join(d);
         if d != "mirrors" {
             // Whatever is there belongs to jobs of an earlier life: gone.
-            let _ = std::fs::remove_dir_all(&p);
+            remove_dir(&p).with_context(|| format!("removing {}", p.display()))?;
         }
         std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
     }
@@ -150,7 +169,7 @@ pub async fn run(
     if n > 0 {
         info!(count = n, "removed leftover containers");
     }
-    let identity = identity(&cfg, token.as_deref()).await?;
+    let identity = identity(&cfg, token.as_ref()).await?;
     let mut labels = vec![
         format!("os={}", std::env::consts::OS),
         format!("arch={}", std::env::consts::ARCH),
@@ -158,21 +177,43 @@ pub async fn run(
     labels.extend(executor.labels());
     labels.extend(cfg.labels.iter().cloned());
     let shared = Arc::new(Shared {
-        client: client(channel(&cfg)?),
-        workspaces: Arc::new(workspace::Workspaces::new(cfg.data_dir.join("mirrors"))),
+        client: client(channel(&cfg)?, &identity)?,
+        vcs: Arc::new(workspace::Git::new(cfg.data_dir.join("mirrors"))),
         identity,
         executor,
         labels,
         jobs: Mutex::new(HashMap::new()),
-        limits: Mutex::new((
-            kha_core::limits::MAX_CHUNK_BYTES,
-            kha_core::limits::DEFAULT_LOG_CAP_BYTES,
-        )),
+        limits: Mutex::new(LogLimits {
+            max_chunk: kha_core::limits::MAX_CHUNK_BYTES,
+            cap: kha_core::limits::DEFAULT_LOG_CAP_BYTES,
+        }),
+        tasks: Tasks::new(),
         wake: Notify::new(),
         cfg,
     });
     info!(builder_id = %shared.identity.builder_id, executor = shared.executor.kind(), slots = shared.cfg.slots, labels = ?shared.labels, "builder starting");
-    session::run(shared, protocol_major, signals).await?;
+    let ended = session::run(shared.clone(), protocol_major, signals).await;
+    // Jobs still here (an exit at once, a refusal) stop as at shutdown:
+    // they report infrastructure trouble so they run again elsewhere.
+    for h in shared.jobs().values() {
+        h.stop(StopReason::Shutdown);
+    }
+    let aborted = shared.tasks.shutdown(EXIT_GRACE).await;
+    if aborted > 0 {
+        warn!(
+            jobs = aborted,
+            "jobs did not stop in time; their containers are removed at the next start"
+        );
+    }
+    ended?;
     info!("builder stopped");
     Ok(())
+}
+
+/// Removes a directory tree; fine if it is not there.
+pub fn remove_dir(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }

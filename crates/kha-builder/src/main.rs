@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kha_builder::config::{Config, ExecutorKind};
 use kha_builder::executor::{host::HostExecutor, lxc, Executor};
+use kha_core::Secret;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -148,21 +149,24 @@ async fn main() -> anyhow::Result<()> {
     if matches!(args.cmd, Some(Cmd::Cleanup)) {
         let n = executor.cleanup_leftovers()?;
         for d in ["work", "scratch", "spool"] {
-            let _ = std::fs::remove_dir_all(cfg.data_dir.join(d));
+            let p = cfg.data_dir.join(d);
+            kha_builder::remove_dir(&p).with_context(|| format!("removing {}", p.display()))?;
         }
         println!("removed {n} leftover container(s)");
         return Ok(());
     }
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        let Ok(mut int) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        else {
-            return;
+    let signals = kha_builder::task::spawn("signals", async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (mut term, mut int) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(t), Ok(i)) => (t, i),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT; stopping the builder");
+                return;
+            }
         };
         loop {
             tokio::select! {
@@ -174,5 +178,19 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     });
-    kha_builder::run(cfg, args.token, executor, args.protocol_major, rx).await
+    let result = kha_builder::run(
+        cfg,
+        args.token.map(Secret::from),
+        executor,
+        args.protocol_major,
+        rx,
+    )
+    .await;
+    signals.abort();
+    if let Err(e) = signals.await {
+        if e.is_panic() {
+            tracing::warn!(error = %e, "the signal task panicked");
+        }
+    }
+    result
 }

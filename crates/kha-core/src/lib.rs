@@ -10,6 +10,9 @@ pub mod labels;
 pub mod lease;
 pub mod limits;
 pub mod logs;
+pub mod secret;
+pub mod shell;
+pub mod spec;
 pub mod state;
 pub mod travis;
 pub mod view;
@@ -18,6 +21,8 @@ pub use clock::{Clock, FakeClock, Millis, SystemClock};
 pub use event::{Event, EventFilter, EventKind};
 pub use labels::Labels;
 pub use lease::{Lease, LeaseTable};
+pub use secret::Secret;
+pub use spec::JobSpec;
 pub use state::{BuildState, JobOutcome, JobState, TransitionError};
 
 /// Identifies a build; builds are numbered globally, in creation order.

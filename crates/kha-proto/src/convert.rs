@@ -32,6 +32,42 @@ impl TryFrom<Outcome> for JobOutcome {
     }
 }
 
+impl From<kha_core::JobSpec> for agent::JobSpec {
+    fn from(s: kha_core::JobSpec) -> Self {
+        let mut wire = agent::JobSpec {
+            build_id: s.build_id,
+            number: s.number,
+            project: s.project,
+            repo_url: s.repo_url,
+            branch: s.branch,
+            commit: s.commit,
+            env: s.env,
+            timeout_secs: s.timeout_secs,
+            image: s.image,
+            ..Default::default()
+        };
+        wire.set_phases(s.phases);
+        wire
+    }
+}
+
+impl From<agent::JobSpec> for kha_core::JobSpec {
+    fn from(w: agent::JobSpec) -> Self {
+        kha_core::JobSpec {
+            phases: w.phases(),
+            build_id: w.build_id,
+            number: w.number,
+            project: w.project,
+            repo_url: w.repo_url,
+            branch: w.branch,
+            commit: w.commit,
+            env: w.env,
+            timeout_secs: w.timeout_secs,
+            image: w.image,
+        }
+    }
+}
+
 impl agent::JobSpec {
     /// The phases carried by a job spec.
     pub fn phases(&self) -> Phases {
@@ -75,5 +111,43 @@ mod tests {
             assert_eq!(JobOutcome::try_from(Outcome::from(o)), Ok(o));
         }
         assert!(JobOutcome::try_from(Outcome::Unspecified).is_err());
+    }
+
+    #[test]
+    fn job_specs_round_trip() {
+        let spec = kha_core::JobSpec {
+            build_id: 12,
+            number: 3,
+            project: "demo".into(),
+            repo_url: "https://example.invalid/demo.git".into(),
+            branch: "main".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            phases: Phases {
+                before_install: vec!["a".into()],
+                install: vec!["b".into(), "b2".into()],
+                before_script: vec!["c".into()],
+                script: vec!["d".into()],
+                after_success: vec!["e".into()],
+                after_failure: vec!["f".into()],
+                after_script: vec!["g".into()],
+            },
+            env: vec!["A=1 B=\"two words\"".into()],
+            timeout_secs: 600,
+            image: "erlang-26".into(),
+        };
+        let wire = agent::JobSpec::from(spec.clone());
+        assert_eq!(wire.install, ["b", "b2"]);
+        assert_eq!(wire.after_script, ["g"]);
+        assert_eq!(wire.image, "erlang-26");
+        assert_eq!(kha_core::JobSpec::from(wire.clone()), spec);
+        assert_eq!(
+            agent::JobSpec::from(kha_core::JobSpec::from(wire.clone())),
+            wire
+        );
+        let empty = agent::JobSpec::default();
+        assert_eq!(
+            agent::JobSpec::from(kha_core::JobSpec::from(empty.clone())),
+            empty
+        );
     }
 }

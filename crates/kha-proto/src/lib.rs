@@ -12,6 +12,7 @@ pub mod admin {
     tonic::include_proto!("kha.admin.v1");
 }
 
+pub mod client;
 pub mod convert;
 pub mod views;
 

@@ -59,6 +59,12 @@ pub trait Executor: Send + Sync + 'static {
     /// called whatever happened.
     fn cleanup(&self, run: &JobRun) -> Result<(), ExecError>;
 
+    /// Why a run's command ended before the driver started, from the
+    /// executor's own records (lxc's log), for the job's log.
+    fn diagnose(&self, _run: &JobRun) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Removes leftovers of runs from an earlier life of this builder
     /// (a crash, a kill -9). Returns how many it removed. Blocking.
     fn cleanup_leftovers(&self) -> Result<usize, ExecError>;

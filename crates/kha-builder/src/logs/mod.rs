@@ -4,19 +4,20 @@
 //! control node goes away: the shipper reconnects and resends from the
 //! control node's committed offset.
 
+use crate::backoff::Backoff;
+use crate::AgentClient;
 use kha_core::limits::TRUNCATION_MARKER;
-use kha_proto::agent::agent_service_client::AgentServiceClient;
+use kha_core::{Epoch, JobId};
 use kha_proto::agent::LogChunk;
 use sha2::{Digest, Sha256};
 use std::io::{SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 /// What the shipper watches: bytes written so far, and whether the job's
@@ -108,116 +109,126 @@ pub enum ShipError {
     Canceled,
 }
 
-/// Ships the spool to the control node until all of it is acknowledged.
-#[allow(clippy::too_many_arguments)]
-pub async fn ship(
-    client: AgentServiceClient<Channel>,
-    bearer: String,
-    job_id: u64,
-    epoch: u64,
-    spool: PathBuf,
-    mut written: Written,
-    acked: Arc<AtomicU64>,
-    max_chunk: usize,
-    stop: tokio_util::sync::CancellationToken,
-) -> Result<(), ShipError> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let (len, done) = *written.borrow();
-        if done && acked.load(Ordering::SeqCst) >= len {
-            return Ok(());
-        }
-        if stop.is_cancelled() {
-            return Err(ShipError::Canceled);
-        }
-        match ship_once(
-            &client,
-            &bearer,
-            job_id,
-            epoch,
-            &spool,
-            &mut written,
-            &acked,
-            max_chunk,
-            &stop,
-        )
-        .await
-        {
-            Ok(()) => return Ok(()),
-            Err(Some(e)) => return Err(e),
-            Err(None) => {
-                debug!(job_id, "log stream broke; resending from the last ack");
-                tokio::select! {
-                    _ = stop.cancelled() => return Err(ShipError::Canceled),
-                    _ = tokio::time::sleep(jitter(backoff)) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
+/// The spool of a running job, shared by the code that writes the job's
+/// output and kha's own notes into it; taken (finished) once the job ends.
+#[derive(Clone)]
+pub struct SharedSpool(Arc<Mutex<Option<Spool>>>);
+
+impl SharedSpool {
+    pub fn new(spool: Spool) -> SharedSpool {
+        SharedSpool(Arc::new(Mutex::new(Some(spool))))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Spool) -> T) -> Option<T> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_mut().map(f)
+    }
+
+    /// Appends the job's output (blocking). Output after `finish` is
+    /// dropped.
+    pub fn write(&self, data: &[u8]) -> std::io::Result<()> {
+        self.with(|s| s.write(data)).unwrap_or(Ok(()))
+    }
+
+    /// Appends a line from kha itself.
+    pub fn note(&self, line: &str) {
+        self.with(|s| s.note(line));
+    }
+
+    /// Marks the output complete: its length and SHA-256 (hex); `None` if
+    /// it was finished already.
+    pub fn finish(&self) -> Option<(u64, String)> {
+        let spool = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        spool.map(Spool::finish)
     }
 }
 
-/// Backoff with ±50 % jitter, so builders do not return in lockstep.
-pub fn jitter(d: Duration) -> Duration {
-    let f: f64 = 0.5 + rand::random::<f64>();
-    d.mul_f64(f)
+/// Ships one job's spool to the control node until all of it is
+/// acknowledged, over as many `StreamLogs` calls as it takes.
+pub struct Shipper {
+    pub client: AgentClient,
+    pub job_id: JobId,
+    pub epoch: Epoch,
+    /// The spool file.
+    pub spool: PathBuf,
+    pub written: Written,
+    /// The control node's committed offset, shared with the session (which
+    /// reports it in Hello after a reconnect).
+    pub acked: Arc<AtomicU64>,
+    pub max_chunk: usize,
+    /// Stops shipping (the job's lease is gone).
+    pub stop: CancellationToken,
 }
 
-/// One `StreamLogs` call. `Err(None)`: try again; `Err(Some)`: give up.
-#[allow(clippy::too_many_arguments)]
-async fn ship_once(
-    client: &AgentServiceClient<Channel>,
-    bearer: &str,
-    job_id: u64,
-    epoch: u64,
-    spool: &std::path::Path,
-    written: &mut Written,
-    acked: &AtomicU64,
-    max_chunk: usize,
-    stop: &tokio_util::sync::CancellationToken,
-) -> Result<(), Option<ShipError>> {
-    let (tx, rx) = mpsc::channel::<LogChunk>(4);
-    let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    if let Ok(v) = bearer.parse() {
-        req.metadata_mut().insert("authorization", v);
-    }
-    let mut client = client.clone();
-    let mut acks = match client.stream_logs(req).await {
-        Ok(r) => r.into_inner(),
-        Err(s) => return Err(classify(s)),
-    };
-    let mut file = tokio::fs::File::open(spool).await.map_err(|_| None)?;
-    let mut pos = acked.load(Ordering::SeqCst);
-    let mut buf = vec![0u8; max_chunk];
-    loop {
-        let (len, done) = *written.borrow_and_update();
-        if done && acked.load(Ordering::SeqCst) >= len {
-            return Ok(());
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return Err(Some(ShipError::Canceled)),
-            permit = tx.reserve(), if pos < len => {
-                let Ok(permit) = permit else { return Err(None) };
-                let want = ((len - pos) as usize).min(max_chunk);
-                file.seek(SeekFrom::Start(pos)).await.map_err(|_| None)?;
-                let n = file.read(&mut buf[..want]).await.map_err(|_| None)?;
-                if n == 0 {
-                    continue;
-                }
-                permit.send(LogChunk { job_id, epoch, offset: pos, data: buf[..n].to_vec() });
-                pos += n as u64;
+impl Shipper {
+    pub async fn run(mut self) -> Result<(), ShipError> {
+        let mut backoff = Backoff::call();
+        loop {
+            let (len, done) = *self.written.borrow();
+            if done && self.acked.load(Ordering::SeqCst) >= len {
+                return Ok(());
             }
-            ack = acks.message() => match ack {
-                Ok(Some(a)) => {
-                    acked.fetch_max(a.committed_offset, Ordering::SeqCst);
-                    if a.committed_offset > pos {
-                        pos = a.committed_offset;
+            if self.stop.is_cancelled() {
+                return Err(ShipError::Canceled);
+            }
+            match self.once().await {
+                Ok(()) => return Ok(()),
+                Err(Some(e)) => return Err(e),
+                Err(None) => {
+                    debug!(
+                        job_id = self.job_id,
+                        "log stream broke; resending from the last ack"
+                    );
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return Err(ShipError::Canceled),
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                 }
-                Ok(None) => return Err(None),
-                Err(s) => return Err(classify(s)),
-            },
-            _ = written.changed(), if pos >= len => {}
+            }
+        }
+    }
+
+    /// One `StreamLogs` call. `Err(None)`: try again; `Err(Some)`: give up.
+    async fn once(&mut self) -> Result<(), Option<ShipError>> {
+        let (job_id, epoch, max_chunk) = (self.job_id, self.epoch, self.max_chunk);
+        let (tx, rx) = mpsc::channel::<LogChunk>(4);
+        let mut acks = match self.client.stream_logs(ReceiverStream::new(rx)).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return Err(classify(s)),
+        };
+        let mut file = tokio::fs::File::open(&self.spool).await.map_err(|_| None)?;
+        let mut pos = self.acked.load(Ordering::SeqCst);
+        let mut buf = vec![0u8; max_chunk];
+        loop {
+            let (len, done) = *self.written.borrow_and_update();
+            if done && self.acked.load(Ordering::SeqCst) >= len {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return Err(Some(ShipError::Canceled)),
+                permit = tx.reserve(), if pos < len => {
+                    let Ok(permit) = permit else { return Err(None) };
+                    let want = ((len - pos) as usize).min(max_chunk);
+                    file.seek(SeekFrom::Start(pos)).await.map_err(|_| None)?;
+                    let n = file.read(&mut buf[..want]).await.map_err(|_| None)?;
+                    if n == 0 {
+                        continue;
+                    }
+                    permit.send(LogChunk { job_id, epoch, offset: pos, data: buf[..n].to_vec() });
+                    pos += n as u64;
+                }
+                ack = acks.message() => match ack {
+                    Ok(Some(a)) => {
+                        self.acked.fetch_max(a.committed_offset, Ordering::SeqCst);
+                        if a.committed_offset > pos {
+                            pos = a.committed_offset;
+                        }
+                    }
+                    Ok(None) => return Err(None),
+                    Err(s) => return Err(classify(s)),
+                },
+                _ = self.written.changed(), if pos >= len => {}
+            }
         }
     }
 }

@@ -3,18 +3,18 @@
 //! running while the session is down; the next Hello lists them and the
 //! control node says which to keep.
 
-use crate::job::{self, JobHandle, StopReason};
-use crate::logs::jitter;
+use crate::backoff::{jitter, Backoff};
+use crate::job::{Job, JobControl, JobHandle, StopReason};
+use crate::workspace::Credentials;
 use crate::Shared;
-use kha_core::PROTOCOL_MINOR;
+use kha_core::{Epoch, JobId, PROTOCOL_MINOR};
 use kha_proto::agent::{builder_message::Msg as B, control_message::Msg as C, *};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// What ends a session.
@@ -34,8 +34,8 @@ pub struct Refused(pub String);
 pub struct Local {
     pub sigterms: u32,
     pub draining: bool,
-    /// Offers accepted but not yet granted.
-    offered: HashMap<u64, (u64, JobSpec)>,
+    /// Offers accepted but not yet granted: their epoch and spec.
+    offered: HashMap<JobId, (Epoch, kha_core::JobSpec)>,
 }
 
 impl Local {
@@ -62,7 +62,7 @@ pub async fn run(
     mut signals: mpsc::Receiver<()>,
 ) -> Result<(), Refused> {
     let mut local = Local::new();
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::session();
     loop {
         match once(
             &shared,
@@ -122,13 +122,9 @@ async fn once(
     major: u32,
     local: &mut Local,
     signals: &mut mpsc::Receiver<()>,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Result<End, Refused> {
-    let retry = |b: &mut Duration| {
-        let d = jitter(*b);
-        *b = (*b * 2).min(Duration::from_secs(5));
-        End::Reconnect(d)
-    };
+    let retry = |b: &mut Backoff| End::Reconnect(b.next_delay());
     let (tx, rx) = mpsc::channel::<BuilderMessage>(64);
     let running: Vec<RunningJob> = shared
         .jobs()
@@ -136,7 +132,7 @@ async fn once(
         .map(|(&job_id, h)| RunningJob {
             job_id,
             epoch: h.epoch,
-            committed_offset: h.acked.load(Ordering::SeqCst),
+            committed_offset: h.control.acked.load(Ordering::SeqCst),
         })
         .collect();
     let hello = Hello {
@@ -151,13 +147,12 @@ async fn once(
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     // Hello goes in before the call: the call returns only once the
-    // control node answers, and it answers only after Hello.
-    let _ = tx.send(msg(B::Hello(hello))).await;
-    let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    if let Ok(v) = shared.identity.bearer().parse() {
-        req.metadata_mut().insert("authorization", v);
+    // control node answers, and it answers only after Hello. The channel
+    // is new and has room, so this cannot fail.
+    if tx.try_send(msg(B::Hello(hello))).is_err() {
+        return Ok(retry(backoff));
     }
-    let mut inbound = match shared.client.clone().session(req).await {
+    let mut inbound = match shared.client.clone().session(ReceiverStream::new(rx)).await {
         Ok(r) => r.into_inner(),
         Err(s) => {
             return match s.code() {
@@ -185,7 +180,7 @@ async fn once(
             }
         }
     };
-    *backoff = Duration::from_millis(200);
+    backoff.reset();
     shared.set_limits(welcome.max_chunk_bytes as usize, welcome.log_cap_bytes);
     for v in &welcome.verdicts {
         if !v.keep {
@@ -230,8 +225,8 @@ async fn once(
                 match m {
                     C::Welcome(_) => {}
                     C::Offer(o) => {
-                        let spec = o.spec.unwrap_or_default();
-                        let image_label = format!("image={}", if spec.image.is_empty() { "default" } else { &spec.image });
+                        let spec = kha_core::JobSpec::from(o.spec.unwrap_or_default());
+                        let image_label = format!("image={}", spec.image());
                         if local.draining {
                             send(B::Reject(Reject { job_id: o.job_id, epoch: o.epoch, reason: "draining".into() }));
                         } else if free(shared, local) == 0 {
@@ -320,35 +315,27 @@ fn free(shared: &Shared, local: &Local) -> u32 {
         .saturating_sub((shared.jobs().len() + local.offered.len()) as u32)
 }
 
+/// Starts a granted job as a task of its own, owned by `shared.tasks`.
 fn start(
     shared: &Arc<Shared>,
-    job_id: u64,
-    epoch: u64,
-    spec: JobSpec,
+    job_id: JobId,
+    epoch: Epoch,
+    spec: kha_core::JobSpec,
     creds: Option<GitCredentials>,
 ) {
-    let acked = Arc::new(AtomicU64::new(0));
-    let stop = CancellationToken::new();
-    let reason = Arc::new(Mutex::new(None));
+    let control = JobControl::new();
     shared.jobs().insert(
         job_id,
         JobHandle {
             epoch,
-            acked: acked.clone(),
-            stop: stop.clone(),
-            reason: reason.clone(),
+            control: control.clone(),
         },
     );
     info!(job_id, epoch, project = %spec.project, commit = %spec.commit, "job granted");
-    crate::task::spawn(
-        "job",
-        job::run(
-            shared.clone(),
-            job_id,
-            epoch,
-            spec,
-            creds,
-            (acked, stop, reason),
-        ),
-    );
+    let creds = creds.map(|c| Credentials {
+        username: c.username,
+        password: c.password.into(),
+    });
+    let job = Job::new(shared.clone(), job_id, epoch, spec, creds, control);
+    shared.tasks.spawn("job", job.run());
 }

@@ -1,159 +1,59 @@
-//! Checking a job's commit out: a bare mirror per repository URL is kept as
-//! a cache and fetched before each job; the workspace is a local clone of
-//! it, detached at the job's commit, with the real URL as `origin`.
-//! Blocking (git2): run it on the blocking pool.
+//! Workspaces: checking a job's revision out into the directory the job
+//! runs in. The version control system is a seam ([`Vcs`]) with git
+//! (`git.rs`) as its one implementation; whatever the system, the
+//! workspace holds the checkout and nothing of the credentials used to
+//! fetch it. Blocking: run checkouts on the blocking pool.
 
-use git2::build::{CheckoutBuilder, RepoBuilder};
-use git2::{Cred, FetchOptions, Oid, RemoteCallbacks, Repository};
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+pub mod git;
+
+pub use git::Git;
+
+use kha_core::Secret;
+use std::fmt;
+use std::path::Path;
+
+/// Credentials for a private repository (from the job's grant). Used for
+/// fetching only: never written into the workspace, passed to the job, or
+/// logged (the password is a [`Secret`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials({}, {:?})", self.username, self.password)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
     #[error("cannot fetch {url}: {msg}")]
     Fetch { url: String, msg: String },
     #[error("commit {0} is not in the repository")]
-    NoCommit(String),
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    NoRevision(String),
+    /// Any other failure of the version control system.
+    #[error("{vcs}: {msg}")]
+    Vcs { vcs: &'static str, msg: String },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
 
-pub struct Workspaces {
-    mirrors: PathBuf,
-    /// Fetches into one mirror must not overlap.
-    lock: Mutex<()>,
-}
+/// A version control system a job's code can come from.
+pub trait Vcs: Send + Sync + 'static {
+    /// Its name ("git").
+    fn kind(&self) -> &'static str;
 
-impl Workspaces {
-    pub fn new(mirrors: PathBuf) -> Workspaces {
-        Workspaces {
-            mirrors,
-            lock: Mutex::new(()),
-        }
-    }
-
-    fn mirror_path(&self, url: &str) -> PathBuf {
-        let h = hex::encode(Sha256::digest(url.as_bytes()));
-        self.mirrors.join(format!("{}.git", &h[..16]))
-    }
-
-    /// Brings the mirror of `url` up to date enough to contain `commit`.
-    fn mirror(
+    /// Fetches `revision` (a commit id, a revision number: whatever names
+    /// one exact state in this system) of the repository at `url` and
+    /// checks it out into `dest`, which must not exist. `creds` are for a
+    /// private repository. Blocking.
+    fn checkout(
         &self,
         url: &str,
-        commit: Oid,
-        creds: Option<&(String, String)>,
-    ) -> Result<PathBuf, CheckoutError> {
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let path = self.mirror_path(url);
-        let repo = match Repository::open_bare(&path) {
-            Ok(r) => r,
-            Err(_) => {
-                std::fs::create_dir_all(&path)?;
-                Repository::init_bare(&path)?
-            }
-        };
-        if repo.find_commit(commit).is_ok() {
-            return Ok(path);
-        }
-        let mut remote = repo.remote_anonymous(url)?;
-        let mut opts = FetchOptions::new();
-        opts.prune(git2::FetchPrune::On)
-            .remote_callbacks(callbacks(creds));
-        remote
-            .fetch(
-                &[
-                    "+refs/heads/*:refs/heads/*",
-                    "+refs/tags/*:refs/tags/*",
-                    "+refs/pull/*/head:refs/pull/*/head",
-                ],
-                Some(&mut opts),
-                None,
-            )
-            .map_err(|e| CheckoutError::Fetch {
-                url: url.into(),
-                msg: e.message().into(),
-            })?;
-        if repo.find_commit(commit).is_err() {
-            // Not on any branch (e.g. force-pushed away): ask for it by id.
-            let spec = format!("+{commit}:refs/kha/{commit}");
-            let mut opts = FetchOptions::new();
-            opts.remote_callbacks(callbacks(creds));
-            let _ = remote.fetch(&[spec.as_str()], Some(&mut opts), None);
-            repo.find_commit(commit)
-                .map_err(|_| CheckoutError::NoCommit(commit.to_string()))?;
-        }
-        Ok(path)
-    }
-
-    /// Checks `commit` of `url` out into `dest` (which must not exist).
-    /// `creds` (user, password) are for a private repository; they are used
-    /// for the fetch only and never written into the workspace.
-    pub fn checkout(
-        &self,
-        url: &str,
-        commit: &str,
+        revision: &str,
         dest: &Path,
-        creds: Option<&(String, String)>,
-    ) -> Result<(), CheckoutError> {
-        let oid = Oid::from_str(commit).map_err(|_| CheckoutError::NoCommit(commit.into()))?;
-        let mirror = self.mirror(url, oid, creds)?;
-        let mirror_url = mirror.to_string_lossy().to_string();
-        let repo = RepoBuilder::new()
-            // Copies, not hard links: the workspace is handed to the
-            // container's root, and a linked pack would let a job write
-            // into the mirror later jobs check out from.
-            .clone_local(git2::build::CloneLocal::NoLinks)
-            .bare(false)
-            .with_checkout(CheckoutBuilder::new())
-            .clone(&mirror_url, dest);
-        let repo = match repo {
-            Ok(r) => r,
-            // An empty mirror (no branches) cannot be cloned: start empty.
-            Err(_) => Repository::init(dest)?,
-        };
-        // The commit may be reachable only from refs/kha/*: fetch it locally.
-        if repo.find_commit(oid).is_err() {
-            let mut origin = repo.remote_anonymous(&mirror_url)?;
-            let spec = format!("+refs/kha/{oid}:refs/kha/{oid}");
-            origin.fetch(&[spec.as_str()], None, None)?;
-        }
-        let c = repo
-            .find_commit(oid)
-            .map_err(|_| CheckoutError::NoCommit(commit.into()))?;
-        repo.checkout_tree(c.as_object(), Some(CheckoutBuilder::new().force()))?;
-        repo.set_head_detached(oid)?;
-        repo.remote_set_url("origin", url)
-            .or_else(|_| repo.remote("origin", url).map(|_| ()))?;
-        // The driver script lives in .kha/: keep it out of `git status`.
-        let exclude = dest.join(".git/info/exclude");
-        if let Some(parent) = exclude.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut ex = std::fs::read_to_string(&exclude).unwrap_or_default();
-        ex.push_str("/.kha/\n");
-        std::fs::write(exclude, ex)?;
-        Ok(())
-    }
-}
-
-/// Answers a remote's request for credentials, once.
-fn callbacks(creds: Option<&(String, String)>) -> RemoteCallbacks<'static> {
-    let mut cb = RemoteCallbacks::new();
-    if let Some((user, pass)) = creds.cloned() {
-        let mut tries = 0;
-        cb.credentials(move |_url, _user, _allowed| {
-            tries += 1;
-            if tries > 1 {
-                return Err(git2::Error::from_str(
-                    "the repository refused the credentials",
-                ));
-            }
-            Cred::userpass_plaintext(&user, &pass)
-        });
-    }
-    cb
+        creds: Option<&Credentials>,
+    ) -> Result<(), CheckoutError>;
 }

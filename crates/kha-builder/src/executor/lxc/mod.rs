@@ -1,0 +1,297 @@
+//! The lxc executor: one ephemeral, unprivileged (id-mapped) container per
+//! job run.
+//!
+//! # Images
+//!
+//! An image is a directory `<images>/<name>/` holding `rootfs/` and `config`,
+//! a fragment of lxc configuration that every run's config includes. The
+//! default image made by [`create_image`] is tiny: empty mount points, a few
+//! files in `/etc`, and a `config` that bind-mounts the host's `/usr` (plus
+//! the few bits of `/etc` that programs in `/usr` depend on, such as
+//! `/etc/alternatives` and `/etc/ssl`) read-only. So it costs milliseconds
+//! to create, needs no download, and jobs get exactly the host's tools
+//! (shell, coreutils, git, compilers); upgrading the host upgrades the
+//! image. Other images (debootstrap-built, with other toolchains) are any
+//! directory of the same shape; their `config` may be empty.
+//!
+//! # Runs
+//!
+//! [`Executor::command`] writes a per-run config into the run's scratch
+//! directory and returns an `lxc-execute` command: lxc-execute creates the
+//! container from that config, runs the driver script under lxc's minimal
+//! init, returns the script's exit status as its own, and removes the
+//! container when it ends, so nothing is left on disk by a run that ends
+//! normally. A fixed wrapper (see `WRAPPER`) runs the script and kills
+//! whatever the script left running when it exits, as lxc's init would
+//! otherwise wait for it. The container:
+//!
+//! - is unprivileged: container uid/gid 0..65536 map to an unprivileged host
+//!   range (from `/etc/subuid`, see `IdMap`); the workspace is chowned to
+//!   the mapped root so the job can write to it;
+//! - has its own pid, mount, uts (hostname = run name), ipc, user, cgroup and
+//!   network namespaces; the network has only a loopback interface unless
+//!   [`LxcExecutor::network`] is set;
+//! - sees the image rootfs read-only, and owned by an unmapped uid besides,
+//!   so it cannot be changed even by remounting; everything writable
+//!   outside `/workspace` (`/tmp`, `/var/tmp`, `/run`, `/root`, `/home`,
+//!   `/dev/shm`) is a fresh tmpfs, gone when the run ends;
+//! - has a clean environment (the builder's is never passed on), memory,
+//!   pids and optionally cpu limits, `no_new_privs` and lxc's default
+//!   seccomp filter.
+//!
+//! lxc's own messages go to `<scratch>/lxc.log`, never to the job's output:
+//! lxc-execute gets `-o none -q` (with a log file on the command line lxc
+//! also copies errors to stderr, whatever `-q` says) and the config names
+//! the log file. If the container cannot start at all, lxc-execute exits
+//! with 1 and prints nothing; [`lxc_errors`] tells why.
+//!
+//! # Where things live
+//!
+//! `lxcpath` (e.g. `<data>/lxc`) is this builder's own lxc path: lxc keys
+//! its command sockets by it, and this executor keeps a marker directory
+//! `<lxcpath>/<name>/` per run holding the run's scratch path, so that
+//! [`Executor::cleanup_leftovers`] can find what an earlier life of the
+//! builder left behind.
+//!
+//! # Host requirements
+//!
+//! Root, lxc (`lxc-execute`, `lxc-info`, `lxc-ls`), and, because lxc then
+//! insists on it, if `newuidmap`/`newgidmap` (package uidmap) are installed:
+//! a subordinate id range of at least 65536 for root in `/etc/subuid` and
+//! `/etc/subgid` (`usermod --add-subuids 100000-165535 --add-subgids
+//! 100000-165535 root`). Every directory above the images, the workspace
+//! and the scratch directory must be searchable (`o+x`) by that range's
+//! first id, which is the container's root.
+
+mod cgroups;
+mod cleanup;
+mod config;
+mod idmap;
+mod image;
+#[cfg(test)]
+mod tests;
+
+pub use image::create_image;
+
+use super::{ExecError, Executor, JobRun};
+use cgroups::Cgroups;
+use cleanup::MARKER;
+use config::{conf_path, hosts_file, RunPaths};
+use idmap::{check_searchable, chown_tree, IdMap};
+use image::{ensure_dir, write_atomic};
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Default memory limit of a job: 2 GiB.
+pub const DEFAULT_MEMORY_BYTES: u64 = 2 << 30;
+/// Default limit on the number of processes and threads of a job.
+pub const DEFAULT_PIDS: u64 = 4096;
+
+/// PATH for the lxc tools we run. Also decides whether lxc finds
+/// `newuidmap` (see [`IdMap`]).
+pub(super) const TOOL_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// The driver script, as the container sees it.
+const SCRIPT: &str = "/workspace/.kha/run.sh";
+/// Runs the driver script (`$0`) and, once it has exited, kills whatever it
+/// left behind in the container, then exits with the script's status.
+///
+/// Why: lxc's init waits for every process in the container before it
+/// exits, so a job leaving a daemon behind (`server &`) would otherwise
+/// keep the run, and its output pipe, open until killed. `kill -KILL -1`
+/// in a pid namespace reaches every process of that namespace except its
+/// init and the caller; the `$PPID = 1` test (our parent is lxc's init)
+/// makes sure it never runs anywhere else. SIGHUP/INT/TERM are caught (not
+/// ignored, which children would inherit) so that `stop` reaches the
+/// script but this wrapper lives on to report its status.
+const WRAPPER: &str = "trap : HUP INT TERM\n\
+/bin/sh \"$0\"\n\
+s=$?\n\
+[ \"$PPID\" = 1 ] && kill -KILL -1 2>/dev/null\n\
+exit $s\n";
+
+/// Runs jobs in ephemeral lxc containers. Set the public fields after
+/// [`LxcExecutor::new`] to change the limits.
+pub struct LxcExecutor {
+    /// Where images live: `<images>/<name>/rootfs` and `<images>/<name>/config`.
+    pub images: PathBuf,
+    /// This builder's lxc path (see the module doc); created when needed.
+    pub lxcpath: PathBuf,
+    /// Memory limit of a job (page cache and tmpfs included), if any.
+    pub memory_bytes: Option<u64>,
+    /// Limit on the processes and threads of a job, if any.
+    pub pids: Option<u64>,
+    /// CPU limit in thousandths of a CPU (1500 = one and a half), if any.
+    pub cpu_millis: Option<u64>,
+    /// Whether jobs get network access. There is no bridge to set up on the
+    /// host, so "on" means sharing the host's network namespace: jobs then
+    /// reach whatever the host reaches, including services on its
+    /// loopback. Off (the default), a job has only its own loopback.
+    pub network: bool,
+    /// pid of the `lxc-execute` of each spawned run (see `spawned`): lets
+    /// `stop` act while the container is still starting, or if lxc's
+    /// monitor no longer answers.
+    monitors: Mutex<HashMap<String, u32>>,
+}
+
+impl LxcExecutor {
+    /// An executor with the default limits: 2 GiB of memory, 4096
+    /// processes, no cpu limit, no network.
+    pub fn new(images: PathBuf, lxcpath: PathBuf) -> Self {
+        Self {
+            images,
+            lxcpath,
+            memory_bytes: Some(DEFAULT_MEMORY_BYTES),
+            pids: Some(DEFAULT_PIDS),
+            cpu_millis: None,
+            network: false,
+            monitors: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(super) fn lxcpath(&self) -> Result<PathBuf, ExecError> {
+        Ok(std::path::absolute(&self.lxcpath)?)
+    }
+
+    pub(super) fn monitor(&self, name: &str) -> Option<u32> {
+        self.monitors.lock().ok()?.get(name).copied()
+    }
+}
+
+/// The error lines lxc logged for a run (e.g. why its container did not
+/// start), for the job's log when lxc-execute failed before the script
+/// ran. Empty if there are none or the log is gone.
+pub fn lxc_errors(run: &JobRun) -> Vec<String> {
+    let Ok(log) = fs::read_to_string(run.scratch.join("lxc.log")) else {
+        return Vec::new();
+    };
+    log.lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" CRIT ") || l.contains(" FATAL "))
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Executor for LxcExecutor {
+    fn kind(&self) -> &'static str {
+        "lxc"
+    }
+
+    fn labels(&self) -> Vec<String> {
+        let mut labels = vec!["executor=lxc".to_owned()];
+        labels.extend(image::list(&self.images).map(|i| format!("image={i}")));
+        labels
+    }
+
+    fn command(&self, run: &JobRun) -> Result<Command, ExecError> {
+        if !valid_name(&run.name, 200) {
+            return Err(setup(format!("invalid run name {:?}", run.name)));
+        }
+        let image = image::find(&self.images, &run.image)?;
+        let ids = IdMap::for_host()?;
+        let cgroups = Cgroups::read();
+        let workspace =
+            fs::canonicalize(&run.workspace).map_err(ctx("workspace", &run.workspace))?;
+        if !workspace.is_dir() {
+            return Err(setup(format!(
+                "workspace {} is not a directory",
+                workspace.display()
+            )));
+        }
+        fs::create_dir_all(&run.scratch).map_err(ctx("creating", &run.scratch))?;
+        // Searchable by the container's root, for the bind mounts below.
+        fs::set_permissions(&run.scratch, fs::Permissions::from_mode(0o711))?;
+        let scratch = fs::canonicalize(&run.scratch)?;
+
+        let lxcpath = self.lxcpath()?;
+        fs::create_dir_all(&lxcpath).map_err(ctx("creating", &lxcpath))?;
+        let marker = lxcpath.join(&run.name);
+        ensure_dir(&marker, 0o700)?;
+        write_atomic(&marker.join(MARKER), conf_path(&scratch)?, 0o600)?;
+
+        chown_tree(&workspace, ids.uid, ids.gid).map_err(ctx("chowning", &workspace))?;
+        for path in [&image.join("rootfs"), &workspace, &scratch] {
+            check_searchable(path, ids)?;
+        }
+
+        let hostname: String = run.name.chars().take(64).collect();
+        write_atomic(&scratch.join("hosts"), &hosts_file(&hostname), 0o644)?;
+        write_atomic(&scratch.join("hostname"), &format!("{hostname}\n"), 0o644)?;
+        let paths = RunPaths {
+            name: run.name.clone(),
+            hostname,
+            image,
+            workspace,
+            scratch,
+        };
+        let conf = self.run_config(&paths, ids, &cgroups)?;
+        let conf_file = paths.scratch.join("lxc.conf");
+        write_atomic(&conf_file, &conf, 0o600)?;
+
+        let mut cmd = Command::new("lxc-execute");
+        cmd.env_clear()
+            .env("PATH", TOOL_PATH)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .arg("-n")
+            .arg(&run.name)
+            .arg("-P")
+            .arg(&lxcpath)
+            .arg("-f")
+            .arg(&conf_file)
+            .args([
+                "-o", "none", "-l", "INFO", "-q", "--", "/bin/sh", "-c", WRAPPER, SCRIPT,
+            ]);
+        Ok(cmd)
+    }
+
+    fn spawned(&self, run: &JobRun, pid: u32) {
+        if let Ok(mut m) = self.monitors.lock() {
+            m.insert(run.name.clone(), pid);
+        }
+    }
+
+    fn stop(&self, run: &JobRun, grace: Duration) -> Result<(), ExecError> {
+        self.stop_run(&run.name, grace)
+    }
+
+    fn cleanup(&self, run: &JobRun) -> Result<(), ExecError> {
+        if !valid_name(&run.name, 200) {
+            return Err(setup(format!("invalid run name {:?}", run.name)));
+        }
+        self.remove_run(&run.name, Some(&run.scratch))
+    }
+
+    /// Must run before this builder starts any job: every `kha-` run under
+    /// `lxcpath` is considered left over.
+    fn cleanup_leftovers(&self) -> Result<usize, ExecError> {
+        self.remove_leftovers()
+    }
+
+    fn diagnose(&self, run: &JobRun) -> Vec<String> {
+        lxc_errors(run)
+    }
+}
+
+/// Container and image names: safe as a path component, a config value and
+/// a cgroup name.
+pub(super) fn valid_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+pub(super) fn setup(msg: impl Into<String>) -> ExecError {
+    ExecError::Setup(msg.into())
+}
+
+pub(super) fn ctx<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(io::Error) -> ExecError + 'a {
+    move |e| setup(format!("{what} {}: {e}", path.display()))
+}

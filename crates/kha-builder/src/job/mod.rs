@@ -1,0 +1,392 @@
+//! One job run, as a [`Job`] value whose steps run in order: check the
+//! revision out, prepare the driver, run it through the executor with its
+//! output spooled (enforcing the timeout and cancels), collect the outcome,
+//! report it once the log is shipped, and clean up.
+
+mod process;
+mod report;
+
+use crate::driver::{self, DriverInput};
+use crate::executor::JobRun;
+use crate::logs::{SharedSpool, ShipError, Shipper, Spool};
+use crate::workspace::Credentials;
+use crate::Shared;
+use kha_core::{Epoch, JobId, JobOutcome, JobSpec};
+use process::Waited;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Why a job is being stopped before it ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The control node canceled it (report `Canceled`).
+    Canceled { grace_ms: u64 },
+    /// Its lease is gone: it runs elsewhere now. Report nothing.
+    Revoked,
+    /// This builder is shutting down: report infrastructure trouble so the
+    /// job runs again elsewhere.
+    Shutdown,
+}
+
+/// What the session and a running job share: the log's acknowledged
+/// offset, and the stop signal with its reason.
+#[derive(Clone, Default)]
+pub struct JobControl {
+    /// The control node's committed log offset (reported in Hello).
+    pub acked: Arc<AtomicU64>,
+    pub stop: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl JobControl {
+    pub fn new() -> JobControl {
+        JobControl::default()
+    }
+
+    /// Stops the job; the first reason given is the one that counts.
+    pub fn stop(&self, why: StopReason) {
+        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            *r = Some(why);
+        }
+        drop(r);
+        self.stop.cancel();
+    }
+
+    /// Why the job was stopped, if it was.
+    pub fn reason(&self) -> Option<StopReason> {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long a stopping run gets to end politely.
+    pub fn grace(&self) -> Duration {
+        match self.reason() {
+            Some(StopReason::Canceled { grace_ms }) => Duration::from_millis(grace_ms),
+            Some(StopReason::Shutdown) => Duration::from_secs(5),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// The handle the session keeps for a running job.
+pub struct JobHandle {
+    pub epoch: Epoch,
+    pub control: JobControl,
+}
+
+impl JobHandle {
+    pub fn stop(&self, why: StopReason) {
+        self.control.stop(why);
+    }
+}
+
+/// The outcome of a job as it is reported, with the detail shown to people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub outcome: JobOutcome,
+    pub detail: String,
+}
+
+impl Verdict {
+    fn infrastructure(detail: impl Into<String>) -> Verdict {
+        Verdict {
+            outcome: JobOutcome::Infrastructure,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// One granted job on this builder.
+pub struct Job {
+    shared: Arc<Shared>,
+    id: JobId,
+    epoch: Epoch,
+    spec: JobSpec,
+    creds: Option<Credentials>,
+    control: JobControl,
+    /// The run as the executor sees it: name, workspace, scratch, image.
+    run: JobRun,
+    spool_path: PathBuf,
+}
+
+impl Job {
+    pub fn new(
+        shared: Arc<Shared>,
+        id: JobId,
+        epoch: Epoch,
+        spec: JobSpec,
+        creds: Option<Credentials>,
+        control: JobControl,
+    ) -> Job {
+        let name = format!("kha-{id}-{epoch}");
+        let data = &shared.cfg.data_dir;
+        let run = JobRun {
+            workspace: data.join("work").join(&name),
+            scratch: data.join("scratch").join(&name),
+            image: spec.image().to_owned(),
+            name: name.clone(),
+        };
+        let spool_path = data.join("spool").join(format!("{name}.log"));
+        Job {
+            shared,
+            id,
+            epoch,
+            spec,
+            creds,
+            control,
+            run,
+            spool_path,
+        }
+    }
+
+    /// Runs the job to its end: every step, then the report and cleanup.
+    /// The slot is given back whatever happens.
+    pub async fn run(self) {
+        let limits = self.shared.limits();
+        let (spool, written) = match Spool::create(&self.spool_path, limits.cap) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(job_id = self.id, error = %e, "cannot create the spool");
+                self.shared.job_done(self.id);
+                return;
+            }
+        };
+        let spool = SharedSpool::new(spool);
+        let ship_stop = CancellationToken::new();
+        let shipper = crate::task::spawn(
+            "log-shipper",
+            Shipper {
+                client: self.shared.client.clone(),
+                job_id: self.id,
+                epoch: self.epoch,
+                spool: self.spool_path.clone(),
+                written,
+                acked: self.control.acked.clone(),
+                max_chunk: limits.max_chunk,
+                stop: ship_stop.clone(),
+            }
+            .run(),
+        );
+
+        let verdict = self.execute(&spool).await;
+        let verdict = self.overrule(verdict, &spool);
+        let (total_len, sha256) = spool.finish().unwrap_or((0, String::new()));
+        self.report(verdict, total_len, sha256, shipper, ship_stop)
+            .await;
+        // The slot is free once the result is in: the next job need not
+        // wait for this one's files to go (another directory; a restarted
+        // builder removes whatever is left).
+        self.shared.job_done(self.id);
+        self.remove_files().await;
+    }
+
+    /// checkout → prepare → run → collect, with the executor's cleanup
+    /// after a run whatever happened.
+    async fn execute(&self, spool: &SharedSpool) -> Verdict {
+        if let Err(v) = self.checkout(spool).await {
+            return v;
+        }
+        if let Err(v) = self.prepare() {
+            return v;
+        }
+        let waited = self.run_driver(spool).await;
+        let verdict = match waited {
+            Ok(w) => self.collect(w, spool),
+            Err(v) => v,
+        };
+        self.cleanup().await;
+        verdict
+    }
+
+    /// Step 1: the revision, into a fresh workspace, through the VCS.
+    async fn checkout(&self, spool: &SharedSpool) -> Result<(), Verdict> {
+        let dest = self.run.workspace.clone();
+        if let Err(e) = crate::remove_dir(&dest) {
+            return Err(Verdict::infrastructure(format!(
+                "cannot clear the workspace: {e}"
+            )));
+        }
+        let (vcs, url, revision, creds) = (
+            self.shared.vcs.clone(),
+            self.spec.repo_url.clone(),
+            self.spec.commit.clone(),
+            self.creds.clone(),
+        );
+        let checkout = tokio::task::spawn_blocking(move || {
+            vcs.checkout(&url, &revision, &dest, creds.as_ref())
+        })
+        .await;
+        match checkout {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                spool.note(&format!("checkout failed: {e}"));
+                Err(Verdict::infrastructure(format!("checkout failed: {e}")))
+            }
+            Err(e) => Err(Verdict::infrastructure(format!("checkout failed: {e}"))),
+        }
+    }
+
+    /// Step 2: the driver script, and the run's scratch directory.
+    fn prepare(&self) -> Result<(), Verdict> {
+        let spec = &self.spec;
+        let vars = [
+            ("CI", "true".to_string()),
+            ("TRAVIS", "true".to_string()),
+            ("KHA", "true".to_string()),
+            ("HOME", "/root".to_string()),
+            ("TRAVIS_BRANCH", spec.branch.clone()),
+            ("TRAVIS_COMMIT", spec.commit.clone()),
+            ("TRAVIS_BUILD_ID", spec.build_id.to_string()),
+            ("TRAVIS_BUILD_NUMBER", spec.build_id.to_string()),
+            ("TRAVIS_JOB_ID", self.id.to_string()),
+            (
+                "TRAVIS_JOB_NUMBER",
+                format!("{}.{}", spec.build_id, spec.number),
+            ),
+            ("TRAVIS_REPO_SLUG", spec.project.clone()),
+        ];
+        let text = driver::script(&DriverInput {
+            phases: &spec.phases,
+            env: &spec.env,
+            vars: &vars,
+        });
+        let kha_dir = self.run.workspace.join(".kha");
+        std::fs::create_dir_all(&kha_dir)
+            .and_then(|_| std::fs::write(kha_dir.join("run.sh"), text))
+            .map_err(|e| Verdict::infrastructure(format!("cannot write the driver: {e}")))?;
+        std::fs::create_dir_all(&self.run.scratch).map_err(|e| {
+            Verdict::infrastructure(format!("cannot create the scratch directory: {e}"))
+        })
+    }
+
+    /// Step 3: the executor's command, spawned and supervised.
+    async fn run_driver(&self, spool: &SharedSpool) -> Result<Waited, Verdict> {
+        let (exec, run) = (self.shared.executor.clone(), self.run.clone());
+        let cmd = match tokio::task::spawn_blocking(move || exec.command(&run)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                spool.note(&format!("cannot start the job: {e}"));
+                return Err(Verdict::infrastructure(e.to_string()));
+            }
+            Err(e) => return Err(Verdict::infrastructure(e.to_string())),
+        };
+        self.supervise(cmd, spool).await.map_err(|e| {
+            self.explain_no_start(&self.progress(), spool);
+            Verdict::infrastructure(e)
+        })
+    }
+
+    fn progress(&self) -> driver::Progress {
+        let state = std::fs::read_to_string(self.run.workspace.join(".kha/state"));
+        driver::read_progress(&state.unwrap_or_default())
+    }
+
+    /// A driver that never ran: say why, from the executor's own log.
+    fn explain_no_start(&self, progress: &driver::Progress, spool: &SharedSpool) {
+        if !progress.started {
+            for line in self.shared.executor.diagnose(&self.run) {
+                spool.note(&line);
+            }
+        }
+    }
+
+    /// Step 4: what the run comes to, from how it ended and how far the
+    /// driver got.
+    fn collect(&self, waited: Waited, spool: &SharedSpool) -> Verdict {
+        let progress = self.progress();
+        self.explain_no_start(&progress, spool);
+        match waited {
+            Waited::TimedOut => Verdict {
+                outcome: JobOutcome::TimedOut,
+                detail: format!("timed out after {} s", self.spec.timeout_secs),
+            },
+            Waited::Stopped => Verdict {
+                outcome: JobOutcome::Canceled,
+                detail: "stopped".into(),
+            },
+            Waited::Exited(code) => {
+                let (outcome, detail) = driver::outcome(code, &progress);
+                Verdict { outcome, detail }
+            }
+        }
+    }
+
+    /// Step 5: the executor removes what the run left (container, scratch).
+    async fn cleanup(&self) {
+        let (exec, run) = (self.shared.executor.clone(), self.run.clone());
+        match tokio::task::spawn_blocking(move || exec.cleanup(&run)).await {
+            Ok(Err(e)) => warn!(run = %self.run.name, error = %e, "cleanup failed"),
+            Err(e) => warn!(run = %self.run.name, error = %e, "cleanup panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
+
+    /// A stop from outside decides the outcome, whatever the run came to.
+    fn overrule(&self, verdict: Verdict, spool: &SharedSpool) -> Verdict {
+        match self.control.reason() {
+            Some(StopReason::Canceled { .. }) => {
+                spool.note("the job was canceled");
+                Verdict {
+                    outcome: JobOutcome::Canceled,
+                    detail: "canceled".into(),
+                }
+            }
+            Some(StopReason::Shutdown) => {
+                spool.note("the builder shut down; the job will run again elsewhere");
+                Verdict::infrastructure("builder shut down")
+            }
+            _ => verdict,
+        }
+    }
+
+    /// Reports the verdict once the whole log is shipped; a job whose lease
+    /// is gone reports nothing.
+    async fn report(
+        &self,
+        verdict: Verdict,
+        total_len: u64,
+        sha256: String,
+        shipper: JoinHandle<Result<(), ShipError>>,
+        ship_stop: CancellationToken,
+    ) {
+        let (job_id, epoch) = (self.id, self.epoch);
+        if self.control.reason() == Some(StopReason::Revoked) {
+            ship_stop.cancel();
+            match shipper.await {
+                Ok(Ok(()) | Err(ShipError::Canceled)) => {}
+                Ok(Err(e)) => warn!(job_id, error = %e, "log shipping ended"),
+                Err(e) => warn!(job_id, error = %e, "log shipper failed"),
+            }
+            info!(job_id, epoch, "job stopped: its lease is gone");
+            return;
+        }
+        match shipper.await {
+            Ok(Ok(())) => self.finish(verdict, total_len, sha256).await,
+            Ok(Err(e)) => warn!(job_id, error = %e, "log not shipped; not reporting a result"),
+            Err(e) => warn!(job_id, error = %e, "log shipper failed"),
+        }
+    }
+
+    /// Removes the workspace and the spool.
+    async fn remove_files(&self) {
+        let (ws, spool) = (self.run.workspace.clone(), self.spool_path.clone());
+        let removed = tokio::task::spawn_blocking(move || {
+            crate::remove_dir(&ws)?;
+            match std::fs::remove_file(&spool) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        match removed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(job_id = self.id, error = %e, "cannot remove the job's files"),
+            Err(e) => warn!(job_id = self.id, error = %e, "removing the job's files panicked"),
+        }
+    }
+}
