@@ -29,7 +29,8 @@
 //! 9. Jobs are ordered by stage, then with the allowed failures last, then
 //!    as listed; numbered from 1.
 
-use super::config::{Config, Diagnostic, JobSpec, MatchSpec};
+use super::config::{Config, JobSpec, MatchSpec};
+use super::diag::Diagnostic;
 use super::langs::{self, RepoFacts};
 use super::yaml::{Pos, Value};
 use super::{ConfigError, JobPlan, Phases, PHASES};
