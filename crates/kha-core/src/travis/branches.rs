@@ -14,7 +14,7 @@
 //! `branches` may also be a list or a comma-separated string, both read as
 //! `only` (travis-core's `Request::Branches`).
 
-use super::config::{Config, Diagnostic};
+use super::diag::Diagnostics;
 use super::yaml::{Entry, Kind, Node};
 use regex::{Regex, RegexBuilder};
 
@@ -97,32 +97,32 @@ pub struct BranchFilter {
 }
 
 impl BranchFilter {
-    pub(crate) fn read(cfg: &mut Config, e: &Entry) -> BranchFilter {
+    pub(crate) fn read(d: &mut Diagnostics, e: &Entry) -> BranchFilter {
         let mut f = BranchFilter::default();
         match &e.value.kind {
             _ if e.value.is_null() => {}
             Kind::Scalar { text, .. } => {
-                f.only = patterns(cfg, &e.value, text.split(',').map(str::to_string).collect());
+                f.only = patterns(d, &e.value, text.split(',').map(str::to_string).collect());
             }
-            Kind::Seq(_) => f.only = list(cfg, &e.value),
+            Kind::Seq(_) => f.only = list(d, &e.value),
             Kind::Map(entries) => {
                 for x in entries {
                     match x.key.as_str() {
-                        "only" => f.only = list(cfg, &x.value),
-                        "except" => f.except = list(cfg, &x.value),
-                        other => cfg.warn(Diagnostic::at(
+                        "only" => f.only = list(d, &x.value),
+                        "except" => f.except = list(d, &x.value),
+                        other => d.warn(
                             x.key_pos,
                             format!("`branches.{other}` is neither `only` nor `except`; ignored"),
-                        )),
+                        ),
                     }
                 }
             }
         }
         if !f.only.is_empty() && !f.except.is_empty() {
-            cfg.warn(Diagnostic::at(
+            d.warn(
                 e.key_pos,
                 "both `branches.only` and `branches.except` are given; like Travis, kha uses `only`",
-            ));
+            );
         }
         f
     }
@@ -146,7 +146,7 @@ fn is_gh_pages(name: &str) -> bool {
     name == "gh-pages"
 }
 
-fn list(cfg: &mut Config, node: &Node) -> Vec<BranchPattern> {
+fn list(d: &mut Diagnostics, node: &Node) -> Vec<BranchPattern> {
     let entries: Vec<String> = match &node.kind {
         _ if node.is_null() => vec![],
         Kind::Scalar { text, .. } => vec![text.clone()],
@@ -156,30 +156,27 @@ fn list(cfg: &mut Config, node: &Node) -> Vec<BranchPattern> {
                 Some(s) => Some(s.to_string()),
                 None => {
                     if !it.is_null() {
-                        cfg.warn(Diagnostic::at(
+                        d.warn(
                             it.pos,
                             format!(
                                 "a branch must be a name or a /regex/, not {}; ignored",
                                 it.describe()
                             ),
-                        ));
+                        );
                     }
                     None
                 }
             })
             .collect(),
         Kind::Map(_) => {
-            cfg.warn(Diagnostic::at(
-                node.pos,
-                "a branch list must be a list of names; ignored",
-            ));
+            d.warn(node.pos, "a branch list must be a list of names; ignored");
             vec![]
         }
     };
-    patterns(cfg, node, entries)
+    patterns(d, node, entries)
 }
 
-fn patterns(cfg: &mut Config, node: &Node, entries: Vec<String>) -> Vec<BranchPattern> {
+fn patterns(d: &mut Diagnostics, node: &Node, entries: Vec<String>) -> Vec<BranchPattern> {
     let items = node.items();
     let mut out = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
@@ -189,23 +186,18 @@ fn patterns(cfg: &mut Config, node: &Node, entries: Vec<String>) -> Vec<BranchPa
         let (p, err) = BranchPattern::new(entry);
         if let Some(err) = err {
             let pos = items.and_then(|it| it.get(i)).map_or(node.pos, |n| n.pos);
-            cfg.warn(Diagnostic::at(
+            d.warn(
                 pos,
                 format!(
                     "branch pattern `{}` is not a regular expression kha can use (Travis used Ruby's dialect); it matches nothing: {}",
                     entry.trim(),
                     err.lines().last().unwrap_or("invalid")
                 ),
-            ));
+            );
         }
         out.push(p);
     }
     out
-}
-
-/// Whether `cfg` builds pushes to `name`.
-pub fn branch_allowed(cfg: &Config, name: &str, is_tag: bool) -> bool {
-    cfg.branches.allows(name, is_tag)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `kha lint`'s engine: parse, expand, and say everything worth saying
 //! about a `.travis.yml`, with line and column, without running anything.
 
-use super::config::Diagnostic;
+use super::diag::Diagnostic;
 use super::matrix::{expand_with, ExpandOptions};
 use super::{parse, JobPlan};
 use std::fmt;

@@ -26,6 +26,7 @@
 
 mod branches;
 mod config;
+mod diag;
 mod langs;
 mod lint;
 mod matrix;
@@ -61,8 +62,9 @@ script: b
 #[cfg(test)]
 mod table_tests;
 
-pub use branches::{branch_allowed, BranchFilter, BranchPattern};
-pub use config::{Config, Diagnostic, GitSettings, JobSpec, MatchSpec, StageSpec};
+pub use branches::{BranchFilter, BranchPattern};
+pub use config::{branch_allowed, Config, GitSettings, JobSpec, MatchSpec, StageSpec};
+pub use diag::Diagnostic;
 pub use langs::{builder_arch, RepoFacts, CONSULTED_FILES};
 pub use lint::{lint, lint_with, LintReport};
 pub use matrix::{expand_with, ExpandOptions, Expansion, DEFAULT_MAX_JOBS, MAX_COMBINATIONS};

@@ -13,7 +13,7 @@
 //!   not set its own (travis-yml's `inherit` change);
 //! - `email: false` (or `disabled: true`) turns a channel off.
 
-use super::config::{Config, Diagnostic};
+use super::diag::Diagnostics;
 use super::yaml::{Entry, Kind, Node};
 
 /// When a channel is told about a finished build.
@@ -118,14 +118,11 @@ const OTHER_CHANNELS: &[&str] = &[
 ];
 
 impl Notifications {
-    pub(crate) fn read(cfg: &mut Config, e: &Entry) -> Notifications {
+    pub(crate) fn read(d: &mut Diagnostics, e: &Entry) -> Notifications {
         let mut n = Notifications::default();
         let Some(entries) = e.value.entries() else {
             if !e.value.is_null() {
-                cfg.warn(Diagnostic::at(
-                    e.value.pos,
-                    "`notifications` must be a mapping; ignored",
-                ));
+                d.warn(e.value.pos, "`notifications` must be a mapping; ignored");
             }
             return n;
         };
@@ -135,8 +132,8 @@ impl Notifications {
         let mut all_off = false;
         for x in entries {
             match x.key.as_str() {
-                "on_success" => inherit_success = frequency(cfg, x),
-                "on_failure" => inherit_failure = frequency(cfg, x),
+                "on_success" => inherit_success = frequency(d, x),
+                "on_failure" => inherit_failure = frequency(d, x),
                 "disabled" => all_off = x.value.as_bool().unwrap_or(false),
                 "enabled" => all_off = !x.value.as_bool().unwrap_or(true),
                 _ => {}
@@ -152,7 +149,7 @@ impl Notifications {
                 "on_success" | "on_failure" | "disabled" | "enabled" => {}
                 "email" => {
                     n.email = channel(
-                        cfg,
+                        d,
                         x,
                         base(Frequency::Change, Frequency::Always),
                         "recipients",
@@ -160,7 +157,7 @@ impl Notifications {
                 }
                 "irc" => {
                     n.irc = Some(channel(
-                        cfg,
+                        d,
                         x,
                         base(Frequency::Always, Frequency::Always),
                         "channels",
@@ -168,7 +165,7 @@ impl Notifications {
                 }
                 "webhooks" => {
                     n.webhooks = Some(channel(
-                        cfg,
+                        d,
                         x,
                         base(Frequency::Always, Frequency::Always),
                         "urls",
@@ -176,27 +173,25 @@ impl Notifications {
                 }
                 "jabber" => {
                     n.jabber = Some(channel(
-                        cfg,
+                        d,
                         x,
                         base(Frequency::Always, Frequency::Always),
                         "recipients",
                     ))
                 }
                 _ if OTHER_CHANNELS.contains(&key) => {
-                    cfg.warn(Diagnostic::at(
+                    d.warn(
                         x.key_pos,
                         format!("`notifications.{key}` is not supported by kha (it notifies by email, IRC, webhooks and Jabber); ignored"),
-                    ));
-                    cfg.kept
-                        .push((format!("notifications.{key}"), x.value.to_value()));
+                    );
+                    d.keep(format!("notifications.{key}"), x.value.to_value());
                 }
                 _ => {
-                    cfg.warn(Diagnostic::at(
+                    d.warn(
                         x.key_pos,
                         format!("unknown key `notifications.{key}`; ignored"),
-                    ));
-                    cfg.kept
-                        .push((format!("notifications.{key}"), x.value.to_value()));
+                    );
+                    d.keep(format!("notifications.{key}"), x.value.to_value());
                 }
             }
         }
@@ -213,41 +208,41 @@ impl Notifications {
     }
 }
 
-fn frequency(cfg: &mut Config, x: &Entry) -> Option<Frequency> {
+fn frequency(d: &mut Diagnostics, x: &Entry) -> Option<Frequency> {
     let f = Frequency::parse(&x.value);
     if f.is_none() {
-        cfg.warn(Diagnostic::at(
+        d.warn(
             x.value.pos,
             format!("`{}` must be always, never or change; ignored", x.key),
-        ));
+        );
     }
     f
 }
 
 /// Recipients from a string or a list; encrypted ones are reported.
-fn recipients(cfg: &mut Config, node: &Node, out: &mut Vec<String>) {
+fn recipients(d: &mut Diagnostics, node: &Node, out: &mut Vec<String>) {
     match &node.kind {
         _ if node.is_null() => {}
         Kind::Scalar { text, .. } => out.push(text.trim().to_string()),
         Kind::Seq(items) => {
             for it in items {
-                recipients(cfg, it, out);
+                recipients(d, it, out);
             }
         }
-        Kind::Map(_) if node.get("secure").is_some() => cfg.warn(Diagnostic::at(
+        Kind::Map(_) if node.get("secure").is_some() => d.warn(
             node.pos,
             "encrypted recipient (`secure:`): kha cannot decrypt Travis-encrypted values; it is left out",
-        )),
-        Kind::Map(_) => cfg.warn(Diagnostic::at(
+        ),
+        Kind::Map(_) => d.warn(
             node.pos,
             "a recipient must be a string; left out",
-        )),
+        ),
     }
 }
 
 /// A channel given as `false`/`true`, a recipient, a list of them, or a
 /// mapping with `list_key` (recipients, channels, urls) and frequencies.
-fn channel(cfg: &mut Config, x: &Entry, mut ch: Channel, list_key: &str) -> Channel {
+fn channel(d: &mut Diagnostics, x: &Entry, mut ch: Channel, list_key: &str) -> Channel {
     let v = &x.value;
     if let Some(b) = v.as_bool() {
         ch.enabled = b;
@@ -257,42 +252,42 @@ fn channel(cfg: &mut Config, x: &Entry, mut ch: Channel, list_key: &str) -> Chan
         Kind::Map(entries) => {
             for y in entries {
                 match y.key.as_str() {
-                    k if k == list_key => recipients(cfg, &y.value, &mut ch.recipients),
+                    k if k == list_key => recipients(d, &y.value, &mut ch.recipients),
                     "on_success" => {
-                        if let Some(f) = frequency(cfg, y) {
+                        if let Some(f) = frequency(d, y) {
                             ch.on_success = f
                         }
                     }
                     "on_failure" => {
-                        if let Some(f) = frequency(cfg, y) {
+                        if let Some(f) = frequency(d, y) {
                             ch.on_failure = f
                         }
                     }
                     "on_start" if list_key == "urls" => {
-                        if let Some(f) = frequency(cfg, y) {
+                        if let Some(f) = frequency(d, y) {
                             ch.on_start = f
                         }
                     }
                     "enabled" => ch.enabled = y.value.as_bool().unwrap_or(true),
                     "disabled" => ch.enabled = !y.value.as_bool().unwrap_or(false),
-                    "secure" => cfg.warn(Diagnostic::at(
+                    "secure" => d.warn(
                         y.key_pos,
                         "encrypted setting (`secure:`): kha cannot decrypt Travis-encrypted values; ignored",
-                    )),
+                    ),
                     other => {
-                        cfg.warn(Diagnostic::at(
+                        d.warn(
                             y.key_pos,
                             format!("`notifications.{}.{other}` is not supported yet; ignored", x.key),
-                        ));
-                        cfg.kept.push((
+                        );
+                        d.keep(
                             format!("notifications.{}.{other}", x.key),
                             y.value.to_value(),
-                        ));
+                        );
                     }
                 }
             }
         }
-        _ => recipients(cfg, v, &mut ch.recipients),
+        _ => recipients(d, v, &mut ch.recipients),
     }
     ch
 }

@@ -25,15 +25,22 @@
 //! 7. Stages: a job without `stage` takes the previous job's, the first
 //!    `test`; stage order is `stages:` then first appearance.
 //! 8. `jobs.allow_failures` marks the jobs matching all of an entry's keys
-//!    (see [`allow_failure_matches`] for how `env` matches).
+//!    (see `matching::allow_failure_matches` for how `env` matches).
 //! 9. Jobs are ordered by stage, then with the allowed failures last, then
 //!    as listed; numbered from 1.
 
-use super::config::{Config, Diagnostic, JobSpec, MatchSpec};
+mod job;
+mod matching;
+mod plan;
+
+use super::config::Config;
+use super::diag::Diagnostic;
 use super::langs::{self, RepoFacts};
-use super::yaml::{Pos, Value};
-use super::{ConfigError, JobPlan, Phases, PHASES};
-use crate::Labels;
+use super::yaml::Pos;
+use super::{ConfigError, JobPlan};
+use job::{include_job, Job};
+use matching::{allow_failure_matches, exclude_matches};
+use plan::plan;
 use std::collections::{BTreeSet, HashSet};
 
 /// Travis's own limit (Travis docs: Build Matrix, "Build matrixes are
@@ -74,195 +81,6 @@ pub struct Expansion {
     pub fast_finish: bool,
     /// Stage names in order; empty when the config uses no stages.
     pub stages: Vec<String>,
-}
-
-/// A job as the matrix sees it: the merged config that makes it unique.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Job {
-    language: String,
-    /// Matrix keys with values, canonical order; `os` absent means linux.
-    axes: Vec<(String, String)>,
-    /// The job's own env lines (global not included).
-    own_env: Vec<String>,
-    phases: Phases,
-    skipped: BTreeSet<String>,
-    name: Option<String>,
-    stage: Option<String>,
-    condition: Option<String>,
-    kept: Vec<(String, Value)>,
-    allow_failure: bool,
-}
-
-impl Job {
-    fn axis(&self, key: &str) -> Option<&str> {
-        self.axes
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn os(&self) -> &str {
-        self.axis("os").unwrap_or(langs::DEFAULT_OS)
-    }
-
-    /// The job's value of `key`, as a YAML value, for `exclude` and
-    /// `allow_failures` matching (travis-yml compares `job[key]`).
-    fn attr(&self, key: &str) -> Option<Value> {
-        if key == "os" {
-            return Some(Value::Str(self.os().to_string()));
-        }
-        if let Some(v) = self.axis(key) {
-            return Some(Value::Str(v.to_string()));
-        }
-        match key {
-            "language" => Some(Value::Str(self.language.clone())),
-            "name" => self.name.clone().map(Value::Str),
-            "stage" => self.stage.clone().map(Value::Str),
-            _ => {
-                if let Some(cmds) = self.phases.get(key) {
-                    return (!cmds.is_empty())
-                        .then(|| Value::Seq(cmds.iter().cloned().map(Value::Str).collect()));
-                }
-                self.kept
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone())
-            }
-        }
-    }
-}
-
-/// Compares two values the way travis-yml's `wrap(a) == wrap(b)` does: a
-/// single value equals a list holding just it.
-fn wrap_eq(a: &Value, b: &Value) -> bool {
-    fn wrap(v: &Value) -> Vec<&Value> {
-        match v {
-            Value::Seq(items) => items.iter().collect(),
-            other => vec![other],
-        }
-    }
-    wrap(a) == wrap(b)
-}
-
-/// Shell words of an env line, quotes kept, so `A=1  B=2` and `A=1 B=2`
-/// are equal and `B=2 A=1` is not ("the value must match exactly").
-fn words(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for c in line.chars() {
-        if escaped {
-            cur.push(c);
-            escaped = false;
-            continue;
-        }
-        match (c, quote) {
-            ('\\', q) if q != Some('\'') => {
-                cur.push(c);
-                escaped = true;
-            }
-            ('"' | '\'', None) => {
-                quote = Some(c);
-                cur.push(c);
-            }
-            (c, Some(q)) if c == q => {
-                quote = None;
-                cur.push(c);
-            }
-            (c, None) if c.is_whitespace() => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            _ => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-fn env_words(lines: &[String]) -> Vec<String> {
-    lines.iter().flat_map(|l| words(l)).collect()
-}
-
-fn env_value_lines(v: &Value) -> Vec<String> {
-    match v {
-        Value::Seq(items) => items
-            .iter()
-            .filter_map(|i| match i {
-                Value::Str(s) => Some(s.clone()),
-                _ => None,
-            })
-            .collect(),
-        Value::Str(s) => vec![s.clone()],
-        _ => vec![],
-    }
-}
-
-/// `jobs.exclude`: every key must match; `env` exactly, global set aside
-/// (travis-yml `Matrix#excluded?`; Travis docs: Build Matrix, "Excluding
-/// jobs with env value").
-fn exclude_matches(m: &MatchSpec, job: &Job) -> bool {
-    !m.keys.is_empty()
-        && m.keys.iter().all(|(k, want)| match k.as_str() {
-            "env" => env_words(&job.own_env) == env_words(&env_value_lines(want)),
-            "stage" => {
-                let want = match want {
-                    Value::Str(s) => s.as_str(),
-                    _ => return false,
-                };
-                job.stage.as_deref() == Some(want)
-                    || (job.stage.is_none() && want.eq_ignore_ascii_case("test"))
-            }
-            _ => job.attr(k).is_some_and(|have| wrap_eq(&have, want)),
-        })
-}
-
-/// `jobs.allow_failures`, as travis-yml's `Configs::AllowFailures` matches
-/// it: every key of the entry must equal the job's value, whether the key
-/// came from the root matrix or from the job's own entry in
-/// `jobs.include` (so `name: Clippy` works). `env` matches when the job's
-/// own env (global set aside) is the entry's, or when the entry's lines
-/// missing from the job's own are all global ones. `branch` compares with
-/// the branch being built.
-///
-/// The Travis docs (Build Matrix, "Matching Jobs with allow_failures") add
-/// that the keys "must exist in the top level of the build matrix"; that
-/// was the older implementation's limit, and kha follows the newer one,
-/// with a note in the lint output when it makes a difference.
-pub(crate) fn allow_failure_matches(
-    m: &MatchSpec,
-    global: &[String],
-    branch: Option<&str>,
-    job_env: &[String],
-    job_attr: &dyn Fn(&str) -> Option<Value>,
-) -> bool {
-    !m.keys.is_empty()
-        && m.keys.iter().all(|(k, want)| match k.as_str() {
-            "branch" => matches!((branch, want), (Some(b), Value::Str(w)) if b == w),
-            "env" => {
-                if job_env.is_empty() {
-                    return false;
-                }
-                let want = env_value_lines(want);
-                if env_words(job_env) == env_words(&want) {
-                    return true;
-                }
-                if want.is_empty() {
-                    return false;
-                }
-                let have: Vec<Vec<String>> = job_env.iter().map(|l| words(l)).collect();
-                let global: Vec<Vec<String>> = global.iter().map(|l| words(l)).collect();
-                want.iter()
-                    .map(|l| words(l))
-                    .filter(|w| !have.contains(w))
-                    .all(|w| global.contains(&w))
-            }
-            _ => job_attr(k).is_some_and(|have| wrap_eq(&have, want)),
-        })
 }
 
 /// Root env entries: the structured ones, or the old one-line-per-job
@@ -532,58 +350,6 @@ fn too_many(
     }
 }
 
-/// An included job: its own keys over the root's (travis-yml
-/// `with_shared`), plus the first value of each root matrix key it does
-/// not set (`with_global`) and the first root env entry when it has no
-/// `env` (`with_first_env`).
-fn include_job(
-    shared: &Job,
-    inc: &JobSpec,
-    keys: &[(&str, &[String])],
-    first_env: Option<&Vec<String>>,
-) -> Job {
-    let mut job = shared.clone();
-    if let Some(l) = &inc.language {
-        job.language = l.clone();
-    }
-    for phase in PHASES {
-        let own = inc.phases.get(phase).filter(|c| !c.is_empty());
-        if let (Some(own), Some(slot)) = (own, job.phases.get_mut(phase)) {
-            *slot = own.clone();
-            job.skipped.remove(phase);
-        }
-        if inc.skipped_phases.contains(phase) {
-            if let Some(slot) = job.phases.get_mut(phase) {
-                slot.clear();
-            }
-            job.skipped.insert(phase.to_string());
-        }
-    }
-    job.axes = inc.axes.clone();
-    for (k, values) in keys {
-        if !job.axes.iter().any(|(have, _)| have == k) {
-            if let Some(first) = values.first() {
-                job.axes.push((k.to_string(), first.clone()));
-            }
-        }
-    }
-    job.own_env = match (&inc.env, first_env) {
-        (Some(own), _) => own.clone(),
-        (None, Some(first)) => first.clone(),
-        (None, None) => Vec::new(),
-    };
-    job.name = inc.name.clone();
-    job.stage = inc.stage.clone();
-    job.condition = inc.condition.clone();
-    for (k, v) in &inc.kept {
-        match job.kept.iter_mut().find(|(have, _)| have == k) {
-            Some(slot) => slot.1 = v.clone(),
-            None => job.kept.push((k.clone(), v.clone())),
-        }
-    }
-    job
-}
-
 /// Drops later duplicates; Travis drops them too (Travis docs: Build
 /// Matrix, "Job Uniqueness and Duplicate Jobs"), kha says so.
 fn dedup(jobs: &mut Vec<(Job, Option<Pos>)>, warnings: &mut Vec<Diagnostic>) {
@@ -648,111 +414,4 @@ fn assign_stages(cfg: &Config, jobs: &mut [(Job, Option<Pos>)]) -> Vec<String> {
         }
     }
     names
-}
-
-/// The plan of one job: commands with defaults, env, labels.
-fn plan(
-    cfg: &Config,
-    opts: &ExpandOptions,
-    job: Job,
-    number: u32,
-    warnings: &mut Vec<Diagnostic>,
-) -> JobPlan {
-    let mut phases = job.phases.clone();
-    let axis = |k: &str| job.axis(k).map(str::to_string);
-    let defaults = langs::defaults(
-        &langs::JobFacts {
-            language: &job.language,
-            axis: &axis,
-            gobuild_args: cfg.gobuild_args.as_deref(),
-            bundler_args: cfg.bundler_args.as_deref(),
-        },
-        &opts.repo,
-    );
-    if phases.install.is_empty() && !job.skipped.contains("install") {
-        phases.install = defaults.install;
-    }
-    if phases.script.is_empty() && !job.skipped.contains("script") {
-        phases.script = defaults.script;
-        if phases.script.is_empty() && !defaults.known {
-            warnings.push(Diagnostic::general(format!(
-                "job {number}: kha has no default `script` for language `{}`; the job runs no tests until `script` is given",
-                job.language
-            )));
-        } else if phases.script.first().map(String::as_str) == Some(langs::PYTHON_NO_SCRIPT) {
-            warnings.push(Diagnostic::general(format!(
-                "job {number}: Python has no default `script`; like Travis, the job fails until `script` is given"
-            )));
-        }
-    }
-
-    let mut env: Vec<String> = Vec::new();
-    for line in cfg.env_global.iter().chain(&job.own_env) {
-        if !env.contains(line) {
-            env.push(line.clone());
-        }
-    }
-
-    let mut matrix: Vec<(String, String)> = job.axes.clone();
-    if !job.own_env.is_empty() {
-        matrix.push(("env".into(), job.own_env.join(" ")));
-    }
-    if let Some(n) = &job.name {
-        matrix.push(("name".into(), n.clone()));
-    }
-
-    let mut requires = Labels::default();
-    requires.insert("os", job.os());
-    for (k, v) in &job.axes {
-        match k.as_str() {
-            "os" => {}
-            "arch" => requires.insert("arch", langs::builder_arch(v)),
-            _ => {
-                if langs::axis_info(k).is_some_and(|a| a.capability) {
-                    requires.insert(k.clone(), v.clone());
-                }
-            }
-        }
-    }
-    // Travis docs: Building a Rust Project, "By default, we download and
-    // install the latest stable Rust release".
-    if job.language == "rust" && job.axis("rust").is_none() {
-        requires.insert("rust", "stable");
-    }
-
-    let mut values = job.axes.clone();
-    if job.axis("os").is_none() {
-        values.insert(0, ("os".into(), job.os().to_string()));
-    }
-    let mut builtin_env = langs::builtin_env(&job.language, &values);
-    if job.language == "rust" && job.axis("rust").is_none() {
-        builtin_env.push(("TRAVIS_RUST_VERSION".into(), "stable".into()));
-    }
-    builtin_env.push(("TRAVIS_ALLOW_FAILURE".into(), job.allow_failure.to_string()));
-
-    JobPlan {
-        number,
-        phases,
-        env,
-        matrix,
-        requires,
-        allow_failure: job.allow_failure,
-        name: job.name,
-        stage: job.stage,
-        language: job.language,
-        builtin_env,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shell_words() {
-        assert_eq!(words("A=1  B=2"), ["A=1", "B=2"]);
-        assert_eq!(words("A=\"x y\" B='p q'"), ["A=\"x y\"", "B='p q'"]);
-        assert_eq!(words("A=x\\ y"), ["A=x\\ y"]);
-        assert_eq!(words("  "), Vec::<String>::new());
-    }
 }

@@ -1,0 +1,153 @@
+//! Which jobs a `jobs.exclude` or `jobs.allow_failures` entry matches:
+//! values compared as travis-yml compares them, and `env` lines compared
+//! word by word.
+
+use super::job::Job;
+use crate::travis::config::MatchSpec;
+use crate::travis::yaml::Value;
+
+/// Compares two values the way travis-yml's `wrap(a) == wrap(b)` does: a
+/// single value equals a list holding just it.
+fn wrap_eq(a: &Value, b: &Value) -> bool {
+    fn wrap(v: &Value) -> Vec<&Value> {
+        match v {
+            Value::Seq(items) => items.iter().collect(),
+            other => vec![other],
+        }
+    }
+    wrap(a) == wrap(b)
+}
+
+/// Shell words of an env line, quotes kept, so `A=1  B=2` and `A=1 B=2`
+/// are equal and `B=2 A=1` is not ("the value must match exactly").
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in line.chars() {
+        if escaped {
+            cur.push(c);
+            escaped = false;
+            continue;
+        }
+        match (c, quote) {
+            ('\\', q) if q != Some('\'') => {
+                cur.push(c);
+                escaped = true;
+            }
+            ('"' | '\'', None) => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            (c, Some(q)) if c == q => {
+                quote = None;
+                cur.push(c);
+            }
+            (c, None) if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn env_words(lines: &[String]) -> Vec<String> {
+    lines.iter().flat_map(|l| words(l)).collect()
+}
+
+fn env_value_lines(v: &Value) -> Vec<String> {
+    match v {
+        Value::Seq(items) => items
+            .iter()
+            .filter_map(|i| match i {
+                Value::Str(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        Value::Str(s) => vec![s.clone()],
+        _ => vec![],
+    }
+}
+
+/// `jobs.exclude`: every key must match; `env` exactly, global set aside
+/// (travis-yml `Matrix#excluded?`; Travis docs: Build Matrix, "Excluding
+/// jobs with env value").
+pub(super) fn exclude_matches(m: &MatchSpec, job: &Job) -> bool {
+    !m.keys.is_empty()
+        && m.keys.iter().all(|(k, want)| match k.as_str() {
+            "env" => env_words(&job.own_env) == env_words(&env_value_lines(want)),
+            "stage" => {
+                let want = match want {
+                    Value::Str(s) => s.as_str(),
+                    _ => return false,
+                };
+                job.stage.as_deref() == Some(want)
+                    || (job.stage.is_none() && want.eq_ignore_ascii_case("test"))
+            }
+            _ => job.attr(k).is_some_and(|have| wrap_eq(&have, want)),
+        })
+}
+
+/// `jobs.allow_failures`, as travis-yml's `Configs::AllowFailures` matches
+/// it: every key of the entry must equal the job's value, whether the key
+/// came from the root matrix or from the job's own entry in
+/// `jobs.include` (so `name: Clippy` works). `env` matches when the job's
+/// own env (global set aside) is the entry's, or when the entry's lines
+/// missing from the job's own are all global ones. `branch` compares with
+/// the branch being built.
+///
+/// The Travis docs (Build Matrix, "Matching Jobs with allow_failures") add
+/// that the keys "must exist in the top level of the build matrix"; that
+/// was the older implementation's limit, and kha follows the newer one,
+/// with a note in the lint output when it makes a difference.
+pub(super) fn allow_failure_matches(
+    m: &MatchSpec,
+    global: &[String],
+    branch: Option<&str>,
+    job_env: &[String],
+    job_attr: &dyn Fn(&str) -> Option<Value>,
+) -> bool {
+    !m.keys.is_empty()
+        && m.keys.iter().all(|(k, want)| match k.as_str() {
+            "branch" => matches!((branch, want), (Some(b), Value::Str(w)) if b == w),
+            "env" => {
+                if job_env.is_empty() {
+                    return false;
+                }
+                let want = env_value_lines(want);
+                if env_words(job_env) == env_words(&want) {
+                    return true;
+                }
+                if want.is_empty() {
+                    return false;
+                }
+                let have: Vec<Vec<String>> = job_env.iter().map(|l| words(l)).collect();
+                let global: Vec<Vec<String>> = global.iter().map(|l| words(l)).collect();
+                want.iter()
+                    .map(|l| words(l))
+                    .filter(|w| !have.contains(w))
+                    .all(|w| global.contains(&w))
+            }
+            _ => job_attr(k).is_some_and(|have| wrap_eq(&have, want)),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(words("A=1  B=2"), ["A=1", "B=2"]);
+        assert_eq!(words("A=\"x y\" B='p q'"), ["A=\"x y\"", "B='p q'"]);
+        assert_eq!(words("A=x\\ y"), ["A=x\\ y"]);
+        assert_eq!(words("  "), Vec::<String>::new());
+    }
+}
