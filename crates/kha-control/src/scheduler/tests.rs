@@ -1,8 +1,9 @@
 //! Scheduler tests against a real store in a temp dir and a fake clock.
 
+use super::pick::{pick, Pick, PickInput, Slots};
 use super::*;
 use crate::store::records::{Build, Job, JobSpec};
-use kha_core::{BuildState, FakeClock};
+use kha_core::{BuildState, FakeClock, JobState};
 use kha_proto::agent::control_message::Msg;
 use tokio::sync::mpsc;
 
@@ -15,6 +16,39 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
+    let logs = Arc::new(LogStore::open(dir.path().join("logs"), 1 << 20).unwrap());
+    let clock = FakeClock::new(1_000_000);
+    let cfg = Config {
+        heartbeat_ms: 100,
+        max_attempts: 2,
+        ..Config::default()
+    };
+    let sched = Scheduler::new(store, logs, Arc::new(clock.clone()), cfg).unwrap();
+    Fixture {
+        _dir: dir,
+        sched,
+        clock,
+    }
+}
+
+/// Like [`fixture`], but every `Store::durable` fails, as it would on a disk
+/// that refuses writes: the store's flusher runs on a runtime that is gone.
+fn fixture_without_flush() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let store = {
+            let _in = rt.enter();
+            Store::open(&path).unwrap()
+        };
+        drop(rt);
+        store
+    })
+    .join()
+    .unwrap();
     let logs = Arc::new(LogStore::open(dir.path().join("logs"), 1 << 20).unwrap());
     let clock = FakeClock::new(1_000_000);
     let cfg = Config {
@@ -112,6 +146,268 @@ fn offers(rx: &mut mpsc::Receiver<Result<ControlMessage, tonic::Status>>) -> Vec
         }
     }
     v
+}
+
+/// Every message waiting on a session.
+fn messages(rx: &mut mpsc::Receiver<Result<ControlMessage, tonic::Status>>) -> Vec<Msg> {
+    let mut v = vec![];
+    while let Ok(Ok(ControlMessage { msg: Some(m) })) = rx.try_recv() {
+        v.push(m);
+    }
+    v
+}
+
+/// One row of the fairness table: the index the pick sees, and the job and
+/// builder it should choose.
+struct PickRow {
+    what: &'static str,
+    /// Projects and their queues, in queue order.
+    queues: &'static [(&'static str, &'static [JobId])],
+    last_served: Option<&'static str>,
+    /// Jobs that require something other than `os=linux`.
+    requires: &'static [(JobId, &'static [&'static str])],
+    /// Builders: name, free slots, draining, labels.
+    builders: &'static [(&'static str, u32, bool, &'static [&'static str])],
+    /// Builders that refused a job.
+    refused: &'static [(JobId, &'static str)],
+    want: Option<(JobId, &'static str)>,
+}
+
+const LINUX: &[&str] = &["os=linux"];
+const OSX: &[&str] = &["os=osx"];
+
+#[test]
+fn fairness_pick() {
+    let table = [
+        PickRow {
+            what: "nothing queued",
+            queues: &[],
+            last_served: None,
+            requires: &[],
+            builders: &[("b1", 1, false, LINUX)],
+            refused: &[],
+            want: None,
+        },
+        PickRow {
+            what: "no builder connected",
+            queues: &[("a", &[1])],
+            last_served: None,
+            requires: &[],
+            builders: &[],
+            refused: &[],
+            want: None,
+        },
+        PickRow {
+            what: "within a project, queue order",
+            queues: &[("a", &[2, 1])],
+            last_served: None,
+            requires: &[],
+            builders: &[("b1", 1, false, LINUX)],
+            refused: &[],
+            want: Some((2, "b1")),
+        },
+        PickRow {
+            what: "the first turn goes to the first project",
+            queues: &[("a", &[1]), ("b", &[2])],
+            last_served: None,
+            requires: &[],
+            builders: &[("b1", 1, false, LINUX)],
+            refused: &[],
+            want: Some((1, "b1")),
+        },
+        PickRow {
+            what: "the project after the one served last",
+            queues: &[("a", &[1]), ("b", &[2])],
+            last_served: Some("a"),
+            requires: &[],
+            builders: &[("b1", 1, false, LINUX)],
+            refused: &[],
+            want: Some((2, "b1")),
+        },
+        PickRow {
+            what: "after the last project, back to the first",
+            queues: &[("a", &[1]), ("b", &[2])],
+            last_served: Some("b"),
+            requires: &[],
+            builders: &[("b1", 1, false, LINUX)],
+            refused: &[],
+            want: Some((1, "b1")),
+        },
+        PickRow {
+            what: "the project served last has emptied: the next one in name order",
+            queues: &[("a", &[1]), ("c", &[3])],
+            last_served: Some("b"),
+            requires: &[],
+            builders: &[("b1", 1, false, LINUX)],
+            refused: &[],
+            want: Some((3, "b1")),
+        },
+        PickRow {
+            what: "a job no builder can take is skipped, the next one goes",
+            queues: &[("a", &[1, 2])],
+            last_served: None,
+            requires: &[(1, OSX)],
+            builders: &[("b1", 1, false, LINUX)],
+            refused: &[],
+            want: Some((2, "b1")),
+        },
+        PickRow {
+            what: "a job some builder can take is not skipped",
+            queues: &[("a", &[1, 2])],
+            last_served: None,
+            requires: &[(1, OSX)],
+            builders: &[("b1", 1, false, LINUX), ("mac", 1, false, OSX)],
+            refused: &[],
+            want: Some((1, "mac")),
+        },
+        PickRow {
+            what: "a project with nothing anyone can take passes its turn",
+            queues: &[("a", &[1]), ("b", &[2])],
+            last_served: None,
+            requires: &[(1, OSX)],
+            builders: &[("b1", 1, false, LINUX)],
+            refused: &[],
+            want: Some((2, "b1")),
+        },
+        PickRow {
+            what: "nothing anyone can take anywhere",
+            queues: &[("a", &[1])],
+            last_served: None,
+            requires: &[(1, OSX)],
+            builders: &[("b1", 4, false, LINUX)],
+            refused: &[],
+            want: None,
+        },
+        PickRow {
+            what: "every label required must be there",
+            queues: &[("a", &[1])],
+            last_served: None,
+            requires: &[(1, &["os=linux", "arch=arm64"])],
+            builders: &[
+                ("b1", 4, false, LINUX),
+                ("b2", 1, false, &["os=linux", "arch=arm64", "kvm=yes"]),
+            ],
+            refused: &[],
+            want: Some((1, "b2")),
+        },
+        PickRow {
+            what: "a draining builder gets nothing",
+            queues: &[("a", &[1])],
+            last_served: None,
+            requires: &[],
+            builders: &[("b1", 4, true, LINUX)],
+            refused: &[],
+            want: None,
+        },
+        PickRow {
+            what: "a builder without a free slot gets nothing",
+            queues: &[("a", &[1])],
+            last_served: None,
+            requires: &[],
+            builders: &[("b1", 0, false, LINUX)],
+            refused: &[],
+            want: None,
+        },
+        PickRow {
+            what: "a builder that refused the job is passed over",
+            queues: &[("a", &[1])],
+            last_served: None,
+            requires: &[],
+            builders: &[("b1", 3, false, LINUX), ("b2", 1, false, LINUX)],
+            refused: &[(1, "b1")],
+            want: Some((1, "b2")),
+        },
+        PickRow {
+            what: "refused by every builder that could: the next job goes",
+            queues: &[("a", &[1, 2])],
+            last_served: None,
+            requires: &[],
+            builders: &[("b1", 3, false, LINUX)],
+            refused: &[(1, "b1")],
+            want: Some((2, "b1")),
+        },
+        PickRow {
+            what: "the builder with the most free slots gets it",
+            queues: &[("a", &[1])],
+            last_served: None,
+            requires: &[],
+            builders: &[("b1", 1, false, LINUX), ("b2", 3, false, LINUX)],
+            refused: &[],
+            want: Some((1, "b2")),
+        },
+        PickRow {
+            what: "equal free slots: the smallest name",
+            queues: &[("a", &[1])],
+            last_served: None,
+            requires: &[],
+            builders: &[("b2", 2, false, LINUX), ("b1", 2, false, LINUX)],
+            refused: &[],
+            want: Some((1, "b1")),
+        },
+        PickRow {
+            what: "a draining builder with more slots does not win",
+            queues: &[("a", &[1])],
+            last_served: None,
+            requires: &[],
+            builders: &[("b1", 5, true, LINUX), ("b2", 1, false, LINUX)],
+            refused: &[],
+            want: Some((1, "b2")),
+        },
+    ];
+    for row in table {
+        let queues: BTreeMap<String, VecDeque<JobId>> = row
+            .queues
+            .iter()
+            .map(|(p, jobs)| (p.to_string(), jobs.iter().copied().collect()))
+            .collect();
+        let queued: HashMap<JobId, Queued> = row
+            .queues
+            .iter()
+            .flat_map(|(p, jobs)| jobs.iter().map(move |&j| (*p, j)))
+            .map(|(p, j)| {
+                let labels = row
+                    .requires
+                    .iter()
+                    .find(|(r, _)| *r == j)
+                    .map_or(LINUX, |(_, l)| *l);
+                let q = Queued {
+                    project: p.to_string(),
+                    requires: Labels::parse(labels.iter().copied()).unwrap(),
+                };
+                (j, q)
+            })
+            .collect();
+        let labels: Vec<Labels> = row
+            .builders
+            .iter()
+            .map(|(_, _, _, l)| Labels::parse(l.iter().copied()).unwrap())
+            .collect();
+        let builders: Vec<Slots<'_>> = row
+            .builders
+            .iter()
+            .zip(&labels)
+            .map(|(&(id, free, draining, _), labels)| Slots {
+                id,
+                free,
+                draining,
+                labels,
+            })
+            .collect();
+        let mut refused: HashMap<JobId, HashSet<String>> = HashMap::new();
+        for &(j, b) in row.refused {
+            refused.entry(j).or_default().insert(b.to_string());
+        }
+        let got = pick(&PickInput {
+            queues: &queues,
+            last_served: row.last_served,
+            queued: &queued,
+            builders: &builders,
+            refused: &refused,
+        });
+        let got = got.map(|Pick { job, builder, .. }| (job, builder));
+        let want = row.want.map(|(j, b)| (j, b.to_string()));
+        assert_eq!(got, want, "{}", row.what);
+    }
 }
 
 #[tokio::test]
@@ -282,4 +578,47 @@ async fn restart_of_the_control_node_keeps_queue_and_leases() {
     assert!(verdicts[0].keep);
     sched.set_credit("b1", 1);
     assert_eq!(offers(&mut rx), vec![(queued, 1)]);
+}
+
+#[tokio::test]
+async fn a_lease_that_cannot_be_stored_is_revoked_and_the_job_runs_again() {
+    let f = fixture_without_flush();
+    let job = build(&f, "p", 1).await[0].id;
+    let mut rx = connect(&f, "b1", &["os=linux"]);
+    f.sched.set_credit("b1", 1);
+    assert_eq!(offers(&mut rx), vec![(job, 1)]);
+    f.sched.accept("b1", job, 1).await;
+    let sent = messages(&mut rx);
+    assert!(
+        !sent.iter().any(|m| matches!(m, Msg::Granted(_))),
+        "granted a lease that is not durable: {sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, Msg::Revoke(r) if r.job_id == job && r.epoch == 1)),
+        "the builder was not told to drop the offer: {sent:?}"
+    );
+    assert!(f.sched.check_lease("b1", job, 1).is_err());
+    // Not stuck: queued again and offered as a new epoch.
+    assert_eq!(
+        f.sched.store.get_job(job).unwrap().unwrap().state,
+        JobState::Queued
+    );
+    f.sched.set_credit("b1", 1);
+    assert_eq!(offers(&mut rx), vec![(job, 2)]);
+    // Still failing: after two attempts the job is given up, not left running.
+    f.sched.accept("b1", job, 2).await;
+    assert!(!messages(&mut rx)
+        .iter()
+        .any(|m| matches!(m, Msg::Granted(_))));
+    f.clock.advance(1_000);
+    f.sched.sweep().await;
+    let j = f.sched.store.get_job(job).unwrap().unwrap();
+    assert_eq!(j.state, JobState::Errored);
+    assert!(
+        j.detail.contains("could not store its lease"),
+        "{}",
+        j.detail
+    );
+    assert!(f.sched.check_lease("b1", job, 2).is_err());
 }

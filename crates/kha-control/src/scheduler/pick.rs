@@ -1,0 +1,96 @@
+//! The fairness pick: which queued job goes to which builder next. A pure
+//! function of the scheduler's index, tested by a table in `tests.rs`.
+//!
+//! - Projects take turns (round robin): the first project considered is the
+//!   one after the project served last, in name order, wrapping around.
+//! - Within a project, jobs go in queue order, skipping only jobs no builder
+//!   can take now; a project none of whose jobs can be taken is passed over.
+//! - A builder can take a job when it has a free slot, is not draining, has
+//!   every label the job requires and has not refused the job before.
+//! - Among the builders that can take a job, the one with the most free
+//!   slots gets it (ties: the smallest name), which spreads the load.
+
+use super::Queued;
+use kha_core::{JobId, Labels};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+/// What the pick needs to know of a connected builder.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slots<'a> {
+    pub id: &'a str,
+    pub free: u32,
+    pub draining: bool,
+    pub labels: &'a Labels,
+}
+
+impl Slots<'_> {
+    fn open(&self) -> bool {
+        self.free > 0 && !self.draining
+    }
+}
+
+/// Everything the pick looks at.
+pub(super) struct PickInput<'a> {
+    /// The queues per project, each in queue order.
+    pub queues: &'a BTreeMap<String, VecDeque<JobId>>,
+    pub last_served: Option<&'a str>,
+    /// Each queued job's project and requirements; a job missing here is
+    /// passed over.
+    pub queued: &'a HashMap<JobId, Queued>,
+    pub builders: &'a [Slots<'a>],
+    /// The builders that refused each job.
+    pub refused: &'a HashMap<JobId, HashSet<String>>,
+}
+
+/// A job and the builder it goes to; `index` is the job's position in its
+/// project's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Pick {
+    pub project: String,
+    pub index: usize,
+    pub job: JobId,
+    pub builder: String,
+}
+
+/// The next job to offer and to whom, or `None` when no queued job can go
+/// anywhere now.
+pub(super) fn pick(input: &PickInput<'_>) -> Option<Pick> {
+    let open: Vec<&Slots<'_>> = input.builders.iter().filter(|b| b.open()).collect();
+    if open.is_empty() {
+        return None;
+    }
+    let mut order: Vec<&String> = input.queues.keys().collect();
+    if let Some(last) = input.last_served {
+        let split = order
+            .iter()
+            .position(|p| p.as_str() > last)
+            .unwrap_or(order.len());
+        order.rotate_left(split);
+    }
+    for project in order {
+        let Some(queue) = input.queues.get(project) else {
+            continue;
+        };
+        for (index, &job) in queue.iter().enumerate() {
+            let Some(q) = input.queued.get(&job) else {
+                continue;
+            };
+            let refused = input.refused.get(&job);
+            let best = open
+                .iter()
+                .filter(|b| b.labels.satisfies(&q.requires))
+                .filter(|b| !refused.is_some_and(|r| r.contains(b.id)))
+                // Most free slots first, then the smallest name.
+                .min_by(|a, b| b.free.cmp(&a.free).then_with(|| a.id.cmp(b.id)));
+            if let Some(b) = best {
+                return Some(Pick {
+                    project: project.clone(),
+                    index,
+                    job,
+                    builder: b.id.to_string(),
+                });
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,178 @@
+//! The queue: queued jobs per project, new and restarted jobs entering it,
+//! and dispatch, which offers queued jobs to builders with credit.
+//!
+//! Dispatch picks under the index's lock (see `pick` for the fairness
+//! rules), takes the builder's slot with an offer entry, reads the job from
+//! sled outside the lock, then re-checks under the lock that the offer still
+//! stands before sending it: a cancel, a closed session or an expiry may
+//! have withdrawn it meanwhile, and whoever did put the job back.
+
+use super::pick::{pick, PickInput, Slots};
+use super::{job_spec, send, Inner, PendingOffer, SchedError, Scheduler};
+use crate::store::records::{Build, Job};
+use crate::store::{LeaseEffect, QueueEffect, StoreError, QUEUE_NORMAL_BASE};
+use kha_core::{JobId, JobState};
+use kha_proto::agent::{self, control_message::Msg};
+use tracing::{debug, warn};
+
+impl Scheduler {
+    /// Makes freshly created (already durable) queued jobs available.
+    pub fn enqueue(&self, jobs: &[Job]) {
+        {
+            let mut inner = self.lock();
+            for j in jobs.iter().filter(|j| j.state == JobState::Queued) {
+                inner.index_queued(j, false);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// A queue key behind every job queued so far.
+    pub fn normal_key(&self) -> Result<u64, SchedError> {
+        Ok(QUEUE_NORMAL_BASE + self.store.next_id()?)
+    }
+
+    /// A queue key ahead of every normal one (for jobs put back).
+    pub(super) fn front_key(&self) -> Result<u64, SchedError> {
+        Ok(QUEUE_NORMAL_BASE - self.store.next_id()?)
+    }
+
+    /// Offers queued jobs to builders with credit, projects taking turns.
+    pub fn dispatch(&self) {
+        loop {
+            let Some((job_id, builder)) = self.take_next() else {
+                return;
+            };
+            // The only sled read of a dispatch, outside the lock.
+            let read = self.store.get_job(job_id);
+            let mut inner = self.lock();
+            let stands = inner
+                .offers
+                .get(&job_id)
+                .is_some_and(|o| o.builder == builder && o.epoch.is_none());
+            if !stands {
+                continue;
+            }
+            let job = match read {
+                Ok(Some(j)) if j.state == JobState::Queued => j,
+                Ok(_) => {
+                    // Moved on in sled (canceled, started): no longer queued.
+                    Self::give_back(&mut inner, job_id, &builder);
+                    inner.queued.remove(&job_id);
+                    continue;
+                }
+                Err(e) => {
+                    warn!(job_id, error = %e, "cannot read queued job; leaving it queued");
+                    Self::give_back(&mut inner, job_id, &builder);
+                    inner.requeue_front(job_id);
+                    return;
+                }
+            };
+            let epoch = job.epoch + 1;
+            let offer = Msg::Offer(agent::Offer {
+                job_id,
+                epoch,
+                spec: Some(job_spec(&job)),
+            });
+            let sent = inner
+                .sessions
+                .get(&builder)
+                .is_some_and(|s| send(&builder, s, offer));
+            if sent {
+                debug!(job_id, epoch, builder_id = %builder, "offered");
+                if let Some(o) = inner.offers.get_mut(&job_id) {
+                    o.epoch = Some(epoch);
+                }
+            } else {
+                warn!(builder_id = %builder, "session outbound full or gone; closing it");
+                inner.offers.remove(&job_id);
+                if let Some(s) = inner.sessions.remove(&builder) {
+                    s.close.cancel();
+                }
+                inner.requeue_front(job_id);
+            }
+        }
+    }
+
+    /// Picks the next job and its builder, takes the job off its queue and
+    /// the builder's slot with an offer entry not yet sent.
+    fn take_next(&self) -> Option<(JobId, String)> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let chosen = {
+            let builders: Vec<Slots<'_>> = inner
+                .sessions
+                .iter()
+                .map(|(id, s)| Slots {
+                    id,
+                    free: s.free,
+                    draining: s.draining,
+                    labels: &s.labels,
+                })
+                .collect();
+            pick(&PickInput {
+                queues: &inner.queues,
+                last_served: inner.last_served.as_deref(),
+                queued: &inner.queued,
+                builders: &builders,
+                refused: &inner.refused,
+            })?
+        };
+        if let Some(q) = inner.queues.get_mut(&chosen.project) {
+            q.remove(chosen.index);
+            if q.is_empty() {
+                inner.queues.remove(&chosen.project);
+            }
+        }
+        inner.last_served = Some(chosen.project);
+        if let Some(s) = inner.sessions.get_mut(&chosen.builder) {
+            s.free = s.free.saturating_sub(1);
+        }
+        inner.offers.insert(
+            chosen.job,
+            PendingOffer {
+                builder: chosen.builder.clone(),
+                epoch: None,
+                deadline: now + kha_core::limits::OFFER_TIMEOUT_MS,
+            },
+        );
+        Some((chosen.job, chosen.builder))
+    }
+
+    /// Drops an offer entry that was never sent and gives its slot back.
+    fn give_back(inner: &mut Inner, job: JobId, builder: &str) {
+        inner.offers.remove(&job);
+        if let Some(s) = inner.sessions.get_mut(builder) {
+            s.free += 1;
+        }
+    }
+
+    /// Puts every job of a finished build back in the queue.
+    pub async fn restart_build(&self, build: &Build) -> Result<(), SchedError> {
+        let now = self.clock.now();
+        let mut requeued = Vec::new();
+        for &job_id in &build.jobs {
+            let key = self.normal_key()?;
+            let (job, _) = self.store.transition(job_id, now, |j| {
+                j.state = j
+                    .state
+                    .transition(JobState::Queued)
+                    .map_err(|e| StoreError::Rejected(e.to_string()))?;
+                j.attempts = 0;
+                j.detail.clear();
+                j.builder.clear();
+                j.started_ms = 0;
+                j.finished_ms = 0;
+                j.cancel_requested = false;
+                j.log_len = 0;
+                j.log_sha256.clear();
+                Ok((LeaseEffect::Keep, QueueEffect::Insert(key)))
+            })?;
+            self.logs.reset(job_id)?;
+            requeued.push(job);
+        }
+        self.store.durable().await?;
+        self.enqueue(&requeued);
+        Ok(())
+    }
+}

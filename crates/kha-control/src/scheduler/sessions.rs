@@ -1,0 +1,230 @@
+//! Builder sessions: a builder's stream opening, closing or breaking, its
+//! credit and draining, evictions, heartbeats (which renew its leases), and
+//! the views `kha builder list` and `kha show` take of them.
+
+use super::{goodbye, send, Inner, Scheduler, Session, SessionView};
+use kha_core::{Epoch, JobId};
+use kha_proto::agent::{self, control_message::Msg};
+use std::collections::HashMap;
+use tracing::info;
+
+/// How long the leases of a builder whose connection broke (its session
+/// ended without GoingAway) last: a builder process that dies (kill -9, OOM,
+/// crash) closes its connection at once, and its jobs should run again
+/// elsewhere at once, not a whole lease later. A builder that is alive and
+/// reconnects within this grace keeps its jobs (its Hello renews them);
+/// after it, they have run again elsewhere and its Welcome says to stop
+/// them. A builder that goes silent without closing its connection is
+/// still found out by its lease.
+pub const DROPPED_SESSION_GRACE_MS: u64 = 0;
+
+impl Scheduler {
+    /// Registers a builder's session, replacing (and closing) an older one.
+    /// Returns the connection number and the verdicts for the jobs it says
+    /// it is running.
+    pub fn session_opened(
+        &self,
+        builder: &str,
+        mut session: Session,
+        running: &[(JobId, Epoch)],
+    ) -> (u64, Vec<agent::ResumeVerdict>) {
+        let conn = self
+            .next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        session.conn = conn;
+        let now = self.clock.now();
+        let ttl = self.cfg.lease_ms();
+        let mut inner = self.lock();
+        let kept = inner.leases.renew(builder, running, now, ttl);
+        let verdicts = running
+            .iter()
+            .map(|&(job_id, epoch)| {
+                let keep =
+                    kept.contains(&(job_id, epoch)) && !inner.canceling.contains_key(&job_id);
+                let reason = if keep {
+                    String::new()
+                } else if inner.canceling.contains_key(&job_id) {
+                    "canceled".into()
+                } else {
+                    match inner.leases.check(job_id, epoch, builder) {
+                        Err(e) => format!("{e}: stop it"),
+                        Ok(_) => "stop it".into(),
+                    }
+                };
+                agent::ResumeVerdict {
+                    job_id,
+                    epoch,
+                    keep,
+                    reason,
+                }
+            })
+            .collect();
+        if let Some(old) = inner.sessions.insert(builder.to_string(), session) {
+            old.close.cancel();
+        }
+        // Offers made on the old connection will never be answered.
+        Self::withdraw_offers(&mut inner, builder);
+        (conn, verdicts)
+    }
+
+    /// Puts the jobs offered to `builder` back at the front of their queues.
+    fn withdraw_offers(inner: &mut Inner, builder: &str) {
+        let stale: Vec<JobId> = inner
+            .offers
+            .iter()
+            .filter(|(_, o)| o.builder == builder)
+            .map(|(j, _)| *j)
+            .collect();
+        for j in stale {
+            inner.offers.remove(&j);
+            inner.requeue_front(j);
+        }
+    }
+
+    /// The session's connection broke under it (see
+    /// [`DROPPED_SESSION_GRACE_MS`]): brings the builder's lease deadlines
+    /// forward, unless a newer session of the same builder is open already.
+    /// Returns whether it did (call [`Scheduler::sweep`] then).
+    pub fn session_dropped(&self, builder: &str, conn: u64) -> bool {
+        let mut inner = self.lock();
+        if inner.sessions.get(builder).is_none_or(|s| s.conn != conn) {
+            return false;
+        }
+        let deadline = self.clock.now() + DROPPED_SESSION_GRACE_MS;
+        inner.leases.shorten(builder, deadline);
+        info!(builder_id = %builder, "builder connection dropped; its jobs run again elsewhere");
+        true
+    }
+
+    /// The session's stream ended. Its leases run on until their deadline:
+    /// the builder may come back and resume.
+    pub fn session_closed(&self, builder: &str, conn: u64) {
+        {
+            let mut inner = self.lock();
+            if inner.sessions.get(builder).is_some_and(|s| s.conn == conn) {
+                inner.sessions.remove(builder);
+                Self::withdraw_offers(&mut inner, builder);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// The builder says how many more jobs it can take; offers it has not
+    /// answered yet count against them.
+    pub fn set_credit(&self, builder: &str, free: u32) {
+        {
+            let mut inner = self.lock();
+            let outstanding = inner
+                .offers
+                .values()
+                .filter(|o| o.builder == builder)
+                .count() as u32;
+            if let Some(s) = inner.sessions.get_mut(builder) {
+                s.free = free.saturating_sub(outstanding);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// No more offers go to this builder; `notify` tells it so.
+    pub fn set_draining(&self, builder: &str, notify: bool) {
+        let mut inner = self.lock();
+        if let Some(s) = inner.sessions.get_mut(builder) {
+            s.draining = true;
+            // A lost notice is logged by `send`; the builder is drained here
+            // either way, and its next Welcome says so.
+            if notify {
+                send(builder, s, Msg::Drain(agent::DrainNotice {}));
+            }
+        }
+    }
+
+    /// Ends a builder's session and brings its leases' deadlines to now, so
+    /// its jobs are run again elsewhere at the next sweep.
+    pub fn evict(&self, builder: &str, reason: &str) {
+        let mut inner = self.lock();
+        if let Some(s) = inner.sessions.remove(builder) {
+            goodbye(builder, &s, 0, reason);
+        }
+        let now = self.clock.now();
+        inner.leases.shorten(builder, now);
+    }
+
+    /// Ends one builder's session (it may come back).
+    pub(super) fn close_session(&self, builder: &str, reason: &str) {
+        if let Some(s) = self.lock().sessions.remove(builder) {
+            goodbye(builder, &s, kha_core::limits::RECONNECT_AFTER_MS, reason);
+        }
+    }
+
+    /// Tells every builder to go and closes every session (shutdown).
+    pub fn disconnect_all(&self, reason: &str) {
+        let mut inner = self.lock();
+        for (id, s) in inner.sessions.drain() {
+            goodbye(&id, &s, kha_core::limits::RECONNECT_AFTER_MS, reason);
+        }
+    }
+
+    /// Heartbeat: renews the builder's leases and answers with the jobs it
+    /// should be running.
+    pub fn heartbeat(&self, builder: &str, running: &[(JobId, Epoch)]) -> Vec<agent::JobRef> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner
+            .leases
+            .renew(builder, running, now, self.cfg.lease_ms());
+        inner
+            .leases
+            .held_by(builder)
+            .into_iter()
+            .filter(|(j, _)| !inner.canceling.contains_key(j))
+            .map(|(job_id, epoch)| agent::JobRef { job_id, epoch })
+            .collect()
+    }
+
+    /// The connected builders.
+    pub fn sessions_view(&self) -> HashMap<String, SessionView> {
+        let inner = self.lock();
+        inner
+            .sessions
+            .iter()
+            .map(|(id, s)| {
+                let view = SessionView {
+                    slots: s.slots,
+                    draining: s.draining,
+                    running: inner
+                        .leases
+                        .held_by(id)
+                        .into_iter()
+                        .map(|(j, _)| j)
+                        .collect(),
+                    labels: s.labels.to_vec(),
+                };
+                (id.clone(), view)
+            })
+            .collect()
+    }
+
+    pub fn is_connected(&self, builder: &str) -> bool {
+        self.lock().sessions.contains_key(builder)
+    }
+
+    /// Why a queued job is not running: the requirements no connected
+    /// builder meets, or "" when some builder could take it.
+    pub fn unmatched(&self, job: JobId) -> Option<String> {
+        let inner = self.lock();
+        let req = &inner.queued.get(&job)?.requires;
+        let able: Vec<&Session> = inner
+            .sessions
+            .values()
+            .filter(|s| s.labels.satisfies(req))
+            .collect();
+        Some(if able.iter().any(|s| !s.draining) {
+            String::new()
+        } else if !able.is_empty() {
+            "waiting: every builder that could run it is draining".into()
+        } else {
+            format!("waiting: no connected builder has {req}")
+        })
+    }
+}
