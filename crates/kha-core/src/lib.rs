@@ -34,8 +34,9 @@ pub type Epoch = u64;
 
 /// The protocol's major version. A builder with another major is refused.
 pub const PROTOCOL_MAJOR: u32 = 1;
-/// Minor version; minors of one major are compatible.
-pub const PROTOCOL_MINOR: u32 = 0;
+/// Minor version; minors of one major are compatible. 1.1 added typed
+/// reject reasons and FinishJob refusals (1.0 peers are still understood).
+pub const PROTOCOL_MINOR: u32 = 1;
 
 /// Checks a project name: it appears in paths, keys and URLs, so it is kept
 /// to a small, unambiguous alphabet.

@@ -94,6 +94,16 @@ impl agent::JobSpec {
     }
 }
 
+impl agent::FinishRefusal {
+    /// The typed refusal a FinishJob error carries in its details, if any.
+    pub fn of(status: &tonic::Status) -> Option<agent::FinishRefusal> {
+        if status.details().is_empty() {
+            return None;
+        }
+        <agent::FinishRefusal as prost::Message>::decode(status.details()).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

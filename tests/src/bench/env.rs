@@ -371,7 +371,13 @@ impl Env {
         Ok(list
             .builders
             .into_iter()
-            .filter(|b| b.connected)
+            .filter(|b| {
+                matches!(
+                    b.state(),
+                    kha_proto::admin::BuilderState::Connected
+                        | kha_proto::admin::BuilderState::Draining
+                )
+            })
             .map(|b| b.id)
             .collect())
     }
@@ -429,7 +435,10 @@ impl Env {
         while let Some(m) = s.message().await? {
             bytes += m.data.len() as u64;
             if m.done {
-                return Ok((m.state, bytes));
+                let state = kha_core::JobState::try_from(m.state())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default();
+                return Ok((state, bytes));
             }
         }
         bail!("log of job {job} ended without `done`")
@@ -440,10 +449,7 @@ impl Env {
         let until = Instant::now() + timeout;
         loop {
             let b = self.build(id).await?;
-            if matches!(
-                b.state.as_str(),
-                "passed" | "failed" | "errored" | "canceled"
-            ) {
+            if kha_core::BuildState::try_from(b.state()).is_ok_and(|s| s.is_final()) {
                 return Ok(b);
             }
             if Instant::now() > until {

@@ -37,7 +37,7 @@ async fn once(opts: &Opts, fault: Fault) -> Result<f64> {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         let b = env.build(b.id).await?;
-        if b.jobs[0].state == "running" {
+        if b.jobs[0].state() == kha_proto::admin::JobState::Running {
             break;
         }
         if Instant::now() > until {
@@ -63,7 +63,7 @@ async fn once(opts: &Opts, fault: Fault) -> Result<f64> {
     let rerun = loop {
         let bb = env.build(b.id).await?;
         let j = &bb.jobs[0];
-        if j.id == job && j.epoch >= 2 && j.state == "running" {
+        if j.id == job && j.epoch >= 2 && j.state() == kha_proto::admin::JobState::Running {
             break j.started_ms as f64 - t_fault;
         }
         if Instant::now() > until {

@@ -96,8 +96,8 @@ async fn big_job(env: &Env, sc: &str, job: BigJob<'_>, rows: &mut Vec<Row>) -> R
         children_cpu_secs(bpid) - cpu0.2,
     );
     let j = &b.jobs[0];
-    if b.state != "passed" {
-        bail!("{label}: build {} is {}: {}", b.id, b.state, j.detail);
+    if b.state() != kha_proto::admin::BuildState::Passed {
+        bail!("{label}: build {} is {:?}: {}", b.id, b.state(), j.detail);
     }
     let (want_len, want_sha) = expected(cmd, body_len);
     let (got_len, got_sha) = stored(env, j.id).await?;

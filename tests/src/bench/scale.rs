@@ -181,7 +181,9 @@ async fn sim(
                             offered.insert(o.job_id, o.epoch);
                             send(B::Accept(Accept { job_id: o.job_id, epoch: o.epoch }));
                         } else {
-                            send(B::Reject(Reject { job_id: o.job_id, epoch: o.epoch, reason: "busy".into() }));
+                            let mut r = Reject { job_id: o.job_id, epoch: o.epoch, reason: "busy".into(), kind: 0 };
+                            r.set_kind(kha_proto::agent::RejectReason::Busy);
+                            send(B::Reject(r));
                         }
                     }
                     C::Granted(g) => {
@@ -550,7 +552,7 @@ pub async fn run(opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
             if j.epoch > 1 || j.attempts > 1 {
                 rerun += 1;
             }
-            if j.state != "passed" {
+            if j.state() != kha_proto::admin::JobState::Passed {
                 not_passed += 1;
             }
         }

@@ -104,7 +104,7 @@ pub async fn run(opts: &Opts, exec: Exec, rows: &mut Vec<Row>) -> Result<()> {
         for j in &b.jobs {
             first_start = first_start.min(j.started_ms);
             last_finish = last_finish.max(j.finished_ms);
-            if j.state == "passed" {
+            if j.state() == kha_proto::admin::JobState::Passed {
                 passed += 1;
             }
         }

@@ -3,7 +3,7 @@
 
 use super::{Job, Verdict};
 use crate::backoff::Backoff;
-use kha_proto::agent::{FinishJobRequest, Outcome};
+use kha_proto::agent::{FinishJobRequest, FinishRefusal, FinishRefusalKind, Outcome};
 use tracing::{info, warn};
 
 /// How many times a result is offered before the builder gives up (the
@@ -28,9 +28,13 @@ impl Job {
                     info!(job_id, epoch, ?outcome, total_len, "job finished");
                     return;
                 }
+                // Not this builder's lease (any more), or the job moved on:
+                // nothing to retry. An incomplete or mismatched log is
+                // retried: the shipper sends the rest meanwhile.
                 Err(s)
                     if s.code() == tonic::Code::FailedPrecondition
-                        && !s.message().contains("log") =>
+                        && FinishRefusal::of(&s)
+                            .is_none_or(|r| r.kind() == FinishRefusalKind::StaleLease) =>
                 {
                     warn!(job_id, epoch, error = %s.message(), "result refused");
                     return;

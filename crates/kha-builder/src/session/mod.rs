@@ -227,12 +227,17 @@ async fn once(
                     C::Offer(o) => {
                         let spec = kha_core::JobSpec::from(o.spec.unwrap_or_default());
                         let image_label = format!("image={}", spec.image());
+                        let reject = |kind: RejectReason, reason: String| {
+                            let mut r = Reject { job_id: o.job_id, epoch: o.epoch, reason, kind: 0 };
+                            r.set_kind(kind);
+                            B::Reject(r)
+                        };
                         if local.draining {
-                            send(B::Reject(Reject { job_id: o.job_id, epoch: o.epoch, reason: "draining".into() }));
+                            send(reject(RejectReason::CannotRun, "draining".into()));
                         } else if free(shared, local) == 0 {
-                            send(B::Reject(Reject { job_id: o.job_id, epoch: o.epoch, reason: "busy".into() }));
+                            send(reject(RejectReason::Busy, "busy".into()));
                         } else if !shared.executor.labels().contains(&image_label) {
-                            send(B::Reject(Reject { job_id: o.job_id, epoch: o.epoch, reason: format!("no {image_label} here") }));
+                            send(reject(RejectReason::CannotRun, format!("no {image_label} here")));
                         } else {
                             local.offered.insert(o.job_id, (o.epoch, spec));
                             send(B::Accept(Accept { job_id: o.job_id, epoch: o.epoch }));

@@ -11,7 +11,7 @@ use kha_proto::agent::agent_service_server::AgentService;
 use kha_proto::agent::{
     builder_message, control_message, BuilderMessage, ControlMessage, FinishJobRequest,
     FinishJobResponse, FinishRefusal, FinishRefusalKind, LogAck, LogChunk, RegisterRequest,
-    RegisterResponse, Welcome,
+    RegisterResponse, RejectReason, Welcome,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -302,7 +302,11 @@ impl AgentService for AgentSvc {
                             async move { s.accept(&b, a.job_id, a.epoch).await },
                         );
                     }
-                    M::Reject(r) => sched.reject(&builder, r.job_id, r.epoch, &r.reason),
+                    M::Reject(r) => {
+                        // 1.0 builders send no kind: they rejected only when busy.
+                        let busy = matches!(r.kind(), RejectReason::Busy | RejectReason::Unspecified);
+                        sched.reject(&builder, r.job_id, r.epoch, busy, &r.reason)
+                    }
                     M::Heartbeat(h) => {
                         let running: Vec<_> =
                             h.running.iter().map(|r| (r.job_id, r.epoch)).collect();

@@ -140,7 +140,9 @@ impl Scheduler {
     }
 
     /// A builder refused an offer: the job goes back to the front.
-    pub fn reject(&self, builder: &str, job_id: JobId, epoch: Epoch, reason: &str) {
+    /// `busy`: the builder had no free slot (offer it there again later);
+    /// otherwise it cannot run the job and is not offered it again.
+    pub fn reject(&self, builder: &str, job_id: JobId, epoch: Epoch, busy: bool, reason: &str) {
         {
             let mut inner = self.lock();
             match inner.offers.get(&job_id) {
@@ -149,7 +151,7 @@ impl Scheduler {
             }
             inner.offers.remove(&job_id);
             info!(job_id, builder_id = %builder, reason, "offer rejected");
-            if reason != "busy" {
+            if !busy {
                 inner
                     .refused
                     .entry(job_id)
