@@ -50,10 +50,10 @@ pub fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
-    writeln!(f, "{}", token.0)?;
+    writeln!(f, "{}", token.expose())?;
     f.sync_all()?;
     info!(path = %path.display(), "created the admin token");
-    Ok(token.0)
+    Ok(token.into_inner())
 }
 
 /// Runs the control node on already-bound listeners (gRPC, and HTTP for

@@ -63,7 +63,7 @@ pub async fn create_token(
     let token = auth::new_token("khaet_");
     let rec = records::EnrolmentToken {
         id: auth::new_id("t-"),
-        token_sha256: auth::hash(&token.0),
+        token_sha256: auth::hash(token.expose()),
         description: description.to_string(),
         created_ms: app.clock.now(),
         revoked: false,
@@ -71,7 +71,7 @@ pub async fn create_token(
     app.store.put_token(&rec)?;
     app.store.durable().await?;
     let mut v = views::token(rec);
-    v.token = token.0;
+    v.token = token.into_inner();
     Ok(v)
 }
 

@@ -46,7 +46,7 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
     let credentials = (!r.credential_username.is_empty() || !r.credential_password.is_empty())
         .then(|| Credentials {
             username: r.credential_username.clone(),
-            password: Secret(r.credential_password.clone()),
+            password: Secret::new(r.credential_password.clone()),
         });
     let default_branch = if r.default_branch.is_empty() {
         let (m, n, u, c) = (
@@ -88,14 +88,14 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
         } else {
             r.github_repo
         },
-        webhook_secret: Secret(auth::new_token("khaw_").0),
+        webhook_secret: auth::new_token("khaw_"),
         credentials,
     };
     if !app.store.add_project(&p)? {
         return Err(exists());
     }
     app.store.durable().await?;
-    let secret = p.webhook_secret.0.clone();
+    let secret = p.webhook_secret.expose().to_string();
     let mut v = views::project(p);
     v.webhook_secret = secret;
     Ok(v)

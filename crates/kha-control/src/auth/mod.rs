@@ -2,25 +2,15 @@
 //! SHA-256 hashes are stored (the secrets are 256-bit random, so a plain hash
 //! is enough); comparisons are constant-time.
 
+use kha_core::Secret;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::fmt;
-
-/// A secret that never shows in logs or debug output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// A fresh random token: `prefix` then 64 hex digits.
 pub fn new_token(prefix: &str) -> Secret {
     let mut b = [0u8; 32];
     rand::rng().fill_bytes(&mut b);
-    Secret(format!("{prefix}{}", hex::encode(b)))
+    Secret::new(format!("{prefix}{}", hex::encode(b)))
 }
 
 /// A short random id (`prefix` then 12 hex digits).
@@ -59,9 +49,9 @@ mod tests {
     #[test]
     fn tokens_and_hashes() {
         let t = new_token("khaet_");
-        assert!(t.0.starts_with("khaet_") && t.0.len() == 70);
-        assert!(hash_eq(&hash(&t.0), &hash(&t.0)));
-        assert!(!hash_eq(&hash(&t.0), &hash("x")));
+        assert!(t.expose().starts_with("khaet_") && t.expose().len() == 70);
+        assert!(hash_eq(&hash(t.expose()), &hash(t.expose())));
+        assert!(!hash_eq(&hash(t.expose()), &hash("x")));
         assert!(!hash_eq("ab", "abc"));
         assert_eq!(format!("{t:?}"), "Secret(<redacted>)");
     }

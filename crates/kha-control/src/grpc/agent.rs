@@ -160,7 +160,7 @@ impl AgentService for AgentSvc {
             .put_builder(&Builder {
                 id: id.clone(),
                 name,
-                secret_sha256: hash(&secret.0),
+                secret_sha256: hash(secret.expose()),
                 revoked: false,
                 draining: false,
                 labels: vec![],
@@ -177,7 +177,7 @@ impl AgentService for AgentSvc {
         info!(builder_id = %id, token = %tok.id, "builder enrolled");
         Ok(Response::new(RegisterResponse {
             builder_id: id,
-            secret: secret.0,
+            secret: secret.into_inner(),
         }))
     }
 

@@ -109,7 +109,7 @@ impl Scheduler {
         let credentials = match self.store.get_project(&job.project) {
             Ok(Some(p)) => p.credentials.map(|c| agent::GitCredentials {
                 username: c.username,
-                password: c.password.0,
+                password: c.password.into_inner(),
             }),
             Ok(None) => None,
             Err(e) => {

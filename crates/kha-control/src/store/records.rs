@@ -31,16 +31,7 @@ pub struct Project {
     pub credentials: Option<Credentials>,
 }
 
-/// A string that never shows in logs or debug output.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use kha_core::Secret;
 
 /// HTTPS credentials for a private repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -176,7 +176,7 @@ impl Triggerer {
                     spec.env = plan
                         .builtin_env
                         .iter()
-                        .map(|(k, v)| format!("{k}={}", sh_quote(v)))
+                        .map(|(k, v)| format!("{k}={}", kha_core::shell::quote(v)))
                         .chain(plan.env.iter().cloned())
                         .collect();
                     spec.phases = travis::PHASES
@@ -215,9 +215,4 @@ impl Triggerer {
         }
         Ok(Ok(build))
     }
-}
-
-/// Quotes a value for POSIX sh.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }

@@ -25,7 +25,7 @@ pub fn handle(
     };
     if !crate::auth::hash_eq(
         &crate::auth::hash(token),
-        &crate::auth::hash(&project.webhook_secret.0),
+        &crate::auth::hash(project.webhook_secret.expose()),
     ) {
         return answer(
             HookStatus::Unauthorized,

@@ -40,7 +40,7 @@ pub fn handle(app: &Arc<App>, event: &str, sig: &str, body: &[u8]) -> HookAnswer
             format!("no project for repository {name}"),
         );
     };
-    if !signature_ok(&project.webhook_secret.0, body, sig) {
+    if !signature_ok(project.webhook_secret.expose(), body, sig) {
         warn!(project = %project.name, event, "webhook with a bad or missing signature");
         return answer(
             HookStatus::Unauthorized,

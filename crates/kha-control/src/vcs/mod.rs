@@ -315,7 +315,7 @@ fn callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'static> {
                     "the repository refused the project's credentials",
                 ));
             }
-            Cred::userpass_plaintext(&c.username, &c.password.0)
+            Cred::userpass_plaintext(&c.username, c.password.expose())
         });
     }
     cb
