@@ -141,6 +141,8 @@ fn drained_builder_takes_no_new_work_and_sigterm_lets_jobs_finish() {
     );
     let list = c.kha_ok(&["builder", "list"]);
     assert!(list.contains("draining"), "{list}");
+    let list = c.kha_json(&["builder", "list"]);
+    assert_eq!(list[0]["state"], "draining", "{list}");
 
     // A second builder takes the job; SIGTERM on it while the job runs
     // lets the job finish, then the builder leaves.

@@ -103,7 +103,7 @@ fn lint_reports_positions_and_expands() {
     let o = kha(&["lint", "--json", &good.to_string_lossy()]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["jobs"].as_array().unwrap().len(), 2);
-    assert_eq!(v["jobs"][0]["matrix"][0]["value"], "26.0");
+    assert_eq!(v["jobs"][0]["matrix"][0], "otp_release=26.0");
     let bad = dir.path().join("bad.yml");
     std::fs::write(&bad, "script:\n  - ok\n bad: [\n").unwrap();
     let o = kha(&["lint", &bad.to_string_lossy()]);

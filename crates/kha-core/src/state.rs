@@ -142,6 +142,18 @@ impl BuildState {
         }
     }
 
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => BuildState::Queued,
+            "running" => BuildState::Running,
+            "passed" => BuildState::Passed,
+            "failed" => BuildState::Failed,
+            "errored" => BuildState::Errored,
+            "canceled" => BuildState::Canceled,
+            _ => return None,
+        })
+    }
+
     pub fn is_final(self) -> bool {
         !matches!(self, BuildState::Queued | BuildState::Running)
     }
@@ -290,5 +302,17 @@ mod tests {
         ] {
             assert_eq!(JobState::parse(s.as_str()), Some(s));
         }
+        for b in [
+            BuildState::Queued,
+            BuildState::Running,
+            BuildState::Passed,
+            BuildState::Failed,
+            BuildState::Errored,
+            BuildState::Canceled,
+        ] {
+            assert_eq!(BuildState::parse(b.as_str()), Some(b));
+        }
+        assert_eq!(JobState::parse("bogus"), None);
+        assert_eq!(BuildState::parse("timed_out"), None);
     }
 }

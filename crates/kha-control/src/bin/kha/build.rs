@@ -1,0 +1,255 @@
+//! `kha build …`: trigger (and wait for), list, show, restart and cancel a
+//! project's builds, and the build table with one row per job.
+
+use crate::output::{self, ago, duration, now_ms, print_json, short, table};
+use crate::wire;
+use crate::{Ctx, Failure};
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
+use kha_core::BuildState;
+use kha_proto::admin::{Build, GetBuildRequest, ListBuildsRequest, TriggerBuildRequest};
+
+#[derive(Args)]
+pub struct Paging {
+    #[arg(long, default_value_t = 1)]
+    page: u32,
+    #[arg(long, default_value_t = 25)]
+    per_page: u32,
+}
+
+#[derive(Subcommand)]
+pub enum BuildCmd {
+    /// Build a branch's head (or a given commit).
+    Trigger {
+        project: String,
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long)]
+        commit: Option<String>,
+        /// Build again even if this commit was built already.
+        #[arg(long)]
+        force: bool,
+        /// Wait for the build to finish; exit 10 unless it passed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A project's builds, newest first.
+    List {
+        project: String,
+        /// Only this branch's builds.
+        #[arg(long)]
+        branch: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    Show {
+        id: u64,
+    },
+    /// Run a finished build's jobs again.
+    Restart {
+        id: u64,
+    },
+    Cancel {
+        id: u64,
+    },
+}
+
+pub async fn run(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
+    match c {
+        BuildCmd::Trigger {
+            project,
+            branch,
+            commit,
+            force,
+            wait,
+        } => {
+            return trigger(
+                ctx,
+                TriggerBuildRequest {
+                    project,
+                    branch: branch.unwrap_or_default(),
+                    commit: commit.unwrap_or_default(),
+                    force,
+                },
+                wait,
+            )
+            .await
+        }
+        BuildCmd::List {
+            project,
+            branch,
+            paging,
+        } => {
+            let r = ctx.req(ListBuildsRequest {
+                project,
+                page: paging.page,
+                per_page: paging.per_page,
+                branch: branch.unwrap_or_default(),
+            });
+            let l = ctx.client.list_builds(r).await?.into_inner();
+            if ctx.json {
+                print_json(&output::BuildPageJson {
+                    total: l.total,
+                    page: paging.page,
+                    per_page: paging.per_page,
+                    builds: l.builds.iter().map(output::build).collect(),
+                });
+            } else {
+                table(
+                    &[
+                        "BUILD", "STATE", "BRANCH", "COMMIT", "JOBS", "CREATED", "MESSAGE",
+                    ],
+                    l.builds
+                        .iter()
+                        .map(|b| {
+                            vec![
+                                b.id.to_string(),
+                                b.state.clone(),
+                                b.branch.clone(),
+                                short(&b.commit).to_string(),
+                                b.jobs.len().to_string(),
+                                ago(b.created_ms),
+                                b.message.chars().take(50).collect(),
+                            ]
+                        })
+                        .collect(),
+                );
+                let pages = l.total.div_ceil(paging.per_page.max(1) as u64).max(1);
+                out!("page {} of {pages} ({} builds)", paging.page, l.total);
+            }
+        }
+        BuildCmd::Show { id } => {
+            let r = ctx.req(GetBuildRequest { build_id: id });
+            let b = ctx.client.get_build(r).await?.into_inner();
+            if ctx.json {
+                print_json(&output::build(&b))
+            } else {
+                print_build(&b)
+            }
+        }
+        BuildCmd::Restart { id } => {
+            let r = ctx.req(GetBuildRequest { build_id: id });
+            let b = ctx.client.restart_build(r).await?.into_inner();
+            if ctx.json {
+                print_json(&output::build(&b))
+            } else {
+                out!("build {} restarted: {}", b.id, b.state)
+            }
+        }
+        BuildCmd::Cancel { id } => {
+            let r = ctx.req(GetBuildRequest { build_id: id });
+            let b = ctx.client.cancel_build(r).await?.into_inner();
+            if ctx.json {
+                print_json(&output::build(&b))
+            } else {
+                out!("build {}: cancel requested ({})", b.id, b.state)
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `build trigger`, and with `wait` polls until the build is final: exit
+/// 10 unless it passed.
+async fn trigger(ctx: &mut Ctx, req: TriggerBuildRequest, wait: bool) -> Result<u8, Failure> {
+    let r = ctx.req(req);
+    let t = ctx.client.trigger_build(r).await?.into_inner();
+    let mut b = t
+        .build
+        .ok_or_else(|| anyhow!("the control node sent no build"))?;
+    if !ctx.json {
+        if t.created {
+            out!(
+                "build {} created: {} job(s), {}",
+                b.id,
+                b.jobs.len(),
+                b.state
+            );
+        } else {
+            out!(
+                "build {} already built this commit ({}); use --force to build it again",
+                b.id,
+                b.state
+            );
+        }
+    }
+    if wait {
+        let mut delay = 50;
+        while !wire::build_state(&b).is_some_and(BuildState::is_final) {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            delay = (delay * 2).min(1000);
+            let r = ctx.req(GetBuildRequest { build_id: b.id });
+            b = ctx.client.get_build(r).await?.into_inner();
+        }
+    }
+    if ctx.json {
+        print_json(&output::triggered(&b, t.created));
+    } else if wait {
+        print_build(&b);
+    }
+    if wait && wire::build_state(&b) != Some(BuildState::Passed) {
+        return Ok(10);
+    }
+    Ok(0)
+}
+
+/// A build's heading, message, error and warnings, then a table of its
+/// jobs.
+fn print_build(b: &Build) {
+    out!(
+        "build {}  {}  {}@{} ({})",
+        b.id,
+        b.state,
+        b.project,
+        b.branch,
+        short(&b.commit)
+    );
+    if !b.message.is_empty() {
+        out!("  {}", b.message);
+    }
+    if !b.error.is_empty() {
+        out!("  error: {}", b.error);
+    }
+    for w in &b.warnings {
+        out!("  warning: {w}");
+    }
+    table(
+        &["JOB", "ID", "STATE", "MATRIX", "BUILDER", "TIME", "DETAIL"],
+        b.jobs
+            .iter()
+            .map(|j| {
+                let mut env = if j.matrix.is_empty() {
+                    j.env.join(" ")
+                } else {
+                    j.matrix.join(" ")
+                };
+                if !j.name.is_empty() {
+                    env = format!("{} {env}", j.name);
+                }
+                if j.allow_failure {
+                    env.push_str(" (allowed to fail)");
+                }
+                vec![
+                    format!("{}.{}", b.id, j.number),
+                    j.id.to_string(),
+                    j.state.clone(),
+                    env.trim().to_string(),
+                    if j.builder.is_empty() {
+                        "-".into()
+                    } else {
+                        j.builder.clone()
+                    },
+                    duration(
+                        j.started_ms,
+                        if j.finished_ms > 0 {
+                            j.finished_ms
+                        } else {
+                            now_ms()
+                        },
+                    ),
+                    j.detail.clone(),
+                ]
+            })
+            .collect(),
+    );
+}

@@ -1,0 +1,141 @@
+//! `kha builder …`: list, drain and revoke builders, and create, list and
+//! revoke the enrolment tokens that let new ones join.
+
+use crate::output::{self, ago, print_json, table};
+use crate::wire::BuilderState;
+use crate::{Ctx, Failure};
+use clap::Subcommand;
+use kha_proto::admin::{
+    BuilderRequest, CreateEnrolmentTokenRequest, ListBuildersRequest, ListEnrolmentTokensRequest,
+    RevokeEnrolmentTokenRequest,
+};
+
+#[derive(Subcommand)]
+pub enum BuilderCmd {
+    List,
+    /// Stop giving a builder new jobs.
+    Drain {
+        id: String,
+    },
+    /// Revoke a builder's credential; its jobs run elsewhere.
+    Revoke {
+        id: String,
+    },
+    /// Enrolment tokens that let builders join.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    Create {
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Revoke {
+        id: String,
+    },
+    List,
+}
+
+pub async fn run(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
+    match c {
+        BuilderCmd::List => {
+            let r = ctx.req(ListBuildersRequest {});
+            let bs = ctx.client.list_builders(r).await?.into_inner().builders;
+            if ctx.json {
+                print_json(&bs.iter().map(output::builder).collect::<Vec<_>>());
+            } else {
+                table(
+                    &["ID", "NAME", "STATE", "SLOTS", "RUNNING", "SEEN", "LABELS"],
+                    bs.iter()
+                        .map(|b| {
+                            vec![
+                                b.id.clone(),
+                                b.name.clone(),
+                                BuilderState::of(b).as_str().into(),
+                                b.slots.to_string(),
+                                b.running_jobs
+                                    .iter()
+                                    .map(|j| j.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(","),
+                                ago(b.last_seen_ms),
+                                b.labels.join(","),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        BuilderCmd::Drain { id } => {
+            let r = ctx.req(BuilderRequest { builder_id: id });
+            let b = ctx.client.drain_builder(r).await?.into_inner();
+            if ctx.json {
+                print_json(&output::builder(&b))
+            } else {
+                out!("builder {} is draining", b.id)
+            }
+        }
+        BuilderCmd::Revoke { id } => {
+            let r = ctx.req(BuilderRequest { builder_id: id });
+            let b = ctx.client.revoke_builder(r).await?.into_inner();
+            if ctx.json {
+                print_json(&output::builder(&b))
+            } else {
+                out!("builder {} revoked", b.id)
+            }
+        }
+        BuilderCmd::Token(c) => return token(ctx, c).await,
+    }
+    Ok(0)
+}
+
+async fn token(ctx: &mut Ctx, c: TokenCmd) -> Result<u8, Failure> {
+    match c {
+        TokenCmd::Create { description } => {
+            let r = ctx.req(CreateEnrolmentTokenRequest { description });
+            let t = ctx.client.create_enrolment_token(r).await?.into_inner();
+            if ctx.json {
+                print_json(&output::token(&t));
+            } else {
+                out!("{}", t.token);
+                eprintln!("enrolment token {} created; it is shown only this once.\njoin a builder with: kha-builder --control URL --token TOKEN", t.id);
+            }
+        }
+        TokenCmd::Revoke { id } => {
+            let r = ctx.req(RevokeEnrolmentTokenRequest { id });
+            let t = ctx.client.revoke_enrolment_token(r).await?.into_inner();
+            if !ctx.json {
+                out!("enrolment token {} revoked", t.id);
+            }
+        }
+        TokenCmd::List => {
+            let r = ctx.req(ListEnrolmentTokensRequest {});
+            let ts = ctx
+                .client
+                .list_enrolment_tokens(r)
+                .await?
+                .into_inner()
+                .tokens;
+            if ctx.json {
+                print_json(&ts.iter().map(output::token).collect::<Vec<_>>());
+            } else {
+                table(
+                    &["ID", "STATE", "CREATED", "DESCRIPTION"],
+                    ts.into_iter()
+                        .map(|t| {
+                            vec![
+                                t.id,
+                                if t.revoked { "revoked" } else { "active" }.into(),
+                                ago(t.created_ms),
+                                t.description,
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+    }
+    Ok(0)
+}
