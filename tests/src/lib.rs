@@ -488,7 +488,7 @@ impl Cluster {
                 let c = v
                     .as_array()?
                     .iter()
-                    .filter(|b| b["connected"] == true)
+                    .filter(|b| b["state"] == "connected" || b["state"] == "draining")
                     .count();
                 (c >= n).then_some(())
             },

@@ -97,9 +97,10 @@ pub struct Build {
     pub fast_finish: bool,
 }
 
-/// What came of a branch's newest head.
+/// What came of a branch's newest head. Shown (and serialized) as one
+/// word: the last build's state, "skipped", "filtered", "deleted" or "-".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "String", try_from = "String")]
 pub enum BranchStatus {
     /// Its last build is in this state.
     Built(BuildState),
@@ -111,6 +112,27 @@ pub enum BranchStatus {
     Deleted,
     /// Seen, never built.
     None,
+}
+
+impl From<BranchStatus> for String {
+    fn from(s: BranchStatus) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for BranchStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Ok(match s.as_str() {
+            "skipped" => BranchStatus::Skipped,
+            "filtered" => BranchStatus::Filtered,
+            "deleted" => BranchStatus::Deleted,
+            "-" => BranchStatus::None,
+            other => BranchStatus::Built(
+                BuildState::parse(other).ok_or_else(|| format!("no branch state {other:?}"))?,
+            ),
+        })
+    }
 }
 
 impl std::fmt::Display for BranchStatus {
@@ -131,7 +153,9 @@ pub struct Branch {
     pub head: String,
     pub tag: bool,
     pub last_build_id: BuildId,
-    pub status: BranchStatus,
+    pub state: BranchStatus,
+    /// Gone from the remote (then `state` says "deleted" too).
+    pub deleted: bool,
     pub updated_ms: Millis,
 }
 
@@ -189,10 +213,10 @@ pub struct EnrolmentToken {
     pub revoked: bool,
 }
 
-/// One page of a longer list, and how long the list is.
+/// One page of a project's builds, newest first, and how many there are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
+pub struct BuildPage {
+    pub builds: Vec<Build>,
     pub total: u64,
     /// 1-based.
     pub page: u32,
@@ -215,10 +239,17 @@ mod tests {
             BranchStatus::Built(BuildState::Passed).to_string(),
             "passed"
         );
-        assert_eq!(
-            serde_json::to_string(&BranchStatus::Built(BuildState::Failed)).unwrap(),
-            r#"{"built":"failed"}"#
-        );
+        for s in [
+            BranchStatus::Built(BuildState::Failed),
+            BranchStatus::Skipped,
+            BranchStatus::Filtered,
+            BranchStatus::Deleted,
+            BranchStatus::None,
+        ] {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<BranchStatus>(&json).unwrap(), s);
+        }
         assert_eq!(
             serde_json::to_string(&BuilderState::Draining).unwrap(),
             r#""draining""#

@@ -237,7 +237,7 @@ impl From<view::Branch> for w::Branch {
             status: 0,
             build_state: 0,
         };
-        let status = match b.status {
+        let status = match b.state {
             BranchStatus::Built(s) => {
                 out.set_build_state(s.into());
                 w::BranchStatus::Built
@@ -268,7 +268,8 @@ impl TryFrom<w::Branch> for view::Branch {
             head: b.head,
             tag: b.tag,
             last_build_id: b.last_build_id,
-            status,
+            deleted: status == BranchStatus::Deleted,
+            state: status,
             updated_ms: b.updated_ms,
         })
     }
@@ -440,7 +441,8 @@ mod tests {
                 head: "abc".into(),
                 tag: false,
                 last_build_id: 2,
-                status,
+                state: status,
+                deleted: status == BranchStatus::Deleted,
                 updated_ms: 9,
             };
             assert_eq!(view::Branch::try_from(w::Branch::from(br.clone())), Ok(br));

@@ -26,7 +26,8 @@ pub fn list(app: &App, who: &Principal, project: &str) -> Result<Vec<view::Branc
             head: b.head,
             tag: b.tag,
             last_build_id: b.last_build,
-            status,
+            state: status,
+            deleted: b.deleted,
             updated_ms: b.updated_ms,
         });
     }

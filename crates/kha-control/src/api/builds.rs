@@ -5,7 +5,7 @@ use super::{paging, projects, views, ApiError, Principal};
 use crate::app::App;
 use crate::store::records;
 use crate::trigger::{self, Request, Triggered};
-use kha_core::view::{self, Page};
+use kha_core::view::{self, BuildPage};
 use kha_core::BuildId;
 use serde::{Deserialize, Serialize};
 
@@ -73,17 +73,17 @@ pub fn list(
     branch: Option<&str>,
     page: u32,
     per_page: u32,
-) -> Result<Page<view::Build>, ApiError> {
+) -> Result<BuildPage, ApiError> {
     who.require_admin()?;
     projects::record(app, project)?;
     let (page, per_page) = paging(page, per_page)?;
     let (builds, total) = app.store.list_builds(project, branch, page, per_page)?;
-    let items = builds
+    let builds = builds
         .into_iter()
         .map(|b| views::build(app, b))
         .collect::<Result<_, _>>()?;
-    Ok(Page {
-        items,
+    Ok(BuildPage {
+        builds,
         total,
         page,
         per_page,

@@ -206,7 +206,7 @@ async fn every_operation_and_the_errors_a_caller_can_cause() {
     assert!(matches!(r, Err(ApiError::NotFound(_))), "{r:?}");
 
     let page = builds::list(app, admin, "p", None, 1, 0).unwrap();
-    assert_eq!((page.total, page.per_page, page.items.len()), (1, 25, 1));
+    assert_eq!((page.total, page.per_page, page.builds.len()), (1, 25, 1));
     assert!(matches!(
         builds::list(app, admin, "p", None, 1, 101),
         Err(ApiError::Invalid(_))
@@ -239,7 +239,7 @@ async fn every_operation_and_the_errors_a_caller_can_cause() {
     // Branches.
     let branches = branches::list(app, admin, "p").unwrap();
     assert_eq!(branches.len(), 1);
-    assert_eq!(branches[0].status, BranchStatus::Built(BuildState::Queued));
+    assert_eq!(branches[0].state, BranchStatus::Built(BuildState::Queued));
     assert!(matches!(
         branches::list(app, admin, "nope"),
         Err(ApiError::NotFound(_))

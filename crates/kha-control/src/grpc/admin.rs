@@ -138,7 +138,7 @@ impl AdminService for AdminSvc {
         let branch = (!r.branch.is_empty()).then_some(r.branch.as_str());
         let page = api::builds::list(&self.app, &who, &r.project, branch, r.page, r.per_page)?;
         Ok(Response::new(ListBuildsResponse {
-            builds: page.items.into_iter().map(Into::into).collect(),
+            builds: page.builds.into_iter().map(Into::into).collect(),
             total: page.total,
             page: page.page,
             per_page: page.per_page,

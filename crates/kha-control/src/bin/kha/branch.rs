@@ -1,7 +1,8 @@
 //! `kha branch list PROJECT`: a project's branches (and tags) with their
 //! head, last build, its state and when they last changed.
 
-use crate::output::{self, ago, print_json, short, table};
+use crate::output::{ago, print_json, short, table};
+use crate::wire;
 use crate::{Ctx, Failure};
 use clap::Subcommand;
 use kha_proto::admin::ListBranchesRequest;
@@ -15,9 +16,12 @@ pub enum BranchCmd {
 pub async fn run(ctx: &mut Ctx, c: BranchCmd) -> Result<u8, Failure> {
     let BranchCmd::List { project } = c;
     let r = ctx.req(ListBranchesRequest { project });
-    let bs = ctx.client.list_branches(r).await?.into_inner().branches;
+    let bs = (ctx.client.list_branches(r).await?.into_inner().branches)
+        .into_iter()
+        .map(wire::branch)
+        .collect::<Result<Vec<_>, _>>()?;
     if ctx.json {
-        print_json(&bs.iter().map(output::branch).collect::<Vec<_>>());
+        print_json(&bs);
     } else {
         table(
             &["BRANCH", "HEAD", "LAST BUILD", "STATE", "UPDATED"],
@@ -35,7 +39,7 @@ pub async fn run(ctx: &mut Ctx, c: BranchCmd) -> Result<u8, Failure> {
                         } else {
                             b.last_build_id.to_string()
                         },
-                        b.state,
+                        b.state.to_string(),
                         ago(b.updated_ms),
                     ]
                 })

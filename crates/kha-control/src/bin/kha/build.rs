@@ -6,8 +6,9 @@ use crate::wire;
 use crate::{Ctx, Failure};
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
+use kha_core::view::{self, Build, BuildPage};
 use kha_core::BuildState;
-use kha_proto::admin::{Build, GetBuildRequest, ListBuildsRequest, TriggerBuildRequest};
+use kha_proto::admin::{GetBuildRequest, ListBuildsRequest, TriggerBuildRequest};
 
 #[derive(Args)]
 pub struct Paging {
@@ -87,13 +88,14 @@ pub async fn run(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
                 branch: branch.unwrap_or_default(),
             });
             let l = ctx.client.list_builds(r).await?.into_inner();
+            let l = BuildPage {
+                builds: wire::builds(l.builds)?,
+                total: l.total,
+                page: paging.page,
+                per_page: paging.per_page,
+            };
             if ctx.json {
-                print_json(&output::BuildPageJson {
-                    total: l.total,
-                    page: paging.page,
-                    per_page: paging.per_page,
-                    builds: l.builds.iter().map(output::build).collect(),
-                });
+                print_json(&l);
             } else {
                 table(
                     &[
@@ -104,7 +106,7 @@ pub async fn run(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
                         .map(|b| {
                             vec![
                                 b.id.to_string(),
-                                b.state.clone(),
+                                b.state.to_string(),
                                 b.branch.clone(),
                                 short(&b.commit).to_string(),
                                 b.jobs.len().to_string(),
@@ -120,27 +122,27 @@ pub async fn run(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
         }
         BuildCmd::Show { id } => {
             let r = ctx.req(GetBuildRequest { build_id: id });
-            let b = ctx.client.get_build(r).await?.into_inner();
+            let b = wire::build(ctx.client.get_build(r).await?.into_inner())?;
             if ctx.json {
-                print_json(&output::build(&b))
+                print_json(&b)
             } else {
                 print_build(&b)
             }
         }
         BuildCmd::Restart { id } => {
             let r = ctx.req(GetBuildRequest { build_id: id });
-            let b = ctx.client.restart_build(r).await?.into_inner();
+            let b = wire::build(ctx.client.restart_build(r).await?.into_inner())?;
             if ctx.json {
-                print_json(&output::build(&b))
+                print_json(&b)
             } else {
                 out!("build {} restarted: {}", b.id, b.state)
             }
         }
         BuildCmd::Cancel { id } => {
             let r = ctx.req(GetBuildRequest { build_id: id });
-            let b = ctx.client.cancel_build(r).await?.into_inner();
+            let b = wire::build(ctx.client.cancel_build(r).await?.into_inner())?;
             if ctx.json {
-                print_json(&output::build(&b))
+                print_json(&b)
             } else {
                 out!("build {}: cancel requested ({})", b.id, b.state)
             }
@@ -149,14 +151,15 @@ pub async fn run(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// `build trigger`, and with `wait` polls until the build is final: exit
-/// 10 unless it passed.
+/// `build trigger`, and with `wait` waits on the event stream until the
+/// build is final: exit 10 unless it passed.
 async fn trigger(ctx: &mut Ctx, req: TriggerBuildRequest, wait: bool) -> Result<u8, Failure> {
     let r = ctx.req(req);
     let t = ctx.client.trigger_build(r).await?.into_inner();
-    let mut b = t
-        .build
-        .ok_or_else(|| anyhow!("the control node sent no build"))?;
+    let mut b = wire::build(
+        t.build
+            .ok_or_else(|| anyhow!("the control node sent no build"))?,
+    )?;
     if !ctx.json {
         if t.created {
             out!(
@@ -173,21 +176,18 @@ async fn trigger(ctx: &mut Ctx, req: TriggerBuildRequest, wait: bool) -> Result<
             );
         }
     }
-    if wait {
-        let mut delay = 50;
-        while !wire::build_state(&b).is_some_and(BuildState::is_final) {
-            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-            delay = (delay * 2).min(1000);
-            let r = ctx.req(GetBuildRequest { build_id: b.id });
-            b = ctx.client.get_build(r).await?.into_inner();
-        }
+    if wait && !b.state.is_final() {
+        b = crate::events::wait_build(ctx, b.id).await?;
     }
     if ctx.json {
-        print_json(&output::triggered(&b, t.created));
+        print_json(&output::Triggered {
+            build: &b,
+            created: t.created,
+        });
     } else if wait {
         print_build(&b);
     }
-    if wait && wire::build_state(&b) != Some(BuildState::Passed) {
+    if wait && b.state != BuildState::Passed {
         return Ok(10);
     }
     Ok(0)
@@ -221,7 +221,11 @@ fn print_build(b: &Build) {
                 let mut env = if j.matrix.is_empty() {
                     j.env.join(" ")
                 } else {
-                    j.matrix.join(" ")
+                    j.matrix
+                        .iter()
+                        .map(view::MatrixValue::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 };
                 if !j.name.is_empty() {
                     env = format!("{} {env}", j.name);
@@ -232,7 +236,7 @@ fn print_build(b: &Build) {
                 vec![
                     format!("{}.{}", b.id, j.number),
                     j.id.to_string(),
-                    j.state.clone(),
+                    j.state.to_string(),
                     env.trim().to_string(),
                     if j.builder.is_empty() {
                         "-".into()

@@ -1,8 +1,8 @@
 //! `kha builder …`: list, drain and revoke builders, and create, list and
 //! revoke the enrolment tokens that let new ones join.
 
-use crate::output::{self, ago, print_json, table};
-use crate::wire::BuilderState;
+use crate::output::{ago, print_json, table};
+use crate::wire;
 use crate::{Ctx, Failure};
 use clap::Subcommand;
 use kha_proto::admin::{
@@ -42,9 +42,12 @@ pub async fn run(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
     match c {
         BuilderCmd::List => {
             let r = ctx.req(ListBuildersRequest {});
-            let bs = ctx.client.list_builders(r).await?.into_inner().builders;
+            let bs = (ctx.client.list_builders(r).await?.into_inner().builders)
+                .into_iter()
+                .map(wire::builder)
+                .collect::<Result<Vec<_>, _>>()?;
             if ctx.json {
-                print_json(&bs.iter().map(output::builder).collect::<Vec<_>>());
+                print_json(&bs);
             } else {
                 table(
                     &["ID", "NAME", "STATE", "SLOTS", "RUNNING", "SEEN", "LABELS"],
@@ -53,7 +56,7 @@ pub async fn run(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
                             vec![
                                 b.id.clone(),
                                 b.name.clone(),
-                                BuilderState::of(b).as_str().into(),
+                                b.state.to_string(),
                                 b.slots.to_string(),
                                 b.running_jobs
                                     .iter()
@@ -70,18 +73,18 @@ pub async fn run(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
         }
         BuilderCmd::Drain { id } => {
             let r = ctx.req(BuilderRequest { builder_id: id });
-            let b = ctx.client.drain_builder(r).await?.into_inner();
+            let b = wire::builder(ctx.client.drain_builder(r).await?.into_inner())?;
             if ctx.json {
-                print_json(&output::builder(&b))
+                print_json(&b)
             } else {
                 out!("builder {} is draining", b.id)
             }
         }
         BuilderCmd::Revoke { id } => {
             let r = ctx.req(BuilderRequest { builder_id: id });
-            let b = ctx.client.revoke_builder(r).await?.into_inner();
+            let b = wire::builder(ctx.client.revoke_builder(r).await?.into_inner())?;
             if ctx.json {
-                print_json(&output::builder(&b))
+                print_json(&b)
             } else {
                 out!("builder {} revoked", b.id)
             }
@@ -95,9 +98,9 @@ async fn token(ctx: &mut Ctx, c: TokenCmd) -> Result<u8, Failure> {
     match c {
         TokenCmd::Create { description } => {
             let r = ctx.req(CreateEnrolmentTokenRequest { description });
-            let t = ctx.client.create_enrolment_token(r).await?.into_inner();
+            let t = wire::token(ctx.client.create_enrolment_token(r).await?.into_inner());
             if ctx.json {
-                print_json(&output::token(&t));
+                print_json(&t);
             } else {
                 out!("{}", t.token);
                 eprintln!("enrolment token {} created; it is shown only this once.\njoin a builder with: kha-builder --control URL --token TOKEN", t.id);
@@ -112,14 +115,17 @@ async fn token(ctx: &mut Ctx, c: TokenCmd) -> Result<u8, Failure> {
         }
         TokenCmd::List => {
             let r = ctx.req(ListEnrolmentTokensRequest {});
-            let ts = ctx
+            let ts: Vec<_> = (ctx
                 .client
                 .list_enrolment_tokens(r)
                 .await?
                 .into_inner()
-                .tokens;
+                .tokens)
+                .into_iter()
+                .map(wire::token)
+                .collect();
             if ctx.json {
-                print_json(&ts.iter().map(output::token).collect::<Vec<_>>());
+                print_json(&ts);
             } else {
                 table(
                     &["ID", "STATE", "CREATED", "DESCRIPTION"],

@@ -15,7 +15,7 @@ pub async fn run(ctx: &mut Ctx, job: u64, follow: bool) -> Result<u8, Failure> {
     });
     let mut s = ctx.client.follow_log(r).await?.into_inner();
     let mut out = std::io::stdout().lock();
-    let mut state = String::new();
+    let mut state = None;
     while let Some(m) = s.message().await? {
         if !m.data.is_empty() {
             if out.write_all(&m.data).is_err() {
@@ -24,12 +24,15 @@ pub async fn run(ctx: &mut Ctx, job: u64, follow: bool) -> Result<u8, Failure> {
             out.flush().ok();
         }
         if m.done {
-            state = m.state;
+            state = wire::job_state(&m);
             break;
         }
     }
-    if follow && wire::job_state(&state) != Some(JobState::Passed) {
-        eprintln!("kha: job {job} {state}");
+    if follow && state != Some(JobState::Passed) {
+        match state {
+            Some(s) => eprintln!("kha: job {job} {s}"),
+            None => eprintln!("kha: job {job}: the log stream ended early"),
+        }
         return Ok(10);
     }
     Ok(0)

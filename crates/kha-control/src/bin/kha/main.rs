@@ -14,6 +14,7 @@ mod output;
 mod branch;
 mod build;
 mod builder;
+mod events;
 mod lint;
 mod log;
 mod project;
@@ -21,9 +22,9 @@ mod wire;
 
 use clap::{Parser, Subcommand};
 use kha_proto::admin::admin_service_client::AdminServiceClient;
+use kha_proto::client::{AuthChannel, BearerAuth};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tonic::transport::Channel;
 use tonic::Code;
 
 #[derive(Parser)]
@@ -75,6 +76,9 @@ enum Cmd {
     /// A project's branches.
     #[command(subcommand)]
     Branch(branch::BranchCmd),
+    /// The control node's event stream: every change, numbered, oldest
+    /// first; `--follow` keeps printing new ones.
+    Events(events::EventsArgs),
     /// Check a .travis.yml without a server: errors and warnings with line
     /// and column; `--expand` lists the jobs it makes. Exit 1 on errors.
     Lint {
@@ -97,20 +101,17 @@ struct FileConfig {
 
 /// What every command that talks to the control node gets.
 pub struct Ctx {
-    pub client: AdminServiceClient<Channel>,
-    token: String,
+    /// Every call carries the admin token (kha-proto's one interceptor,
+    /// the builder's too).
+    pub client: AdminServiceClient<AuthChannel>,
     /// `--json`: print JSON instead of tables.
     pub json: bool,
 }
 
 impl Ctx {
-    /// A request carrying the admin token.
+    /// A request (the interceptor adds the token).
     pub fn req<T>(&self, msg: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        if let Ok(v) = format!("Bearer {}", self.token).parse() {
-            r.metadata_mut().insert("authorization", v);
-        }
-        r
+        tonic::Request::new(msg)
     }
 }
 
@@ -158,6 +159,7 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
         Cmd::Log { job, follow } => log::run(&mut ctx, job, follow).await,
         Cmd::Builder(c) => builder::run(&mut ctx, c).await,
         Cmd::Branch(c) => branch::run(&mut ctx, c).await,
+        Cmd::Events(a) => events::run(&mut ctx, a).await,
         Cmd::Lint { .. } => Ok(0),
     }
 }
@@ -202,12 +204,13 @@ async fn connect(cli: &Cli) -> Result<Ctx, Failure> {
         .connect()
         .await
         .map_err(|e| Failure(5, format!("cannot reach the control node at {server}: {e}")))?;
-    let client = AdminServiceClient::new(channel)
+    let auth = BearerAuth::new(&token)
+        .map_err(|e| Failure(2, format!("the admin token cannot be sent: {e}")))?;
+    let client = AdminServiceClient::new(auth.channel(channel))
         .max_decoding_message_size(kha_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(kha_proto::MAX_MESSAGE_BYTES);
     Ok(Ctx {
         client,
-        token,
         json: cli.json,
     })
 }

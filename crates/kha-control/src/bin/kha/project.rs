@@ -1,7 +1,8 @@
 //! `kha project …`: add, list, show and remove the git repositories kha
 //! builds.
 
-use crate::output::{self, ago, print_json, table};
+use crate::output::{ago, print_json, table};
+use crate::wire;
 use crate::{Ctx, Failure};
 use clap::Subcommand;
 use kha_proto::admin::{
@@ -92,9 +93,9 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
                 credential_username: username.unwrap_or_default(),
                 credential_password: password,
             });
-            let p = ctx.client.add_project(r).await?.into_inner();
+            let p = wire::project(ctx.client.add_project(r).await?.into_inner());
             if ctx.json {
-                print_json(&output::new_project(&p));
+                print_json(&p);
             } else {
                 out!(
                     "added project {} ({}, branch {})",
@@ -108,9 +109,12 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
         }
         ProjectCmd::List => {
             let r = ctx.req(ListProjectsRequest {});
-            let ps = ctx.client.list_projects(r).await?.into_inner().projects;
+            let ps: Vec<_> = (ctx.client.list_projects(r).await?.into_inner().projects)
+                .into_iter()
+                .map(wire::project)
+                .collect();
             if ctx.json {
-                print_json(&ps.iter().map(output::project).collect::<Vec<_>>());
+                print_json(&ps);
             } else {
                 table(
                     &["NAME", "BRANCH", "IMAGE", "REPOSITORY"],
@@ -122,9 +126,9 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
         }
         ProjectCmd::Show { name } => {
             let r = ctx.req(GetProjectRequest { name });
-            let p = ctx.client.get_project(r).await?.into_inner();
+            let p = wire::project(ctx.client.get_project(r).await?.into_inner());
             if ctx.json {
-                print_json(&output::project(&p));
+                print_json(&p);
             } else {
                 out!("name:       {}\nrepository: {}\nbranch:     {}\nimage:      {}\ntimeout:    {}s\ncreated:    {}",
                     p.name, p.repo_url, p.default_branch, p.image, p.timeout_secs, ago(p.created_ms));
