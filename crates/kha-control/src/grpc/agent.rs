@@ -310,17 +310,8 @@ impl AgentService for AgentSvc {
                     M::Heartbeat(h) => {
                         let running: Vec<_> =
                             h.running.iter().map(|r| (r.job_id, r.epoch)).collect();
-                        let should_run = sched.heartbeat(&builder, &running);
-                        let ack = kha_proto::agent::HeartbeatAck { should_run };
-                        if tx
-                            .send(Ok(ControlMessage {
-                                msg: Some(control_message::Msg::HeartbeatAck(ack)),
-                            }))
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
+                        // Answers on the session itself (see Scheduler::heartbeat).
+                        sched.heartbeat(&builder, &running);
                         sched.set_credit(&builder, h.free_slots);
                     }
                     M::CancelAck(c) => {

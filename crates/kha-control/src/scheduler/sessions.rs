@@ -167,19 +167,31 @@ impl Scheduler {
 
     /// Heartbeat: renews the builder's leases and answers with the jobs it
     /// should be running.
+    ///
+    /// The answer is queued on the session under the same lock that grants
+    /// leases: an answer computed before a grant can then never reach the
+    /// builder after that grant's `Granted` (which would tell it to stop a
+    /// job it was just given). Returns what it answered.
     pub fn heartbeat(&self, builder: &str, running: &[(JobId, Epoch)]) -> Vec<agent::JobRef> {
         let now = self.clock.now();
         let mut inner = self.lock();
         inner
             .leases
             .renew(builder, running, now, self.cfg.lease_ms());
-        inner
+        let should_run: Vec<agent::JobRef> = inner
             .leases
             .held_by(builder)
             .into_iter()
             .filter(|(j, _)| !inner.canceling.contains_key(j))
             .map(|(job_id, epoch)| agent::JobRef { job_id, epoch })
-            .collect()
+            .collect();
+        if let Some(s) = inner.sessions.get(builder) {
+            let ack = agent::HeartbeatAck {
+                should_run: should_run.clone(),
+            };
+            send(builder, s, Msg::HeartbeatAck(ack));
+        }
+        should_run
     }
 
     /// The connected builders.
