@@ -2,7 +2,8 @@
 //! projects, builders), then `start()` starts the control node, adds the
 //! projects, starts the builders and waits until they are connected.
 //!
-//! ```ignore
+//! ```no_run
+//! use kha_tests::{Fixture, Repo};
 //! let repo = Repo::with_travis_yml("language: shell\nscript: echo hi\n");
 //! let mut c = Fixture::new().project("demo", &repo.url()).builder("a", 1).start();
 //! ```
