@@ -2,10 +2,12 @@
 """A small git smart-HTTP server for kha's tests: `git http-backend` behind
 HTTP basic auth, on loopback.
 
-    git-http.py PORT ROOT USER PASSWORD [CERT KEY]
+    git-http.py ROOT USER PASSWORD [CERT KEY]
 
-Serves every repository under ROOT at http://127.0.0.1:PORT/<name> (https://
-with CERT and KEY); every request must carry the given user and password.
+Listens on a loopback port of its own choosing and prints it, alone on the
+first line of stdout, once it accepts connections. Serves every repository
+under ROOT at http://127.0.0.1:PORT/<name> (https:// with CERT and KEY);
+every request must carry the given user and password.
 """
 import base64
 import http.server
@@ -14,7 +16,7 @@ import ssl
 import subprocess
 import sys
 
-PORT, ROOT, USER, PASSWORD = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ROOT, USER, PASSWORD = sys.argv[1], sys.argv[2], sys.argv[3]
 WANT = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
@@ -70,9 +72,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_POST = serve
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
-if len(sys.argv) > 6:
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if len(sys.argv) > 5:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(sys.argv[5], sys.argv[6])
+    ctx.load_cert_chain(sys.argv[4], sys.argv[5])
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
 server.serve_forever()

@@ -14,23 +14,16 @@ fn job_ids(build: &serde_json::Value) -> Vec<u64> {
         .collect()
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn job_runs_in_a_container_and_its_log_is_exact() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
-    repo.commit(
-        &[(
-            ".travis.yml",
-            "language: shell\nscript:\n  - echo \"host=$(hostname)\"\n  - echo \"pidns=$(readlink /proc/self/ns/pid)\"\n  - echo \"pid1=$(cat /proc/1/comm)\"\n  - seq 1 20000\n",
-        )],
-        "first",
+    let repo = Repo::with_travis_yml(
+        "language: shell\nscript:\n  - echo \"host=$(hostname)\"\n  - echo \"pidns=$(readlink /proc/self/ns/pid)\"\n  - echo \"pid1=$(cat /proc/1/comm)\"\n  - seq 1 20000\n",
     );
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
-    c.builder("a", 1);
-    c.wait_builders_connected(1);
+    let c = Fixture::new()
+        .project("demo", &repo.url())
+        .builder("a", 1)
+        .start();
     let id = c.trigger("demo", None);
     let b = c.wait_build(id, Duration::from_secs(60));
     assert_eq!(b["state"], "passed", "{b}");
@@ -70,13 +63,10 @@ fn job_runs_in_a_container_and_its_log_is_exact() {
     );
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn failing_script_fails_and_failing_install_errors() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
+    let repo = Repo::temp();
     repo.commit(
         &[(
             ".travis.yml",
@@ -98,9 +88,10 @@ fn failing_script_fails_and_failing_install_errors() {
     repo.git(&["rm", "-q", ".travis.yml"]);
     repo.commit(&[], "no config");
     repo.git(&["branch", "missing"]);
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
-    c.builder("a", 2);
-    c.wait_builders_connected(1);
+    let c = Fixture::new()
+        .project("demo", &repo.url())
+        .builder("a", 2)
+        .start();
 
     let failing = c.trigger("demo", Some("failing"));
     let erroring = c.trigger("demo", Some("erroring"));
@@ -138,19 +129,18 @@ fn failing_script_fails_and_failing_install_errors() {
     );
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn two_builders_share_the_work_and_no_job_runs_twice() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
     let envs: String = (1..=8).map(|i| format!("  - N={i}\n")).collect();
-    repo.commit(&[(".travis.yml", &format!("language: shell\nenv:\n{envs}script:\n  - echo \"run $N on $(hostname)\"\n  - sleep 0.5\n"))], "matrix");
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
-    c.builder("a", 2);
-    c.builder("b", 2);
-    c.wait_builders_connected(2);
+    let repo = Repo::with_travis_yml(&format!(
+        "language: shell\nenv:\n{envs}script:\n  - echo \"run $N on $(hostname)\"\n  - sleep 0.5\n"
+    ));
+    let c = Fixture::new()
+        .project("demo", &repo.url())
+        .builder("a", 2)
+        .builder("b", 2)
+        .start();
     let ids: Vec<u64> = (0..3).map(|_| c.trigger("demo", None)).collect();
     let mut by_builder = std::collections::HashMap::new();
     for id in ids {
@@ -175,23 +165,17 @@ fn two_builders_share_the_work_and_no_job_runs_twice() {
     assert_eq!(by_builder.values().sum::<i32>(), 24);
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
-    repo.commit(
-        &[(
-            ".travis.yml",
-            "language: shell\nscript:\n  - echo start\n  - sleep 3\n  - echo end\n",
-        )],
-        "slow",
+    let repo = Repo::with_travis_yml(
+        "language: shell\nscript:\n  - echo start\n  - sleep 3\n  - echo end\n",
     );
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
-    let a = c.builder("a", 1);
-    c.wait_builders_connected(1);
+    let mut c = Fixture::new()
+        .project("demo", &repo.url())
+        .builder("a", 1)
+        .start();
+    let a = 0;
     let id = c.trigger("demo", None);
     let job = job_ids(&c.build(id))[0];
     wait_for("the job to start", Duration::from_secs(30), || {
@@ -243,16 +227,7 @@ fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
     assert_eq!(c.build(id)["state"], "passed");
 
     // The killed builder's container outlived it; its next start removes it.
-    let leftovers = std::process::Command::new("lxc-ls")
-        .args([
-            "-P",
-            &c.builders[a].data.join("lxc").to_string_lossy(),
-            "--active",
-            "-1",
-        ])
-        .output()
-        .unwrap();
-    let leftovers = String::from_utf8_lossy(&leftovers.stdout).to_string();
+    let leftovers = c.containers_of(a);
     c.restart_builder(a);
     c.wait_builders_connected(2);
     assert!(
@@ -262,17 +237,14 @@ fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
     );
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn control_restart_mid_job_loses_and_duplicates_nothing() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
-    repo.commit(&[(".travis.yml", "language: shell\nscript:\n  - for i in $(seq 1 60); do echo \"line $i\"; sleep 0.05; done\n")], "stream");
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
-    c.builder("a", 1);
-    c.wait_builders_connected(1);
+    let repo = Repo::with_travis_yml("language: shell\nscript:\n  - for i in $(seq 1 60); do echo \"line $i\"; sleep 0.05; done\n");
+    let mut c = Fixture::new()
+        .project("demo", &repo.url())
+        .builder("a", 1)
+        .start();
     let id = c.trigger("demo", None);
     let job = job_ids(&c.build(id))[0];
     wait_for("some log", Duration::from_secs(30), || {
@@ -293,32 +265,16 @@ fn control_restart_mid_job_loses_and_duplicates_nothing() {
     );
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn cancel_and_timeout_stop_the_container() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
-    repo.commit(
-        &[(
-            ".travis.yml",
-            "language: shell\nscript:\n  - echo sleeping\n  - sleep 600\n",
-        )],
-        "sleepy",
-    );
-    c.kha_ok(&[
-        "project",
-        "add",
-        "demo",
-        &repo.url(),
-        "--timeout",
-        "3",
-        "--no-poll",
-    ]);
-    c.kha_ok(&["project", "add", "demo2", &repo.url(), "--no-poll"]);
-    c.builder("a", 2);
-    c.wait_builders_connected(1);
+    let repo =
+        Repo::with_travis_yml("language: shell\nscript:\n  - echo sleeping\n  - sleep 600\n");
+    let c = Fixture::new()
+        .project_with("demo", &repo.url(), &["--timeout", "3"])
+        .project("demo2", &repo.url())
+        .builder("a", 2)
+        .start();
 
     let id = c.trigger("demo2", None);
     wait_for("the job to start", Duration::from_secs(30), || {
@@ -346,12 +302,10 @@ fn cancel_and_timeout_stop_the_container() {
     });
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn refusals_are_clear() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
+    let mut c = Fixture::new().start();
     // A wrong enrolment token.
     let data = c.path("builder-x");
     let mut p = c.spawn_builder(&data, "x", 1, Some("khaet_wrong"), &[]);

@@ -7,20 +7,16 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn log_follow_streams_while_the_job_runs() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
-    repo.commit(
-        &[(".travis.yml", "language: shell\nscript:\n  - for i in 1 2 3 4 5; do echo \"tick $i\"; sleep 0.4; done\n")],
-        "ticks",
+    let repo = Repo::with_travis_yml(
+        "language: shell\nscript:\n  - for i in 1 2 3 4 5; do echo \"tick $i\"; sleep 0.4; done\n",
     );
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
-    c.builder("a", 1);
-    c.wait_builders_connected(1);
+    let c = Fixture::new()
+        .project("demo", &repo.url())
+        .builder("a", 1)
+        .start();
     let id = c.trigger("demo", None);
     let job = c.build(id)["jobs"][0]["id"].as_u64().unwrap();
     let start = Instant::now();
@@ -64,10 +60,9 @@ fn log_follow_streams_while_the_job_runs() {
 
 #[test]
 fn build_list_pages_newest_first() {
-    let c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
+    let repo = Repo::temp();
     repo.commit(&[("README", "no config here\n")], "no config");
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
+    let c = Fixture::new().project("demo", &repo.url()).start();
     // No builder is needed: a commit without .travis.yml errors at once.
     let ids: Vec<u64> = (0..7).map(|_| c.trigger("demo", None)).collect();
     let page = |p: &str| c.kha_json(&["build", "list", "demo", "--page", p, "--per-page", "3"]);
@@ -110,23 +105,16 @@ fn build_list_pages_newest_first() {
     assert_eq!(o.status.code(), Some(3));
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn drained_builder_takes_no_new_work_and_sigterm_lets_jobs_finish() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
-    repo.commit(
-        &[(
-            ".travis.yml",
-            "language: shell\nscript:\n  - sleep 1.5\n  - echo finished\n",
-        )],
-        "slow",
-    );
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
-    let a = c.builder("a", 1);
-    c.wait_builders_connected(1);
+    let repo =
+        Repo::with_travis_yml("language: shell\nscript:\n  - sleep 1.5\n  - echo finished\n");
+    let mut c = Fixture::new()
+        .project("demo", &repo.url())
+        .builder("a", 1)
+        .start();
+    let a = 0;
     let a_id = c.builders[a].id();
 
     // Admin drain: the builder stays connected but gets nothing new.
@@ -150,7 +138,7 @@ fn drained_builder_takes_no_new_work_and_sigterm_lets_jobs_finish() {
     wait_for("the job to start", Duration::from_secs(30), || {
         (c.build(id)["jobs"][0]["state"] == "running").then_some(())
     });
-    c.builders[bi].proc.signal("TERM");
+    c.builders[bi].proc.signal(Signal::SIGTERM);
     let b = c.wait_build(id, Duration::from_secs(30));
     assert_eq!(b["state"], "passed", "{b}");
     let st = c.builders[bi]
@@ -160,18 +148,13 @@ fn drained_builder_takes_no_new_work_and_sigterm_lets_jobs_finish() {
     assert!(st.success(), "{}", c.builders[bi].proc.log_text());
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn control_node_stops_promptly_with_builders_connected() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    c.builder("a", 1);
-    c.builder("b", 1);
-    c.wait_builders_connected(2);
+    let mut c = Fixture::new().builder("a", 1).builder("b", 1).start();
     let t = Instant::now();
     let ctl = c.control.as_mut().unwrap();
-    ctl.signal("TERM");
+    ctl.signal(Signal::SIGTERM);
     let st = ctl
         .wait_exit(Duration::from_secs(10))
         .expect("control node exits on SIGTERM");
@@ -184,20 +167,15 @@ fn control_node_stops_promptly_with_builders_connected() {
     c.wait_builders_connected(2);
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn builders_and_cli_talk_tls() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start_tls();
-    let repo = Repo::new(c.path("repo"));
-    repo.commit(
-        &[(".travis.yml", "language: shell\nscript: echo over tls\n")],
-        "tls",
-    );
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
-    c.builder("a", 1);
-    c.wait_builders_connected(1);
+    let repo = Repo::with_travis_yml("language: shell\nscript: echo over tls\n");
+    let c = Fixture::new()
+        .tls()
+        .project("demo", &repo.url())
+        .builder("a", 1)
+        .start();
     let id = c.trigger("demo", None);
     let b = c.wait_build(id, Duration::from_secs(60));
     assert_eq!(b["state"], "passed", "{b}");
@@ -221,32 +199,24 @@ fn builders_and_cli_talk_tls() {
     assert!(!o.status.success());
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn second_sigterm_cancels_and_the_job_runs_elsewhere() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
-    repo.commit(
-        &[(
-            ".travis.yml",
-            "language: shell\nscript:\n  - sleep 4\n  - echo done\n",
-        )],
-        "slow",
-    );
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
-    let a = c.builder("a", 1);
-    c.wait_builders_connected(1);
+    let repo = Repo::with_travis_yml("language: shell\nscript:\n  - sleep 4\n  - echo done\n");
+    let mut c = Fixture::new()
+        .project("demo", &repo.url())
+        .builder("a", 1)
+        .start();
+    let a = 0;
     let id = c.trigger("demo", None);
     wait_for("the job to start", Duration::from_secs(30), || {
         (c.build(id)["jobs"][0]["state"] == "running").then_some(())
     });
     c.builder("b", 1);
     c.wait_builders_connected(2);
-    c.builders[a].proc.signal("TERM");
+    c.builders[a].proc.signal(Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
-    c.builders[a].proc.signal("TERM");
+    c.builders[a].proc.signal(Signal::SIGTERM);
     let st = c.builders[a]
         .proc
         .wait_exit(Duration::from_secs(20))

@@ -5,29 +5,22 @@
 use kha_tests::*;
 use std::time::Duration;
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn two_by_two_matrix_with_an_allowed_failure() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
-    repo.commit(
-        &[(
-            ".travis.yml",
+    let repo = Repo::with_travis_yml(
             "language: python\npython:\n  - \"3.11\"\n  - \"3.12\"\nenv:\n  - LEVEL=1\n  - LEVEL=2\njobs:\n  fast_finish: true\n  allow_failures:\n    - python: \"3.12\"\n      env: LEVEL=2\ninstall: true\nscript:\n  - echo \"python $TRAVIS_PYTHON_VERSION level $LEVEL\"\n  - test \"$TRAVIS_PYTHON_VERSION$LEVEL\" != 3.122\n",
-        )],
-        "matrix",
     );
-    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
     // One builder offers both Pythons, another only 3.11.
-    c.builder_with(
-        "both",
-        2,
-        &["--label", "python=3.11", "--label", "python=3.12"],
-    );
-    c.builder_with("old", 2, &["--label", "python=3.11"]);
-    c.wait_builders_connected(2);
+    let c = Fixture::new()
+        .project("demo", &repo.url())
+        .builder_with(
+            "both",
+            2,
+            &["--label", "python=3.11", "--label", "python=3.12"],
+        )
+        .builder_with("old", 2, &["--label", "python=3.11"])
+        .start();
     let id = c.trigger("demo", None);
     let b = c.wait_build(id, Duration::from_secs(90));
     // Travis's order: python varies slowest, then env.

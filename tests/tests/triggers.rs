@@ -33,7 +33,7 @@ const CONFIG: &str = "language: shell\nbranches:\n  except:\n    - /^wip-/\nscri
 
 #[test]
 fn polling_builds_new_heads_once_and_tracks_branches() {
-    let c = Cluster::start();
+    let c = Fixture::new().start();
     let base = c.path("git");
     let up = Repo::new(base.join("up"));
     let a = up.commit(&[(".travis.yml", CONFIG)], "first");
@@ -126,7 +126,7 @@ const REPO_NAME: &str = "Codertocat/Hello-World";
 const DRONE: &str = "bradrydzewski/drone-test-go";
 
 fn hooked(poll: bool) -> Hooked {
-    let c = Cluster::start();
+    let c = Fixture::new().start();
     let base = c.path("git");
     let up = Repo::new(base.join("up"));
     up.commit(&[(".travis.yml", CONFIG)], "first");
@@ -418,20 +418,13 @@ impl StdinWith for std::process::Command {
     }
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn private_repository_over_https_with_credentials() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
     // The git server speaks HTTPS with a certificate from a CA made for the
     // test; the control node and builders trust it through OpenSSL's
     // SSL_CERT_FILE, as a deployment would through its system store.
-    make_certificates(c.dir.path());
-    let ca = c.path("ca.pem").to_string_lossy().to_string();
-    c.env.push(("SSL_CERT_FILE".into(), ca));
-    c.control.as_mut().unwrap().kill9();
-    c.start_control();
+    let c = Fixture::new().trust_test_ca().builder("a", 1).start();
     let root = c.path("private");
     let up = Repo::new(root.join("secret-project"));
     up.commit(
@@ -467,8 +460,6 @@ fn private_repository_over_https_with_credentials() {
     let shown = c.kha_json(&["project", "show", "priv"]);
     assert_eq!(shown["has_credentials"], true);
     assert!(!shown.to_string().contains(password));
-    c.builder("a", 1);
-    c.wait_builders_connected(1);
     let id = c.trigger("priv", None);
     let b = c.wait_build(id, Duration::from_secs(60));
     assert_eq!(b["state"], "passed", "{b}");
@@ -489,13 +480,10 @@ fn private_repository_over_https_with_credentials() {
     }
 }
 
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[test]
 fn a_local_path_builds_in_place_without_a_url() {
-    if no_lxc() {
-        return;
-    }
-    let mut c = Cluster::start();
-    let repo = Repo::new(c.path("here"));
+    let repo = Repo::temp();
     let head = repo.commit(
         &[(
             ".travis.yml",
@@ -504,15 +492,10 @@ fn a_local_path_builds_in_place_without_a_url() {
         "local",
     );
     // A plain path on a filesystem the builder can read, as in the original kha.
-    c.kha_ok(&[
-        "project",
-        "add",
-        "local",
-        &repo.dir.to_string_lossy(),
-        "--no-poll",
-    ]);
-    c.builder("a", 1);
-    c.wait_builders_connected(1);
+    let c = Fixture::new()
+        .project("local", &repo.dir.to_string_lossy())
+        .builder("a", 1)
+        .start();
     let id = c.trigger("local", None);
     let b = c.wait_build(id, Duration::from_secs(60));
     assert_eq!(b["state"], "passed", "{b}");
@@ -522,18 +505,12 @@ fn a_local_path_builds_in_place_without_a_url() {
 
 #[test]
 fn a_newer_push_cancels_queued_builds_when_asked() {
-    let c = Cluster::start();
-    let repo = Repo::new(c.path("repo"));
+    let repo = Repo::temp();
     let first = repo.commit(&[(".travis.yml", CONFIG)], "one");
-    c.kha_ok(&[
-        "project",
-        "add",
-        "p",
-        &repo.url(),
-        "--no-poll",
-        "--cancel-superseded",
-    ]);
-    c.kha_ok(&["project", "add", "q", &repo.url(), "--no-poll"]);
+    let c = Fixture::new()
+        .project_with("p", &repo.url(), &["--cancel-superseded"])
+        .project("q", &repo.url())
+        .start();
     // No builder: builds stay queued.
     let a = c.kha_json(&["build", "trigger", "p"])["id"]
         .as_u64()

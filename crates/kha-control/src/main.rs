@@ -3,7 +3,8 @@
 use anyhow::Context;
 use clap::Parser;
 use kha_control::config::Config;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -52,6 +53,33 @@ fn init_tracing() {
         .init();
 }
 
+/// Writes the bound addresses to `<data_dir>/grpc.addr` and `http.addr`
+/// (through a temp name, so a reader never sees half a file): with port 0
+/// in `--listen`, this is how a supervisor or a test learns the port.
+fn publish_addrs(dir: &Path, grpc: SocketAddr, http: Option<SocketAddr>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, addr) in [("grpc.addr", Some(grpc)), ("http.addr", http)] {
+        let path = dir.join(name);
+        match addr {
+            Some(addr) => {
+                let tmp = dir.join(format!("{name}.tmp"));
+                std::fs::write(&tmp, format!("{addr}\n"))
+                    .with_context(|| format!("writing {}", tmp.display()))?;
+                std::fs::rename(&tmp, &path)
+                    .with_context(|| format!("renaming to {}", path.display()))?;
+                tracing::info!(%addr, file = %path.display(), "listening");
+            }
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(error = %e, file = %path.display(), "cannot remove a stale address file");
+                }
+                _ => {}
+            },
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -94,6 +122,16 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("binding {addr}"))?,
         ),
     };
+    publish_addrs(
+        &cfg.data_dir,
+        listener
+            .local_addr()
+            .context("the gRPC listener's address")?,
+        http.as_ref()
+            .map(|l| l.local_addr())
+            .transpose()
+            .context("the HTTP listener's address")?,
+    )?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {

@@ -9,7 +9,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use kha_proto::admin::admin_service_client::AdminServiceClient;
 use kha_proto::admin::*;
-use kha_tests::{free_port, Proc, Repo};
+use kha_tests::{Proc, Repo};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -148,7 +148,8 @@ impl Env {
         )?;
         let mut env = Env {
             dir,
-            port: free_port(),
+            // 0 until the control node has bound a port of its choosing.
+            port: 0,
             opts,
             control: None,
             builders: vec![],
@@ -186,6 +187,11 @@ impl Env {
         );
         let conf_path = self.path("control.toml");
         std::fs::write(&conf_path, conf)?;
+        // `wait_ready` learns the port from this file the control node writes.
+        match std::fs::remove_file(self.path("control/grpc.addr")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
         let log = self.path(&format!("control-{}.log", now_ms() as u64));
         let f = std::fs::File::create(&log)?;
         let child = Command::new(bin("kha-control")?)
@@ -217,6 +223,7 @@ impl Env {
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let until = Instant::now() + timeout;
         let token_path = self.path("control/admin.token");
+        let addr_path = self.path("control/grpc.addr");
         loop {
             if Instant::now() > until {
                 bail!(
@@ -227,8 +234,16 @@ impl Env {
                         .unwrap_or_default()
                 );
             }
+            if self.port == 0 {
+                if let Some(a) = std::fs::read_to_string(&addr_path)
+                    .ok()
+                    .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
+                {
+                    self.port = a.port();
+                }
+            }
             if let Ok(t) = std::fs::read_to_string(&token_path) {
-                if !t.trim().is_empty() {
+                if self.port != 0 && !t.trim().is_empty() {
                     self.token = t.trim().to_string();
                     if let Ok(ch) = Channel::from_shared(format!("http://{}", self.addr()))?
                         .tcp_nodelay(true)

@@ -1,0 +1,124 @@
+//! The one way a test gets a running cluster: say what it needs (TLS,
+//! projects, builders), then `start()` starts the control node, adds the
+//! projects, starts the builders and waits until they are connected.
+//!
+//! ```no_run
+//! use kha_tests::{Fixture, Repo};
+//! let repo = Repo::with_travis_yml("language: shell\nscript: echo hi\n");
+//! let mut c = Fixture::new().project("demo", &repo.url()).builder("a", 1).start();
+//! ```
+
+use crate::certs::make_certificates;
+use crate::cluster::Cluster;
+use crate::process::test_dir;
+
+/// What a test's cluster is made of, before it starts.
+pub struct Fixture {
+    heartbeat_ms: u64,
+    tls: bool,
+    trust_test_ca: bool,
+    env: Vec<(String, String)>,
+    projects: Vec<Vec<String>>,
+    builders: Vec<(String, u32, Vec<String>)>,
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Fixture::new()
+    }
+}
+
+impl Fixture {
+    /// A control node (heartbeats every 300 ms, plain gRPC) and nothing else.
+    pub fn new() -> Fixture {
+        Fixture {
+            heartbeat_ms: 300,
+            tls: false,
+            trust_test_ca: false,
+            env: vec![],
+            projects: vec![],
+            builders: vec![],
+        }
+    }
+
+    /// The control node serves gRPC over TLS, with a certificate for
+    /// 127.0.0.1 signed by a CA made for the test; clients trust that CA.
+    pub fn tls(mut self) -> Fixture {
+        self.tls = true;
+        self
+    }
+
+    /// Makes the test CA and certificate (`ca.pem`, `cert.pem`, `key.pem`
+    /// in the cluster's dir) and has the control node and builders trust
+    /// the CA through OpenSSL's `SSL_CERT_FILE`, as a deployment would
+    /// through its system store (for a git server on HTTPS).
+    pub fn trust_test_ca(mut self) -> Fixture {
+        self.trust_test_ca = true;
+        self
+    }
+
+    /// Extra environment for the control node and builders.
+    pub fn env(mut self, key: &str, value: &str) -> Fixture {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// `kha project add NAME URL --no-poll` once the control node answers.
+    pub fn project(self, name: &str, url: &str) -> Fixture {
+        self.project_with(name, url, &[])
+    }
+
+    /// `kha project add NAME URL --no-poll EXTRA…`.
+    pub fn project_with(mut self, name: &str, url: &str, extra: &[&str]) -> Fixture {
+        let mut args: Vec<String> = ["project", "add", name, url, "--no-poll"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        self.projects.push(args);
+        self
+    }
+
+    /// An lxc builder with `slots` slots, enrolled and connected.
+    pub fn builder(self, name: &str, slots: u32) -> Fixture {
+        self.builder_with(name, slots, &[])
+    }
+
+    /// A builder with extra flags (e.g. `--label python=3.12`).
+    pub fn builder_with(mut self, name: &str, slots: u32, extra: &[&str]) -> Fixture {
+        self.builders.push((
+            name.into(),
+            slots,
+            extra.iter().map(|a| a.to_string()).collect(),
+        ));
+        self
+    }
+
+    /// Starts it all; returns once the control node answers, the projects
+    /// are added and every builder is connected.
+    pub fn start(self) -> Cluster {
+        let dir = test_dir("kha-e2e-");
+        if self.tls || self.trust_test_ca {
+            make_certificates(dir.path());
+        }
+        let ca = dir.path().join("ca.pem");
+        let mut env = self.env;
+        if self.trust_test_ca {
+            env.push(("SSL_CERT_FILE".into(), ca.to_string_lossy().to_string()));
+        }
+        let mut c = Cluster::new(dir, self.heartbeat_ms, self.tls.then_some(ca), env);
+        c.start_control();
+        for args in &self.projects {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            c.kha_ok(&args);
+        }
+        for (name, slots, extra) in &self.builders {
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            c.builder_with(name, *slots, &extra);
+        }
+        if !self.builders.is_empty() {
+            c.wait_builders_connected(self.builders.len());
+        }
+        c
+    }
+}
