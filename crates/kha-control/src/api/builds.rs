@@ -1,12 +1,12 @@
 //! Builds: trigger one (from the CLI or the API), list a project's builds,
-//! show one, restart a finished one, cancel one.
+//! show one (or one of its jobs), restart a finished one, cancel one.
 
 use super::{paging, projects, views, ApiError, Principal};
 use crate::app::App;
 use crate::store::records;
 use crate::trigger::{self, Request, Triggered};
 use kha_core::view::{self, BuildPage};
-use kha_core::BuildId;
+use kha_core::{BuildId, JobId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -123,6 +123,16 @@ pub async fn cancel(app: &App, who: &Principal, id: BuildId) -> Result<view::Bui
         app.sched.cancel_job(j).await?;
     }
     views::build(app, record(app, id)?)
+}
+
+/// One job, with why it waits if it is queued.
+pub fn job(app: &App, who: &Principal, id: JobId) -> Result<view::Job, ApiError> {
+    who.require_admin()?;
+    let j = app
+        .store
+        .get_job(id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    Ok(views::job(app, j))
 }
 
 fn record(app: &App, id: BuildId) -> Result<records::Build, ApiError> {

@@ -225,6 +225,12 @@ async fn every_operation_and_the_errors_a_caller_can_cause() {
         builds::get(app, admin, 99),
         Err(ApiError::NotFound(_))
     ));
+    assert!(matches!(
+        builds::job(app, admin, 99),
+        Err(ApiError::NotFound(_))
+    ));
+    let j = builds::job(app, admin, 2).unwrap();
+    assert_eq!((j.build_id, j.number, j.state), (1, 2, JobState::Queued));
     let running = builds::restart(app, admin, 1).await;
     assert!(
         matches!(running, Err(ApiError::Precondition(_))),

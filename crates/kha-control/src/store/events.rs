@@ -191,7 +191,8 @@ impl EventLog {
     /// `max_age_ms` (never the newest). Returns how many went.
     pub fn prune(&self, keep: u64, max_age_ms: u64, now: Millis) -> Result<u64> {
         let newest = self.published();
-        let mut cut = newest.saturating_sub(keep) + 1;
+        // The newest is always kept: it tells a reader where the stream is.
+        let mut cut = newest.saturating_sub(keep.max(1)) + 1;
         // Age: walk from the oldest while too old.
         if max_age_ms > 0 {
             for v in self.tree.iter().values() {
