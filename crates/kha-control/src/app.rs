@@ -154,7 +154,8 @@ impl App {
     /// One `job_log` event per running job whose log grew since the last.
     fn log_events(&self, reported: &mut HashMap<JobId, u64>, now: u64) {
         let live = self.logs.live_lengths();
-        reported.retain(|j, _| live.iter().any(|(l, _)| l == j));
+        let ids: std::collections::HashSet<JobId> = live.iter().map(|(j, _)| *j).collect();
+        reported.retain(|j, _| ids.contains(j));
         for (job, len) in live {
             if reported.get(&job).is_some_and(|&r| r >= len) || len == 0 {
                 continue;
