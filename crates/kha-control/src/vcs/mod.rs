@@ -163,12 +163,8 @@ impl Mirrors {
         Ok(out)
     }
 
-    /// Fetches every branch and tag of `url` into the project's mirror.
-    pub fn fetch(&self, project: &str, url: &str) -> Result<Repository, VcsError> {
-        self.fetch_with(project, url, None)
-    }
-
-    /// Fetches with credentials for a private repository.
+    /// Fetches every branch and tag of `url` into the project's mirror
+    /// (with credentials for a private repository).
     pub fn fetch_with(
         &self,
         project: &str,
