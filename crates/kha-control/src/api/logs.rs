@@ -68,7 +68,7 @@ pub fn follow(
                     Err(e) => {
                         let err = ApiError::Internal(format!("reading the log of job {job}: {e}"));
                         if tx.send(Err(err)).await.is_err() {
-                            return;
+                            tracing::debug!(job_id = job, "log follower left");
                         }
                         return;
                     }
