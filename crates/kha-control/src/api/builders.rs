@@ -1,12 +1,12 @@
-//! Builders (list, drain, revoke) and the enrolment tokens that let new
-//! ones join.
+//! Builders (enrol, authenticate, list, drain, revoke) and the enrolment
+//! tokens that let new ones join.
 
 use super::{views, ApiError, Principal};
 use crate::app::App;
-use crate::auth;
+use crate::auth::{self, hash, hash_eq};
 use crate::store::records;
 use kha_core::event::EventKind;
-use kha_core::view;
+use kha_core::{view, Secret};
 
 pub fn list(app: &App, who: &Principal) -> Result<Vec<view::Builder>, ApiError> {
     who.require_admin()?;
@@ -105,4 +105,70 @@ pub fn list_tokens(app: &App, who: &Principal) -> Result<Vec<view::EnrolmentToke
         .into_iter()
         .map(views::token)
         .collect())
+}
+
+/// Exchanges an enrolment token for a new builder's id and secret (the
+/// secret is kept only as a hash).
+pub async fn enrol(app: &App, token: &str, name: &str) -> Result<(String, Secret), ApiError> {
+    let h = hash(token);
+    let tokens = app.store.list_tokens()?;
+    let Some(tok) = tokens.iter().find(|t| hash_eq(&t.token_sha256, &h)) else {
+        return Err(ApiError::Unauthenticated(
+            "unknown enrolment token: ask an admin for one (`kha builder token create`)".into(),
+        ));
+    };
+    if tok.revoked {
+        return Err(ApiError::Unauthenticated(format!(
+            "enrolment token {} was revoked",
+            tok.id
+        )));
+    }
+    let name = match name.trim() {
+        "" => "builder",
+        n => n,
+    };
+    let id = auth::new_id("b-");
+    let secret = auth::new_token("khab_");
+    let now = app.clock.now();
+    app.store.put_builder(&records::Builder {
+        id: id.clone(),
+        name: name.to_string(),
+        secret_sha256: hash(secret.expose()),
+        revoked: false,
+        draining: false,
+        labels: vec![],
+        slots: 0,
+        version: String::new(),
+        created_ms: now,
+        last_seen_ms: now,
+    })?;
+    app.store.durable().await?;
+    tracing::info!(builder_id = %id, token = %tok.id, "builder enrolled");
+    Ok((id, secret))
+}
+
+/// The builder whose credential (`<id>:<secret>`) this is, unless it is
+/// unknown, wrong or revoked.
+pub fn authenticate(app: &App, credential: Option<&str>) -> Result<records::Builder, ApiError> {
+    let unauthenticated = |m: String| ApiError::Unauthenticated(m);
+    let tok = credential.ok_or_else(|| {
+        unauthenticated("no builder credential: enrol with `kha-builder --token`".into())
+    })?;
+    let (id, secret) = tok
+        .split_once(':')
+        .ok_or_else(|| unauthenticated("malformed builder credential".into()))?;
+    let b = app.store.get_builder(id)?.ok_or_else(|| {
+        unauthenticated(format!(
+            "unknown builder {id}: enrol it again with a new token"
+        ))
+    })?;
+    if !hash_eq(&b.secret_sha256, &hash(secret)) {
+        return Err(unauthenticated(format!("wrong secret for builder {id}")));
+    }
+    if b.revoked {
+        return Err(unauthenticated(format!(
+            "builder {id} was revoked by an admin: enrol it again with a new token"
+        )));
+    }
+    Ok(b)
 }

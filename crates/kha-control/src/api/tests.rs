@@ -281,6 +281,37 @@ async fn every_operation_and_the_errors_a_caller_can_cause() {
         builders::drain(app, admin, "b-nope").await,
         Err(ApiError::NotFound(_))
     ));
+    // Enrolment and builder credentials.
+    let bad = builders::enrol(app, "khaet_nope", "x").await;
+    assert!(matches!(bad, Err(ApiError::Unauthenticated(_))), "{bad:?}");
+    let revoked_token = builders::enrol(app, &tok.token, "x").await;
+    assert!(
+        matches!(&revoked_token, Err(ApiError::Unauthenticated(m)) if m.contains("revoked")),
+        "{revoked_token:?}"
+    );
+    let fresh = builders::create_token(app, admin, "two").await.unwrap();
+    let (bid, secret) = builders::enrol(app, &fresh.token, " two ").await.unwrap();
+    let cred = format!("{bid}:{}", secret.expose());
+    assert_eq!(
+        builders::authenticate(app, Some(&cred)).unwrap().name,
+        "two"
+    );
+    for wrong in [None, Some("no-colon"), Some("b-nope:x")] {
+        let r = builders::authenticate(app, wrong);
+        assert!(
+            matches!(r, Err(ApiError::Unauthenticated(_))),
+            "{wrong:?}: {r:?}"
+        );
+    }
+    let wrong_secret = format!("{bid}:khab_wrong");
+    assert!(builders::authenticate(app, Some(&wrong_secret)).is_err());
+    builders::revoke(app, admin, &bid).await.unwrap();
+    let r = builders::authenticate(app, Some(&cred));
+    assert!(
+        matches!(&r, Err(ApiError::Unauthenticated(m)) if m.contains("revoked")),
+        "a revoked builder is refused: {r:?}"
+    );
+
     let rec = crate::store::records::Builder {
         id: "b-1".into(),
         name: "one".into(),
@@ -294,15 +325,17 @@ async fn every_operation_and_the_errors_a_caller_can_cause() {
         last_seen_ms: 0,
     };
     app.store.put_builder(&rec).unwrap();
-    assert_eq!(
-        builders::list(app, admin).unwrap()[0].state,
-        BuilderState::Offline
-    );
+    let state_of = |id: &str| {
+        builders::list(app, admin)
+            .unwrap()
+            .into_iter()
+            .find(|b| b.id == id)
+            .unwrap()
+            .state
+    };
+    assert_eq!(state_of("b-1"), BuilderState::Offline);
     let _rx = connect(app, "b-1");
-    assert_eq!(
-        builders::list(app, admin).unwrap()[0].state,
-        BuilderState::Connected
-    );
+    assert_eq!(state_of("b-1"), BuilderState::Connected);
     let drained = builders::drain(app, admin, "b-1").await.unwrap();
     assert_eq!(drained.state, BuilderState::Draining);
     let revoked = builders::revoke(app, admin, "b-1").await.unwrap();

@@ -1,8 +1,9 @@
 //! `kha.agent.v1.AgentService`: what builders call. The call sequences are
 //! specified in `proto/kha/agent/v1/agent.proto`.
 
+use crate::api;
 use crate::app::App;
-use crate::auth::{self, bearer, hash, hash_eq};
+use crate::auth::bearer;
 use crate::scheduler::{SchedError, Session};
 use crate::store::records::Builder;
 use kha_core::event::{Event, EventKind};
@@ -83,34 +84,10 @@ const LOG_BATCH_BYTES: usize = 4 * 1024 * 1024;
 impl AgentSvc {
     /// The calling builder, from `authorization: Bearer <id>:<secret>`.
     fn authenticate<T>(&self, req: &Request<T>) -> Result<Builder, Status> {
-        let tok = bearer(req.metadata()).ok_or_else(|| {
-            Status::unauthenticated("no builder credential: enrol with `kha-builder --token`")
-        })?;
-        let (id, secret) = tok
-            .split_once(':')
-            .ok_or_else(|| Status::unauthenticated("malformed builder credential"))?;
-        let b = self
-            .app
-            .sched
-            .store
-            .get_builder(id)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .ok_or_else(|| {
-                Status::unauthenticated(format!(
-                    "unknown builder {id}: enrol it again with a new token"
-                ))
-            })?;
-        if !hash_eq(&b.secret_sha256, &hash(secret)) {
-            return Err(Status::unauthenticated(format!(
-                "wrong secret for builder {id}"
-            )));
-        }
-        if b.revoked {
-            return Err(Status::unauthenticated(format!(
-                "builder {id} was revoked by an admin: enrol it again with a new token"
-            )));
-        }
-        Ok(b)
+        Ok(api::builders::authenticate(
+            &self.app,
+            bearer(req.metadata()),
+        )?)
     }
 }
 
@@ -132,51 +109,10 @@ impl AgentService for AgentSvc {
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
         let req = req.into_inner();
-        let store = &self.app.sched.store;
-        let h = hash(&req.enrolment_token);
-        let tokens = store
-            .list_tokens()
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let Some(tok) = tokens.iter().find(|t| hash_eq(&t.token_sha256, &h)) else {
-            return Err(Status::unauthenticated(
-                "unknown enrolment token: ask an admin for one (`kha builder token create`)",
-            ));
-        };
-        if tok.revoked {
-            return Err(Status::unauthenticated(format!(
-                "enrolment token {} was revoked",
-                tok.id
-            )));
-        }
-        let name = if req.name.trim().is_empty() {
-            "builder".to_string()
-        } else {
-            req.name.trim().to_string()
-        };
-        let id = auth::new_id("b-");
-        let secret = auth::new_token("khab_");
-        let now = self.app.sched.clock.now();
-        store
-            .put_builder(&Builder {
-                id: id.clone(),
-                name,
-                secret_sha256: hash(secret.expose()),
-                revoked: false,
-                draining: false,
-                labels: vec![],
-                slots: 0,
-                version: String::new(),
-                created_ms: now,
-                last_seen_ms: now,
-            })
-            .map_err(|e| Status::internal(e.to_string()))?;
-        store
-            .durable()
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        info!(builder_id = %id, token = %tok.id, "builder enrolled");
+        let (builder_id, secret) =
+            api::builders::enrol(&self.app, &req.enrolment_token, &req.name).await?;
         Ok(Response::new(RegisterResponse {
-            builder_id: id,
+            builder_id,
             secret: secret.into_inner(),
         }))
     }
