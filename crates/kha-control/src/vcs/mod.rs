@@ -77,45 +77,6 @@ pub trait Vcs: Send + Sync {
     ) -> Result<Resolved, VcsError>;
 }
 
-impl Vcs for Mirrors {
-    fn list_remote(
-        &self,
-        url: &str,
-        creds: Option<&Credentials>,
-    ) -> Result<BTreeMap<String, String>, VcsError> {
-        Mirrors::list_remote(self, url, creds)
-    }
-    fn fetch(&self, project: &str, url: &str, creds: Option<&Credentials>) -> Result<(), VcsError> {
-        self.fetch_with(project, url, creds).map(|_| ())
-    }
-    fn default_branch(
-        &self,
-        project: &str,
-        url: &str,
-        creds: Option<&Credentials>,
-    ) -> Result<String, VcsError> {
-        Mirrors::default_branch(self, project, url, creds)
-    }
-    fn resolve(
-        &self,
-        project: &str,
-        url: &str,
-        branch: &str,
-        commit: Option<&str>,
-        creds: Option<&Credentials>,
-    ) -> Result<Resolved, VcsError> {
-        Mirrors::resolve(self, project, url, branch, commit, creds)
-    }
-    fn resolve_local(
-        &self,
-        project: &str,
-        branch: &str,
-        commit: Option<&str>,
-    ) -> Result<Resolved, VcsError> {
-        Mirrors::resolve_local(self, project, branch, commit)
-    }
-}
-
 /// Git: a bare mirror per project (git2).
 pub struct Mirrors {
     dir: PathBuf,
@@ -135,37 +96,9 @@ impl Mirrors {
         self.dir.join(format!("{project}.git"))
     }
 
-    /// The remote's branch and tag heads (`refs/heads/…`, `refs/tags/…` →
-    /// commit id; annotated tags peeled), without fetching anything.
-    pub fn list_remote(
-        &self,
-        url: &str,
-        creds: Option<&Credentials>,
-    ) -> Result<BTreeMap<String, String>, VcsError> {
-        let mut remote = git2::Remote::create_detached(url)?;
-        let fail = |e: git2::Error| VcsError::Fetch {
-            url: url.into(),
-            msg: e.message().to_string(),
-        };
-        remote
-            .connect_auth(Direction::Fetch, Some(callbacks(creds)), None)
-            .map_err(fail)?;
-        let mut out = BTreeMap::new();
-        for head in remote.list().map_err(fail)? {
-            let name = head.name();
-            if let Some(tag) = name.strip_suffix("^{}") {
-                out.insert(tag.to_string(), head.oid().to_string());
-            } else if name.starts_with("refs/heads/") || name.starts_with("refs/tags/") {
-                out.entry(name.to_string())
-                    .or_insert_with(|| head.oid().to_string());
-            }
-        }
-        Ok(out)
-    }
-
     /// Fetches every branch and tag of `url` into the project's mirror
     /// (with credentials for a private repository).
-    pub fn fetch_with(
+    fn fetch_with(
         &self,
         project: &str,
         url: &str,
@@ -204,10 +137,40 @@ impl Mirrors {
         drop(remote);
         Ok(repo)
     }
+}
+
+impl Vcs for Mirrors {
+    /// The remote's branch and tag heads (`refs/heads/…`, `refs/tags/…` →
+    /// commit id; annotated tags peeled), without fetching anything.
+    fn list_remote(
+        &self,
+        url: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<BTreeMap<String, String>, VcsError> {
+        let mut remote = git2::Remote::create_detached(url)?;
+        let fail = |e: git2::Error| VcsError::Fetch {
+            url: url.into(),
+            msg: e.message().to_string(),
+        };
+        remote
+            .connect_auth(Direction::Fetch, Some(callbacks(creds)), None)
+            .map_err(fail)?;
+        let mut out = BTreeMap::new();
+        for head in remote.list().map_err(fail)? {
+            let name = head.name();
+            if let Some(tag) = name.strip_suffix("^{}") {
+                out.insert(tag.to_string(), head.oid().to_string());
+            } else if name.starts_with("refs/heads/") || name.starts_with("refs/tags/") {
+                out.entry(name.to_string())
+                    .or_insert_with(|| head.oid().to_string());
+            }
+        }
+        Ok(out)
+    }
 
     /// The branch a new project builds by default: `master` or `main` if the
     /// repository has one, else its first branch.
-    pub fn default_branch(
+    fn default_branch(
         &self,
         project: &str,
         url: &str,
@@ -235,7 +198,7 @@ impl Mirrors {
 
     /// Fetches, then picks `commit` (full or abbreviated id, or any
     /// revision) or else the head of `branch`, and reads `.travis.yml` there.
-    pub fn resolve(
+    fn resolve(
         &self,
         project: &str,
         url: &str,
@@ -248,7 +211,7 @@ impl Mirrors {
     }
 
     /// Like `resolve`, without fetching (the caller just did).
-    pub fn resolve_local(
+    fn resolve_local(
         &self,
         project: &str,
         branch: &str,
@@ -256,6 +219,10 @@ impl Mirrors {
     ) -> Result<Resolved, VcsError> {
         let repo = Repository::open_bare(self.path(project))?;
         resolve_in(&repo, branch, commit)
+    }
+
+    fn fetch(&self, project: &str, url: &str, creds: Option<&Credentials>) -> Result<(), VcsError> {
+        self.fetch_with(project, url, creds).map(|_| ())
     }
 }
 
