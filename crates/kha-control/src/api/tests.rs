@@ -588,7 +588,10 @@ async fn the_front_page_the_queue_and_why_jobs_wait() {
     // Nobody connected: both jobs wait, and say so; anyone may read.
     let q = queue::list(&f.app, &anyone).unwrap();
     assert_eq!(q.len(), 2, "{q:?}");
-    assert!(q.iter().all(|j| j.reason == "no builder is connected"), "{q:?}");
+    assert!(
+        q.iter().all(|j| j.reason == "no builder is connected"),
+        "{q:?}"
+    );
     assert_eq!((q[0].project.as_str(), q[0].branch.as_str()), ("p", "main"));
     assert_eq!(
         builds::job(&f.app, &anyone, q[0].job.id).unwrap().detail,
@@ -629,7 +632,8 @@ async fn the_front_page_the_queue_and_why_jobs_wait() {
     assert!(
         o.queued
             .iter()
-            .all(|j| j.reason.starts_with("offered to lin") || j.reason == "all 4 matching slots are busy"),
+            .all(|j| j.reason.starts_with("offered to lin")
+                || j.reason == "all 4 matching slots are busy"),
         "{:?}",
         o.queued
     );
@@ -644,7 +648,9 @@ async fn the_front_page_the_queue_and_why_jobs_wait() {
         o.projects[0].last_build.as_ref().map(|b| b.state),
         Some(BuildState::Passed)
     );
-    assert!(builds::pull_requests(&f.app, &anyone, "p").unwrap().is_empty());
+    assert!(builds::pull_requests(&f.app, &anyone, "p")
+        .unwrap()
+        .is_empty());
 
     // Reading is open; changing is not.
     let err = builds::restart(&f.app, &anyone, b.id).await.unwrap_err();

@@ -12,7 +12,7 @@ use crate::app::App;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -64,7 +64,11 @@ async fn branches(State(app): State<Arc<App>>, h: HeaderMap, Path(p): Path<Strin
 }
 
 async fn pulls(State(app): State<Arc<App>>, h: HeaderMap, Path(p): Path<String>) -> Answer {
-    ok(&api::builds::pull_requests(&app, &session::reader(&app, &h), &p)?)
+    ok(&api::builds::pull_requests(
+        &app,
+        &session::reader(&app, &h),
+        &p,
+    )?)
 }
 
 #[derive(Deserialize, Default)]
@@ -79,8 +83,11 @@ fn number(name: &str, raw: &str) -> Result<u32, JsonError> {
     if raw.is_empty() {
         return Ok(0);
     }
-    raw.parse()
-        .map_err(|_| JsonError(ApiError::Invalid(format!("{name} must be a number, not {raw:?}"))))
+    raw.parse().map_err(|_| {
+        JsonError(ApiError::Invalid(format!(
+            "{name} must be a number, not {raw:?}"
+        )))
+    })
 }
 
 async fn builds(
@@ -178,4 +185,3 @@ async fn revoke(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<String
 async fn queue(State(app): State<Arc<App>>, h: HeaderMap) -> Answer {
     ok(&api::queue::list(&app, &session::reader(&app, &h))?)
 }
-

@@ -95,10 +95,7 @@ async fn badge(
     };
     let (word, color) = status_word(state);
     let body = svg("build", word, color);
-    let etag = format!(
-        "\"{}\"",
-        hex::encode(&Sha256::digest(body.as_bytes())[..8])
-    );
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(body.as_bytes())[..8]));
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

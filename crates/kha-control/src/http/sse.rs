@@ -119,7 +119,9 @@ struct EventsQuery {
 }
 
 fn invalid(name: &str, raw: &str) -> JsonError {
-    JsonError(ApiError::Invalid(format!("{name} must be a number, not {raw:?}")))
+    JsonError(ApiError::Invalid(format!(
+        "{name} must be a number, not {raw:?}"
+    )))
 }
 
 fn opt_number(name: &str, raw: &str) -> Result<Option<u64>, JsonError> {
@@ -210,8 +212,10 @@ async fn events(
         }
         Err(e) => return JsonError(e).into_response(),
     }
-    let feed = Feed::new(rx, app.shutdown.clone(), |item, out: &mut VecDeque<SseEvent>| {
-        match item {
+    let feed = Feed::new(
+        rx,
+        app.shutdown.clone(),
+        |item, out: &mut VecDeque<SseEvent>| match item {
             Ok(e) => {
                 let data = serde_json::to_string(&e).unwrap_or_else(|_| "{}".into());
                 out.push_back(
@@ -226,8 +230,8 @@ async fn events(
                 out.push_back(reset_event(first));
                 false
             }
-        }
-    });
+        },
+    );
     Sse::new(feed).keep_alive(keep_alive()).into_response()
 }
 
@@ -286,14 +290,16 @@ async fn log_stream(
         Ok(rx) => rx,
         Err(e) => return JsonError(e).into_response(),
     };
-    let feed = Feed::new(rx, app.shutdown.clone(), |piece, out: &mut VecDeque<SseEvent>| {
-        match piece {
+    let feed = Feed::new(
+        rx,
+        app.shutdown.clone(),
+        move |piece, out: &mut VecDeque<SseEvent>| match piece {
             Ok(p) => log_events(p, out),
             Err(e) => {
                 tracing::warn!(job_id = id, error = %e, "log stream for a web client failed");
                 false
             }
-        }
-    });
+        },
+    );
     Sse::new(feed).keep_alive(keep_alive()).into_response()
 }

@@ -89,7 +89,7 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
             log_sha256: String::new(),
             matrix: vec![],
             name: String::new(),
-        stage: String::new(),
+            stage: String::new(),
             queue_key: s.normal_key().unwrap(),
             spec: JobSpec {
                 timeout_secs: 60,

@@ -330,7 +330,10 @@ pub async fn raw_log(
         Some(end) => (
             StatusCode::PARTIAL_CONTENT,
             [
-                (header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}")),
+                (
+                    header::CONTENT_RANGE,
+                    format!("bytes {start}-{end}/{total}"),
+                ),
                 (header::CONTENT_LENGTH, (end + 1 - start).to_string()),
             ],
             body,

@@ -93,15 +93,14 @@ impl Chrome {
 /// `t` as an HTML response (a 500 if the template fails, which only a bug can do).
 pub fn render(status: StatusCode, t: &impl Template) -> Response {
     match t.render() {
-        Ok(html) => (
-            status,
-            [(header::CACHE_CONTROL, "no-cache")],
-            Html(html),
-        )
-            .into_response(),
+        Ok(html) => (status, [(header::CACHE_CONTROL, "no-cache")], Html(html)).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "template failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered\n",
+            )
+                .into_response()
         }
     }
 }
@@ -134,11 +133,7 @@ pub fn error_page(app: &App, headers: &HeaderMap, e: &ApiError) -> Response {
 }
 
 /// Any path no route knows.
-pub async fn not_found_path(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+pub async fn not_found_path(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
     let e = ApiError::NotFound(format!("there is no page at {}", uri.path()));
     if uri.path().starts_with("/api/") {
         return super::error::JsonError(e).into_response();
@@ -162,23 +157,32 @@ pub struct Pager {
 
 impl Pager {
     /// `link(n)` is the URL of page `n`.
-    pub fn new(page: usize, total: usize, per_page: usize, link: impl Fn(usize) -> String) -> Pager {
+    pub fn new(
+        page: usize,
+        total: usize,
+        per_page: usize,
+        link: impl Fn(usize) -> String,
+    ) -> Pager {
         let pages = total.div_ceil(per_page).max(1);
         Pager {
             page,
             pages,
-            prev: if page > 1 { link(page - 1) } else { String::new() },
-            next: if page < pages { link(page + 1) } else { String::new() },
+            prev: if page > 1 {
+                link(page - 1)
+            } else {
+                String::new()
+            },
+            next: if page < pages {
+                link(page + 1)
+            } else {
+                String::new()
+            },
         }
     }
 }
 
 /// Page `page` (1-based) of `items`, with its pager.
-pub fn paged<T>(
-    items: Vec<T>,
-    page: usize,
-    link: impl Fn(usize) -> String,
-) -> (Vec<T>, Pager) {
+pub fn paged<T>(items: Vec<T>, page: usize, link: impl Fn(usize) -> String) -> (Vec<T>, Pager) {
     let page = page.max(1);
     let pager = Pager::new(page, items.len(), PER_PAGE, link);
     let rows = items
@@ -270,10 +274,6 @@ pub fn project_url(name: &str) -> String {
 impl BuildRow {
     pub fn url(&self) -> String {
         format!("/builds/{}", self.id)
-    }
-
-    pub fn project_url(&self) -> String {
-        project_url(&self.project)
     }
 
     /// The project page's history of this build's branch.

@@ -1,8 +1,8 @@
 //! `/`: every project with its default branch's last build, the jobs
 //! running now and the jobs waiting (`#projects`, `#running`, `#queued`).
 
-use super::{paged, render, BuildRow, Chrome, PageQuery, Pager, When};
 use super::{error_page, project_url};
+use super::{paged, render, BuildRow, Chrome, PageQuery, Pager, When};
 use crate::api;
 use crate::app::App;
 use crate::http::session;
@@ -26,7 +26,6 @@ pub struct JobRow {
     pub project: String,
     pub project_url: String,
     pub branch: String,
-    pub build_id: u64,
     pub builder: String,
     pub since: When,
     pub reason: String,
@@ -59,7 +58,10 @@ pub async fn page(
         .into_iter()
         .map(|p| ProjectRow {
             url: project_url(&p.project.name),
-            state: p.last_build.as_ref().map_or("unknown", |b| b.state.as_str()),
+            state: p
+                .last_build
+                .as_ref()
+                .map_or("unknown", |b| b.state.as_str()),
             build: p.last_build.as_ref().map(|b| BuildRow::new(now, b)),
             branch: p.project.default_branch,
             name: p.project.name,
@@ -75,7 +77,6 @@ pub async fn page(
             project_url: project_url(&a.project),
             project: a.project,
             branch: a.branch,
-            build_id: a.build_id,
             builder: a.job.builder,
             since: When::ago(now, a.job.started_ms),
             reason: String::new(),
@@ -90,7 +91,6 @@ pub async fn page(
             project_url: project_url(&q.project),
             project: q.project,
             branch: q.branch,
-            build_id: q.build_id,
             builder: String::new(),
             since: When::ago(now, q.job.started_ms),
             reason: q.reason,

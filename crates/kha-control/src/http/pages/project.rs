@@ -104,7 +104,10 @@ fn build_page(
     let pager = Pager::new(page as usize, hist.total as usize, PER_PAGE, |n| {
         format!("{base}?{branch_q}page={n}#history")
     });
-    let public = app.cfg.public_url.trim_end_matches('/');
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let public = app.cfg.base_url(host);
     let pname = fmt::pct(&p.name);
     Ok(ProjectPage {
         chrome,

@@ -52,5 +52,12 @@ pub async fn page(
         .collect();
     let (jobs, pager) = paged(rows, q.number(), |n| format!("/queue?page={n}"));
     let chrome = Chrome::new(&app, &headers, "Queue", "/queue", String::new());
-    render(StatusCode::OK, &QueuePage { chrome, jobs, pager })
+    render(
+        StatusCode::OK,
+        &QueuePage {
+            chrome,
+            jobs,
+            pager,
+        },
+    )
 }
