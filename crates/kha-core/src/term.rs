@@ -21,9 +21,11 @@
 //!   `travis_time:end:ID:start=S,finish=F,duration=D` are hidden, the latter
 //!   recording `D` (nanoseconds) on the line. The marker's text is removed
 //!   (Travis follows each with `\r ESC[0K`, so a terminal never shows it
-//!   either) and what follows on the same line is the line's text. A second
-//!   fold marker on a line that already has one starts a new line, so each
-//!   line carries at most one.
+//!   either) and what follows on the same line is the line's text. Every
+//!   line is one `\n` of the raw log, so a line carries one fold marker: the
+//!   last one on it. Folds do not nest (Travis never nests them): a fold
+//!   start ends any open fold just before it, a fold end ends the open fold
+//!   of that name and is otherwise ignored.
 //! - invalid UTF-8 becomes U+FFFD; escapes and UTF-8 sequences may be split
 //!   across `feed` calls.
 
@@ -375,19 +377,12 @@ impl LineBuf {
     }
 
     /// If the whole text is a Travis marker, records it and clears the text.
-    /// Returns true if the line had a fold marker already and must be ended
-    /// before this one is recorded.
-    fn take_marker(&mut self) -> MarkerOutcome {
+    fn take_marker(&mut self) {
         let Some(marker) = parse_marker(&self.text) else {
-            return MarkerOutcome::None;
+            return;
         };
         match marker {
-            Marker::Fold(kind) => {
-                if self.kind.is_some() {
-                    return MarkerOutcome::BreakFirst;
-                }
-                self.kind = Some(kind);
-            }
+            Marker::Fold(kind) => self.kind = Some(kind),
             Marker::TimeStart => {}
             Marker::TimeEnd(ns) => self.duration_ns = ns.or(self.duration_ns),
         }
@@ -395,7 +390,6 @@ impl LineBuf {
         self.runs.clear();
         self.chars = 0;
         self.cursor = 0;
-        MarkerOutcome::Taken
     }
 
     fn finish(self, number: usize) -> Line {
@@ -418,12 +412,6 @@ impl LineBuf {
             duration_ns: self.duration_ns,
         }
     }
-}
-
-enum MarkerOutcome {
-    None,
-    Taken,
-    BreakFirst,
 }
 
 enum Marker {
@@ -544,8 +532,6 @@ impl Terminal {
             self.pending.clear();
             self.line.write("\u{FFFD}", &self.style);
         }
-        // A second fold marker here stays text: there is no next line to
-        // move it to (`feed` would start one).
         self.line.take_marker();
         let line = self.line;
         (line.chars > 0 || line.kind.is_some() || line.duration_ns.is_some())
@@ -599,24 +585,6 @@ impl Terminal {
         }
     }
 
-    /// Checks the line for a Travis marker (at `\r`, `\n` and the end).
-    fn marker(&mut self, out: &mut Vec<Line>) {
-        if let MarkerOutcome::BreakFirst = self.line.take_marker() {
-            // Keep the marker's text: move it to a fresh line.
-            let text = std::mem::take(&mut self.line.text);
-            let runs = std::mem::take(&mut self.line.runs);
-            let chars = self.line.chars;
-            self.line.chars = 0;
-            self.line.cursor = 0;
-            self.end_line(out);
-            self.line.text = text;
-            self.line.runs = runs;
-            self.line.chars = chars;
-            self.line.cursor = chars;
-            self.line.take_marker();
-        }
-    }
-
     fn end_line(&mut self, out: &mut Vec<Line>) {
         let line = std::mem::take(&mut self.line);
         out.push(line.finish(self.number));
@@ -627,11 +595,11 @@ impl Terminal {
         match self.state {
             State::Ground => match b {
                 b'\n' => {
-                    self.marker(out);
+                    self.line.take_marker();
                     self.end_line(out);
                 }
                 b'\r' => {
-                    self.marker(out);
+                    self.line.take_marker();
                     self.line.cursor = 0;
                 }
                 0x08 => self.line.cursor = self.line.cursor.saturating_sub(1),
@@ -869,10 +837,10 @@ mod tests {
             (b"travis_time:end:ab:garbage\r\x1b[0K\n", &[""]),
             // A marker followed by \n directly, and at the very end.
             (b"travis_fold:start:a\nx\ntravis_fold:end:a", &["[start a] ", "x", "[end a] "]),
-            // Two fold markers on one line: the second starts a new line.
+            // Two fold markers on one line: the last one counts.
             (
                 b"travis_fold:end:a\r\x1b[0Ktravis_fold:start:b\r\x1b[0K$ make\n",
-                &["[end a] ", "[start b] $ make"],
+                &["[start b] $ make"],
             ),
             // Not markers: text around them, or whitespace in the name.
             (b"see travis_fold:start:x\r\n", &["see travis_fold:start:x"]),
