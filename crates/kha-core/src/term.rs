@@ -14,7 +14,11 @@
 //! - `ESC[K` / `ESC[0K` erase to the end of the line, `ESC[1K` from its
 //!   start to the cursor, `ESC[2K` all of it;
 //! - every other CSI, OSC, DCS/SOS/PM/APC string and two-byte escape is
-//!   dropped; other C0 controls are dropped;
+//!   dropped; other C0 controls are dropped; a `\n` ends any unfinished
+//!   sequence (so a broken OSC cannot swallow the rest of the log, and each
+//!   line starts in the ground state: only the style carries over, which is
+//!   what lets the script render any line from a style checkpoint); ESC
+//!   followed by a non-ASCII byte is dropped and the byte is text;
 //! - Travis markers: a line whose whole text, when `\r` or `\n` arrives, is
 //!   `travis_fold:start:NAME` / `travis_fold:end:NAME` marks the line as a
 //!   fold start / end; `travis_time:start:ID` and
@@ -520,7 +524,14 @@ impl Terminal {
                 }
             }
             let b = bytes[i];
+            if b >= 0x80 && matches!(self.state, State::Esc | State::EscIntermediate) {
+                self.state = State::Ground;
+                continue;
+            }
             i += 1;
+            if b == b'\n' {
+                self.state = State::Ground;
+            }
             self.byte(b, &mut out);
         }
         out
@@ -809,6 +820,13 @@ mod tests {
             (b"\x1bPq#0\x1b\\x\x1b(By\x1b=z", &["xyz"]),
             (b"a\x00\x07\x0e\x7fb", &["ab"]),
             (b"\x1b[3\x1b[31mr", &["<fg-1|>r</>"]),
+            // A newline ends any unfinished sequence; style carries over.
+            (b"a\x1b]0;title\nb", &["a", "b"]),
+            (b"\x1b[1ma\x1b[31\nb", &["<bold|>a</>", "<bold|>b</>"]),
+            (b"\x1bP\x1b\nc", &["", "c"]),
+            (b"\x1b\xc3\xa9\x1b(\xc3\xa9", &["\u{e9}\u{e9}"]),
+            // Controls inside CSI act; the sequence goes on.
+            (b"ab\x1b[3\r1mX", &["<fg-1|>X</>b"]),
             // Invalid UTF-8 becomes U+FFFD; valid multibyte survives.
             (b"caf\xc3\xa9 \xff\xfe ok", &["café \u{FFFD}\u{FFFD} ok"]),
             (b"\xe2\x82\n", &["\u{FFFD}"]),
