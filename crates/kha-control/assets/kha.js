@@ -276,8 +276,8 @@
       else if (c === 9) { const next = (Math.floor(cur / 8) + 1) * 8; cur = next; pad(); }
     }
     function csiFinal(params, fin) {
-      if (params.length > 64 || /[^0-9;:]/.test(params)) return;
-      const p = params === '' ? [] : params.split(/[;:]/).map((x) => (x === '' ? 0 : Math.min(Number(x), 4294967295)));
+      const p = csiParams(params);
+      if (!p) return;
       if (fin === 'm') st = applySgr(st, p);
       else if (fin === 'K') {
         const mode = p.length ? p[0] : 0;
@@ -361,14 +361,48 @@
     return { kind, name, dur, spans, text: t, st };
   }
 
-  /* The style at the end of a raw line, reading only its SGR sequences:
-   * the cheap pass that builds style checkpoints. */
+  /* CSI parameters as numbers, or null when the sequence is not one kha
+   * interprets (private, intermediates, too long). */
+  function csiParams(params) {
+    if (params.length > 64 || /[^0-9;:]/.test(params)) return null;
+    return params === '' ? [] : params.split(/[;:]/).map((x) => (x === '' ? 0 : Math.min(Number(x), 4294967295)));
+  }
+
+  /* The style at the end of a raw line, reading only its SGR sequences: the
+   * cheap pass that builds style checkpoints. It parses escapes exactly as
+   * termLine does, jumping from ESC to ESC (text cannot change the style). */
   function sgrOnly(raw, st) {
+    const n = raw.length;
     let k = raw.indexOf('\x1b');
-    if (k < 0) return st;
-    // A line with escapes is rare enough in bulk that the full renderer is
-    // fine, and it is the only way to agree on every odd sequence.
-    return termLine(raw, st).st;
+    while (k >= 0 && ++k < n) {
+      const c1 = raw.charCodeAt(k);
+      if (c1 === 91) {
+        let params = '';
+        for (k++; k < n; k++) {
+          const d = raw.charCodeAt(k);
+          if (d >= 0x40 && d <= 0x7e) {
+            if (d === 109) { const p = csiParams(params); if (p) st = applySgr(st, p); }
+            k++;
+            break;
+          }
+          if (d === 27) break;
+          if (d >= 32) params += raw[k];
+        }
+      } else if (c1 === 93 || c1 === 80 || c1 === 88 || c1 === 94 || c1 === 95) {
+        k++;
+        while (k < n) {
+          const d = raw.charCodeAt(k++);
+          if (d === 7) break;
+          if (d === 27) {
+            while (k < n && raw.charCodeAt(k) === 27) k++;
+            if (k < n && raw.charCodeAt(k) === 92) { k++; break; }
+            if (k < n) k++;
+          }
+        }
+      }
+      k = raw.indexOf('\x1b', k);
+    }
+    return st;
   }
 
   function fmtNs(ns) {
@@ -422,7 +456,9 @@
       },
       lines: () => lineCount(),
       text: (n) => (n >= 1 && n <= lineCount() ? line(n).text : null),
-      readyMs: null,
+      timings: {}, // performance.now() at each loading step (headers, body, decoded, lines, parsed)
+      readyMs: null, // performance.now() when the first lines were rendered
+      paintMs: null, // … and after the frame that showed them
     };
     window.khaLog = api;
 
@@ -441,7 +477,9 @@
       if (!bytes.length) return;
       chunks.push(bytes);
       received += bytes.length;
-      addText(decoder.decode(bytes, { stream: true }));
+      const s = decoder.decode(bytes, { stream: true });
+      api.timings.decoded = api.timings.decoded || performance.now();
+      addText(s);
     }
     function addText(s) {
       if (!s) return;
@@ -455,6 +493,7 @@
         starts[nStarts++] = i + 1;
         i = text.indexOf('\n', i + 1);
       }
+      api.timings.lines = api.timings.lines || performance.now();
       scanMarkers();
     }
     /* Folds need every marker line; `indexOf` finds them without styling
@@ -675,10 +714,10 @@
       render(true);
     }
 
-    function expandTo(ln) {
+    function expandTo(a, b) {
       let changed = false;
       for (const f of folds) {
-        if (collapsed(f) && f.end !== null && ln > f.start && ln <= f.end) { userFold.set(f.start, false); changed = true; }
+        if (collapsed(f) && f.end !== null && b > f.start && a <= f.end) { userFold.set(f.start, false); changed = true; }
       }
       if (changed) buildFolds();
     }
@@ -688,7 +727,7 @@
       if (!n) return;
       a = Math.min(Math.max(1, a), n); b = Math.min(Math.max(a, b), n);
       hl = [a, b];
-      expandTo(a);
+      expandTo(a, b);
       if (scroll) { render(true); scrollToRow(rowOfLine(a)); }
       render(true);
     }
@@ -783,7 +822,9 @@
       const res = await fetch(rawUrl, offset ? { headers: { Range: 'bytes=' + offset + '-' } } : {});
       if (res.status === 416) return;
       if (!res.ok) throw new Error('log: HTTP ' + res.status);
+      api.timings.headers = performance.now();
       let buf = new Uint8Array(await res.arrayBuffer());
+      api.timings.body = performance.now();
       if (offset && res.status !== 206) buf = buf.subarray(offset); // Range ignored: whole file
       append(buf);
     }
@@ -831,12 +872,15 @@
         status.textContent = 'Could not load the log: ' + e.message;
         return;
       }
+      api.timings.parsed = performance.now();
       if (final) addText(decoder.decode());
       measure();
       const jumped = fromHash();
       render(true);
       api.ready = true;
       api.readyMs = performance.now();
+      // After the next frame the lines are on screen: first paint, for benchmarks.
+      requestAnimationFrame(() => setTimeout(() => { api.paintMs = performance.now(); }, 0));
       if (!jumped && follow) tail();
       stream();
     })();
