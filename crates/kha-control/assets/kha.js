@@ -907,6 +907,9 @@
     });
   }
 
+  // The line renderer, for tests that compare it with kha_core::term.
+  window.khaTerm = { line: termLine, attrs: styleAttrs, DEFAULT };
+
   function start() {
     tick();
     setInterval(tick, 1000);
