@@ -178,7 +178,7 @@ async fn every_operation_and_the_errors_a_caller_can_cause() {
         Err(ApiError::NotFound(_))
     ));
     assert!(matches!(
-        projects::list(app, &builder),
+        projects::remove(app, &builder, "p").await,
         Err(ApiError::Denied(_))
     ));
 
@@ -195,7 +195,10 @@ async fn every_operation_and_the_errors_a_caller_can_cause() {
     assert_eq!(first.build.jobs.len(), 2);
     assert_eq!(first.build.jobs[1].id, 2);
     assert_eq!(first.build.state, BuildState::Queued);
-    assert!(first.build.jobs[0].detail.contains("no connected builder"));
+    assert_eq!(
+        first.build.jobs[0].detail,
+        "waiting: no builder is connected"
+    );
     let again = builds::trigger(app, admin, t("p")).await.unwrap();
     assert!(!again.created, "the same commit is built once");
     let no_branch = builds::TriggerArgs {
