@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use kha_core::term::{Line, LineKind, Terminal};
 use kha_core::{view, Millis};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ const LINES: usize = 2000;
 pub struct LogLine {
     pub number: usize,
     pub html: String,
+    /// The fold this line starts, if it starts one.
+    pub fold: Option<String>,
 }
 
 #[derive(Template)]
@@ -150,78 +153,54 @@ async fn log_lines(
     Ok((out, false))
 }
 
-/// Splits log bytes into numbered lines of escaped text. Plain for now:
-/// terminal escape sequences are dropped, not styled.
+/// Numbered lines of markup from log bytes, styled by [`Terminal`] (the
+/// same semantics as the script's viewer).
 #[derive(Default)]
 struct Lines {
-    buf: Vec<u8>,
-    number: usize,
+    term: Terminal,
 }
 
 impl Lines {
     fn feed(&mut self, bytes: &[u8]) -> Vec<LogLine> {
-        let mut out = vec![];
-        for &b in bytes {
-            if b == b'\n' {
-                let line = std::mem::take(&mut self.buf);
-                out.push(self.line(&line));
-            } else {
-                self.buf.push(b);
-            }
-        }
-        out
+        self.term.feed(bytes).iter().map(line_html).collect()
     }
 
-    fn finish(mut self) -> Option<LogLine> {
-        if self.buf.is_empty() {
-            return None;
-        }
-        let line = std::mem::take(&mut self.buf);
-        Some(self.line(&line))
-    }
-
-    fn line(&mut self, bytes: &[u8]) -> LogLine {
-        self.number += 1;
-        let text = String::from_utf8_lossy(bytes);
-        // What a terminal would show of a line redrawn with `\r`: its last state.
-        let text = text.trim_end_matches('\r');
-        let text = text.rsplit('\r').next().unwrap_or("");
-        LogLine {
-            number: self.number,
-            html: fmt::esc(&strip_escapes(text)),
-        }
+    fn finish(self) -> Option<LogLine> {
+        self.term.finish().as_ref().map(line_html)
     }
 }
 
-/// `s` without ANSI CSI/OSC sequences and other control characters.
-fn strip_escapes(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars().peekable();
-    while let Some(c) = it.next() {
-        match c {
-            '\u{1b}' => match it.next() {
-                Some('[') => {
-                    for c in it.by_ref() {
-                        if ('@'..='~').contains(&c) {
-                            break;
-                        }
-                    }
-                }
-                Some(']') => {
-                    while let Some(c) = it.next() {
-                        if c == '\u{7}' || (c == '\u{1b}' && it.next_if_eq(&'\\').is_some()) {
-                            break;
-                        }
-                    }
-                }
-                _ => {}
-            },
-            '\t' => out.push(c),
-            c if c.is_control() => {}
-            c => out.push(c),
+/// A line as escaped spans: classes for the 16 base colours and
+/// attributes, an inline colour for the others.
+fn line_html(l: &Line) -> LogLine {
+    let mut html = String::new();
+    for s in &l.spans {
+        let classes = s.style.classes();
+        let css = s.style.inline_css();
+        if classes.is_empty() && css.is_none() {
+            html.push_str(&fmt::esc(&s.text));
+            continue;
         }
+        html.push_str("<span");
+        if !classes.is_empty() {
+            html.push_str(&format!(" class=\"{}\"", fmt::esc(&classes)));
+        }
+        if let Some(css) = css {
+            html.push_str(&format!(" style=\"{}\"", fmt::esc(&css)));
+        }
+        html.push('>');
+        html.push_str(&fmt::esc(&s.text));
+        html.push_str("</span>");
     }
-    out
+    let fold = match &l.kind {
+        LineKind::FoldStart(name) => Some(name.clone()),
+        _ => None,
+    };
+    LogLine {
+        number: l.number,
+        html,
+        fold,
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -361,7 +340,10 @@ mod tests {
         let mut l = Lines::default();
         let lines = l.feed(b"a\x1b[31mred\x1b[0m <b>\r\nprogress 1\rprogress 2\nlast");
         let html: Vec<_> = lines.iter().map(|l| l.html.as_str()).collect();
-        assert_eq!(html, ["ared &lt;b&gt;", "progress 2"]);
+        assert_eq!(
+            html,
+            ["a<span class=\"fg-1\">red</span> &lt;b&gt;", "progress 2"]
+        );
         let last = l.finish().map(|l| (l.number, l.html));
         assert_eq!(last, Some((3, "last".to_string())));
     }
