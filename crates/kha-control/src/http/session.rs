@@ -120,18 +120,20 @@ pub fn form_writer(
     headers: &HeaderMap,
     csrf: &str,
     back: &str,
-) -> Result<Principal, Response> {
+) -> Result<Principal, Box<Response>> {
     if !has_admin_cookie(app, headers) {
-        return Err(Redirect::to(&format!("/login?next={}", pct(back))).into_response());
+        return Err(Box::new(
+            Redirect::to(&format!("/login?next={}", pct(back))).into_response(),
+        ));
     }
     if !hash_eq(csrf, &csrf_token(app)) {
-        return Err(pages::error_page(
+        return Err(Box::new(pages::error_page(
             app,
             headers,
             &ApiError::Denied(
                 "this form was not sent from a kha page (missing or wrong CSRF token); reload the page and try again".into(),
             ),
-        ));
+        )));
     }
     Ok(Principal::Admin)
 }
@@ -214,7 +216,7 @@ async fn logout(
     Form(f): Form<LogoutForm>,
 ) -> Response {
     if let Err(r) = form_writer(&app, &headers, &f.csrf, "/") {
-        return r;
+        return *r;
     }
     let mut r = Redirect::to("/").into_response();
     set_cookie(&app, &mut r, "", true);

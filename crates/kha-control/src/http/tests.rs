@@ -255,9 +255,7 @@ async fn pages_render_escaped_and_unknown_things_are_404() {
         "{}",
         page.body
     );
-    assert!(page
-        .body
-        .contains(&format!("id=\"build\" data-state=\"queued\"")));
+    assert!(page.body.contains("id=\"build\" data-state=\"queued\""));
     let project = get(&s, "/projects/p").await.body;
     assert!(
         project.contains("data-branch=\"x&#60;script&#62;y\""),
@@ -353,8 +351,8 @@ async fn json_api_answers_views_and_json_errors() {
     let r = request(&s, "POST", &path, &[("Cookie", &cookie)], "").await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("\"denied\""));
-    let wrong = format!("Bearer nope");
-    let r = request(&s, "POST", &path, &[("Authorization", &wrong)], "").await;
+    let wrong = "Bearer nope";
+    let r = request(&s, "POST", &path, &[("Authorization", wrong)], "").await;
     assert_eq!(r.status, 401);
     let bearer = format!("Bearer {}", s.token);
     let r = request(&s, "POST", &path, &[("Authorization", &bearer)], "").await;

@@ -27,7 +27,7 @@ where
     F: Future<Output = Result<T, ApiError>>,
 {
     if let Err(r) = session::form_writer(app, headers, csrf, back) {
-        return r;
+        return *r;
     }
     match act.await {
         Ok(_) => Redirect::to(back).into_response(),
