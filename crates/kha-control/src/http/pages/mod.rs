@@ -61,6 +61,8 @@ pub struct Chrome {
     pub js: String,
     /// This page's path, percent-encoded, for the login link's `next`.
     pub here: String,
+    /// Which navigation link is this page's ("overview", "queue", "builders").
+    pub section: &'static str,
     pub now: Millis,
 }
 
@@ -84,6 +86,12 @@ impl Chrome {
             },
             css: assets::url("kha.css"),
             js: assets::url("kha.js"),
+            section: match here {
+                "/" => "overview",
+                "/queue" => "queue",
+                "/builders" => "builders",
+                _ => "",
+            },
             here: fmt::pct(here),
             now: app.clock.now(),
         }
