@@ -368,25 +368,56 @@
     return params === '' ? [] : params.split(/[;:]/).map((x) => (x === '' ? 0 : Math.min(Number(x), 4294967295)));
   }
 
+  /* applySgr memoised per (style, parameter string): a log repeats a few
+   * sequences (`ESC[32m`, `ESC[0m`) on every line, and styles are immutable,
+   * so the walk over 200,000 lines is mostly map lookups. */
+  const SGR_MEMO = new WeakMap();
+  function sgrStep(st, params) {
+    let m = SGR_MEMO.get(st);
+    if (!m) { m = new Map(); SGR_MEMO.set(st, m); }
+    let r = m.get(params);
+    if (r === undefined) {
+      const p = csiParams(params);
+      r = p ? intern(applySgr(st, p)) : st;
+      if (m.size < 256) m.set(params, r);
+    }
+    return r;
+  }
+  /* One object per distinct style, so the memo above hits: applySgr makes a
+   * new object every time (`ESC[0m` included). Capped for truecolour logs. */
+  const STYLES = new Map([['null,null,00000', DEFAULT]]);
+  function intern(st) {
+    const k = st.fg + ',' + st.bg + ',' + (st.b ? 1 : 0) + (st.d ? 1 : 0) + (st.i ? 1 : 0) + (st.u ? 1 : 0) + (st.v ? 1 : 0);
+    const hit = STYLES.get(k);
+    if (hit) return hit;
+    if (STYLES.size < 4096) STYLES.set(k, st);
+    return st;
+  }
+
   /* The style at the end of a raw line, reading only its SGR sequences: the
    * cheap pass that builds style checkpoints. It parses escapes exactly as
    * termLine does, jumping from ESC to ESC (text cannot change the style). */
-  function sgrOnly(raw, st) {
+  function sgrOnly(raw, st, seen) { // seen(style): called with every style the line passes through
     const n = raw.length;
     let k = raw.indexOf('\x1b');
     while (k >= 0 && ++k < n) {
       const c1 = raw.charCodeAt(k);
       if (c1 === 91) {
-        let params = '';
+        const p0 = k + 1;
+        let ctl = false; // controls inside a CSI act and are not parameters
         for (k++; k < n; k++) {
           const d = raw.charCodeAt(k);
           if (d >= 0x40 && d <= 0x7e) {
-            if (d === 109) { const p = csiParams(params); if (p) st = applySgr(st, p); }
+            if (d === 109) {
+              const params = ctl ? raw.slice(p0, k).replace(/[\x00-\x1f]/g, '') : raw.slice(p0, k);
+              st = sgrStep(st, params);
+              if (seen) seen(st);
+            }
             k++;
             break;
           }
           if (d === 27) break;
-          if (d >= 32) params += raw[k];
+          if (d < 32) ctl = true;
         }
       } else if (c1 === 93 || c1 === 80 || c1 === 88 || c1 === 94 || c1 === 95) {
         k++;
@@ -498,12 +529,6 @@
       for (p++; p < pieces.length && bases[p] < b; p++) out += pieces[p].slice(0, b - bases[p]);
       return out;
     }
-    /* All text as one string, for whole-log searches (first error); the
-     * pieces are joined once and stay joined. */
-    function whole() {
-      if (pieces.length > 1) { pieces = [pieces.join('')]; bases = [0]; }
-      return pieces.length ? pieces[0] : '';
-    }
     function rawLine(n) {
       const a = starts[n - 1];
       const b = n < nStarts ? starts[n] - 1 : textLen;
@@ -544,7 +569,6 @@
         k = s.indexOf('travis_', Math.max(k + 1, starts[n] - from));
       }
       carry = (carry + s.slice(-6)).slice(-6);
-      extendCheckpoints(Infinity); // a little per chunk, so none of it waits for a jump to the end
     }
     /* A 'travis_' at char offset g: reads its line once it is complete.
      * Returns the line when complete (searching goes on after it), else 0. */
@@ -611,17 +635,30 @@
       ensureFolds();
       return foldStarts.get(ln);
     }
-    /* Checkpoints cover complete lines only, so they never change. Built a
-     * little on every chunk (see addText), so a jump to line 150,000 costs
-     * at most CHECK lines of styling. */
-    function extendCheckpoints(c) {
+    /* Checkpoints cover complete lines only, so they never change. Built on
+     * demand, and ahead of time in background slices (see `backfill`), so a
+     * jump to line 150,000 costs at most CHECK lines of styling. */
+    function extendCheckpoints(c, until) {
       while (checkpoints.length <= c && checkpoints.length * CHECK <= nStarts - 1) {
+        if (until && performance.now() > until) return false;
         const i = checkpoints.length - 1;
         let st = checkpoints[i];
         const end = Math.min((i + 1) * CHECK, nStarts - 1);
         for (let l = i * CHECK + 1; l <= end; l++) st = sgrOnly(rawLine(l), st);
         checkpoints.push(st);
       }
+      return true;
+    }
+    /* Builds every checkpoint in ~20 ms slices between other work, so no
+     * jump after loading walks 200,000 lines at once. */
+    let backfilling = false;
+    function backfill() {
+      if (backfilling) return;
+      backfilling = true;
+      (function step() {
+        if (extendCheckpoints(Infinity, performance.now() + 20)) backfilling = false;
+        else setTimeout(step, 0);
+      })();
     }
     function styleAt(n) {
       let c = Math.floor((n - 1) / CHECK);
@@ -770,12 +807,13 @@
       if (force) needForce = true;
       if (!raf) raf = requestAnimationFrame(() => { raf = 0; const f = needForce; needForce = false; render(f); });
     }
-    function scrollToRow(r, where) {
+    function scrollToRow(r, where, force) {
+      view.style.height = rowCount() * lh + 'px'; // so the page is tall enough to scroll there
       const top = view.getBoundingClientRect().top + window.scrollY + (r - 1) * lh;
       const y = where === 'bottom' ? top + lh - window.innerHeight + 8 : top - window.innerHeight / 3;
       ownScroll = Math.max(0, Math.round(y));
       window.scrollTo(window.scrollX, ownScroll);
-      render(false);
+      render(force);
     }
 
     function tail() {
@@ -808,8 +846,8 @@
       a = Math.min(Math.max(1, a), n); b = Math.min(Math.max(a, b), n);
       hl = [a, b];
       expandTo(a, b);
-      if (scroll) { render(true); scrollToRow(rowOfLine(a)); }
-      render(true);
+      // One render: each one lays out the page, and that is most of the cost.
+      if (scroll) scrollToRow(rowOfLine(a), 'middle', true); else render(true);
     }
 
     function hashLines() {
@@ -836,30 +874,32 @@
       if (on) tail();
     }
 
-    function isError(k) {
-      const r = line(k);
-      return ERROR_RE.test(r.text) || r.spans.some((s) => {
-        const fg = s.st.v ? s.st.bg : s.st.fg;
-        return (fg === 1 || fg === 9) && s.t.trim() !== '';
-      });
+    function isRed(st) {
+      const fg = st.v ? st.bg : st.fg;
+      return fg === 1 || fg === 9;
+    }
+    function isError(r) {
+      return ERROR_RE.test(r.text) || r.spans.some((s) => isRed(s.st) && s.t.trim() !== '');
     }
 
-    /* Candidates come from cheap whole-text searches (a superset of the
-     * pattern, and any SGR, which may turn text red); each is confirmed on
-     * the rendered line, with the lines after it a colour may reach. */
-    function firstError() {
-      const n = lineCount();
-      const words = /The command "|error|fail|fatal/gi, sgr = /\x1b\[[0-9;:]*m/g;
-      let ln = 1;
-      while (ln <= n) {
-        words.lastIndex = sgr.lastIndex = starts[ln - 1];
-        const text = whole();
-        const w = words.exec(text), r = sgr.exec(text);
-        const at = Math.min(w ? w.index : Infinity, r ? r.index : Infinity);
-        if (at === Infinity) return 0;
-        const c = lineAt(at), stop = Math.min(n, c + (r && r.index === at ? 50 : 0));
-        for (let k = c; k <= stop; k++) if (isError(k)) return k;
-        ln = stop + 1;
+    /* The first line that matches ERROR_RE or shows red text. Lines are
+     * walked in order carrying the style (no per-line style lookup); only a
+     * line that could match (its raw text has one of the words, or it passes
+     * through a red style) is rendered to decide. Runs in slices of ~30 ms
+     * so a 200,000-line log never freezes the page. */
+    async function firstError() {
+      const words = /The command "|error|fail|fatal/i;
+      let st = DEFAULT, slice = performance.now();
+      for (let k = 1; k <= lineCount(); k++) {
+        const raw = rawLine(k);
+        let red = isRed(st);
+        const end = raw.indexOf('\x1b') < 0 ? st : sgrOnly(raw, st, (x) => { red = red || isRed(x); });
+        if ((red || words.test(raw)) && isError(termLine(raw, st))) return k;
+        st = end;
+        if ((k & 1023) === 0 && performance.now() - slice > 30) {
+          await new Promise((res) => setTimeout(res, 0));
+          slice = performance.now();
+        }
       }
       return 0;
     }
@@ -888,8 +928,9 @@
     }, { passive: true });
     window.addEventListener('resize', () => later(true));
     if (followBtn) followBtn.addEventListener('click', () => setFollow(!follow));
-    if (errBtn) errBtn.addEventListener('click', () => {
-      const n = firstError();
+    if (errBtn) errBtn.addEventListener('click', async () => {
+      status.textContent = 'Looking for the first error…';
+      const n = await firstError();
       if (n) { history.replaceState(null, '', '#L' + n); highlight(n, n, true); status.textContent = 'First error: line ' + n; }
       else status.textContent = 'No error found';
     });
@@ -927,9 +968,18 @@
         if (done) break;
         let v = value;
         if (skip) { const k = Math.min(skip, v.length); skip -= k; v = v.subarray(k); }
+        const t0 = performance.now();
         append(v);
-        if (progress && !api.timings.first) api.timings.first = performance.now();
+        if (progress) { // for benchmarks: how the body came, and what reading it cost
+          const tm = api.timings;
+          tm.first = tm.first || t0;
+          tm.chunks = (tm.chunks || 0) + 1;
+          tm.biggest = Math.max(tm.biggest || 0, v.length);
+          tm.appendMs = (tm.appendMs || 0) + performance.now() - t0;
+        }
+        const t1 = performance.now();
         if (progress && await progress()) slice = 0; // it waited for a frame
+        if (progress) api.timings.progressMs = (api.timings.progressMs || 0) + performance.now() - t1;
         // Chunks already queued resolve read() as microtasks: one task could
         // run through the whole body. Yield now and then, so the page paints
         // and answers input (no task over ~50 ms).
@@ -976,15 +1026,16 @@
 
     /* The first screen is ready: the lines around `#L…` once they are
      * here, the tail (when following) once everything is, else the top as
-     * soon as it fills the window (or after 300 ms with anything to show,
-     * e.g. while a long first fold is still arriving collapsed). */
+     * soon as it fills the window, or 100 ms after the first bytes with
+     * whatever rows there are (a log of big folds shows a row per fold and
+     * would otherwise wait for 50 folds); later rows appear below it. */
     function canPaint() {
       if (!lineCount()) return false;
       const screen = Math.ceil(window.innerHeight / lh) + 1;
       const h = hashLines();
       if (h) return nStarts - 1 >= h[1] + screen;
       if (follow) return false;
-      return rowCount() >= screen || performance.now() - api.timings.headers > 300;
+      return rowCount() >= screen || performance.now() - api.timings.first > 100;
     }
 
     function paint() {
@@ -1029,6 +1080,7 @@
       api.timings.parsed = performance.now();
       api.ready = true;
       api.readyMs = performance.now();
+      backfill();
       if (!jumped && follow) tail();
       stream();
     })();

@@ -115,8 +115,10 @@ def main():
         ms = drv.js("const t = performance.now(); location.hash = '#L200190';"
                     " window.dispatchEvent(new HashChangeEvent('hashchange')); return performance.now() - t")
         check(ms < 50, "jump to line 200,190 takes %.1f ms" % ms)
-        ms = drv.js("const t = performance.now(); document.getElementById('first-error').click(); return performance.now() - t")
-        check(ms < 50, "first-error search over 16 MB takes %.1f ms" % ms)
+        ms = drv.js("window.__t = performance.now(); document.getElementById('first-error').click(); return performance.now() - window.__t")
+        drv.wait("document.querySelector('.log-status').textContent === 'No error found'", 30)
+        total_ms = drv.js("return performance.now() - window.__t")
+        check(ms < 50, "first-error search over 16 MB: %.1f ms before it yields, %.0f ms in all (in slices)" % (ms, total_ms))
         ms = drv.js("const t = performance.now(); document.querySelector('.fold').click(); return performance.now() - t")
         check(ms < 50, "fold toggle takes %.1f ms" % ms)
 
