@@ -7,7 +7,7 @@ both (and so Chromium) whatever happens.
 
     python3 check.py            # exit 0 when every check passes
 """
-import base64, json, os, socket, subprocess, sys, time, urllib.request
+import base64, hashlib, json, os, socket, subprocess, sys, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -94,8 +94,9 @@ def main():
             drv.wait("window.khaLog && khaLog.ready", 60)
             ready, paint, t = drv.js("return [khaLog.readyMs, khaLog.paintMs, khaLog.timings]")
             paints.append(paint)
-            print("     big log run %d: first paint %.0f ms, body end %.0f ms, ready %.0f ms after navigation start"
-                  % (run + 1, paint, t["body"], ready))
+            print("     big log run %d: headers %.0f, first bytes %.0f, first paint %.0f, body end %.0f, ready %.0f ms"
+                  " after navigation start (%d chunks, reading them took %.0f ms)"
+                  % (run + 1, t["headers"], t["first"], paint, t["body"], ready, t["chunks"], t["appendMs"]))
             check(t["paint"] < t["body"], "run %d: first paint (%.0f ms) before the body ended (%.0f ms)"
                   % (run + 1, t["paint"], t["body"]))
         paints.sort()
@@ -110,6 +111,16 @@ def main():
         check(t == "  199999 compiling crate number 199999 of many, with padding to make it long enough",
               "last line reachable and right: %r" % t)
         check(drv.js("return document.querySelectorAll('#log li').length") < 400, "only visible lines in the DOM")
+        digest = drv.js("return crypto.subtle.digest('SHA-256', khaLog.bytes()).then(d =>"
+                        " [...new Uint8Array(d)].map(b => b.toString(16).padStart(2, '0')).join(''))")
+        check(digest == hashlib.sha256(LOGS["big"]).hexdigest(), "streamed bytes() equal the 16 MB log (SHA-256)")
+        check(drv.js("return khaLog.text(100102)") == "  100001 compiling crate number 100001 of many, with padding to make it long enough",
+              "a line in the middle decoded right")
+        drv.js("location.hash = '#L1'")
+        drv.wait("document.querySelector('#L1.highlight')")
+        check(drv.js("return document.querySelector('.fold[data-fold=part0]').getAttribute('aria-expanded')") == "false"
+              and drv.js("return document.querySelector('.fold[data-fold=part1]').getAttribute('aria-expanded')") == "false",
+              "folds painted before their end arrived end up collapsed")
         # Work after loading stays short (no frozen page): a jump to the end,
         # the first-error search, a fold toggle, each timed in the page.
         ms = drv.js("const t = performance.now(); location.hash = '#L200190';"
@@ -119,11 +130,14 @@ def main():
         drv.wait("document.querySelector('.log-status').textContent === 'No error found'", 30)
         total_ms = drv.js("return performance.now() - window.__t")
         check(ms < 50, "first-error search over 16 MB: %.1f ms before it yields, %.0f ms in all (in slices)" % (ms, total_ms))
-        ms = drv.js("const t = performance.now(); document.querySelector('.fold').click(); return performance.now() - t")
+        drv.js("location.hash = '#L1'")
+        drv.wait("document.querySelector('#L1.highlight .fold')")
+        ms = drv.js("const t = performance.now(); document.querySelector('#L1 .fold').click(); return performance.now() - t")
         check(ms < 50, "fold toggle takes %.1f ms" % ms)
 
         # A permalink deep into the big log paints before the body ends, its
         # fold open (its end arrived after the first paint) and highlighted.
+        drv.go("about:blank")  # else only the fragment changes, and nothing loads
         drv.go(site + "/jobs/big#L150500-L150502")
         drv.wait("window.khaLog && khaLog.ready", 60)
         t = drv.js("return khaLog.timings")
