@@ -660,15 +660,21 @@
         else setTimeout(step, 0);
       })();
     }
+    /* The style at the start of line n. Rendering asks for lines in order,
+     * so the walk from the checkpoint resumes where the last one stopped
+     * (else 120 lines near the end of a 1,000-line block walk ~100,000). */
+    let walkLine = 1, walkSt = DEFAULT; // style at the start of walkLine
     function styleAt(n) {
       let c = Math.floor((n - 1) / CHECK);
       extendCheckpoints(c);
       c = Math.min(c, checkpoints.length - 1);
-      let st = checkpoints[c];
-      for (let l = c * CHECK + 1; l < n; l++) {
+      let l = c * CHECK + 1, st = checkpoints[c];
+      if (walkLine > l && walkLine <= n) { l = walkLine; st = walkSt; }
+      for (; l < n; l++) {
         const hit = cache.get(l);
         st = hit ? hit.st : sgrOnly(rawLine(l), st);
       }
+      walkLine = n; walkSt = st;
       return st;
     }
     function line(n) {
