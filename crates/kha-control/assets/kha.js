@@ -450,6 +450,7 @@
   function logViewer(section) {
     const CHECK = 1000;   // lines between style checkpoints
     const MARGIN = 60;    // lines rendered beyond the viewport on each side
+    const PART = 262144;  // bytes read between checks for the first paint
     const rawUrl = section.getAttribute('data-raw');
     const streamUrl = section.getAttribute('data-stream');
     const followBtn = document.getElementById('follow');
@@ -976,22 +977,26 @@
         if (done) break;
         let v = value;
         if (skip) { const k = Math.min(skip, v.length); skip -= k; v = v.subarray(k); }
-        const t0 = performance.now();
-        append(v);
-        if (progress) { // for benchmarks: how the body came, and what reading it cost
-          const tm = api.timings;
-          tm.first = tm.first || t0;
-          tm.chunks = (tm.chunks || 0) + 1;
-          tm.biggest = Math.max(tm.biggest || 0, v.length);
-          tm.appendMs = (tm.appendMs || 0) + performance.now() - t0;
+        if (progress) {
+          api.timings.chunks = (api.timings.chunks || 0) + 1;
+          api.timings.biggest = Math.max(api.timings.biggest || 0, v.length);
         }
-        const t1 = performance.now();
-        if (progress && await progress()) slice = performance.now(); // it waited for a frame
-        if (progress) api.timings.progressMs = (api.timings.progressMs || 0) + performance.now() - t1;
-        // Chunks already queued resolve read() as microtasks: one task could
-        // run through the whole body. Yield now and then, so the page paints
-        // and answers input (no task over ~50 ms).
-        if (performance.now() - slice > 30) { await new Promise((r) => setTimeout(r, 0)); slice = performance.now(); }
+        // When the page falls behind, the browser hands over megabytes at
+        // once: take them 256 KiB at a time, so the first screen does not
+        // wait for a whole 2 MB piece and no task runs long.
+        for (let a = 0; a < v.length; a += PART) {
+          const t0 = performance.now();
+          append(v.subarray(a, a + PART));
+          if (progress) {
+            api.timings.first = api.timings.first || t0;
+            api.timings.appendMs = (api.timings.appendMs || 0) + performance.now() - t0;
+            if (await progress()) slice = performance.now(); // it waited for a frame
+          }
+          // Chunks already queued resolve read() as microtasks: one task
+          // could run through the whole body. Yield now and then, so the page
+          // paints and answers input (no task over ~50 ms).
+          if (performance.now() - slice > 30) { await new Promise((r) => setTimeout(r, 0)); slice = performance.now(); }
+        }
       }
       if (progress) api.timings.body = performance.now();
     }
