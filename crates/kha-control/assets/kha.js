@@ -368,25 +368,56 @@
     return params === '' ? [] : params.split(/[;:]/).map((x) => (x === '' ? 0 : Math.min(Number(x), 4294967295)));
   }
 
+  /* applySgr memoised per (style, parameter string): a log repeats a few
+   * sequences (`ESC[32m`, `ESC[0m`) on every line, and styles are immutable,
+   * so the walk over 200,000 lines is mostly map lookups. */
+  const SGR_MEMO = new WeakMap();
+  function sgrStep(st, params) {
+    let m = SGR_MEMO.get(st);
+    if (!m) { m = new Map(); SGR_MEMO.set(st, m); }
+    let r = m.get(params);
+    if (r === undefined) {
+      const p = csiParams(params);
+      r = p ? intern(applySgr(st, p)) : st;
+      if (m.size < 256) m.set(params, r);
+    }
+    return r;
+  }
+  /* One object per distinct style, so the memo above hits: applySgr makes a
+   * new object every time (`ESC[0m` included). Capped for truecolour logs. */
+  const STYLES = new Map([['null,null,00000', DEFAULT]]);
+  function intern(st) {
+    const k = st.fg + ',' + st.bg + ',' + (st.b ? 1 : 0) + (st.d ? 1 : 0) + (st.i ? 1 : 0) + (st.u ? 1 : 0) + (st.v ? 1 : 0);
+    const hit = STYLES.get(k);
+    if (hit) return hit;
+    if (STYLES.size < 4096) STYLES.set(k, st);
+    return st;
+  }
+
   /* The style at the end of a raw line, reading only its SGR sequences: the
    * cheap pass that builds style checkpoints. It parses escapes exactly as
    * termLine does, jumping from ESC to ESC (text cannot change the style). */
-  function sgrOnly(raw, st) {
+  function sgrOnly(raw, st, seen) { // seen(style): called with every style the line passes through
     const n = raw.length;
     let k = raw.indexOf('\x1b');
     while (k >= 0 && ++k < n) {
       const c1 = raw.charCodeAt(k);
       if (c1 === 91) {
-        let params = '';
+        const p0 = k + 1;
+        let ctl = false; // controls inside a CSI act and are not parameters
         for (k++; k < n; k++) {
           const d = raw.charCodeAt(k);
           if (d >= 0x40 && d <= 0x7e) {
-            if (d === 109) { const p = csiParams(params); if (p) st = applySgr(st, p); }
+            if (d === 109) {
+              const params = ctl ? raw.slice(p0, k).replace(/[\x00-\x1f]/g, '') : raw.slice(p0, k);
+              st = sgrStep(st, params);
+              if (seen) seen(st);
+            }
             k++;
             break;
           }
           if (d === 27) break;
-          if (d >= 32) params += raw[k];
+          if (d < 32) ctl = true;
         }
       } else if (c1 === 93 || c1 === 80 || c1 === 88 || c1 === 94 || c1 === 95) {
         k++;
@@ -419,31 +450,45 @@
   function logViewer(section) {
     const CHECK = 1000;   // lines between style checkpoints
     const MARGIN = 60;    // lines rendered beyond the viewport on each side
+    const PART = 262144;  // bytes read between checks for the first paint
     const rawUrl = section.getAttribute('data-raw');
     const streamUrl = section.getAttribute('data-stream');
     const followBtn = document.getElementById('follow');
     const errBtn = document.getElementById('first-error');
 
-    const chunks = [];       // every byte received, in order
+    const chunks = [];       // every byte received, in order (bytes() joins them on demand)
     let received = 0;        // bytes
     const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
-    let text = '';           // decoded log
+    /* The decoded log is kept as the pieces the decoder returned, not one
+     * string: appending to one big string and reading it while it grows
+     * would flatten (copy) the whole log again on every network chunk. */
+    let pieces = [];         // decoded strings, in order
+    let bases = [];          // char offset where each piece starts
+    let textLen = 0;         // chars decoded so far
+    let carry = '';          // the text's last 6 chars: a marker split between pieces is still found
     let starts = new Float64Array(1024); // char offset where line n+1 starts
     let nStarts = 1;         // starts[0] = 0
     let final = section.getAttribute('data-final') === 'true';
+    let loading = true;      // the first fetch is still arriving
     const cache = new Map(); // line -> termLine result
     let checkpoints = [DEFAULT]; // style at the start of line CHECK*i + 1
-    const markers = new Map();   // line -> {kind, name, dur} for complete lines
-    let markerScan = 0;          // char offset up to which markers were looked for
+    const markers = new Map();   // line -> {kind, name, dur} for complete lines, in line order
+    let markerLine = 0;          // last line read for markers
+    let pendingMarker = 0;       // the open tail line holds 'travis_': read it once complete
+    let foldsDirty = true;       // markers or the tail changed since buildFolds
+    let newMarkers = false;      // a marker arrived since the last render while loading
     let folds = [];              // {name, start, end|null, dur}
+    let foldStarts = new Map();  // start line -> fold
     const userFold = new Map();  // fold start line -> collapsed chosen by the reader
-    let hidden = [];             // collapsed [a, b] line ranges, sorted
+    let hidden = [];             // collapsed [a, b] line ranges, sorted (b may be Infinity)
     let hl = null;               // [a, b] highlighted lines
     let anchor = 0;              // last line-number click, for shift-click ranges
     let lh = 18;                 // line height in px, measured
     let rendered = [0, -1];      // rows in the DOM
     let follow = followBtn ? followBtn.getAttribute('aria-pressed') === 'true' : false;
     let ownScroll = 0;           // scrollY we set ourselves (to tell a reader's scroll)
+    let painted = false;         // the first screen is in the DOM
+    let wantHash = false;        // the permalinked lines have not arrived yet
 
     const api = {
       ready: false,
@@ -456,9 +501,11 @@
       },
       lines: () => lineCount(),
       text: (n) => (n >= 1 && n <= lineCount() ? line(n).text : null),
-      timings: {}, // performance.now() at each loading step (headers, body, decoded, lines, parsed)
-      readyMs: null, // performance.now() when the first lines were rendered
-      paintMs: null, // … and after the frame that showed them
+      // performance.now() at each loading step: headers, first (first bytes), lines (first line
+      // offsets), render (first screen in the DOM), paint (after its frame), body (last byte), parsed
+      timings: {},
+      readyMs: null, // performance.now() when the whole first fetch was rendered
+      paintMs: null, // when the first screen was painted (often long before the body ends)
     };
     window.khaLog = api;
 
@@ -466,66 +513,95 @@
 
     function lineCount() {
       // Complete lines, plus the unterminated tail if it has anything.
-      return text.length > starts[nStarts - 1] ? nStarts : nStarts - 1;
+      return textLen > starts[nStarts - 1] ? nStarts : nStarts - 1;
+    }
+    function pieceAt(off) {
+      let lo = 0, hi = pieces.length - 1;
+      while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (bases[mid] <= off) lo = mid; else hi = mid - 1; }
+      return lo;
+    }
+    /* Text between char offsets a and b; lines rarely cross a piece. */
+    function slice(a, b) {
+      if (a >= b) return '';
+      let p = pieceAt(a);
+      const end = b - bases[p];
+      if (end <= pieces[p].length) return pieces[p].slice(a - bases[p], end);
+      let out = pieces[p].slice(a - bases[p]);
+      for (p++; p < pieces.length && bases[p] < b; p++) out += pieces[p].slice(0, b - bases[p]);
+      return out;
     }
     function rawLine(n) {
       const a = starts[n - 1];
-      const b = n < nStarts ? starts[n] - 1 : text.length;
-      return text.slice(a, b);
+      const b = n < nStarts ? starts[n] - 1 : textLen;
+      return slice(a, b);
     }
     function append(bytes) {
       if (!bytes.length) return;
       chunks.push(bytes);
       received += bytes.length;
       const s = decoder.decode(bytes, { stream: true });
-      api.timings.decoded = api.timings.decoded || performance.now();
       addText(s);
     }
     function addText(s) {
       if (!s) return;
-      const from = text.length;
-      const tail = nStarts; // the open last line changes: forget it
-      cache.delete(tail);
-      text += s;
-      let i = text.indexOf('\n', from);
+      const from = textLen;
+      cache.delete(nStarts); // the open last line changes: forget it
+      foldsDirty = true;     // … and it may be a marker
+      const last = pieces.length - 1;
+      // Tiny pieces (the live stream's) join the previous one while it is small.
+      if (last >= 0 && pieces[last].length + s.length <= 4096) pieces[last] += s;
+      else { pieces.push(s); bases.push(from); }
+      textLen += s.length;
+      let i = s.indexOf('\n');
       while (i >= 0) {
         if (nStarts === starts.length) { const g = new Float64Array(starts.length * 2); g.set(starts); starts = g; }
-        starts[nStarts++] = i + 1;
-        i = text.indexOf('\n', i + 1);
+        starts[nStarts++] = from + i + 1;
+        i = s.indexOf('\n', i + 1);
       }
       api.timings.lines = api.timings.lines || performance.now();
-      scanMarkers();
-    }
-    /* Folds need every marker line; `indexOf` finds them without styling
-     * anything else. Only complete lines are final; the tail is re-read. */
-    function scanMarkers() {
-      let i = text.indexOf('travis_', markerScan);
-      while (i >= 0) {
-        const n = lineAt(i);
-        if (n < nStarts && !markers.has(n)) {
-          const r = termLine(rawLine(n), DEFAULT);
-          if (r.kind || r.dur !== null) markers.set(n, { kind: r.kind, name: r.name, dur: r.dur });
-        }
-        if (n >= nStarts) break; // the open tail: look again next time
-        i = text.indexOf('travis_', starts[n]);
+      // Folds need every marker line; `indexOf` finds them without styling
+      // anything else. Only complete lines are final; the tail is re-read.
+      if (pendingMarker && pendingMarker < nStarts) { readMarker(pendingMarker); pendingMarker = 0; }
+      const joint = carry + s.slice(0, 6), j = joint.indexOf('travis_');
+      if (j >= 0 && j < carry.length) markerHit(from - carry.length + j);
+      for (let k = s.indexOf('travis_'); k >= 0;) {
+        const n = markerHit(from + k);
+        if (!n) break;
+        k = s.indexOf('travis_', Math.max(k + 1, starts[n] - from));
       }
-      markerScan = starts[nStarts - 1];
-      buildFolds();
+      carry = (carry + s.slice(-6)).slice(-6);
+    }
+    /* A 'travis_' at char offset g: reads its line once it is complete.
+     * Returns the line when complete (searching goes on after it), else 0. */
+    function markerHit(g) {
+      const n = lineAt(g);
+      if (n >= nStarts) { pendingMarker = n; return 0; }
+      if (n > markerLine) readMarker(n);
+      return n;
+    }
+    function readMarker(n) {
+      markerLine = n;
+      const r = termLine(rawLine(n), DEFAULT);
+      if (r.kind || r.dur !== null) { markers.set(n, { kind: r.kind, name: r.name, dur: r.dur }); newMarkers = true; }
     }
     function lineAt(offset) {
       let lo = 0, hi = nStarts - 1;
       while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (starts[mid] <= offset) lo = mid; else hi = mid - 1; }
       return lo + 1;
     }
-    function buildFolds() {
+    /* Folds from the markers; called lazily (at most once per render), as
+     * chunks change only the tail. Markers are in line order already. */
+    function ensureFolds() {
+      if (!foldsDirty) return;
+      foldsDirty = false;
       const all = [...markers.entries()];
       const n = lineCount();
       if (n >= nStarts) { // the open tail may be a marker too (as at term.rs's finish)
         const r = termLine(rawLine(n), DEFAULT);
         if (r.kind || r.dur !== null) all.push([n, { kind: r.kind, name: r.name, dur: r.dur }]);
       }
-      all.sort((a, b) => a[0] - b[0]);
       folds = [];
+      foldStarts = new Map();
       let open = null;
       for (const [ln, m] of all) {
         if (m.dur !== null && open) open.dur = m.dur;
@@ -533,6 +609,7 @@
           if (open) open.end = ln - 1;
           open = { name: m.name, start: ln, end: null, dur: m.dur };
           folds.push(open);
+          foldStarts.set(ln, open);
         } else if (m.kind === 'end' && open && open.name === m.name) {
           open.end = ln;
           open = null;
@@ -540,31 +617,65 @@
       }
       hidden = [];
       for (const f of folds) {
-        if (collapsed(f) && f.end !== null && f.end > f.start) hidden.push([f.start + 1, f.end]);
+        // While the first fetch arrives, a fold whose end has not come yet is
+        // drawn collapsed to the end of what has: it most likely ends later,
+        // and then the screen only grows below instead of jumping.
+        if (!collapsed(f)) continue;
+        if (f.end === null) hidden.push([f.start + 1, Infinity]);
+        else if (f.end > f.start) hidden.push([f.start + 1, f.end]);
       }
     }
+    function buildFolds() {
+      foldsDirty = true;
+      ensureFolds();
+    }
     function collapsed(f) {
-      return userFold.has(f.start) ? userFold.get(f.start) : f.end !== null;
+      return userFold.has(f.start) ? userFold.get(f.start) : f.end !== null || loading;
     }
     function foldAt(ln) {
-      return folds.find((f) => f.start === ln);
+      ensureFolds();
+      return foldStarts.get(ln);
     }
-    /* Checkpoints cover complete lines only, so they never change. */
-    function styleAt(n) {
-      let c = Math.floor((n - 1) / CHECK);
+    /* Checkpoints cover complete lines only, so they never change. Built on
+     * demand, and ahead of time in background slices (see `backfill`), so a
+     * jump to line 150,000 costs at most CHECK lines of styling. */
+    function extendCheckpoints(c, until) {
       while (checkpoints.length <= c && checkpoints.length * CHECK <= nStarts - 1) {
+        if (until && performance.now() > until) return false;
         const i = checkpoints.length - 1;
         let st = checkpoints[i];
         const end = Math.min((i + 1) * CHECK, nStarts - 1);
         for (let l = i * CHECK + 1; l <= end; l++) st = sgrOnly(rawLine(l), st);
         checkpoints.push(st);
       }
+      return true;
+    }
+    /* Builds every checkpoint in ~20 ms slices between other work, so no
+     * jump after loading walks 200,000 lines at once. */
+    let backfilling = false;
+    function backfill() {
+      if (backfilling) return;
+      backfilling = true;
+      (function step() {
+        if (extendCheckpoints(Infinity, performance.now() + 20)) backfilling = false;
+        else setTimeout(step, 0);
+      })();
+    }
+    /* The style at the start of line n. Rendering asks for lines in order,
+     * so the walk from the checkpoint resumes where the last one stopped
+     * (else 120 lines near the end of a 1,000-line block walk ~100,000). */
+    let walkLine = 1, walkSt = DEFAULT; // style at the start of walkLine
+    function styleAt(n) {
+      let c = Math.floor((n - 1) / CHECK);
+      extendCheckpoints(c);
       c = Math.min(c, checkpoints.length - 1);
-      let st = checkpoints[c];
-      for (let l = c * CHECK + 1; l < n; l++) {
+      let l = c * CHECK + 1, st = checkpoints[c];
+      if (walkLine > l && walkLine <= n) { l = walkLine; st = walkSt; }
+      for (; l < n; l++) {
         const hit = cache.get(l);
         st = hit ? hit.st : sgrOnly(rawLine(l), st);
       }
+      walkLine = n; walkSt = st;
       return st;
     }
     function line(n) {
@@ -580,8 +691,10 @@
     /* ----- rows (lines minus collapsed folds) ----- */
 
     function rowCount() {
-      let n = lineCount();
-      for (const [a, b] of hidden) n -= b - a + 1;
+      ensureFolds();
+      const total = lineCount();
+      let n = total;
+      for (const [a, b] of hidden) { if (a > total) break; n -= Math.min(b, total) - a + 1; }
       return n;
     }
     function lineOfRow(r) {
@@ -675,7 +788,15 @@
       if (!force && first >= rendered[0] && last <= rendered[1]) return;
       const a = Math.max(1, first - MARGIN), b = Math.min(total, Math.max(last, first) + MARGIN);
       const frag = document.createDocumentFragment();
-      for (let r = a; r <= b; r++) frag.appendChild(lineElement(lineOfRow(r)));
+      // Walk lines from the first row, stepping over collapsed ranges (one
+      // pass over `hidden`, not one per row: logs may have thousands of folds).
+      let ln = lineOfRow(a), h = 0;
+      while (h < hidden.length && hidden[h][0] <= ln) h++;
+      for (let r = a; r <= b; r++) {
+        frag.appendChild(lineElement(ln));
+        ln++;
+        if (h < hidden.length && hidden[h][0] === ln) ln = hidden[h++][1] + 1;
+      }
       const focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement : null;
       const focusKey = focused ? [focused.closest('li').id, focused.className] : null;
       list.replaceChildren(frag);
@@ -693,12 +814,13 @@
       if (force) needForce = true;
       if (!raf) raf = requestAnimationFrame(() => { raf = 0; const f = needForce; needForce = false; render(f); });
     }
-    function scrollToRow(r, where) {
+    function scrollToRow(r, where, force) {
+      view.style.height = rowCount() * lh + 'px'; // so the page is tall enough to scroll there
       const top = view.getBoundingClientRect().top + window.scrollY + (r - 1) * lh;
       const y = where === 'bottom' ? top + lh - window.innerHeight + 8 : top - window.innerHeight / 3;
       ownScroll = Math.max(0, Math.round(y));
       window.scrollTo(window.scrollX, ownScroll);
-      render(false);
+      render(force);
     }
 
     function tail() {
@@ -716,8 +838,11 @@
 
     function expandTo(a, b) {
       let changed = false;
+      ensureFolds();
       for (const f of folds) {
-        if (collapsed(f) && f.end !== null && b > f.start && a <= f.end) { userFold.set(f.start, false); changed = true; }
+        // A fold whose end has not arrived yet reaches to the end of the log.
+        const end = f.end === null ? Infinity : f.end;
+        if (collapsed(f) && b > f.start && a <= end) { userFold.set(f.start, false); changed = true; }
       }
       if (changed) buildFolds();
     }
@@ -728,16 +853,25 @@
       a = Math.min(Math.max(1, a), n); b = Math.min(Math.max(a, b), n);
       hl = [a, b];
       expandTo(a, b);
-      if (scroll) { render(true); scrollToRow(rowOfLine(a)); }
-      render(true);
+      // One render: each one lays out the page, and that is most of the cost.
+      if (scroll) scrollToRow(rowOfLine(a), 'middle', true); else render(true);
     }
 
-    function fromHash() {
+    function hashLines() {
       const m = /^#L(\d+)(?:-L?(\d+))?$/.exec(location.hash);
-      if (!m) return false;
+      if (!m) return null;
       const a = Number(m[1]), b = m[2] ? Number(m[2]) : a;
-      anchor = Math.min(a, b);
-      highlight(Math.min(a, b), Math.max(a, b), true);
+      return [Math.min(a, b), Math.max(a, b)];
+    }
+
+    /* Highlights and scrolls to `#La-Lb`. While the first fetch arrives and
+     * those lines have not, it waits (`wantHash`; each chunk asks again). */
+    function fromHash() {
+      const h = hashLines();
+      if (!h) return false;
+      anchor = h[0];
+      wantHash = loading && nStarts - 1 < h[1];
+      if (!wantHash && painted) highlight(h[0], h[1], true);
       return true;
     }
 
@@ -747,29 +881,34 @@
       if (on) tail();
     }
 
-    function isError(k) {
-      const r = line(k);
-      return ERROR_RE.test(r.text) || r.spans.some((s) => {
-        const fg = s.st.v ? s.st.bg : s.st.fg;
-        return (fg === 1 || fg === 9) && s.t.trim() !== '';
-      });
+    function isRed(st) {
+      const fg = st.v ? st.bg : st.fg;
+      return fg === 1 || fg === 9;
+    }
+    function isError(r) {
+      return ERROR_RE.test(r.text) || r.spans.some((s) => isRed(s.st) && s.t.trim() !== '');
     }
 
-    /* Candidates come from cheap whole-text searches (a superset of the
-     * pattern, and any SGR, which may turn text red); each is confirmed on
-     * the rendered line, with the lines after it a colour may reach. */
-    function firstError() {
-      const n = lineCount();
-      const words = /The command "|error|fail|fatal/gi, sgr = /\x1b\[[0-9;:]*m/g;
-      let ln = 1;
-      while (ln <= n) {
-        words.lastIndex = sgr.lastIndex = starts[ln - 1];
-        const w = words.exec(text), r = sgr.exec(text);
-        const at = Math.min(w ? w.index : Infinity, r ? r.index : Infinity);
-        if (at === Infinity) return 0;
-        const c = lineAt(at), stop = Math.min(n, c + (r && r.index === at ? 50 : 0));
-        for (let k = c; k <= stop; k++) if (isError(k)) return k;
-        ln = stop + 1;
+    /* The first line that matches ERROR_RE or shows red text. Lines are
+     * walked in order carrying the style (no per-line style lookup); only a
+     * line that could match (its raw text has one of the words, or it passes
+     * through a red style) is rendered to decide. Runs in slices of ~15 ms
+     * so a 200,000-line log never freezes the page. */
+    async function firstError() {
+      const words = /The command "|error|fail|fatal/i;
+      let st = DEFAULT, slice = performance.now();
+      for (let k = 1; k <= lineCount(); k++) {
+        const raw = rawLine(k);
+        let red = isRed(st);
+        const end = raw.indexOf('\x1b') < 0 ? st : sgrOnly(raw, st, (x) => { red = red || isRed(x); });
+        // Words split by escapes ("fa\x1b[1miled") count too.
+        const cand = red || words.test(raw) || (raw.includes('\x1b') && words.test(raw.replace(/\x1b\[[0-9;:]*[@-~]/g, '')));
+        if (cand && isError(termLine(raw, st))) return k;
+        st = end;
+        if ((k & 63) === 0 && performance.now() - slice > 15) {
+          await new Promise((res) => setTimeout(res, 0));
+          slice = performance.now();
+        }
       }
       return 0;
     }
@@ -798,8 +937,9 @@
     }, { passive: true });
     window.addEventListener('resize', () => later(true));
     if (followBtn) followBtn.addEventListener('click', () => setFollow(!follow));
-    if (errBtn) errBtn.addEventListener('click', () => {
-      const n = firstError();
+    if (errBtn) errBtn.addEventListener('click', async () => {
+      status.textContent = 'Looking for the first error…';
+      const n = await firstError();
       if (n) { history.replaceState(null, '', '#L' + n); highlight(n, n, true); status.textContent = 'First error: line ' + n; }
       else status.textContent = 'No error found';
     });
@@ -818,15 +958,47 @@
 
     /* ----- loading and following ----- */
 
-    async function fetchFrom(offset) {
+    /* Reads the raw log from `offset` as it arrives (a 16 MB log takes a
+     * while), calling `progress` after each network chunk. */
+    async function fetchFrom(offset, progress) {
       const res = await fetch(rawUrl, offset ? { headers: { Range: 'bytes=' + offset + '-' } } : {});
       if (res.status === 416) return;
       if (!res.ok) throw new Error('log: HTTP ' + res.status);
-      api.timings.headers = performance.now();
-      let buf = new Uint8Array(await res.arrayBuffer());
-      api.timings.body = performance.now();
-      if (offset && res.status !== 206) buf = buf.subarray(offset); // Range ignored: whole file
-      append(buf);
+      if (progress) api.timings.headers = performance.now();
+      let skip = offset && res.status !== 206 ? offset : 0; // Range ignored: the whole file came
+      if (!res.body || !res.body.getReader) {
+        append(new Uint8Array(await res.arrayBuffer()).subarray(skip));
+        return;
+      }
+      const reader = res.body.getReader();
+      let slice = performance.now();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        let v = value;
+        if (skip) { const k = Math.min(skip, v.length); skip -= k; v = v.subarray(k); }
+        if (progress) {
+          api.timings.chunks = (api.timings.chunks || 0) + 1;
+          api.timings.biggest = Math.max(api.timings.biggest || 0, v.length);
+        }
+        // When the page falls behind, the browser hands over megabytes at
+        // once: take them 256 KiB at a time, so the first screen does not
+        // wait for a whole 2 MB piece and no task runs long.
+        for (let a = 0; a < v.length; a += PART) {
+          const t0 = performance.now();
+          append(v.subarray(a, a + PART));
+          if (progress) {
+            api.timings.first = api.timings.first || t0;
+            api.timings.appendMs = (api.timings.appendMs || 0) + performance.now() - t0;
+            if (await progress()) slice = performance.now(); // it waited for a frame
+          }
+          // Chunks already queued resolve read() as microtasks: one task
+          // could run through the whole body. Yield now and then, so the page
+          // paints and answers input (no task over ~50 ms).
+          if (performance.now() - slice > 30) { await new Promise((r) => setTimeout(r, 0)); slice = performance.now(); }
+        }
+      }
+      if (progress) api.timings.body = performance.now();
     }
 
     function b64(s) {
@@ -846,7 +1018,7 @@
         busy = busy.then(async () => {
           const start = end - data.length;
           if (end <= received) return;               // already have it
-          if (start > received) await fetchFrom(received); // a gap: read it from the file
+          if (start > received) await fetchFrom(received, null); // a gap: read it from the file
           if (end > received) append(data.subarray(data.length - (end - received)));
           grown();
         }).catch(() => {});
@@ -865,22 +1037,68 @@
       });
     }
 
+    /* The first screen is ready: the lines around `#L…` once they are
+     * here, the tail (when following) once everything is, else the top as
+     * soon as it fills the window, or 50 ms after the first bytes with
+     * whatever rows there are (a log of big folds shows a row per fold and
+     * would otherwise wait for 50 folds); later rows appear below it. */
+    function canPaint() {
+      if (!lineCount()) return false;
+      const screen = Math.ceil(window.innerHeight / lh) + 1;
+      const h = hashLines();
+      if (h) return nStarts - 1 >= h[1] + screen;
+      if (follow) return false;
+      return rowCount() >= screen || performance.now() - api.timings.first > 50;
+    }
+
+    function paint() {
+      painted = true;
+      measure();
+      jumped = fromHash();
+      render(true);
+      api.timings.render = performance.now();
+      // After the next frame the lines are on screen: first paint, for
+      // benchmarks. Reading waits for that frame (queued chunks would hold
+      // it back), but at most 100 ms: a background tab gets no frames.
+      return new Promise((resolve) => {
+        requestAnimationFrame(() => setTimeout(() => {
+          api.paintMs = api.timings.paint = performance.now();
+          resolve(true);
+        }, 0));
+        setTimeout(() => resolve(true), 100);
+      });
+    }
+
+    /* After each chunk of the first fetch: paint the first screen when it is
+     * here, then keep the window and the permalink up to date. */
+    let jumped = false, rowsBefore = 0;
+    function progress() {
+      if (!painted) return canPaint() ? paint() : false;
+      if (wantHash) fromHash();
+      const rows = rowCount();
+      // Re-render what is shown only if it changed: the tail line or folds.
+      later(rendered[1] >= rowsBefore || newMarkers);
+      rowsBefore = rows;
+      newMarkers = false;
+      return false;
+    }
+
     (async () => {
       try {
-        await fetchFrom(0);
+        await fetchFrom(0, progress);
       } catch (e) {
         status.textContent = 'Could not load the log: ' + e.message;
         return;
       }
-      api.timings.parsed = performance.now();
       if (final) addText(decoder.decode());
-      measure();
-      const jumped = fromHash();
-      render(true);
+      loading = false;  // folds that never ended open now (the running tail)
+      buildFolds();
+      if (!painted) await paint();
+      else { if (wantHash) fromHash(); render(true); }
+      api.timings.parsed = performance.now();
       api.ready = true;
       api.readyMs = performance.now();
-      // After the next frame the lines are on screen: first paint, for benchmarks.
-      requestAnimationFrame(() => setTimeout(() => { api.paintMs = performance.now(); }, 0));
+      backfill();
       if (!jumped && follow) tail();
       stream();
     })();

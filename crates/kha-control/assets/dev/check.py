@@ -7,7 +7,7 @@ both (and so Chromium) whatever happens.
 
     python3 check.py            # exit 0 when every check passes
 """
-import base64, json, os, socket, subprocess, sys, time, urllib.request
+import base64, hashlib, json, os, socket, subprocess, sys, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -86,13 +86,23 @@ def main():
         site = "http://127.0.0.1:%d" % sport
         from serve import LOGS  # the same bytes the server sends
 
-        # 1. The 200,000-line log: first paint, and the last line reachable.
-        for run in range(3):
+        # 1. The 200,000-line log: first paint while the body still arrives,
+        #    and the last line reachable once it is all there.
+        paints = []
+        for run in range(5):
             drv.go(site + "/jobs/big")
-            drv.wait("window.khaLog && window.khaLog.paintMs", 30)
-            ready, paint = drv.js("return [khaLog.readyMs, khaLog.paintMs]")
-            print("     big log run %d: ready %.0f ms, first paint %.0f ms after navigation start" % (run + 1, ready, paint))
-        check(paint < 1000, "200,000-line log painted in under 1 s (%.0f ms)" % paint)
+            drv.wait("window.khaLog && khaLog.ready", 60)
+            ready, paint, t = drv.js("return [khaLog.readyMs, khaLog.paintMs, khaLog.timings]")
+            paints.append(paint)
+            print("     big log run %d: headers %.0f, first bytes %.0f, first paint %.0f, body end %.0f, ready %.0f ms"
+                  " after navigation start (%d chunks, reading them took %.0f ms)"
+                  % (run + 1, t["headers"], t["first"], paint, t["body"], ready, t["chunks"], t["appendMs"]))
+            check(t["paint"] < t["body"], "run %d: first paint (%.0f ms) before the body ended (%.0f ms)"
+                  % (run + 1, t["paint"], t["body"]))
+        paints.sort()
+        paint = paints[len(paints) // 2]
+        print("     big log first paint over 5 runs: median %.0f ms, worst %.0f ms" % (paint, paints[-1]))
+        check(paint < 1000, "200,000-line log painted in under 1 s (median %.0f ms)" % paint)
         total = LOGS["big"].count(b"\n")  # 200,000 lines and 200 fold ends
         check(drv.js("return khaLog.lines()") == total, "%d lines" % total)
         drv.js("location.hash = '#L%d'" % (total - 1))
@@ -101,6 +111,49 @@ def main():
         check(t == "  199999 compiling crate number 199999 of many, with padding to make it long enough",
               "last line reachable and right: %r" % t)
         check(drv.js("return document.querySelectorAll('#log li').length") < 400, "only visible lines in the DOM")
+        digest = drv.js("return crypto.subtle.digest('SHA-256', khaLog.bytes()).then(d =>"
+                        " [...new Uint8Array(d)].map(b => b.toString(16).padStart(2, '0')).join(''))")
+        check(digest == hashlib.sha256(LOGS["big"]).hexdigest(), "streamed bytes() equal the 16 MB log (SHA-256)")
+        check(drv.js("return khaLog.text(100102)") == "  100001 compiling crate number 100001 of many, with padding to make it long enough",
+              "a line in the middle decoded right")
+        drv.js("location.hash = '#L1'")
+        drv.wait("document.querySelector('#L1.highlight')")
+        check(drv.js("return document.querySelector('.fold[data-fold=part0]').getAttribute('aria-expanded')") == "false"
+              and drv.js("return document.querySelector('.fold[data-fold=part1]').getAttribute('aria-expanded')") == "false",
+              "folds painted before their end arrived end up collapsed")
+        # Work after loading stays short (no frozen page): a jump to the end,
+        # the first-error search, a fold toggle, each timed in the page.
+        # Wall-clock times on a shared machine: the best of three is the
+        # script's own cost, the others are shown to judge the load.
+        jumps = [drv.js("const t = performance.now(); location.hash = '#L%d';"
+                        " window.dispatchEvent(new HashChangeEvent('hashchange')); return performance.now() - t" % n)
+                 for n in (200190, 100, 200180)]
+        check(min(jumps) < 50, "jump to line 200,190 takes %s ms" % ", ".join("%.1f" % m for m in jumps))
+        ms = drv.js("window.__t = performance.now(); document.getElementById('first-error').click(); return performance.now() - window.__t")
+        drv.wait("document.querySelector('.log-status').textContent === 'No error found'", 30)
+        total_ms = drv.js("return performance.now() - window.__t")
+        check(ms < 50, "first-error search over 16 MB: %.1f ms before it yields, %.0f ms in all (in slices)" % (ms, total_ms))
+        drv.js("location.hash = '#L1'")
+        drv.wait("document.querySelector('#L1.highlight .fold')")
+        toggles = [drv.js("const t = performance.now(); document.querySelector('#L1 .fold').click(); return performance.now() - t")
+                   for _ in range(3)]
+        check(min(toggles) < 50, "fold toggle takes %s ms" % ", ".join("%.1f" % m for m in toggles))
+
+        # A permalink deep into the big log paints before the body ends, its
+        # fold open (its end arrived after the first paint) and highlighted.
+        drv.go("about:blank")  # else only the fragment changes, and nothing loads
+        drv.go(site + "/jobs/big#L150500-L150502")
+        drv.wait("window.khaLog && khaLog.ready", 60)
+        t = drv.js("return khaLog.timings")
+        hl = drv.js("return [...document.querySelectorAll('#log li.highlight')].map(l => l.id)")
+        check(t["paint"] < t["body"] and hl == ["L150500", "L150501", "L150502"],
+              "permalink #L150500-L150502 painted at %.0f ms (body end %.0f ms), highlighted %s" % (t["paint"], t["body"], hl))
+        # Parts 0-149 collapsed (one row each), part150 open: line 150,500 is row 500.
+        row = drv.js("const l = document.getElementById('L150500').getBoundingClientRect(),"
+                     " v = document.querySelector('.log-view').getBoundingClientRect();"
+                     " return Math.round((l.top - v.top) / l.height) + 1")
+        check(row == 500, "the permalink's fold is open, the 150 above collapsed (row %s)" % row)
+        check(drv.js("return khaLog.lines()") == total, "all lines after a permalinked load")
 
         # 2. Folds, permalinks, escaping, first error on the demo log.
         drv.go(site + "/jobs/demo#L4-L6")
