@@ -115,7 +115,9 @@ impl Browser {
     /// kha-bench, which must not die of one).
     pub fn try_start_with(opts: BrowserOpts) -> anyhow::Result<Browser> {
         if !browser_available() {
-            anyhow::bail!("no {CHROMEDRIVER} and {CHROMIUM}: install Debian's chromium and chromium-driver");
+            anyhow::bail!(
+                "no {CHROMEDRIVER} and {CHROMIUM}: install Debian's chromium and chromium-driver"
+            );
         }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -226,7 +228,12 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
-    pub fn try_wait_js(&self, what: &str, timeout: Duration, script: &str) -> anyhow::Result<Value> {
+    pub fn try_wait_js(
+        &self,
+        what: &str,
+        timeout: Duration,
+        script: &str,
+    ) -> anyhow::Result<Value> {
         let until = Instant::now() + timeout;
         loop {
             if let Ok(v) = self.try_js(script, vec![]) {
@@ -238,7 +245,10 @@ impl Browser {
                 let shot = self.dir.path().join("timeout.png");
                 self.try_screenshot(&shot);
                 let text = self
-                    .try_js("return document.body ? document.body.innerText : ''", vec![])
+                    .try_js(
+                        "return document.body ? document.body.innerText : ''",
+                        vec![],
+                    )
                     .unwrap_or_default();
                 let text = text.as_str().unwrap_or_default();
                 let tail: String = text
@@ -318,10 +328,7 @@ impl Browser {
     pub fn click(&self, css: &str) {
         self.rt
             .block_on(async {
-                let e = self
-                    .client()
-                    .find(fantoccini::Locator::Css(css))
-                    .await?;
+                let e = self.client().find(fantoccini::Locator::Css(css)).await?;
                 e.click().await
             })
             .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
@@ -332,10 +339,7 @@ impl Browser {
     pub fn send_keys(&self, css: &str, keys: &str) {
         self.rt
             .block_on(async {
-                let e = self
-                    .client()
-                    .find(fantoccini::Locator::Css(css))
-                    .await?;
+                let e = self.client().find(fantoccini::Locator::Css(css)).await?;
                 e.send_keys(keys).await
             })
             .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
@@ -436,10 +440,7 @@ impl WebDriverCompatibleCommand for Cdp {
         ))
     }
 
-    fn method_and_body(
-        &self,
-        _request_url: &url::Url,
-    ) -> (http::Method, Option<String>) {
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
         let body = json!({ "cmd": self.cmd, "params": self.params }).to_string();
         (http::Method::POST, Some(body))
     }

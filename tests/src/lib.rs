@@ -23,9 +23,7 @@ pub use certs::make_certificates;
 pub use cluster::{Builder, Cluster};
 pub use fixture::Fixture;
 pub use git_server::{GitDaemon, GitHttp};
-pub use http::{
-    github_fixture, github_signature, http_get, http_post, http_request, Response,
-};
+pub use http::{github_fixture, github_signature, http_get, http_post, http_request, Response};
 pub use lxc::{lxc_available, require_lxc};
 pub use nix::sys::signal::Signal;
 pub use process::{bin, test_dir, wait_for, Proc};

@@ -128,7 +128,12 @@ fn assert_not_pwned(b: &Browser) {
         };",
         vec![],
     );
-    assert_eq!(v["pwned"], "undefined", "a payload ran on {}", b.current_url());
+    assert_eq!(
+        v["pwned"],
+        "undefined",
+        "a payload ran on {}",
+        b.current_url()
+    );
     assert_eq!(
         v["handlers"],
         json!([]),
@@ -197,7 +202,8 @@ fn the_browser_reads_a_real_control_node() {
 #[cfg_attr(kha_skip_browser, ignore = "no chromium-driver: browser tests skipped")]
 #[test]
 fn a_running_job_is_shown_live_on_its_job_build_and_project_pages() {
-    let repo = script_repo("sleep 1\nfor i in $(seq 1 40); do echo \"tick $i\"; sleep 0.25; done\n");
+    let repo =
+        script_repo("sleep 1\nfor i in $(seq 1 40); do echo \"tick $i\"; sleep 0.25; done\n");
     let c = cluster(&repo);
     let id = c.trigger("demo", None);
     let job = first_job(&c, id);
@@ -387,7 +393,11 @@ fn folds_collapse_and_expand_and_the_log_looks_as_in_a_terminal() {
     b.wait_css(fold, LOAD);
     assert_eq!(b.attr(fold, "aria-expanded").as_deref(), Some("false"));
     let shown = |b: &Browser| visible_lines(b).iter().any(|l| l == "installing deps");
-    assert!(!shown(&b), "a finished fold is collapsed: {:?}", visible_lines(&b));
+    assert!(
+        !shown(&b),
+        "a finished fold is collapsed: {:?}",
+        visible_lines(&b)
+    );
     assert!(
         !visible_lines(&b).iter().any(|l| l.contains("travis_fold")),
         "fold markers are not shown as text: {:?}",
@@ -402,7 +412,11 @@ fn folds_collapse_and_expand_and_the_log_looks_as_in_a_terminal() {
             json!(fold)
         ),
     );
-    assert!(shown(&b), "an open fold shows its lines: {:?}", visible_lines(&b));
+    assert!(
+        shown(&b),
+        "an open fold shows its lines: {:?}",
+        visible_lines(&b)
+    );
     b.click(fold);
     b.wait_js(
         "the fold to close",
@@ -516,7 +530,8 @@ fn a_200000_line_log_opens_and_its_last_line_is_reachable() {
     let id = c.trigger("demo", None);
     let job = first_job(&c, id);
     assert_eq!(c.wait_build(id, BUILD)["state"], "passed");
-    let last_text = "line 200000 abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmn";
+    let last_text =
+        "line 200000 abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmn";
     let b = Browser::start();
     b.goto(&format!("{}/jobs/{job}", c.http_url()));
     wait_log_ready(&b);
@@ -526,7 +541,10 @@ fn a_200000_line_log_opens_and_its_last_line_is_reachable() {
         b.js("return window.khaLog.text(200001)", vec![]),
         json!(last_text)
     );
-    let in_dom = b.js("return document.querySelectorAll('#log .line').length", vec![]);
+    let in_dom = b.js(
+        "return document.querySelectorAll('#log .line').length",
+        vec![],
+    );
     assert!(
         in_dom.as_u64().unwrap() < 20_000,
         "only what is visible is rendered, not {in_dom} lines"
@@ -553,7 +571,10 @@ fn a_200000_line_log_opens_and_its_last_line_is_reachable() {
     let page = http_get(&c.http_url(), &format!("/jobs/{job}?from=199001"));
     assert_eq!(page.status, 200);
     let html = page.text();
-    assert!(html.contains("id=\"L200001\""), "no line 200001 in the page");
+    assert!(
+        html.contains("id=\"L200001\""),
+        "no line 200001 in the page"
+    );
     assert!(html.contains(last_text));
     let first = http_get(&c.http_url(), &format!("/jobs/{job}")).text();
     assert!(
@@ -623,7 +644,10 @@ fn history_pages_and_filters_and_branches_show_their_last_build() {
 
     // Filtered by branch, with the form a user would use.
     b.goto(&format!("{base}/projects/demo"));
-    b.wait_css("form#filter select[name=branch] option[value=\"dev\"]", LOAD);
+    b.wait_css(
+        "form#filter select[name=branch] option[value=\"dev\"]",
+        LOAD,
+    );
     b.js(
         "const s = document.querySelector('form#filter select[name=branch]');
          s.value = 'dev'; s.form.submit();",
@@ -659,10 +683,7 @@ fn history_pages_and_filters_and_branches_show_their_last_build() {
         "{master_row}"
     );
     assert!(master_row.contains(&master_head[..7]), "{master_row}");
-    assert!(
-        master_row.contains(&master[26].to_string()),
-        "{master_row}"
-    );
+    assert!(master_row.contains(&master[26].to_string()), "{master_row}");
     // Its link leads to that build's page.
     b.click(&format!(
         "#branches tr[data-branch=\"dev\"] a[href$=\"/builds/{}\"]",
@@ -752,7 +773,12 @@ fn markup_from_repositories_and_logs_is_shown_as_text_never_run() {
         format!("/jobs/{}", jobs[0]),
     ] {
         let html = http_get(&base, &path).text();
-        for bad in ["<script>window.__pwned", "<img src=x", "<img/src", "javascript:"] {
+        for bad in [
+            "<script>window.__pwned",
+            "<img src=x",
+            "<img/src",
+            "javascript:",
+        ] {
             assert!(!html.contains(bad), "{path} carries {bad:?} as markup");
         }
     }
@@ -780,7 +806,10 @@ fn markup_from_repositories_and_logs_is_shown_as_text_never_run() {
         "OSC sequences are dropped: {lines:?}"
     );
     assert_eq!(
-        b.js("return document.querySelectorAll('#log a[href^=\"javascript\"]').length", vec![]),
+        b.js(
+            "return document.querySelectorAll('#log a[href^=\"javascript\"]').length",
+            vec![]
+        ),
         json!(0)
     );
     assert_not_pwned(&b);
@@ -858,11 +887,17 @@ fn unknown_pages_are_404_and_api_errors_are_json() {
         assert_eq!(r.status, 404, "{path}: {}", r.text());
         if !path.ends_with(".txt") && !path.ends_with(".svg") {
             assert!(
-                r.header("content-type").unwrap_or_default().starts_with("text/html"),
+                r.header("content-type")
+                    .unwrap_or_default()
+                    .starts_with("text/html"),
                 "{path}: {:?}",
                 r.headers
             );
-            assert!(r.text().contains("<h1>Not found</h1>"), "{path}: {}", r.text());
+            assert!(
+                r.text().contains("<h1>Not found</h1>"),
+                "{path}: {}",
+                r.text()
+            );
         }
     }
     let r = http_get(&base, "/builds/not-a-number");
@@ -875,18 +910,29 @@ fn unknown_pages_are_404_and_api_errors_are_json() {
     let error = |r: &Response, status: u16, code: &str| {
         assert_eq!(r.status, status, "{}", r.text());
         assert!(
-            r.header("content-type").unwrap_or_default().starts_with("application/json"),
+            r.header("content-type")
+                .unwrap_or_default()
+                .starts_with("application/json"),
             "{:?}",
             r.headers
         );
         let v: Value = r.json();
         assert_eq!(v["error"]["code"], code, "{v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
     };
     error(&http_get(&base, "/api/v1/projects/nope"), 404, "not_found");
     error(&http_get(&base, "/api/v1/builds/999999"), 404, "not_found");
     error(&http_get(&base, "/api/v1/jobs/999999"), 404, "not_found");
-    error(&http_get(&base, "/api/v1/jobs/999999/log"), 404, "not_found");
+    error(
+        &http_get(&base, "/api/v1/jobs/999999/log"),
+        404,
+        "not_found",
+    );
     let body = br#"{"branch":"master","force":true}"#;
     let r = http_request(
         &base,
@@ -916,7 +962,10 @@ fn unknown_pages_are_404_and_api_errors_are_json() {
     let b = Browser::start();
     b.goto(&format!("{base}/projects/nope"));
     assert_eq!(b.text("h1"), "Not found");
-    assert!(b.text("main").contains("nope"), "it says what was not found");
+    assert!(
+        b.text("main").contains("nope"),
+        "it says what was not found"
+    );
     b.goto(&format!("{base}/jobs/999999"));
     assert_eq!(b.text("h1"), "Not found");
     // Still alive after all that.
@@ -958,18 +1007,26 @@ fn make_the_readme_screenshots() {
     );
     let webapp = Repo::temp();
     webapp.commit(
-        &[(".travis.yml", "language: shell\nscript:\n  - echo building\n  - npm test\n")],
+        &[(
+            ".travis.yml",
+            "language: shell\nscript:\n  - echo building\n  - npm test\n",
+        )],
         "Checkout: pay with a saved card",
     );
     let slow = Repo::temp();
     slow.commit(
         &[
-            (".travis.yml", "language: shell\nenv: SUITE=slow\nscript: sh ci.sh\n"),
+            (
+                ".travis.yml",
+                "language: shell\nenv: SUITE=slow\nscript: sh ci.sh\n",
+            ),
             ("ci.sh", ci),
         ],
         "docs: the quickstart in two commands",
     );
-    let py = Repo::with_travis_yml("language: python\npython:\n  - \"3.12\"\n  - \"3.13\"\nscript: pytest\n");
+    let py = Repo::with_travis_yml(
+        "language: python\npython:\n  - \"3.12\"\n  - \"3.13\"\nscript: pytest\n",
+    );
     let c = Fixture::new()
         .project("kha", &kha.url())
         .project("webapp", &webapp.url())

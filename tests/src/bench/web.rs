@@ -34,7 +34,10 @@ async fn wait_job_running(env: &Env, build: u64, timeout: Duration) -> Result<u6
     let until = Instant::now() + timeout;
     loop {
         let b = env.build(build).await?;
-        let j = b.jobs.first().ok_or_else(|| anyhow!("build {build} has no job"))?;
+        let j = b
+            .jobs
+            .first()
+            .ok_or_else(|| anyhow!("build {build} has no job"))?;
         if j.state() == kha_proto::admin::JobState::Running {
             return Ok(j.id);
         }
@@ -125,7 +128,11 @@ async fn first_paint(env: &Env, b: &Browser, opts: &Opts, rows: &mut Vec<Row>) -
     .await?;
     let build = env.trigger("big").await?;
     let build = env
-        .wait_build(build.id, Duration::from_millis(20), Duration::from_secs(300))
+        .wait_build(
+            build.id,
+            Duration::from_millis(20),
+            Duration::from_secs(300),
+        )
         .await?;
     let job = build.jobs.first().ok_or_else(|| anyhow!("no job"))?;
     let bytes = job.log_len;
@@ -164,10 +171,18 @@ async fn first_paint(env: &Env, b: &Browser, opts: &Opts, rows: &mut Vec<Row>) -
         ready.push(f("ready"));
         load.push(f("load"));
         if v["lines"].as_u64() != Some(lines + 1) {
-            bail!("the viewer rendered {} lines, not {}", v["lines"], lines + 1);
+            bail!(
+                "the viewer rendered {} lines, not {}",
+                v["lines"],
+                lines + 1
+            );
         }
     }
-    let what = format!("{}k-line log ({:.1} MB) page", lines / 1000, bytes as f64 / 1e6);
+    let what = format!(
+        "{}k-line log ({:.1} MB) page",
+        lines / 1000,
+        bytes as f64 / 1e6
+    );
     rows.push(
         Row::samples(SC, &format!("{what}: first contentful paint"), "ms", &fcp)
             .target(Target::AtMost(Of::P50, 1000.0))
@@ -191,9 +206,8 @@ async fn first_paint(env: &Env, b: &Browser, opts: &Opts, rows: &mut Vec<Row>) -
 async fn print_to_visible(env: &Env, b: &Browser, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let n = opts.tail_lines.max(50);
     // The pause lets the page open and settle before the first line.
-    let ci = format!(
-        "sleep 4\nfor i in $(seq 1 {n}); do echo \"TS $(date +%s%N)\"; sleep 0.01; done\n"
-    );
+    let ci =
+        format!("sleep 4\nfor i in $(seq 1 {n}); do echo \"TS $(date +%s%N)\"; sleep 0.01; done\n");
     env.project_files(
         "live",
         &[
@@ -247,7 +261,11 @@ async fn print_to_visible(env: &Env, b: &Browser, opts: &Opts, rows: &mut Vec<Ro
         Ok(())
     })?;
     let done = env
-        .wait_build(build.id, Duration::from_millis(50), Duration::from_secs(120))
+        .wait_build(
+            build.id,
+            Duration::from_millis(50),
+            Duration::from_secs(120),
+        )
         .await?;
     if done.state() != kha_proto::admin::BuildState::Passed {
         bail!("the live build ended {:?}", done.state());
@@ -387,17 +405,29 @@ async fn sse_clients(env: &Env, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> 
     }
     let what = format!("{clients} SSE clients on one running job");
     rows.push(
-        Row::value(SC, &format!("{what}: control node RSS added"), "MiB", rss_max - rss0)
-            .target(Target::AtMost(Of::Value, 30.0))
-            .note(format!("{rss0:.1} MiB before, {rss_max:.1} MiB peak with them")),
+        Row::value(
+            SC,
+            &format!("{what}: control node RSS added"),
+            "MiB",
+            rss_max - rss0,
+        )
+        .target(Target::AtMost(Of::Value, 30.0))
+        .note(format!(
+            "{rss0:.1} MiB before, {rss_max:.1} MiB peak with them"
+        )),
     );
     rows.push(
-        Row::value(SC, &format!("{what}: control node CPU added"), "cores", with - alone)
-            .target(Target::AtMost(Of::Value, 1.0))
-            .note(format!(
-                "{alone:.3} cores with the job alone, {with:.3} with the clients, over {:.0} s each",
-                window.as_secs_f64()
-            )),
+        Row::value(
+            SC,
+            &format!("{what}: control node CPU added"),
+            "cores",
+            with - alone,
+        )
+        .target(Target::AtMost(Of::Value, 1.0))
+        .note(format!(
+            "{alone:.3} cores with the job alone, {with:.3} with the clients, over {:.0} s each",
+            window.as_secs_f64()
+        )),
     );
     rows.push(
         Row::value(
