@@ -12,7 +12,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// gRPC listen address, for builders and the `kha` CLI.
     pub grpc_listen: String,
-    /// HTTP listen address for webhooks and `/healthz` ("off": none).
+    /// HTTP listen address for the web UI, its JSON API, webhooks, badges
+    /// and `/healthz` ("off": none).
     pub http_listen: String,
     /// Builders send a heartbeat this often; leases last three of them.
     pub heartbeat_ms: u64,
@@ -37,6 +38,10 @@ pub struct Config {
     pub events_max_age_secs: u64,
     /// A running job's log growth is announced at most this often.
     pub log_event_ms: u64,
+    /// Where people reach the web UI (`https://ci.example.org`), for links
+    /// that leave the page: webhook URLs, badge snippets. Empty: taken from
+    /// each request's `Host` header.
+    pub public_url: String,
 }
 
 impl Default for Config {
@@ -56,7 +61,22 @@ impl Default for Config {
             events_keep: 1_000_000,
             events_max_age_secs: 30 * 24 * 3600,
             log_event_ms: 1000,
+            public_url: String::new(),
         }
+    }
+}
+
+impl Config {
+    /// The web UI's base URL without a trailing slash: `public_url`, else
+    /// `http://` and the request's `Host` header, else the listen address.
+    pub fn base_url(&self, host: Option<&str>) -> String {
+        if !self.public_url.is_empty() {
+            return self.public_url.trim_end_matches('/').to_string();
+        }
+        let host = host
+            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+            .unwrap_or(&self.http_listen);
+        format!("http://{host}")
     }
 }
 

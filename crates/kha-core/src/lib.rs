@@ -14,6 +14,7 @@ pub mod secret;
 pub mod shell;
 pub mod spec;
 pub mod state;
+pub mod term;
 pub mod travis;
 pub mod view;
 

@@ -74,6 +74,9 @@ pub struct Job {
     pub matrix: Vec<MatrixValue>,
     /// `name` from `jobs.include`.
     pub name: String,
+    /// Its build stage; empty when the build has no stages.
+    #[serde(default)]
+    pub stage: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +98,15 @@ pub struct Build {
     /// What started it: "api", "poll", "push", "pull_request", "generic".
     pub event: String,
     pub fast_finish: bool,
+    /// The commit's author (name).
+    #[serde(default)]
+    pub author: String,
+    /// `branch` names a tag.
+    #[serde(default)]
+    pub tag: bool,
+    /// When its first job started; 0 before.
+    #[serde(default)]
+    pub started_ms: Millis,
 }
 
 /// What came of a branch's newest head. Shown (and serialized) as one
@@ -221,6 +233,42 @@ pub struct BuildPage {
     /// 1-based.
     pub page: u32,
     pub per_page: u32,
+}
+
+/// A job waiting for a builder, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedJob {
+    pub job: Job,
+    pub project: String,
+    pub branch: String,
+    pub build_id: BuildId,
+    /// "no connected builder offers python=3.13", "all 6 matching slots
+    /// are busy", "offered to NAME", or "" when it is about to be offered.
+    pub reason: String,
+}
+
+/// A job a builder runs now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveJob {
+    pub job: Job,
+    pub project: String,
+    pub branch: String,
+    pub build_id: BuildId,
+}
+
+/// A project and the last build of its default branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectSummary {
+    pub project: Project,
+    pub last_build: Option<Build>,
+}
+
+/// The front page: every project, what runs and what waits now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overview {
+    pub projects: Vec<ProjectSummary>,
+    pub running: Vec<ActiveJob>,
+    pub queued: Vec<QueuedJob>,
 }
 
 #[cfg(test)]

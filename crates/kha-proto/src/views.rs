@@ -134,6 +134,7 @@ impl From<view::Job> for w::Job {
             detail: j.detail,
             requires: j.requires,
             name: j.name,
+            stage: j.stage,
             state: 0,
             matrix: j
                 .matrix
@@ -168,6 +169,7 @@ impl TryFrom<w::Job> for view::Job {
             detail: j.detail,
             requires: j.requires,
             name: j.name,
+            stage: j.stage,
             matrix: j
                 .matrix
                 .into_iter()
@@ -194,6 +196,9 @@ impl From<view::Build> for w::Build {
             event: b.event,
             fast_finish: b.fast_finish,
             state: 0,
+            author: b.author,
+            tag: b.tag,
+            started_ms: b.started_ms,
         };
         out.set_state(b.state.into());
         out
@@ -222,6 +227,9 @@ impl TryFrom<w::Build> for view::Build {
             pr_number: b.pr_number,
             event: b.event,
             fast_finish: b.fast_finish,
+            author: b.author,
+            tag: b.tag,
+            started_ms: b.started_ms,
         })
     }
 }
@@ -407,6 +415,7 @@ mod tests {
             requires: vec!["image=default".into()],
             matrix: vec![MatrixValue::new("env", "A=1")],
             name: "lint".into(),
+            stage: "test".into(),
         }
     }
 
@@ -427,6 +436,9 @@ mod tests {
             pr_number: 4,
             event: "push".into(),
             fast_finish: true,
+            author: "Ada".into(),
+            tag: true,
+            started_ms: 3,
         };
         assert_eq!(view::Build::try_from(w::Build::from(b.clone())), Ok(b));
         for status in [

@@ -5,7 +5,7 @@ use crate::app::App;
 use kha_core::view::{self, BranchStatus};
 
 pub fn list(app: &App, who: &Principal, project: &str) -> Result<Vec<view::Branch>, ApiError> {
-    who.require_admin()?;
+    who.require_reader()?;
     projects::record(app, project)?;
     let mut out = Vec::new();
     for b in app.store.list_branches(project)? {

@@ -9,7 +9,7 @@ use kha_core::event::EventKind;
 use kha_core::{view, Secret};
 
 pub fn list(app: &App, who: &Principal) -> Result<Vec<view::Builder>, ApiError> {
-    who.require_admin()?;
+    who.require_reader()?;
     Ok(app
         .store
         .list_builders()?

@@ -1,5 +1,6 @@
 //! Builds: trigger one (from the CLI or the API), list a project's builds,
-//! show one (or one of its jobs), restart a finished one, cancel one.
+//! show one (or one of its jobs), the pull requests built, restart a
+//! finished one, cancel one.
 
 use super::{paging, projects, views, ApiError, Principal};
 use crate::app::App;
@@ -74,7 +75,7 @@ pub fn list(
     page: u32,
     per_page: u32,
 ) -> Result<BuildPage, ApiError> {
-    who.require_admin()?;
+    who.require_reader()?;
     projects::record(app, project)?;
     let (page, per_page) = paging(page, per_page)?;
     let (builds, total) = app.store.list_builds(project, branch, page, per_page)?;
@@ -90,8 +91,33 @@ pub fn list(
     })
 }
 
+/// How many of a project's newest builds are searched for pull requests.
+const PULLS_SCAN: usize = 1000;
+
+/// The newest build of each pull request among the project's newest
+/// builds, newest first.
+pub fn pull_requests(
+    app: &App,
+    who: &Principal,
+    project: &str,
+) -> Result<Vec<view::Build>, ApiError> {
+    who.require_reader()?;
+    projects::record(app, project)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for id in app.store.project_build_ids(project).take(PULLS_SCAN) {
+        let Some(b) = app.store.get_build(id?)? else {
+            continue;
+        };
+        if b.pr_number > 0 && seen.insert(b.pr_number) {
+            out.push(views::build(app, b)?);
+        }
+    }
+    Ok(out)
+}
+
 pub fn get(app: &App, who: &Principal, id: BuildId) -> Result<view::Build, ApiError> {
-    who.require_admin()?;
+    who.require_reader()?;
     views::build(app, record(app, id)?)
 }
 
@@ -127,7 +153,7 @@ pub async fn cancel(app: &App, who: &Principal, id: BuildId) -> Result<view::Bui
 
 /// One job, with why it waits if it is queued.
 pub fn job(app: &App, who: &Principal, id: JobId) -> Result<view::Job, ApiError> {
-    who.require_admin()?;
+    who.require_reader()?;
     let j = app
         .store
         .get_job(id)?

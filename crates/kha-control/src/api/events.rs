@@ -48,7 +48,7 @@ impl EventStream {
 }
 
 pub fn watch(app: &App, who: &Principal, a: WatchArgs) -> Result<EventStream, ApiError> {
-    who.require_admin()?;
+    who.require_reader()?;
     let newest = app.events.published();
     let first = app.events.first_retained();
     let from = if a.from > 0 {

@@ -30,7 +30,7 @@ pub fn follow(
     offset: u64,
     follow: bool,
 ) -> Result<mpsc::Receiver<Result<LogPiece, ApiError>>, ApiError> {
-    who.require_admin()?;
+    who.require_reader()?;
     if app.store.get_job(job)?.is_none() {
         return Err(ApiError::NotFound(format!("no job {job}")));
     }

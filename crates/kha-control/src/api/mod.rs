@@ -9,14 +9,17 @@
 //!
 //! Rooms: `projects`, `builds` (trigger, list, show, restart, cancel),
 //! `logs` (read and follow), `branches`, `builders` (and enrolment tokens),
-//! `events` (the stream), `views` (records → views).
+//! `events` (the stream), `overview` (the front page), `queue` (what waits
+//! and why), `views` (records → views).
 
 pub mod branches;
 pub mod builders;
 pub mod builds;
 pub mod events;
 pub mod logs;
+pub mod overview;
 pub mod projects;
+pub mod queue;
 mod views;
 
 use crate::app::App;
@@ -27,15 +30,24 @@ use crate::store::StoreError;
 use crate::trigger::TriggerError;
 use crate::vcs::VcsError;
 
-/// Who is asking. Today the admin (the CLI with the admin token) and
-/// builders; user accounts come with their own variant.
+/// Who is asking. Today the admin (the CLI with the admin token, or a
+/// browser signed in with it), builders, and anyone (a browser or script
+/// that gave no token); user accounts come with their own variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     Admin,
     Builder(String),
+    Anonymous,
 }
 
 impl Principal {
+    /// May read projects, builds, logs, builders and events. Everyone may
+    /// today: kha's state is public until user accounts and private
+    /// projects exist.
+    pub fn require_reader(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     /// Only the admin may do this.
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self {
@@ -43,6 +55,9 @@ impl Principal {
             Principal::Builder(id) => Err(ApiError::Denied(format!(
                 "builder {id} may not do this: it needs the admin token"
             ))),
+            Principal::Anonymous => Err(ApiError::Unauthenticated(
+                "this needs the admin token: sign in with it, or send it as a bearer token".into(),
+            )),
         }
     }
 }

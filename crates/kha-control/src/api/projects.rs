@@ -102,7 +102,7 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
 }
 
 pub fn list(app: &App, who: &Principal) -> Result<Vec<view::Project>, ApiError> {
-    who.require_admin()?;
+    who.require_reader()?;
     Ok(app
         .store
         .list_projects()?
@@ -112,7 +112,7 @@ pub fn list(app: &App, who: &Principal) -> Result<Vec<view::Project>, ApiError> 
 }
 
 pub fn get(app: &App, who: &Principal, name: &str) -> Result<view::Project, ApiError> {
-    who.require_admin()?;
+    who.require_reader()?;
     Ok(views::project(record(app, name)?))
 }
 

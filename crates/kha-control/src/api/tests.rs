@@ -178,7 +178,7 @@ async fn every_operation_and_the_errors_a_caller_can_cause() {
         Err(ApiError::NotFound(_))
     ));
     assert!(matches!(
-        projects::list(app, &builder),
+        projects::remove(app, &builder, "p").await,
         Err(ApiError::Denied(_))
     ));
 
@@ -195,7 +195,10 @@ async fn every_operation_and_the_errors_a_caller_can_cause() {
     assert_eq!(first.build.jobs.len(), 2);
     assert_eq!(first.build.jobs[1].id, 2);
     assert_eq!(first.build.state, BuildState::Queued);
-    assert!(first.build.jobs[0].detail.contains("no connected builder"));
+    assert_eq!(
+        first.build.jobs[0].detail,
+        "waiting: no builder is connected"
+    );
     let again = builds::trigger(app, admin, t("p")).await.unwrap();
     assert!(!again.created, "the same commit is built once");
     let no_branch = builds::TriggerArgs {
@@ -574,4 +577,87 @@ async fn ids_stay_dense_across_restarts() {
     let evs = collect(&app, 1, EventFilter::default()).await;
     assert!(evs.windows(2).all(|w| w[1].seq == w[0].seq + 1), "{evs:?}");
     drop(dir);
+}
+
+#[tokio::test]
+async fn the_front_page_the_queue_and_why_jobs_wait() {
+    let f = fixture().await;
+    let b = add_and_trigger(&f).await;
+    let anyone = Principal::Anonymous;
+    assert_eq!(b.author, "kha");
+    assert!(!b.tag);
+    assert_eq!(b.started_ms, 0);
+
+    // Nobody connected: both jobs wait, and say so; anyone may read.
+    let q = queue::list(&f.app, &anyone).unwrap();
+    assert_eq!(q.len(), 2, "{q:?}");
+    assert!(
+        q.iter().all(|j| j.reason == "no builder is connected"),
+        "{q:?}"
+    );
+    assert_eq!((q[0].project.as_str(), q[0].branch.as_str()), ("p", "main"));
+    assert_eq!(
+        builds::job(&f.app, &anyone, q[0].job.id).unwrap().detail,
+        "waiting: no builder is connected"
+    );
+
+    // A builder without the job's labels: the label it lacks is named.
+    let (tx, _mac) = mpsc::channel(64);
+    let session = Session {
+        conn: 0,
+        tx,
+        close: CancellationToken::new(),
+        name: "mac".into(),
+        labels: Labels::parse(["os=osx", "image=default"]).unwrap(),
+        slots: 2,
+        free: 2,
+        draining: false,
+        version: String::new(),
+    };
+    f.app.sched.session_opened("mac", session, &[]);
+    let q = queue::list(&f.app, &anyone).unwrap();
+    assert!(
+        q.iter()
+            .all(|j| j.reason == "no connected builder offers os=linux"),
+        "{q:?}"
+    );
+
+    // A matching builder with no free slot: its slots are busy.
+    let mut rx = connect(&f.app, "lin");
+    f.app.sched.set_credit("lin", 0);
+    let o = overview::get(&f.app, &anyone).unwrap();
+    assert_eq!(o.projects.len(), 1);
+    assert_eq!(o.projects[0].project.name, "p");
+    assert_eq!(o.projects[0].last_build.as_ref().map(|b| b.id), Some(b.id));
+    assert!(o.running.is_empty());
+    assert_eq!(o.queued.len(), 2);
+    // The builder's four slots are announced as taken by offers, or busy.
+    assert!(
+        o.queued
+            .iter()
+            .all(|j| j.reason.starts_with("offered to lin")
+                || j.reason == "all 4 matching slots are busy"),
+        "{:?}",
+        o.queued
+    );
+
+    run_all(&f.app, "lin", &mut rx, 2).await;
+    let o = overview::get(&f.app, &anyone).unwrap();
+    assert!(o.queued.is_empty() && o.running.is_empty(), "{o:?}");
+    let done = builds::get(&f.app, &anyone, b.id).unwrap();
+    assert_eq!(done.state, BuildState::Passed);
+    assert!(done.started_ms > 0);
+    assert_eq!(
+        o.projects[0].last_build.as_ref().map(|b| b.state),
+        Some(BuildState::Passed)
+    );
+    assert!(builds::pull_requests(&f.app, &anyone, "p")
+        .unwrap()
+        .is_empty());
+
+    // Reading is open; changing is not.
+    let err = builds::restart(&f.app, &anyone, b.id).await.unwrap_err();
+    assert!(matches!(err, ApiError::Unauthenticated(_)), "{err:?}");
+    let err = projects::remove(&f.app, &anyone, "p").await.unwrap_err();
+    assert!(matches!(err, ApiError::Unauthenticated(_)), "{err:?}");
 }

@@ -32,7 +32,16 @@ pub fn build(app: &App, b: records::Build) -> Result<view::Build, ApiError> {
             jobs.push(job(app, j));
         }
     }
+    let started_ms = jobs
+        .iter()
+        .map(|j| j.started_ms)
+        .filter(|&t| t > 0)
+        .min()
+        .unwrap_or(0);
     Ok(view::Build {
+        started_ms,
+        author: b.author,
+        tag: b.tag,
         id: b.id,
         project: b.project,
         branch: b.branch,
@@ -53,8 +62,8 @@ pub fn build(app: &App, b: records::Build) -> Result<view::Build, ApiError> {
 pub fn job(app: &App, j: records::Job) -> view::Job {
     let mut detail = j.detail;
     if j.state == JobState::Queued && detail.is_empty() {
-        if let Some(why) = app.sched.unmatched(j.id) {
-            detail = why;
+        if let Some(why) = app.sched.why_waiting(j.id).filter(|w| !w.is_empty()) {
+            detail = format!("waiting: {why}");
         }
     }
     let log_len = if j.state.is_final() {
@@ -83,6 +92,7 @@ pub fn job(app: &App, j: records::Job) -> view::Job {
             .map(|(k, v)| MatrixValue::new(k, v))
             .collect(),
         name: j.name,
+        stage: j.stage,
     }
 }
 

@@ -25,6 +25,7 @@ mod pick;
 mod queue;
 mod sessions;
 mod sweep;
+mod waiting;
 
 use crate::config::Config;
 use crate::store::logs::LogStore;

@@ -220,23 +220,4 @@ impl Scheduler {
     pub fn is_connected(&self, builder: &str) -> bool {
         self.lock().sessions.contains_key(builder)
     }
-
-    /// Why a queued job is not running: the requirements no connected
-    /// builder meets, or "" when some builder could take it.
-    pub fn unmatched(&self, job: JobId) -> Option<String> {
-        let inner = self.lock();
-        let req = &inner.queued.get(&job)?.requires;
-        let able: Vec<&Session> = inner
-            .sessions
-            .values()
-            .filter(|s| s.labels.satisfies(req))
-            .collect();
-        Some(if able.iter().any(|s| !s.draining) {
-            String::new()
-        } else if !able.is_empty() {
-            "waiting: every builder that could run it is draining".into()
-        } else {
-            format!("waiting: no connected builder has {req}")
-        })
-    }
 }

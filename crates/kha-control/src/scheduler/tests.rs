@@ -89,6 +89,7 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
             log_sha256: String::new(),
             matrix: vec![],
             name: String::new(),
+            stage: String::new(),
             queue_key: s.normal_key().unwrap(),
             spec: JobSpec {
                 timeout_secs: 60,
@@ -111,6 +112,8 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
         pr_number: 0,
         event: "api".into(),
         fast_finish: false,
+        author: String::new(),
+        tag: false,
     };
     s.store.create_build(&b, &jobs, 0).unwrap();
     s.enqueue(&jobs);
@@ -429,8 +432,8 @@ async fn offers_need_credit_and_matching_labels() {
     f.sched.set_credit("mac", 5);
     assert!(offers(&mut mac).is_empty());
     assert_eq!(
-        f.sched.unmatched(jobs[0].id).unwrap(),
-        "waiting: no connected builder has os=linux"
+        f.sched.why_waiting(jobs[0].id).unwrap(),
+        "no connected builder offers os=linux"
     );
     let mut lin = connect(&f, "lin", &["os=linux", "arch=x86_64"]);
     assert!(offers(&mut lin).is_empty(), "no credit yet");

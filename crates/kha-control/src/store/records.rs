@@ -74,6 +74,12 @@ pub struct Build {
     /// `jobs.fast_finish`.
     #[serde(default)]
     pub fast_finish: bool,
+    /// The commit's author.
+    #[serde(default)]
+    pub author: String,
+    /// `branch` names a tag.
+    #[serde(default)]
+    pub tag: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +109,9 @@ pub struct Job {
     /// `name` from `jobs.include`.
     #[serde(default)]
     pub name: String,
+    /// Its build stage; empty when the build has no stages.
+    #[serde(default)]
+    pub stage: String,
     /// Key of the job's queue entry while it is queued, else 0.
     #[serde(default)]
     pub queue_key: u64,

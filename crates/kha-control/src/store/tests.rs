@@ -31,6 +31,7 @@ fn build(store: &Store) -> (Build, Vec<Job>) {
         log_sha256: String::new(),
         matrix: vec![],
         name: String::new(),
+        stage: String::new(),
         queue_key: QUEUE_NORMAL_BASE + id,
         spec: JobSpec::default(),
     };
@@ -49,6 +50,8 @@ fn build(store: &Store) -> (Build, Vec<Job>) {
         pr_number: 0,
         event: "api".into(),
         fast_finish: false,
+        author: String::new(),
+        tag: false,
     };
     (b, vec![job])
 }

@@ -36,6 +36,8 @@ impl Triggerer {
             pr_number: req.pr_number,
             event: req.event.clone(),
             fast_finish: false,
+            author: resolved.author.clone(),
+            tag: req.tag,
         };
         let plans = match &resolved.travis_yml {
             None => Err(format!(
@@ -111,6 +113,7 @@ impl Triggerer {
             log_sha256: String::new(),
             matrix: vec![],
             name: String::new(),
+            stage: String::new(),
             queue_key,
             spec,
         };
@@ -200,6 +203,7 @@ impl Triggerer {
                     );
                     job.matrix = plan.matrix.clone();
                     job.name = plan.name.clone().unwrap_or_default();
+                    job.stage = plan.stage.clone().unwrap_or_default();
                     jobs.push(job);
                 }
             }

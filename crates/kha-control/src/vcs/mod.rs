@@ -32,6 +32,8 @@ pub struct Resolved {
     pub message: String,
     /// The whole message (skip markers may be anywhere in it).
     pub full_message: String,
+    /// The commit's author (name only).
+    pub author: String,
     /// `.travis.yml` at that commit, if it has one.
     pub travis_yml: Option<Vec<u8>>,
     /// Names at the root of the commit's tree (language defaults look at
@@ -252,10 +254,12 @@ fn resolve_in(repo: &Repository, branch: &str, commit: Option<&str>) -> Result<R
             }
             None => None,
         };
+        let author = String::from_utf8_lossy(c.author().name_bytes()).into_owned();
         Ok(Resolved {
             commit: c.id().to_string(),
             message: c.summary().unwrap_or("").to_string(),
             full_message: c.message().unwrap_or("").to_string(),
+            author,
             travis_yml,
             root_files: tree
                 .iter()

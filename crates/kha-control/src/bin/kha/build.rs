@@ -207,6 +207,9 @@ fn print_build(b: &Build) {
     if !b.message.is_empty() {
         out!("  {}", b.message);
     }
+    if !b.author.is_empty() {
+        out!("  by {}", b.author);
+    }
     if !b.error.is_empty() {
         out!("  error: {}", b.error);
     }
@@ -229,6 +232,9 @@ fn print_build(b: &Build) {
                 };
                 if !j.name.is_empty() {
                     env = format!("{} {env}", j.name);
+                }
+                if !j.stage.is_empty() {
+                    env = format!("[{}] {env}", j.stage);
                 }
                 if j.allow_failure {
                     env.push_str(" (allowed to fail)");

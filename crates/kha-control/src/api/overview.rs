@@ -1,0 +1,59 @@
+//! The front page: every project with its default branch's last build,
+//! the jobs running now and the jobs waiting.
+
+use super::{queue, views, ApiError, Principal};
+use crate::app::App;
+use kha_core::view::{ActiveJob, Overview, ProjectSummary};
+
+pub fn get(app: &App, who: &Principal) -> Result<Overview, ApiError> {
+    who.require_reader()?;
+    let mut projects = Vec::new();
+    for p in app.store.list_projects()? {
+        let last = app
+            .store
+            .list_branches(&p.name)?
+            .into_iter()
+            .find(|b| b.name == p.default_branch && !b.tag && b.last_build > 0)
+            .map(|b| b.last_build);
+        let last_build = match last {
+            Some(id) => match app.store.get_build(id)? {
+                Some(b) => Some(views::build(app, b)?),
+                None => None,
+            },
+            None => None,
+        };
+        projects.push(ProjectSummary {
+            project: views::project(p),
+            last_build,
+        });
+    }
+    let mut running = Vec::new();
+    let mut ids: Vec<u64> = app
+        .sched
+        .sessions_view()
+        .into_values()
+        .flat_map(|s| s.running)
+        .collect();
+    ids.sort_unstable();
+    for id in ids {
+        let Some(j) = app.store.get_job(id)? else {
+            continue;
+        };
+        let branch = app
+            .store
+            .get_build(j.build)?
+            .map(|b| b.branch)
+            .unwrap_or_default();
+        running.push(ActiveJob {
+            project: j.project.clone(),
+            build_id: j.build,
+            branch,
+            job: views::job(app, j),
+        });
+    }
+    Ok(Overview {
+        projects,
+        running,
+        queued: queue::list(app, who)?,
+    })
+}

@@ -1,0 +1,207 @@
+//! Why a queued job waits: the answer the queue page, `kha build show` and
+//! the API give for each job not yet running. The decision is pure
+//! ([`why_waiting`], tested by a table); [`Scheduler::waiting`] takes a
+//! snapshot of the queue and the connected builders under the lock and asks
+//! it for every job.
+
+use super::{Inner, Scheduler};
+use kha_core::{JobId, Labels};
+
+/// What the decision needs to know of one connected builder.
+#[derive(Debug, Clone)]
+pub struct BuilderSlots<'a> {
+    pub labels: &'a Labels,
+    pub slots: u32,
+    pub free: u32,
+    pub draining: bool,
+    /// It refused this job already (image missing, disk full).
+    pub refused: bool,
+}
+
+/// Why a job with these requirements is not running, or "" when a builder
+/// could take it now (it is about to be offered).
+pub fn why_waiting(required: &Labels, builders: &[BuilderSlots<'_>]) -> String {
+    if builders.is_empty() {
+        return "no builder is connected".into();
+    }
+    let able: Vec<&BuilderSlots> = builders
+        .iter()
+        .filter(|b| b.labels.satisfies(required))
+        .collect();
+    if able.is_empty() {
+        // Name what no builder offers at all; else the combination is missing.
+        let mut nowhere: Vec<String> = Vec::new();
+        for (k, v) in builders[0].labels.missing(required) {
+            if builders[1..]
+                .iter()
+                .all(|b| b.labels.missing(required).contains(&(k, v)))
+            {
+                nowhere.push(format!("{k}={v}"));
+            }
+        }
+        return if nowhere.is_empty() {
+            format!("no connected builder offers all of {required}")
+        } else {
+            format!("no connected builder offers {}", nowhere.join(", "))
+        };
+    }
+    let working: Vec<&&BuilderSlots> = able.iter().filter(|b| !b.draining).collect();
+    if working.is_empty() {
+        return "every builder that could run it is draining".into();
+    }
+    let willing: Vec<&&&BuilderSlots> = working.iter().filter(|b| !b.refused).collect();
+    if willing.is_empty() {
+        return "every builder that could run it refused it".into();
+    }
+    if willing.iter().any(|b| b.free > 0) {
+        return String::new();
+    }
+    let slots: u32 = willing.iter().map(|b| b.slots).sum();
+    format!(
+        "all {slots} matching slot{} busy",
+        if slots == 1 { " is" } else { "s are" }
+    )
+}
+
+impl Scheduler {
+    /// Every queued job in the order they will be offered (projects taking
+    /// turns, as dispatch does), with why each waits ("" for a job that is
+    /// about to be offered, "offered to NAME" for one offered already).
+    pub fn waiting(&self) -> Vec<(JobId, String)> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for job in round_robin(&inner) {
+            let why = if let Some(o) = inner.offers.get(&job) {
+                let name = inner
+                    .sessions
+                    .get(&o.builder)
+                    .map_or(o.builder.as_str(), |s| s.name.as_str());
+                format!("offered to {name}")
+            } else {
+                Self::reason_locked(&inner, job)
+            };
+            out.push((job, why));
+        }
+        out
+    }
+
+    /// Why one queued job waits; `None` when it is not queued.
+    pub fn why_waiting(&self, job: JobId) -> Option<String> {
+        let inner = self.lock();
+        inner.queued.get(&job)?;
+        Some(Self::reason_locked(&inner, job))
+    }
+
+    fn reason_locked(inner: &Inner, job: JobId) -> String {
+        let Some(q) = inner.queued.get(&job) else {
+            return String::new();
+        };
+        let refused = inner.refused.get(&job);
+        let builders: Vec<BuilderSlots> = inner
+            .sessions
+            .iter()
+            .map(|(id, s)| BuilderSlots {
+                labels: &s.labels,
+                slots: s.slots,
+                free: s.free,
+                draining: s.draining,
+                refused: refused.is_some_and(|r| r.contains(id)),
+            })
+            .collect();
+        why_waiting(&q.requires, &builders)
+    }
+}
+
+/// The queued jobs, projects taking turns from the one after the project
+/// served last (offered jobs, out of the queues, come first).
+fn round_robin(inner: &Inner) -> Vec<JobId> {
+    let mut out: Vec<JobId> = inner.offers.keys().copied().collect();
+    out.sort_unstable();
+    let mut names: Vec<&String> = inner.queues.keys().collect();
+    if let Some(last) = &inner.last_served {
+        let at = names.partition_point(|n| *n <= last);
+        names.rotate_left(at);
+    }
+    let mut iters: Vec<_> = names
+        .iter()
+        .filter_map(|n| inner.queues.get(*n))
+        .map(|q| q.iter())
+        .collect();
+    loop {
+        let before = out.len();
+        for it in iters.iter_mut() {
+            if let Some(&j) = it.next() {
+                out.push(j);
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(l: &[&str]) -> Labels {
+        Labels::parse(l.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn reasons() {
+        let linux = labels(&["os=linux", "arch=x86_64", "python=3.11,3.12"]);
+        let mac = labels(&["os=osx", "arch=arm64", "python=3.13"]);
+        let b = |l: &'static Labels, slots, free, draining, refused| BuilderSlots {
+            labels: l,
+            slots,
+            free,
+            draining,
+            refused,
+        };
+        // Leak the label sets so the table can borrow them for 'static.
+        let linux: &'static Labels = Box::leak(Box::new(linux));
+        let mac: &'static Labels = Box::leak(Box::new(mac));
+        let table: Vec<(&[&str], Vec<BuilderSlots>, &str)> = vec![
+            (&["os=linux"], vec![], "no builder is connected"),
+            (
+                &["os=linux", "python=3.14"],
+                vec![b(linux, 2, 2, false, false), b(mac, 1, 1, false, false)],
+                "no connected builder offers python=3.14",
+            ),
+            (
+                &["os=linux", "python=3.13"],
+                vec![b(linux, 2, 2, false, false), b(mac, 1, 1, false, false)],
+                "no connected builder offers all of os=linux,python=3.13",
+            ),
+            (
+                &["os=linux", "python=3.12"],
+                vec![b(linux, 2, 1, false, false)],
+                "",
+            ),
+            (
+                &["os=linux"],
+                vec![b(linux, 6, 0, false, false)],
+                "all 6 matching slots are busy",
+            ),
+            (
+                &["os=linux"],
+                vec![b(linux, 1, 0, false, false), b(mac, 4, 4, false, false)],
+                "all 1 matching slot is busy",
+            ),
+            (
+                &["os=linux"],
+                vec![b(linux, 2, 2, true, false)],
+                "every builder that could run it is draining",
+            ),
+            (
+                &["os=linux"],
+                vec![b(linux, 2, 2, false, true)],
+                "every builder that could run it refused it",
+            ),
+        ];
+        for (req, builders, want) in table {
+            assert_eq!(why_waiting(&labels(req), &builders), want, "{req:?}");
+        }
+    }
+}
