@@ -448,7 +448,10 @@ impl WebDriverCompatibleCommand for Cdp {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if let Some(c) = self.client.take() {
+        // Inside another runtime (an async caller dropping it) the session
+        // cannot be ended politely; killing the driver ends it all the same.
+        let in_runtime = tokio::runtime::Handle::try_current().is_ok();
+        if let Some(c) = self.client.take().filter(|_| !in_runtime) {
             // End the session politely (chromium removes its profile lock);
             // the driver and what it started are killed below regardless.
             let r = self

@@ -61,7 +61,7 @@ pub async fn run(opts: &Opts, exec: Exec, rows: &mut Vec<Row>) -> Result<()> {
     let browser = blocking(|| Browser::try_start_with(BrowserOpts::default()))?;
     first_paint(&env, &browser, opts, rows).await?;
     print_to_visible(&env, &browser, opts, rows).await?;
-    drop(browser);
+    blocking(|| drop(browser));
     sse_clients(&env, opts, rows).await?;
     Ok(())
 }
