@@ -53,7 +53,7 @@ install_rust() {
   if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
   local v
   v=$(cargo --version 2>/dev/null | awk '{print $2}' || true)
-  if [ -z "$v" ] || [ "$(printf '%s\n' 1.87.0 "$v" | sort -V | head -1)" != 1.87.0 ]; then
+  if [ -z "$v" ] || [ "$(printf '%s\n' 1.88.0 "$v" | sort -V | head -1)" != 1.88.0 ]; then
     echo "==> installing Rust (rustup, stable)"
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt >/dev/null
     . "$HOME/.cargo/env"

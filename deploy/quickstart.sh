@@ -77,6 +77,8 @@ JOB=$("$BIN/kha" --json build list demo --per-page 1 | sed -n 's/.*"id": \([0-9]
 cat <<EOT
 
 kha is running: control node on $LISTEN, one lxc builder.
+Web UI: http://127.0.0.1:7701/ (reading is open; to restart or cancel,
+sign in with the admin token from $DATA/admin.token)
   kha project list                      projects
   kha build list demo                   the demo project's builds
   kha build trigger demo --wait         build it again (add --force to rebuild the same commit)

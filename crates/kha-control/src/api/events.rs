@@ -65,3 +65,9 @@ pub fn watch(app: &App, who: &Principal, a: WatchArgs) -> Result<EventStream, Ap
         end: newest,
     })
 }
+
+/// The newest event's sequence number (0 before any): where a page rendered
+/// now is up to date, so its script follows the stream from the next one.
+pub fn newest(app: &App) -> u64 {
+    app.events.published()
+}

@@ -1,8 +1,23 @@
-//! HTTP, and only HTTP: routes, headers and status codes. What a webhook
-//! means is decided in `trigger/` (`github`, `generic`); this module reads
-//! the request, calls it, and turns its [`HookAnswer`] into a response. A
-//! webhook is answered at once and built afterwards, so a slow fetch never
-//! makes GitHub time the delivery out.
+//! HTTP, and only HTTP: routes, headers and status codes. Every handler
+//! parses the request, calls one `api::` service function and renders its
+//! answer; rules live in `api/`.
+//!
+//! Rooms: webhooks (below: what a hook means is decided in `trigger/`),
+//! `pages/` (the server-rendered web UI, one file per page), `api_v1` (the
+//! JSON API), `sse` (the event stream and a job's log as Server-Sent
+//! Events), `badge` (SVG status badges), `session` (the admin cookie and
+//! CSRF), `assets` (the embedded script and stylesheet), `error` (how an
+//! [`ApiError`](crate::api::ApiError) becomes a response), `fmt` (escaping,
+//! URLs, ages and durations for templates).
+
+mod api_v1;
+mod assets;
+mod badge;
+mod error;
+mod fmt;
+mod pages;
+mod session;
+mod sse;
 
 use crate::app::App;
 use crate::trigger::{generic, github, HookAnswer, HookStatus};
@@ -20,6 +35,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/hooks/github", post(github_hook))
         .route("/hooks/generic/{project}", post(generic_hook))
+        .merge(pages::routes())
+        .merge(session::routes())
+        .merge(assets::routes())
+        .merge(badge::routes())
+        .nest("/api/v1", api_v1::routes().merge(sse::routes()))
+        .fallback(pages::not_found_path)
         .layer(DefaultBodyLimit::max(25 * 1024 * 1024))
         .with_state(app)
 }
@@ -67,3 +88,6 @@ async fn generic_hook(
         .unwrap_or("");
     respond(generic::handle(&app, &name, token, &q, &body))
 }
+
+#[cfg(test)]
+mod tests;

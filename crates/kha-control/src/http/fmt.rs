@@ -1,0 +1,121 @@
+//! Small formatting for pages: HTML escaping (for the few fragments built
+//! in Rust, such as log lines), URL components, short commits, ages and
+//! durations as people read them, and ISO dates for `<time datetime>`.
+
+use kha_core::Millis;
+
+/// `s` as HTML text (also safe inside a quoted attribute).
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `s` percent-encoded as one URL path segment or query value.
+pub fn pct(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The first 8 characters of a commit id (commit ids are ASCII hex).
+pub fn short(commit: &str) -> String {
+    commit.chars().take(8).collect()
+}
+
+/// The first line of a commit message.
+pub fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or("").to_string()
+}
+
+/// A span of time as people say it: "45 s", "3 min 12 s", "2 h 5 min".
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {} s", s / 60, s % 60),
+        3600..=86_399 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        _ => format!("{} d {} h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// How long ago `then` was, at `now`: "just now", "5 min ago", …
+pub fn ago(now: Millis, then: Millis) -> String {
+    if then == 0 {
+        return "never".into();
+    }
+    let s = now.saturating_sub(then) / 1000;
+    match s {
+        0..=9 => "just now".into(),
+        10..=59 => format!("{s} s ago"),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=86_399 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
+/// `ms` since the epoch as an ISO 8601 UTC date (`2025-05-01T12:00:00Z`).
+pub fn iso(ms: Millis) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        for (input, want) in [
+            ("<script>&\"'", "&lt;script&gt;&amp;&quot;&#39;"),
+            ("plain", "plain"),
+        ] {
+            assert_eq!(esc(input), want);
+        }
+        assert_eq!(pct("feature/a b&c"), "feature%2Fa%20b%26c");
+        for (ms, want) in [
+            (0, "0 s"),
+            (59_999, "59 s"),
+            (192_000, "3 min 12 s"),
+            (7_500_000, "2 h 5 min"),
+        ] {
+            assert_eq!(duration(ms), want);
+        }
+        assert_eq!(ago(100_000, 0), "never");
+        assert_eq!(ago(400_000, 100_000), "5 min ago");
+        assert_eq!(iso(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso(1_746_100_800_000), "2025-05-01T12:00:00Z");
+        assert_eq!(iso(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+}

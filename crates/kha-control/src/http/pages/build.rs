@@ -1,0 +1,134 @@
+//! `/builds/{id}`: the build's state (`#build[data-state]`), its commit
+//! (`#commit`), what started it (`#trigger`), its jobs grouped by stage
+//! (`#jobs`, allowed failures apart in `#jobs-allowed`), the `.travis.yml`
+//! warnings (`#warnings`), and restart/cancel forms for the admin.
+
+use super::{error_page, parse_id, project_url, render, trigger_of, BuildRow, Chrome};
+use crate::api::{self, ApiError};
+use crate::app::App;
+use crate::http::{fmt, session};
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use kha_core::view;
+use kha_core::Millis;
+use std::sync::Arc;
+
+pub struct JobRow {
+    pub id: u64,
+    pub number: String,
+    pub name: String,
+    pub matrix: String,
+    pub state: &'static str,
+    pub duration: String,
+    pub running_since: Millis,
+    pub builder: String,
+    pub detail: String,
+}
+
+pub struct Stage {
+    pub name: String,
+    pub jobs: Vec<JobRow>,
+}
+
+#[derive(Template)]
+#[template(path = "build.html")]
+struct BuildPage {
+    chrome: Chrome,
+    b: view::Build,
+    row: BuildRow,
+    project_url: String,
+    commit_url: String,
+    trigger: String,
+    stages: Vec<Stage>,
+    allowed: Vec<JobRow>,
+    can_restart: bool,
+    can_cancel: bool,
+}
+
+pub fn job_row(now: Millis, b: &view::Build, j: &view::Job) -> JobRow {
+    let running = !j.state.is_final() && j.started_ms > 0;
+    JobRow {
+        id: j.id,
+        number: format!("{}.{}", b.id, j.number),
+        name: j.name.clone(),
+        matrix: j
+            .matrix
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        state: j.state.as_str(),
+        duration: match (j.started_ms, j.finished_ms) {
+            (0, _) => String::new(),
+            (s, 0) => fmt::duration(now.saturating_sub(s)),
+            (s, f) => fmt::duration(f.saturating_sub(s)),
+        },
+        running_since: if running { j.started_ms } else { 0 },
+        builder: j.builder.clone(),
+        detail: j.detail.clone(),
+    }
+}
+
+pub async fn page(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Response {
+    match build_page(&app, &headers, &raw) {
+        Ok(p) => render(StatusCode::OK, &p),
+        Err(e) => error_page(&app, &headers, &e),
+    }
+}
+
+fn build_page(app: &App, headers: &HeaderMap, raw: &str) -> Result<BuildPage, ApiError> {
+    let id = parse_id("build", raw)?;
+    let who = session::reader(app, headers);
+    let b = api::builds::get(app, &who, id)?;
+    let p = api::projects::get(app, &who, &b.project)?;
+    let chrome = Chrome::new(
+        app,
+        headers,
+        &format!("Build #{} of {}", b.id, b.project),
+        &format!("/builds/{id}"),
+        format!("build={id}"),
+    );
+    let now = chrome.now;
+    let mut stages: Vec<Stage> = vec![];
+    let mut allowed = vec![];
+    for j in &b.jobs {
+        let row = job_row(now, &b, j);
+        if j.allow_failure {
+            allowed.push(row);
+        } else if let Some(s) = stages.iter_mut().find(|s| s.name == j.stage) {
+            s.jobs.push(row);
+        } else {
+            stages.push(Stage {
+                name: j.stage.clone(),
+                jobs: vec![row],
+            });
+        }
+    }
+    let commit_url = if p.github_repo.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "https://github.com/{}/commit/{}",
+            p.github_repo,
+            fmt::pct(&b.commit)
+        )
+    };
+    Ok(BuildPage {
+        row: BuildRow::new(now, &b),
+        project_url: project_url(&b.project),
+        commit_url,
+        trigger: trigger_of(&b),
+        stages,
+        allowed,
+        can_restart: b.state.is_final() && b.error.is_empty(),
+        can_cancel: !b.state.is_final(),
+        chrome,
+        b,
+    })
+}

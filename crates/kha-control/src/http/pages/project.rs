@@ -1,0 +1,137 @@
+//! `/projects/{name}`: branches (`#branches`), pull requests (`#pulls`), the
+//! build history with a branch filter (`#history`, `form#filter`), the badge
+//! snippet (`#badge`) and the webhook URLs (`#webhook`).
+
+use super::{error_page, project_url, render, BuildRow, Chrome, Pager, When, PER_PAGE};
+use crate::api::{self, ApiError};
+use crate::app::App;
+use crate::http::{fmt, session};
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub struct BranchRow {
+    pub name: String,
+    pub head: String,
+    pub tag: bool,
+    pub state: String,
+    pub build_id: u64,
+    pub updated: When,
+}
+
+#[derive(Template)]
+#[template(path = "project.html")]
+struct ProjectPage {
+    chrome: Chrome,
+    p: kha_core::view::Project,
+    branches: Vec<BranchRow>,
+    pulls: Vec<(u64, BuildRow)>,
+    history: Vec<BuildRow>,
+    pager: Pager,
+    filter: String,
+    branch_names: Vec<String>,
+    badge_md: String,
+    url: String,
+    badge_url: String,
+    github_hook: String,
+    generic_hook: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct HistoryQuery {
+    branch: String,
+    page: String,
+}
+
+pub async fn page(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    match build_page(&app, &headers, &name, &q) {
+        Ok(p) => render(StatusCode::OK, &p),
+        Err(e) => error_page(&app, &headers, &e),
+    }
+}
+
+fn build_page(
+    app: &App,
+    headers: &HeaderMap,
+    name: &str,
+    q: &HistoryQuery,
+) -> Result<ProjectPage, ApiError> {
+    let who = session::reader(app, headers);
+    let p = api::projects::get(app, &who, name)?;
+    let chrome = Chrome::new(
+        app,
+        headers,
+        &p.name,
+        &project_url(&p.name),
+        format!("project={}", fmt::pct(&p.name)),
+    );
+    let now = chrome.now;
+    let branches = api::branches::list(app, &who, name)?;
+    let branch_names = branches.iter().map(|b| b.name.clone()).collect();
+    let branches = branches
+        .into_iter()
+        .map(|b| BranchRow {
+            state: b.state.to_string(),
+            head: fmt::short(&b.head),
+            tag: b.tag,
+            build_id: b.last_build_id,
+            updated: When::ago(now, b.updated_ms),
+            name: b.name,
+        })
+        .collect();
+    let pulls = api::builds::pull_requests(app, &who, name)?
+        .iter()
+        .map(|b| (b.pr_number, BuildRow::new(now, b)))
+        .collect();
+    let page: u32 = q.page.parse().unwrap_or(1).max(1);
+    let filter = (!q.branch.is_empty()).then_some(q.branch.as_str());
+    let hist = api::builds::list(app, &who, name, filter, page, PER_PAGE as u32)?;
+    let base = project_url(&p.name);
+    let branch_q = if q.branch.is_empty() {
+        String::new()
+    } else {
+        format!("branch={}&", fmt::pct(&q.branch))
+    };
+    let pager = Pager::new(page as usize, hist.total as usize, PER_PAGE, |n| {
+        format!("{base}?{branch_q}page={n}#history")
+    });
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let public = app.cfg.base_url(host);
+    let pname = fmt::pct(&p.name);
+    Ok(ProjectPage {
+        chrome,
+        branches,
+        pulls,
+        history: hist.builds.iter().map(|b| BuildRow::new(now, b)).collect(),
+        pager,
+        filter: q.branch.clone(),
+        branch_names,
+        badge_md: format!("[![build]({public}/badge/{pname}.svg)]({public}/projects/{pname})"),
+        url: project_url(&p.name),
+        badge_url: format!("/badge/{pname}.svg"),
+        github_hook: format!("{public}/hooks/github"),
+        generic_hook: format!("{public}/hooks/generic/{pname}"),
+        p,
+    })
+}
+
+impl BranchRow {
+    pub fn history_url(&self, project: &str) -> String {
+        format!(
+            "{}?branch={}#history",
+            project_url(project),
+            fmt::pct(&self.name)
+        )
+    }
+}

@@ -1,0 +1,649 @@
+//! The web UI's server over real HTTP: a control node's `App` in a temp dir
+//! with a real git repository, its router served on a port-0 listener, and
+//! plain HTTP/1.1 requests written on a `TcpStream`, so what is checked is
+//! exactly what a browser or a program receives.
+
+use crate::api::{builds, projects, Principal};
+use crate::app::App;
+use crate::config::Config;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+const TRAVIS: &str = "language: shell\nenv:\n  - A=1\n  - A=2\nscript: true\n";
+const XSS: &str = "<script>window.__pwned = 1</script>";
+
+struct Server {
+    _dir: tempfile::TempDir,
+    app: Arc<App>,
+    addr: SocketAddr,
+    token: String,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada \"&amp\" Lovelace")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.org")
+        .env("GIT_COMMITTER_NAME", "kha")
+        .env("GIT_COMMITTER_EMAIL", "kha@example.org")
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+/// A control node with project `p` (branch `main`, and a branch whose name
+/// is markup) and its router on a port-0 listener.
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join(".travis.yml"), TRAVIS).unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", &format!("first {XSS}")]);
+    git(&repo, &["branch", "x<script>y"]);
+    let cfg = Config {
+        data_dir: dir.path().join("data"),
+        heartbeat_ms: 100,
+        ..Config::default()
+    };
+    let app = App::open(cfg, CancellationToken::new()).unwrap();
+    let token = crate::admin_token(&dir.path().join("data")).unwrap();
+    let new = projects::NewProject {
+        name: "p".into(),
+        repo_url: repo.to_string_lossy().into_owned(),
+        no_poll: true,
+        ..Default::default()
+    };
+    projects::add(&app, &Principal::Admin, new).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (router, stop) = (super::router(app.clone()), app.shutdown.clone());
+    app.spawn("http", async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    });
+    Server {
+        _dir: dir,
+        app,
+        addr,
+        token,
+    }
+}
+
+async fn trigger(s: &Server, branch: &str) -> kha_core::view::Build {
+    let args = builds::TriggerArgs {
+        project: "p".into(),
+        branch: branch.into(),
+        ..Default::default()
+    };
+    builds::trigger(&s.app, &Principal::Admin, args)
+        .await
+        .unwrap()
+        .build
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = vec![];
+    loop {
+        let Some(i) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let n = usize::from_str_radix(std::str::from_utf8(&raw[..i]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[i + 2..i + 2 + n]);
+        raw = &raw[i + 4 + n..];
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`), read to its end.
+async fn request(
+    s: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        s.addr,
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = vec![];
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked")
+    {
+        body = dechunk(&body);
+    }
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+async fn get(s: &Server, path: &str) -> Reply {
+    request(s, "GET", path, &[], "").await
+}
+
+/// Opens an SSE stream and reads until `until` holds of what came (or 10 s).
+async fn sse(
+    s: &Server,
+    path: &str,
+    headers: &[(&str, &str)],
+    until: impl Fn(&str) -> bool,
+) -> String {
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n",
+        s.addr
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 65536];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !until(&got) {
+        match tokio::time::timeout_at(deadline, c.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(n)) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Ok(Err(e)) => panic!("{e}"),
+        }
+    }
+    got
+}
+
+/// The `id:` lines of an SSE transcript, in order.
+fn ids(t: &str) -> Vec<u64> {
+    t.lines()
+        .filter_map(|l| l.strip_prefix("id: ").or_else(|| l.strip_prefix("id:")))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn pages_render_escaped_and_unknown_things_are_404() {
+    let s = server().await;
+    let b = trigger(&s, "main").await;
+    let evil = trigger(&s, "x<script>y").await;
+
+    for path in [
+        "/",
+        "/projects/p",
+        "/queue",
+        "/builders",
+        "/login",
+        &format!("/builds/{}", b.id),
+    ] {
+        let r = get(&s, path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert!(r.header("content-type").starts_with("text/html"), "{path}");
+        assert!(r.body.contains("<main id=\"main\""), "{path}");
+        assert!(r.body.contains("data-seq=\""), "{path}");
+        assert!(
+            !r.body.contains("<script>window"),
+            "{path} lets markup through"
+        );
+    }
+    let page = get(&s, &format!("/builds/{}", evil.id)).await;
+    // askama escapes with numeric entities.
+    assert!(
+        page.body
+            .contains("first &#60;script&#62;window.__pwned = 1&#60;/script&#62;"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("x&#60;script&#62;y"), "{}", page.body);
+    assert!(
+        page.body.contains("Ada &#34;&#38;amp&#34; Lovelace"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("id=\"build\" data-state=\"queued\""));
+    let project = get(&s, "/projects/p").await.body;
+    assert!(
+        project.contains("data-branch=\"x&#60;script&#62;y\""),
+        "{project}"
+    );
+    assert!(project.contains("/badge/p.svg"), "{project}");
+    assert!(project.contains("/hooks/generic/p"), "{project}");
+    let overview = get(&s, "/").await.body;
+    assert!(overview.contains("data-project=\"p\""), "{overview}");
+    let queue = get(&s, "/queue").await.body;
+    let job = b.jobs[0].id;
+    assert!(queue.contains(&format!("data-job=\"{job}\"")), "{queue}");
+    let jp = get(&s, &format!("/jobs/{job}")).await;
+    assert_eq!(jp.status, 200);
+    assert!(jp
+        .body
+        .contains(&format!("data-stream=\"/api/v1/jobs/{job}/log/stream\"")));
+
+    for path in [
+        "/builds/abc",
+        "/builds/99999",
+        "/jobs/-1",
+        "/jobs/99999",
+        "/projects/nope",
+        "/nope/at/all",
+        "/jobs/99999/log.txt",
+        "/badge/nope.svg",
+    ] {
+        let r = get(&s, path).await;
+        assert_eq!(r.status, 404, "{path}");
+        if !path.starts_with("/badge") {
+            assert!(r.body.contains("<h1>Not found</h1>"), "{path}: {}", r.body);
+        }
+    }
+    // Asset URLs carry a content hash and are cached for good.
+    let css = get(&s, "/assets/kha.css").await;
+    assert_eq!(css.status, 200);
+    assert_eq!(
+        css.header("cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert!(overview.contains("/assets/kha.css?v="));
+    s.app.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn json_api_answers_views_and_json_errors() {
+    let s = server().await;
+    let b = trigger(&s, "main").await;
+    let r = get(&s, &format!("/api/v1/builds/{}", b.id)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), "application/json");
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["id"], b.id);
+    for path in [
+        "/api/v1/overview",
+        "/api/v1/projects",
+        "/api/v1/projects/p",
+        "/api/v1/projects/p/branches",
+        "/api/v1/projects/p/pulls",
+        "/api/v1/projects/p/builds",
+        "/api/v1/builders",
+        "/api/v1/queue",
+    ] {
+        let r = get(&s, path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap();
+    }
+    for (path, status, code) in [
+        ("/api/v1/builds/99999", 404, "not_found"),
+        ("/api/v1/builds/abc", 404, "not_found"),
+        ("/api/v1/projects/nope", 404, "not_found"),
+        ("/api/v1/projects/p/builds?per_page=500", 400, "invalid"),
+        ("/api/v1/projects/p/builds?page=x", 400, "invalid"),
+        ("/api/v1/nothing", 404, "not_found"),
+        ("/api/v1/events?kinds=bogus", 400, "invalid"),
+    ] {
+        let r = get(&s, path).await;
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["error"]["code"], code, "{path}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    // Writes: nothing → 401; the cookie without the CSRF header → 403;
+    // a bearer token → done.
+    let path = format!("/api/v1/builds/{}/cancel", b.id);
+    let r = request(&s, "POST", &path, &[], "").await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("\"unauthenticated\""));
+    let cookie = login_cookie(&s).await;
+    let r = request(&s, "POST", &path, &[("Cookie", &cookie)], "").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("\"denied\""));
+    let wrong = "Bearer nope";
+    let r = request(&s, "POST", &path, &[("Authorization", wrong)], "").await;
+    assert_eq!(r.status, 401);
+    let bearer = format!("Bearer {}", s.token);
+    let r = request(&s, "POST", &path, &[("Authorization", &bearer)], "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["state"], "canceled");
+    let r = request(
+        &s,
+        "POST",
+        "/api/v1/projects/p/builds",
+        &[("Authorization", &bearer)],
+        "{\"branch\":\"main\",\"force\":true}",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = request(
+        &s,
+        "POST",
+        "/api/v1/projects/p/builds",
+        &[("Authorization", &bearer)],
+        "{not json",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    s.app.shutdown.cancel();
+}
+
+async fn login_cookie(s: &Server) -> String {
+    let body = format!("token={}&next=%2Fbuilders", s.token);
+    let r = request(
+        s,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let set = r.header("set-cookie").to_string();
+    set.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_cookie_and_forms_need_the_csrf_token() {
+    let s = server().await;
+    let b = trigger(&s, "main").await;
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+
+    let r = request(&s, "POST", "/login", &form, "token=wrong&next=%2F").await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("set-cookie").is_empty());
+    let body = format!("token={}&next=%2Fbuilders", s.token);
+    let r = request(&s, "POST", "/login", &form, &body).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), "/builders");
+    let set = r.header("set-cookie");
+    assert!(set.starts_with("kha_admin="), "{set}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{set} lacks {flag}");
+    }
+    assert!(!set.contains("Secure"), "plain http: {set}");
+    assert!(!set.contains(&s.token), "the cookie is not the token");
+    // Never an open redirect.
+    let body = format!("token={}&next=%2F%2Fevil.example", s.token);
+    let r = request(&s, "POST", "/login", &form, &body).await;
+    assert_eq!(r.header("location"), "/");
+
+    let cookie = login_cookie(&s).await;
+    let path = format!("/builds/{}/cancel", b.id);
+    // Without the cookie: to the login page, and back afterwards.
+    let r = request(&s, "POST", &path, &form, "csrf=x").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location"),
+        format!("/login?next=%2Fbuilds%2F{}", b.id)
+    );
+    // With the cookie but without the token, or a wrong one: refused.
+    for body in ["", "csrf=", "csrf=0123"] {
+        let h = [form[0], ("Cookie", &cookie)];
+        let r = request(&s, "POST", &path, &h, body).await;
+        assert_eq!(r.status, 403, "{body:?}: {}", r.body);
+    }
+    let page = get_with(&s, &format!("/builds/{}", b.id), &cookie).await;
+    assert!(page.contains("form class=\"cancel\""), "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let h = [form[0], ("Cookie", &cookie)];
+    let r = request(&s, "POST", &path, &h, &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), format!("/builds/{}", b.id));
+    let after = builds::get(&s.app, &Principal::Admin, b.id).unwrap();
+    assert_eq!(after.state, kha_core::BuildState::Canceled);
+    // Anonymous readers get no forms and no token.
+    let anon = get(&s, &format!("/builds/{}", b.id)).await.body;
+    assert!(!anon.contains("name=\"csrf\""), "{anon}");
+    s.app.shutdown.cancel();
+}
+
+async fn get_with(s: &Server, path: &str, cookie: &str) -> String {
+    request(s, "GET", path, &[("Cookie", cookie)], "")
+        .await
+        .body
+}
+
+#[tokio::test]
+async fn raw_log_ranges_and_the_log_stream_resume() {
+    let s = server().await;
+    let b = trigger(&s, "main").await;
+    let job = b.jobs[0].id;
+    s.app
+        .logs
+        .append(job, vec![(0, b"hello\n<b>x</b>\n".to_vec())])
+        .await
+        .unwrap();
+
+    let r = get(&s, &format!("/jobs/{job}/log.txt")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), "text/plain; charset=utf-8");
+    assert_eq!(r.body, "hello\n<b>x</b>\n");
+    let range = |h: &'static str| [("Range", h)];
+    let r = request(
+        &s,
+        "GET",
+        &format!("/jobs/{job}/log.txt"),
+        &range("bytes=6-"),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, "<b>x</b>\n");
+    assert_eq!(r.header("content-range"), "bytes 6-14/15");
+    let r = request(
+        &s,
+        "GET",
+        &format!("/jobs/{job}/log.txt"),
+        &range("bytes=1-4"),
+        "",
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (206, "ello"));
+    let r = request(
+        &s,
+        "GET",
+        &format!("/jobs/{job}/log.txt"),
+        &range("bytes=99-"),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 416);
+    let r = get(&s, &format!("/jobs/{job}/log.txt?download=1")).await;
+    assert!(r.header("content-disposition").starts_with("attachment"));
+    let r = request(
+        &s,
+        "GET",
+        &format!("/api/v1/jobs/{job}/log"),
+        &range("bytes=6-"),
+        "",
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (206, "<b>x</b>\n"));
+    // The no-JS page: escaped lines with ids.
+    let page = get(&s, &format!("/jobs/{job}")).await.body;
+    assert!(page.contains("<li class=\"line\" id=\"L2\"><a class=\"ln\" href=\"#L2\">2</a><span class=\"txt\">&lt;b&gt;x&lt;/b&gt;</span></li>"), "{page}");
+
+    // The stream: everything from 0, then (resuming at byte 6) the rest.
+    let stream = format!("/api/v1/jobs/{job}/log/stream");
+    let t = sse(&s, &stream, &[], |t| t.contains("id: 15")).await;
+    assert!(t.contains("event: log"), "{t}");
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(b"hello\n<b>x</b>\n");
+    assert!(t.contains(&format!("data: {b64}")), "{t}");
+    let t = sse(&s, &stream, &[("Last-Event-ID", "6")], |t| {
+        t.contains("id: 15")
+    })
+    .await;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(b"<b>x</b>\n");
+    assert!(t.contains(&format!("data: {b64}")), "{t}");
+    assert_eq!(ids(&t), [15]);
+    let t = sse(&s, &format!("{stream}?offset=12"), &[], |t| {
+        t.contains("id: 15")
+    })
+    .await;
+    assert_eq!(ids(&t), [15]);
+    // The end: once the job is over, `end` with its state, and the close.
+    builds::cancel(&s.app, &Principal::Admin, b.id)
+        .await
+        .unwrap();
+    let t = sse(&s, &stream, &[("Last-Event-ID", "15")], |t| {
+        t.contains("event: end") && t.ends_with("0\r\n\r\n")
+    })
+    .await;
+    assert!(t.contains("data: {\"state\":\"canceled\"}"), "{t}");
+    assert!(ids(&t).is_empty(), "{t}");
+    s.app.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn event_stream_resumes_from_last_event_id_and_ends_at_shutdown() {
+    let s = server().await;
+    trigger(&s, "main").await;
+    let newest = crate::api::events::newest(&s.app);
+    assert!(newest >= 3, "a build and its jobs give events: {newest}");
+
+    let t = sse(&s, "/api/v1/events?from=1", &[], |t| {
+        ids(t).len() as u64 >= newest
+    })
+    .await;
+    assert_eq!(ids(&t), (1..=newest).collect::<Vec<_>>(), "{t}");
+    assert!(t.contains("event: build_created"), "{t}");
+    // Last-Event-ID wins over `from`: the next one after it.
+    let t = sse(
+        &s,
+        "/api/v1/events?from=1",
+        &[("Last-Event-ID", "2")],
+        |t| ids(t).len() as u64 >= newest - 2,
+    )
+    .await;
+    assert_eq!(ids(&t), (3..=newest).collect::<Vec<_>>(), "{t}");
+    // Filtered by kind.
+    let t = sse(&s, "/api/v1/events?from=1&kinds=job_queued", &[], |t| {
+        ids(t).len() >= 2
+    })
+    .await;
+    assert!(
+        t.contains("event: job_queued") && !t.contains("event: build_created"),
+        "{t}"
+    );
+
+    // Live: an open stream from now gets the next change; at shutdown it
+    // ends and App::stop is not held up.
+    let app = s.app.clone();
+    let addr = s.addr;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(format!("GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("text/event-stream"));
+    let b = trigger(&s, "x<script>y").await;
+    let mut got = String::new();
+    while !got.contains("event: build_created") {
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.contains(&format!("\"build_id\":{}", b.id)), "{got}");
+    app.shutdown.cancel();
+    let started = std::time::Instant::now();
+    app.stop(Duration::from_secs(5)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    let mut rest = vec![];
+    let r = tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut rest)).await;
+    assert!(r.is_ok(), "the stream ended with the control node");
+}
+
+#[tokio::test]
+async fn badges_revalidate_with_etags() {
+    let s = server().await;
+    let r = get(&s, "/badge/p.svg").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), "image/svg+xml; charset=utf-8");
+    assert_eq!(r.header("cache-control"), "no-cache, max-age=0");
+    assert!(r.body.contains(">unknown<"), "{}", r.body);
+    let etag = r.header("etag").to_string();
+    assert!(etag.starts_with('"'));
+    let r = request(&s, "GET", "/badge/p.svg", &[("If-None-Match", &etag)], "").await;
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    trigger(&s, "main").await;
+    let r = request(
+        &s,
+        "GET",
+        "/badge/p.svg?branch=main",
+        &[("If-None-Match", &etag)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "a new state is a new badge");
+    assert!(r.body.contains(">queued<"), "{}", r.body);
+    assert_ne!(r.header("etag"), etag);
+    s.app.shutdown.cancel();
+}
