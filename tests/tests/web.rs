@@ -202,8 +202,10 @@ fn the_browser_reads_a_real_control_node() {
 #[cfg_attr(kha_skip_browser, ignore = "no chromium-driver: browser tests skipped")]
 #[test]
 fn a_running_job_is_shown_live_on_its_job_build_and_project_pages() {
-    let repo =
-        script_repo("sleep 1\nfor i in $(seq 1 40); do echo \"tick $i\"; sleep 0.25; done\n");
+    const TICKS: u32 = 80;
+    let repo = script_repo(&format!(
+        "sleep 1\nfor i in $(seq 1 {TICKS}); do echo \"tick $i\"; sleep 0.25; done\n"
+    ));
     let c = cluster(&repo);
     let id = c.trigger("demo", None);
     let job = first_job(&c, id);
@@ -215,19 +217,8 @@ fn a_running_job_is_shown_live_on_its_job_build_and_project_pages() {
     wait_log_ready(&b);
     mark_page(&b);
     let job_tab = b.tab();
-    b.new_tab();
-    b.goto(&format!("{base}/builds/{id}"));
-    b.wait_css("#build", LOAD);
-    mark_page(&b);
-    let build_tab = b.tab();
-    b.new_tab();
-    b.goto(&format!("{base}/projects/demo"));
-    b.wait_css(&format!("#history tr[data-build=\"{id}\"]"), LOAD);
-    mark_page(&b);
-    let project_tab = b.tab();
 
     // Lines appear while the job still runs.
-    b.switch_to(&job_tab);
     let tick = |b: &Browser| -> Option<u32> {
         visible_lines(b)
             .iter()
@@ -244,10 +235,9 @@ fn a_running_job_is_shown_live_on_its_job_build_and_project_pages() {
     );
     let seen = tick(&b).unwrap();
     assert!(
-        seen < 40,
-        "tick {seen} of 40 seen first ({first} lines): the page should show the log while it grows"
+        seen < TICKS,
+        "tick {seen} of {TICKS} seen first ({first} lines): the page should show the log while it grows"
     );
-    assert_eq!(b.attr("#job", "data-state").as_deref(), Some("running"));
     b.wait_js(
         "more ticks",
         LOAD,
@@ -256,6 +246,25 @@ fn a_running_job_is_shown_live_on_its_job_build_and_project_pages() {
                 .some(l => /tick (\\d+)/.test(l.textContent) && +RegExp.$1 > {seen});"
         ),
     );
+
+    // The build and project pages, opened while the job runs.
+    b.new_tab();
+    b.goto(&format!("{base}/builds/{id}"));
+    b.wait_css("#build", LOAD);
+    assert_ne!(
+        b.attr("#build", "data-state").as_deref(),
+        Some("passed"),
+        "the build page must open before the build ends"
+    );
+    mark_page(&b);
+    let build_tab = b.tab();
+    b.new_tab();
+    b.goto(&format!("{base}/projects/demo"));
+    b.wait_css(&format!("#history tr[data-build=\"{id}\"]"), LOAD);
+    mark_page(&b);
+    let project_tab = b.tab();
+
+    b.switch_to(&job_tab);
     // …and the state flips by itself.
     b.wait_js(
         "the job page to say passed",
@@ -268,7 +277,7 @@ fn a_running_job_is_shown_live_on_its_job_build_and_project_pages() {
         b.text("#job")
     );
     assert_not_reloaded(&b);
-    let want: Vec<String> = (1..=40).map(|i| format!("tick {i}")).collect();
+    let want: Vec<String> = (1..=TICKS).map(|i| format!("tick {i}")).collect();
     let lines: Vec<String> = viewer_lines(&b)
         .into_iter()
         .filter(|l| l.starts_with("tick "))
