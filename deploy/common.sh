@@ -32,6 +32,22 @@ install_packages() {
   grep -q '^root:100000:65536' /etc/subgid 2>/dev/null || usermod --add-subgids 100000-165535 root
 }
 
+# Debian's chromium and its WebDriver, for the web UI's browser tests and
+# kha-bench's web scenario (test.sh only: running kha needs no browser).
+install_browser() {
+  local want=(chromium chromium-driver)
+  local missing=()
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
 # Rust: the machine's toolchain if it is recent enough, else rustup.
 install_rust() {
   if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi

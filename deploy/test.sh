@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs kha's whole test suite on a Debian 12 machine, as root: installs what
 # is missing, checks formatting and lints, then runs every test, the
-# end-to-end ones included (real processes over loopback, real lxc).
+# end-to-end ones included (real processes over loopback, real lxc, and a
+# real headless chromium for the web UI).
 . "$(dirname "$0")/common.sh"
 need_root
 install_packages
+install_browser
 install_rust
 cd "$KHA_ROOT"
 echo "==> cargo fmt --check"

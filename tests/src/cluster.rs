@@ -33,6 +33,8 @@ pub struct Builder {
     pub proc: Proc,
     pub data: PathBuf,
     pub name: String,
+    /// The host executor (no lxc, no containers to clean up).
+    pub host: bool,
 }
 
 impl Builder {
@@ -264,6 +266,25 @@ impl Cluster {
             proc,
             data,
             name: name.to_string(),
+            host: false,
+        });
+        self.builders.len() - 1
+    }
+
+    /// Starts a builder with the host executor (jobs are plain processes of
+    /// the test's user; no lxc needed), for tests of what the control node
+    /// shows rather than of how a job is isolated.
+    pub fn host_builder_with(&mut self, name: &str, slots: u32, extra: &[&str]) -> usize {
+        let token = self.enrolment_token();
+        let data = self.path(&format!("builder-{name}"));
+        let mut args = vec!["--executor", "host", "--i-trust-every-job"];
+        args.extend_from_slice(extra);
+        let proc = self.spawn_process(&data, name, slots, Some(&token), &args);
+        self.builders.push(Builder {
+            proc,
+            data,
+            name: name.to_string(),
+            host: true,
         });
         self.builders.len() - 1
     }
@@ -278,6 +299,19 @@ impl Cluster {
         extra: &[&str],
     ) -> Proc {
         require_lxc();
+        self.spawn_process(data, name, slots, token, extra)
+    }
+
+    /// Spawns a `kha-builder` process with `extra` flags, whatever its
+    /// executor.
+    fn spawn_process(
+        &self,
+        data: &Path,
+        name: &str,
+        slots: u32,
+        token: Option<&str>,
+        extra: &[&str],
+    ) -> Proc {
         let log = self.path(&format!("builder-{name}-{}.log", next_log_number()));
         let mut cmd = Command::new(bin("kha-builder"));
         if let Some(ca) = &self.ca {
@@ -305,7 +339,17 @@ impl Cluster {
     pub fn restart_builder(&mut self, i: usize) {
         let (data, name) = (self.builders[i].data.clone(), self.builders[i].name.clone());
         self.builders[i].proc.kill9();
-        self.builders[i].proc = self.spawn_builder(&data, &name, 1, None, &[]);
+        self.builders[i].proc = if self.builders[i].host {
+            self.spawn_process(
+                &data,
+                &name,
+                1,
+                None,
+                &["--executor", "host", "--i-trust-every-job"],
+            )
+        } else {
+            self.spawn_builder(&data, &name, 1, None, &[])
+        };
     }
 
     pub fn wait_builders_connected(&self, n: usize) {
@@ -395,6 +439,11 @@ fn read_addr(file: &Path) -> Option<SocketAddr> {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for b in &mut self.builders {
+            if b.host {
+                // Its jobs are its own process group's children: the tree goes.
+                b.proc.kill_tree();
+                continue;
+            }
             b.proc.kill9();
             let cleanup = Command::new(bin("kha-builder"))
                 .args(["--data-dir", &b.data.to_string_lossy(), "cleanup"])

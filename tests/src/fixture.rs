@@ -19,7 +19,16 @@ pub struct Fixture {
     trust_test_ca: bool,
     env: Vec<(String, String)>,
     projects: Vec<Vec<String>>,
-    builders: Vec<(String, u32, Vec<String>)>,
+    builders: Vec<FixtureBuilder>,
+}
+
+/// A builder the fixture starts.
+struct FixtureBuilder {
+    name: String,
+    slots: u32,
+    extra: Vec<String>,
+    /// The host executor instead of lxc.
+    host: bool,
 }
 
 impl Default for Fixture {
@@ -86,11 +95,28 @@ impl Fixture {
 
     /// A builder with extra flags (e.g. `--label python=3.12`).
     pub fn builder_with(mut self, name: &str, slots: u32, extra: &[&str]) -> Fixture {
-        self.builders.push((
-            name.into(),
+        self.builders.push(FixtureBuilder {
+            name: name.into(),
             slots,
-            extra.iter().map(|a| a.to_string()).collect(),
-        ));
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            host: false,
+        });
+        self
+    }
+
+    /// A builder with the host executor (plain processes, no lxc): for
+    /// tests of what kha shows, not of how it isolates jobs.
+    pub fn host_builder(self, name: &str, slots: u32) -> Fixture {
+        self.host_builder_with(name, slots, &[])
+    }
+
+    pub fn host_builder_with(mut self, name: &str, slots: u32, extra: &[&str]) -> Fixture {
+        self.builders.push(FixtureBuilder {
+            name: name.into(),
+            slots,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            host: true,
+        });
         self
     }
 
@@ -112,9 +138,13 @@ impl Fixture {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             c.kha_ok(&args);
         }
-        for (name, slots, extra) in &self.builders {
-            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-            c.builder_with(name, *slots, &extra);
+        for b in &self.builders {
+            let extra: Vec<&str> = b.extra.iter().map(String::as_str).collect();
+            if b.host {
+                c.host_builder_with(&b.name, b.slots, &extra);
+            } else {
+                c.builder_with(&b.name, b.slots, &extra);
+            }
         }
         if !self.builders.is_empty() {
             c.wait_builders_connected(self.builders.len());

@@ -5,8 +5,10 @@
 //!
 //! A test starts with a [`Fixture`] (the running cluster it needs), makes
 //! [`Repo`]s, serves them with a [`GitDaemon`] or [`GitHttp`] when a URL
-//! must be remote, and posts webhooks with [`http_post`].
+//! must be remote, and posts webhooks with [`http_post`]. The web UI's tests
+//! drive a real headless chromium with a [`Browser`].
 
+mod browser;
 mod certs;
 mod cluster;
 mod fixture;
@@ -16,11 +18,12 @@ mod lxc;
 mod process;
 mod repo;
 
+pub use browser::{browser_available, require_browser, Browser, BrowserOpts, Tab};
 pub use certs::make_certificates;
 pub use cluster::{Builder, Cluster};
 pub use fixture::Fixture;
 pub use git_server::{GitDaemon, GitHttp};
-pub use http::{github_fixture, github_signature, http_post};
+pub use http::{github_fixture, github_signature, http_get, http_post, http_request, Response};
 pub use lxc::{lxc_available, require_lxc};
 pub use nix::sys::signal::Signal;
 pub use process::{bin, test_dir, wait_for, Proc};

@@ -88,6 +88,9 @@ pub struct ControlOpts {
     pub log_cap_bytes: u64,
     pub max_attempts: u32,
     pub max_jobs_per_build: usize,
+    /// Serve HTTP (web UI, JSON API, SSE) on a loopback port of its
+    /// choosing; off by default, as the other scenarios do not use it.
+    pub http: bool,
 }
 
 impl Default for ControlOpts {
@@ -97,6 +100,7 @@ impl Default for ControlOpts {
             log_cap_bytes: kha_core::limits::DEFAULT_LOG_CAP_BYTES,
             max_attempts: kha_core::limits::DEFAULT_MAX_ATTEMPTS,
             max_jobs_per_build: 200,
+            http: false,
         }
     }
 }
@@ -169,6 +173,14 @@ impl Env {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The control node's HTTP base URL (with `ControlOpts::http`), from
+    /// the address it wrote once it listened.
+    pub fn http_url(&self) -> Result<String> {
+        let a = std::fs::read_to_string(self.path("control/http.addr"))
+            .context("the control node serves no HTTP (ControlOpts::http)")?;
+        Ok(format!("http://{}", a.trim()))
+    }
+
     pub fn control_pid(&self) -> u32 {
         self.control.as_ref().map(|c| c.child.id()).unwrap_or(0)
     }
@@ -176,8 +188,9 @@ impl Env {
     /// Spawns the control node (not waiting for it).
     pub fn spawn_control(&mut self) -> Result<()> {
         let o = &self.opts;
+        let http = if o.http { "127.0.0.1:0" } else { "off" };
         let conf = format!(
-            "data_dir = {:?}\ngrpc_listen = {:?}\nhttp_listen = \"off\"\nheartbeat_ms = {}\nlog_cap_bytes = {}\nmax_attempts = {}\nmax_jobs_per_build = {}\n",
+            "data_dir = {:?}\ngrpc_listen = {:?}\nhttp_listen = {http:?}\nheartbeat_ms = {}\nlog_cap_bytes = {}\nmax_attempts = {}\nmax_jobs_per_build = {}\n",
             self.path("control").to_string_lossy(),
             self.addr(),
             o.heartbeat_ms,
@@ -188,9 +201,11 @@ impl Env {
         let conf_path = self.path("control.toml");
         std::fs::write(&conf_path, conf)?;
         // `wait_ready` learns the port from this file the control node writes.
-        match std::fs::remove_file(self.path("control/grpc.addr")) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
+        for f in ["control/grpc.addr", "control/http.addr"] {
+            match std::fs::remove_file(self.path(f)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
         }
         let log = self.path(&format!("control-{}.log", now_ms() as u64));
         let f = std::fs::File::create(&log)?;
@@ -297,8 +312,13 @@ impl Env {
 
     /// A project building a fresh repository whose `.travis.yml` is `yml`.
     pub async fn project(&self, name: &str, yml: &str) -> Result<()> {
+        self.project_files(name, &[(".travis.yml", yml)]).await
+    }
+
+    /// A project building a fresh repository of one commit with `files`.
+    pub async fn project_files(&self, name: &str, files: &[(&str, &str)]) -> Result<()> {
         let repo = Repo::new(self.path(&format!("repo-{name}")));
-        repo.commit(&[(".travis.yml", yml)], "bench");
+        repo.commit(files, "bench");
         self.admin()
             .add_project(self.req(AddProjectRequest {
                 name: name.into(),

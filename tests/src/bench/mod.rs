@@ -8,6 +8,7 @@ pub mod logs;
 pub mod report;
 pub mod scale;
 pub mod throughput;
+pub mod web;
 
 use env::Exec;
 
@@ -95,6 +96,7 @@ pub const SCENARIOS: &[&str] = &[
     "logs",
     "scale",
     "fault",
+    "web",
 ];
 
 /// `.travis.yml` of a trivial build.

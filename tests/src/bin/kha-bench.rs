@@ -24,7 +24,7 @@ in $KHA_BIN_DIR) on loopback, prints a Markdown table and writes JSON.
   --quick          small sizes, well under a minute (the CI smoke test)
   --executor E     lxc, host or both (default: both when lxc is usable, else host)
   --json FILE      where to write the figures (default: kha-bench.json)
-  SCENARIO         any of: footprint latency throughput logs scale fault
+  SCENARIO         any of: footprint latency throughput logs scale fault web
                    (default: all)
 
 KHA_BENCH_KEEP=1 keeps each scenario's data dir (logs of every process).";
@@ -179,6 +179,13 @@ fn main() {
             }
             "fault" => {
                 let r = rt.block_on(bench::fault::run(&opts, &mut rows));
+                run(sc.clone(), r, &mut rows);
+            }
+            "web" => {
+                // One executor: the figures are the control node's and the
+                // browser's.
+                let exec = opts.executors[0];
+                let r = rt.block_on(bench::web::run(&opts, exec, &mut rows));
                 run(sc.clone(), r, &mut rows);
             }
             _ => unreachable!(),
