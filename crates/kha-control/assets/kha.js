@@ -23,7 +23,9 @@
   /* ---------- durations and ages, as the server formats them ---------- */
 
   function fmtDuration(ms) {
-    const s = Math.max(0, Math.floor(ms / 1000));
+    ms = Math.max(0, Math.floor(ms));
+    if (ms < 10000) return Math.floor(ms / 1000) + '.' + Math.floor((ms % 1000) / 100) + ' s';
+    const s = Math.floor(ms / 1000);
     if (s < 60) return s + ' s';
     if (s < 3600) return Math.floor(s / 60) + ' min ' + (s % 60) + ' s';
     if (s < 86400) return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';

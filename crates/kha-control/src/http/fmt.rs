@@ -43,8 +43,13 @@ pub fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or("").to_string()
 }
 
-/// A span of time as people say it: "45 s", "3 min 12 s", "2 h 5 min".
+/// A span of time as people say it: "0.4 s", "45 s", "3 min 12 s",
+/// "2 h 5 min" (tenths under 10 s: most CI jobs of a small project take
+/// less than a second, and "0 s" says nothing).
 pub fn duration(ms: u64) -> String {
+    if ms < 10_000 {
+        return format!("{}.{} s", ms / 1000, (ms % 1000) / 100);
+    }
     let s = ms / 1000;
     match s {
         0..=59 => format!("{s} s"),
@@ -105,7 +110,10 @@ mod tests {
         }
         assert_eq!(pct("feature/a b&c"), "feature%2Fa%20b%26c");
         for (ms, want) in [
-            (0, "0 s"),
+            (0, "0.0 s"),
+            (420, "0.4 s"),
+            (9_999, "9.9 s"),
+            (10_000, "10 s"),
             (59_999, "59 s"),
             (192_000, "3 min 12 s"),
             (7_500_000, "2 h 5 min"),
