@@ -1106,3 +1106,84 @@ fn make_the_readme_screenshots() {
         }
     }
 }
+
+/// Reading needs nothing; the buttons need the admin token. Signed in with
+/// it, a person cancels a running build, restarts it and drains a builder
+/// from the pages, and each page shows the change without a reload.
+#[cfg_attr(kha_skip_browser, ignore = "no chromium-driver: browser tests skipped")]
+#[test]
+fn signed_in_with_the_admin_token_the_buttons_cancel_restart_and_drain() {
+    let repo = script_repo("echo started; sleep 60\n");
+    let c = cluster(&repo);
+    let id = c.trigger("demo", None);
+    wait_job_state(&c, id, "running");
+    let b = Browser::start();
+    let page = format!("{}/builds/{id}", c.http_url());
+    b.goto(&page);
+    b.wait_css("#build", LOAD);
+    assert!(
+        b.try_text("form.cancel").is_none(),
+        "no buttons for a reader who has not signed in"
+    );
+
+    // A wrong token is refused and says so; the right one brings the
+    // person back to the page they came from.
+    b.click("a[href^='/login']");
+    b.wait_css("#token", LOAD);
+    b.send_keys("#token", "not-the-token");
+    b.click("#login button");
+    b.wait_css(".error-message", LOAD);
+    b.send_keys("#token", &c.admin_token());
+    b.click("#login button");
+    b.wait_css("form.cancel", LOAD);
+    assert!(
+        b.current_url().ends_with(&format!("/builds/{id}")),
+        "{}",
+        b.current_url()
+    );
+
+    b.click("form.cancel button");
+    b.wait_js(
+        "the build to be canceled",
+        BUILD,
+        "const e = document.querySelector('#build'); return e && e.dataset.state === 'canceled';",
+    );
+    assert_eq!(c.build(id)["state"], "canceled");
+
+    b.wait_css("form.restart", LOAD);
+    b.click("form.restart button");
+    wait_for("the restarted job to run", BUILD, || {
+        let build = c.build(id);
+        (build["jobs"][0]["state"] == "running" && build["jobs"][0]["epoch"].as_u64() >= Some(2))
+            .then_some(())
+    });
+    b.wait_js(
+        "the page to show the build running again",
+        LOAD,
+        "const e = document.querySelector('#build'); return e && e.dataset.state === 'running';",
+    );
+
+    // Drain the builder from the builders page; the page says so.
+    let builder = c.builders[0].id();
+    b.goto(&format!("{}/builders", c.http_url()));
+    let row = format!("#builders tr[data-builder=\"{builder}\"]");
+    b.wait_css(&format!("{row} form.drain"), LOAD);
+    b.click(&format!("{row} form.drain button"));
+    b.wait_js(
+        "the builder to show as draining",
+        LOAD,
+        &format!(
+            "const e = document.querySelector('{} .state'); return !!e && e.textContent.includes('draining');",
+            row.replace('\'', "\\'")
+        ),
+    );
+    assert_eq!(c.kha_json(&["builder", "list"])[0]["state"], "draining");
+
+    // Signing out takes the buttons away again.
+    b.click("form.logout button");
+    b.goto(&page);
+    b.wait_css("#build", LOAD);
+    assert!(b.try_text("form.cancel").is_none() && b.try_text("form.restart").is_none());
+    c.kha_ok(&["build", "cancel", &id.to_string()]);
+    assert_not_pwned(&b);
+}
