@@ -1,4 +1,5 @@
-//! A project's branches and tags: head, last build, what came of the head.
+//! A project's branches and tags: head, last build, what came of the head;
+//! and one branch's status (what a badge shows).
 
 use super::{projects, ApiError, Principal};
 use crate::app::App;
@@ -32,4 +33,25 @@ pub fn list(app: &App, who: &Principal, project: &str) -> Result<Vec<view::Branc
         });
     }
     Ok(out)
+}
+
+/// What came of `branch`'s head (the default branch's when `branch` is
+/// empty); `None` when kha has never seen the branch.
+pub fn status(
+    app: &App,
+    who: &Principal,
+    project: &str,
+    branch: &str,
+) -> Result<Option<BranchStatus>, ApiError> {
+    who.require_reader()?;
+    let p = projects::record(app, project)?;
+    let branch = if branch.is_empty() {
+        p.default_branch.as_str()
+    } else {
+        branch
+    };
+    Ok(list(app, who, project)?
+        .into_iter()
+        .find(|b| b.name == branch)
+        .map(|b| b.state))
 }

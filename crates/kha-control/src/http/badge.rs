@@ -85,14 +85,15 @@ async fn badge(
     let Some(project) = file.strip_suffix(".svg") else {
         return (StatusCode::NOT_FOUND, "badges end in .svg\n").into_response();
     };
-    let (status, state) = match branch_status(&app, project, &q.branch) {
-        Ok(s) => (StatusCode::OK, s),
-        Err(ApiError::NotFound(_)) => (StatusCode::NOT_FOUND, None),
-        Err(e) => {
-            tracing::warn!(error = %e, "badge failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, None)
-        }
-    };
+    let (status, state) =
+        match api::branches::status(&app, &Principal::Anonymous, project, &q.branch) {
+            Ok(s) => (StatusCode::OK, s),
+            Err(ApiError::NotFound(_)) => (StatusCode::NOT_FOUND, None),
+            Err(e) => {
+                tracing::warn!(error = %e, "badge failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
+            }
+        };
     let (word, color) = status_word(state);
     let body = svg("build", word, color);
     let etag = format!("\"{}\"", hex::encode(&Sha256::digest(body.as_bytes())[..8]));
@@ -114,22 +115,6 @@ async fn badge(
         body,
     )
         .into_response()
-}
-
-/// The status of `branch` (the default branch if empty): `None` when it has
-/// never been seen.
-fn branch_status(app: &App, project: &str, branch: &str) -> Result<Option<BranchStatus>, ApiError> {
-    let who = Principal::Anonymous;
-    let p = api::projects::get(app, &who, project)?;
-    let branch = if branch.is_empty() {
-        p.default_branch.as_str()
-    } else {
-        branch
-    };
-    Ok(api::branches::list(app, &who, project)?
-        .into_iter()
-        .find(|b| b.name == branch)
-        .map(|b| b.state))
 }
 
 #[cfg(test)]
