@@ -20,6 +20,21 @@
 (function () {
   'use strict';
 
+  /* ---------- live connections and the back/forward cache ----------
+   * A page left for another stays alive in the browser's back/forward
+   * cache with its EventSources open, so a few visits to kha's pages used
+   * up the browser's six connections to the control node and the next page
+   * waited for ever. Streams are closed when a page is hidden; a page
+   * shown again from that cache reloads, to be current and live again. */
+  const streams = [];
+  function openStream(url) {
+    const es = new EventSource(url);
+    streams.push(es);
+    return es;
+  }
+  window.addEventListener('pagehide', () => { for (const es of streams) es.close(); });
+  window.addEventListener('pageshow', (e) => { if (e.persisted) location.reload(); });
+
   /* ---------- durations and ages, as the server formats them ---------- */
 
   function fmtDuration(ms) {
@@ -68,7 +83,7 @@
     const url = body.getAttribute('data-events');
     if (!url || !window.EventSource) return;
     const seq = Number(body.getAttribute('data-seq') || 0);
-    const src = new EventSource(url + (url.includes('?') ? '&' : '?') + 'from=' + (seq + 1));
+    const src = openStream(url + (url.includes('?') ? '&' : '?') + 'from=' + (seq + 1));
     let inFlight = false, again = false, last = 0, timer = 0;
 
     function schedule() {
@@ -1012,7 +1027,7 @@
 
     function stream() {
       if (final || !streamUrl || !window.EventSource) return;
-      const es = new EventSource(streamUrl + (streamUrl.includes('?') ? '&' : '?') + 'offset=' + received);
+      const es = openStream(streamUrl + (streamUrl.includes('?') ? '&' : '?') + 'offset=' + received);
       let busy = Promise.resolve();
       es.addEventListener('log', (e) => {
         const data = b64(e.data);

@@ -59,9 +59,15 @@ pub async fn run(opts: &Opts, exec: Exec, rows: &mut Vec<Row>) -> Result<()> {
     let base = env.http_url()?;
     page_weight(&base, rows)?;
     let browser = blocking(|| Browser::try_start_with(BrowserOpts::default()))?;
-    first_paint(&env, &browser, opts, rows).await?;
-    print_to_visible(&env, &browser, opts, rows).await?;
+    // The browser owns a runtime, which may only be dropped where blocking
+    // is allowed: on the error path too.
+    let measured = async {
+        first_paint(&env, &browser, opts, rows).await?;
+        print_to_visible(&env, &browser, opts, rows).await
+    }
+    .await;
     blocking(|| drop(browser));
+    measured?;
     sse_clients(&env, opts, rows).await?;
     Ok(())
 }
