@@ -39,11 +39,7 @@ pub fn get(app: &App, who: &Principal) -> Result<Overview, ApiError> {
         let Some(j) = app.store.get_job(id)? else {
             continue;
         };
-        let branch = app
-            .store
-            .get_build(j.build)?
-            .map(|b| b.branch)
-            .unwrap_or_default();
+        let branch = views::branch_of(app, &j)?;
         running.push(ActiveJob {
             project: j.project.clone(),
             build_id: j.build,

@@ -16,11 +16,7 @@ pub fn list(app: &App, who: &Principal) -> Result<Vec<QueuedJob>, ApiError> {
         if j.state != JobState::Queued {
             continue;
         }
-        let branch = app
-            .store
-            .get_build(j.build)?
-            .map(|b| b.branch)
-            .unwrap_or_default();
+        let branch = views::branch_of(app, &j)?;
         out.push(QueuedJob {
             project: j.project.clone(),
             build_id: j.build,

@@ -96,6 +96,15 @@ pub fn job(app: &App, j: records::Job) -> view::Job {
     }
 }
 
+/// The branch of a job's build ("" if the build is gone).
+pub fn branch_of(app: &App, j: &records::Job) -> Result<String, ApiError> {
+    Ok(app
+        .store
+        .get_build(j.build)?
+        .map(|b| b.branch)
+        .unwrap_or_default())
+}
+
 pub fn builder(app: &App, b: records::Builder) -> view::Builder {
     let live = app.sched.sessions_view();
     let s = live.get(&b.id);
