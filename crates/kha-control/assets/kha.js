@@ -331,17 +331,7 @@
         }
         if (!done) continue;
       } else if (c1 === 93 || c1 === 80 || c1 === 88 || c1 === 94 || c1 === 95) {
-        // OSC, DCS, SOS, PM, APC: up to BEL or ESC \ (ESC ESC stays, ESC x goes on).
-        k++;
-        while (k < n) {
-          const d = raw.charCodeAt(k++);
-          if (d === 7) break;
-          if (d === 27) {
-            while (k < n && raw.charCodeAt(k) === 27) k++;
-            if (k < n && raw.charCodeAt(k) === 92) { k++; break; }
-            if (k < n) k++;
-          }
-        }
+        k = skipString(raw, k + 1, n);
       } else if (c1 === 27) {
         // ESC ESC: still an escape; the outer loop sees the second ESC.
       } else if (c1 >= 0x80) {
@@ -380,6 +370,21 @@
 
   /* CSI parameters as numbers, or null when the sequence is not one kha
    * interprets (private, intermediates, too long). */
+  /* OSC, DCS, SOS, PM, APC: from just after the introducer to past BEL or
+   * ESC \ (ESC ESC stays inside, ESC x goes on); returns where it ends. */
+  function skipString(raw, k, n) {
+    while (k < n) {
+      const d = raw.charCodeAt(k++);
+      if (d === 7) break;
+      if (d === 27) {
+        while (k < n && raw.charCodeAt(k) === 27) k++;
+        if (k < n && raw.charCodeAt(k) === 92) { k++; break; }
+        if (k < n) k++;
+      }
+    }
+    return k;
+  }
+
   function csiParams(params) {
     if (params.length > 64 || /[^0-9;:]/.test(params)) return null;
     return params === '' ? [] : params.split(/[;:]/).map((x) => (x === '' ? 0 : Math.min(Number(x), 4294967295)));
@@ -437,16 +442,7 @@
           if (d < 32) ctl = true;
         }
       } else if (c1 === 93 || c1 === 80 || c1 === 88 || c1 === 94 || c1 === 95) {
-        k++;
-        while (k < n) {
-          const d = raw.charCodeAt(k++);
-          if (d === 7) break;
-          if (d === 27) {
-            while (k < n && raw.charCodeAt(k) === 27) k++;
-            if (k < n && raw.charCodeAt(k) === 92) { k++; break; }
-            if (k < n) k++;
-          }
-        }
+        k = skipString(raw, k + 1, n);
       }
       k = raw.indexOf('\x1b', k);
     }
