@@ -37,6 +37,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// SHA-256 of the admin token.
     pub admin_hash: String,
+    /// Sign-in failures and one-time CLI codes (memory only).
+    pub auth: crate::api::auth::AuthState,
     pub shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -76,6 +78,7 @@ impl App {
             triggers,
             clock,
             admin_hash,
+            auth: Default::default(),
             shutdown,
             tasks: TaskTracker::new(),
         }))

@@ -2,6 +2,7 @@
 //! by flags and `KHA_…` environment variables in `main.rs`.
 
 use kha_core::limits;
+use kha_core::view::Role;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -42,6 +43,42 @@ pub struct Config {
     /// that leave the page: webhook URLs, badge snippets. Empty: taken from
     /// each request's `Host` header.
     pub public_url: String,
+    /// A web session ends after this long without a request…
+    pub session_idle_secs: u64,
+    /// …and after this long in any case.
+    pub session_max_secs: u64,
+    /// GitHub sign-in (absent: off).
+    pub github: Option<GithubConfig>,
+}
+
+/// GitHub sign-in: an OAuth app's credentials, GitHub's URLs (every one
+/// configurable, for GitHub Enterprise and for tests), and who may sign in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GithubConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub api_url: String,
+    /// The global role of a user created by their first GitHub sign-in.
+    pub default_role: Role,
+    /// If not empty, only members of one of these organisations may sign in.
+    pub orgs: Vec<String>,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        GithubConfig {
+            client_id: String::new(),
+            client_secret: String::new(),
+            authorize_url: "https://github.com/login/oauth/authorize".into(),
+            token_url: "https://github.com/login/oauth/access_token".into(),
+            api_url: "https://api.github.com".into(),
+            default_role: Role::None,
+            orgs: Vec::new(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -62,6 +99,9 @@ impl Default for Config {
             events_max_age_secs: 30 * 24 * 3600,
             log_event_ms: 1000,
             public_url: String::new(),
+            session_idle_secs: 24 * 3600,
+            session_max_secs: 30 * 24 * 3600,
+            github: None,
         }
     }
 }
