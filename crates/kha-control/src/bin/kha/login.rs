@@ -53,6 +53,29 @@ fn token_name() -> String {
     format!("kha CLI on {host}")
 }
 
+/// The account page for the web UI at `web_url`. A control node without
+/// `public_url` reports the address its HTTP listener was configured
+/// with, often every interface ("0.0.0.0:7701"): then the host the CLI
+/// reached it at is the one to open.
+fn account_url(web_url: &str, server: &str) -> String {
+    let web = web_url.trim_end_matches('/');
+    let host_of = |u: &str| {
+        let rest = u.split_once("://").map_or(u, |(_, r)| r);
+        let hostport = rest.split('/').next().unwrap_or(rest);
+        match hostport.rsplit_once(':') {
+            Some((h, _)) => h.to_string(),
+            None => hostport.to_string(),
+        }
+    };
+    let host = host_of(web);
+    let web = if matches!(host.as_str(), "0.0.0.0" | "[::]") {
+        web.replacen(&host, &host_of(server), 1)
+    } else {
+        web.to_string()
+    };
+    format!("{web}/account")
+}
+
 pub async fn login(ctx: &mut Ctx, a: LoginArgs, to: Target) -> Result<u8, Failure> {
     let Some(path) = to.config else {
         return Err(Failure(
@@ -66,7 +89,7 @@ pub async fn login(ctx: &mut Ctx, a: LoginArgs, to: Target) -> Result<u8, Failur
             .whoami(ctx.req(WhoamiRequest {}))
             .await?
             .into_inner();
-        let url = format!("{}/account", me.web_url.trim_end_matches('/'));
+        let url = account_url(&me.web_url, &to.server);
         eprintln!("Open {url}, sign in, and make a code for the CLI there.");
         let code = prompt::line("code: ", "code")?;
         let r = ctx.req(RedeemCliCodeRequest {
@@ -186,4 +209,37 @@ pub async fn whoami(ctx: &mut Ctx, server: &str) -> Result<u8, Failure> {
         other => out!("{other} {} on {server}", w.name),
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::account_url;
+
+    #[test]
+    fn account_urls() {
+        for (web, server, want) in [
+            (
+                "https://ci.example/",
+                "https://ci.example:7700",
+                "https://ci.example/account",
+            ),
+            (
+                "http://0.0.0.0:7701",
+                "http://ci.lan:7700",
+                "http://ci.lan:7701/account",
+            ),
+            (
+                "http://[::]:7701",
+                "http://10.0.0.5:7700",
+                "http://10.0.0.5:7701/account",
+            ),
+            (
+                "http://127.0.0.1:7701",
+                "http://127.0.0.1:7700",
+                "http://127.0.0.1:7701/account",
+            ),
+        ] {
+            assert_eq!(account_url(web, server), want, "{web} via {server}");
+        }
+    }
 }

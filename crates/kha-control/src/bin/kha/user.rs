@@ -200,6 +200,7 @@ pub async fn run(ctx: &mut Ctx, c: UserCmd) -> Result<u8, Failure> {
                 print_json(&u);
             } else {
                 match project {
+                    Some(p) if role == Role::None => out!("{} has no role on {p} now", u.name),
                     Some(p) => out!("{} is {} on {p}", u.name, role),
                     None => out!("{}'s global role is {}", u.name, u.role),
                 }
