@@ -150,6 +150,17 @@ impl App {
                     ),
                     Err(e) => warn!(error = %e, "cannot prune events"),
                 }
+                let (idle, max) = (
+                    self.cfg.session_idle_secs.saturating_mul(1000),
+                    self.cfg.session_max_secs.saturating_mul(1000),
+                );
+                let stale = |s: &crate::store::records::Session| {
+                    now.saturating_sub(s.last_seen_ms) > idle
+                        || now.saturating_sub(s.created_ms) > max
+                };
+                if let Err(e) = self.store.remove_sessions(stale) {
+                    warn!(error = %e, "cannot remove ended sessions");
+                }
             }
         }
     }
