@@ -29,6 +29,7 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use std::io::IsTerminal;
 use tracing::info;
 
 /// Reads the admin token from `<data>/admin.token`, creating it (0600) on
@@ -57,8 +58,9 @@ pub fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 /// While nobody has an account, prints the one-time link that creates the
-/// first admin (to standard output, which an operator reads, and to
-/// `<data>/setup.url`, 0600 — never to the log, which others may read).
+/// first admin to `<data>/setup.url` (0600) and, when standard output is a
+/// terminal, there too — never to the log, which others may read (a daemon's
+/// standard output usually is a log).
 fn announce_setup(app: &App, web: &str) -> anyhow::Result<()> {
     let path = app.cfg.data_dir.join("setup.url");
     let token = match api::auth::setup_token(app) {
@@ -78,7 +80,9 @@ fn announce_setup(app: &App, web: &str) -> anyhow::Result<()> {
         .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
     writeln!(f, "{link}")?;
-    println!("kha-control: no users yet. Create the first admin at {link}\n(one-time link, also in {}; or run `kha-control user add --admin NAME` with the control node stopped)", path.display());
+    if std::io::stdout().is_terminal() {
+        println!("kha-control: no users yet. Create the first admin at {link}\n(one-time link, also in {}; or run `kha-control user add --admin NAME` with the control node stopped)", path.display());
+    }
     info!(file = %path.display(), "no users yet: the one-time setup link is in this file");
     Ok(())
 }
