@@ -2,9 +2,10 @@
 //! GitHub stand-in ([`GithubStub`]): a real HTTP exchange on loopback, the
 //! browser's part (the authorize redirect) done with a plain GET.
 
+use kha_control::api::auth::GithubIdentity;
 use kha_control::api::ApiError;
 use kha_control::config::{Config, GithubConfig};
-use kha_control::github_login::{GithubIdentity, GithubLogin};
+use kha_control::github_login::GithubLogin;
 use kha_tests::*;
 use std::collections::HashMap;
 

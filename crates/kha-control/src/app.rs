@@ -40,6 +40,8 @@ pub struct App {
     pub admin_hash: String,
     /// GitHub sign-in, when `[github]` is configured.
     pub github: Option<GithubLogin>,
+    /// Sign-in failures and one-time CLI codes (memory only).
+    pub auth: crate::api::auth::AuthState,
     pub shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -81,6 +83,7 @@ impl App {
             clock,
             admin_hash,
             github,
+            auth: Default::default(),
             shutdown,
             tasks: TaskTracker::new(),
         }))
@@ -151,6 +154,17 @@ impl App {
                         "events pruned"
                     ),
                     Err(e) => warn!(error = %e, "cannot prune events"),
+                }
+                let (idle, max) = (
+                    self.cfg.session_idle_secs.saturating_mul(1000),
+                    self.cfg.session_max_secs.saturating_mul(1000),
+                );
+                let stale = |s: &crate::store::records::Session| {
+                    now.saturating_sub(s.last_seen_ms) > idle
+                        || now.saturating_sub(s.created_ms) > max
+                };
+                if let Err(e) = self.store.remove_sessions(stale) {
+                    warn!(error = %e, "cannot remove ended sessions");
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The control node's settings: a TOML file (every key optional), overridden
 //! by flags and `KHA_…` environment variables in `main.rs`.
 
+use kha_core::view::Role;
 use kha_core::{limits, Secret};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -42,6 +43,10 @@ pub struct Config {
     /// that leave the page: webhook URLs, badge snippets. Empty: taken from
     /// each request's `Host` header.
     pub public_url: String,
+    /// A web session ends after this long without a request…
+    pub session_idle_secs: u64,
+    /// …and after this long in any case.
+    pub session_max_secs: u64,
     /// GitHub sign-in (the OAuth web flow); absent: off.
     pub github: Option<GithubConfig>,
 }
@@ -65,10 +70,10 @@ pub struct GithubConfig {
     /// GitHub's REST API (`{api_url}/user`, …).
     #[serde(default = "github_api_url")]
     pub api_url: String,
-    /// The global role of a user created by their first GitHub sign-in:
-    /// "none", "viewer", "maintainer" or "admin".
-    #[serde(default = "github_default_role")]
-    pub default_role: String,
+    /// The global role of a user created by their first GitHub sign-in
+    /// ("none": public projects only, until an admin gives more).
+    #[serde(default)]
+    pub default_role: Role,
     /// When not empty, only members of one of these organizations (their
     /// logins) may sign in with GitHub.
     #[serde(default)]
@@ -85,10 +90,6 @@ fn github_token_url() -> String {
 
 fn github_api_url() -> String {
     "https://api.github.com".into()
-}
-
-fn github_default_role() -> String {
-    "viewer".into()
 }
 
 impl Default for Config {
@@ -109,6 +110,8 @@ impl Default for Config {
             events_max_age_secs: 30 * 24 * 3600,
             log_event_ms: 1000,
             public_url: String::new(),
+            session_idle_secs: 24 * 3600,
+            session_max_secs: 30 * 24 * 3600,
             github: None,
         }
     }
@@ -168,7 +171,7 @@ mod tests {
         let gh = c.github.unwrap();
         assert_eq!(gh.client_id, "Iv1.0123456789abcdef");
         assert_eq!(gh.authorize_url, "https://github.com/login/oauth/authorize");
-        assert_eq!(gh.default_role, "viewer");
+        assert_eq!(gh.default_role, Role::None);
         assert_eq!(gh.orgs, ["example-org"]);
     }
 
@@ -178,7 +181,7 @@ mod tests {
         let gh = c.github.unwrap();
         assert_eq!(gh.token_url, "https://github.com/login/oauth/access_token");
         assert_eq!(gh.api_url, "https://api.github.com");
-        assert_eq!(gh.default_role, "viewer");
+        assert_eq!(gh.default_role, Role::None);
         assert!(gh.orgs.is_empty());
         assert_eq!(format!("{:?}", gh.client_secret), "Secret(<redacted>)");
         let e = Config::from_toml("[github]\nclient_id = \"x\"\nclient_secret = \"s\"\norg = []")
@@ -186,6 +189,11 @@ mod tests {
         assert!(e.contains("unknown field"), "{e}");
         let e = Config::from_toml("[github]\nclient_id = \"x\"").unwrap_err();
         assert!(e.contains("client_secret"), "{e}");
+        let e = Config::from_toml(
+            "[github]\nclient_id = \"x\"\nclient_secret = \"s\"\ndefault_role = \"owner\"",
+        )
+        .unwrap_err();
+        assert!(e.contains("unknown variant `owner`"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! Enterprise Server and the tests' stand-in (`tests/src/github_stub.rs`)
 //! work the same way.
 
+use crate::api::auth::GithubIdentity;
 use crate::api::ApiError;
 use crate::config::GithubConfig;
 use oauth2::basic::{BasicClient, BasicErrorResponse};
@@ -37,22 +38,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// signing in to a CI server belongs to.
 const ORGS_PER_PAGE: usize = 100;
 const ORGS_MAX_PAGES: usize = 10;
-
-/// Who signed in, as GitHub says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GithubIdentity {
-    /// GitHub's numeric user id: stable when the login is renamed.
-    pub id: u64,
-    pub login: String,
-    /// The profile's display name; empty when the account has none.
-    pub name: String,
-    /// The primary email address if GitHub has verified it, else the first
-    /// verified one; empty when none is verified.
-    pub email: String,
-    /// The logins of the organizations the user belongs to; read only when
-    /// `[github] orgs` is set (empty otherwise).
-    pub orgs: Vec<String>,
-}
 
 type OauthClient =
     BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
@@ -93,15 +78,6 @@ impl GithubLogin {
             return Err(invalid(
                 "client_secret is empty: set it to the OAuth app's client secret".into(),
             ));
-        }
-        if !matches!(
-            cfg.default_role.as_str(),
-            "none" | "viewer" | "maintainer" | "admin"
-        ) {
-            return Err(invalid(format!(
-                "default_role {:?} is not a role: use \"none\", \"viewer\", \"maintainer\" or \"admin\"",
-                cfg.default_role
-            )));
         }
         let auth_url = AuthUrl::new(web_url("authorize_url", &cfg.authorize_url)?)
             .map_err(|e| invalid(format!("authorize_url: {e}")))?;
@@ -386,7 +362,7 @@ mod tests {
     #[test]
     fn bad_settings_are_refused_with_the_key() {
         type Change = fn(&mut GithubConfig);
-        let cases: [(&str, Change, &str); 6] = [
+        let cases: [(&str, Change, &str); 5] = [
             ("client_id", |c| c.client_id.clear(), "client_id is empty"),
             (
                 "secret",
@@ -407,11 +383,6 @@ mod tests {
                 "authorize_url",
                 |c| c.authorize_url = "https://exa mple.org".into(),
                 "authorize_url",
-            ),
-            (
-                "role",
-                |c| c.default_role = "owner".into(),
-                "default_role \"owner\" is not a role",
             ),
         ];
         for (what, change, want) in cases {

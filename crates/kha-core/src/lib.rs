@@ -15,6 +15,7 @@ pub mod shell;
 pub mod spec;
 pub mod state;
 pub mod term;
+pub mod time;
 pub mod travis;
 pub mod view;
 

@@ -29,6 +29,9 @@ pub struct Project {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub webhook_secret: String,
     pub has_credentials: bool,
+    /// Private: to anyone without a role on it the project does not exist.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// One value of a job's build matrix (`rust: nightly`, `env: A=1`).
@@ -261,6 +264,9 @@ pub struct ActiveJob {
 pub struct ProjectSummary {
     pub project: Project,
     pub last_build: Option<Build>,
+    /// The caller follows it (starred projects come first).
+    #[serde(default)]
+    pub starred: bool,
 }
 
 /// The front page: every project, what runs and what waits now.
@@ -269,6 +275,134 @@ pub struct Overview {
     pub projects: Vec<ProjectSummary>,
     pub running: Vec<ActiveJob>,
     pub queued: Vec<QueuedJob>,
+}
+
+/// What a person may do, globally or on one project; the effective role
+/// on a project is the higher of the two. Ordered: each includes the one
+/// before. `Admin` is global only.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Public projects only.
+    #[default]
+    None,
+    /// Reads the project even when it is private.
+    Viewer,
+    /// Triggers, cancels and restarts its builds, changes its settings.
+    Maintainer,
+    /// Everything: projects, users, builders, the audit log.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::None => "none",
+            Role::Viewer => "viewer",
+            Role::Maintainer => "maintainer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" | "" => Ok(Role::None),
+            "viewer" => Ok(Role::Viewer),
+            "maintainer" => Ok(Role::Maintainer),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "no role {other:?}: roles are none, viewer, maintainer and admin"
+            )),
+        }
+    }
+}
+
+/// A role on one project (`project` names the user when a project lists
+/// its members).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectRole {
+    pub project: String,
+    pub role: Role,
+}
+
+/// A person's account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub email: String,
+    /// Set once they signed in with GitHub.
+    pub github_login: String,
+    /// The global role.
+    pub role: Role,
+    /// Roles on single projects.
+    pub roles: Vec<ProjectRole>,
+    pub disabled: bool,
+    pub created_ms: Millis,
+    /// Their last request (sessions and tokens, to the minute).
+    pub last_seen_ms: Millis,
+    /// Projects they follow.
+    pub stars: Vec<String>,
+    pub has_password: bool,
+}
+
+/// Who the caller is, as the control node sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Whoami {
+    /// Empty when not signed in.
+    pub name: String,
+    /// "user", "admin token", "builder" or "anonymous".
+    pub kind: String,
+    pub role: Role,
+    pub roles: Vec<ProjectRole>,
+    pub stars: Vec<String>,
+    /// Where the web UI is (for `kha login --web`).
+    pub web_url: String,
+}
+
+/// A user's API token, as listed (the token itself is shown only once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub user: String,
+    pub name: String,
+    pub created_ms: Millis,
+    /// 0: never.
+    pub expires_ms: Millis,
+    /// 0: never used.
+    pub last_used_ms: Millis,
+}
+
+/// One thing someone did, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at_ms: Millis,
+    /// A user name, "admin token", or "github:LOGIN" for a sign-in.
+    pub actor: String,
+    /// "build.trigger", "project.update", "user.add", …
+    pub action: String,
+    /// What it was done to: "p#12", a project, a user.
+    pub target: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub total: u64,
+    pub page: u32,
+    pub per_page: u32,
 }
 
 #[cfg(test)]
@@ -302,5 +436,14 @@ mod tests {
             serde_json::to_string(&BuilderState::Draining).unwrap(),
             r#""draining""#
         );
+        for r in [Role::None, Role::Viewer, Role::Maintainer, Role::Admin] {
+            assert_eq!(r.to_string().parse::<Role>().unwrap(), r);
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{r}\""));
+        }
+        assert!(Role::Viewer < Role::Maintainer && Role::Maintainer < Role::Admin);
+        assert!("owner"
+            .parse::<Role>()
+            .unwrap_err()
+            .contains("none, viewer"));
     }
 }

@@ -94,6 +94,7 @@ impl From<view::Project> for w::Project {
             github_repo: p.github_repo,
             webhook_secret: p.webhook_secret,
             has_credentials: p.has_credentials,
+            private: p.private,
         }
     }
 }
@@ -113,6 +114,7 @@ impl From<w::Project> for view::Project {
             github_repo: p.github_repo,
             webhook_secret: p.webhook_secret,
             has_credentials: p.has_credentials,
+            private: p.private,
         }
     }
 }

@@ -6,8 +6,7 @@ use crate::app::App;
 use kha_core::view::{self, BranchStatus};
 
 pub fn list(app: &App, who: &Principal, project: &str) -> Result<Vec<view::Branch>, ApiError> {
-    who.require_reader()?;
-    projects::record(app, project)?;
+    projects::visible(app, who, project)?;
     let mut out = Vec::new();
     for b in app.store.list_branches(project)? {
         let status = if b.deleted {
@@ -43,8 +42,7 @@ pub fn status(
     project: &str,
     branch: &str,
 ) -> Result<Option<BranchStatus>, ApiError> {
-    who.require_reader()?;
-    let p = projects::record(app, project)?;
+    let p = projects::visible(app, who, project)?;
     let branch = if branch.is_empty() {
         p.default_branch.as_str()
     } else {

@@ -1,26 +1,38 @@
 //! Builders (enrol, authenticate, list, drain, revoke) and the enrolment
 //! tokens that let new ones join.
 
-use super::{views, ApiError, Principal};
+use super::{audit, views, ApiError, Principal, Visibility};
 use crate::app::App;
 use crate::auth::{self, hash, hash_eq};
 use crate::store::records;
 use kha_core::event::EventKind;
 use kha_core::{view, Secret};
 
+/// Every builder (anyone may see who gives capacity); the jobs each runs
+/// only where the caller may see their project.
 pub fn list(app: &App, who: &Principal) -> Result<Vec<view::Builder>, ApiError> {
-    who.require_reader()?;
-    Ok(app
-        .store
-        .list_builders()?
-        .into_iter()
-        .map(|b| views::builder(app, b))
-        .collect())
+    let mut seen = Visibility::new(app, who);
+    let mut out = Vec::new();
+    for b in app.store.list_builders()? {
+        let mut v = views::builder(app, b);
+        let mut keep = Vec::with_capacity(v.running_jobs.len());
+        for id in v.running_jobs {
+            if let Some(j) = app.store.get_job(id)? {
+                if seen.project(&j.project)? {
+                    keep.push(id);
+                }
+            }
+        }
+        v.running_jobs = keep;
+        out.push(v);
+    }
+    Ok(out)
 }
 
 /// No new jobs for the builder; it finishes what it runs.
 pub async fn drain(app: &App, who: &Principal, id: &str) -> Result<view::Builder, ApiError> {
     who.require_admin()?;
+    audit::record(app, who, "builder.drain", id, "");
     let b = update(app, id, EventKind::BuilderDraining, |b| b.draining = true).await?;
     app.sched.set_draining(id, true);
     Ok(views::builder(app, b))
@@ -30,6 +42,7 @@ pub async fn drain(app: &App, who: &Principal, id: &str) -> Result<view::Builder
 /// elsewhere, and it cannot come back.
 pub async fn revoke(app: &App, who: &Principal, id: &str) -> Result<view::Builder, ApiError> {
     who.require_admin()?;
+    audit::record(app, who, "builder.revoke", id, "");
     let b = update(app, id, EventKind::BuilderRevoked, |b| b.revoked = true).await?;
     app.sched.evict(id, "this builder was revoked by an admin");
     Ok(views::builder(app, b))
@@ -69,6 +82,7 @@ pub async fn create_token(
         revoked: false,
     };
     app.store.put_token(&rec)?;
+    audit::record(app, who, "builder.token.create", &rec.id, description);
     app.store.durable().await?;
     let mut v = views::token(rec);
     v.token = token.into_inner();
@@ -93,6 +107,7 @@ pub async fn revoke_token(
         })?;
     t.revoked = true;
     app.store.put_token(&t)?;
+    audit::record(app, who, "builder.token.revoke", &t.id, "");
     app.store.durable().await?;
     Ok(views::token(t))
 }

@@ -2,11 +2,11 @@
 //! show one (or one of its jobs), the pull requests built, restart a
 //! finished one, cancel one.
 
-use super::{paging, projects, views, ApiError, Principal};
+use super::{audit, paging, projects, views, ApiError, Principal};
 use crate::app::App;
 use crate::store::records;
 use crate::trigger::{self, Request, Triggered};
-use kha_core::view::{self, BuildPage};
+use kha_core::view::{self, BuildPage, Role};
 use kha_core::{BuildId, JobId};
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +35,12 @@ pub async fn trigger(
     who: &Principal,
     r: TriggerArgs,
 ) -> Result<TriggerOutcome, ApiError> {
-    who.require_admin()?;
     let p = projects::record(app, &r.project)?;
+    who.require(
+        &p,
+        Role::Maintainer,
+        &format!("triggering a build of {}", p.name),
+    )?;
     let branch = if r.branch.is_empty() {
         p.default_branch.clone()
     } else {
@@ -45,7 +49,19 @@ pub async fn trigger(
     let mut req = Request::new(&p.name, &branch, "api");
     req.commit = (!r.commit.is_empty()).then_some(r.commit);
     req.force = r.force;
-    let (build, created) = match app.triggers.trigger(&p, &req).await? {
+    let outcome = app.triggers.trigger(&p, &req).await?;
+    if let Triggered::Created(b) = &outcome {
+        let detail = format!("{} {}", b.branch, trigger::short(&b.commit));
+        audit::record(
+            app,
+            who,
+            "build.trigger",
+            &format!("{}#{}", p.name, b.id),
+            &detail,
+        );
+        app.store.durable().await?;
+    }
+    let (build, created) = match outcome {
         Triggered::Created(b) => (b, true),
         Triggered::Existing(b) => (b, false),
         Triggered::NotBuilt { commit, why } => {
@@ -75,8 +91,7 @@ pub fn list(
     page: u32,
     per_page: u32,
 ) -> Result<BuildPage, ApiError> {
-    who.require_reader()?;
-    projects::record(app, project)?;
+    projects::visible(app, who, project)?;
     let (page, per_page) = paging(page, per_page)?;
     let (builds, total) = app.store.list_builds(project, branch, page, per_page)?;
     let builds = builds
@@ -101,8 +116,7 @@ pub fn pull_requests(
     who: &Principal,
     project: &str,
 ) -> Result<Vec<view::Build>, ApiError> {
-    who.require_reader()?;
-    projects::record(app, project)?;
+    projects::visible(app, who, project)?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for id in app.store.project_build_ids(project).take(PULLS_SCAN) {
@@ -117,14 +131,12 @@ pub fn pull_requests(
 }
 
 pub fn get(app: &App, who: &Principal, id: BuildId) -> Result<view::Build, ApiError> {
-    who.require_reader()?;
-    views::build(app, record(app, id)?)
+    views::build(app, record(app, who, id, Role::Viewer, "")?)
 }
 
 /// Runs every job of a finished build again.
 pub async fn restart(app: &App, who: &Principal, id: BuildId) -> Result<view::Build, ApiError> {
-    who.require_admin()?;
-    let b = record(app, id)?;
+    let b = record(app, who, id, Role::Maintainer, "restarting")?;
     if !b.state.is_final() {
         return Err(ApiError::Precondition(format!(
             "build {} is {}: cancel it or wait for it before restarting",
@@ -138,31 +150,74 @@ pub async fn restart(app: &App, who: &Principal, id: BuildId) -> Result<view::Bu
         )));
     }
     app.sched.restart_build(&b).await?;
-    views::build(app, record(app, id)?)
+    audit::record(
+        app,
+        who,
+        "build.restart",
+        &format!("{}#{}", b.project, b.id),
+        "",
+    );
+    app.store.durable().await?;
+    views::build(app, record(app, who, id, Role::Viewer, "")?)
 }
 
 /// Cancels queued jobs at once and asks builders to stop running ones.
 pub async fn cancel(app: &App, who: &Principal, id: BuildId) -> Result<view::Build, ApiError> {
-    who.require_admin()?;
-    let b = record(app, id)?;
+    let b = record(app, who, id, Role::Maintainer, "canceling")?;
     for &j in &b.jobs {
         app.sched.cancel_job(j).await?;
     }
-    views::build(app, record(app, id)?)
+    audit::record(
+        app,
+        who,
+        "build.cancel",
+        &format!("{}#{}", b.project, b.id),
+        "",
+    );
+    app.store.durable().await?;
+    views::build(app, record(app, who, id, Role::Viewer, "")?)
 }
 
 /// One job, with why it waits if it is queued.
 pub fn job(app: &App, who: &Principal, id: JobId) -> Result<view::Job, ApiError> {
-    who.require_reader()?;
-    let j = app
-        .store
-        .get_job(id)?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    Ok(views::job(app, j))
+    Ok(views::job(app, job_record(app, who, id)?))
 }
 
-fn record(app: &App, id: BuildId) -> Result<records::Build, ApiError> {
-    app.store
-        .get_build(id)?
-        .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))
+/// A job the caller may read; NotFound (as if missing) for a job of a
+/// project they cannot see.
+pub(super) fn job_record(app: &App, who: &Principal, id: JobId) -> Result<records::Job, ApiError> {
+    let missing = || ApiError::NotFound(format!("no job {id}"));
+    let j = app.store.get_job(id)?.ok_or_else(missing)?;
+    match app.store.get_project(&j.project)? {
+        Some(p) if who.can_see(&p) => Ok(j),
+        _ if who.is_admin() => Ok(j),
+        _ => Err(missing()),
+    }
+}
+
+/// A build, if the caller has `need` on its project (`doing` names what
+/// for the refusal: "restarting"). A build of a project the caller cannot
+/// see is not found, as if missing.
+fn record(
+    app: &App,
+    who: &Principal,
+    id: BuildId,
+    need: Role,
+    doing: &str,
+) -> Result<records::Build, ApiError> {
+    let missing = || ApiError::NotFound(format!("no build {id}"));
+    let b = app.store.get_build(id)?.ok_or_else(missing)?;
+    let Some(p) = app.store.get_project(&b.project)? else {
+        // The project was removed: only an admin still reads its builds.
+        return if who.is_admin() {
+            Ok(b)
+        } else {
+            Err(missing())
+        };
+    };
+    if !who.can_see(&p) {
+        return Err(missing());
+    }
+    who.require(&p, need, &format!("{doing} build {id}"))?;
+    Ok(b)
 }

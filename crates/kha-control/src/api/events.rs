@@ -4,6 +4,7 @@
 use super::{ApiError, Principal};
 use crate::app::App;
 use crate::store::events::Subscription;
+use crate::store::Store;
 use kha_core::event::{Event, EventFilter};
 use serde::{Deserialize, Serialize};
 
@@ -20,9 +21,13 @@ pub struct WatchArgs {
     pub filter: EventFilter,
 }
 
-/// An open reader of the stream.
+/// An open reader of the stream. It skips events of projects the reader
+/// may not see (checked per event, so a project made private stops
+/// showing at once).
 pub struct EventStream {
     sub: Subscription,
+    who: Principal,
+    store: Store,
     follow: bool,
     /// Without `follow`: the newest event when the call began.
     end: u64,
@@ -35,10 +40,23 @@ impl EventStream {
         if !self.follow && self.sub.position() > self.end {
             return Ok(None);
         }
-        match self.sub.next(self.follow).await? {
-            Some(e) if !self.follow && e.seq > self.end => Ok(None),
-            other => Ok(other),
+        loop {
+            match self.sub.next(self.follow).await? {
+                Some(e) if !self.follow && e.seq > self.end => return Ok(None),
+                Some(e) if !self.visible(&e)? => continue,
+                other => return Ok(other),
+            }
         }
+    }
+
+    fn visible(&self, e: &Event) -> Result<bool, ApiError> {
+        if e.project.is_empty() {
+            return Ok(true);
+        }
+        Ok(match self.store.get_project(&e.project)? {
+            Some(p) => self.who.can_see(&p),
+            None => self.who.is_admin(),
+        })
     }
 
     /// The sequence number the next event will have at least.
@@ -48,7 +66,6 @@ impl EventStream {
 }
 
 pub fn watch(app: &App, who: &Principal, a: WatchArgs) -> Result<EventStream, ApiError> {
-    who.require_reader()?;
     let newest = app.events.published();
     let first = app.events.first_retained();
     let from = if a.from > 0 {
@@ -61,6 +78,8 @@ pub fn watch(app: &App, who: &Principal, a: WatchArgs) -> Result<EventStream, Ap
     };
     Ok(EventStream {
         sub: app.events.subscribe(from, a.filter),
+        who: who.clone(),
+        store: app.store.clone(),
         follow: a.follow,
         end: newest,
     })

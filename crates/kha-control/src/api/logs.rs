@@ -30,10 +30,7 @@ pub fn follow(
     offset: u64,
     follow: bool,
 ) -> Result<mpsc::Receiver<Result<LogPiece, ApiError>>, ApiError> {
-    who.require_reader()?;
-    if app.store.get_job(job)?.is_none() {
-        return Err(ApiError::NotFound(format!("no job {job}")));
-    }
+    super::builds::job_record(app, who, job)?;
     let (tx, rx) = mpsc::channel(8);
     let app2 = app.clone();
     app.spawn("follow-log", async move {

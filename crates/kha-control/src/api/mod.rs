@@ -10,8 +10,16 @@
 //! Rooms: `projects`, `builds` (trigger, list, show, restart, cancel),
 //! `logs` (read and follow), `branches`, `builders` (and enrolment tokens),
 //! `events` (the stream), `overview` (the front page), `queue` (what waits
-//! and why), `views` (records → views).
+//! and why), `views` (records → views), `auth` (credentials: passwords,
+//! sessions, API tokens, GitHub identities), `users` (accounts and roles),
+//! `audit` (who did what).
+//!
+//! Permissions: [`Principal::require`] and [`Principal::require_admin`] are
+//! the only gates; a private project the caller may not see is NotFound,
+//! exactly like a missing one, everywhere (lists, events, logs, badges).
 
+pub mod audit;
+pub mod auth;
 pub mod branches;
 pub mod builders;
 pub mod builds;
@@ -20,56 +28,135 @@ pub mod logs;
 pub mod overview;
 pub mod projects;
 pub mod queue;
+pub mod users;
 mod views;
 
 use crate::app::App;
-use crate::auth::{hash, hash_eq};
 use crate::scheduler::SchedError;
 use crate::store::events::SubscribeError;
+use crate::store::records;
 use crate::store::StoreError;
 use crate::trigger::TriggerError;
 use crate::vcs::VcsError;
+use kha_core::view::Role;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-/// Who is asking. Today the admin (the CLI with the admin token, or a
-/// browser signed in with it), builders, and anyone (a browser or script
-/// that gave no token); user accounts come with their own variant.
+/// Who is asking: the break-glass admin token, a signed-in user (web
+/// session or API token), a builder, or anyone (no credentials). Every
+/// service function decides from this, once, for every interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     Admin,
+    User(Arc<UserCtx>),
     Builder(String),
     Anonymous,
 }
 
-impl Principal {
-    /// May read projects, builds, logs, builders and events. Everyone may
-    /// today: kha's state is public until user accounts and private
-    /// projects exist.
-    pub fn require_reader(&self) -> Result<(), ApiError> {
-        Ok(())
-    }
-
-    /// Only the admin may do this.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        match self {
-            Principal::Admin => Ok(()),
-            Principal::Builder(id) => Err(ApiError::Denied(format!(
-                "builder {id} may not do this: it needs the admin token"
-            ))),
-            Principal::Anonymous => Err(ApiError::Unauthenticated(
-                "this needs the admin token: sign in with it, or send it as a bearer token".into(),
-            )),
-        }
-    }
+/// A signed-in user as a request sees them (read from their record when
+/// the credential was checked).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserCtx {
+    pub name: String,
+    /// The global role.
+    pub role: Role,
+    pub roles: BTreeMap<String, Role>,
+    pub stars: BTreeSet<String>,
 }
 
-/// The admin, if `token` is the admin token.
-pub fn admin_from_token(app: &App, token: Option<&str>) -> Result<Principal, ApiError> {
-    match token {
-        Some(t) if hash_eq(&hash(t), &app.admin_hash) => Ok(Principal::Admin),
-        Some(_) => Err(ApiError::Unauthenticated("wrong admin token".into())),
-        None => Err(ApiError::Unauthenticated(
-            "no admin token: pass --token, set KHA_TOKEN, or run where the control node's admin.token is readable".into(),
-        )),
+impl Principal {
+    /// How the audit log and the control node's log name the caller.
+    pub fn label(&self) -> String {
+        match self {
+            Principal::Admin => "admin token".into(),
+            Principal::User(u) => u.name.clone(),
+            Principal::Builder(id) => format!("builder {id}"),
+            Principal::Anonymous => "anonymous".into(),
+        }
+    }
+
+    pub fn user(&self) -> Option<&UserCtx> {
+        match self {
+            Principal::User(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The admin token, or a user whose global role is admin.
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Principal::Admin => true,
+            Principal::User(u) => u.role == Role::Admin,
+            _ => false,
+        }
+    }
+
+    /// The caller's effective role on a project: the higher of their global
+    /// and project roles; everyone is at least a viewer of a public project.
+    pub fn role_on(&self, p: &records::Project) -> Role {
+        let mine = match self {
+            Principal::Admin => Role::Admin,
+            Principal::User(u) => u
+                .role
+                .max(u.roles.get(&p.name).copied().unwrap_or_default()),
+            Principal::Builder(_) | Principal::Anonymous => Role::None,
+        };
+        if p.private {
+            mine
+        } else {
+            mine.max(Role::Viewer)
+        }
+    }
+
+    /// Whether the project exists for the caller at all.
+    pub fn can_see(&self, p: &records::Project) -> bool {
+        self.role_on(p) >= Role::Viewer
+    }
+
+    /// Only an admin may do this.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            return Ok(());
+        }
+        Err(self.refusal(Role::Admin, "this", None, Role::None))
+    }
+
+    /// Refuses unless the caller's role on `p` is at least `need`; `doing`
+    /// names the operation ("triggering a build of p"). A project the
+    /// caller cannot see is not found, exactly as a missing one.
+    pub fn require(&self, p: &records::Project, need: Role, doing: &str) -> Result<(), ApiError> {
+        if !self.can_see(p) {
+            return Err(projects::not_found(&p.name));
+        }
+        let have = self.role_on(p);
+        if have >= need {
+            return Ok(());
+        }
+        Err(self.refusal(need, doing, Some(&p.name), have))
+    }
+
+    /// Why the caller may not do something that needs `need`.
+    fn refusal(&self, need: Role, doing: &str, project: Option<&str>, have: Role) -> ApiError {
+        let on = match (need, project) {
+            (Role::Admin, _) | (_, None) => String::new(),
+            (_, Some(p)) => format!(" on {p}"),
+        };
+        match self {
+            Principal::User(u) => {
+                let is = match (need, have) {
+                    (Role::Admin, _) => format!("{} is not an admin", u.name),
+                    (_, Role::None) => format!("{} has no role there", u.name),
+                    (_, r) => format!("{} is a {r} there", u.name),
+                };
+                ApiError::Denied(format!("{doing} needs the {need} role{on}; {is}"))
+            }
+            Principal::Builder(id) => ApiError::Denied(format!(
+                "builder {id} may not do this: {doing} needs the {need} role{on}"
+            )),
+            Principal::Admin | Principal::Anonymous => ApiError::Unauthenticated(format!(
+                "{doing} needs the {need} role{on}: sign in (`kha login`, or the web UI), or send an API token"
+            )),
+        }
     }
 }
 
@@ -89,6 +176,9 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("{0}")]
     Denied(String),
+    /// Too many attempts (sign-in): wait.
+    #[error("{0}")]
+    TooMany(String),
     /// Something the control node depends on is not reachable (a remote).
     #[error("{0}")]
     Unavailable(String),
@@ -142,6 +232,37 @@ impl From<SubscribeError> for ApiError {
     }
 }
 
+/// Whether the caller may see each project a list touches, looked up
+/// once per project per call.
+pub(crate) struct Visibility<'a> {
+    app: &'a App,
+    who: &'a Principal,
+    known: std::collections::HashMap<String, bool>,
+}
+
+impl<'a> Visibility<'a> {
+    pub(crate) fn new(app: &'a App, who: &'a Principal) -> Self {
+        Visibility {
+            app,
+            who,
+            known: Default::default(),
+        }
+    }
+
+    /// A project that no longer exists is visible to admins only.
+    pub(crate) fn project(&mut self, name: &str) -> Result<bool, ApiError> {
+        if let Some(&v) = self.known.get(name) {
+            return Ok(v);
+        }
+        let v = match self.app.store.get_project(name)? {
+            Some(p) => self.who.can_see(&p),
+            None => self.who.is_admin(),
+        };
+        self.known.insert(name.to_string(), v);
+        Ok(v)
+    }
+}
+
 /// Page numbers are 1-based; `per_page` 0 means 25, and at most 100.
 pub fn paging(page: u32, per_page: u32) -> Result<(u32, u32), ApiError> {
     let per_page = match per_page {
@@ -152,5 +273,7 @@ pub fn paging(page: u32, per_page: u32) -> Result<(u32, u32), ApiError> {
     Ok((page.max(1), per_page))
 }
 
+#[cfg(test)]
+pub(crate) mod permission_tests;
 #[cfg(test)]
 mod tests;

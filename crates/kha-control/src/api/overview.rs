@@ -1,14 +1,19 @@
-//! The front page: every project with its default branch's last build,
-//! the jobs running now and the jobs waiting.
+//! The front page: every project the caller may see with its default
+//! branch's last build (their starred projects first, as Travis listed
+//! "repositories I'm interested in"), the jobs running now and the jobs
+//! waiting.
 
-use super::{queue, views, ApiError, Principal};
+use super::{queue, views, ApiError, Principal, Visibility};
 use crate::app::App;
 use kha_core::view::{ActiveJob, Overview, ProjectSummary};
 
 pub fn get(app: &App, who: &Principal) -> Result<Overview, ApiError> {
-    who.require_reader()?;
     let mut projects = Vec::new();
+    let stars = who.user().map(|u| u.stars.clone()).unwrap_or_default();
     for p in app.store.list_projects()? {
+        if !who.can_see(&p) {
+            continue;
+        }
         let last = app
             .store
             .list_branches(&p.name)?
@@ -23,10 +28,14 @@ pub fn get(app: &App, who: &Principal) -> Result<Overview, ApiError> {
             None => None,
         };
         projects.push(ProjectSummary {
+            starred: stars.contains(&p.name),
             project: views::project(p),
             last_build,
         });
     }
+    // Stable: within each group, the store's (name) order stays.
+    projects.sort_by_key(|s| !s.starred);
+    let mut seen = Visibility::new(app, who);
     let mut running = Vec::new();
     let mut ids: Vec<u64> = app
         .sched
@@ -39,6 +48,9 @@ pub fn get(app: &App, who: &Principal) -> Result<Overview, ApiError> {
         let Some(j) = app.store.get_job(id)? else {
             continue;
         };
+        if !seen.project(&j.project)? {
+            continue;
+        }
         let branch = views::branch_of(app, &j)?;
         running.push(ActiveJob {
             project: j.project.clone(),

@@ -1,10 +1,10 @@
 //! Projects: add (with the defaults a new project gets), list, show, remove.
 
-use super::{views, ApiError, Principal};
+use super::{audit, views, ApiError, Principal};
 use crate::app::App;
 use crate::auth;
 use crate::store::records::{self, Credentials, Secret};
-use kha_core::view;
+use kha_core::view::{self, Role};
 use serde::{Deserialize, Serialize};
 
 /// What `add` needs; empty or 0 fields take their defaults.
@@ -28,6 +28,8 @@ pub struct NewProject {
     pub github_repo: String,
     pub credential_username: String,
     pub credential_password: String,
+    /// Only people with a role on it see it.
+    pub private: bool,
 }
 
 /// Adds a project; the answer carries its webhook secret, shown only here.
@@ -90,10 +92,17 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
         },
         webhook_secret: auth::new_token("khaw_"),
         credentials,
+        private: r.private,
     };
     if !app.store.add_project(&p)? {
         return Err(exists());
     }
+    let detail = format!(
+        "{}{}",
+        p.repo_url,
+        if p.private { " (private)" } else { "" }
+    );
+    audit::record(app, who, "project.add", &p.name, &detail);
     app.store.durable().await?;
     let secret = p.webhook_secret.expose().to_string();
     let mut v = views::project(p);
@@ -101,36 +110,153 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
     Ok(v)
 }
 
+/// The projects the caller may see.
 pub fn list(app: &App, who: &Principal) -> Result<Vec<view::Project>, ApiError> {
-    who.require_reader()?;
     Ok(app
         .store
         .list_projects()?
         .into_iter()
+        .filter(|p| who.can_see(p))
         .map(views::project)
         .collect())
 }
 
 pub fn get(app: &App, who: &Principal, name: &str) -> Result<view::Project, ApiError> {
-    who.require_reader()?;
-    Ok(views::project(record(app, name)?))
+    Ok(views::project(visible(app, who, name)?))
 }
 
+/// Removes a project, and every role and star naming it (a project added
+/// later under the same name starts with nobody).
 pub async fn remove(app: &App, who: &Principal, name: &str) -> Result<(), ApiError> {
     who.require_admin()?;
     if !app.store.remove_project(name)? {
         return Err(not_found(name));
     }
+    for u in app.store.list_users()? {
+        if u.roles.contains_key(name) || u.stars.contains(name) {
+            app.store.update_user(&u.name, |mut u| {
+                u.roles.remove(name);
+                u.stars.remove(name);
+                Some(u)
+            })?;
+        }
+    }
+    audit::record(app, who, "project.remove", name, "");
     app.store.durable().await?;
     Ok(())
 }
 
-/// The stored project, or a NotFound that says how to list them.
+/// What a maintainer may change; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProjectUpdate {
+    pub private: Option<bool>,
+    pub default_branch: Option<String>,
+    pub timeout_secs: Option<u64>,
+    /// 0: never poll.
+    pub poll_interval_secs: Option<u64>,
+    pub build_tags: Option<bool>,
+    pub cancel_superseded: Option<bool>,
+}
+
+/// Changes a project's settings (maintainers).
+pub async fn update(
+    app: &App,
+    who: &Principal,
+    name: &str,
+    u: ProjectUpdate,
+) -> Result<view::Project, ApiError> {
+    let mut p = record(app, name)?;
+    who.require(
+        &p,
+        Role::Maintainer,
+        &format!("changing the settings of {name}"),
+    )?;
+    let mut changed = Vec::new();
+    if let Some(v) = u.private {
+        p.private = v;
+        changed.push(format!("private={v}"));
+    }
+    if let Some(v) = u.default_branch {
+        if v.trim().is_empty() || v.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(ApiError::Invalid(format!(
+                "default_branch {v:?} is not a branch name"
+            )));
+        }
+        changed.push(format!("default_branch={v}"));
+        p.default_branch = v;
+    }
+    if let Some(v) = u.timeout_secs {
+        if v == 0 {
+            return Err(ApiError::Invalid("timeout_secs must be at least 1".into()));
+        }
+        p.timeout_secs = v;
+        changed.push(format!("timeout_secs={v}"));
+    }
+    if let Some(v) = u.poll_interval_secs {
+        p.poll_interval_secs = v;
+        changed.push(format!("poll_interval_secs={v}"));
+    }
+    if let Some(v) = u.build_tags {
+        p.build_tags = v;
+        changed.push(format!("build_tags={v}"));
+    }
+    if let Some(v) = u.cancel_superseded {
+        p.cancel_superseded = v;
+        changed.push(format!("cancel_superseded={v}"));
+    }
+    if changed.is_empty() {
+        return Err(ApiError::Invalid(
+            "nothing to change: give a setting".into(),
+        ));
+    }
+    app.store.put_project(&p)?;
+    audit::record(app, who, "project.update", name, &changed.join(" "));
+    app.store.durable().await?;
+    Ok(views::project(p))
+}
+
+/// Who has a role on a project (beyond what everyone has on a public one):
+/// per-project roles, and global roles of viewer and up. `project` of each
+/// entry names the user.
+pub fn members(app: &App, who: &Principal, name: &str) -> Result<Vec<view::ProjectRole>, ApiError> {
+    visible(app, who, name)?;
+    let mut out: Vec<view::ProjectRole> = app
+        .store
+        .list_users()?
+        .into_iter()
+        .filter(|u| !u.disabled)
+        .filter_map(|u| {
+            let role = u.role.max(u.roles.get(name).copied().unwrap_or_default());
+            (role >= Role::Viewer).then_some(view::ProjectRole {
+                project: u.name,
+                role,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.role.cmp(&a.role).then_with(|| a.project.cmp(&b.project)));
+    Ok(out)
+}
+
+/// The stored project, or a NotFound that says how to list them. No
+/// permission check: callers check with [`visible`] or `Principal::require`.
 pub(super) fn record(app: &App, name: &str) -> Result<records::Project, ApiError> {
     app.store.get_project(name)?.ok_or_else(|| not_found(name))
 }
 
-fn not_found(name: &str) -> ApiError {
+/// The project, if the caller may see it; otherwise NotFound, worded
+/// exactly as for a project that does not exist.
+pub(super) fn visible(
+    app: &App,
+    who: &Principal,
+    name: &str,
+) -> Result<records::Project, ApiError> {
+    let p = record(app, name)?;
+    who.require(&p, Role::Viewer, "reading it")?;
+    Ok(p)
+}
+
+pub(super) fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("no project {name:?} (see `kha project list`)"))
 }
 

@@ -1,18 +1,21 @@
 //! What waits for a builder, in the order it will be offered, and why each
 //! job waits: the question kha's peers answer worst.
 
-use super::{views, ApiError, Principal};
+use super::{views, ApiError, Principal, Visibility};
 use crate::app::App;
 use kha_core::view::QueuedJob;
 use kha_core::JobState;
 
 pub fn list(app: &App, who: &Principal) -> Result<Vec<QueuedJob>, ApiError> {
-    who.require_reader()?;
     let mut out = Vec::new();
+    let mut seen = Visibility::new(app, who);
     for (id, reason) in app.sched.waiting() {
         let Some(j) = app.store.get_job(id)? else {
             continue;
         };
+        if !seen.project(&j.project)? {
+            continue;
+        }
         if j.state != JobState::Queued {
             continue;
         }

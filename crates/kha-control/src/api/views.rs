@@ -22,6 +22,7 @@ pub fn project(p: records::Project) -> view::Project {
         cancel_superseded: p.cancel_superseded,
         github_repo: p.github_repo,
         webhook_secret: String::new(),
+        private: p.private,
     }
 }
 

@@ -29,6 +29,7 @@ impl From<ApiError> for Status {
             ApiError::Precondition(_) => Status::failed_precondition(m),
             ApiError::Unauthenticated(_) => Status::unauthenticated(m),
             ApiError::Denied(_) => Status::permission_denied(m),
+            ApiError::TooMany(_) => Status::resource_exhausted(m),
             ApiError::Unavailable(_) => Status::unavailable(m),
             ApiError::Pruned { .. } => Status::out_of_range(m),
             ApiError::Internal(_) => Status::internal(m),
@@ -38,7 +39,7 @@ impl From<ApiError> for Status {
 
 impl AdminSvc {
     fn who<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
-        Ok(api::admin_from_token(&self.app, bearer(req.metadata()))?)
+        Ok(api::auth::from_bearer(&self.app, bearer(req.metadata()))?)
     }
 }
 
@@ -65,6 +66,7 @@ impl AdminService for AdminSvc {
             github_repo: r.github_repo,
             credential_username: r.credential_username,
             credential_password: r.credential_password,
+            private: r.private,
         };
         let p = api::projects::add(&self.app, &who, new).await?;
         Ok(Response::new(p.into()))

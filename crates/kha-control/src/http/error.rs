@@ -16,6 +16,7 @@ pub fn status_of(e: &ApiError) -> (StatusCode, &'static str) {
         ApiError::Precondition(_) => (StatusCode::CONFLICT, "precondition"),
         ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
         ApiError::Denied(_) => (StatusCode::FORBIDDEN, "denied"),
+        ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many"),
         ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         // The events asked for are gone for good.
         ApiError::Pruned { .. } => (StatusCode::GONE, "precondition"),

@@ -91,7 +91,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// cross-site request).
 pub fn api_writer(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
     if let Some(t) = bearer(headers) {
-        return api::admin_from_token(app, Some(t));
+        return api::auth::from_bearer(app, Some(t));
     }
     if has_admin_cookie(app, headers) {
         let sent = headers
@@ -191,7 +191,13 @@ async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let next = local_path(&f.next).to_string();
-    if let Err(e) = api::admin_from_token(&app, Some(f.token.trim())) {
+    if let Err(e) = api::auth::from_bearer(&app, Some(f.token.trim())).and_then(|p| {
+        if p == Principal::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthenticated("wrong admin token".into()))
+        }
+    }) {
         let page = LoginPage {
             chrome: Chrome::new(&app, &headers, "Log in", "/login", String::new()),
             next,

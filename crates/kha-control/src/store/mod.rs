@@ -7,6 +7,7 @@ pub mod events;
 mod jobs;
 pub mod logs;
 pub mod records;
+mod users;
 
 use events::EventLog;
 use kha_core::event::{Event, EventKind};
@@ -74,6 +75,10 @@ pub struct Store {
     dedup: sled::Tree,
     branches: sled::Tree,
     meta: sled::Tree,
+    users: sled::Tree,
+    sessions: sled::Tree,
+    api_tokens: sled::Tree,
+    audit: sled::Tree,
     pub events: Arc<EventLog>,
     flush_tx: mpsc::UnboundedSender<oneshot::Sender<std::result::Result<(), String>>>,
 }
@@ -140,6 +145,10 @@ impl Store {
             tokens: db.open_tree("tokens")?,
             dedup: db.open_tree("dedup")?,
             branches: db.open_tree("branches")?,
+            users: db.open_tree("users")?,
+            sessions: db.open_tree("sessions")?,
+            api_tokens: db.open_tree("api_tokens")?,
+            audit: db.open_tree("audit")?,
             meta,
             events,
             flush_tx,
@@ -235,6 +244,12 @@ impl Store {
             .get(name)?
             .map(|v| decode(&v).map_err(corrupt("projects")))
             .transpose()
+    }
+
+    /// Replaces a project's record (settings changed).
+    pub fn put_project(&self, p: &Project) -> Result<()> {
+        self.projects.insert(p.name.as_bytes(), encode(p))?;
+        Ok(())
     }
 
     pub fn list_projects(&self) -> Result<Vec<Project>> {

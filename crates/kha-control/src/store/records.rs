@@ -1,8 +1,10 @@
 //! The records kept in sled, one tree per kind. Values are JSON behind a
 //! format version byte, so the schema can evolve record by record.
 
+use kha_core::view::Role;
 use kha_core::{BuildId, BuildState, Epoch, JobId, JobState, Labels, Millis};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Project {
@@ -29,6 +31,9 @@ pub struct Project {
     /// For a private repository.
     #[serde(default)]
     pub credentials: Option<Credentials>,
+    /// Only people with a role on it see it.
+    #[serde(default)]
+    pub private: bool,
 }
 
 pub use kha_core::Secret;
@@ -172,6 +177,60 @@ pub struct EnrolmentToken {
 }
 
 const FORMAT_V1: u8 = 1;
+
+/// A person's account (tree `users`, keyed by name).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+    /// argon2id in PHC form; empty: no password (GitHub sign-in only).
+    #[serde(default)]
+    pub password_hash: String,
+    #[serde(default)]
+    pub github_id: u64,
+    #[serde(default)]
+    pub github_login: String,
+    #[serde(default)]
+    pub role: Role,
+    /// Roles on single projects.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Role>,
+    #[serde(default)]
+    pub stars: BTreeSet<String>,
+    #[serde(default)]
+    pub disabled: bool,
+    pub created_ms: Millis,
+    #[serde(default)]
+    pub last_seen_ms: Millis,
+}
+
+/// A web session (tree `sessions`, keyed by the SHA-256 of its id, so the
+/// database never holds a usable cookie).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// Empty: the break-glass admin token.
+    pub user: String,
+    pub csrf: String,
+    pub created_ms: Millis,
+    pub last_seen_ms: Millis,
+    /// For the admin token's sessions: ties them to the token they were
+    /// started with, so a new admin token ends them.
+    #[serde(default)]
+    pub admin_mark: String,
+}
+
+/// A user's API token (tree `api_tokens`, keyed by the SHA-256 of the token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub user: String,
+    pub name: String,
+    pub created_ms: Millis,
+    /// 0: never.
+    pub expires_ms: Millis,
+    pub last_used_ms: Millis,
+}
 
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     let mut out = vec![FORMAT_V1];

@@ -92,6 +92,7 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
                 no_poll,
                 credential_username: username.unwrap_or_default(),
                 credential_password: password,
+                private: false,
             });
             let p = wire::project(ctx.client.add_project(r).await?.into_inner());
             if ctx.json {
