@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod github_login;
 pub mod grpc;
 pub mod http;
 pub mod scheduler;
