@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod github_login;
 pub mod grpc;
 pub mod http;
 pub mod scheduler;
@@ -29,6 +30,7 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use std::io::IsTerminal;
 use tracing::info;
 
 /// Reads the admin token from `<data>/admin.token`, creating it (0600) on
@@ -56,6 +58,36 @@ pub fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
     Ok(token.into_inner())
 }
 
+/// While nobody has an account, prints the one-time link that creates the
+/// first admin to `<data>/setup.url` (0600) and, when standard output is a
+/// terminal, there too — never to the log, which others may read (a daemon's
+/// standard output usually is a log).
+fn announce_setup(app: &App, web: &str) -> anyhow::Result<()> {
+    let path = app.cfg.data_dir.join("setup.url");
+    let token = match api::auth::setup_token(app) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            let _ = std::fs::remove_file(&path);
+            return Ok(());
+        }
+        Err(e) => anyhow::bail!("cannot make the setup link: {e}"),
+    };
+    let link = format!("{web}/setup/{}", token.expose());
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(f, "{link}")?;
+    if std::io::stdout().is_terminal() {
+        println!("kha-control: no users yet. Create the first admin at {link}\n(one-time link, also in {}; or run `kha-control user add --admin NAME` with the control node stopped)", path.display());
+    }
+    info!(file = %path.display(), "no users yet: the one-time setup link is in this file");
+    Ok(())
+}
+
 /// Runs the control node on already-bound listeners (gRPC, and HTTP for
 /// webhooks) until `shutdown`.
 pub async fn run(
@@ -79,6 +111,13 @@ pub async fn run(
     };
     let app = App::open(cfg, shutdown.clone())?;
     app.start();
+    let web = http_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| app.cfg.base_url(Some(&a.to_string())));
+    if let Some(web) = web {
+        announce_setup(&app, &web)?;
+    }
 
     if let Some(l) = http_listener {
         let (router, stop) = (http::router(app.clone()), shutdown.clone());
