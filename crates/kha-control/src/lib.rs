@@ -24,13 +24,13 @@ use config::Config;
 use kha_core::limits;
 use kha_proto::admin::admin_service_server::AdminServiceServer;
 use kha_proto::agent::agent_service_server::AgentServiceServer;
+use std::io::IsTerminal;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use std::io::IsTerminal;
 use tracing::info;
 
 /// Reads the admin token from `<data>/admin.token`, creating it (0600) on
@@ -111,12 +111,9 @@ pub async fn run(
     };
     let app = App::open(cfg, shutdown.clone())?;
     app.start();
-    let web = http_listener
-        .as_ref()
-        .and_then(|l| l.local_addr().ok())
-        .map(|a| app.cfg.base_url(Some(&a.to_string())));
-    if let Some(web) = web {
-        announce_setup(&app, &web)?;
+    if let Some(a) = http_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        let _ = app.http_addr.set(a);
+        announce_setup(&app, &app.web_url())?;
     }
 
     if let Some(l) = http_listener {
