@@ -7,7 +7,8 @@
 //!
 //! The token sent is the first of: `--token`/`KHA_TOKEN`, the config file's
 //! (`kha login` writes it), the control node's `admin.token` when readable
-//! (on the control node's machine). With none, calls are anonymous: public
+//! (`--data-dir`, or `/var/lib/kha` for a control node on this machine's
+//! loopback: that token is never sent to another server). With none, calls are anonymous: public
 //! projects can be read, and anything more is refused (exit 4) with the
 //! role it needs.
 //!
@@ -234,6 +235,19 @@ fn normal(server: &str) -> String {
     }
 }
 
+/// Whether `server` (`http://HOST:PORT`) names this machine.
+fn on_loopback(server: &str) -> bool {
+    let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => rest.split([':', '/']).next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
 /// The token to send: the flag (or `KHA_TOKEN`), the config file's (only
 /// to the server it was stored for: a token is never sent to another), or
 /// the control node's admin token when this machine can read it; else none.
@@ -245,10 +259,13 @@ fn token_of(cli: &Cli, file: &config::FileConfig, server: &str) -> Option<String
     if let Some(t) = file.token.clone().filter(|_| for_here) {
         return Some(t);
     }
-    let dir = cli
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/var/lib/kha"));
+    // The default data dir's admin token is this machine's control node's:
+    // never sent elsewhere unless the data dir was named on purpose.
+    let dir = match cli.data_dir.clone() {
+        Some(d) => d,
+        None if on_loopback(server) => PathBuf::from("/var/lib/kha"),
+        None => return None,
+    };
     std::fs::read_to_string(dir.join("admin.token"))
         .ok()
         .map(|t| t.trim().to_string())
@@ -276,4 +293,28 @@ async fn connect(cli: &Cli, server: &str, token: Option<&str>) -> Result<Ctx, Fa
         client,
         json: cli.json,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_loopback;
+
+    #[test]
+    fn the_local_admin_token_goes_only_to_this_machine() {
+        for s in [
+            "http://127.0.0.1:7700",
+            "http://localhost:7700",
+            "https://[::1]:7700",
+            "127.0.0.2:1",
+        ] {
+            assert!(on_loopback(s), "{s}");
+        }
+        for s in [
+            "http://ci.example.org:7700",
+            "https://10.0.0.5:7700",
+            "http://[2001:db8::1]:7700",
+        ] {
+            assert!(!on_loopback(s), "{s}");
+        }
+    }
 }
