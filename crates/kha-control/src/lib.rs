@@ -56,6 +56,28 @@ pub fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
     Ok(token.into_inner())
 }
 
+/// While nobody has an account, prints the one-time link that creates the
+/// first admin (on stdout, for whoever started the control node; it is not
+/// logged, since logs are often shipped elsewhere).
+fn announce_setup(app: &App, http: std::net::SocketAddr) {
+    match api::auth::setup_token(app) {
+        Ok(Some(token)) => {
+            let base = if app.cfg.public_url.is_empty() {
+                format!("http://{http}")
+            } else {
+                app.cfg.base_url(None)
+            };
+            println!(
+                "kha-control: no user accounts yet. Create the first admin at\n  {base}/setup/{}",
+                token.expose()
+            );
+            info!("no user accounts yet: the setup link is printed on stdout");
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot make the setup link"),
+    }
+}
+
 /// Runs the control node on already-bound listeners (gRPC, and HTTP for
 /// webhooks) until `shutdown`.
 pub async fn run(
@@ -83,10 +105,14 @@ pub async fn run(
     if let Some(l) = http_listener {
         let (router, stop) = (http::router(app.clone()), shutdown.clone());
         if let Ok(a) = l.local_addr() {
-            info!(addr = %a, "serving HTTP (webhooks)");
+            info!(addr = %a, "serving HTTP (web UI, API, webhooks)");
+            announce_setup(&app, a);
         }
         app.spawn("http", async move {
-            let r = axum::serve(l, router)
+            // Sign-in limits count failures per client address: handlers
+            // see the TCP peer.
+            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let r = axum::serve(l, service)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
             if let Err(e) = r {
