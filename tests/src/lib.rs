@@ -5,14 +5,16 @@
 //!
 //! A test starts with a [`Fixture`] (the running cluster it needs), makes
 //! [`Repo`]s, serves them with a [`GitDaemon`] or [`GitHttp`] when a URL
-//! must be remote, and posts webhooks with [`http_post`]. The web UI's tests
-//! drive a real headless chromium with a [`Browser`].
+//! must be remote, and posts webhooks with [`http_post`]. GitHub sign-in
+//! talks to a [`GithubStub`]. The web UI's tests drive a real headless
+//! chromium with a [`Browser`].
 
 mod browser;
 mod certs;
 mod cluster;
 mod fixture;
 mod git_server;
+mod github_stub;
 mod http;
 mod lxc;
 mod process;
@@ -23,6 +25,7 @@ pub use certs::make_certificates;
 pub use cluster::{Builder, Cluster};
 pub use fixture::Fixture;
 pub use git_server::{GitDaemon, GitHttp};
+pub use github_stub::{GithubStub, Seen, StubEmail, StubUser};
 pub use http::{github_fixture, github_signature, http_get, http_post, http_request, Response};
 pub use lxc::{lxc_available, require_lxc};
 pub use nix::sys::signal::Signal;

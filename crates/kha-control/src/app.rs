@@ -8,6 +8,7 @@
 //! flight is recorded before the last flush).
 
 use crate::config::Config;
+use crate::github_login::GithubLogin;
 use crate::scheduler::Scheduler;
 use crate::store::events::EventLog;
 use crate::store::logs::LogStore;
@@ -37,6 +38,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// SHA-256 of the admin token.
     pub admin_hash: String,
+    /// GitHub sign-in, when `[github]` is configured.
+    pub github: Option<GithubLogin>,
     /// Sign-in failures and one-time CLI codes (memory only).
     pub auth: crate::api::auth::AuthState,
     pub shutdown: CancellationToken,
@@ -55,6 +58,7 @@ impl App {
         shutdown: CancellationToken,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Arc<App>> {
+        let github = github_login(&cfg)?;
         let data = cfg.data_dir.clone();
         std::fs::create_dir_all(&data)
             .with_context(|| format!("creating data dir {}", data.display()))?;
@@ -78,6 +82,7 @@ impl App {
             triggers,
             clock,
             admin_hash,
+            github,
             auth: Default::default(),
             shutdown,
             tasks: TaskTracker::new(),
@@ -150,6 +155,17 @@ impl App {
                     ),
                     Err(e) => warn!(error = %e, "cannot prune events"),
                 }
+                let (idle, max) = (
+                    self.cfg.session_idle_secs.saturating_mul(1000),
+                    self.cfg.session_max_secs.saturating_mul(1000),
+                );
+                let stale = |s: &crate::store::records::Session| {
+                    now.saturating_sub(s.last_seen_ms) > idle
+                        || now.saturating_sub(s.created_ms) > max
+                };
+                if let Err(e) = self.store.remove_sessions(stale) {
+                    warn!(error = %e, "cannot remove ended sessions");
+                }
             }
         }
     }
@@ -202,5 +218,63 @@ impl App {
         if let Err(e) = self.store.durable().await {
             warn!(error = %e, "last flush failed");
         }
+    }
+}
+
+/// GitHub sign-in from `[github]`, checked before anything is opened: a bad
+/// setting stops the start with what to fix.
+fn github_login(cfg: &Config) -> anyhow::Result<Option<GithubLogin>> {
+    let Some(gh) = &cfg.github else {
+        return Ok(None);
+    };
+    if cfg.public_url.is_empty() {
+        warn!(
+            "GitHub sign-in without public_url: GitHub will send browsers back to {}, \
+             which must be the OAuth app's callback URL; set public_url",
+            cfg.base_url(None)
+        );
+    }
+    let redirect = format!("{}/auth/github/callback", cfg.base_url(None));
+    let login = GithubLogin::new(gh, &redirect).map_err(|e| anyhow::anyhow!("{e}"))?;
+    info!(callback = %redirect, "GitHub sign-in on");
+    Ok(Some(login))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_github_section_is_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::from_toml(
+            "[github]\nclient_id = \"Iv1.x\"\nclient_secret = \"s\"\ntoken_url = \"github.com/token\"",
+        )
+        .unwrap();
+        cfg.data_dir = dir.path().join("data");
+        let e = App::open(cfg.clone(), CancellationToken::new())
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "[github] token_url \"github.com/token\" is not a URL: relative URL without a base"
+        );
+        assert!(!cfg.data_dir.exists(), "nothing is opened before the check");
+
+        cfg.github.as_mut().unwrap().token_url = "https://github.example/token".into();
+        cfg.public_url = "https://ci.example.org/".into();
+        let app = App::open(cfg, CancellationToken::new()).unwrap();
+        let url = app.github.as_ref().unwrap().authorize_url("s");
+        assert!(
+            url.contains("redirect_uri=https%3A%2F%2Fci.example.org%2Fauth%2Fgithub%2Fcallback"),
+            "{url}"
+        );
+
+        let cfg = Config {
+            data_dir: dir.path().join("data2"),
+            ..Config::default()
+        };
+        let app = App::open(cfg, CancellationToken::new()).unwrap();
+        assert!(app.github.is_none(), "off without [github]");
     }
 }

@@ -1,8 +1,8 @@
 //! The control node's settings: a TOML file (every key optional), overridden
 //! by flags and `KHA_…` environment variables in `main.rs`.
 
-use kha_core::limits;
 use kha_core::view::Role;
+use kha_core::{limits, Secret};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -47,38 +47,49 @@ pub struct Config {
     pub session_idle_secs: u64,
     /// …and after this long in any case.
     pub session_max_secs: u64,
-    /// GitHub sign-in (absent: off).
+    /// GitHub sign-in (the OAuth web flow); absent: off.
     pub github: Option<GithubConfig>,
 }
 
-/// GitHub sign-in: an OAuth app's credentials, GitHub's URLs (every one
-/// configurable, for GitHub Enterprise and for tests), and who may sign in.
+/// GitHub sign-in: an OAuth app registered on GitHub (or GitHub Enterprise
+/// Server, whose URLs differ) with `{public_url}/auth/github/callback` as
+/// its callback URL.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct GithubConfig {
+    /// The OAuth app's client id.
     pub client_id: String,
-    pub client_secret: String,
+    /// The OAuth app's client secret (redacted in `Debug`).
+    pub client_secret: Secret,
+    /// Where the browser is sent to approve the sign-in.
+    #[serde(default = "github_authorize_url")]
     pub authorize_url: String,
+    /// Where the control node exchanges the returned code for a token.
+    #[serde(default = "github_token_url")]
     pub token_url: String,
+    /// GitHub's REST API (`{api_url}/user`, …).
+    #[serde(default = "github_api_url")]
     pub api_url: String,
-    /// The global role of a user created by their first GitHub sign-in.
+    /// The global role of a user created by their first GitHub sign-in
+    /// ("none": public projects only, until an admin gives more).
+    #[serde(default)]
     pub default_role: Role,
-    /// If not empty, only members of one of these organisations may sign in.
+    /// When not empty, only members of one of these organizations (their
+    /// logins) may sign in with GitHub.
+    #[serde(default)]
     pub orgs: Vec<String>,
 }
 
-impl Default for GithubConfig {
-    fn default() -> Self {
-        GithubConfig {
-            client_id: String::new(),
-            client_secret: String::new(),
-            authorize_url: "https://github.com/login/oauth/authorize".into(),
-            token_url: "https://github.com/login/oauth/access_token".into(),
-            api_url: "https://api.github.com".into(),
-            default_role: Role::None,
-            orgs: Vec::new(),
-        }
-    }
+fn github_authorize_url() -> String {
+    "https://github.com/login/oauth/authorize".into()
+}
+
+fn github_token_url() -> String {
+    "https://github.com/login/oauth/access_token".into()
+}
+
+fn github_api_url() -> String {
+    "https://api.github.com".into()
 }
 
 impl Default for Config {
@@ -139,6 +150,50 @@ mod tests {
         let text = include_str!("../../../deploy/control.toml");
         let c = Config::from_toml(text).unwrap();
         assert_eq!(c.grpc_listen, "0.0.0.0:7700");
+        assert!(c.github.is_none(), "GitHub sign-in is off by default");
+    }
+
+    /// The example's commented-out `[github]` section, uncommented, parses
+    /// with exactly the keys the docs name.
+    #[test]
+    fn example_github_section_parses() {
+        let text = include_str!("../../../deploy/control.toml");
+        let section: String = text
+            .lines()
+            .skip_while(|l| *l != "# [github]")
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(section.starts_with("[github]\n"), "{section}");
+        let c = Config::from_toml(&section).unwrap();
+        let gh = c.github.unwrap();
+        assert_eq!(gh.client_id, "Iv1.0123456789abcdef");
+        assert_eq!(gh.authorize_url, "https://github.com/login/oauth/authorize");
+        assert_eq!(gh.default_role, Role::None);
+        assert_eq!(gh.orgs, ["example-org"]);
+    }
+
+    #[test]
+    fn github_defaults_are_githubs_urls() {
+        let c = Config::from_toml("[github]\nclient_id = \"x\"\nclient_secret = \"s\"").unwrap();
+        let gh = c.github.unwrap();
+        assert_eq!(gh.token_url, "https://github.com/login/oauth/access_token");
+        assert_eq!(gh.api_url, "https://api.github.com");
+        assert_eq!(gh.default_role, Role::None);
+        assert!(gh.orgs.is_empty());
+        assert_eq!(format!("{:?}", gh.client_secret), "Secret(<redacted>)");
+        let e = Config::from_toml("[github]\nclient_id = \"x\"\nclient_secret = \"s\"\norg = []")
+            .unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+        let e = Config::from_toml("[github]\nclient_id = \"x\"").unwrap_err();
+        assert!(e.contains("client_secret"), "{e}");
+        let e = Config::from_toml(
+            "[github]\nclient_id = \"x\"\nclient_secret = \"s\"\ndefault_role = \"owner\"",
+        )
+        .unwrap_err();
+        assert!(e.contains("unknown variant `owner`"), "{e}");
     }
 
     #[test]

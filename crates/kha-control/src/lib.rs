@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod github_login;
 pub mod grpc;
 pub mod http;
 pub mod scheduler;
@@ -57,25 +58,30 @@ pub fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 /// While nobody has an account, prints the one-time link that creates the
-/// first admin (on stdout, for whoever started the control node; it is not
-/// logged, since logs are often shipped elsewhere).
-fn announce_setup(app: &App, http: std::net::SocketAddr) {
-    match api::auth::setup_token(app) {
-        Ok(Some(token)) => {
-            let base = if app.cfg.public_url.is_empty() {
-                format!("http://{http}")
-            } else {
-                app.cfg.base_url(None)
-            };
-            println!(
-                "kha-control: no user accounts yet. Create the first admin at\n  {base}/setup/{}",
-                token.expose()
-            );
-            info!("no user accounts yet: the setup link is printed on stdout");
+/// first admin (to standard output, which an operator reads, and to
+/// `<data>/setup.url`, 0600 — never to the log, which others may read).
+fn announce_setup(app: &App, web: &str) -> anyhow::Result<()> {
+    let path = app.cfg.data_dir.join("setup.url");
+    let token = match api::auth::setup_token(app) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            let _ = std::fs::remove_file(&path);
+            return Ok(());
         }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot make the setup link"),
-    }
+        Err(e) => anyhow::bail!("cannot make the setup link: {e}"),
+    };
+    let link = format!("{web}/setup/{}", token.expose());
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(f, "{link}")?;
+    println!("kha-control: no users yet. Create the first admin at {link}\n(one-time link, also in {}; or run `kha-control user add --admin NAME` with the control node stopped)", path.display());
+    info!(file = %path.display(), "no users yet: the one-time setup link is in this file");
+    Ok(())
 }
 
 /// Runs the control node on already-bound listeners (gRPC, and HTTP for
@@ -101,12 +107,18 @@ pub async fn run(
     };
     let app = App::open(cfg, shutdown.clone())?;
     app.start();
+    let web = http_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| app.cfg.base_url(Some(&a.to_string())));
+    if let Some(web) = web {
+        announce_setup(&app, &web)?;
+    }
 
     if let Some(l) = http_listener {
         let (router, stop) = (http::router(app.clone()), shutdown.clone());
         if let Ok(a) = l.local_addr() {
             info!(addr = %a, "serving HTTP (web UI, API, webhooks)");
-            announce_setup(&app, a);
         }
         app.spawn("http", async move {
             // Sign-in limits count failures per client address: handlers

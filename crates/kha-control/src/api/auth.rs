@@ -575,7 +575,8 @@ pub struct GithubIdentity {
     pub id: u64,
     pub login: String,
     pub name: String,
-    /// The primary verified address ("" if none).
+    /// The primary address if GitHub verified it, else the first verified
+    /// one ("" if none).
     pub email: String,
     /// Organisation logins (read only when `github.orgs` is configured).
     pub orgs: Vec<String>,

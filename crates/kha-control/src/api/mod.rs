@@ -284,4 +284,6 @@ pub fn paging(page: u32, per_page: u32) -> Result<(u32, u32), ApiError> {
 }
 
 #[cfg(test)]
+pub(crate) mod permission_tests;
+#[cfg(test)]
 mod tests;
