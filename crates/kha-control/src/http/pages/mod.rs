@@ -10,6 +10,7 @@ mod actions;
 mod audit;
 mod build;
 mod builders;
+mod github_signin;
 pub mod job;
 mod overview;
 mod project;
@@ -59,6 +60,8 @@ pub fn routes() -> Router<Arc<App>> {
             "/setup/{token}",
             get(signin::setup_page).post(signin::setup),
         )
+        .route("/auth/github", get(github_signin::start))
+        .route("/auth/github/callback", get(github_signin::callback))
         .route("/account", get(account::page))
         .route("/account/tokens", post(account::create_token))
         .route("/account/tokens/{id}/revoke", post(account::revoke_token))

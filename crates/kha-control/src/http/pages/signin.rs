@@ -75,7 +75,7 @@ fn login_page(app: &App, c: &Caller, pre: String, next: &str) -> LoginPage {
 
 /// Whether the login page offers "Sign in with GitHub".
 fn github_configured(app: &App) -> bool {
-    app.cfg.github.is_some()
+    app.github.is_some()
 }
 
 /// Sets `kha_pre` on `r` when the browser has none yet.
