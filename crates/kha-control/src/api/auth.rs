@@ -301,6 +301,7 @@ pub async fn admin_session(app: &App, token: &str) -> Result<(Secret, String), A
         ));
     }
     let (sid, csrf) = start_session(app, None).await?;
+    info!("signed in with the admin token (web)");
     audit::record(app, &Principal::Admin, "signin", "admin token", "web");
     app.store.durable().await?;
     Ok((sid, csrf))
@@ -614,6 +615,7 @@ pub async fn github_user(app: &App, gh: &GithubIdentity) -> Result<String, ApiEr
             &u.name,
             &format!("github:{}", gh.login),
         );
+        info!(user = %u.name, github = %gh.login, "signed in with GitHub");
         app.store.durable().await?;
         return Ok(u.name);
     }
@@ -659,6 +661,7 @@ pub async fn github_user(app: &App, gh: &GithubIdentity) -> Result<String, ApiEr
             "user {name} was created at the same moment; sign in again"
         )));
     }
+    info!(user = %name, github = %gh.login, "first sign-in with GitHub: user created");
     let who = principal_of(rec);
     audit::record(
         app,

@@ -407,7 +407,11 @@ async fn sign_in(s: &Server, fields: &str) -> Reply {
         .to_string();
     let pre = field(&page.body, "pre");
     assert!(pre_cookie.ends_with(&pre), "{pre_cookie} / {pre}");
-    let next = if fields.contains("next=") { "" } else { "&next=%2Fbuilders" };
+    let next = if fields.contains("next=") {
+        ""
+    } else {
+        "&next=%2Fbuilders"
+    };
     let body = format!("{fields}&pre={pre}{next}");
     let h = [FORM, ("Cookie", &pre_cookie)];
     request(s, "POST", "/login", &h, &body).await
