@@ -120,7 +120,7 @@ async fn trigger(
             .map_err(|e| ApiError::Invalid(format!("the body is not the JSON expected: {e}")))?
     };
     args.project = p;
-    let out = api::builds::trigger(&app, &who, args).await?;
+    let out = api::builds::trigger(&app, who, args).await?;
     let status = if out.created {
         StatusCode::CREATED
     } else {
@@ -142,7 +142,7 @@ async fn restart(
 ) -> Answer {
     let who = c.api_writer(&h)?;
     let id = id_of("build", &id)?;
-    ok(&api::builds::restart(&app, &who, id).await?)
+    ok(&api::builds::restart(&app, who, id).await?)
 }
 
 async fn cancel(
@@ -153,7 +153,7 @@ async fn cancel(
 ) -> Answer {
     let who = c.api_writer(&h)?;
     let id = id_of("build", &id)?;
-    ok(&api::builds::cancel(&app, &who, id).await?)
+    ok(&api::builds::cancel(&app, who, id).await?)
 }
 
 async fn job(State(app): State<Arc<App>>, c: Caller, Path(id): Path<String>) -> Answer {
@@ -192,7 +192,7 @@ async fn drain(
     Path(id): Path<String>,
 ) -> Answer {
     let who = c.api_writer(&h)?;
-    ok(&api::builders::drain(&app, &who, &id).await?)
+    ok(&api::builders::drain(&app, who, &id).await?)
 }
 
 async fn revoke(
@@ -202,7 +202,7 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Answer {
     let who = c.api_writer(&h)?;
-    ok(&api::builders::revoke(&app, &who, &id).await?)
+    ok(&api::builders::revoke(&app, who, &id).await?)
 }
 
 async fn queue(State(app): State<Arc<App>>, c: Caller) -> Answer {

@@ -52,7 +52,7 @@ struct AccountPage {
 }
 
 /// The page for `c`, or where to send them instead.
-fn account_page(app: &App, c: &Caller) -> Result<AccountPage, Response> {
+fn account_page(app: &App, c: &Caller) -> Result<AccountPage, Box<Response>> {
     let chrome = Chrome::new(app, c, "Account", "/account", String::new());
     let now = chrome.now;
     let web_url = api::users::whoami(app, &c.who).web_url;
@@ -68,11 +68,13 @@ fn account_page(app: &App, c: &Caller) -> Result<AccountPage, Response> {
                 web_url,
             });
         }
-        return Err(Redirect::to("/login?next=%2Faccount").into_response());
+        return Err(Box::new(
+            Redirect::to("/login?next=%2Faccount").into_response(),
+        ));
     };
     let found = api::users::get(app, &c.who, &me.name)
         .and_then(|u| Ok((u, api::auth::list_tokens(app, &c.who)?)));
-    let (user, tokens) = found.map_err(|e| error_page(app, c, &e))?;
+    let (user, tokens) = found.map_err(|e| Box::new(error_page(app, c, &e)))?;
     // An admin's list holds everyone's tokens: this page shows their own
     // (the users page is where others' are managed).
     let tokens = tokens
@@ -121,7 +123,7 @@ fn secret_page(page: &AccountPage) -> Response {
 pub async fn page(State(app): State<Arc<App>>, c: Caller) -> Response {
     match account_page(&app, &c) {
         Ok(p) => render(StatusCode::OK, &p),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -167,7 +169,7 @@ pub async fn create_token(
             p.new_token = Some((t.name, secret.into_inner()));
             secret_page(&p)
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -207,6 +209,6 @@ pub async fn cli_code(State(app): State<Arc<App>>, c: Caller, Form(f): Form<Csrf
             p.cli_code = code;
             secret_page(&p)
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }

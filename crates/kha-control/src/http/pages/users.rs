@@ -1,5 +1,5 @@
 //! `/users` (admins): every account (`#users`, rows `tr[data-user=NAME]`
-//! with `.role`, `.roles`, `.state`), each with a role form (`form.role`:
+//! with `.role`, `.roles`, `.status`), each with a role form (`form.role`:
 //! a global role, or a role on one project), `form.disable` or
 //! `form.enable`, and `form.remove`; `form#add-user` adds one (a generated
 //! password is shown once in `#new-password`). The service layer refuses
