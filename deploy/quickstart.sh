@@ -77,8 +77,12 @@ JOB=$("$BIN/kha" --json build list demo --per-page 1 | sed -n 's/.*"id": \([0-9]
 cat <<EOT
 
 kha is running: control node on $LISTEN, one lxc builder.
-Web UI: http://127.0.0.1:7701/ (reading is open; to restart or cancel,
-sign in with the admin token from $DATA/admin.token)
+Web UI: http://127.0.0.1:7701/ (public projects are open to read)
+$(if [ -s "$DATA/setup.url" ]; then
+    echo "Create the first admin account (one-time link): $(cat "$DATA/setup.url")"
+  else
+    echo "Sign in with your account (or the break-glass admin token in $DATA/admin.token)"
+  fi)
   kha project list                      projects
   kha build list demo                   the demo project's builds
   kha build trigger demo --wait         build it again (add --force to rebuild the same commit)

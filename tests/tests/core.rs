@@ -363,7 +363,7 @@ fn refusals_are_clear() {
     // The CLI: a wrong admin token and an unknown build, with their exit codes.
     let o = c.kha(&["--token", "nope", "project", "list"]);
     assert_eq!(o.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong admin token"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("neither the admin token nor an API token"));
     let o = c.kha(&["build", "show", "999999"]);
     assert_eq!(o.status.code(), Some(3));
 }

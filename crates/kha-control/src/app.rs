@@ -42,6 +42,9 @@ pub struct App {
     pub github: Option<GithubLogin>,
     /// Sign-in failures and one-time CLI codes (memory only).
     pub auth: crate::api::auth::AuthState,
+    /// The HTTP listener's bound address, once it listens (the configured
+    /// one may be port 0).
+    pub http_addr: std::sync::OnceLock<std::net::SocketAddr>,
     pub shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -84,9 +87,19 @@ impl App {
             admin_hash,
             github,
             auth: Default::default(),
+            http_addr: Default::default(),
             shutdown,
             tasks: TaskTracker::new(),
         }))
+    }
+
+    /// Where people reach the web UI: `public_url`, else the HTTP
+    /// listener's bound address.
+    pub fn web_url(&self) -> String {
+        match self.http_addr.get() {
+            Some(a) if self.cfg.public_url.is_empty() => format!("http://{a}"),
+            _ => self.cfg.base_url(None),
+        }
     }
 
     /// Spawns a task that shutdown waits for.

@@ -24,6 +24,7 @@ use config::Config;
 use kha_core::limits;
 use kha_proto::admin::admin_service_server::AdminServiceServer;
 use kha_proto::agent::agent_service_server::AgentServiceServer;
+use std::io::IsTerminal;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -58,8 +59,9 @@ pub fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 /// While nobody has an account, prints the one-time link that creates the
-/// first admin (to standard output, which an operator reads, and to
-/// `<data>/setup.url`, 0600 — never to the log, which others may read).
+/// first admin to `<data>/setup.url` (0600) and, when standard output is a
+/// terminal, there too — never to the log, which others may read (a daemon's
+/// standard output usually is a log).
 fn announce_setup(app: &App, web: &str) -> anyhow::Result<()> {
     let path = app.cfg.data_dir.join("setup.url");
     let token = match api::auth::setup_token(app) {
@@ -79,7 +81,9 @@ fn announce_setup(app: &App, web: &str) -> anyhow::Result<()> {
         .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
     writeln!(f, "{link}")?;
-    println!("kha-control: no users yet. Create the first admin at {link}\n(one-time link, also in {}; or run `kha-control user add --admin NAME` with the control node stopped)", path.display());
+    if std::io::stdout().is_terminal() {
+        println!("kha-control: no users yet. Create the first admin at {link}\n(one-time link, also in {}; or run `kha-control user add --admin NAME` with the control node stopped)", path.display());
+    }
     info!(file = %path.display(), "no users yet: the one-time setup link is in this file");
     Ok(())
 }
@@ -107,12 +111,9 @@ pub async fn run(
     };
     let app = App::open(cfg, shutdown.clone())?;
     app.start();
-    let web = http_listener
-        .as_ref()
-        .and_then(|l| l.local_addr().ok())
-        .map(|a| app.cfg.base_url(Some(&a.to_string())));
-    if let Some(web) = web {
-        announce_setup(&app, &web)?;
+    if let Some(a) = http_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        let _ = app.http_addr.set(a);
+        announce_setup(&app, &app.web_url())?;
     }
 
     if let Some(l) = http_listener {

@@ -1,8 +1,12 @@
-//! `kha-control`: the control node daemon.
+//! `kha-control`: the control node daemon, and `kha-control user add`,
+//! which works on the data directory's database while the daemon is
+//! stopped (how the first admin of a server gets in without a browser).
 
 use anyhow::Context;
 use clap::Parser;
+use kha_control::api::{self, Principal};
 use kha_control::config::Config;
+use kha_core::view::Role;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +42,37 @@ struct Args {
     /// TLS private key (PEM).
     #[arg(long, env = "KHA_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Without a command: run the control node.
+    #[command(subcommand)]
+    cmd: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Users, on the database itself: only while the control node is
+    /// stopped (a running one has `kha user`).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum UserCommand {
+    /// Add a user; without --password-stdin a password is generated and
+    /// printed once.
+    Add {
+        name: String,
+        /// Make them an admin (the same as --role admin).
+        #[arg(long, conflicts_with = "role")]
+        admin: bool,
+        /// Global role: none, viewer, maintainer or admin.
+        #[arg(long, default_value = "none")]
+        role: Role,
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 fn init_tracing() {
@@ -111,6 +146,17 @@ async fn main() -> anyhow::Result<()> {
         cfg.tls_cert = args.tls_cert;
         cfg.tls_key = args.tls_key;
     }
+    if let Some(Command::User(UserCommand::Add {
+        name,
+        admin,
+        role,
+        email,
+        password_stdin,
+    })) = args.cmd
+    {
+        let role = if admin { Role::Admin } else { role };
+        return user_add(cfg, name, role, email, password_stdin).await;
+    }
     let listener = tokio::net::TcpListener::bind(&cfg.grpc_listen)
         .await
         .with_context(|| format!("binding {}", cfg.grpc_listen))?;
@@ -148,4 +194,82 @@ async fn main() -> anyhow::Result<()> {
         stop.cancel();
     });
     kha_control::run(listener, http, cfg, shutdown).await
+}
+
+/// `kha-control user add`: opens the database (refused while a control
+/// node has it), adds the user through the service layer as the admin
+/// token would, and prints a generated password once.
+async fn user_add(
+    cfg: Config,
+    name: String,
+    role: Role,
+    email: String,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        String::new()
+    };
+    if password_stdin && password.is_empty() {
+        anyhow::bail!(
+            "no password on standard input (or leave out --password-stdin to have one generated)"
+        );
+    }
+    let data = cfg.data_dir.clone();
+    if database_in_use(&data.join("db"))? {
+        anyhow::bail!(
+            "the database in {} is in use: is kha-control running? Stop it and try again, or add the user through it: \
+             `kha user add {name} --role {role}` with the admin token (KHA_TOKEN=$(cat {}))",
+            data.display(),
+            data.join("admin.token").display()
+        );
+    }
+    let app = kha_control::app::App::open(cfg, CancellationToken::new())?;
+    let new = api::users::NewUser {
+        name,
+        password,
+        role,
+        email,
+    };
+    let (user, generated) = api::users::add(&app, &Principal::Admin, new)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "added user {} (global role {}) to {}",
+        user.name,
+        user.role,
+        data.display()
+    );
+    if let Some(p) = generated {
+        println!("password (shown once): {}", p.expose());
+    }
+    println!(
+        "start kha-control, then sign in on the web UI or with `kha login --user {}`",
+        user.name
+    );
+    Ok(())
+}
+
+/// Whether a running control node holds the database: sled keeps an
+/// exclusive flock on `db/db` while open, so a probe for the same lock
+/// answers without touching anything (and without reading sled's error
+/// text).
+fn database_in_use(db: &Path) -> anyhow::Result<bool> {
+    use nix::fcntl::{Flock, FlockArg};
+    let file = match std::fs::File::open(db.join("db")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", db.display())),
+    };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        // Dropping the lock releases it before sled takes it.
+        Ok(_lock) => Ok(false),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(true),
+        Err((_, e)) => Err(e).with_context(|| format!("locking {}", db.display())),
+    }
 }

@@ -1,6 +1,7 @@
 //! What every gRPC client of kha attaches to its calls: the bearer token,
 //! as `authorization: Bearer <token>` metadata, through one tonic
-//! interceptor instead of a header inserted by hand at each call.
+//! interceptor instead of a header inserted by hand at each call (or
+//! nothing, for a CLI that has no token: its calls are anonymous).
 
 use std::fmt;
 use tonic::metadata::AsciiMetadataValue;
@@ -11,11 +12,12 @@ use tonic::transport::Channel;
 /// A channel whose every call carries a bearer token.
 pub type AuthChannel = InterceptedService<Channel, BearerAuth>;
 
-/// Adds `authorization: Bearer <token>` to every request. Cheap to clone
-/// (the value is shared); its `Debug` never shows the token.
+/// Adds `authorization: Bearer <token>` to every request (nothing when
+/// made with [`BearerAuth::anonymous`]). Cheap to clone (the value is
+/// shared); its `Debug` never shows the token.
 #[derive(Clone)]
 pub struct BearerAuth {
-    value: AsciiMetadataValue,
+    value: Option<AsciiMetadataValue>,
 }
 
 /// The token cannot be sent as metadata (it holds characters other than
@@ -48,7 +50,12 @@ impl BearerAuth {
             .map_err(|_| InvalidToken)?;
         // Kept out of HPACK's dynamic table and of h2's debug output.
         value.set_sensitive(true);
-        Ok(BearerAuth { value })
+        Ok(BearerAuth { value: Some(value) })
+    }
+
+    /// No token: the control node treats the calls as anyone's.
+    pub fn anonymous() -> BearerAuth {
+        BearerAuth { value: None }
     }
 
     /// `channel` with this token on every call.
@@ -59,8 +66,9 @@ impl BearerAuth {
 
 impl Interceptor for BearerAuth {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut()
-            .insert("authorization", self.value.clone());
+        if let Some(v) = &self.value {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
         Ok(req)
     }
 }
@@ -87,6 +95,10 @@ mod tests {
         let req = auth.call(req).unwrap();
         assert_eq!(req.metadata().get_all("authorization").iter().count(), 1);
         assert_eq!(format!("{auth:?}"), "BearerAuth(<redacted>)");
+        let req = BearerAuth::anonymous()
+            .call(tonic::Request::new(()))
+            .unwrap();
+        assert!(req.metadata().get("authorization").is_none());
     }
 
     #[test]

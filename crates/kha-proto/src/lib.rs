@@ -14,6 +14,7 @@ pub mod admin {
 
 pub mod client;
 pub mod convert;
+pub mod users;
 pub mod views;
 
 pub use kha_core::limits::MAX_MESSAGE_BYTES;

@@ -313,7 +313,7 @@ pub fn whoami(app: &App, who: &Principal) -> view::Whoami {
         role,
         roles,
         stars,
-        web_url: app.cfg.base_url(None),
+        web_url: app.web_url(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! `kha.admin.v1.AdminService`: what the `kha` CLI calls. A thin adapter
-//! over the service layer (`api`): each call authenticates, converts the
-//! request, calls one service function, and encodes its view.
+//! over the service layer (`api`): each call authenticates (the bearer
+//! token through `api::auth::from_bearer`; none is anonymous, not an
+//! error), converts the request, calls one service function, and encodes
+//! its view.
 
 use crate::api::{self, ApiError, Principal};
 use crate::app::App;
@@ -8,6 +10,7 @@ use crate::auth::bearer;
 use kha_core::event::{EventFilter, EventKind};
 use kha_proto::admin::admin_service_server::AdminService;
 use kha_proto::admin::*;
+use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -41,6 +44,26 @@ impl AdminSvc {
     fn who<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
         Ok(api::auth::from_bearer(&self.app, bearer(req.metadata()))?)
     }
+}
+
+/// The client's address, for sign-in rate limits. tonic knows it for TCP
+/// and TLS listeners (all the control node has); were it missing, every
+/// such caller would share one limit, which errs on the safe side.
+fn client_ip<T>(req: &Request<T>) -> IpAddr {
+    req.remote_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+}
+
+/// A new token as the wire carries it: the token itself only here.
+fn new_token((info, token): (kha_core::view::ApiToken, kha_core::Secret)) -> NewApiToken {
+    NewApiToken {
+        info: Some(info.into()),
+        token: token.into_inner(),
+    }
+}
+
+fn role(r: i32, field: &str) -> Result<kha_core::view::Role, Status> {
+    kha_proto::users::role_arg(r, field).map_err(Status::invalid_argument)
 }
 
 type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -303,5 +326,277 @@ impl AdminService for AdminSvc {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn login(&self, req: Request<LoginRequest>) -> Result<Response<NewApiToken>, Status> {
+        let addr = client_ip(&req);
+        let r = req.into_inner();
+        let t = api::auth::login(&self.app, &r.user, &r.password, addr, &r.token_name).await?;
+        Ok(Response::new(new_token(t)))
+    }
+
+    async fn redeem_cli_code(
+        &self,
+        req: Request<RedeemCliCodeRequest>,
+    ) -> Result<Response<NewApiToken>, Status> {
+        let r = req.into_inner();
+        let t = api::auth::redeem_cli_code(&self.app, &r.code, &r.token_name).await?;
+        Ok(Response::new(new_token(t)))
+    }
+
+    async fn whoami(&self, req: Request<WhoamiRequest>) -> Result<Response<Whoami>, Status> {
+        let who = self.who(&req)?;
+        Ok(Response::new(api::users::whoami(&self.app, &who).into()))
+    }
+
+    async fn add_user(
+        &self,
+        req: Request<AddUserRequest>,
+    ) -> Result<Response<AddUserResponse>, Status> {
+        let who = self.who(&req)?;
+        let r = req.into_inner();
+        let new = api::users::NewUser {
+            role: match r.role {
+                0 => kha_core::view::Role::None,
+                n => role(n, "role")?,
+            },
+            name: r.name,
+            password: r.password,
+            email: r.email,
+        };
+        let (u, generated) = api::users::add(&self.app, &who, new).await?;
+        Ok(Response::new(AddUserResponse {
+            user: Some(u.into()),
+            generated_password: generated.map(|s| s.into_inner()).unwrap_or_default(),
+        }))
+    }
+
+    async fn list_users(
+        &self,
+        req: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersResponse>, Status> {
+        let who = self.who(&req)?;
+        let users = api::users::list(&self.app, &who)?;
+        Ok(Response::new(ListUsersResponse {
+            users: users.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn get_user(&self, req: Request<GetUserRequest>) -> Result<Response<User>, Status> {
+        let who = self.who(&req)?;
+        let u = api::users::get(&self.app, &who, &req.into_inner().name)?;
+        Ok(Response::new(u.into()))
+    }
+
+    async fn remove_user(
+        &self,
+        req: Request<RemoveUserRequest>,
+    ) -> Result<Response<RemoveUserResponse>, Status> {
+        let who = self.who(&req)?;
+        api::users::remove(&self.app, &who, &req.into_inner().name).await?;
+        Ok(Response::new(RemoveUserResponse {}))
+    }
+
+    async fn set_role(&self, req: Request<SetRoleRequest>) -> Result<Response<User>, Status> {
+        let who = self.who(&req)?;
+        let r = req.into_inner();
+        let project = (!r.project.is_empty()).then_some(r.project.as_str());
+        let u =
+            api::users::set_role(&self.app, &who, &r.user, project, role(r.role, "role")?).await?;
+        Ok(Response::new(u.into()))
+    }
+
+    async fn set_user_disabled(
+        &self,
+        req: Request<SetUserDisabledRequest>,
+    ) -> Result<Response<User>, Status> {
+        let who = self.who(&req)?;
+        let r = req.into_inner();
+        let u = api::users::set_disabled(&self.app, &who, &r.user, r.disabled).await?;
+        Ok(Response::new(u.into()))
+    }
+
+    async fn set_password(
+        &self,
+        req: Request<SetPasswordRequest>,
+    ) -> Result<Response<SetPasswordResponse>, Status> {
+        let who = self.who(&req)?;
+        let r = req.into_inner();
+        api::users::set_password(&self.app, &who, &r.user, &r.password).await?;
+        Ok(Response::new(SetPasswordResponse {}))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<CreateTokenRequest>,
+    ) -> Result<Response<NewApiToken>, Status> {
+        let who = self.who(&req)?;
+        let r = req.into_inner();
+        let expires = (r.expires_ms > 0).then_some(r.expires_ms);
+        let t = api::auth::create_token(&self.app, &who, &r.name, expires).await?;
+        Ok(Response::new(new_token(t)))
+    }
+
+    async fn list_tokens(
+        &self,
+        req: Request<ListTokensRequest>,
+    ) -> Result<Response<ListTokensResponse>, Status> {
+        let who = self.who(&req)?;
+        let tokens = api::auth::list_tokens(&self.app, &who)?;
+        Ok(Response::new(ListTokensResponse {
+            tokens: tokens.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RevokeTokenResponse>, Status> {
+        let who = self.who(&req)?;
+        api::auth::revoke_token(&self.app, &who, &req.into_inner().id).await?;
+        Ok(Response::new(RevokeTokenResponse {}))
+    }
+
+    async fn list_audit(
+        &self,
+        req: Request<ListAuditRequest>,
+    ) -> Result<Response<AuditPage>, Status> {
+        let who = self.who(&req)?;
+        let r = req.into_inner();
+        let page = api::audit::list(&self.app, &who, r.page, r.per_page)?;
+        Ok(Response::new(page.into()))
+    }
+
+    async fn update_project(
+        &self,
+        req: Request<UpdateProjectRequest>,
+    ) -> Result<Response<Project>, Status> {
+        let who = self.who(&req)?;
+        let r = req.into_inner();
+        let u = api::projects::ProjectUpdate {
+            private: r.private,
+            default_branch: r.default_branch,
+            timeout_secs: r.timeout_secs,
+            poll_interval_secs: r.poll_interval_secs,
+            build_tags: r.build_tags,
+            cancel_superseded: r.cancel_superseded,
+        };
+        let p = api::projects::update(&self.app, &who, &r.name, u).await?;
+        Ok(Response::new(p.into()))
+    }
+
+    async fn star(&self, req: Request<StarRequest>) -> Result<Response<StarResponse>, Status> {
+        let who = self.who(&req)?;
+        let r = req.into_inner();
+        api::users::star(&self.app, &who, &r.project, r.on).await?;
+        Ok(Response::new(StarResponse {}))
+    }
+
+    async fn list_members(
+        &self,
+        req: Request<ListMembersRequest>,
+    ) -> Result<Response<ListMembersResponse>, Status> {
+        let who = self.who(&req)?;
+        let members = api::projects::members(&self.app, &who, &req.into_inner().project)?;
+        Ok(Response::new(ListMembersResponse {
+            members: members.into_iter().map(Into::into).collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The adapter called as tonic calls it (the service trait, metadata
+    //! and all), on a real App in a temp dir: sign-in by password and by a
+    //! web UI code, and the bearer of later calls.
+    use super::*;
+    use crate::config::Config;
+    use tokio_util::sync::CancellationToken;
+
+    fn with_bearer<T>(msg: T, token: &str) -> Request<T> {
+        let mut r = Request::new(msg);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    }
+
+    #[tokio::test]
+    async fn sign_in_by_password_and_by_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let app = App::open(cfg, CancellationToken::new()).unwrap();
+        let svc = AdminSvc { app: app.clone() };
+        let admin = crate::admin_token(&dir.path().join("data")).unwrap();
+        let mut add = AddUserRequest {
+            name: "alice".into(),
+            password: "correct horse".into(),
+            role: 0,
+            email: String::new(),
+        };
+        add.set_role(Role::Viewer);
+        let added = svc.add_user(with_bearer(add, &admin)).await.unwrap();
+        assert_eq!(added.get_ref().generated_password, "");
+        assert_eq!(added.get_ref().user.as_ref().unwrap().role(), Role::Viewer);
+
+        // Anonymous: no token is not an error, and it is told where the web UI is.
+        let me = svc.whoami(Request::new(WhoamiRequest {})).await.unwrap();
+        assert_eq!(me.get_ref().kind(), CallerKind::Anonymous);
+        assert!(me.get_ref().web_url.starts_with("http"));
+
+        let login = |password: &str| LoginRequest {
+            user: "alice".into(),
+            password: password.into(),
+            token_name: "kha CLI on test".into(),
+        };
+        let e = svc.login(Request::new(login("wrong"))).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        let t = svc
+            .login(Request::new(login("correct horse")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(t.token.starts_with("khau_"));
+        let info = t.info.unwrap();
+        assert_eq!(
+            (info.user.as_str(), info.name.as_str()),
+            ("alice", "kha CLI on test")
+        );
+        let me = svc
+            .whoami(with_bearer(WhoamiRequest {}, &t.token))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((me.name.as_str(), me.kind()), ("alice", CallerKind::User));
+
+        // A code made on the web UI (as alice) signs another CLI in, once.
+        let alice = api::auth::from_bearer(&app, Some(&t.token)).unwrap();
+        let code = api::auth::cli_code(&app, &alice).unwrap();
+        let redeem = || RedeemCliCodeRequest {
+            code: code.to_lowercase(),
+            token_name: "kha CLI on laptop".into(),
+        };
+        let t2 = svc.redeem_cli_code(Request::new(redeem())).await.unwrap();
+        assert_eq!(t2.get_ref().info.as_ref().unwrap().user, "alice");
+        let again = svc.redeem_cli_code(Request::new(redeem())).await;
+        assert_eq!(again.unwrap_err().code(), tonic::Code::Unauthenticated);
+
+        // Signing out is revoking one's own token by its id.
+        let listed = svc
+            .list_tokens(with_bearer(ListTokensRequest {}, &t.token))
+            .await
+            .unwrap()
+            .into_inner()
+            .tokens;
+        assert_eq!(listed.len(), 2);
+        let r = RevokeTokenRequest { id: info.id };
+        svc.revoke_token(with_bearer(r, &t.token)).await.unwrap();
+        let e = svc
+            .whoami(with_bearer(WhoamiRequest {}, &t.token))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
     }
 }

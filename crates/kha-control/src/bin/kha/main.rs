@@ -1,29 +1,41 @@
 //! `kha`: the admin CLI. It talks to a control node over gRPC only.
 //!
 //! This file holds the command line (`Cli`, `Cmd`), the connection context
-//! every command gets (`Ctx`: server, admin token, `--json`) and the exit
-//! codes; each command group lives in its own module, and everything
-//! printed goes through `output`.
+//! every command gets (`Ctx`: server, token, `--json`) and the exit codes;
+//! each command group lives in its own module, and everything printed goes
+//! through `output`.
+//!
+//! The token sent is the first of: `--token`/`KHA_TOKEN`, the config file's
+//! (`kha login` writes it), the control node's `admin.token` when readable
+//! (on the control node's machine). With none, calls are anonymous: public
+//! projects can be read, and anything more is refused (exit 4) with the
+//! role it needs.
 //!
 //! Exit codes: 0 success; 1 error; 2 bad usage; 3 not found; 4 not
-//! authenticated; 5 control node unreachable; 10 the awaited build or job
-//! did not pass.
+//! authenticated or not allowed; 5 control node unreachable; 10 the
+//! awaited build or job did not pass.
 
 #[macro_use]
 mod output;
+mod audit;
 mod branch;
 mod build;
 mod builder;
+mod config;
 mod events;
 mod lint;
 mod log;
+mod login;
 mod project;
+mod prompt;
+mod token;
+mod user;
 mod wire;
 
 use clap::{Parser, Subcommand};
 use kha_proto::admin::admin_service_client::AdminServiceClient;
 use kha_proto::client::{AuthChannel, BearerAuth};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use tonic::Code;
 
@@ -31,19 +43,21 @@ use tonic::Code;
 #[command(
     name = "kha",
     version,
-    about = "Drive a kha control node: projects, builds, logs, builders"
+    about = "Drive a kha control node: projects, builds, logs, builders, users"
 )]
 struct Cli {
     /// Control node address.
     #[arg(long, global = true, env = "KHA_SERVER")]
     server: Option<String>,
-    /// Admin token (default: the control node's admin.token when readable).
+    /// API token or admin token (default: the config file's, else the
+    /// control node's admin.token when readable, else none: anonymous).
     #[arg(long, global = true, env = "KHA_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Control node data dir, to find admin.token on the same machine.
     #[arg(long, global = true, env = "KHA_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// CLI config file (TOML: server, token).
+    /// CLI config file (TOML: server, token, token_id; default
+    /// ~/.config/kha/cli.toml).
     #[arg(long, global = true, env = "KHA_CLI_CONFIG")]
     config: Option<PathBuf>,
     /// Extra CA certificate (PEM) to trust for an https:// control node.
@@ -89,20 +103,28 @@ enum Cmd {
         #[arg(long)]
         expand: bool,
     },
-}
-
-/// The CLI config file (`~/.config/kha/cli.toml` or `--config`).
-#[derive(serde::Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct FileConfig {
-    server: Option<String>,
-    token: Option<String>,
+    /// Sign in as a user: stores an API token (and the server) in the
+    /// config file, 0600. The password is read without echo, or from
+    /// standard input when it is not a terminal.
+    Login(login::LoginArgs),
+    /// Revoke the stored token and remove it from the config file.
+    Logout,
+    /// Who the control node takes you for.
+    Whoami,
+    /// Users and their roles (admins).
+    #[command(subcommand)]
+    User(user::UserCmd),
+    /// Your API tokens.
+    #[command(subcommand)]
+    Token(token::TokenCmd),
+    /// Who did what, newest first (admins).
+    Audit(audit::AuditArgs),
 }
 
 /// What every command that talks to the control node gets.
 pub struct Ctx {
-    /// Every call carries the admin token (kha-proto's one interceptor,
-    /// the builder's too).
+    /// Every call carries the token, if there is one (kha-proto's one
+    /// interceptor, the builder's too).
     pub client: AdminServiceClient<AuthChannel>,
     /// `--json`: print JSON instead of tables.
     pub json: bool,
@@ -116,6 +138,7 @@ impl Ctx {
 }
 
 /// An error with the exit code it maps to.
+#[derive(Debug)]
 pub struct Failure(pub u8, pub String);
 
 impl From<tonic::Status> for Failure {
@@ -152,7 +175,22 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
     if let Cmd::Lint { file, expand } = &cli.cmd {
         return lint::run(file, *expand, cli.json);
     }
-    let mut ctx = connect(&cli).await?;
+    let path = config::path(cli.config.as_deref());
+    let file = config::load(path.as_deref())?;
+    let mut server = server_of(&cli, &file);
+    if let (Cmd::Logout, Some(s)) = (&cli.cmd, &file.server) {
+        // The stored token goes back only to the server it came from.
+        server = normal(s);
+    }
+    let token = match &cli.cmd {
+        // Signing in needs no credential, and a stale one would only be
+        // refused.
+        Cmd::Login(_) => None,
+        // What is signed out is the file's token.
+        Cmd::Logout => file.token.clone(),
+        _ => token_of(&cli, &file, &server),
+    };
+    let mut ctx = connect(&cli, &server, token.as_deref()).await?;
     match cli.cmd {
         Cmd::Project(c) => project::run(&mut ctx, c).await,
         Cmd::Build(c) => build::run(&mut ctx, c).await,
@@ -160,52 +198,77 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
         Cmd::Builder(c) => builder::run(&mut ctx, c).await,
         Cmd::Branch(c) => branch::run(&mut ctx, c).await,
         Cmd::Events(a) => events::run(&mut ctx, a).await,
+        Cmd::Login(a) => {
+            let to = login::Target {
+                server,
+                config: path,
+            };
+            login::login(&mut ctx, a, to).await
+        }
+        Cmd::Logout => login::logout(&mut ctx, &file, path.as_deref()).await,
+        Cmd::Whoami => login::whoami(&mut ctx, &server).await,
+        Cmd::User(c) => user::run(&mut ctx, c).await,
+        Cmd::Token(c) => token::run(&mut ctx, c).await,
+        Cmd::Audit(a) => audit::run(&mut ctx, a).await,
         Cmd::Lint { .. } => Ok(0),
     }
 }
 
-/// The server and token from flags, environment, the config file or the
-/// control node's data dir (in that order), and a channel to the server.
-async fn connect(cli: &Cli) -> Result<Ctx, Failure> {
-    let file = load_config(cli.config.as_deref())?;
-    let server = cli
-        .server
-        .clone()
-        .or(file.server)
-        .unwrap_or_else(|| "http://127.0.0.1:7700".into());
-    let server = if server.contains("://") {
-        server
+/// The control node's address: the flag (or `KHA_SERVER`), else the config
+/// file's, else the local default.
+fn server_of(cli: &Cli, file: &config::FileConfig) -> String {
+    normal(
+        &cli.server
+            .clone()
+            .or(file.server.clone())
+            .unwrap_or_else(|| "127.0.0.1:7700".into()),
+    )
+}
+
+/// An address with its scheme (`http://` when none is given).
+fn normal(server: &str) -> String {
+    if server.contains("://") {
+        server.to_string()
     } else {
         format!("http://{server}")
-    };
-    let token = match cli.token.clone().or(file.token) {
-        Some(t) => t,
-        None => {
-            let dir = cli
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("/var/lib/kha"));
-            std::fs::read_to_string(dir.join("admin.token"))
-                .map(|t| t.trim().to_string())
-                .map_err(|_| {
-                    Failure(
-                        4,
-                        format!(
-                        "no admin token: pass --token, set KHA_TOKEN, or run where {} is readable",
-                        dir.join("admin.token").display()
-                    ),
-                    )
-                })?
-        }
-    };
-    let channel = kha_proto::endpoint(&server, cli.ca.as_deref())
+    }
+}
+
+/// The token to send: the flag (or `KHA_TOKEN`), the config file's (only
+/// to the server it was stored for: a token is never sent to another), or
+/// the control node's admin token when this machine can read it; else none.
+fn token_of(cli: &Cli, file: &config::FileConfig, server: &str) -> Option<String> {
+    if let Some(t) = cli.token.clone() {
+        return Some(t);
+    }
+    let for_here = file.server.as_deref().is_none_or(|s| normal(s) == server);
+    if let Some(t) = file.token.clone().filter(|_| for_here) {
+        return Some(t);
+    }
+    let dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/kha"));
+    std::fs::read_to_string(dir.join("admin.token"))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// A channel to the server whose calls carry `token` (or none).
+async fn connect(cli: &Cli, server: &str, token: Option<&str>) -> Result<Ctx, Failure> {
+    let channel = kha_proto::endpoint(server, cli.ca.as_deref())
         .map_err(|e| Failure(2, e))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await
         .map_err(|e| Failure(5, format!("cannot reach the control node at {server}: {e}")))?;
-    let auth = BearerAuth::new(&token)
-        .map_err(|e| Failure(2, format!("the admin token cannot be sent: {e}")))?;
+    let auth = match token {
+        Some(t) => {
+            BearerAuth::new(t).map_err(|e| Failure(2, format!("the token cannot be sent: {e}")))?
+        }
+        None => BearerAuth::anonymous(),
+    };
     let client = AdminServiceClient::new(auth.channel(channel))
         .max_decoding_message_size(kha_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(kha_proto::MAX_MESSAGE_BYTES);
@@ -213,18 +276,4 @@ async fn connect(cli: &Cli) -> Result<Ctx, Failure> {
         client,
         json: cli.json,
     })
-}
-
-fn load_config(path: Option<&Path>) -> Result<FileConfig, Failure> {
-    let path = match path {
-        Some(p) => p.to_path_buf(),
-        None => match std::env::var_os("HOME") {
-            Some(h) => PathBuf::from(h).join(".config/kha/cli.toml"),
-            None => return Ok(FileConfig::default()),
-        },
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(t) => toml::from_str(&t).map_err(|e| Failure(2, format!("{}: {e}", path.display()))),
-        Err(_) => Ok(FileConfig::default()),
-    }
 }

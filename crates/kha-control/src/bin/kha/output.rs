@@ -1,7 +1,8 @@
-//! Everything `kha` prints: the `out!` macro, aligned tables, ages and
-//! durations, and JSON. Projects, builds, jobs, branches, builders, tokens
-//! and events print as kha-core's views (`kha_core::view`, `event`): the
-//! one shape of each concept, the same the service layer returns. A matrix
+//! Everything `kha` prints: the `out!` macro, aligned tables, ages,
+//! times and durations, and JSON. Projects, builds, jobs, branches,
+//! builders, users, tokens, the audit log and events print as kha-core's
+//! views (`kha_core::view`, `event`): the one shape of each concept, the
+//! same the service layer returns. A matrix
 //! value is `{"key": …, "value": …}` everywhere (`build show`, `lint`), in
 //! the order Travis multiplies the keys.
 
@@ -63,6 +64,30 @@ pub fn ago(ms: u64) -> String {
         3600..=86399 => format!("{}h ago", s / 3600),
         _ => format!("{}d ago", s / 86400),
     }
+}
+
+/// A wall-clock time as ISO 8601 UTC; "-" for never.
+pub fn when(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    kha_core::time::iso8601(ms)
+}
+
+/// When a token expires: "never", or the time (with "expired" once past).
+pub fn expiry(ms: u64) -> String {
+    match ms {
+        0 => "never".into(),
+        ms if ms <= now_ms() => format!("expired {}", when(ms)),
+        ms => when(ms),
+    }
+}
+
+/// A project member for `--json`: the user and their effective role.
+#[derive(Serialize)]
+pub struct Member<'a> {
+    pub user: &'a str,
+    pub role: view::Role,
 }
 
 /// The time from `start` to `end` in seconds; "-" if it never started.

@@ -1,12 +1,14 @@
 //! `kha project …`: add, list, show and remove the git repositories kha
-//! builds.
+//! builds; change their settings and visibility; star them; list who has
+//! a role on one.
 
-use crate::output::{ago, print_json, table};
+use crate::output::{ago, print_json, table, Member};
 use crate::wire;
 use crate::{Ctx, Failure};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use kha_proto::admin::{
-    AddProjectRequest, GetProjectRequest, ListProjectsRequest, RemoveProjectRequest,
+    AddProjectRequest, GetProjectRequest, ListMembersRequest, ListProjectsRequest,
+    RemoveProjectRequest, StarRequest, UpdateProjectRequest,
 };
 use std::path::PathBuf;
 
@@ -46,6 +48,10 @@ pub enum ProjectCmd {
         /// File holding the password or token for --username.
         #[arg(long, requires = "username")]
         password_file: Option<PathBuf>,
+        /// Only people with a role on it see it (it does not exist for
+        /// anyone else).
+        #[arg(long)]
+        private: bool,
     },
     List,
     Show {
@@ -54,6 +60,71 @@ pub enum ProjectCmd {
     Remove {
         name: String,
     },
+    /// Change a project's settings (maintainers of it); the others stay.
+    Set(SetArgs),
+    /// Follow a project: starred projects come first on the front page.
+    Star {
+        name: String,
+    },
+    Unstar {
+        name: String,
+    },
+    /// Who has a role on a project (beyond what everyone has on a public
+    /// one).
+    Members {
+        name: String,
+    },
+}
+
+#[derive(Args)]
+pub struct SetArgs {
+    name: String,
+    /// Only people with a role on it see it.
+    #[arg(long, conflicts_with = "public")]
+    private: bool,
+    /// Everyone sees it.
+    #[arg(long)]
+    public: bool,
+    #[arg(long)]
+    default_branch: Option<String>,
+    /// Job timeout in seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Seconds between polls of the repository (0: never).
+    #[arg(long, conflicts_with = "no_poll")]
+    poll: Option<u64>,
+    /// Never poll: builds come from webhooks and the CLI.
+    #[arg(long)]
+    no_poll: bool,
+    /// Build tags as well as branches.
+    #[arg(long, conflicts_with = "no_build_tags")]
+    build_tags: bool,
+    #[arg(long)]
+    no_build_tags: bool,
+    /// A newer push cancels the branch's builds that have not started.
+    #[arg(long, conflicts_with = "no_cancel_superseded")]
+    cancel_superseded: bool,
+    #[arg(long)]
+    no_cancel_superseded: bool,
+}
+
+/// `Some(true)` for `--x`, `Some(false)` for `--no-x`, else unchanged.
+fn flag(on: bool, off: bool) -> Option<bool> {
+    (on || off).then_some(on)
+}
+
+impl SetArgs {
+    fn request(self) -> UpdateProjectRequest {
+        UpdateProjectRequest {
+            private: flag(self.private, self.public),
+            default_branch: self.default_branch,
+            timeout_secs: self.timeout,
+            poll_interval_secs: if self.no_poll { Some(0) } else { self.poll },
+            build_tags: flag(self.build_tags, self.no_build_tags),
+            cancel_superseded: flag(self.cancel_superseded, self.no_cancel_superseded),
+            name: self.name,
+        }
+    }
 }
 
 pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
@@ -71,6 +142,7 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             github,
             username,
             password_file,
+            private,
         } => {
             let password = match &password_file {
                 Some(f) => std::fs::read_to_string(f)
@@ -92,17 +164,18 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
                 no_poll,
                 credential_username: username.unwrap_or_default(),
                 credential_password: password,
-                private: false,
+                private,
             });
             let p = wire::project(ctx.client.add_project(r).await?.into_inner());
             if ctx.json {
                 print_json(&p);
             } else {
                 out!(
-                    "added project {} ({}, branch {})",
+                    "added project {} ({}, branch {}{})",
                     p.name,
                     p.repo_url,
-                    p.default_branch
+                    p.default_branch,
+                    if p.private { ", private" } else { "" }
                 );
                 out!("webhook secret (shown once): {}", p.webhook_secret);
                 out!("  GitHub: POST /hooks/github with this secret; generic: POST /hooks/generic/{} with `Authorization: Bearer <secret>`", p.name);
@@ -118,9 +191,17 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
                 print_json(&ps);
             } else {
                 table(
-                    &["NAME", "BRANCH", "IMAGE", "REPOSITORY"],
+                    &["NAME", "BRANCH", "IMAGE", "VISIBILITY", "REPOSITORY"],
                     ps.into_iter()
-                        .map(|p| vec![p.name, p.default_branch, p.image, p.repo_url])
+                        .map(|p| {
+                            vec![
+                                p.name,
+                                p.default_branch,
+                                p.image,
+                                visibility(p.private).into(),
+                                p.repo_url,
+                            ]
+                        })
                         .collect(),
                 );
             }
@@ -131,14 +212,7 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             if ctx.json {
                 print_json(&p);
             } else {
-                out!("name:       {}\nrepository: {}\nbranch:     {}\nimage:      {}\ntimeout:    {}s\ncreated:    {}",
-                    p.name, p.repo_url, p.default_branch, p.image, p.timeout_secs, ago(p.created_ms));
-                out!("polling:    {}\ntags:       {}\nsupersede:  {}\ngithub:     {}\nprivate:    {}",
-                    if p.poll_interval_secs == 0 { "off".to_string() } else { format!("every {}s", p.poll_interval_secs) },
-                    if p.build_tags { "built" } else { "not built" },
-                    if p.cancel_superseded { "a newer push cancels queued builds" } else { "off" },
-                    if p.github_repo.is_empty() { "-" } else { &p.github_repo },
-                    if p.has_credentials { "yes (credentials stored)" } else { "no" });
+                show(&p);
             }
         }
         ProjectCmd::Remove { name } => {
@@ -148,6 +222,111 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
                 out!("removed project {name}");
             }
         }
+        ProjectCmd::Set(a) => {
+            let r = ctx.req(a.request());
+            let p = wire::project(ctx.client.update_project(r).await?.into_inner());
+            if ctx.json {
+                print_json(&p);
+            } else {
+                show(&p);
+            }
+        }
+        ProjectCmd::Star { name } => return star(ctx, name, true).await,
+        ProjectCmd::Unstar { name } => return star(ctx, name, false).await,
+        ProjectCmd::Members { name } => {
+            let r = ctx.req(ListMembersRequest { project: name });
+            let ms = (ctx.client.list_members(r).await?.into_inner().members)
+                .into_iter()
+                .map(|m| {
+                    kha_core::view::ProjectRole::try_from(m).map_err(|e| Failure(1, e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if ctx.json {
+                // A member list's ProjectRole names the user in `project`.
+                let ms: Vec<Member> = ms
+                    .iter()
+                    .map(|m| Member {
+                        user: &m.project,
+                        role: m.role,
+                    })
+                    .collect();
+                print_json(&ms);
+            } else {
+                table(
+                    &["USER", "ROLE"],
+                    ms.into_iter()
+                        .map(|m| vec![m.project, m.role.to_string()])
+                        .collect(),
+                );
+            }
+        }
     }
     Ok(0)
+}
+
+fn visibility(private: bool) -> &'static str {
+    if private {
+        "private"
+    } else {
+        "public"
+    }
+}
+
+async fn star(ctx: &mut Ctx, project: String, on: bool) -> Result<u8, Failure> {
+    let r = ctx.req(StarRequest {
+        project: project.clone(),
+        on,
+    });
+    ctx.client.star(r).await?;
+    if !ctx.json {
+        out!("{} {project}", if on { "starred" } else { "unstarred" });
+    }
+    Ok(0)
+}
+
+fn show(p: &kha_core::view::Project) {
+    let polling = if p.poll_interval_secs == 0 {
+        "off".to_string()
+    } else {
+        format!("every {}s", p.poll_interval_secs)
+    };
+    let rows = [
+        ("name", p.name.clone()),
+        ("repository", p.repo_url.clone()),
+        ("branch", p.default_branch.clone()),
+        ("image", p.image.clone()),
+        ("timeout", format!("{}s", p.timeout_secs)),
+        ("created", ago(p.created_ms)),
+        ("polling", polling),
+        (
+            "tags",
+            if p.build_tags { "built" } else { "not built" }.into(),
+        ),
+        (
+            "supersede",
+            if p.cancel_superseded {
+                "a newer push cancels queued builds"
+            } else {
+                "off"
+            }
+            .into(),
+        ),
+        (
+            "github",
+            if p.github_repo.is_empty() {
+                "-"
+            } else {
+                &p.github_repo
+            }
+            .into(),
+        ),
+        (
+            "credentials",
+            if p.has_credentials { "stored" } else { "none" }.into(),
+        ),
+        ("visibility", visibility(p.private).into()),
+    ];
+    for (k, v) in rows {
+        out!("{:<13}{v}", format!("{k}:"));
+    }
 }
