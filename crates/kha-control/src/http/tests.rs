@@ -1122,3 +1122,21 @@ async fn badges_revalidate_with_etags() {
     assert_ne!(r.header("etag"), etag);
     s.app.shutdown.cancel();
 }
+
+#[tokio::test]
+async fn without_a_github_section_there_is_no_github_sign_in() {
+    let s = server().await;
+    let login = get(&s, "/login").await;
+    assert!(!login.body.contains("id=\"github\""), "{}", login.body);
+    assert!(login.body.contains("id=\"break-glass\""), "{}", login.body);
+    for path in ["/auth/github", "/auth/github/callback?code=x&state=y"] {
+        let r = get(&s, path).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert!(
+            r.body.contains("GitHub sign-in is not configured"),
+            "{}",
+            r.body
+        );
+    }
+    s.app.shutdown.cancel();
+}
