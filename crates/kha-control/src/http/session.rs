@@ -36,8 +36,9 @@ pub const COOKIE: &str = "kha_session";
 /// The sign-in forms' double-submit cookie.
 pub const PRE_COOKIE: &str = "kha_pre";
 
-/// Who makes a request, and the CSRF token of their session.
-#[derive(Debug, Clone)]
+/// Who makes a request, and the CSRF token of their session. No `Debug`:
+/// it holds the session id, which must never reach a log.
+#[derive(Clone)]
 pub struct Caller {
     pub who: Principal,
     /// The session's CSRF token; empty without a session.
