@@ -6,6 +6,7 @@
 
 use crate::lxc::require_lxc;
 use crate::process::{bin, wait_for, Proc};
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -23,6 +24,8 @@ pub struct Cluster {
     pub ca: Option<PathBuf>,
     /// Extra environment for the control node and builders.
     pub env: Vec<(String, String)>,
+    /// The control node's config file, if the test wrote one.
+    pub config: Option<PathBuf>,
     /// The addresses the control node bound on its first start; a restart
     /// binds them again, as the builders know them.
     grpc: Option<SocketAddr>,
@@ -74,9 +77,15 @@ impl Cluster {
             builders: vec![],
             ca,
             env,
+            config: None,
             grpc: None,
             http: None,
         }
+    }
+
+    /// The web UI's address for the first start (instead of port 0).
+    pub(crate) fn preset_http(&mut self, addr: SocketAddr) {
+        self.http = Some(addr);
     }
 
     fn tls_args(&self) -> Vec<String> {
@@ -114,8 +123,9 @@ impl Cluster {
     }
 
     /// Starts the control node and waits until it answers. The first start
-    /// listens on port 0; a restart binds the same ports again (retrying
-    /// while they are not free yet).
+    /// listens on port 0 (the web UI on its preset port, if it has one); a
+    /// restart binds the same ports again (retrying while they are not free
+    /// yet).
     pub fn start_control(&mut self) {
         let data = self.path("control");
         let (grpc_file, http_file) = (data.join("grpc.addr"), data.join("http.addr"));
@@ -143,7 +153,11 @@ impl Cluster {
                     self.control = Some(proc);
                     break addrs;
                 }
-                None if restart && tries < 50 && proc.log_text().contains("binding") => {
+                // A port known in advance may still be held a moment.
+                None if (restart || self.http.is_some())
+                    && tries < 50
+                    && proc.log_text().contains("binding") =>
+                {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(200));
                 }
@@ -185,6 +199,11 @@ impl Cluster {
             "3",
         ])
         .args(self.tls_args())
+        .args(
+            self.config
+                .iter()
+                .flat_map(|c| [OsStr::new("--config"), c.as_os_str()]),
+        )
         .envs(self.env.iter().map(|(k, v)| (k, v)))
         .env("KHA_LOG", "info,kha_control=debug");
         Proc::spawn(&mut cmd, log)

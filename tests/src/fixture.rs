@@ -20,6 +20,10 @@ pub struct Fixture {
     env: Vec<(String, String)>,
     projects: Vec<Vec<String>>,
     builders: Vec<FixtureBuilder>,
+    /// The control node's config file's lines (`--config`).
+    config: String,
+    /// Bind the web UI to a port chosen before the start (not port 0).
+    known_http_port: bool,
 }
 
 /// A builder the fixture starts.
@@ -47,7 +51,27 @@ impl Fixture {
             env: vec![],
             projects: vec![],
             builders: vec![],
+            config: String::new(),
+            known_http_port: false,
         }
+    }
+
+    /// Lines of the control node's config file (`control.toml`, given
+    /// with `--config`); top-level keys before any `[table]`.
+    pub fn config(mut self, toml: &str) -> Fixture {
+        self.config.push_str(toml);
+        if !self.config.ends_with('\n') {
+            self.config.push('\n');
+        }
+        self
+    }
+
+    /// The web UI listens on a port chosen before the control node starts,
+    /// and `public_url` names it: for a party that must know the address in
+    /// advance (GitHub sign-in sends the browser back to it).
+    pub fn known_http_port(mut self) -> Fixture {
+        self.known_http_port = true;
+        self
     }
 
     /// The control node serves gRPC over TLS, with a certificate for
@@ -133,6 +157,22 @@ impl Fixture {
             env.push(("SSL_CERT_FILE".into(), ca.to_string_lossy().to_string()));
         }
         let mut c = Cluster::new(dir, self.heartbeat_ms, self.tls.then_some(ca), env);
+        let mut config = String::new();
+        if self.known_http_port {
+            // Bound and released at once: the control node binds it a
+            // moment later (start_control retries a port not free yet).
+            let addr = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port");
+            c.preset_http(addr);
+            config.push_str(&format!("public_url = \"http://{addr}\"\n"));
+        }
+        config.push_str(&self.config);
+        if !config.is_empty() {
+            let path = c.path("control.toml");
+            std::fs::write(&path, config).expect("write control.toml");
+            c.config = Some(path);
+        }
         c.start_control();
         for args in &self.projects {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();

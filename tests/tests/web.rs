@@ -1128,13 +1128,16 @@ fn signed_in_with_the_admin_token_the_buttons_cancel_restart_and_drain() {
 
     // A wrong token is refused and says so; the right one brings the
     // person back to the page they came from.
-    b.click("a[href^='/login']");
-    b.wait_css("#token", LOAD);
+    // The admin token is the break-glass way in, folded away below the
+    // password form.
+    b.click("a#signin");
+    b.wait_css("#break-glass summary", LOAD);
+    b.click("#break-glass summary");
     b.send_keys("#token", "not-the-token");
-    b.click("#login button");
+    b.click("#login-token button");
     b.wait_css(".error-message", LOAD);
     b.send_keys("#token", &c.admin_token());
-    b.click("#login button");
+    b.click("#login-token button");
     b.wait_css("form.cancel", LOAD);
     assert!(
         b.current_url().ends_with(&format!("/builds/{id}")),

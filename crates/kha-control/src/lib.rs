@@ -119,10 +119,13 @@ pub async fn run(
     if let Some(l) = http_listener {
         let (router, stop) = (http::router(app.clone()), shutdown.clone());
         if let Ok(a) = l.local_addr() {
-            info!(addr = %a, "serving HTTP (webhooks)");
+            info!(addr = %a, "serving HTTP (web UI, API, webhooks)");
         }
         app.spawn("http", async move {
-            let r = axum::serve(l, router)
+            // Sign-in limits count failures per client address: handlers
+            // see the TCP peer.
+            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let r = axum::serve(l, service)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
             if let Err(e) = r {

@@ -276,6 +276,37 @@ pub async fn start_session(app: &App, user: Option<&str>) -> Result<(Secret, Str
     Ok((sid, csrf))
 }
 
+/// A web sign-in with a password: the check (rate-limited as
+/// [`check_password`]), its audit entry, and a new session. Returns the
+/// user's name, the session id (for the cookie only) and its CSRF token.
+pub async fn password_session(
+    app: &App,
+    name: &str,
+    password: &str,
+    addr: IpAddr,
+) -> Result<(String, Secret, String), ApiError> {
+    let user = check_password(app, name, password, addr)?;
+    let (sid, csrf) = start_session(app, Some(&user)).await?;
+    let who = principal_of(active_user(app, &user)?);
+    audit::record(app, &who, "signin", &user, "password (web)");
+    app.store.durable().await?;
+    Ok((user, sid, csrf))
+}
+
+/// The break-glass sign-in: the admin token starts an admin session.
+pub async fn admin_session(app: &App, token: &str) -> Result<(Secret, String), ApiError> {
+    if !hash_eq(&hash(token.trim()), &app.admin_hash) {
+        return Err(ApiError::Unauthenticated(
+            "wrong admin token: it is in the control node's admin.token file".into(),
+        ));
+    }
+    let (sid, csrf) = start_session(app, None).await?;
+    info!("signed in with the admin token (web)");
+    audit::record(app, &Principal::Admin, "signin", "admin token", "web");
+    app.store.durable().await?;
+    Ok((sid, csrf))
+}
+
 /// Ties an admin-token session to the token it was started with.
 fn admin_mark(app: &App) -> String {
     hash(&format!("session:{}", app.admin_hash))
@@ -584,6 +615,7 @@ pub async fn github_user(app: &App, gh: &GithubIdentity) -> Result<String, ApiEr
             &u.name,
             &format!("github:{}", gh.login),
         );
+        info!(user = %u.name, github = %gh.login, "signed in with GitHub");
         app.store.durable().await?;
         return Ok(u.name);
     }
@@ -629,6 +661,7 @@ pub async fn github_user(app: &App, gh: &GithubIdentity) -> Result<String, ApiEr
             "user {name} was created at the same moment; sign in again"
         )));
     }
+    info!(user = %name, github = %gh.login, "first sign-in with GitHub: user created");
     let who = principal_of(rec);
     audit::record(
         app,

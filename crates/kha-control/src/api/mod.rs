@@ -94,14 +94,24 @@ impl Principal {
     /// The caller's effective role on a project: the higher of their global
     /// and project roles; everyone is at least a viewer of a public project.
     pub fn role_on(&self, p: &records::Project) -> Role {
+        self.role_in(&p.name, p.private)
+    }
+
+    /// [`Principal::role_on`] for a project known by its view (the web UI
+    /// hides the buttons a caller cannot use; the service layer decides).
+    pub fn role_on_view(&self, p: &kha_core::view::Project) -> Role {
+        self.role_in(&p.name, p.private)
+    }
+
+    fn role_in(&self, project: &str, private: bool) -> Role {
         let mine = match self {
             Principal::Admin => Role::Admin,
             Principal::User(u) => u
                 .role
-                .max(u.roles.get(&p.name).copied().unwrap_or_default()),
+                .max(u.roles.get(project).copied().unwrap_or_default()),
             Principal::Builder(_) | Principal::Anonymous => Role::None,
         };
-        if p.private {
+        if private {
             mine
         } else {
             mine.max(Role::Viewer)

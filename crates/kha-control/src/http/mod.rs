@@ -5,8 +5,8 @@
 //! Rooms: webhooks (below: what a hook means is decided in `trigger/`),
 //! `pages/` (the server-rendered web UI, one file per page), `api_v1` (the
 //! JSON API), `sse` (the event stream and a job's log as Server-Sent
-//! Events), `badge` (SVG status badges), `session` (the admin cookie and
-//! CSRF), `assets` (the embedded script and stylesheet), `error` (how an
+//! Events), `badge` (SVG status badges), `session` (who a request is:
+//! sessions, bearer tokens, CSRF), `assets` (the embedded script and stylesheet), `error` (how an
 //! [`ApiError`](crate::api::ApiError) becomes a response), `fmt` (escaping,
 //! URLs, ages and durations for templates).
 
@@ -36,7 +36,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/hooks/github", post(github_hook))
         .route("/hooks/generic/{project}", post(generic_hook))
         .merge(pages::routes())
-        .merge(session::routes())
         .merge(assets::routes())
         .merge(badge::routes())
         .nest("/api/v1", api_v1::routes().merge(sse::routes()))

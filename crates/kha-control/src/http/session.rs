@@ -1,79 +1,175 @@
-//! Who a browser or program is, over HTTP: the admin cookie (`kha_admin`,
-//! set by `/login` when the admin token is given), the CSRF token every
-//! state-changing request carries, and bearer tokens for programs.
+//! Who a request is, over HTTP, decided in one place: [`Caller`] (an axum
+//! extractor every handler takes) gives the [`Principal`] and the CSRF token
+//! its forms carry.
 //!
-//! Both the cookie's value and the CSRF token are derived from the admin
-//! token's hash with HMAC-SHA256, so nothing needs storing, a new admin
-//! token ends every session, and neither reveals the token. Until users
-//! land (issue 10) reading is open to everybody (`Principal::Anonymous`).
+//! - A bearer token (`Authorization: Bearer …`: the admin token or a user's
+//!   `khau_…` API token) goes to `api::auth::from_bearer`. No cookie is
+//!   involved, so no cross-site forgery is possible and no CSRF is asked.
+//! - A browser carries the cookie `kha_session`: a server-side session's id
+//!   (`api::auth`), `HttpOnly` (scripts never see it), `SameSite=Lax` (a
+//!   link from another site still arrives signed in, a cross-site POST does
+//!   not carry it), `Secure` when the web UI is reached over https. Its
+//!   forms carry the session's CSRF token in a `csrf` field; JSON writes in
+//!   the `X-Kha-Csrf` header.
+//! - The sign-in forms run before any session exists: they use a
+//!   double-submit cookie, `kha_pre`, whose value the form repeats, so a
+//!   page on another site cannot sign a browser in to an account of its
+//!   choosing.
+//!
+//! An unknown, expired or ended session is simply no session: the caller is
+//! anonymous. Nothing here decides what a principal may do: `api::` does.
 
+use super::error::JsonError;
 use super::fmt::pct;
-use super::pages::{self, Chrome};
+use super::pages;
 use crate::api::{self, ApiError, Principal};
 use crate::app::App;
-use crate::auth::hash_eq;
-use askama::Template;
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use crate::auth::{hash_eq, new_token};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Form, Router};
-use hmac::{Hmac, Mac};
-use serde::Deserialize;
-use sha2::Sha256;
 use std::sync::Arc;
 
-pub const COOKIE: &str = "kha_admin";
+/// The session cookie: its value is the session id.
+pub const COOKIE: &str = "kha_session";
+/// The sign-in forms' double-submit cookie.
+pub const PRE_COOKIE: &str = "kha_pre";
 
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
+/// Who makes a request, and the CSRF token of their session. No `Debug`:
+/// it holds the session id, which must never reach a log.
+#[derive(Clone)]
+pub struct Caller {
+    pub who: Principal,
+    /// The session's CSRF token; empty without a session.
+    pub csrf: String,
+    /// The session id from the cookie, for signing out.
+    sid: Option<String>,
+    /// Came with a bearer token (no cookie, so no CSRF to check).
+    bearer: bool,
 }
 
-fn mac(app: &App, what: &str) -> String {
-    // The key is the admin token's hash, which never leaves the server.
-    match Hmac::<Sha256>::new_from_slice(app.admin_hash.as_bytes()) {
-        Ok(mut m) => {
-            m.update(what.as_bytes());
-            hex::encode(m.finalize().into_bytes())
+impl Caller {
+    pub fn anonymous() -> Caller {
+        Caller {
+            who: Principal::Anonymous,
+            csrf: String::new(),
+            sid: None,
+            bearer: false,
         }
-        // HMAC takes keys of any length; this cannot happen.
-        Err(_) => String::new(),
+    }
+
+    /// Signed in with a session (a browser), not a bearer token.
+    pub fn has_session(&self) -> bool {
+        self.sid.is_some()
+    }
+
+    /// The session id, for `api::auth::end_session`.
+    pub fn session_id(&self) -> Option<&str> {
+        self.sid.as_deref()
+    }
+
+    /// How the navigation names the caller ("" when signed out).
+    pub fn display_name(&self) -> String {
+        match &self.who {
+            Principal::User(u) => u.name.clone(),
+            Principal::Admin => "admin token".into(),
+            Principal::Builder(id) => format!("builder {id}"),
+            Principal::Anonymous => String::new(),
+        }
+    }
+
+    /// Who posts an HTML form: the session's principal when the form's
+    /// `csrf` field is the session's token (or any bearer caller).
+    /// Otherwise the answer to send instead: without a session, to the
+    /// sign-in page and back to `back`; with a wrong token, a 403 page.
+    pub fn form_writer(
+        &self,
+        app: &App,
+        csrf: &str,
+        back: &str,
+    ) -> Result<&Principal, Box<Response>> {
+        if self.bearer {
+            return Ok(&self.who);
+        }
+        if !self.has_session() {
+            return Err(Box::new(
+                Redirect::to(&format!("/login?next={}", pct(back))).into_response(),
+            ));
+        }
+        if csrf.is_empty() || !hash_eq(csrf, &self.csrf) {
+            return Err(Box::new(pages::error_page(app, self, &csrf_refusal())));
+        }
+        Ok(&self.who)
+    }
+
+    /// Who makes a JSON API write: a bearer caller, or a session whose
+    /// request carries its CSRF token in `X-Kha-Csrf` (a cookie alone could
+    /// be a forged cross-site request). Anyone else is anonymous, and the
+    /// service layer says what they would need.
+    pub fn api_writer(&self, headers: &HeaderMap) -> Result<&Principal, ApiError> {
+        if self.bearer || !self.has_session() {
+            return Ok(&self.who);
+        }
+        let sent = headers
+            .get("x-kha-csrf")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !sent.is_empty() && hash_eq(sent, &self.csrf) {
+            Ok(&self.who)
+        } else {
+            Err(ApiError::Denied(
+                "missing or wrong X-Kha-Csrf header: send the page's CSRF token with the cookie, or use an API token".into(),
+            ))
+        }
     }
 }
 
-/// The CSRF token pages put in their forms (for the admin only).
-pub fn csrf_token(app: &App) -> String {
-    mac(app, "csrf")
+fn csrf_refusal() -> ApiError {
+    ApiError::Denied(
+        "this form was not sent from a kha page (missing or wrong CSRF token); reload the page and try again".into(),
+    )
 }
 
-fn session_value(app: &App) -> String {
-    mac(app, "session")
+/// Who makes the request described by `headers`: a bearer token, else the
+/// session cookie, else anonymous. A bearer token that is not valid is an
+/// error (a program should hear that its token is wrong); a stale cookie is
+/// not (the browser is simply signed out).
+pub fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    if let Some(t) = bearer(headers) {
+        return Ok(Caller {
+            who: api::auth::from_bearer(app, Some(t))?,
+            csrf: String::new(),
+            sid: None,
+            bearer: true,
+        });
+    }
+    let Some(sid) = cookie(headers, COOKIE).filter(|v| !v.is_empty()) else {
+        return Ok(Caller::anonymous());
+    };
+    Ok(match api::auth::session(app, sid) {
+        Some(s) => Caller {
+            who: s.principal,
+            csrf: s.csrf,
+            sid: Some(sid.to_string()),
+            bearer: false,
+        },
+        None => Caller::anonymous(),
+    })
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
+impl FromRequestParts<Arc<App>> for Caller {
+    /// A wrong bearer token: a JSON error under `/api/`, a page elsewhere.
+    type Rejection = Response;
 
-/// Whether the request carries a valid admin cookie.
-pub fn has_admin_cookie(app: &App, headers: &HeaderMap) -> bool {
-    cookie(headers, COOKIE).is_some_and(|v| hash_eq(v, &session_value(app)))
-}
-
-/// Who reads a page: the admin with the cookie, else anybody.
-pub fn reader(app: &App, headers: &HeaderMap) -> Principal {
-    if has_admin_cookie(app, headers) {
-        Principal::Admin
-    } else {
-        Principal::Anonymous
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, Response> {
+        caller(app, &parts.headers).map_err(|e| {
+            if parts.uri.path().starts_with("/api/") {
+                JsonError(e).into_response()
+            } else {
+                pages::error_page(app, &Caller::anonymous(), &e)
+            }
+        })
     }
 }
 
@@ -86,56 +182,89 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Who makes a JSON API request: a bearer admin token, or the admin cookie
-/// with the CSRF token in `X-Kha-Csrf` (a cookie alone could be a forged
-/// cross-site request).
-pub fn api_writer(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    if let Some(t) = bearer(headers) {
-        return api::auth::from_bearer(app, Some(t));
-    }
-    if has_admin_cookie(app, headers) {
-        let sent = headers
-            .get("x-kha-csrf")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        return if hash_eq(sent, &csrf_token(app)) {
-            Ok(Principal::Admin)
-        } else {
-            Err(ApiError::Denied(
-                "missing or wrong X-Kha-Csrf header: send the page's CSRF token with the cookie"
-                    .into(),
-            ))
-        };
-    }
-    Err(ApiError::Unauthenticated(
-        "no credentials: send Authorization: Bearer <admin token>".into(),
-    ))
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
-/// Who posts an HTML form: the admin with a valid CSRF field. Otherwise the
-/// answer to send instead: to the login page without the cookie, a 403
-/// page with a wrong token.
-pub fn form_writer(
+/// The sign-in forms' double-submit value: the browser's `kha_pre` cookie
+/// if it has a well-formed one, else a new one (and `true`: set it).
+pub fn pre_token(headers: &HeaderMap) -> (String, bool) {
+    match cookie(headers, PRE_COOKIE) {
+        Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (v.to_string(), false)
+        }
+        _ => (new_token("").into_inner(), true),
+    }
+}
+
+/// Whether a sign-in form's `pre` field matches the browser's cookie (so
+/// the form came from a page of this site, in this browser).
+pub fn pre_matches(headers: &HeaderMap, field: &str) -> bool {
+    match cookie(headers, PRE_COOKIE) {
+        Some(c) if !c.is_empty() => hash_eq(c, field),
+        _ => false,
+    }
+}
+
+/// The refusal of a sign-in form without a matching `kha_pre`.
+pub fn pre_refusal() -> ApiError {
+    ApiError::Denied(
+        "this sign-in form was not sent from this site's sign-in page (or cookies are off); reload the page and try again".into(),
+    )
+}
+
+/// How long a cookie lives: the browser session, a number of seconds, or
+/// removed now.
+#[derive(Debug, Clone, Copy)]
+pub enum Lifetime {
+    Browser,
+    Secs(u64),
+    Clear,
+}
+
+/// Adds a `Set-Cookie`: `HttpOnly` always (no script needs any of these),
+/// `SameSite=Lax` (sent on a top-level navigation from another site, as
+/// GitHub's redirect back is, never on its POSTs), `Secure` when the web
+/// UI's public URL is https.
+pub fn set_cookie(
     app: &App,
-    headers: &HeaderMap,
-    csrf: &str,
-    back: &str,
-) -> Result<Principal, Box<Response>> {
-    if !has_admin_cookie(app, headers) {
-        return Err(Box::new(
-            Redirect::to(&format!("/login?next={}", pct(back))).into_response(),
-        ));
+    r: &mut Response,
+    name: &str,
+    value: &str,
+    path: &str,
+    life: Lifetime,
+) {
+    let secure = if app.cfg.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let (value, age) = match life {
+        Lifetime::Browser => (value, String::new()),
+        Lifetime::Secs(s) => (value, format!("; Max-Age={s}")),
+        Lifetime::Clear => ("", "; Max-Age=0".to_string()),
+    };
+    let c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax{secure}{age}");
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        r.headers_mut().append(header::SET_COOKIE, v);
     }
-    if !hash_eq(csrf, &csrf_token(app)) {
-        return Err(Box::new(pages::error_page(
-            app,
-            headers,
-            &ApiError::Denied(
-                "this form was not sent from a kha page (missing or wrong CSRF token); reload the page and try again".into(),
-            ),
-        )));
-    }
-    Ok(Principal::Admin)
+}
+
+/// Signs the browser in: the session cookie, lasting as long as the
+/// session may (the server ends it sooner when idle).
+pub fn start(app: &App, r: &mut Response, sid: &str) {
+    let life = Lifetime::Secs(app.cfg.session_max_secs);
+    set_cookie(app, r, COOKIE, sid, "/", life);
+    // The sign-in form's value has done its job.
+    set_cookie(app, r, PRE_COOKIE, "", "/", Lifetime::Clear);
 }
 
 /// `next` if it is a path on this server, else `/` (never an open redirect).
@@ -143,104 +272,10 @@ pub fn local_path(next: &str) -> &str {
     let ok = next.starts_with('/')
         && !next.starts_with("//")
         && !next.starts_with("/\\")
-        && !next.chars().any(|c| c.is_control());
+        && !next.chars().any(|c| c.is_control() || c == '\\');
     if ok {
         next
     } else {
         "/"
-    }
-}
-
-#[derive(Template)]
-#[template(path = "login.html")]
-struct LoginPage {
-    chrome: Chrome,
-    next: String,
-    error: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct NextQuery {
-    next: String,
-}
-
-async fn login_page(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Query(q): Query<NextQuery>,
-) -> Response {
-    let page = LoginPage {
-        chrome: Chrome::new(&app, &headers, "Log in", "/login", String::new()),
-        next: local_path(&q.next).to_string(),
-        error: String::new(),
-    };
-    pages::render(StatusCode::OK, &page)
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct LoginForm {
-    token: String,
-    next: String,
-}
-
-async fn login(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(f): Form<LoginForm>,
-) -> Response {
-    let next = local_path(&f.next).to_string();
-    if let Err(e) = api::auth::from_bearer(&app, Some(f.token.trim())).and_then(|p| {
-        if p == Principal::Admin {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthenticated("wrong admin token".into()))
-        }
-    }) {
-        let page = LoginPage {
-            chrome: Chrome::new(&app, &headers, "Log in", "/login", String::new()),
-            next,
-            error: e.to_string(),
-        };
-        return pages::render(StatusCode::UNAUTHORIZED, &page);
-    }
-    let mut r = Redirect::to(&next).into_response();
-    set_cookie(&app, &mut r, &session_value(&app), false);
-    r
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct LogoutForm {
-    csrf: String,
-}
-
-async fn logout(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(f): Form<LogoutForm>,
-) -> Response {
-    if let Err(r) = form_writer(&app, &headers, &f.csrf, "/") {
-        return *r;
-    }
-    let mut r = Redirect::to("/").into_response();
-    set_cookie(&app, &mut r, "", true);
-    r
-}
-
-/// Sets (or, with `clear`, removes) the admin cookie: HttpOnly, so scripts
-/// never see it; SameSite=Strict, so other sites cannot send it; Secure when
-/// the control node is reached over https.
-fn set_cookie(app: &App, r: &mut Response, value: &str, clear: bool) {
-    let secure = if app.cfg.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let age = if clear { "; Max-Age=0" } else { "" };
-    let c = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{age}");
-    if let Ok(v) = HeaderValue::from_str(&c) {
-        r.headers_mut().append(header::SET_COOKIE, v);
     }
 }

@@ -8,7 +8,7 @@
 
 use super::error::JsonError;
 use super::pages::parse_id;
-use super::session;
+use super::session::Caller;
 use crate::api::{self, events::WatchArgs, logs::LogPiece, ApiError};
 use crate::app::App;
 use axum::extract::{Path, Query, State};
@@ -169,6 +169,7 @@ fn reset_event(first: u64) -> SseEvent {
 /// the stream was pruned.
 async fn events(
     State(app): State<Arc<App>>,
+    c: Caller,
     h: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Response {
@@ -176,7 +177,7 @@ async fn events(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let who = session::reader(&app, &h);
+    let who = c.who;
     let (tx, rx) = mpsc::channel::<Result<kha_core::Event, u64>>(EVENTS_BUFFER);
     match api::events::watch(&app, &who, args) {
         Ok(mut stream) => {
@@ -270,6 +271,7 @@ fn log_events(p: LogPiece, out: &mut VecDeque<SseEvent>) -> bool {
 /// else `offset`, as they are written, until the job ends.
 async fn log_stream(
     State(app): State<Arc<App>>,
+    c: Caller,
     h: HeaderMap,
     Path(raw): Path<String>,
     Query(q): Query<LogQuery>,
@@ -285,7 +287,7 @@ async fn log_stream(
             Err(e) => return e.into_response(),
         },
     };
-    let who = session::reader(&app, &h);
+    let who = c.who;
     let rx = match api::logs::follow(&app, &who, id, offset, true) {
         Ok(rx) => rx,
         Err(e) => return JsonError(e).into_response(),

@@ -3,9 +3,10 @@
 //! plain HTTP/1.1 requests written on a `TcpStream`, so what is checked is
 //! exactly what a browser or a program receives.
 
-use crate::api::{builds, projects, Principal};
+use crate::api::{auth, builds, projects, users, ApiError, Principal};
 use crate::app::App;
 use crate::config::Config;
+use kha_core::view::Role;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -67,7 +68,8 @@ async fn server() -> Server {
     let addr = listener.local_addr().unwrap();
     let (router, stop) = (super::router(app.clone()), app.shutdown.clone());
     app.spawn("http", async move {
-        let _ = axum::serve(listener, router)
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let _ = axum::serve(listener, service)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
     });
@@ -103,6 +105,16 @@ impl Reply {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The `Set-Cookie` header that sets (or clears) cookie `name`.
+    fn set_cookie(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .unwrap_or("")
     }
 }
 
@@ -380,70 +392,141 @@ async fn json_api_answers_views_and_json_errors() {
     s.app.shutdown.cancel();
 }
 
-async fn login_cookie(s: &Server) -> String {
-    let body = format!("token={}&next=%2Fbuilders", s.token);
-    let r = request(
-        s,
-        "POST",
-        "/login",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        &body,
-    )
-    .await;
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// What a browser does to sign in: GET the sign-in page (for its
+/// `kha_pre` cookie and the form's copy of it), then POST the form with
+/// `fields` ("name=…&password=…" or "token=…") and `next=/builders`.
+async fn sign_in(s: &Server, fields: &str) -> Reply {
+    let page = get(s, "/login").await;
+    let pre_cookie = page
+        .set_cookie("kha_pre")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let pre = field(&page.body, "pre");
+    assert!(pre_cookie.ends_with(&pre), "{pre_cookie} / {pre}");
+    let next = if fields.contains("next=") {
+        ""
+    } else {
+        "&next=%2Fbuilders"
+    };
+    let body = format!("{fields}&pre={pre}{next}");
+    let h = [FORM, ("Cookie", &pre_cookie)];
+    request(s, "POST", "/login", &h, &body).await
+}
+
+/// The value of the first `<input name=NAME value=…>` of a page.
+fn field(page: &str, name: &str) -> String {
+    page.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no {name} field in {page}"))
+        .to_string()
+}
+
+/// A signed-in session: its `Cookie` header and its CSRF token.
+async fn session(s: &Server, fields: &str) -> (String, String) {
+    let r = sign_in(s, fields).await;
     assert_eq!(r.status, 303, "{}", r.body);
-    let set = r.header("set-cookie").to_string();
-    set.split(';').next().unwrap().to_string()
+    let cookie = r
+        .set_cookie("kha_session")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = get_with(s, "/", &cookie).await;
+    (cookie.clone(), field(&page, "csrf"))
+}
+
+async fn login_cookie(s: &Server) -> String {
+    session(s, &format!("token={}", s.token)).await.0
+}
+
+/// Adds user `name` with `password` and global `role`.
+async fn add_user(s: &Server, name: &str, password: &str, role: Role) {
+    let new = users::NewUser {
+        name: name.into(),
+        password: password.into(),
+        role,
+        email: String::new(),
+    };
+    users::add(&s.app, &Principal::Admin, new).await.unwrap();
 }
 
 #[tokio::test]
-async fn login_sets_a_strict_cookie_and_forms_need_the_csrf_token() {
+async fn sessions_use_lax_httponly_cookies_and_forms_need_the_csrf_token() {
     let s = server().await;
     let b = trigger(&s, "main").await;
-    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    add_user(&s, "alice", "alice-password-1", Role::Maintainer).await;
 
-    let r = request(&s, "POST", "/login", &form, "token=wrong&next=%2F").await;
+    // Wrong credentials: no cookie, and the page says why.
+    let r = sign_in(&s, "token=wrong").await;
     assert_eq!(r.status, 401);
-    assert!(r.header("set-cookie").is_empty());
-    let body = format!("token={}&next=%2Fbuilders", s.token);
-    let r = request(&s, "POST", "/login", &form, &body).await;
-    assert_eq!(r.status, 303);
+    assert!(r.set_cookie("kha_session").is_empty());
+    assert!(r.body.contains("wrong admin token"), "{}", r.body);
+    let r = sign_in(&s, "name=alice&password=nope-nope").await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("wrong user name or password"), "{}", r.body);
+    assert!(
+        r.body.contains("value=\"alice\""),
+        "the name is kept: {}",
+        r.body
+    );
+    // Without the sign-in page's kha_pre cookie (a form on another site): refused.
+    let body = "name=alice&password=alice-password-1&pre=00&next=%2F";
+    let r = request(&s, "POST", "/login", &[FORM], body).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.set_cookie("kha_session").is_empty());
+
+    let r = sign_in(&s, "name=alice&password=alice-password-1").await;
+    assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.header("location"), "/builders");
-    let set = r.header("set-cookie");
-    assert!(set.starts_with("kha_admin="), "{set}");
-    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+    let set = r.set_cookie("kha_session");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(set.contains(flag), "{set} lacks {flag}");
     }
     assert!(!set.contains("Secure"), "plain http: {set}");
-    assert!(!set.contains(&s.token), "the cookie is not the token");
+    assert!(!set.contains("alice-password-1"));
+    assert!(
+        r.set_cookie("kha_pre").contains("Max-Age=0"),
+        "kha_pre is cleared"
+    );
     // Never an open redirect.
-    let body = format!("token={}&next=%2F%2Fevil.example", s.token);
-    let r = request(&s, "POST", "/login", &form, &body).await;
+    let r = sign_in(&s, &format!("token={}&next=%2F%2Fevil.example", s.token)).await;
+    assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), "/");
 
-    let cookie = login_cookie(&s).await;
+    let (cookie, csrf) = session(&s, "name=alice&password=alice-password-1").await;
+    let nav = get_with(&s, "/", &cookie).await;
+    assert!(
+        nav.contains("id=\"whoami\" href=\"/account\">alice<"),
+        "{nav}"
+    );
+    assert!(nav.contains("form class=\"logout\""), "{nav}");
+    assert!(
+        !nav.contains("href=\"/users\""),
+        "no admin links for a maintainer"
+    );
     let path = format!("/builds/{}/cancel", b.id);
-    // Without the cookie: to the login page, and back afterwards.
-    let r = request(&s, "POST", &path, &form, "csrf=x").await;
+    // Without a session: to the sign-in page, and back afterwards.
+    let r = request(&s, "POST", &path, &[FORM], "csrf=x").await;
     assert_eq!(r.status, 303);
     assert_eq!(
         r.header("location"),
         format!("/login?next=%2Fbuilds%2F{}", b.id)
     );
-    // With the cookie but without the token, or a wrong one: refused.
+    // With the session but without the token, or a wrong one: refused.
     for body in ["", "csrf=", "csrf=0123"] {
-        let h = [form[0], ("Cookie", &cookie)];
+        let h = [FORM, ("Cookie", &cookie)];
         let r = request(&s, "POST", &path, &h, body).await;
         assert_eq!(r.status, 403, "{body:?}: {}", r.body);
+        assert!(r.body.contains("CSRF"), "{}", r.body);
     }
     let page = get_with(&s, &format!("/builds/{}", b.id), &cookie).await;
     assert!(page.contains("form class=\"cancel\""), "{page}");
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_string();
-    let h = [form[0], ("Cookie", &cookie)];
+    let h = [FORM, ("Cookie", &cookie)];
     let r = request(&s, "POST", &path, &h, &format!("csrf={csrf}")).await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.header("location"), format!("/builds/{}", b.id));
@@ -452,6 +535,398 @@ async fn login_sets_a_strict_cookie_and_forms_need_the_csrf_token() {
     // Anonymous readers get no forms and no token.
     let anon = get(&s, &format!("/builds/{}", b.id)).await.body;
     assert!(!anon.contains("name=\"csrf\""), "{anon}");
+    assert!(anon.contains("id=\"signin\""), "{anon}");
+
+    // Signing out ends the session on the server: the copied cookie is dead.
+    let r = request(&s, "POST", "/logout", &h, &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 303);
+    assert!(r.set_cookie("kha_session").contains("Max-Age=0"));
+    let r = request(&s, "POST", &path, &h, &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 303, "signed out: to the sign-in page");
+    assert!(r.header("location").starts_with("/login"));
+    let me = request(&s, "GET", "/api/v1/whoami", &[("Cookie", &cookie)], "").await;
+    assert!(me.body.contains("\"kind\":\"anonymous\""), "{}", me.body);
+    s.app.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_tenth_wrong_password_is_answered_429() {
+    let s = server().await;
+    add_user(&s, "bob", "bob-password-1", Role::Viewer).await;
+    for i in 1..=9 {
+        let r = sign_in(&s, "name=bob&password=wrong-wrong").await;
+        assert_eq!(r.status, 401, "try {i}: {}", r.body);
+    }
+    // Even the right password waits now: the answer must not tell.
+    for pw in ["wrong-wrong", "bob-password-1"] {
+        let r = sign_in(&s, &format!("name=bob&password={pw}")).await;
+        assert_eq!(r.status, 429, "{}", r.body);
+        assert!(
+            r.body.contains("too many failed sign-ins for bob")
+                && r.body.contains("try again in 15 minutes"),
+            "{}",
+            r.body
+        );
+        assert!(r.set_cookie("kha_session").is_empty());
+    }
+    // The JSON error has its own code.
+    let err = api_error(ApiError::TooMany("x".into()));
+    assert_eq!(err, (429, "too_many"));
+    s.app.shutdown.cancel();
+}
+
+fn api_error(e: ApiError) -> (u16, &'static str) {
+    let (status, code) = super::error::status_of(&e);
+    (status.as_u16(), code)
+}
+
+#[tokio::test]
+async fn roles_decide_what_each_page_offers_and_allows() {
+    let s = server().await;
+    add_user(&s, "ada", "ada-password-1", Role::Admin).await;
+    add_user(&s, "val", "val-password-1", Role::None).await;
+    add_user(&s, "max", "max-password-1", Role::None).await;
+    users::set_role(&s.app, &Principal::Admin, "val", Some("p"), Role::Viewer)
+        .await
+        .unwrap();
+    users::set_role(
+        &s.app,
+        &Principal::Admin,
+        "max",
+        Some("p"),
+        Role::Maintainer,
+    )
+    .await
+    .unwrap();
+    let (max, max_csrf) = session(&s, "name=max&password=max-password-1").await;
+    let (val, val_csrf) = session(&s, "name=val&password=val-password-1").await;
+    let (ada, ada_csrf) = session(&s, "name=ada&password=ada-password-1").await;
+
+    // A maintainer triggers from the project page and lands on the build.
+    let page = get_with(&s, "/projects/p", &max).await;
+    assert!(page.contains("form id=\"trigger-build\""), "{page}");
+    assert!(page.contains("form id=\"settings\""), "{page}");
+    let h = [FORM, ("Cookie", max.as_str())];
+    let body = format!("csrf={max_csrf}&branch=main");
+    let r = request(&s, "POST", "/projects/p/trigger", &h, &body).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let id: u64 = r
+        .header("location")
+        .strip_prefix("/builds/")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        builds::get(&s.app, &Principal::Admin, id).unwrap().branch,
+        "main"
+    );
+
+    // A viewer sees no such forms, and the service refuses the POST anyway.
+    let page = get_with(&s, "/projects/p", &val).await;
+    assert!(!page.contains("trigger-build") && !page.contains("id=\"settings\""));
+    assert!(page.contains("form class=\"star\""), "{page}");
+    let h = [FORM, ("Cookie", val.as_str())];
+    let body = format!("csrf={val_csrf}&branch=main&force=on");
+    let r = request(&s, "POST", "/projects/p/trigger", &h, &body).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body
+            .contains("needs the maintainer role on p; val is a viewer there"),
+        "{}",
+        r.body
+    );
+    // Anonymous: the JSON API says to sign in.
+    let r = request(&s, "POST", "/api/v1/projects/p/builds", &[], "").await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // The maintainer makes the project private: gone for anonymous readers
+    // (as if it never existed), still there for its viewer.
+    let h = [FORM, ("Cookie", max.as_str())];
+    let body = format!(
+        "csrf={max_csrf}&visibility=private&default_branch=main&timeout_secs=3000&poll_interval_secs=0&build_tags=on"
+    );
+    let r = request(&s, "POST", "/projects/p/settings", &h, &body).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        projects::get(&s.app, &Principal::Admin, "p")
+            .unwrap()
+            .private
+    );
+    let nope = get(&s, "/projects/nope").await;
+    let hidden = get(&s, "/projects/p").await;
+    assert_eq!(hidden.status, 404);
+    assert_eq!(
+        hidden.body.replace("&#34;p&#34;", "&#34;nope&#34;"),
+        nope.body,
+        "a private project looks exactly like a missing one"
+    );
+    assert!(!get(&s, "/").await.body.contains("data-project=\"p\""));
+    assert_eq!(get(&s, "/api/v1/projects/p").await.status, 404);
+    assert_eq!(get(&s, &format!("/builds/{id}")).await.status, 404);
+    let seen = get_with(&s, "/projects/p", &val).await;
+    assert!(
+        seen.contains("<span class=\"tag private\">private</span>"),
+        "{seen}"
+    );
+    assert!(get_with(&s, "/", &val).await.contains("data-project=\"p\""));
+
+    // Stars: the viewer stars it; it is marked on the overview.
+    let h = [FORM, ("Cookie", val.as_str())];
+    let r = request(
+        &s,
+        "POST",
+        "/projects/p/star",
+        &h,
+        &format!("csrf={val_csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let o = get_with(&s, "/", &val).await;
+    assert!(o.contains("data-project=\"p\" class=\"starred\""), "{o}");
+    assert!(get_with(&s, "/account", &val)
+        .await
+        .contains("<li data-project=\"p\">"));
+
+    // Users and audit: admins only.
+    for path in ["/users", "/audit", "/api/v1/users", "/api/v1/audit"] {
+        let r = request(&s, "GET", path, &[("Cookie", val.as_str())], "").await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+        assert_eq!(get(&s, path).await.status, 401, "{path}");
+    }
+    let page = get_with(&s, "/users", &ada).await;
+    assert!(page.contains("<tr data-user=\"val\">"), "{page}");
+    let h = [FORM, ("Cookie", ada.as_str())];
+    let body = format!("csrf={ada_csrf}&name=neo&email=&role=viewer&password=");
+    let r = request(&s, "POST", "/users", &h, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("cache-control"), "no-store");
+    let generated = r
+        .body
+        .split("id=\"new-password\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    assert_eq!(generated.len(), 20, "{generated}");
+    let body = format!("csrf={ada_csrf}&role=maintainer&project=p");
+    let r = request(&s, "POST", "/users/neo/role", &h, &body).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = request(
+        &s,
+        "POST",
+        "/users/val/disable",
+        &h,
+        &format!("csrf={ada_csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    // Disabling ends val's session at once.
+    let me = request(&s, "GET", "/api/v1/whoami", &[("Cookie", val.as_str())], "").await;
+    assert!(me.body.contains("\"anonymous\""), "{}", me.body);
+    let r = request(
+        &s,
+        "POST",
+        "/users/neo/remove",
+        &h,
+        &format!("csrf={ada_csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let audit = get_with(&s, "/audit", &ada).await;
+    for action in [
+        "build.trigger",
+        "project.update",
+        "user.disable",
+        "user.remove",
+        "signin",
+    ] {
+        assert!(
+            audit.contains(&format!("<code>{action}</code>")),
+            "{action}: {audit}"
+        );
+    }
+    let j = request(
+        &s,
+        "GET",
+        "/api/v1/audit?per_page=2",
+        &[("Cookie", ada.as_str())],
+        "",
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&j.body).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 2, "{v}");
+    assert!(v["total"].as_u64().unwrap() > 2);
+    s.app.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn account_tokens_are_shown_once_and_work_as_bearer_tokens() {
+    let s = server().await;
+    add_user(&s, "tia", "tia-password-1", Role::Maintainer).await;
+    let (tia, csrf) = session(&s, "name=tia&password=tia-password-1").await;
+    let h = [FORM, ("Cookie", tia.as_str())];
+    let r = request(
+        &s,
+        "POST",
+        "/account/tokens",
+        &h,
+        &format!("csrf={csrf}&name=laptop&days=30"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("cache-control"), "no-store");
+    let token = r
+        .body
+        .split("id=\"new-token-value\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(token.starts_with("khau_"), "{token}");
+    let again = get_with(&s, "/account", &tia).await;
+    assert!(!again.contains(&token), "shown once");
+    assert!(again.contains(">laptop</th>"), "{again}");
+    let bearer = format!("Bearer {token}");
+    let me = request(
+        &s,
+        "GET",
+        "/api/v1/whoami",
+        &[("Authorization", &bearer)],
+        "",
+    )
+    .await;
+    assert!(me.body.contains("\"name\":\"tia\""), "{}", me.body);
+    // A bearer write needs no CSRF header; a cookie write does.
+    let r = request(
+        &s,
+        "POST",
+        "/api/v1/projects/p/builds",
+        &[("Authorization", &bearer)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = request(
+        &s,
+        "POST",
+        "/api/v1/tokens",
+        &[("Cookie", &tia)],
+        "{\"name\":\"x\"}",
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let hx = [("Cookie", tia.as_str()), ("X-Kha-Csrf", csrf.as_str())];
+    let r = request(&s, "POST", "/api/v1/tokens", &hx, "{\"name\":\"ci\"}").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert!(v["secret"].as_str().unwrap().starts_with("khau_"));
+    let list = request(
+        &s,
+        "GET",
+        "/api/v1/tokens",
+        &[("Authorization", &bearer)],
+        "",
+    )
+    .await;
+    let v: Vec<serde_json::Value> = serde_json::from_str(&list.body).unwrap();
+    assert_eq!(v.len(), 2);
+    // Revoking it from the account page ends it.
+    let id = v.iter().find(|t| t["name"] == "laptop").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = request(
+        &s,
+        "POST",
+        &format!("/account/tokens/{id}/revoke"),
+        &h,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let me = request(
+        &s,
+        "GET",
+        "/api/v1/whoami",
+        &[("Authorization", &bearer)],
+        "",
+    )
+    .await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    // A page asked with a dead token says so.
+    let page = request(&s, "GET", "/", &[("Authorization", &bearer)], "").await;
+    assert_eq!(page.status, 401);
+    assert!(page.body.contains("revoked"), "{}", page.body);
+    // The CLI code.
+    let r = request(&s, "POST", "/account/cli-code", &h, &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let code = r
+        .body
+        .split("id=\"cli-code-value\" class=\"code\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(code.len(), 9, "{code}");
+    let (t, _) = auth::redeem_cli_code(&s.app, &code, "cli").await.unwrap();
+    assert_eq!(t.user, "tia");
+    s.app.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_setup_link_creates_the_first_admin_once() {
+    let s = server().await;
+    let token = auth::setup_token(&s.app).unwrap().unwrap();
+    let path = format!("/setup/{}", token.expose());
+    let page = get(&s, &path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let pre_cookie = page
+        .set_cookie("kha_pre")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let pre = field(&page.body, "pre");
+    let h = [FORM, ("Cookie", pre_cookie.as_str())];
+    let r = request(
+        &s,
+        "POST",
+        &path,
+        &h,
+        &format!("pre={pre}&name=root&password=short"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("at least 8 characters"), "{}", r.body);
+    let r = request(
+        &s,
+        "POST",
+        &path,
+        &h,
+        &format!("pre={pre}&name=root&password=root-password"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), "/account");
+    let cookie = r
+        .set_cookie("kha_session")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let me = request(&s, "GET", "/api/v1/whoami", &[("Cookie", &cookie)], "").await;
+    assert!(
+        me.body.contains("\"name\":\"root\"") && me.body.contains("\"role\":\"admin\""),
+        "{}",
+        me.body
+    );
+    let again = get(&s, &path).await;
+    assert_eq!(again.status, 404, "used once");
     s.app.shutdown.cancel();
 }
 
@@ -645,5 +1120,23 @@ async fn badges_revalidate_with_etags() {
     assert_eq!(r.status, 200, "a new state is a new badge");
     assert!(r.body.contains(">queued<"), "{}", r.body);
     assert_ne!(r.header("etag"), etag);
+    s.app.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn without_a_github_section_there_is_no_github_sign_in() {
+    let s = server().await;
+    let login = get(&s, "/login").await;
+    assert!(!login.body.contains("id=\"github\""), "{}", login.body);
+    assert!(login.body.contains("id=\"break-glass\""), "{}", login.body);
+    for path in ["/auth/github", "/auth/github/callback?code=x&state=y"] {
+        let r = get(&s, path).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert!(
+            r.body.contains("GitHub sign-in is not configured"),
+            "{}",
+            r.body
+        );
+    }
     s.app.shutdown.cancel();
 }

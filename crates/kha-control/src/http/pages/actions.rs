@@ -1,14 +1,15 @@
-//! The admin's forms: restart or cancel a build, drain or revoke a builder.
-//! Each checks the admin cookie and the CSRF field, calls one service
-//! function and answers 303 back to the page (or an error page).
+//! The forms of the build, builder and project pages: restart or cancel a
+//! build, drain or revoke a builder, trigger a build, star or unstar a
+//! project, change its settings. Each checks the session's CSRF field,
+//! calls one service function (which decides whether the caller may) and
+//! answers 303 back to the page, or an error page.
 
-use super::error_page;
-use super::parse_id;
+use super::{error_page, parse_id, project_url};
 use crate::api::{self, ApiError, Principal};
 use crate::app::App;
-use crate::http::{fmt, session};
+use crate::http::fmt;
+use crate::http::session::Caller;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
@@ -21,64 +22,215 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// Checks the poster, runs `act`, and sends the browser back to `back`.
-async fn act<F, T>(app: &App, headers: &HeaderMap, csrf: &str, back: &str, act: F) -> Response
+/// Checks the poster, runs `act` as them, and sends the browser to the
+/// page `act` names.
+pub(super) async fn act<F, Fut>(app: &App, c: &Caller, csrf: &str, back: &str, act: F) -> Response
 where
-    F: Future<Output = Result<T, ApiError>>,
+    F: FnOnce(Principal) -> Fut,
+    Fut: Future<Output = Result<String, ApiError>>,
 {
-    if let Err(r) = session::form_writer(app, headers, csrf, back) {
-        return *r;
-    }
-    match act.await {
-        Ok(_) => Redirect::to(back).into_response(),
-        Err(e) => error_page(app, headers, &e),
+    let who = match c.form_writer(app, csrf, back) {
+        Ok(who) => who.clone(),
+        Err(r) => return *r,
+    };
+    match act(who).await {
+        Ok(to) => Redirect::to(&to).into_response(),
+        Err(e) => error_page(app, c, &e),
     }
 }
 
 pub async fn restart(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    c: Caller,
     Path(raw): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
     let back = format!("/builds/{}", fmt::pct(&raw));
-    let fut = async {
+    let app = &*app;
+    act(app, &c, &f.csrf, &back.clone(), |who| async move {
         let id = parse_id("build", &raw)?;
-        api::builds::restart(&app, &Principal::Admin, id).await
-    };
-    act(&app, &headers, &f.csrf, &back, fut).await
+        api::builds::restart(app, &who, id).await.map(|_| back)
+    })
+    .await
 }
 
 pub async fn cancel(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    c: Caller,
     Path(raw): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
     let back = format!("/builds/{}", fmt::pct(&raw));
-    let fut = async {
+    let app = &*app;
+    act(app, &c, &f.csrf, &back.clone(), |who| async move {
         let id = parse_id("build", &raw)?;
-        api::builds::cancel(&app, &Principal::Admin, id).await
-    };
-    act(&app, &headers, &f.csrf, &back, fut).await
+        api::builds::cancel(app, &who, id).await.map(|_| back)
+    })
+    .await
 }
 
 pub async fn drain(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    c: Caller,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let fut = api::builders::drain(&app, &Principal::Admin, &id);
-    act(&app, &headers, &f.csrf, "/builders", fut).await
+    let app = &*app;
+    act(app, &c, &f.csrf, "/builders", |who| async move {
+        api::builders::drain(app, &who, &id)
+            .await
+            .map(|_| "/builders".to_string())
+    })
+    .await
 }
 
 pub async fn revoke(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    c: Caller,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let fut = api::builders::revoke(&app, &Principal::Admin, &id);
-    act(&app, &headers, &f.csrf, "/builders", fut).await
+    let app = &*app;
+    act(app, &c, &f.csrf, "/builders", |who| async move {
+        api::builders::revoke(app, &who, &id)
+            .await
+            .map(|_| "/builders".to_string())
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct StarForm {
+    csrf: String,
+    /// "account": back to the account page instead of the project's.
+    back: String,
+}
+
+pub async fn star(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    Path(name): Path<String>,
+    Form(f): Form<StarForm>,
+) -> Response {
+    star_or_not(&app, &c, &name, f, true).await
+}
+
+pub async fn unstar(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    Path(name): Path<String>,
+    Form(f): Form<StarForm>,
+) -> Response {
+    star_or_not(&app, &c, &name, f, false).await
+}
+
+async fn star_or_not(app: &App, c: &Caller, name: &str, f: StarForm, on: bool) -> Response {
+    let back = match f.back.as_str() {
+        "account" => "/account".to_string(),
+        _ => project_url(name),
+    };
+    act(app, c, &f.csrf, &back.clone(), |who| async move {
+        api::users::star(app, &who, name, on).await.map(|_| back)
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TriggerForm {
+    csrf: String,
+    branch: String,
+    /// "on" when checked: build even if this commit was built already.
+    force: String,
+}
+
+/// "Trigger build" on the project page: to the build's page.
+pub async fn trigger(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    Path(name): Path<String>,
+    Form(f): Form<TriggerForm>,
+) -> Response {
+    let back = project_url(&name);
+    let app = &*app;
+    act(app, &c, &f.csrf, &back, |who| async move {
+        let args = api::builds::TriggerArgs {
+            project: name,
+            branch: f.branch.trim().to_string(),
+            force: !f.force.is_empty(),
+            ..Default::default()
+        };
+        let out = api::builds::trigger(app, &who, args).await?;
+        Ok(format!("/builds/{}", out.build.id))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SettingsForm {
+    csrf: String,
+    /// "private" or "public".
+    visibility: String,
+    default_branch: String,
+    timeout_secs: String,
+    poll_interval_secs: String,
+    /// Checkboxes: "on" when checked, absent when not.
+    build_tags: String,
+    cancel_superseded: String,
+}
+
+/// A number field of the settings form.
+fn secs(field: &str, raw: &str) -> Result<u64, ApiError> {
+    raw.trim()
+        .parse()
+        .map_err(|_| ApiError::Invalid(format!("{field} must be a whole number of seconds")))
+}
+
+/// The project's settings form: only what differs from the project as it
+/// is goes to `projects::update`, so the audit log says what changed.
+pub async fn settings(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    Path(name): Path<String>,
+    Form(f): Form<SettingsForm>,
+) -> Response {
+    let back = format!("{}#settings", project_url(&name));
+    let app = &*app;
+    act(app, &c, &f.csrf, &back.clone(), |who| async move {
+        let p = api::projects::get(app, &who, &name)?;
+        let private = match f.visibility.as_str() {
+            "private" => true,
+            "public" => false,
+            other => {
+                return Err(ApiError::Invalid(format!(
+                    "visibility {other:?}: choose private or public"
+                )))
+            }
+        };
+        let timeout = secs("timeout", &f.timeout_secs)?;
+        let poll = secs("poll interval", &f.poll_interval_secs)?;
+        let branch = f.default_branch.trim().to_string();
+        let (tags, superseded) = (!f.build_tags.is_empty(), !f.cancel_superseded.is_empty());
+        let u = api::projects::ProjectUpdate {
+            private: (private != p.private).then_some(private),
+            default_branch: (branch != p.default_branch).then_some(branch),
+            timeout_secs: (timeout != p.timeout_secs).then_some(timeout),
+            poll_interval_secs: (poll != p.poll_interval_secs).then_some(poll),
+            build_tags: (tags != p.build_tags).then_some(tags),
+            cancel_superseded: (superseded != p.cancel_superseded).then_some(superseded),
+        };
+        let unchanged = u.private.is_none()
+            && u.default_branch.is_none()
+            && u.timeout_secs.is_none()
+            && u.poll_interval_secs.is_none()
+            && u.build_tags.is_none()
+            && u.cancel_superseded.is_none();
+        if !unchanged {
+            api::projects::update(app, &who, &name, u).await?;
+        }
+        Ok(back)
+    })
+    .await
 }

@@ -1,17 +1,18 @@
 //! `/builds/{id}`: the build's state (`#build[data-state]`), its commit
 //! (`#commit`), what started it (`#trigger`), its jobs grouped by stage
 //! (`#jobs`, allowed failures apart in `#jobs-allowed`), the `.travis.yml`
-//! warnings (`#warnings`), and restart/cancel forms for the admin.
+//! warnings (`#warnings`), and restart/cancel forms for its maintainers.
 
 use super::{error_page, parse_id, project_url, render, trigger_of, BuildRow, Chrome};
 use crate::api::{self, ApiError};
 use crate::app::App;
-use crate::http::{fmt, session};
+use crate::http::fmt;
+use crate::http::session::Caller;
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use kha_core::view;
+use kha_core::view::{self, Role};
 use kha_core::Millis;
 use std::sync::Arc;
 
@@ -45,6 +46,8 @@ struct BuildPage {
     allowed: Vec<JobRow>,
     can_restart: bool,
     can_cancel: bool,
+    /// The caller is a maintainer of the project: the buttons are theirs.
+    maintainer: bool,
 }
 
 pub fn job_row(now: Millis, b: &view::Build, j: &view::Job) -> JobRow {
@@ -71,25 +74,20 @@ pub fn job_row(now: Millis, b: &view::Build, j: &view::Job) -> JobRow {
     }
 }
 
-pub async fn page(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> Response {
-    match build_page(&app, &headers, &raw) {
+pub async fn page(State(app): State<Arc<App>>, c: Caller, Path(raw): Path<String>) -> Response {
+    match build_page(&app, &c, &raw) {
         Ok(p) => render(StatusCode::OK, &p),
-        Err(e) => error_page(&app, &headers, &e),
+        Err(e) => error_page(&app, &c, &e),
     }
 }
 
-fn build_page(app: &App, headers: &HeaderMap, raw: &str) -> Result<BuildPage, ApiError> {
+fn build_page(app: &App, c: &Caller, raw: &str) -> Result<BuildPage, ApiError> {
     let id = parse_id("build", raw)?;
-    let who = session::reader(app, headers);
-    let b = api::builds::get(app, &who, id)?;
-    let p = api::projects::get(app, &who, &b.project)?;
+    let b = api::builds::get(app, &c.who, id)?;
+    let p = api::projects::get(app, &c.who, &b.project)?;
     let chrome = Chrome::new(
         app,
-        headers,
+        c,
         &format!("Build #{} of {}", b.id, b.project),
         &format!("/builds/{id}"),
         format!("build={id}"),
@@ -128,6 +126,7 @@ fn build_page(app: &App, headers: &HeaderMap, raw: &str) -> Result<BuildPage, Ap
         allowed,
         can_restart: b.state.is_final() && b.error.is_empty(),
         can_cancel: !b.state.is_final(),
+        maintainer: c.who.role_on_view(&p) >= Role::Maintainer,
         chrome,
         b,
     })

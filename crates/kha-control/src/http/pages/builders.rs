@@ -5,10 +5,11 @@
 use super::{error_page, paged, render, Chrome, PageQuery, Pager, When};
 use crate::api;
 use crate::app::App;
-use crate::http::{fmt, session};
+use crate::http::fmt;
+use crate::http::session::Caller;
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
 
@@ -36,17 +37,12 @@ struct BuildersPage {
     pager: Pager,
 }
 
-pub async fn page(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Query(q): Query<PageQuery>,
-) -> Response {
-    let who = session::reader(&app, &headers);
-    let list = match api::builders::list(&app, &who) {
+pub async fn page(State(app): State<Arc<App>>, c: Caller, Query(q): Query<PageQuery>) -> Response {
+    let list = match api::builders::list(&app, &c.who) {
         Ok(l) => l,
-        Err(e) => return error_page(&app, &headers, &e),
+        Err(e) => return error_page(&app, &c, &e),
     };
-    let chrome = Chrome::new(&app, &headers, "Builders", "/builders", String::new());
+    let chrome = Chrome::new(&app, &c, "Builders", "/builders", String::new());
     let now = chrome.now;
     use kha_core::view::BuilderState as S;
     let rows = list

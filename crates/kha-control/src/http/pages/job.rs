@@ -6,7 +6,8 @@
 use super::{error_page, parse_id, project_url, render, Chrome};
 use crate::api::{self, ApiError};
 use crate::app::App;
-use crate::http::{fmt, session};
+use crate::http::fmt;
+use crate::http::session::Caller;
 use askama::Template;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -56,35 +57,35 @@ pub struct FromQuery {
 
 pub async fn page(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    c: Caller,
     Path(raw): Path<String>,
     Query(q): Query<FromQuery>,
 ) -> Response {
-    match job_page(&app, &headers, &raw, &q).await {
+    match job_page(&app, &c, &raw, &q).await {
         Ok(p) => render(StatusCode::OK, &p),
-        Err(e) => error_page(&app, &headers, &e),
+        Err(e) => error_page(&app, &c, &e),
     }
 }
 
 async fn job_page(
     app: &Arc<App>,
-    headers: &HeaderMap,
+    c: &Caller,
     raw: &str,
     q: &FromQuery,
 ) -> Result<JobPage, ApiError> {
     let id = parse_id("job", raw)?;
-    let who = session::reader(app, headers);
-    let job = api::builds::job(app, &who, id)?;
-    let b = api::builds::get(app, &who, job.build_id)?;
+    let who = &c.who;
+    let job = api::builds::job(app, who, id)?;
+    let b = api::builds::get(app, who, job.build_id)?;
     let chrome = Chrome::new(
         app,
-        headers,
+        c,
         &format!("Job {}.{} of {}", b.id, job.number, b.project),
         &format!("/jobs/{id}"),
         format!("job={id}"),
     );
     let from = q.from.parse::<usize>().unwrap_or(1).max(1);
-    let (lines, more) = log_lines(app, &who, id, from).await?;
+    let (lines, more) = log_lines(app, who, id, from).await?;
     let now = chrome.now;
     let running = !job.state.is_final() && job.started_ms > 0;
     Ok(JobPage {
@@ -226,20 +227,20 @@ pub fn parse_range(h: &str) -> Option<(u64, Option<u64>)> {
 
 pub async fn raw(
     State(app): State<Arc<App>>,
+    c: Caller,
     headers: HeaderMap,
     Path(raw): Path<String>,
     Query(q): Query<RawQuery>,
 ) -> Response {
-    let who = session::reader(&app, &headers);
     let id = match parse_id("job", &raw) {
         Ok(id) => id,
-        Err(e) => return error_page(&app, &headers, &e),
+        Err(e) => return error_page(&app, &c, &e),
     };
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_range);
-    match raw_log(&app, &who, id, range).await {
+    match raw_log(&app, &c.who, id, range).await {
         Ok(mut r) => {
             let h = r.headers_mut();
             h.insert(
@@ -261,7 +262,7 @@ pub async fn raw(
             }
             r
         }
-        Err(e) => error_page(&app, &headers, &e),
+        Err(e) => error_page(&app, &c, &e),
     }
 }
 

@@ -5,23 +5,28 @@
 //! text, never markup. Shared here: the page chrome, rendering, the error
 //! and 404 pages, paging, and the build row most lists show.
 
+mod account;
 mod actions;
+mod audit;
 mod build;
 mod builders;
+mod github_signin;
 pub mod job;
 mod overview;
 mod project;
 mod queue;
+mod signin;
+mod users;
 
 use super::assets;
 use super::error::status_of;
 use super::fmt;
-use super::session;
+use super::session::Caller;
 use crate::api::{self, ApiError};
 use crate::app::App;
 use askama::Template;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -36,6 +41,10 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/", get(overview::page))
         .route("/projects/{name}", get(project::page))
+        .route("/projects/{name}/star", post(actions::star))
+        .route("/projects/{name}/unstar", post(actions::unstar))
+        .route("/projects/{name}/trigger", post(actions::trigger))
+        .route("/projects/{name}/settings", post(actions::settings))
         .route("/builds/{id}", get(build::page))
         .route("/builds/{id}/restart", post(actions::restart))
         .route("/builds/{id}/cancel", post(actions::cancel))
@@ -45,6 +54,24 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/builders/{id}/drain", post(actions::drain))
         .route("/builders/{id}/revoke", post(actions::revoke))
         .route("/queue", get(queue::page))
+        .route("/login", get(signin::page).post(signin::login))
+        .route("/logout", post(signin::logout))
+        .route(
+            "/setup/{token}",
+            get(signin::setup_page).post(signin::setup),
+        )
+        .route("/auth/github", get(github_signin::start))
+        .route("/auth/github/callback", get(github_signin::callback))
+        .route("/account", get(account::page))
+        .route("/account/tokens", post(account::create_token))
+        .route("/account/tokens/{id}/revoke", post(account::revoke_token))
+        .route("/account/cli-code", post(account::cli_code))
+        .route("/users", get(users::page).post(users::add))
+        .route("/users/{name}/role", post(users::role))
+        .route("/users/{name}/disable", post(users::disable))
+        .route("/users/{name}/enable", post(users::enable))
+        .route("/users/{name}/remove", post(users::remove))
+        .route("/audit", get(audit::page))
 }
 
 /// What every page's layout needs.
@@ -54,22 +81,27 @@ pub struct Chrome {
     pub seq: u64,
     /// The event stream the script follows for this page.
     pub events: String,
+    /// Who is signed in, as the navigation shows it ("" signed out).
+    pub user: String,
+    /// Signed in as a user (not with the admin token): has an account page.
+    pub has_account: bool,
+    /// An admin: the navigation links the users and audit pages.
     pub admin: bool,
-    /// The CSRF token, for the admin only (empty otherwise).
+    /// The session's CSRF token, for the sign-out form and every other form
+    /// (empty without a session).
     pub csrf: String,
     pub css: String,
     pub js: String,
-    /// This page's path, percent-encoded, for the login link's `next`.
+    /// This page's path, percent-encoded, for the sign-in link's `next`.
     pub here: String,
-    /// Which navigation link is this page's ("overview", "queue", "builders").
+    /// Which navigation link is this page's ("overview", "queue", …).
     pub section: &'static str,
     pub now: Millis,
 }
 
 impl Chrome {
     /// `events` is the query of `/api/v1/events` this page follows ("" for all).
-    pub fn new(app: &App, headers: &HeaderMap, title: &str, here: &str, events: String) -> Chrome {
-        let admin = session::has_admin_cookie(app, headers);
+    pub fn new(app: &App, c: &Caller, title: &str, here: &str, events: String) -> Chrome {
         Chrome {
             title: title.to_string(),
             seq: api::events::newest(app),
@@ -78,18 +110,19 @@ impl Chrome {
             } else {
                 format!("/api/v1/events?{events}")
             },
-            admin,
-            csrf: if admin {
-                session::csrf_token(app)
-            } else {
-                String::new()
-            },
+            user: c.display_name(),
+            has_account: c.who.user().is_some(),
+            admin: c.who.is_admin(),
+            csrf: c.csrf.clone(),
             css: assets::url("kha.css"),
             js: assets::url("kha.js"),
             section: match here {
                 "/" => "overview",
                 "/queue" => "queue",
                 "/builders" => "builders",
+                "/users" => "users",
+                "/audit" => "audit",
+                "/account" => "account",
                 _ => "",
             },
             here: fmt::pct(here),
@@ -119,34 +152,38 @@ struct ErrorPage {
     chrome: Chrome,
     heading: String,
     message: String,
+    /// Not signed in: offer the sign-in page.
+    sign_in: bool,
 }
 
 /// The page for a failed request: "Not found" and what, or the error.
-pub fn error_page(app: &App, headers: &HeaderMap, e: &ApiError) -> Response {
+pub fn error_page(app: &App, c: &Caller, e: &ApiError) -> Response {
     let (status, _) = status_of(e);
     let heading = match status {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::BAD_REQUEST => "Bad request",
-        StatusCode::UNAUTHORIZED => "Not logged in",
+        StatusCode::UNAUTHORIZED => "Not signed in",
         StatusCode::FORBIDDEN => "Not allowed",
         StatusCode::CONFLICT => "Not now",
+        StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
         _ => "Something went wrong",
     };
     let page = ErrorPage {
-        chrome: Chrome::new(app, headers, heading, "/", String::new()),
+        chrome: Chrome::new(app, c, heading, "/", String::new()),
         heading: heading.into(),
         message: e.to_string(),
+        sign_in: status == StatusCode::UNAUTHORIZED,
     };
     render(status, &page)
 }
 
 /// Any path no route knows.
-pub async fn not_found_path(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
+pub async fn not_found_path(State(app): State<Arc<App>>, c: Caller, uri: Uri) -> Response {
     let e = ApiError::NotFound(format!("there is no page at {}", uri.path()));
     if uri.path().starts_with("/api/") {
         return super::error::JsonError(e).into_response();
     }
-    error_page(&app, &headers, &e)
+    error_page(&app, &c, &e)
 }
 
 /// A numeric id from a path, or the 404 the page answers instead.

@@ -1,14 +1,15 @@
 //! `/`: every project with its default branch's last build, the jobs
-//! running now and the jobs waiting (`#projects`, `#running`, `#queued`).
+//! running now and the jobs waiting (`#projects`, `#running`, `#queued`);
+//! the caller's starred projects first (`tr.starred`).
 
 use super::{error_page, project_url};
 use super::{paged, render, BuildRow, Chrome, PageQuery, Pager, When};
 use crate::api;
 use crate::app::App;
-use crate::http::session;
+use crate::http::session::Caller;
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
 
@@ -18,6 +19,9 @@ pub struct ProjectRow {
     pub branch: String,
     pub state: &'static str,
     pub build: Option<BuildRow>,
+    /// The caller follows it (starred projects come first).
+    pub starred: bool,
+    pub private: bool,
 }
 
 pub struct JobRow {
@@ -41,17 +45,12 @@ struct Overview {
     queued: Vec<JobRow>,
 }
 
-pub async fn page(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Query(q): Query<PageQuery>,
-) -> Response {
-    let who = session::reader(&app, &headers);
-    let o = match api::overview::get(&app, &who) {
+pub async fn page(State(app): State<Arc<App>>, c: Caller, Query(q): Query<PageQuery>) -> Response {
+    let o = match api::overview::get(&app, &c.who) {
         Ok(o) => o,
-        Err(e) => return error_page(&app, &headers, &e),
+        Err(e) => return error_page(&app, &c, &e),
     };
-    let chrome = Chrome::new(&app, &headers, "Overview", "/", String::new());
+    let chrome = Chrome::new(&app, &c, "Overview", "/", String::new());
     let now = chrome.now;
     let projects = o
         .projects
@@ -63,6 +62,8 @@ pub async fn page(
                 .as_ref()
                 .map_or("unknown", |b| b.state.as_str()),
             build: p.last_build.as_ref().map(|b| BuildRow::new(now, b)),
+            starred: p.starred,
+            private: p.project.private,
             branch: p.project.default_branch,
             name: p.project.name,
         })

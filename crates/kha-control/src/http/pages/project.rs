@@ -1,15 +1,20 @@
 //! `/projects/{name}`: branches (`#branches`), pull requests (`#pulls`), the
 //! build history with a branch filter (`#history`, `form#filter`), the badge
-//! snippet (`#badge`) and the webhook URLs (`#webhook`).
+//! snippet (`#badge`) and the webhook URLs (`#webhook`); who has a role on
+//! it (`#members`); for a signed-in user a star button (`form.star` /
+//! `form.unstar`); for its maintainers "Trigger build" (`form#trigger-build`)
+//! and its settings (`form#settings`).
 
 use super::{error_page, project_url, render, BuildRow, Chrome, Pager, When, PER_PAGE};
 use crate::api::{self, ApiError};
 use crate::app::App;
-use crate::http::{fmt, session};
+use crate::http::fmt;
+use crate::http::session::Caller;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use kha_core::view::{ProjectRole, Role};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -38,6 +43,12 @@ struct ProjectPage {
     badge_url: String,
     github_hook: String,
     generic_hook: String,
+    members: Vec<ProjectRole>,
+    /// Signed in as a user: may star it.
+    can_star: bool,
+    starred: bool,
+    /// A maintainer of the project: the trigger and settings forms.
+    maintainer: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -49,33 +60,35 @@ pub struct HistoryQuery {
 
 pub async fn page(
     State(app): State<Arc<App>>,
+    c: Caller,
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    match build_page(&app, &headers, &name, &q) {
+    match build_page(&app, &c, &headers, &name, &q) {
         Ok(p) => render(StatusCode::OK, &p),
-        Err(e) => error_page(&app, &headers, &e),
+        Err(e) => error_page(&app, &c, &e),
     }
 }
 
 fn build_page(
     app: &App,
+    c: &Caller,
     headers: &HeaderMap,
     name: &str,
     q: &HistoryQuery,
 ) -> Result<ProjectPage, ApiError> {
-    let who = session::reader(app, headers);
-    let p = api::projects::get(app, &who, name)?;
+    let who = &c.who;
+    let p = api::projects::get(app, who, name)?;
     let chrome = Chrome::new(
         app,
-        headers,
+        c,
         &p.name,
         &project_url(&p.name),
         format!("project={}", fmt::pct(&p.name)),
     );
     let now = chrome.now;
-    let branches = api::branches::list(app, &who, name)?;
+    let branches = api::branches::list(app, who, name)?;
     let branch_names = branches.iter().map(|b| b.name.clone()).collect();
     let branches = branches
         .into_iter()
@@ -88,13 +101,13 @@ fn build_page(
             name: b.name,
         })
         .collect();
-    let pulls = api::builds::pull_requests(app, &who, name)?
+    let pulls = api::builds::pull_requests(app, who, name)?
         .iter()
         .map(|b| (b.pr_number, BuildRow::new(now, b)))
         .collect();
     let page: u32 = q.page.parse().unwrap_or(1).max(1);
     let filter = (!q.branch.is_empty()).then_some(q.branch.as_str());
-    let hist = api::builds::list(app, &who, name, filter, page, PER_PAGE as u32)?;
+    let hist = api::builds::list(app, who, name, filter, page, PER_PAGE as u32)?;
     let base = project_url(&p.name);
     let branch_q = if q.branch.is_empty() {
         String::new()
@@ -109,6 +122,7 @@ fn build_page(
         .and_then(|v| v.to_str().ok());
     let public = app.cfg.base_url(host);
     let pname = fmt::pct(&p.name);
+    let members = api::projects::members(app, who, name)?;
     Ok(ProjectPage {
         chrome,
         branches,
@@ -122,6 +136,10 @@ fn build_page(
         badge_url: format!("/badge/{pname}.svg"),
         github_hook: format!("{public}/hooks/github"),
         generic_hook: format!("{public}/hooks/generic/{pname}"),
+        members,
+        can_star: who.user().is_some(),
+        starred: who.user().is_some_and(|u| u.stars.contains(&p.name)),
+        maintainer: who.role_on_view(&p) >= Role::Maintainer,
         p,
     })
 }

@@ -3,10 +3,10 @@
 use super::{error_page, paged, project_url, render, Chrome, PageQuery, Pager};
 use crate::api;
 use crate::app::App;
-use crate::http::session;
+use crate::http::session::Caller;
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
 
@@ -28,15 +28,10 @@ struct QueuePage {
     pager: Pager,
 }
 
-pub async fn page(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Query(q): Query<PageQuery>,
-) -> Response {
-    let who = session::reader(&app, &headers);
-    let list = match api::queue::list(&app, &who) {
+pub async fn page(State(app): State<Arc<App>>, c: Caller, Query(q): Query<PageQuery>) -> Response {
+    let list = match api::queue::list(&app, &c.who) {
         Ok(l) => l,
-        Err(e) => return error_page(&app, &headers, &e),
+        Err(e) => return error_page(&app, &c, &e),
     };
     let rows = list
         .into_iter()
@@ -51,7 +46,7 @@ pub async fn page(
         })
         .collect();
     let (jobs, pager) = paged(rows, q.number(), |n| format!("/queue?page={n}"));
-    let chrome = Chrome::new(&app, &headers, "Queue", "/queue", String::new());
+    let chrome = Chrome::new(&app, &c, "Queue", "/queue", String::new());
     render(
         StatusCode::OK,
         &QueuePage {
