@@ -23,8 +23,12 @@ use std::sync::Arc;
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/overview", get(overview))
-        .route("/projects", get(projects))
-        .route("/projects/{p}", get(project))
+        .route("/projects", get(projects).post(add_project))
+        .route("/projects/{p}", get(project).delete(remove_project))
+        .route("/projects/{p}/members", get(members))
+        .route("/projects/{p}/settings", post(settings))
+        .route("/projects/{p}/star", post(star))
+        .route("/projects/{p}/unstar", post(unstar))
         .route("/projects/{p}/branches", get(branches))
         .route("/projects/{p}/pulls", get(pulls))
         .route("/projects/{p}/builds", get(builds).post(trigger))
@@ -39,8 +43,20 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/queue", get(queue))
         .route("/whoami", get(whoami))
         .route("/audit", get(audit))
-        .route("/users", get(users))
+        .route("/users", get(users).post(add_user))
+        .route("/users/{name}", get(user).delete(remove_user))
+        .route("/users/{name}/role", post(set_role))
+        .route("/users/{name}/disabled", post(set_disabled))
         .route("/tokens", get(tokens).post(create_token))
+        .route("/tokens/{id}", axum::routing::delete(revoke_token))
+        .route(
+            "/enrolment-tokens",
+            get(enrolment_tokens).post(create_enrolment_token),
+        )
+        .route(
+            "/enrolment-tokens/{id}/revoke",
+            post(revoke_enrolment_token),
+        )
 }
 
 type Answer = Result<Response, JsonError>;
@@ -51,6 +67,79 @@ fn ok(v: &impl Serialize) -> Answer {
 
 fn id_of(what: &str, raw: &str) -> Result<u64, JsonError> {
     Ok(parse_id(what, raw)?)
+}
+
+/// A request's JSON body; an empty body is the type's default.
+fn body<T: serde::de::DeserializeOwned + Default>(b: &Bytes) -> Result<T, ApiError> {
+    if b.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(b)
+        .map_err(|e| ApiError::Invalid(format!("the body is not the JSON expected: {e}")))
+}
+
+/// An answer that carries a secret shown this once: never cached.
+fn once(status: StatusCode, v: &impl Serialize) -> Answer {
+    let mut r = json_response(status, v);
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
+}
+
+async fn add_project(State(app): State<Arc<App>>, c: Caller, h: HeaderMap, b: Bytes) -> Answer {
+    let who = c.api_writer(&h)?;
+    let p = api::projects::add(&app, who, body(&b)?).await?;
+    once(StatusCode::CREATED, &p)
+}
+
+async fn remove_project(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(p): Path<String>,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    api::projects::remove(&app, who, &p).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({})))
+}
+
+async fn members(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) -> Answer {
+    ok(&api::projects::members(&app, &c.who, &p)?)
+}
+
+async fn settings(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(p): Path<String>,
+    b: Bytes,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    ok(&api::projects::update(&app, who, &p, body(&b)?).await?)
+}
+
+async fn star(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(p): Path<String>,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    api::users::star(&app, who, &p, true).await?;
+    ok(&serde_json::json!({"starred": true}))
+}
+
+async fn unstar(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(p): Path<String>,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    api::users::star(&app, who, &p, false).await?;
+    ok(&serde_json::json!({"starred": false}))
 }
 
 async fn overview(State(app): State<Arc<App>>, c: Caller) -> Answer {
@@ -227,6 +316,120 @@ async fn audit(State(app): State<Arc<App>>, c: Caller, Query(q): Query<PageArgs>
 
 async fn users(State(app): State<Arc<App>>, c: Caller) -> Answer {
     ok(&api::users::list(&app, &c.who)?)
+}
+
+/// A new user; `password` is in the answer only when it was generated.
+#[derive(Serialize)]
+struct CreatedUser {
+    user: kha_core::view::User,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+}
+
+async fn add_user(State(app): State<Arc<App>>, c: Caller, h: HeaderMap, b: Bytes) -> Answer {
+    let who = c.api_writer(&h)?;
+    let (user, password) = api::users::add(&app, who, body(&b)?).await?;
+    let password = password.map(|p| p.into_inner());
+    once(StatusCode::CREATED, &CreatedUser { user, password })
+}
+
+async fn user(State(app): State<Arc<App>>, c: Caller, Path(name): Path<String>) -> Answer {
+    ok(&api::users::get(&app, &c.who, &name)?)
+}
+
+async fn remove_user(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    api::users::remove(&app, who, &name).await?;
+    ok(&serde_json::json!({}))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RoleArgs {
+    /// Absent or empty: the global role.
+    project: String,
+    role: kha_core::view::Role,
+}
+
+async fn set_role(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    b: Bytes,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    let a: RoleArgs = body(&b)?;
+    let project = (!a.project.is_empty()).then_some(a.project.as_str());
+    ok(&api::users::set_role(&app, who, &name, project, a.role).await?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DisabledArgs {
+    disabled: bool,
+}
+
+async fn set_disabled(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    b: Bytes,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    let a: DisabledArgs = body(&b)?;
+    ok(&api::users::set_disabled(&app, who, &name, a.disabled).await?)
+}
+
+async fn revoke_token(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    api::auth::revoke_token(&app, who, &id).await?;
+    ok(&serde_json::json!({}))
+}
+
+async fn enrolment_tokens(State(app): State<Arc<App>>, c: Caller) -> Answer {
+    ok(&api::builders::list_tokens(&app, &c.who)?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EnrolmentArgs {
+    description: String,
+}
+
+async fn create_enrolment_token(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    b: Bytes,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    let a: EnrolmentArgs = body(&b)?;
+    once(
+        StatusCode::CREATED,
+        &api::builders::create_token(&app, who, &a.description).await?,
+    )
+}
+
+async fn revoke_enrolment_token(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    ok(&api::builders::revoke_token(&app, who, &id).await?)
 }
 
 async fn tokens(State(app): State<Arc<App>>, c: Caller) -> Answer {

@@ -5,7 +5,8 @@
 //! (`no-cache`), answered 304 when its ETag has not changed.
 
 use super::fmt::esc;
-use crate::api::{self, ApiError, Principal};
+use super::session::Caller;
+use crate::api::{self, ApiError};
 use crate::app::App;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -78,6 +79,7 @@ pub fn svg(label: &str, value: &str, color: &str) -> String {
 
 async fn badge(
     State(app): State<Arc<App>>,
+    c: Caller,
     headers: HeaderMap,
     Path(file): Path<String>,
     Query(q): Query<BadgeQuery>,
@@ -85,15 +87,14 @@ async fn badge(
     let Some(project) = file.strip_suffix(".svg") else {
         return (StatusCode::NOT_FOUND, "badges end in .svg\n").into_response();
     };
-    let (status, state) =
-        match api::branches::status(&app, &Principal::Anonymous, project, &q.branch) {
-            Ok(s) => (StatusCode::OK, s),
-            Err(ApiError::NotFound(_)) => (StatusCode::NOT_FOUND, None),
-            Err(e) => {
-                tracing::warn!(error = %e, "badge failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, None)
-            }
-        };
+    let (status, state) = match api::branches::status(&app, &c.who, project, &q.branch) {
+        Ok(s) => (StatusCode::OK, s),
+        Err(ApiError::NotFound(_)) => (StatusCode::NOT_FOUND, None),
+        Err(e) => {
+            tracing::warn!(error = %e, "badge failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, None)
+        }
+    };
     let (word, color) = status_word(state);
     let body = svg("build", word, color);
     let etag = format!("\"{}\"", hex::encode(&Sha256::digest(body.as_bytes())[..8]));

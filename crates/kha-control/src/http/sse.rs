@@ -116,6 +116,8 @@ struct EventsQuery {
     build: String,
     job: String,
     kinds: String,
+    /// "0" or "false": end at the newest event instead of following.
+    follow: String,
 }
 
 fn invalid(name: &str, raw: &str) -> JsonError {
@@ -148,7 +150,7 @@ fn events_args(h: &HeaderMap, q: &EventsQuery) -> Result<WatchArgs, JsonError> {
     Ok(WatchArgs {
         from,
         tail: 0,
-        follow: true,
+        follow: !matches!(q.follow.as_str(), "0" | "false" | "no"),
         filter: EventFilter {
             project: (!q.project.is_empty()).then(|| q.project.clone()),
             build_id: opt_number("build", &q.build)?,
