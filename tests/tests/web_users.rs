@@ -661,3 +661,65 @@ fn github_sign_in_creates_the_user_and_refuses_denials_and_foreign_states() {
     }));
     assert_log_clean(&c, "octo-cat", &secrets);
 }
+
+/// `kha login --web`: a user (one who might sign in with GitHub and have no
+/// password) makes a code on their account page and types it into the CLI,
+/// which then acts as them; the code works once.
+#[test]
+fn kha_login_web_takes_the_code_from_the_account_page() {
+    let c = Fixture::new().start();
+    let mut a = admin(&c);
+    add_user(&mut a, "gina", "gina-pass-7781", "none");
+    let mut g = Client::new(&c.http_url());
+    let r = g.sign_in("name=gina&password=gina-pass-7781");
+    assert_eq!(r.status, 303, "{}", r.text());
+    let csrf = g.csrf();
+    let page = g.post("/account/cli-code", &format!("csrf={csrf}")).text();
+    let code = page
+        .split("id=\"cli-code-value\" class=\"code\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_else(|| panic!("no code on {page}"))
+        .to_string();
+    assert_eq!(code.len(), 9, "{code}");
+    let kha = |config: &str, args: &[&str], input: &str| {
+        let mut child = std::process::Command::new(bin("kha"))
+            .arg("--config")
+            .arg(c.path(config))
+            .args(args)
+            .env_remove("KHA_TOKEN")
+            .env("KHA_SERVER", c.url())
+            .env("KHA_DATA_DIR", c.path("nowhere"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = kha("gina.toml", &["login", "--web"], &format!("{code}\n"));
+    assert!(o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{}/account", c.http_url())),
+        "names the account page: {err}"
+    );
+    let o = kha("gina.toml", &["whoami", "--json"], "");
+    assert!(o.status.success(), "{o:?}");
+    let me: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(me["name"], "gina", "{me}");
+    // The code is spent.
+    let o = kha("other.toml", &["login", "--web"], &format!("{code}\n"));
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unknown or expired code"),
+        "{o:?}"
+    );
+}
