@@ -549,12 +549,13 @@ fn github_sign_in_creates_the_user_and_refuses_denials_and_foreign_states() {
     stub.set_user(
         StubUser::new(9001, "Octo-Cat")
             .name(Some("Octo Cat"))
-            .emails(&[("octo@example.org", true, true)]),
+            .emails(&[("octo@example.org", true, true)])
+            .orgs(&["kha-friends"]),
     );
     let repo = repo();
     let c = Fixture::new()
         .known_http_port()
-        .config(&stub.config_toml(&["default_role = \"viewer\""]))
+        .config(&stub.config_toml(&["default_role = \"viewer\"", "orgs = [\"kha-friends\"]"]))
         .project("demo", &repo.url())
         .start();
     let base = c.http_url();

@@ -16,6 +16,7 @@
 use crate::api::auth::GithubIdentity;
 use crate::api::ApiError;
 use crate::config::GithubConfig;
+use kha_core::view::Role;
 use oauth2::basic::{BasicClient, BasicErrorResponse};
 use oauth2::{
     AccessToken, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
@@ -78,6 +79,19 @@ impl GithubLogin {
             return Err(invalid(
                 "client_secret is empty: set it to the OAuth app's client secret".into(),
             ));
+        }
+        // A role that shows private projects would go to every GitHub
+        // account in the world unless sign-in is limited to organisations.
+        if cfg.default_role == Role::Admin {
+            return Err(invalid(
+                "default_role = \"admin\" would make every new GitHub user an admin: give admin by hand (`kha user set-role NAME admin`)".into(),
+            ));
+        }
+        if cfg.default_role >= Role::Viewer && cfg.orgs.is_empty() {
+            return Err(invalid(format!(
+                "default_role = \"{}\" without orgs would give every GitHub account that role: set orgs, or use \"none\"",
+                cfg.default_role
+            )));
         }
         let auth_url = AuthUrl::new(web_url("authorize_url", &cfg.authorize_url)?)
             .map_err(|e| invalid(format!("authorize_url: {e}")))?;
@@ -362,7 +376,20 @@ mod tests {
     #[test]
     fn bad_settings_are_refused_with_the_key() {
         type Change = fn(&mut GithubConfig);
-        let cases: [(&str, Change, &str); 5] = [
+        let cases: [(&str, Change, &str); 7] = [
+            (
+                "admin",
+                |c| c.default_role = Role::Admin,
+                "would make every new GitHub user an admin",
+            ),
+            (
+                "viewer for all",
+                |c| {
+                    c.default_role = Role::Viewer;
+                    c.orgs.clear()
+                },
+                "without orgs would give every GitHub account that role",
+            ),
             ("client_id", |c| c.client_id.clear(), "client_id is empty"),
             (
                 "secret",

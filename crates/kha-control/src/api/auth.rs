@@ -41,10 +41,21 @@ pub const TOKEN_PREFIX: &str = "khau_";
 
 /// What the control node remembers of sign-ins in memory (a restart
 /// forgets failures and unused codes, which is harmless).
-#[derive(Default)]
 pub struct AuthState {
     failures: Mutex<HashMap<String, VecDeque<Millis>>>,
     codes: Mutex<HashMap<String, (String, Millis)>>,
+    /// Password hashes computed at once.
+    hashing: tokio::sync::Semaphore,
+}
+
+impl Default for AuthState {
+    fn default() -> Self {
+        AuthState {
+            failures: Default::default(),
+            codes: Default::default(),
+            hashing: tokio::sync::Semaphore::new(2),
+        }
+    }
 }
 
 /// Hashes a password with argon2id and the crate's default parameters
@@ -146,45 +157,67 @@ fn touch_user(app: &App, name: &str, now: Millis) {
 
 /// Checks a password, rate-limited per account and per address. The
 /// answer never says whether the account exists.
-pub fn check_password(
+pub async fn check_password(
     app: &App,
     name: &str,
     password: &str,
     addr: IpAddr,
 ) -> Result<String, ApiError> {
+    let wrong = || ApiError::Unauthenticated("wrong user name or password".into());
     let name = name.trim().to_ascii_lowercase();
     let now = app.clock.now();
-    let (acct, from) = (format!("user:{name}"), format!("addr:{addr}"));
-    app.auth.limited(&acct, MAX_FAILURES_ACCOUNT, now, || {
-        format!("too many failed sign-ins for {name}")
-    })?;
+    let from = format!("addr:{addr}");
     app.auth.limited(&from, MAX_FAILURES_ADDR, now, || {
         format!("too many failed sign-ins from {addr}")
     })?;
+    // What cannot be a user name is neither remembered nor logged (it may
+    // be huge, or a password typed into the wrong field).
+    if users::validate_name(&name).is_err() || password.len() > 1024 {
+        app.auth.failed(&from, now);
+        info!(%addr, "failed sign-in (not a user name)");
+        return Err(wrong());
+    }
+    let acct = format!("user:{name}");
+    app.auth.limited(&acct, MAX_FAILURES_ACCOUNT, now, || {
+        format!("too many failed sign-ins for {name}")
+    })?;
+    // Counted as failed until proven right, so concurrent guesses cannot
+    // all slip under the limit while the hashes are computed.
+    app.auth.failed(&acct, now);
+    app.auth.failed(&from, now);
     let user = app.store.get_user(&name)?;
-    let ok = match &user {
-        Some(u) if !u.password_hash.is_empty() => password_matches(&u.password_hash, password),
-        _ => {
-            password_matches(decoy(), password);
-            false
-        }
+    let phc = match &user {
+        Some(u) if !u.password_hash.is_empty() => u.password_hash.clone(),
+        _ => decoy().to_string(),
     };
+    // argon2 takes tens of milliseconds of CPU: off the async threads, and
+    // at most two at a time, so sign-in attempts cannot starve builders.
+    let ok = {
+        let _permit = app
+            .auth
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Unavailable("the control node is stopping".into()))?;
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || password_matches(&phc, &password))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    };
+    let ok = ok && user.as_ref().is_some_and(|u| !u.password_hash.is_empty());
     match user {
         Some(u) if ok && u.disabled => Err(ApiError::Denied(format!(
             "user {name} is disabled: ask an admin"
         ))),
         Some(u) if ok => {
             app.auth.clear(&acct);
+            app.auth.forgive(&from, now);
             info!(user = %u.name, %addr, "signed in with a password");
             Ok(u.name)
         }
         _ => {
-            app.auth.failed(&acct, now);
-            app.auth.failed(&from, now);
             info!(user = %name, %addr, "failed sign-in");
-            Err(ApiError::Unauthenticated(
-                "wrong user name or password".into(),
-            ))
+            Err(wrong())
         }
     }
 }
@@ -230,6 +263,16 @@ impl AuthState {
         q.push_back(now);
         if q.len() > 64 {
             q.pop_front();
+        }
+    }
+
+    /// Takes back the failure counted in advance for a right password.
+    fn forgive(&self, key: &str, at: Millis) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = f.get_mut(key) {
+            if let Some(i) = q.iter().rposition(|&t| t == at) {
+                q.remove(i);
+            }
         }
     }
 
@@ -285,7 +328,7 @@ pub async fn password_session(
     password: &str,
     addr: IpAddr,
 ) -> Result<(String, Secret, String), ApiError> {
-    let user = check_password(app, name, password, addr)?;
+    let user = check_password(app, name, password, addr).await?;
     let (sid, csrf) = start_session(app, Some(&user)).await?;
     let who = principal_of(active_user(app, &user)?);
     audit::record(app, &who, "signin", &user, "password (web)");
@@ -372,7 +415,7 @@ pub async fn login(
     addr: IpAddr,
     token_name: &str,
 ) -> Result<(view::ApiToken, Secret), ApiError> {
-    let user = check_password(app, name, password, addr)?;
+    let user = check_password(app, name, password, addr).await?;
     let u = principal_of(active_user(app, &user)?);
     audit::record(app, &u, "signin", &user, "password (CLI)");
     create_token(app, &u, token_name, None).await
@@ -395,7 +438,8 @@ pub fn cli_code(app: &App, who: &Principal) -> Result<String, ApiError> {
     code.insert(4, '-');
     let now = app.clock.now();
     let mut codes = app.auth.codes.lock().unwrap_or_else(|e| e.into_inner());
-    codes.retain(|_, (_, exp)| *exp > now);
+    // One live code per user: a new one replaces the last.
+    codes.retain(|_, (who, exp)| *exp > now && *who != u.name);
     codes.insert(code.clone(), (u.name.clone(), now + CODE_MS));
     Ok(code)
 }
@@ -595,6 +639,20 @@ pub async fn github_user(app: &App, gh: &GithubIdentity) -> Result<String, ApiEr
     if gh.id == 0 || gh.login.is_empty() {
         return Err(ApiError::Invalid("GitHub did not say who signed in".into()));
     }
+    // Checked at every sign-in, not only the first: leaving the
+    // organisation ends access.
+    if !cfg.orgs.is_empty()
+        && !gh
+            .orgs
+            .iter()
+            .any(|o| cfg.orgs.iter().any(|c| c.eq_ignore_ascii_case(o)))
+    {
+        return Err(ApiError::Denied(format!(
+            "GitHub sign-in here is for members of {}; {} is not a member of any (or has not granted this server read:org)",
+            cfg.orgs.join(", "),
+            gh.login
+        )));
+    }
     if let Some(u) = app.store.user_by_github_id(gh.id)? {
         if u.disabled {
             return Err(ApiError::Denied(format!(
@@ -618,18 +676,6 @@ pub async fn github_user(app: &App, gh: &GithubIdentity) -> Result<String, ApiEr
         info!(user = %u.name, github = %gh.login, "signed in with GitHub");
         app.store.durable().await?;
         return Ok(u.name);
-    }
-    if !cfg.orgs.is_empty()
-        && !gh
-            .orgs
-            .iter()
-            .any(|o| cfg.orgs.iter().any(|c| c.eq_ignore_ascii_case(o)))
-    {
-        return Err(ApiError::Denied(format!(
-            "GitHub sign-in here is for members of {}; {} is not a member of any (or has not granted this server read:org)",
-            cfg.orgs.join(", "),
-            gh.login
-        )));
     }
     // The GitHub login if free, else login-github, login-github2, …
     let base = users::sanitize_name(&gh.login);

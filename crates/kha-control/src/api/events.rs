@@ -21,6 +21,12 @@ pub struct WatchArgs {
     pub filter: EventFilter,
 }
 
+/// Resolves the caller's credential again (see [`EventStream::recheck_with`]).
+pub type Recheck = Box<dyn Fn() -> Result<Principal, ApiError> + Send + Sync>;
+
+/// A following stream checks its caller's credential again this often.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An open reader of the stream. It skips events of projects the reader
 /// may not see (checked per event, so a project made private stops
 /// showing at once).
@@ -28,6 +34,7 @@ pub struct EventStream {
     sub: Subscription,
     who: Principal,
     store: Store,
+    recheck: Option<(Recheck, std::time::Instant)>,
     follow: bool,
     /// Without `follow`: the newest event when the call began.
     end: u64,
@@ -41,7 +48,15 @@ impl EventStream {
             return Ok(None);
         }
         loop {
-            match self.sub.next(self.follow).await? {
+            let next = self.sub.next(self.follow).await?;
+            if let Some((check, at)) = &mut self.recheck {
+                if at.elapsed() >= RECHECK {
+                    // An error (token revoked, user disabled) ends the stream.
+                    self.who = check()?;
+                    *at = std::time::Instant::now();
+                }
+            }
+            match next {
                 Some(e) if !self.follow && e.seq > self.end => return Ok(None),
                 Some(e) if !self.visible(&e)? => continue,
                 other => return Ok(other),
@@ -57,6 +72,13 @@ impl EventStream {
             Some(p) => self.who.can_see(&p),
             None => self.who.is_admin(),
         })
+    }
+
+    /// Checks the caller again with `f` at most every two seconds, before
+    /// an event goes out: what they may see is decided by their credential
+    /// now, not when the stream was opened.
+    pub fn recheck_with(&mut self, f: Recheck) {
+        self.recheck = Some((f, std::time::Instant::now()));
     }
 
     /// The sequence number the next event will have at least.
@@ -80,6 +102,7 @@ pub fn watch(app: &App, who: &Principal, a: WatchArgs) -> Result<EventStream, Ap
         sub: app.events.subscribe(from, a.filter),
         who: who.clone(),
         store: app.store.clone(),
+        recheck: None,
         follow: a.follow,
         end: newest,
     })

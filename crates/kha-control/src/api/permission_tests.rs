@@ -344,3 +344,114 @@ async fn refusals_name_the_role_and_hide_private_projects() {
     let e = auth::from_bearer(&w.app, Some("khau_0000")).unwrap_err();
     assert!(e.to_string().contains("unknown or revoked"), "{e}");
 }
+
+#[tokio::test]
+async fn a_removed_projects_name_is_not_reused_and_open_streams_follow_the_credential() {
+    let w = world(true).await;
+    let admin = Principal::Admin;
+    // p has builds: once removed, its name cannot bring them back.
+    projects::remove(&w.app, &admin, "p").await.unwrap();
+    let again = projects::NewProject {
+        name: "p".into(),
+        repo_url: w.repo.clone(),
+        default_branch: "main".into(),
+        no_poll: true,
+        ..Default::default()
+    };
+    let e = projects::add(&w.app, &admin, again).await.unwrap_err();
+    assert!(e.to_string().contains("removed project"), "{e}");
+
+    // An open event stream checks its credential again: a disabled user's
+    // stream ends.
+    let ola = auth::from_bearer(&w.app, w.tokens[3].as_deref()).unwrap();
+    let a = events::WatchArgs {
+        from: 1,
+        follow: true,
+        ..Default::default()
+    };
+    let mut s = events::watch(&w.app, &ola, a).unwrap();
+    let token = w.tokens[3].clone();
+    let app = w.app.clone();
+    s.recheck_with(Box::new(move || auth::from_bearer(&app, token.as_deref())));
+    let q = || builds::TriggerArgs {
+        project: "q".into(),
+        force: true,
+        ..Default::default()
+    };
+    builds::trigger(&w.app, &admin, q()).await.unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), s.next()).await;
+    assert_eq!(first.unwrap().unwrap().unwrap().project, "q");
+    users::set_disabled(&w.app, &admin, "ola", true)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // Nothing more reaches ola: the next change ends the stream instead.
+    builds::trigger(&w.app, &admin, q()).await.unwrap();
+    let e = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), s.next()).await {
+            Ok(Ok(Some(e))) => assert!(e.project != "q", "an event after disabling: {e:?}"),
+            Ok(other) => break other.unwrap_err(),
+            Err(_) => panic!("the stream neither ended nor went on"),
+        }
+    };
+    assert!(matches!(e, ApiError::Unauthenticated(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn sign_in_names_that_cannot_exist_are_not_kept_and_the_address_limit_holds() {
+    let w = world(false).await;
+    let addr: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let huge = "x".repeat(100_000);
+    for _ in 0..auth::MAX_FAILURES_ADDR {
+        let e = auth::check_password(&w.app, &huge, "pw", addr)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "wrong user name or password");
+    }
+    let e = auth::check_password(&w.app, "vic", "correct horse", addr)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("too many failed sign-ins from 192.0.2.7"),
+        "{e}"
+    );
+    // Another address is not held back by that one.
+    let other: std::net::IpAddr = "192.0.2.8".parse().unwrap();
+    let name = auth::check_password(&w.app, "vic", "correct horse", other)
+        .await
+        .unwrap();
+    assert_eq!(name, "vic");
+}
+
+#[tokio::test]
+async fn github_sign_in_checks_the_organisations_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        data_dir: dir.path().join("data"),
+        github: Some(crate::config::GithubConfig {
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+            authorize_url: "https://github.com/login/oauth/authorize".into(),
+            token_url: "https://github.com/login/oauth/access_token".into(),
+            api_url: "https://api.github.com".into(),
+            default_role: Role::Viewer,
+            orgs: vec!["kha-friends".into()],
+        }),
+        ..Config::default()
+    };
+    let app = App::open(cfg, CancellationToken::new()).unwrap();
+    let mut gh = auth::GithubIdentity {
+        id: 42,
+        login: "Octo".into(),
+        orgs: vec!["kha-friends".into()],
+        ..Default::default()
+    };
+    assert_eq!(auth::github_user(&app, &gh).await.unwrap(), "octo");
+    let u = app.store.get_user("octo").unwrap().unwrap();
+    assert_eq!(u.role, Role::Viewer);
+    gh.orgs.clear();
+    let e = auth::github_user(&app, &gh).await.unwrap_err();
+    assert!(matches!(e, ApiError::Denied(_)), "{e:?}");
+    assert!(e.to_string().contains("members of kha-friends"), "{e}");
+}

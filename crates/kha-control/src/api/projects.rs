@@ -45,6 +45,16 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
     if app.store.get_project(&r.name)?.is_some() {
         return Err(exists());
     }
+    // A removed project's builds, logs and events stay, filed under its
+    // name: a new project of that name would show them to its readers.
+    if app.store.project_build_ids(&r.name).next().is_some()
+        || !app.store.list_branches(&r.name)?.is_empty()
+    {
+        return Err(ApiError::Exists(format!(
+            "the name {:?} belonged to a removed project whose builds are still stored; choose another name",
+            r.name
+        )));
+    }
     let credentials = (!r.credential_username.is_empty() || !r.credential_password.is_empty())
         .then(|| Credentials {
             username: r.credential_username.clone(),

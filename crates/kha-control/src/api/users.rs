@@ -185,8 +185,9 @@ fn record(app: &App, name: &str) -> Result<records::User, ApiError> {
 pub async fn remove(app: &App, who: &Principal, name: &str) -> Result<(), ApiError> {
     who.require_admin()?;
     record(app, name)?;
-    auth::end_everything_of(app, name)?;
+    // The record first: a sign-in racing this finds no user.
     app.store.remove_user(name)?;
+    auth::end_everything_of(app, name)?;
     audit::record(app, who, "user.remove", name, "");
     app.store.durable().await?;
     Ok(())
@@ -263,8 +264,9 @@ pub async fn set_disabled(
     Ok(user_view(u))
 }
 
-/// Sets a password: an admin for anyone, a user for themself. The user's
-/// other sessions and tokens stay (they were not necessarily compromised).
+/// Sets a password: an admin for anyone, a user for themself. When an
+/// admin resets someone else's, that user's sessions and tokens end too
+/// (a reset usually means the account was at risk).
 pub async fn set_password(
     app: &App,
     who: &Principal,
@@ -282,6 +284,9 @@ pub async fn set_password(
             Some(u)
         })?
         .ok_or_else(|| ApiError::NotFound(format!("no user {name:?}")))?;
+    if who.user().map(|u| u.name.as_str()) != Some(name) {
+        auth::end_everything_of(app, name)?;
+    }
     audit::record(app, who, "user.password", name, "");
     app.store.durable().await?;
     Ok(())

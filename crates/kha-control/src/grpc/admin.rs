@@ -288,6 +288,7 @@ impl AdminService for AdminSvc {
         req: Request<WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let who = self.who(&req)?;
+        let req_md = req.metadata().clone();
         let r = req.into_inner();
         let kinds = r
             .kinds()
@@ -305,6 +306,10 @@ impl AdminService for AdminSvc {
             },
         };
         let mut stream = api::events::watch(&self.app, &who, args)?;
+        let (app, token) = (self.app.clone(), bearer(&req_md).map(String::from));
+        stream.recheck_with(Box::new(move || {
+            api::auth::from_bearer(&app, token.as_deref())
+        }));
         let (tx, rx) = mpsc::channel(64);
         let shutdown = self.app.shutdown.clone();
         self.app.spawn("watch-events", async move {

@@ -47,6 +47,8 @@ pub struct Caller {
     sid: Option<String>,
     /// Came with a bearer token (no cookie, so no CSRF to check).
     bearer: bool,
+    /// That token, to check it again while a stream is open.
+    token: Option<String>,
 }
 
 impl Caller {
@@ -56,7 +58,22 @@ impl Caller {
             csrf: String::new(),
             sid: None,
             bearer: false,
+            token: None,
         }
+    }
+
+    /// How a long-lived stream checks this caller again: the same bearer
+    /// token or session, resolved anew (a revoked token, a disabled user
+    /// or a signed-out session stops seeing what it no longer may).
+    pub fn recheck(&self, app: &Arc<App>) -> Option<api::events::Recheck> {
+        let app = app.clone();
+        if let Some(t) = self.token.clone() {
+            return Some(Box::new(move || api::auth::from_bearer(&app, Some(&t))));
+        }
+        let sid = self.sid.clone()?;
+        Some(Box::new(move || {
+            Ok(api::auth::session(&app, &sid).map_or(Principal::Anonymous, |s| s.principal))
+        }))
     }
 
     /// Signed in with a session (a browser), not a bearer token.
@@ -142,6 +159,7 @@ pub fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
             csrf: String::new(),
             sid: None,
             bearer: true,
+            token: Some(t.to_string()),
         });
     }
     let Some(sid) = cookie(headers, COOKIE).filter(|v| !v.is_empty()) else {
@@ -153,6 +171,7 @@ pub fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
             csrf: s.csrf,
             sid: Some(sid.to_string()),
             bearer: false,
+            token: None,
         },
         None => Caller::anonymous(),
     })

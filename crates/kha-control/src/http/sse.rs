@@ -179,10 +179,13 @@ async fn events(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let who = c.who;
+    let who = c.who.clone();
     let (tx, rx) = mpsc::channel::<Result<kha_core::Event, u64>>(EVENTS_BUFFER);
     match api::events::watch(&app, &who, args) {
         Ok(mut stream) => {
+            if let Some(r) = c.recheck(&app) {
+                stream.recheck_with(r);
+            }
             let shutdown = app.shutdown.clone();
             app.spawn("sse-events", async move {
                 loop {

@@ -27,6 +27,10 @@ pub fn handle(
         &crate::auth::hash(token),
         &crate::auth::hash(project.webhook_secret.expose()),
     ) {
+        // A private project does not exist for whoever lacks its secret.
+        if project.private {
+            return answer(HookStatus::NotFound, format!("no project {name:?}"));
+        }
         return answer(
             HookStatus::Unauthorized,
             "bad or missing token (Authorization: Bearer <the project's webhook secret>)",

@@ -42,6 +42,14 @@ pub fn handle(app: &Arc<App>, event: &str, sig: &str, body: &[u8]) -> HookAnswer
     };
     if !signature_ok(project.webhook_secret.expose(), body, sig) {
         warn!(project = %project.name, event, "webhook with a bad or missing signature");
+        if project.private {
+            // A private project does not exist for whoever lacks its secret.
+            let name = payload["repository"]["full_name"].as_str().unwrap_or("?");
+            return answer(
+                HookStatus::NotFound,
+                format!("no project for repository {name}"),
+            );
+        }
         return answer(
             HookStatus::Unauthorized,
             "bad or missing X-Hub-Signature-256",

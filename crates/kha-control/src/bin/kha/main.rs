@@ -238,6 +238,9 @@ fn normal(server: &str) -> String {
 /// Whether `server` (`http://HOST:PORT`) names this machine.
 fn on_loopback(server: &str) -> bool {
     let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    // The authority ends at the path; user info ends at its last '@'.
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let rest = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = match rest.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => rest.split([':', '/']).next().unwrap_or(""),
@@ -313,6 +316,8 @@ mod tests {
             "http://ci.example.org:7700",
             "https://10.0.0.5:7700",
             "http://[2001:db8::1]:7700",
+            "http://localhost:7700@evil.example",
+            "http://127.0.0.1@evil.example:7700",
         ] {
             assert!(!on_loopback(s), "{s}");
         }
