@@ -35,8 +35,11 @@ fn job_runs_in_a_container_and_its_log_is_exact() {
         .to_string();
     let seq: String = (1..=20000).map(|i| format!("{i}\n")).collect();
     let lines: Vec<&str> = log.lines().collect();
-    // The container's own hostname (the run's name) and PID namespace.
-    assert_eq!(lines[1], format!("host=kha-{job}-1"), "{log}");
+    // The container's own hostname (the run's name, kha-JOB-EPOCH: an
+    // infrastructure failure to start is retried as a new epoch) and PID
+    // namespace.
+    let epoch = b["jobs"][0]["epoch"].as_u64().unwrap_or(1);
+    assert_eq!(lines[1], format!("host=kha-{job}-{epoch}"), "{log}");
     let pidns = lines[3].strip_prefix("pidns=").unwrap();
     assert!(
         pidns.starts_with("pid:[") && pidns != host_pidns,
