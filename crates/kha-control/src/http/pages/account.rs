@@ -7,6 +7,7 @@
 //! browser (`Cache-Control: no-store`).
 
 use super::actions::act;
+use super::actions::CsrfForm;
 use super::{error_page, project_url, render, Chrome, When};
 use crate::api::{self, ApiError};
 use crate::app::App;
@@ -171,12 +172,6 @@ pub async fn create_token(
         }
         Err(r) => *r,
     }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 pub async fn revoke_token(

@@ -16,10 +16,11 @@ use serde::Deserialize;
 use std::future::Future;
 use std::sync::Arc;
 
+/// A form that carries nothing but its CSRF token (every page's buttons).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct CsrfForm {
-    csrf: String,
+    pub csrf: String,
 }
 
 /// Checks the poster, runs `act` as them, and sends the browser to the

@@ -5,6 +5,7 @@
 //! are tied to the browser by the `kha_pre` double-submit cookie (see
 //! `session`). Every check is the service layer's (`api::auth`).
 
+use super::actions::CsrfForm;
 use super::{error_page, render, Chrome};
 use crate::api::{self, ApiError};
 use crate::app::App;
@@ -52,12 +53,6 @@ pub struct LoginForm {
     token: String,
     pre: String,
     next: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 fn login_page(app: &App, c: &Caller, pre: String, next: &str) -> LoginPage {

@@ -6,6 +6,7 @@
 //! anyone else; the page only renders what it answers.
 
 use super::actions::act;
+use super::actions::CsrfForm;
 use super::{error_page, render, Chrome, When};
 use crate::api::{self, ApiError};
 use crate::app::App;
@@ -160,12 +161,6 @@ pub async fn role(
         Ok("/users".to_string())
     })
     .await
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 pub async fn disable(
