@@ -48,6 +48,26 @@ install_browser() {
   fi
 }
 
+# The real servers the notification tests talk to on loopback: SMTP
+# (aiosmtpd), XMPP (prosody) and IRC (ngircd). test.sh only. Their packages
+# would start system-wide daemons; the tests run their own instances, so
+# those are stopped (the machine's boot does not start them: no systemd).
+install_notify_servers() {
+  local want=(python3-aiosmtpd prosody ngircd)
+  local missing=()
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    service prosody stop >/dev/null 2>&1 || true
+    service ngircd stop >/dev/null 2>&1 || true
+  fi
+}
+
 # Rust: the machine's toolchain if it is recent enough, else rustup.
 install_rust() {
   if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi

@@ -7,6 +7,7 @@
 need_root
 install_packages
 install_browser
+install_notify_servers
 install_rust
 cd "$KHA_ROOT"
 echo "==> cargo fmt --check"

@@ -49,6 +49,8 @@ pub struct Config {
     pub session_max_secs: u64,
     /// GitHub sign-in (the OAuth web flow); absent: off.
     pub github: Option<GithubConfig>,
+    /// Notifications, hooks and plugins.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// GitHub sign-in: an OAuth app registered on GitHub (or GitHub Enterprise
@@ -113,6 +115,7 @@ impl Default for Config {
             session_idle_secs: 24 * 3600,
             session_max_secs: 30 * 24 * 3600,
             github: None,
+            notify: Default::default(),
         }
     }
 }

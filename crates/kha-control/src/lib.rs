@@ -12,6 +12,7 @@ pub mod config;
 pub mod github_login;
 pub mod grpc;
 pub mod http;
+pub mod notify;
 pub mod scheduler;
 pub mod store;
 pub mod task;

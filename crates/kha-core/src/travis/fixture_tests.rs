@@ -310,9 +310,9 @@ fn ripgrep_details() {
     assert!(!branch_allowed(&cfg, "ag/feature", false));
     assert!(!branch_allowed(&cfg, "nightly-tag", true));
     // notifications.email.on_success: never; failures still mail.
-    assert_eq!(cfg.notifications.email.on_success, Frequency::Never);
-    assert!(cfg.notifications.email.wants(false, Some(true)));
-    assert!(!cfg.notifications.email.wants(true, Some(false)));
+    assert_eq!(cfg.notifications.email[0].on_success, Frequency::Never);
+    assert!(cfg.notifications.email[0].wants(Outcome::Failed, Some(true)));
+    assert!(!cfg.notifications.email[0].wants(Outcome::Passed, Some(false)));
     // addons (root and two includes), before_deploy, deploy.
     let kept: Vec<&str> = cfg.kept.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(kept, ["addons", "before_deploy", "deploy"]);
@@ -355,7 +355,7 @@ fn erlang_defaults_and_given_phases() {
     assert_eq!(jobs[0].phases.install, ["true"]);
     assert_eq!(jobs[0].phases.before_script.len(), 2);
     assert_eq!(jobs[0].env, ["PATH=$PATH:."]);
-    assert!(!cfg.notifications.email.enabled);
+    assert!(!cfg.notifications.email[0].enabled);
 
     let (_, jobs) = expand_file("AntidoteDB__antidote.travis.yml");
     assert_eq!(jobs[1].phases.install, ["make", "./rebar3 update"]);
@@ -411,17 +411,17 @@ fn stages_and_notifications() {
     assert!(jobs.iter().all(|j| j.phases.install == ["make"]));
 
     let cfg = parse(&read("libuv__libuv.travis.yml")).unwrap();
-    assert!(!cfg.notifications.email.enabled);
-    let irc = cfg.notifications.irc.clone().unwrap();
+    assert!(!cfg.notifications.email[0].enabled);
+    let irc = cfg.notifications.irc[0].clone();
     assert_eq!(irc.recipients, ["irc.freenode.net#libuv"]);
     assert_eq!(irc.on_success, Frequency::Always);
 
     let cfg = parse(&read("AntidoteDB__antidote.travis.yml")).unwrap();
     assert_eq!(
-        cfg.notifications.email.recipients,
+        cfg.notifications.email[0].recipients,
         ["bieniusa@cs.uni-kl.de"]
     );
-    assert_eq!(cfg.notifications.email.on_success, Frequency::Change);
+    assert_eq!(cfg.notifications.email[0].on_success, Frequency::Change);
 
     let cfg = parse(&read("ferd__recon.travis.yml")).unwrap();
     assert!(branch_allowed(&cfg, "master", false));

@@ -68,7 +68,7 @@ pub use diag::Diagnostic;
 pub use langs::{builder_arch, RepoFacts, CONSULTED_FILES};
 pub use lint::{lint, lint_with, LintReport};
 pub use matrix::{expand_with, ExpandOptions, Expansion, DEFAULT_MAX_JOBS, MAX_COMBINATIONS};
-pub use notify::{Channel, Frequency, Notifications};
+pub use notify::{check_override, Channel, Frequency, Notifications, Outcome};
 pub use skip::should_skip;
 pub use yaml::{Pos, Value};
 

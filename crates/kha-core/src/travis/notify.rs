@@ -1,23 +1,31 @@
 //! `notifications:`: who hears about a build, and when.
 //!
-//! kha acts on `email`, `irc`, `webhooks` and its own `jabber` (XMPP); the
-//! other Travis channels (slack, hipchat, …) are reported and kept. Rules
-//! from the Travis docs (Configuring Build Notifications):
+//! kha sends `email`, `irc`, `webhooks` and its own `jabber` (alias `xmpp`,
+//! shaped like `irc`: `recipients` are JIDs, `rooms` multi-user chat rooms);
+//! every other channel key (`slack`, `matrix`, …) goes to the notifier
+//! plugin of that name on the control node. Rules from Travis (the docs'
+//! "Configuring Build Notifications" and travis-hub's `notify.rb`):
 //! - email goes to the committer and the author unless recipients are
-//!   given; it is sent on failure always and on success when the result
-//!   changed;
-//! - other channels notify on every build unless told otherwise;
-//! - `on_success`/`on_failure` take `always`, `never` or `change`
-//!   (travis-yml also accepts `true`, `false` and `changed`), and the ones
-//!   given directly under `notifications` apply to every channel that does
-//!   not set its own (travis-yml's `inherit` change);
-//! - `email: false` (or `disabled: true`) turns a channel off.
+//!   given; it is sent on success when the result changed, always on
+//!   failure, error and cancel, never on start;
+//! - other channels notify on every finished build unless told otherwise,
+//!   never on start;
+//! - `on_success` / `on_failure` / `on_start` / `on_cancel` / `on_error` take
+//!   `always`, `never` or `change` (travis-yml also accepts `true`, `false`
+//!   and `changed`); the ones given directly under `notifications` apply to
+//!   every channel that does not set its own;
+//! - a channel may be given several times as a list of mappings ("multiple
+//!   notification targets"), each with its own settings;
+//! - `email: false` (or `enabled: false`, `disabled: true`) turns a channel
+//!   off; lists given as a string may be comma-separated (email, webhooks).
 
 use super::diag::Diagnostics;
-use super::yaml::{Entry, Kind, Node};
+use super::yaml::{Entry, Kind, Node, Value};
+use serde::{Deserialize, Serialize};
 
-/// When a channel is told about a finished build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When a channel is told about a build event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Frequency {
     Always,
     Never,
@@ -51,71 +59,151 @@ impl Frequency {
     }
 }
 
-/// One notification channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a build event is, for deciding who hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Started,
+    Passed,
+    Failed,
+    Errored,
+    Canceled,
+}
+
+/// One configuration of a notification channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Channel {
     pub enabled: bool,
     /// Addresses, IRC channels, URLs or JIDs. Empty email recipients mean
     /// Travis's default: the commit's committer and author.
     pub recipients: Vec<String>,
+    /// XMPP: multi-user chat rooms.
+    #[serde(default)]
+    pub rooms: Vec<String>,
     pub on_success: Frequency,
     pub on_failure: Frequency,
-    /// Webhooks only: also notify when the build starts.
     pub on_start: Frequency,
+    #[serde(default = "always")]
+    pub on_cancel: Frequency,
+    #[serde(default = "always")]
+    pub on_error: Frequency,
+    /// Chat lines with `%{…}` placeholders; empty: the channel's default.
+    #[serde(default)]
+    pub template: Vec<String>,
+    /// IRC: NOTICE instead of PRIVMSG.
+    #[serde(default)]
+    pub use_notice: bool,
+    /// IRC: send without joining (the channel must not be `+n`).
+    #[serde(default)]
+    pub skip_join: bool,
+    #[serde(default)]
+    pub channel_key: Option<String>,
+    /// IRC: server password.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub nickserv_password: Option<String>,
+    #[serde(default)]
+    pub nick: Option<String>,
+    /// Webhooks (kha's key): `kha` (JSON, the default) or `travis` (Travis's
+    /// `payload` form).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// The channel as the file wrote it (what a plugin is given).
+    #[serde(default = "null")]
+    pub config: Value,
+}
+
+fn always() -> Frequency {
+    Frequency::Always
+}
+
+fn null() -> Value {
+    Value::Null
 }
 
 impl Channel {
-    fn new(on_success: Frequency, on_failure: Frequency) -> Channel {
+    /// A channel with Travis's defaults: `on_success` as given, every
+    /// failure always, start never.
+    pub fn new(on_success: Frequency) -> Channel {
         Channel {
             enabled: true,
             recipients: Vec::new(),
+            rooms: Vec::new(),
             on_success,
-            on_failure,
+            on_failure: Frequency::Always,
             on_start: Frequency::Never,
+            on_cancel: Frequency::Always,
+            on_error: Frequency::Always,
+            template: Vec::new(),
+            use_notice: false,
+            skip_join: false,
+            channel_key: None,
+            password: None,
+            nickserv_password: None,
+            nick: None,
+            format: None,
+            config: Value::Null,
         }
     }
 
-    /// Whether to notify about a finished build that `passed`, given the
-    /// previous build's result on the same branch (None: no previous build,
-    /// which counts as a change).
-    pub fn wants(&self, passed: bool, previous_passed: Option<bool>) -> bool {
+    /// Whether to notify about `outcome`, given the state of the previous
+    /// finished build on the branch (`Some(true)`: it passed; None: there
+    /// was none, which counts as a change). Travis: a success is a change
+    /// when the previous did not pass; a failure, error or cancel when the
+    /// previous passed.
+    pub fn wants(&self, outcome: Outcome, previous_passed: Option<bool>) -> bool {
         if !self.enabled {
             return false;
         }
+        let passed = outcome == Outcome::Passed;
         let changed = previous_passed != Some(passed);
-        if passed {
-            self.on_success.wants(changed)
-        } else {
-            self.on_failure.wants(changed)
+        match outcome {
+            Outcome::Started => self.on_start == Frequency::Always,
+            Outcome::Passed => self.on_success.wants(changed),
+            Outcome::Failed => self.on_failure.wants(changed),
+            Outcome::Errored => self.on_error.wants(changed),
+            Outcome::Canceled => self.on_cancel.wants(changed),
         }
     }
 }
 
 /// The channels of a config.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notifications {
-    pub email: Channel,
-    pub irc: Option<Channel>,
-    pub webhooks: Option<Channel>,
+    pub email: Vec<Channel>,
+    pub irc: Vec<Channel>,
+    pub webhooks: Vec<Channel>,
     /// kha's own XMPP channel (not a Travis key).
-    pub jabber: Option<Channel>,
+    pub jabber: Vec<Channel>,
+    /// Any other channel: the plugin `kha-notify-<name>`.
+    #[serde(default)]
+    pub plugins: Vec<(String, Channel)>,
 }
 
 impl Default for Notifications {
     fn default() -> Notifications {
         Notifications {
-            email: Channel::new(Frequency::Change, Frequency::Always),
-            irc: None,
-            webhooks: None,
-            jabber: None,
+            email: vec![Channel::new(Frequency::Change)],
+            irc: vec![],
+            webhooks: vec![],
+            jabber: vec![],
+            plugins: vec![],
         }
     }
 }
 
-/// Channels Travis has and kha does not.
-const OTHER_CHANNELS: &[&str] = &[
-    "slack", "hipchat", "campfire", "flowdock", "pushover", "msteams", "webhook",
-];
+/// Which channel a key names, and its list key.
+fn channel_kind(key: &str) -> Option<(&'static str, &'static str)> {
+    Some(match key {
+        "email" | "emails" => ("email", "recipients"),
+        "irc" => ("irc", "channels"),
+        "webhooks" | "webhook" => ("webhooks", "urls"),
+        "jabber" | "xmpp" => ("jabber", "recipients"),
+        _ => return None,
+    })
+}
+
+const FREQUENCY_KEYS: [&str; 5] = ["on_success", "on_failure", "on_start", "on_cancel", "on_error"];
 
 impl Notifications {
     pub(crate) fn read(d: &mut Diagnostics, e: &Entry) -> Notifications {
@@ -127,84 +215,123 @@ impl Notifications {
             return n;
         };
         // Root-level frequencies and switches apply to every channel.
-        let mut inherit_success = None;
-        let mut inherit_failure = None;
+        let mut inherit: [Option<Frequency>; 5] = [None; 5];
         let mut all_off = false;
         for x in entries {
             match x.key.as_str() {
-                "on_success" => inherit_success = frequency(d, x),
-                "on_failure" => inherit_failure = frequency(d, x),
+                k if FREQUENCY_KEYS.contains(&k) => {
+                    let i = FREQUENCY_KEYS.iter().position(|f| *f == k).unwrap_or(0);
+                    inherit[i] = frequency(d, x);
+                }
                 "disabled" => all_off = x.value.as_bool().unwrap_or(false),
                 "enabled" => all_off = !x.value.as_bool().unwrap_or(true),
                 _ => {}
             }
         }
-        let base = |s: Frequency, f: Frequency| {
-            Channel::new(inherit_success.unwrap_or(s), inherit_failure.unwrap_or(f))
+        let base = |on_success: Frequency| {
+            let mut c = Channel::new(on_success);
+            let slots = [
+                &mut c.on_success,
+                &mut c.on_failure,
+                &mut c.on_start,
+                &mut c.on_cancel,
+                &mut c.on_error,
+            ];
+            for (slot, f) in slots.into_iter().zip(inherit) {
+                if let Some(f) = f {
+                    *slot = f;
+                }
+            }
+            c
         };
-        n.email = base(Frequency::Change, Frequency::Always);
+        n.email = vec![base(Frequency::Change)];
         for x in entries {
             let key = x.key.as_str();
-            match key {
-                "on_success" | "on_failure" | "disabled" | "enabled" => {}
-                "email" => {
-                    n.email = channel(
-                        d,
-                        x,
-                        base(Frequency::Change, Frequency::Always),
-                        "recipients",
-                    )
+            if FREQUENCY_KEYS.contains(&key) || key == "disabled" || key == "enabled" {
+                continue;
+            }
+            match channel_kind(key) {
+                Some(("email", list)) => n.email = channels(d, x, &base(Frequency::Change), list),
+                Some(("irc", list)) => n.irc = channels(d, x, &base(Frequency::Always), list),
+                Some(("webhooks", list)) => {
+                    n.webhooks = channels(d, x, &base(Frequency::Always), list)
                 }
-                "irc" => {
-                    n.irc = Some(channel(
-                        d,
-                        x,
-                        base(Frequency::Always, Frequency::Always),
-                        "channels",
-                    ))
-                }
-                "webhooks" => {
-                    n.webhooks = Some(channel(
-                        d,
-                        x,
-                        base(Frequency::Always, Frequency::Always),
-                        "urls",
-                    ))
-                }
-                "jabber" => {
-                    n.jabber = Some(channel(
-                        d,
-                        x,
-                        base(Frequency::Always, Frequency::Always),
-                        "recipients",
-                    ))
-                }
-                _ if OTHER_CHANNELS.contains(&key) => {
-                    d.warn(
-                        x.key_pos,
-                        format!("`notifications.{key}` is not supported by kha (it notifies by email, IRC, webhooks and Jabber); ignored"),
-                    );
-                    d.keep(format!("notifications.{key}"), x.value.to_value());
-                }
-                _ => {
-                    d.warn(
-                        x.key_pos,
-                        format!("unknown key `notifications.{key}`; ignored"),
-                    );
-                    d.keep(format!("notifications.{key}"), x.value.to_value());
+                Some((_, list)) => n.jabber = channels(d, x, &base(Frequency::Always), list),
+                None => {
+                    if !key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        d.warn(
+                            x.key_pos,
+                            format!("`notifications.{key}` cannot name a notifier plugin; ignored"),
+                        );
+                        continue;
+                    }
+                    for c in channels(d, x, &base(Frequency::Always), "recipients") {
+                        n.plugins.push((key.to_string(), c));
+                    }
                 }
             }
         }
         if all_off {
-            n.email.enabled = false;
-            for c in [n.irc.as_mut(), n.webhooks.as_mut(), n.jabber.as_mut()]
-                .into_iter()
-                .flatten()
-            {
+            for c in n.all_mut() {
                 c.enabled = false;
             }
         }
         n
+    }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Channel> {
+        self.email
+            .iter_mut()
+            .chain(self.irc.iter_mut())
+            .chain(self.webhooks.iter_mut())
+            .chain(self.jabber.iter_mut())
+            .chain(self.plugins.iter_mut().map(|(_, c)| c))
+    }
+
+    /// `notifications:` with one channel's configuration replaced: how a
+    /// project's settings on the control node override the file's. `yaml`
+    /// is that channel's value as `.travis.yml` would write it (`false`,
+    /// a list, a mapping).
+    pub fn with_override(
+        mut self,
+        key: &str,
+        yaml: &str,
+    ) -> Result<Notifications, String> {
+        let text = format!("notifications:\n  {key}: {}\n", yaml.trim());
+        let cfg = super::parse(&text).map_err(|e| e.to_string())?;
+        let mut o = cfg.notifications;
+        match channel_kind(key) {
+            Some(("email", _)) => self.email = o.email,
+            Some(("irc", _)) => self.irc = o.irc,
+            Some(("webhooks", _)) => self.webhooks = o.webhooks,
+            Some(_) => self.jabber = o.jabber,
+            None => {
+                self.plugins.retain(|(k, _)| k != key);
+                self.plugins.append(&mut o.plugins);
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Checks a project-level override (`kha project notify NAME CHANNEL
+/// VALUE`): the value must read as that channel without warnings.
+pub fn check_override(key: &str, yaml: &str) -> Result<(), String> {
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!("`{key}` is not a channel name"));
+    }
+    let text = format!("notifications:\n  {key}: {}\n", yaml.trim());
+    let cfg = super::parse(&text).map_err(|e| e.to_string())?;
+    match cfg.warnings.first() {
+        Some(w) => Err(w.to_string()),
+        None => Ok(()),
     }
 }
 
@@ -219,75 +346,116 @@ fn frequency(d: &mut Diagnostics, x: &Entry) -> Option<Frequency> {
     f
 }
 
-/// Recipients from a string or a list; encrypted ones are reported.
-fn recipients(d: &mut Diagnostics, node: &Node, out: &mut Vec<String>) {
+/// Recipients from a string (comma-separated where `split`) or a list;
+/// encrypted ones are reported.
+fn recipients(d: &mut Diagnostics, node: &Node, split: bool, out: &mut Vec<String>) {
     match &node.kind {
         _ if node.is_null() => {}
+        Kind::Scalar { text, .. } if split => out.extend(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        ),
         Kind::Scalar { text, .. } => out.push(text.trim().to_string()),
         Kind::Seq(items) => {
             for it in items {
-                recipients(d, it, out);
+                recipients(d, it, split, out);
             }
         }
         Kind::Map(_) if node.get("secure").is_some() => d.warn(
             node.pos,
             "encrypted recipient (`secure:`): kha cannot decrypt Travis-encrypted values; it is left out",
         ),
-        Kind::Map(_) => d.warn(
-            node.pos,
-            "a recipient must be a string; left out",
-        ),
+        Kind::Map(_) => d.warn(node.pos, "a recipient must be a string; left out"),
     }
 }
 
-/// A channel given as `false`/`true`, a recipient, a list of them, or a
-/// mapping with `list_key` (recipients, channels, urls) and frequencies.
-fn channel(d: &mut Diagnostics, x: &Entry, mut ch: Channel, list_key: &str) -> Channel {
-    let v = &x.value;
+fn lines(node: &Node) -> Vec<String> {
+    match &node.kind {
+        Kind::Scalar { text, .. } => vec![text.clone()],
+        Kind::Seq(items) => items.iter().filter_map(|i| i.scalar().map(String::from)).collect(),
+        _ => vec![],
+    }
+}
+
+/// A channel given as `false`/`true`, a recipient, a list of them, a
+/// mapping with `list_key` (recipients, channels, urls) and settings, or a
+/// list of such mappings (several configurations).
+fn channels(d: &mut Diagnostics, x: &Entry, base: &Channel, list_key: &str) -> Vec<Channel> {
+    if let Some(items) = x.value.items() {
+        if !items.is_empty() && items.iter().all(|i| i.entries().is_some()) {
+            return items
+                .iter()
+                .map(|i| channel(d, &x.key, i, base.clone(), list_key))
+                .collect();
+        }
+    }
+    vec![channel(d, &x.key, &x.value, base.clone(), list_key)]
+}
+
+fn channel(d: &mut Diagnostics, key: &str, v: &Node, mut ch: Channel, list_key: &str) -> Channel {
+    ch.config = v.to_value();
+    let split = matches!(list_key, "recipients" | "urls") && key != "jabber" && key != "xmpp";
     if let Some(b) = v.as_bool() {
         ch.enabled = b;
         return ch;
     }
-    match &v.kind {
-        Kind::Map(entries) => {
-            for y in entries {
-                match y.key.as_str() {
-                    k if k == list_key => recipients(d, &y.value, &mut ch.recipients),
-                    "on_success" => {
-                        if let Some(f) = frequency(d, y) {
-                            ch.on_success = f
-                        }
-                    }
-                    "on_failure" => {
-                        if let Some(f) = frequency(d, y) {
-                            ch.on_failure = f
-                        }
-                    }
-                    "on_start" if list_key == "urls" => {
-                        if let Some(f) = frequency(d, y) {
-                            ch.on_start = f
-                        }
-                    }
-                    "enabled" => ch.enabled = y.value.as_bool().unwrap_or(true),
-                    "disabled" => ch.enabled = !y.value.as_bool().unwrap_or(false),
-                    "secure" => d.warn(
-                        y.key_pos,
-                        "encrypted setting (`secure:`): kha cannot decrypt Travis-encrypted values; ignored",
-                    ),
-                    other => {
-                        d.warn(
-                            y.key_pos,
-                            format!("`notifications.{}.{other}` is not supported yet; ignored", x.key),
-                        );
-                        d.keep(
-                            format!("notifications.{}.{other}", x.key),
-                            y.value.to_value(),
-                        );
-                    }
-                }
+    let Kind::Map(entries) = &v.kind else {
+        recipients(d, v, split, &mut ch.recipients);
+        return ch;
+    };
+    let is = |k: &str| channel_kind(key).map(|(kind, _)| kind) == Some(k);
+    let plugin = channel_kind(key).is_none();
+    for y in entries {
+        let slot = match y.key.as_str() {
+            "on_success" => Some(&mut ch.on_success),
+            "on_failure" => Some(&mut ch.on_failure),
+            "on_start" => Some(&mut ch.on_start),
+            "on_cancel" => Some(&mut ch.on_cancel),
+            "on_error" => Some(&mut ch.on_error),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            if let Some(f) = frequency(d, y) {
+                *slot = f;
+            }
+            continue;
+        }
+        let text = || y.value.scalar().map(|s| s.trim().to_string());
+        match y.key.as_str() {
+            k if k == list_key => recipients(d, &y.value, split, &mut ch.recipients),
+            "rooms" if is("jabber") => recipients(d, &y.value, false, &mut ch.rooms),
+            "template" if !is("email") => ch.template = lines(&y.value),
+            "use_notice" if is("irc") => ch.use_notice = y.value.as_bool().unwrap_or(false),
+            "skip_join" if is("irc") => ch.skip_join = y.value.as_bool().unwrap_or(false),
+            "channel_key" if is("irc") => ch.channel_key = text(),
+            "password" if is("irc") => ch.password = text(),
+            "nickserv_password" if is("irc") => ch.nickserv_password = text(),
+            "nick" if is("irc") => ch.nick = text(),
+            "format" if is("webhooks") => match text().as_deref() {
+                Some("kha") | Some("travis") => ch.format = text(),
+                _ => d.warn(
+                    y.value.pos,
+                    "`format` must be kha (JSON) or travis (Travis's payload form); kha's JSON is sent",
+                ),
+            },
+            "enabled" => ch.enabled = y.value.as_bool().unwrap_or(true),
+            "disabled" => ch.enabled = !y.value.as_bool().unwrap_or(false),
+            "secure" => d.warn(
+                y.key_pos,
+                "encrypted setting (`secure:`): kha cannot decrypt Travis-encrypted values; ignored",
+            ),
+            // A plugin reads its own settings from `config`.
+            _ if plugin => {}
+            other => {
+                d.warn(
+                    y.key_pos,
+                    format!("`notifications.{key}.{other}` is not supported yet; ignored"),
+                );
+                d.keep(format!("notifications.{key}.{other}"), y.value.to_value());
             }
         }
-        _ => recipients(d, v, &mut ch.recipients),
     }
     ch
 }
@@ -298,20 +466,76 @@ mod tests {
 
     #[test]
     fn frequencies() {
-        let c = Channel::new(Frequency::Change, Frequency::Always);
-        // (passed, previous, wanted)
+        let c = Channel::new(Frequency::Change);
+        // (outcome, previous passed, wanted)
         let table = [
-            (true, None, true),
-            (true, Some(true), false),
-            (true, Some(false), true),
-            (false, Some(false), true),
-            (false, Some(true), true),
+            (Outcome::Passed, None, true),
+            (Outcome::Passed, Some(true), false),
+            (Outcome::Passed, Some(false), true),
+            (Outcome::Failed, Some(false), true),
+            (Outcome::Failed, Some(true), true),
+            (Outcome::Started, None, false),
+            (Outcome::Canceled, Some(false), true),
+            (Outcome::Errored, None, true),
         ];
-        for (passed, prev, want) in table {
-            assert_eq!(c.wants(passed, prev), want, "{passed} {prev:?}");
+        for (outcome, prev, want) in table {
+            assert_eq!(c.wants(outcome, prev), want, "{outcome:?} {prev:?}");
         }
         let mut off = c.clone();
         off.enabled = false;
-        assert!(!off.wants(false, None));
+        assert!(!off.wants(Outcome::Failed, None));
+        // `change` on failure: only when the previous build passed (or
+        // there was none).
+        let mut c = Channel::new(Frequency::Always);
+        c.on_failure = Frequency::Change;
+        assert!(c.wants(Outcome::Failed, Some(true)));
+        assert!(c.wants(Outcome::Failed, None));
+        assert!(!c.wants(Outcome::Failed, Some(false)));
+    }
+
+    fn read(yaml: &str) -> (Notifications, Vec<String>) {
+        let cfg = crate::travis::parse(yaml).unwrap();
+        let w = cfg.warnings.iter().map(|w| w.to_string()).collect();
+        (cfg.notifications, w)
+    }
+
+    #[test]
+    fn shapes() {
+        let (n, w) = read(
+            "notifications:\n  on_start: always\n  email: a@x.org, b@y.org\n  irc:\n    channels: [\"irc.libera.chat#kha\"]\n    use_notice: true\n    skip_join: true\n    template: \"%{repository_slug} %{result}\"\n  webhooks:\n    - urls: http://a/1\n      format: travis\n    - urls: [http://b/2]\n      on_success: never\n  xmpp:\n    recipients: [ops@x.org]\n    rooms: [ci@conference.x.org]\n  matrix:\n    rooms: ['#ci:x.org']\n",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(n.email[0].recipients, ["a@x.org", "b@y.org"]);
+        assert_eq!(n.email[0].on_start, Frequency::Always);
+        assert!(n.irc[0].use_notice && n.irc[0].skip_join);
+        assert_eq!(n.irc[0].template, ["%{repository_slug} %{result}"]);
+        assert_eq!(n.webhooks.len(), 2);
+        assert_eq!(n.webhooks[0].format.as_deref(), Some("travis"));
+        assert_eq!(n.webhooks[1].on_success, Frequency::Never);
+        assert_eq!(n.jabber[0].recipients, ["ops@x.org"]);
+        assert_eq!(n.jabber[0].rooms, ["ci@conference.x.org"]);
+        assert_eq!(n.plugins[0].0, "matrix");
+        assert_eq!(
+            n.plugins[0].1.config,
+            Value::Map(vec![(
+                "rooms".into(),
+                Value::Seq(vec![Value::Str("#ci:x.org".into())])
+            )])
+        );
+    }
+
+    #[test]
+    fn overrides_replace_one_channel() {
+        let (n, _) = read("notifications:\n  email: [a@x.org]\n  irc: \"h#c\"\n");
+        let n = n.with_override("email", "false").unwrap();
+        assert!(!n.email[0].enabled);
+        assert_eq!(n.irc[0].recipients, ["h#c"]);
+        let n = n
+            .with_override("webhooks", "{urls: [\"http://h/x\"], on_start: always}")
+            .unwrap();
+        assert_eq!(n.webhooks[0].on_start, Frequency::Always);
+        assert!(check_override("email", "{recipients: [a@b], on_success: sometimes}").is_err());
+        assert!(check_override("email", "{recipients: [a@b], on_success: never}").is_ok());
+        assert!(check_override("bad name", "x").is_err());
     }
 }
