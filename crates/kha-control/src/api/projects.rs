@@ -75,6 +75,7 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
         r.default_branch
     };
     let p = records::Project {
+        notify: Default::default(),
         name: r.name.clone(),
         repo_url: r.repo_url.clone(),
         default_branch,

@@ -10,6 +10,8 @@ impl Statuses {
     }
 
     pub async fn send(&self, _d: &Delivery) -> Result<Sent, Failure> {
-        Err(Failure::Permanent("commit statuses are not built yet".into()))
+        Err(Failure::Permanent(
+            "commit statuses are not built yet".into(),
+        ))
     }
 }

@@ -130,7 +130,7 @@ pub struct Message {
 
 /// Where a delivery goes, with what that channel needs to know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "channel", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
     /// One message to all of `to`.
     Email { to: Vec<String> },
@@ -152,10 +152,7 @@ pub enum Target {
         nick: Option<String>,
     },
     /// An HTTP POST.
-    Webhook {
-        url: String,
-        format: WebhookFormat,
-    },
+    Webhook { url: String, format: WebhookFormat },
     /// A GitHub commit status.
     GithubStatus {
         /// owner/name

@@ -20,7 +20,11 @@ impl Plugins {
     }
 
     pub fn find(&self, name: &str) -> Option<PathBuf> {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return None;
         }
         self.path

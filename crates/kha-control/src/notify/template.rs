@@ -195,7 +195,10 @@ mod tests {
             "acme/rocket#12 (main - 0123456 : Rita): The build was fixed."
         );
         assert_eq!(
-            render("%{repository_name} %{result} in %{duration} %{nope}|%{commit_subject}", &b),
+            render(
+                "%{repository_name} %{result} in %{duration} %{nope}|%{commit_subject}",
+                &b
+            ),
             "rocket passed in 1 min 15 sec |Fix the fins"
         );
         assert_eq!(render("50%{ open", &b), "50%{ open");

@@ -114,6 +114,11 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
         fast_finish: false,
         author: String::new(),
         tag: false,
+        author_email: String::new(),
+        committer: String::new(),
+        committer_email: String::new(),
+        previous_state: None,
+        notifications: None,
     };
     s.store.create_build(&b, &jobs, 0).unwrap();
     s.enqueue(&jobs);

@@ -34,6 +34,10 @@ pub struct Project {
     /// Only people with a role on it see it.
     #[serde(default)]
     pub private: bool,
+    /// Channels of `notifications:` set on the control node, replacing the
+    /// `.travis.yml`'s: channel key → its value as YAML (`kha project notify`).
+    #[serde(default)]
+    pub notify: BTreeMap<String, String>,
 }
 
 pub use kha_core::Secret;
@@ -85,6 +89,21 @@ pub struct Build {
     /// `branch` names a tag.
     #[serde(default)]
     pub tag: bool,
+    #[serde(default)]
+    pub author_email: String,
+    #[serde(default)]
+    pub committer: String,
+    #[serde(default)]
+    pub committer_email: String,
+    /// The state of the last finished push or API build on the branch when
+    /// this one was created (Travis's `previous_state`: what "change" in
+    /// `notifications:` compares with).
+    #[serde(default)]
+    pub previous_state: Option<BuildState>,
+    /// `notifications:` of the `.travis.yml` it was built from; None: the
+    /// file could not be read (Travis's defaults apply).
+    #[serde(default)]
+    pub notifications: Option<kha_core::travis::Notifications>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -52,6 +52,11 @@ fn build(store: &Store) -> (Build, Vec<Job>) {
         fast_finish: false,
         author: String::new(),
         tag: false,
+        author_email: String::new(),
+        committer: String::new(),
+        committer_email: String::new(),
+        previous_state: None,
+        notifications: None,
     };
     (b, vec![job])
 }

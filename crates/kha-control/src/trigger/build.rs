@@ -38,6 +38,11 @@ impl Triggerer {
             fast_finish: false,
             author: resolved.author.clone(),
             tag: req.tag,
+            author_email: resolved.author_email.clone(),
+            committer: resolved.committer.clone(),
+            committer_email: resolved.committer_email.clone(),
+            previous_state: previous_state(sched, project, req),
+            notifications: None,
         };
         let plans = match &resolved.travis_yml {
             None => Err(format!(
@@ -49,6 +54,7 @@ impl Triggerer {
                 Ok(text) => match travis::parse(text) {
                     Err(e) => Err(format!(".travis.yml: {e}")),
                     Ok(cfg) => {
+                        build.notifications = Some(cfg.notifications.clone());
                         // Travis applies branch filters to pushes, not to
                         // pull requests.
                         if !req.force
@@ -219,4 +225,21 @@ impl Triggerer {
         }
         Ok(Ok(build))
     }
+}
+
+/// The state of the newest finished push or API build on the request's
+/// branch (Travis's `previous_state`; pull-request builds and other
+/// branches do not count). Looks back at most 1,000 builds.
+fn previous_state(
+    sched: &crate::scheduler::Scheduler,
+    project: &Project,
+    req: &super::Request,
+) -> Option<BuildState> {
+    for id in sched.store.project_build_ids(&project.name).take(1000) {
+        let b = sched.store.get_build(id.ok()?).ok()??;
+        if b.branch == req.branch && b.pr_number == 0 && b.state.is_final() {
+            return Some(b.state);
+        }
+    }
+    None
 }

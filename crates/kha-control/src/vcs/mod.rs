@@ -34,6 +34,9 @@ pub struct Resolved {
     pub full_message: String,
     /// The commit's author (name only).
     pub author: String,
+    pub author_email: String,
+    pub committer: String,
+    pub committer_email: String,
     /// `.travis.yml` at that commit, if it has one.
     pub travis_yml: Option<Vec<u8>>,
     /// Names at the root of the commit's tree (language defaults look at
@@ -254,12 +257,16 @@ fn resolve_in(repo: &Repository, branch: &str, commit: Option<&str>) -> Result<R
             }
             None => None,
         };
-        let author = String::from_utf8_lossy(c.author().name_bytes()).into_owned();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let (who, by) = (c.author(), c.committer());
         Ok(Resolved {
             commit: c.id().to_string(),
             message: c.summary().unwrap_or("").to_string(),
             full_message: c.message().unwrap_or("").to_string(),
-            author,
+            author: text(who.name_bytes()),
+            author_email: text(who.email_bytes()),
+            committer: text(by.name_bytes()),
+            committer_email: text(by.email_bytes()),
             travis_yml,
             root_files: tree
                 .iter()

@@ -203,7 +203,13 @@ fn channel_kind(key: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
-const FREQUENCY_KEYS: [&str; 5] = ["on_success", "on_failure", "on_start", "on_cancel", "on_error"];
+const FREQUENCY_KEYS: [&str; 5] = [
+    "on_success",
+    "on_failure",
+    "on_start",
+    "on_cancel",
+    "on_error",
+];
 
 impl Notifications {
     pub(crate) fn read(d: &mut Diagnostics, e: &Entry) -> Notifications {
@@ -295,11 +301,7 @@ impl Notifications {
     /// project's settings on the control node override the file's. `yaml`
     /// is that channel's value as `.travis.yml` would write it (`false`,
     /// a list, a mapping).
-    pub fn with_override(
-        mut self,
-        key: &str,
-        yaml: &str,
-    ) -> Result<Notifications, String> {
+    pub fn with_override(mut self, key: &str, yaml: &str) -> Result<Notifications, String> {
         let text = format!("notifications:\n  {key}: {}\n", yaml.trim());
         let cfg = super::parse(&text).map_err(|e| e.to_string())?;
         let mut o = cfg.notifications;
@@ -374,7 +376,10 @@ fn recipients(d: &mut Diagnostics, node: &Node, split: bool, out: &mut Vec<Strin
 fn lines(node: &Node) -> Vec<String> {
     match &node.kind {
         Kind::Scalar { text, .. } => vec![text.clone()],
-        Kind::Seq(items) => items.iter().filter_map(|i| i.scalar().map(String::from)).collect(),
+        Kind::Seq(items) => items
+            .iter()
+            .filter_map(|i| i.scalar().map(String::from))
+            .collect(),
         _ => vec![],
     }
 }
