@@ -45,6 +45,8 @@ pub struct App {
     /// The HTTP listener's bound address, once it listens (the configured
     /// one may be port 0).
     pub http_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Notifications, commit statuses and hooks (the outbox).
+    pub notify: crate::notify::outbox::Outbox,
     pub shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -75,7 +77,10 @@ impl App {
         let vcs: Arc<dyn Vcs> = Arc::new(Mirrors::new(data.join("mirrors")));
         let sched = Scheduler::new(store.clone(), logs.clone(), clock.clone(), cfg.clone())?;
         let triggers = Arc::new(Triggerer::new(sched.clone(), vcs.clone()));
+        let notify = crate::notify::outbox::Outbox::new(&cfg.notify)
+            .context("setting up notifications ([notify])")?;
         Ok(Arc::new(App {
+            notify,
             events: store.events.clone(),
             cfg,
             store,
@@ -131,6 +136,7 @@ impl App {
         );
         let app = self.clone();
         self.spawn("events", async move { app.event_upkeep().await });
+        crate::notify::outbox::Outbox::start(self);
     }
 
     /// Publishes events nobody flushed for (every change that answers

@@ -110,6 +110,30 @@ pub struct Build {
     /// When its first job started; 0 before.
     #[serde(default)]
     pub started_ms: Millis,
+    /// Its notifications, commit statuses and hook runs, oldest first.
+    #[serde(default)]
+    pub deliveries: Vec<Delivery>,
+}
+
+/// One notification of a build to one target, as the outbox keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: u64,
+    /// email, irc, xmpp, webhooks, github_status, plugin:NAME, hook:NAME
+    pub channel: String,
+    /// Who or what it goes to (no secrets).
+    pub target: String,
+    /// The build event it tells of (build_started, build_finished, …).
+    pub event: String,
+    /// pending, retrying, sent, failed
+    pub state: String,
+    pub attempts: u32,
+    /// The server's last answer, or why it failed.
+    pub answer: String,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+    /// When the next attempt is due (pending, retrying).
+    pub next_ms: Millis,
 }
 
 /// What came of a branch's newest head. Shown (and serialized) as one

@@ -201,6 +201,7 @@ impl From<view::Build> for w::Build {
             author: b.author,
             tag: b.tag,
             started_ms: b.started_ms,
+            deliveries: b.deliveries.into_iter().map(delivery_to_wire).collect(),
         };
         out.set_state(b.state.into());
         out
@@ -232,7 +233,38 @@ impl TryFrom<w::Build> for view::Build {
             author: b.author,
             tag: b.tag,
             started_ms: b.started_ms,
+            deliveries: b.deliveries.into_iter().map(delivery_from_wire).collect(),
         })
+    }
+}
+
+fn delivery_to_wire(d: view::Delivery) -> w::Delivery {
+    w::Delivery {
+        id: d.id,
+        channel: d.channel,
+        target: d.target,
+        event: d.event,
+        state: d.state,
+        attempts: d.attempts,
+        answer: d.answer,
+        created_ms: d.created_ms,
+        updated_ms: d.updated_ms,
+        next_ms: d.next_ms,
+    }
+}
+
+fn delivery_from_wire(d: w::Delivery) -> view::Delivery {
+    view::Delivery {
+        id: d.id,
+        channel: d.channel,
+        target: d.target,
+        event: d.event,
+        state: d.state,
+        attempts: d.attempts,
+        answer: d.answer,
+        created_ms: d.created_ms,
+        updated_ms: d.updated_ms,
+        next_ms: d.next_ms,
     }
 }
 
@@ -441,6 +473,18 @@ mod tests {
             author: "Ada".into(),
             tag: true,
             started_ms: 3,
+            deliveries: vec![view::Delivery {
+                id: 9,
+                channel: "webhooks".into(),
+                target: "https://hooks.example/ci".into(),
+                event: "build_finished".into(),
+                state: "retrying".into(),
+                attempts: 2,
+                answer: "HTTP 500".into(),
+                created_ms: 1,
+                updated_ms: 2,
+                next_ms: 3,
+            }],
         };
         assert_eq!(view::Build::try_from(w::Build::from(b.clone())), Ok(b));
         for status in [

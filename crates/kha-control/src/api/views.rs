@@ -57,6 +57,23 @@ pub fn build(app: &App, b: records::Build) -> Result<view::Build, ApiError> {
         pr_number: b.pr_number,
         event: b.event,
         fast_finish: b.fast_finish,
+        deliveries: app
+            .store
+            .build_deliveries(b.id)?
+            .into_iter()
+            .map(|d| view::Delivery {
+                id: d.id,
+                channel: d.target.channel(),
+                target: d.target.describe(),
+                event: d.notice.event,
+                state: d.state.as_str().into(),
+                attempts: d.attempts,
+                answer: d.answer,
+                created_ms: d.created_ms,
+                updated_ms: d.updated_ms,
+                next_ms: d.next_ms,
+            })
+            .collect(),
     })
 }
 

@@ -5,6 +5,7 @@
 
 pub mod events;
 mod jobs;
+mod outbox;
 pub mod logs;
 pub mod records;
 mod users;
@@ -79,6 +80,10 @@ pub struct Store {
     sessions: sled::Tree,
     api_tokens: sled::Tree,
     audit: sled::Tree,
+    deliveries: sled::Tree,
+    delivery_builds: sled::Tree,
+    delivery_due: sled::Tree,
+    notify_meta: sled::Tree,
     pub events: Arc<EventLog>,
     flush_tx: mpsc::UnboundedSender<oneshot::Sender<std::result::Result<(), String>>>,
 }
@@ -149,6 +154,10 @@ impl Store {
             sessions: db.open_tree("sessions")?,
             api_tokens: db.open_tree("api_tokens")?,
             audit: db.open_tree("audit")?,
+            deliveries: db.open_tree("deliveries")?,
+            delivery_builds: db.open_tree("delivery_builds")?,
+            delivery_due: db.open_tree("delivery_due")?,
+            notify_meta: db.open_tree("notify_meta")?,
             meta,
             events,
             flush_tx,

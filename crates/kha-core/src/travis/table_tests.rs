@@ -658,23 +658,25 @@ fn notifications_and_git() {
     )
     .unwrap();
     let n = &cfg.notifications;
-    assert_eq!(n.email.recipients, ["a@x", "b@x"]);
-    assert_eq!(n.email.on_success, Frequency::Never);
-    assert_eq!(n.email.on_failure, Frequency::Change);
-    let irc = n.irc.as_ref().unwrap();
+    assert_eq!(n.email[0].recipients, ["a@x", "b@x"]);
+    assert_eq!(n.email[0].on_success, Frequency::Never);
+    assert_eq!(n.email[0].on_failure, Frequency::Change);
+    let irc = &n.irc[0];
     assert_eq!(irc.on_success, Frequency::Never, "inherited");
     assert_eq!(irc.on_failure, Frequency::Always);
-    let hooks = n.webhooks.as_ref().unwrap();
+    let hooks = &n.webhooks[0];
     assert_eq!(hooks.recipients, ["https://hook"]);
     assert_eq!(hooks.on_start, Frequency::Always);
-    assert_eq!(n.jabber.as_ref().unwrap().recipients, ["ci@muc.example"]);
-    assert_eq!(cfg.diagnostics.len(), 1, "{:?}", cfg.diagnostics);
+    assert_eq!(n.jabber[0].recipients, ["ci@muc.example"]);
+    // Any other channel goes to the notifier plugin of its name.
+    assert_eq!(n.plugins[0].0, "slack");
+    assert!(cfg.diagnostics.is_empty(), "{:?}", cfg.diagnostics);
     assert_eq!(cfg.git.depth, None);
     assert!(!cfg.git.submodules);
     let d = parse("language: c\n").unwrap();
     assert_eq!(d.git, GitSettings::default());
     assert_eq!(d.git.depth, Some(50));
-    assert!(d.notifications.email.enabled && d.notifications.email.recipients.is_empty());
+    assert!(d.notifications.email[0].enabled && d.notifications.email[0].recipients.is_empty());
 }
 
 #[test]

@@ -261,5 +261,28 @@ fn print_build(b: &Build) {
                 ]
             })
             .collect(),
-    );
+    );    if !b.deliveries.is_empty() {
+        out!("");
+        table(
+            &["NOTIFY", "TO", "EVENT", "STATE", "TRIES", "ANSWER"],
+            b.deliveries
+                .iter()
+                .map(|d| {
+                    let mut answer = d.answer.lines().next().unwrap_or("").to_string();
+                    if d.state == "retrying" && d.next_ms > 0 {
+                        let secs = d.next_ms.saturating_sub(now_ms()).div_ceil(1000);
+                        answer = format!("{answer} (again in {secs} s)");
+                    }
+                    vec![
+                        d.channel.clone(),
+                        d.target.clone(),
+                        d.event.clone(),
+                        d.state.clone(),
+                        d.attempts.to_string(),
+                        answer,
+                    ]
+                })
+                .collect(),
+        );
+    }
 }

@@ -1,0 +1,116 @@
+//! The notification outbox: deliveries (`deliveries`, by id), their index
+//! by build (`delivery_builds`: build ‖ id), the ones not yet final
+//! (`delivery_due`), and how far the outbox has read the event stream
+//! (`notify_meta`). Deliveries decided from one event are written with the
+//! cursor past that event in one transaction.
+
+use super::records::{decode, encode};
+use super::{corrupt, Result, Store, StoreError};
+use crate::notify::Delivery;
+use kha_core::BuildId;
+use sled::transaction::ConflictableTransactionError;
+use sled::Transactional;
+
+const CURSOR: &[u8] = b"cursor";
+
+fn build_key(build: BuildId, id: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&build.to_be_bytes());
+    k[8..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+impl Store {
+    /// The last event the outbox has handled; None before its first start.
+    pub fn notify_cursor(&self) -> Result<Option<u64>> {
+        Ok(self
+            .notify_meta
+            .get(CURSOR)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes))
+    }
+
+    pub fn set_notify_cursor(&self, seq: u64) -> Result<()> {
+        self.notify_meta.insert(CURSOR, &seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Stores `ds` (new, numbered) and moves the cursor to `seq`, at once.
+    pub fn add_deliveries(&self, ds: &[Delivery], seq: u64) -> Result<()> {
+        let r = (
+            &self.deliveries,
+            &self.delivery_builds,
+            &self.delivery_due,
+            &self.notify_meta,
+        )
+            .transaction(|(all, by_build, due, meta)| {
+                for d in ds {
+                    let id = d.id.to_be_bytes();
+                    all.insert(&id, encode(d))?;
+                    by_build.insert(&build_key(d.build_id, d.id), &[])?;
+                    if !d.state.is_final() {
+                        due.insert(&id, &[])?;
+                    }
+                }
+                meta.insert(CURSOR, &seq.to_be_bytes())?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            });
+        r.map_err(StoreError::from)
+    }
+
+    /// Writes a delivery's new state; a final one leaves the due set.
+    pub fn put_delivery(&self, d: &Delivery) -> Result<()> {
+        let r = (&self.deliveries, &self.delivery_due).transaction(|(all, due)| {
+            let id = d.id.to_be_bytes();
+            all.insert(&id, encode(d))?;
+            if d.state.is_final() {
+                due.remove(&id)?;
+            }
+            Ok::<_, ConflictableTransactionError<StoreError>>(())
+        });
+        r.map_err(StoreError::from)
+    }
+
+    pub fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
+        self.deliveries
+            .get(id.to_be_bytes())?
+            .map(|v| decode(&v).map_err(corrupt("deliveries")))
+            .transpose()
+    }
+
+    /// Every delivery not yet sent or failed, oldest first.
+    pub fn due_deliveries(&self) -> Result<Vec<Delivery>> {
+        let mut out = Vec::new();
+        for k in self.delivery_due.iter().keys() {
+            let k = k?;
+            let id = <[u8; 8]>::try_from(k.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    tree: "delivery_due",
+                    msg: "bad key".into(),
+                })?;
+            if let Some(d) = self.get_delivery(id)? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A build's deliveries, oldest first.
+    pub fn build_deliveries(&self, build: BuildId) -> Result<Vec<Delivery>> {
+        let mut out = Vec::new();
+        for k in self.delivery_builds.scan_prefix(build.to_be_bytes()).keys() {
+            let k = k?;
+            let id = <[u8; 8]>::try_from(&k[8..])
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    tree: "delivery_builds",
+                    msg: "bad key".into(),
+                })?;
+            if let Some(d) = self.get_delivery(id)? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+}
