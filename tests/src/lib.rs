@@ -7,7 +7,8 @@
 //! [`Repo`]s, serves them with a [`GitDaemon`] or [`GitHttp`] when a URL
 //! must be remote, and posts webhooks with [`http_post`]. GitHub sign-in
 //! talks to a [`GithubStub`]. The web UI's tests drive a real headless
-//! chromium with a [`Browser`].
+//! chromium with a [`Browser`]. Notifications go to real servers on
+//! loopback ([`servers`]).
 
 mod browser;
 mod certs;
@@ -19,6 +20,7 @@ mod http;
 mod lxc;
 mod process;
 mod repo;
+pub mod servers;
 
 pub use browser::{browser_available, require_browser, Browser, BrowserOpts, Tab};
 pub use certs::make_certificates;
