@@ -18,6 +18,7 @@
 pub mod config;
 pub mod decide;
 pub mod email;
+pub mod exec;
 pub mod github;
 pub mod hooks;
 pub mod irc;
