@@ -27,6 +27,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/projects/{p}", get(project).delete(remove_project))
         .route("/projects/{p}/members", get(members))
         .route("/projects/{p}/settings", post(settings))
+        .route("/projects/{p}/notify", get(notify))
         .route("/projects/{p}/star", post(star))
         .route("/projects/{p}/unstar", post(unstar))
         .route("/projects/{p}/branches", get(branches))
@@ -118,6 +119,10 @@ async fn settings(
 ) -> Answer {
     let who = c.api_writer(&h)?;
     ok(&api::projects::update(&app, who, &p, body(&b)?).await?)
+}
+
+async fn notify(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) -> Answer {
+    ok(&api::projects::notify_settings(&app, &c.who, &p)?)
 }
 
 async fn star(

@@ -56,7 +56,11 @@ impl Senders {
     }
 
     async fn send(&self, store: &Store, d: &Delivery) -> Result<Sent, Failure> {
-        let missing = |what: &str| Err(Failure::Permanent(format!("{what} is not configured on the control node")));
+        let missing = |what: &str| {
+            Err(Failure::Permanent(format!(
+                "{what} is not configured on the control node"
+            )))
+        };
         match &d.target {
             Target::Email { .. } => match &self.email {
                 Some(m) => m.send(d).await,
@@ -242,10 +246,7 @@ async fn decide_event(app: &Arc<App>, e: &Event) -> anyhow::Result<()> {
         let server = Server {
             web_url: &web_url,
             email: cfg.email.is_some(),
-            github: cfg
-                .github
-                .as_ref()
-                .map(|g| (g.context.as_str(), g.per_job)),
+            github: cfg.github.as_ref().map(|g| (g.context.as_str(), g.per_job)),
             has_hook: &has_hook,
         };
         decide::decide(&server, e.kind, &project, &b, &jobs, job)
