@@ -416,3 +416,16 @@ async fn attempt(app: &Arc<App>, id: u64) {
         outbox.schedule(&d);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let cfg = crate::notify::NotifyConfig::default();
+        let secs: Vec<u64> = (1..=10).map(|n| backoff(&cfg, n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
+        assert_eq!(backoff(&cfg, 1000).as_secs(), 600);
+    }
+}
