@@ -86,7 +86,7 @@ pub enum ProjectCmd {
         /// email, irc, webhooks, jabber, or a notifier plugin's name.
         channel: Option<String>,
         /// The channel's value (YAML).
-        #[arg(required_unless_present = "clear", requires = "channel")]
+        #[arg(requires = "channel")]
         value: Option<String>,
         /// Remove the channel's setting: the `.travis.yml`'s applies again.
         #[arg(long, requires = "channel", conflicts_with = "value")]
@@ -259,6 +259,12 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             value,
             clear,
         } => {
+            if value.is_none() && !clear {
+                return Err(Failure(
+                    2,
+                    format!("give the value of notifications.{channel} (YAML), or --clear"),
+                ));
+            }
             let r = ctx.req(UpdateProjectRequest {
                 name: name.clone(),
                 notify_channel: channel.clone(),
