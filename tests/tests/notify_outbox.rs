@@ -184,3 +184,32 @@ fn a_projects_notification_settings_on_the_control_node() {
         "{audit}"
     );
 }
+
+/// With an RSA key configured, `/api/v1/config` serves its public half in
+/// Travis's shape, for receivers that check the `Signature` header.
+#[test]
+fn the_webhook_public_key_is_served_as_travis_serves_it() {
+    let dir = test_dir("rsa");
+    let key = dir.path().join("key.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let c = Fixture::new()
+        .config(&format!(
+            "[notify.webhooks]\nrsa_private_key = {:?}\n",
+            key.to_str().unwrap()
+        ))
+        .start();
+    let r = http_get(&c.http_url(), "/api/v1/config").json();
+    let pem = r["config"]["notifications"]["webhook"]["public_key"]
+        .as_str()
+        .unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+    let plain = Fixture::new().start();
+    let r = http_get(&plain.http_url(), "/api/v1/config").json();
+    assert!(r["config"]["notifications"]["webhook"]["public_key"].is_null());
+}

@@ -28,6 +28,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/projects/{p}/members", get(members))
         .route("/projects/{p}/settings", post(settings))
         .route("/projects/{p}/notify", get(notify))
+        .route("/config", get(config))
         .route("/projects/{p}/star", post(star))
         .route("/projects/{p}/unstar", post(unstar))
         .route("/projects/{p}/branches", get(branches))
@@ -123,6 +124,16 @@ async fn settings(
 
 async fn notify(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) -> Answer {
     ok(&api::projects::notify_settings(&app, &c.who, &p)?)
+}
+
+/// What a webhook receiver needs to check Travis-style `Signature`
+/// headers, in the shape of Travis's `/config` (null: webhooks are not
+/// RSA-signed).
+async fn config(State(app): State<Arc<App>>) -> Answer {
+    let key = app.notify.senders.webhooks.public_key_pem();
+    ok(&serde_json::json!({
+        "config": {"notifications": {"webhook": {"public_key": key}}}
+    }))
 }
 
 async fn star(
