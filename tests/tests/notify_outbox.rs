@@ -11,8 +11,11 @@ use std::time::Duration;
 /// A webhook receiver on loopback that answers 200 and keeps every
 /// request's headers (lower-cased names) and body.
 struct Receiver {
-    got: Arc<Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>>,
+    got: Arc<Mutex<Vec<Request>>>,
 }
+
+/// A request's headers and body.
+type Request = (Vec<(String, String)>, Vec<u8>);
 
 impl Receiver {
     fn start(listener: TcpListener) -> Receiver {

@@ -485,7 +485,7 @@ impl AdminService for AdminSvc {
             poll_interval_secs: r.poll_interval_secs,
             build_tags: r.build_tags,
             cancel_superseded: r.cancel_superseded,
-            notify: (!r.notify_channel.is_empty()).then(|| api::projects::NotifyChange {
+            notify: (!r.notify_channel.is_empty()).then_some(api::projects::NotifyChange {
                 channel: r.notify_channel,
                 value: r.notify_value,
             }),

@@ -489,6 +489,16 @@ mod tests {
         .collect()
     }
 
+    /// (yaml, event, state, previous, pr, expected channels)
+    type Row = (
+        &'static str,
+        EventKind,
+        BuildState,
+        Option<BuildState>,
+        u64,
+        Vec<&'static str>,
+    );
+
     /// Travis's table: which channels hear of what.
     #[test]
     fn travis_semantics() {
@@ -498,14 +508,7 @@ mod tests {
         let start = EventKind::BuildStarted;
         let mail = "email:rita@example.org, sam@example.org";
         // (yaml, event, state, previous, pr, expected)
-        let table: Vec<(
-            &str,
-            EventKind,
-            BuildState,
-            Option<BuildState>,
-            u64,
-            Vec<&str>,
-        )> = vec![
+        let table: Vec<Row> = vec![
             // email: success only on change, failure always, defaults to author + committer.
             ("", fin, Passed, None, 0, vec![mail]),
             ("", fin, Passed, Some(Passed), 0, vec![]),

@@ -361,7 +361,15 @@ async fn attempt(app: &Arc<App>, id: u64) {
             return;
         }
     };
-    let limit = Duration::from_secs_f64(cfg.attempt_timeout_secs.max(0.1));
+    // Hooks and plugins have their own timeout (which kills them); the
+    // outbox's must not cut them short first.
+    let secs = match d.target {
+        Target::Hook { .. } | Target::Plugin { .. } => {
+            cfg.attempt_timeout_secs.max(cfg.hook_timeout_secs + 5.0)
+        }
+        _ => cfg.attempt_timeout_secs,
+    };
+    let limit = Duration::from_secs_f64(secs.max(0.1));
     let result = match tokio::time::timeout(limit, outbox.senders.send(&app.store, &d)).await {
         Ok(r) => r,
         Err(_) => Err(Failure::Retry(format!(
