@@ -436,7 +436,7 @@ mod tests {
     }
 
     fn build(yaml: &str, state: BuildState, prev: Option<BuildState>, pr: u64) -> Build {
-        let cfg = kha_core::travis::parse(yaml).unwrap();
+        let cfg = kha_core::travis::parse(&format!("language: c\n{yaml}")).unwrap();
         Build {
             id: 7,
             project: "rocket".into(),
@@ -512,7 +512,7 @@ mod tests {
             ("", fin, Passed, Some(Failed), 0, vec![mail]),
             ("", fin, Failed, Some(Failed), 0, vec![mail]),
             ("", fin, Canceled, Some(Passed), 0, vec![mail]),
-            ("", start, Started, None, 0, vec![]),
+            ("", start, Running, None, 0, vec![]),
             // pull requests: no email, no chat; webhooks yes.
             (all, fin, Failed, None, 5, vec!["webhooks:http://w/"]),
             // chat channels: every finish; not cancels, not starts.
@@ -532,11 +532,11 @@ mod tests {
                 0,
                 vec![mail, "webhooks:http://w/"],
             ),
-            (all, start, Started, None, 0, vec![]),
+            (all, start, Running, None, 0, vec![]),
             (
                 "notifications:\n  webhooks: {urls: [http://w/], on_start: always}\n",
                 start,
-                Started,
+                Running,
                 None,
                 0,
                 vec!["webhooks:http://w/"],

@@ -56,7 +56,11 @@ impl Senders {
     }
 
     async fn send(&self, store: &Store, d: &Delivery) -> Result<Sent, Failure> {
-        let missing = |what: &str| Err(Failure::Permanent(format!("{what} is not configured on the control node")));
+        let missing = |what: &str| {
+            Err(Failure::Permanent(format!(
+                "{what} is not configured on the control node"
+            )))
+        };
         match &d.target {
             Target::Email { .. } => match &self.email {
                 Some(m) => m.send(d).await,
@@ -242,10 +246,7 @@ async fn decide_event(app: &Arc<App>, e: &Event) -> anyhow::Result<()> {
         let server = Server {
             web_url: &web_url,
             email: cfg.email.is_some(),
-            github: cfg
-                .github
-                .as_ref()
-                .map(|g| (g.context.as_str(), g.per_job)),
+            github: cfg.github.as_ref().map(|g| (g.context.as_str(), g.per_job)),
             has_hook: &has_hook,
         };
         decide::decide(&server, e.kind, &project, &b, &jobs, job)
@@ -413,5 +414,18 @@ async fn attempt(app: &Arc<App>, id: u64) {
         outbox.lock_due().remove(&id);
     } else {
         outbox.schedule(&d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let cfg = crate::notify::NotifyConfig::default();
+        let secs: Vec<u64> = (1..=10).map(|n| backoff(&cfg, n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
+        assert_eq!(backoff(&cfg, 1000).as_secs(), 600);
     }
 }
