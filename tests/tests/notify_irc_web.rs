@@ -726,3 +726,258 @@ async fn github_status_refusals_and_retries() {
     );
     assert_eq!(stub.statuses().len(), 1);
 }
+
+// End to end: a real control node and a host builder (plain processes, no
+// lxc), notifications from `.travis.yml` and `[notify]`.
+
+/// A control node with `config` and a host builder; the project `demo`
+/// on a repository with `travis_yml`, added with `add` (e.g. `--github
+/// acme/demo`). Returns the project's webhook secret.
+fn notify_cluster(config: &str, travis_yml: &str, add: &[&str]) -> (Cluster, Repo, String) {
+    let repo = Repo::with_travis_yml(travis_yml);
+    let c = Fixture::new().config(config).host_builder("a", 2).start();
+    let url = repo.url();
+    let mut args = vec!["project", "add", "demo", url.as_str(), "--no-poll"];
+    args.extend_from_slice(add);
+    let p = c.kha_json(&args);
+    let secret = p["webhook_secret"].as_str().unwrap().to_string();
+    (c, repo, secret)
+}
+
+fn deliveries(c: &Cluster, build: u64) -> Vec<serde_json::Value> {
+    c.build(build)["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until every delivery of `build` on `channel` (at least `n`) is
+/// final (sent or failed).
+fn wait_deliveries(c: &Cluster, build: u64, channel: &str, n: usize) -> Vec<serde_json::Value> {
+    wait_for(
+        &format!("{n} {channel} deliveries of build {build} to be final"),
+        Duration::from_secs(60),
+        || {
+            let ds: Vec<_> = deliveries(c, build)
+                .into_iter()
+                .filter(|d| d["channel"] == channel)
+                .collect();
+            (ds.len() >= n
+                && ds
+                    .iter()
+                    .all(|d| d["state"] == "sent" || d["state"] == "failed"))
+            .then_some(ds)
+        },
+    )
+}
+
+#[test]
+fn e2e_webhooks_from_travis_yml_arrive_signed_with_the_project_secret() {
+    let r = Receiver::start();
+    let (c, _repo, secret) = notify_cluster(
+        "",
+        &format!(
+            "language: shell\nscript: true\nnotifications:\n  email: false\n  webhooks:\n    urls:\n      - {}\n    on_start: always\n",
+            r.url("/hook")
+        ),
+        &[],
+    );
+    let id = c.trigger("demo", None);
+    assert_eq!(c.wait_build(id, Duration::from_secs(60))["state"], "passed");
+    let ds = wait_deliveries(&c, id, "webhooks", 2);
+    assert!(
+        ds.iter()
+            .all(|d| d["state"] == "sent" && d["answer"] == "HTTP 200 OK"),
+        "{ds:#?}"
+    );
+
+    let got = r.wait_for(2, Duration::from_secs(10));
+    assert_eq!(got.len(), 2, "one request per event");
+    let events: Vec<_> = got
+        .iter()
+        .map(|q| q.header("x-kha-event").unwrap())
+        .collect();
+    assert_eq!(events, ["build_started", "build_finished"]);
+    for q in &got {
+        assert_eq!(
+            q.header("x-kha-signature-256"),
+            Some(github_signature(&secret, &q.body).as_str()),
+            "signed with the project's secret"
+        );
+        let n: Notice = serde_json::from_slice(&q.body).unwrap();
+        assert_eq!(n.build.id, id);
+        assert_eq!(n.build.project, "demo");
+    }
+    assert_eq!(got[1].json()["build"]["state"], "passed");
+    assert_ne!(
+        got[0].header("x-kha-delivery"),
+        got[1].header("x-kha-delivery")
+    );
+    let shown = c.kha_ok(&["build", "show", &id.to_string()]);
+    assert!(shown.contains("HTTP 200 OK"), "{shown}");
+}
+
+#[test]
+fn e2e_a_webhook_answered_500_twice_is_accepted_once_after_retries() {
+    let r = Receiver::scripted(&[Answer::Status(500), Answer::Status(500)]);
+    let (c, _repo, _) = notify_cluster(
+        "[notify]\nfirst_retry_secs = 0.3\nmax_retry_secs = 1.0\n",
+        &format!(
+            "language: shell\nscript: true\nnotifications:\n  email: false\n  webhooks: {}\n",
+            r.url("/flaky")
+        ),
+        &[],
+    );
+    let id = c.trigger("demo", None);
+    assert_eq!(c.wait_build(id, Duration::from_secs(60))["state"], "passed");
+    let ds = wait_deliveries(&c, id, "webhooks", 1);
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert_eq!(ds[0]["state"], "sent", "{ds:#?}");
+    assert_eq!(ds[0]["attempts"], 3, "{ds:#?}");
+    // Nothing more comes once it is through.
+    std::thread::sleep(Duration::from_secs(2));
+    let got = r.received();
+    let answers: Vec<_> = got.iter().map(|q| q.answer).collect();
+    assert_eq!(
+        answers,
+        [
+            Answer::Status(500),
+            Answer::Status(500),
+            Answer::Status(200)
+        ],
+        "exactly one accepted delivery"
+    );
+    let key = got[0].header("x-kha-delivery").unwrap();
+    assert!(got.iter().all(|q| q.header("x-kha-delivery") == Some(key)));
+    let shown = c.kha_ok(&["build", "show", &id.to_string()]);
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with("webhooks"))
+        .unwrap_or_else(|| panic!("no webhooks row: {shown}"));
+    assert!(
+        row.contains("sent") && row.contains(" 3 ") && row.contains("HTTP 200 OK"),
+        "{row}"
+    );
+}
+
+#[test]
+fn e2e_a_hanging_receiver_does_not_delay_the_next_build() {
+    let r = Receiver::scripted(&[Answer::Hang; 4]);
+    let (c, _repo, _) = notify_cluster(
+        "[notify]\nattempt_timeout_secs = 120\n[notify.webhooks]\ntimeout_secs = 120\n",
+        &format!(
+            "language: shell\nscript: true\nnotifications:\n  email: false\n  webhooks: {}\n",
+            r.url("/slow")
+        ),
+        &[],
+    );
+    let first = c.trigger("demo", None);
+    assert_eq!(
+        c.wait_build(first, Duration::from_secs(60))["state"],
+        "passed"
+    );
+    r.wait_for(1, Duration::from_secs(20));
+    let hang_began = Instant::now();
+
+    let next = c.trigger("demo", None);
+    assert_eq!(
+        c.wait_build(next, Duration::from_secs(60))["state"],
+        "passed"
+    );
+    let took = hang_began.elapsed();
+    // The hang lasts 120 s; the next build did not wait for it.
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    let d = &deliveries(&c, first)[0];
+    assert!(
+        d["state"] == "pending" || d["state"] == "retrying",
+        "the first delivery is still hanging: {d}"
+    );
+}
+
+#[test]
+fn e2e_github_statuses_pending_then_success_and_error_when_canceled() {
+    let stub = GithubStub::start();
+    let (c, repo, _) = notify_cluster(
+        &stub.notify_toml(&[]),
+        "language: shell\nscript: true\nnotifications:\n  email: false\n",
+        &["--github", "acme/demo"],
+    );
+    let sha = repo.git(&["rev-parse", "HEAD"]);
+    let id = c.trigger("demo", None);
+    assert_eq!(c.wait_build(id, Duration::from_secs(60))["state"], "passed");
+    wait_deliveries(&c, id, "github_status", 2);
+    let got = stub.statuses();
+    let states: Vec<_> = got.iter().map(|s| s.state.as_str()).collect();
+    assert_eq!(states, ["pending", "success"], "{got:#?}");
+    for s in &got {
+        assert_eq!(s.repo, "acme/demo");
+        assert_eq!(s.sha, sha);
+        assert_eq!(s.context, "kha/push");
+        let url = s.target_url.as_deref().unwrap_or("");
+        assert!(url.contains(&id.to_string()), "{url}");
+    }
+    assert_eq!(got[1].description.as_deref(), Some("The build passed."));
+
+    // A canceled build ends as `error`.
+    let sha = repo.commit(
+        &[(
+            ".travis.yml",
+            "language: shell\nscript:\n  - echo sleeping\n  - sleep 600\nnotifications:\n  email: false\n",
+        )],
+        "slow",
+    );
+    let id = c.trigger("demo", None);
+    wait_for("the job to start", Duration::from_secs(30), || {
+        (c.build(id)["jobs"][0]["log_len"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    c.kha_ok(&["build", "cancel", &id.to_string()]);
+    assert_eq!(
+        c.wait_build(id, Duration::from_secs(30))["state"],
+        "canceled"
+    );
+    wait_deliveries(&c, id, "github_status", 2);
+    let mine: Vec<_> = stub
+        .statuses()
+        .into_iter()
+        .filter(|s| s.sha == sha)
+        .map(|s| s.state)
+        .collect();
+    assert_eq!(mine, ["pending", "error"]);
+}
+
+#[cfg_attr(
+    kha_skip_ngircd,
+    ignore = "no ngircd (or KHA_SKIP_NGIRCD): IRC tests skipped"
+)]
+#[test]
+fn e2e_irc_from_travis_yml_reaches_the_channel() {
+    let server = Ngircd::start(&[]);
+    let mut watcher = IrcClient::connect(server.port, "watcher");
+    watcher.join("#kha", None);
+    let (c, repo, _) = notify_cluster(
+        "",
+        &format!(
+            "language: shell\nscript: true\nnotifications:\n  email: false\n  irc: \"{}\"\n",
+            server.channel_url("#kha")
+        ),
+        &[],
+    );
+    let sha = repo.git(&["rev-parse", "HEAD"]);
+    let id = c.trigger("demo", None);
+    assert_eq!(c.wait_build(id, Duration::from_secs(60))["state"], "passed");
+    let got = watcher.messages("#kha", 3, Duration::from_secs(60));
+    assert!(got.iter().all(|l| l.from == "kha-ci"), "{got:#?}");
+    let first = got[0].text();
+    assert!(
+        first.contains(&format!("#{id}"))
+            && first.contains(&sha[..7])
+            && first.contains("The build passed."),
+        "{first}"
+    );
+    assert!(got[2].text().starts_with("Build details : "), "{got:#?}");
+    let ds = wait_deliveries(&c, id, "irc", 1);
+    assert_eq!(
+        ds[0]["answer"],
+        format!("sent 3 lines to #kha on {}", server.addr())
+    );
+}
