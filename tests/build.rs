@@ -6,11 +6,15 @@
 //! - `KHA_SKIP_BROWSER` set, or no `/usr/bin/chromedriver` at build time:
 //!   the browser tests (`cfg(kha_skip_browser)`); `deploy/test.sh` installs
 //!   Debian's chromium and chromium-driver, so they run there.
+//! - `KHA_SKIP_NGIRCD` set, or no `/usr/sbin/ngircd` at build time: the
+//!   IRC tests (`cfg(kha_skip_ngircd)`).
 
 use std::path::Path;
 
 /// Debian's chromedriver, which the browser tests start (`src/browser.rs`).
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// Debian's IRC server, which the IRC tests start (`src/servers/ngircd.rs`).
+const NGIRCD: &str = "/usr/sbin/ngircd";
 
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(kha_skip_lxc)");
@@ -24,5 +28,11 @@ fn main() {
     }
     if std::env::var_os("KHA_SKIP_BROWSER").is_some() || !Path::new(CHROMEDRIVER).exists() {
         println!("cargo:rustc-cfg=kha_skip_browser");
+    }
+    println!("cargo:rustc-check-cfg=cfg(kha_skip_ngircd)");
+    println!("cargo:rerun-if-env-changed=KHA_SKIP_NGIRCD");
+    println!("cargo:rerun-if-changed={NGIRCD}");
+    if std::env::var_os("KHA_SKIP_NGIRCD").is_some() || !Path::new(NGIRCD).exists() {
+        println!("cargo:rustc-cfg=kha_skip_ngircd");
     }
 }
