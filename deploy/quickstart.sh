@@ -29,6 +29,9 @@ install_packages
 install_rust
 build release
 install -m 0755 "$KHA_ROOT"/target/release/{kha-control,kha-builder,kha} "$BIN"/
+# The notifier plugins kha ships (notifications: chat: … in .travis.yml).
+install -d /usr/local/lib/kha/notify
+install -m 0755 "$KHA_ROOT"/deploy/plugins/kha-notify-* /usr/local/lib/kha/notify/
 stop
 sleep 0.5
 mkdir -p "$DATA" "$BDATA" "$LOGS" /run/kha

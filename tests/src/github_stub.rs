@@ -20,17 +20,32 @@
 //!   `Link` header): they check `Authorization: Bearer <token>` (or
 //!   `token <token>`) and answer 401 "Bad credentials" otherwise.
 //!
+//! - `POST /repos/{owner}/{repo}/statuses/{sha}` (commit statuses, for
+//!   `[notify.github]`; see [`GithubStub::notify_toml`]): stricter than
+//!   GitHub, it refuses what GitHub's documentation does not show: a token
+//!   other than `Authorization: Bearer <status token>` (401), a missing
+//!   `User-Agent` (403, as GitHub), an `Accept` other than
+//!   `application/vnd.github+json` or an `X-GitHub-Api-Version` other than
+//!   `2022-11-28` (400), a body that is not a JSON object of `state`,
+//!   `target_url`, `description` and `context` (400), a state outside
+//!   pending/success/failure/error, a description over 140 characters or
+//!   a SHA that is not 40 hex digits (422 "Validation Failed", as GitHub).
+//!   Accepted statuses are kept ([`GithubStub::statuses`]) and answered
+//!   201 with GitHub's JSON; [`GithubStub::fail_statuses`] scripts answers
+//!   (500, 403 rate limit, …) before that.
+//!
 //! The stub signs in one configurable [`StubUser`], records every request
 //! it sees ([`Seen`]) so tests can check the state, scopes and credentials
 //! sent, and stops when dropped. It runs on its own thread and runtime, so
 //! a synchronous test and a tokio test use it the same way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use axum::extract::{Query, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -112,6 +127,8 @@ pub struct Seen {
     pub form: Vec<(String, String)>,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
+    /// The body, for a JSON request (commit statuses).
+    pub body: String,
 }
 
 impl Seen {
@@ -165,6 +182,24 @@ struct Shared {
     codes: HashMap<String, Grant>,
     tokens: HashMap<String, Grant>,
     seen: Vec<Seen>,
+    /// The token that may write commit statuses.
+    status_token: String,
+    /// Answers to give to status posts before accepting them.
+    status_script: VecDeque<u16>,
+    statuses: Vec<StubStatus>,
+}
+
+/// A commit status the stub accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StubStatus {
+    /// owner/name
+    pub repo: String,
+    pub sha: String,
+    pub state: String,
+    pub target_url: Option<String>,
+    pub description: Option<String>,
+    /// GitHub's default is "default".
+    pub context: String,
 }
 
 type St = Arc<Mutex<Shared>>;
@@ -191,6 +226,9 @@ impl GithubStub {
             codes: HashMap::new(),
             tokens: HashMap::new(),
             seen: Vec::new(),
+            status_token: format!("ghp_{}", random_hex(18)),
+            status_script: VecDeque::new(),
+            statuses: Vec::new(),
         }));
         let router = Router::new()
             .route("/login/oauth/authorize", get(authorize))
@@ -198,6 +236,7 @@ impl GithubStub {
             .route("/user", get(user))
             .route("/user/emails", get(emails))
             .route("/user/orgs", get(orgs))
+            .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
             .with_state(shared.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -277,6 +316,38 @@ impl GithubStub {
         self.lock().callback = url.map(str::to_string);
     }
 
+    /// The token `[notify.github]` must send to post commit statuses.
+    pub fn status_token(&self) -> String {
+        self.lock().status_token.clone()
+    }
+
+    /// A control node's `[notify.github]` section for this stub, then
+    /// `extra` lines (`per_job = true`).
+    pub fn notify_toml(&self, extra: &[&str]) -> String {
+        let mut s = format!(
+            "[notify.github]\ntoken = \"{}\"\napi_url = \"{}\"\n",
+            self.status_token(),
+            self.api_url()
+        );
+        for l in extra {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+
+    /// The next status posts are answered with these codes (500: a
+    /// server error; 403: a rate limit, with `x-ratelimit-remaining: 0`;
+    /// 422, 404, 401: GitHub's refusals), in order, before any is accepted.
+    pub fn fail_statuses(&self, codes: &[u16]) {
+        self.lock().status_script.extend(codes.iter().copied());
+    }
+
+    /// The commit statuses accepted so far, in order.
+    pub fn statuses(&self) -> Vec<StubStatus> {
+        self.lock().statuses.clone()
+    }
+
     /// Every request so far, in order.
     pub fn seen(&self) -> Vec<Seen> {
         self.lock().seen.clone()
@@ -321,6 +392,18 @@ fn record(
     form: &[(String, String)],
     headers: &HeaderMap,
 ) {
+    record_body(s, method, path, query, form, headers, "");
+}
+
+fn record_body(
+    s: &St,
+    method: &str,
+    path: &str,
+    query: &[(String, String)],
+    form: &[(String, String)],
+    headers: &HeaderMap,
+    body: &str,
+) {
     let headers = headers
         .iter()
         .map(|(k, v)| {
@@ -336,6 +419,7 @@ fn record(
         query: query.to_vec(),
         form: form.to_vec(),
         headers,
+        body: body.to_string(),
     });
 }
 
@@ -696,6 +780,193 @@ async fn orgs(
         if let Ok(v) = header::HeaderValue::from_str(&next) {
             r.headers_mut().insert(header::LINK, v);
         }
+    }
+    r
+}
+
+fn github_error(status: StatusCode, message: &str, doc: &str) -> Response {
+    json_answer(
+        status,
+        json!({"message": message, "documentation_url": doc, "status": status.as_u16().to_string()}),
+    )
+}
+
+const STATUS_DOC: &str = "https://docs.github.com/rest/commits/statuses#create-a-commit-status";
+
+/// 422 as GitHub words a failed validation of a status.
+fn invalid_status(field: &str, message: &str) -> Response {
+    json_answer(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({
+            "message": "Validation Failed",
+            "errors": [{"resource": "Status", "code": "custom", "field": field, "message": message}],
+            "documentation_url": STATUS_DOC,
+            "status": "422"
+        }),
+    )
+}
+
+async fn create_status(
+    State(s): State<St>,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/repos/{owner}/{repo}/statuses/{sha}");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    record_body(&s, "POST", &path, &[], &[], &headers, &text);
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    if h("user-agent").is_none_or(|a| a.is_empty()) {
+        return (
+            StatusCode::FORBIDDEN,
+            "Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required).",
+        )
+            .into_response();
+    }
+    let token = lock(&s).status_token.clone();
+    match h("authorization") {
+        None => return unauthorized("Requires authentication"),
+        Some(a) if a != format!("Bearer {token}") => return unauthorized("Bad credentials"),
+        Some(_) => {}
+    }
+    if h("accept").as_deref() != Some("application/vnd.github+json") {
+        return github_error(
+            StatusCode::BAD_REQUEST,
+            "the stand-in wants Accept: application/vnd.github+json, as GitHub documents",
+            STATUS_DOC,
+        );
+    }
+    if let Some(v) = h("x-github-api-version").filter(|v| v != "2022-11-28") {
+        return github_error(
+            StatusCode::BAD_REQUEST,
+            &format!("API version {v} is not supported."),
+            "https://docs.github.com/rest/about-the-rest-api/api-versions",
+        );
+    }
+    if h("x-github-api-version").is_none() {
+        return github_error(
+            StatusCode::BAD_REQUEST,
+            "the stand-in wants X-GitHub-Api-Version: 2022-11-28, as GitHub documents",
+            STATUS_DOC,
+        );
+    }
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
+        return github_error(StatusCode::BAD_REQUEST, "Problems parsing JSON", STATUS_DOC);
+    };
+    if let Some(k) = fields
+        .keys()
+        .find(|k| !["state", "target_url", "description", "context"].contains(&k.as_str()))
+    {
+        return github_error(
+            StatusCode::BAD_REQUEST,
+            &format!("the stand-in does not know the field {k:?}"),
+            STATUS_DOC,
+        );
+    }
+    // A field that is there must be a string (or null).
+    let text_field = |k: &str| -> Result<Option<String>, String> {
+        match fields.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(v)) => Ok(Some(v.clone())),
+            Some(_) => Err(k.to_string()),
+        }
+    };
+    let fields4 = (|| {
+        Ok::<_, String>((
+            text_field("state")?,
+            text_field("target_url")?,
+            text_field("description")?,
+            text_field("context")?,
+        ))
+    })();
+    let (state, target_url, description, context) = match fields4 {
+        Ok(f) => f,
+        Err(k) => return invalid_status(&k, &format!("{k} is not a string")),
+    };
+    let Some(state) =
+        state.filter(|s| ["pending", "success", "failure", "error"].contains(&s.as_str()))
+    else {
+        return invalid_status("state", "state is not included in the list");
+    };
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 140)
+    {
+        return invalid_status(
+            "description",
+            "description is too long (maximum is 140 characters)",
+        );
+    }
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return json_answer(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": format!("No commit found for SHA: {sha}"), "documentation_url": STATUS_DOC, "status": "422"}),
+        );
+    }
+    let mut st = lock(&s);
+    if let Some(code) = st.status_script.pop_front() {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = match code {
+            403 => github_error(
+                status,
+                "API rate limit exceeded for user ID 583231.",
+                "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+            ),
+            404 => github_error(status, "Not Found", STATUS_DOC),
+            401 => github_error(status, "Bad credentials", "https://docs.github.com/rest"),
+            422 => invalid_status("state", "state is not included in the list"),
+            _ => json_answer(status, json!({"message": "Server Error"})),
+        };
+        if code == 403 {
+            r.headers_mut().insert(
+                "x-ratelimit-remaining",
+                header::HeaderValue::from_static("0"),
+            );
+        }
+        return r;
+    }
+    let context = context.unwrap_or_else(|| "default".to_string());
+    st.statuses.push(StubStatus {
+        repo: format!("{owner}/{repo}"),
+        sha: sha.clone(),
+        state: state.clone(),
+        target_url: target_url.clone(),
+        description: description.clone(),
+        context: context.clone(),
+    });
+    let id = 1_000_000 + st.statuses.len() as u64;
+    let base = st.base.clone();
+    let user = st.user.clone();
+    drop(st);
+    let url = format!("{base}/repos/{owner}/{repo}/statuses/{sha}");
+    let mut r = json_answer(
+        StatusCode::CREATED,
+        json!({
+            "url": url,
+            "avatar_url": format!("https://avatars.githubusercontent.com/u/{}?v=4", user.id),
+            "id": id,
+            "node_id": format!("SC_kwDO{id:08X}"),
+            "state": state,
+            "description": description,
+            "target_url": target_url,
+            "context": context,
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
+            "creator": {
+                "login": user.login,
+                "id": user.id,
+                "type": "User",
+                "site_admin": false
+            }
+        }),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&url) {
+        r.headers_mut().insert(header::LOCATION, v);
     }
     r
 }

@@ -27,7 +27,7 @@ pub use certs::make_certificates;
 pub use cluster::{Builder, Cluster};
 pub use fixture::Fixture;
 pub use git_server::{GitDaemon, GitHttp};
-pub use github_stub::{GithubStub, Seen, StubEmail, StubUser};
+pub use github_stub::{GithubStub, Seen, StubEmail, StubStatus, StubUser};
 pub use http::{github_fixture, github_signature, http_get, http_post, http_request, Response};
 pub use lxc::{lxc_available, require_lxc};
 pub use nix::sys::signal::Signal;

@@ -213,6 +213,10 @@ async fn over_grpc(w: &World, t: Option<&str>, op: &str, n: usize) -> String {
             &a.list_members(req(t, ListMembersRequest { project: p() }))
                 .await,
         ),
+        "project.notify" => grpc_code(
+            &a.get_notify(req(t, GetNotifyRequest { project: p() }))
+                .await,
+        ),
         "project.update" => {
             let cur = a
                 .get_project(req(Some(&admin), GetProjectRequest { name: p() }))
@@ -423,6 +427,7 @@ fn over_http(w: &World, t: Option<&str>, op: &str, n: usize) -> String {
         }),
         "project.get" => http_code(&call("GET", "/api/v1/projects/p", "", me)),
         "project.members" => http_code(&call("GET", "/api/v1/projects/p/members", "", me)),
+        "project.notify" => http_code(&call("GET", "/api/v1/projects/p/notify", "", me)),
         "project.update" => {
             let cur = call("GET", "/api/v1/projects/p", "", Some(&admin)).json()["private"]
                 .as_bool()

@@ -724,3 +724,84 @@ fn kha_login_web_takes_the_code_from_the_account_page() {
         "{o:?}"
     );
 }
+
+/// A maintainer sets a notification channel on the project page and
+/// removes it again; the build page lists the build's deliveries (here a
+/// webhook whose receiver is down: retrying, and why).
+#[cfg_attr(kha_skip_browser, ignore = "no chromium-driver: browser tests skipped")]
+#[test]
+fn a_maintainer_sets_notifications_and_sees_deliveries_on_the_build_page() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = Repo::temp();
+    r.commit(
+        &[(
+            ".travis.yml",
+            &format!("language: shell\nscript: true\nnotifications:\n  webhooks: http://127.0.0.1:{port}/secret-path\n"),
+        )],
+        "first",
+    );
+    let c = Fixture::new()
+        .config("[notify]\nfirst_retry_secs = 60.0\nattempt_timeout_secs = 2.0\n")
+        .project("demo", &r.url())
+        .host_builder("a", 1)
+        .start();
+    let base = c.http_url();
+    let mut a = admin(&c);
+    add_user(&mut a, "nora", "nora-pass-7731", "none");
+    set_role(&mut a, "nora", "demo", "maintainer");
+
+    let b = Browser::start();
+    browser_sign_in(&b, &base, "nora", "nora-pass-7731");
+    b.goto(&format!("{base}/projects/demo"));
+    b.wait_css("form#notify", LOAD);
+    assert!(b
+        .text("#notify-settings")
+        .contains("the .travis.yml decides"));
+    b.send_keys("#n-channel", "irc");
+    b.send_keys("#n-value", "false");
+    submit(&b, "form#notify button");
+    assert_eq!(b.text("li[data-channel=irc] code"), "irc: false");
+    let set = a.get("/api/v1/projects/demo/notify").json();
+    assert_eq!(set["irc"], "false");
+    // A value that does not read is refused with the reason, nothing kept.
+    b.send_keys("#n-channel", "email");
+    b.send_keys("#n-value", "{on_success: sometimes}");
+    submit(&b, "form#notify button");
+    assert!(
+        b.text("main").contains("always, never or change"),
+        "{}",
+        b.text("main")
+    );
+    b.goto(&format!("{base}/projects/demo"));
+    b.wait_css("form#notify", LOAD);
+    submit(&b, "li[data-channel=irc] form.notify-clear button");
+    assert!(b.try_text("li[data-channel=irc]").is_none());
+
+    submit(&b, "#trigger-build button");
+    let id: u64 = b.current_url().rsplit('/').next().unwrap().parse().unwrap();
+    wait_for("the webhook's first attempt", BUILD, || {
+        c.build(id)["deliveries"][0]["state"]
+            .as_str()
+            .filter(|s| *s == "retrying")
+            .map(|_| ())
+    });
+    b.goto(&format!("{base}/builds/{id}"));
+    b.wait_css("#deliveries", LOAD);
+    let row = b.text("#deliveries tbody tr");
+    assert!(
+        row.contains("webhooks") && row.contains("retrying"),
+        "{row}"
+    );
+    assert!(
+        !row.contains("secret-path"),
+        "a webhook is shown by its origin only: {row}"
+    );
+    assert_eq!(
+        b.attr("#deliveries tbody tr", "data-state").as_deref(),
+        Some("retrying")
+    );
+}

@@ -33,6 +33,12 @@ pub struct Config {
     pub pids: u64,
     /// Extra CA certificate (PEM) to trust for an `https://` control node.
     pub ca: Option<PathBuf>,
+    /// Directory of builder hooks (`environment`, `pre-checkout`,
+    /// `post-checkout`, `pre-command`, `post-command`, `pre-exit`), run on
+    /// this host around each job; absent: none.
+    pub hooks_dir: Option<PathBuf>,
+    /// A builder hook still running after this long is killed.
+    pub hook_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -47,6 +53,8 @@ impl Default for Config {
             memory_mib: 2048,
             pids: 4096,
             ca: None,
+            hooks_dir: None,
+            hook_timeout_secs: 600,
         }
     }
 }
@@ -72,6 +80,7 @@ mod tests {
         let c = Config::from_toml(include_str!("../../../deploy/builder.toml")).unwrap();
         assert_eq!(c.slots, 2);
         assert_eq!(c.executor, ExecutorKind::Lxc);
+        assert_eq!((c.hooks_dir, c.hook_timeout_secs), (None, 600));
         assert!(Config::from_toml("slot = 1").is_err());
     }
 }

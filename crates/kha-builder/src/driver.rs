@@ -11,6 +11,12 @@
 //! builder can tell a job that never started (container trouble) from one
 //! that ended abruptly (`exit` in a command).
 //!
+//! The repository's own hooks, `.kha/hooks/pre-command` and
+//! `.kha/hooks/post-command`, run (if present and executable) before the
+//! first phase and after the last, from the repository's root, with the
+//! job's environment. A failing `pre-command` errors the job; a failing
+//! `post-command` is only written to the log.
+//!
 //! Untrusted values (branch names, commit ids) are single-quoted; commands
 //! and `env` lines are the project's own shell code and run as such.
 
@@ -41,6 +47,8 @@ pub fn script(input: &DriverInput<'_>) -> String {
         s.push_str(&format!("export {line}\n"));
     }
     s.push_str("kha_result=passed\n");
+    s.push_str(REPO_HOOK);
+    s.push_str("kha_hook pre-command || { kha_state 'result errored'; exit 2; }\n");
     let run = |s: &mut String, cmd: &str, on_fail: &str| {
         s.push_str(&format!(
             "printf '$ %s\\n' {q}\neval {q} || {{ {on_fail}; }}\n",
@@ -70,9 +78,22 @@ pub fn script(input: &DriverInput<'_>) -> String {
     for cmd in &input.phases.after_script {
         run(&mut s, cmd, ":");
     }
-    s.push_str("kha_state done\n[ \"$kha_result\" = passed ] && exit 0\nexit 1\n");
+    s.push_str("kha_hook post-command || :\nkha_state done\n[ \"$kha_result\" = passed ] && exit 0\nexit 1\n");
     s
 }
+
+/// `kha_hook NAME`: runs `.kha/hooks/NAME` if it is there and executable,
+/// under a header line; returns its exit status.
+const REPO_HOOK: &str = r#"kha_hook() {
+  [ -x "$_kha_ws/.kha/hooks/$1" ] || return 0
+  printf 'kha: running repository hook .kha/hooks/%s\n' "$1"
+  kha_state "phase hook $1"
+  (cd "$_kha_ws" && exec "./.kha/hooks/$1")
+  _kha_rc=$?
+  [ "$_kha_rc" = 0 ] || printf 'kha: repository hook .kha/hooks/%s failed (exit %s)\n' "$1" "$_kha_rc"
+  return "$_kha_rc"
+}
+"#;
 
 /// What the state file says about how far the driver got.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -129,6 +150,14 @@ pub fn outcome(code: Option<i32>, p: &Progress) -> (kha_core::JobOutcome, String
     // The driver ended early: `exit` in a command, or killed.
     let code = code.map_or("a signal".to_string(), |c| format!("exit {c}"));
     match p.phase.as_deref() {
+        Some("hook pre-command") => (
+            Errored,
+            "the repository hook .kha/hooks/pre-command failed".into(),
+        ),
+        Some("hook post-command") => (
+            p.result.as_deref().map_or(Errored, from_result),
+            format!("the repository hook .kha/hooks/post-command ended the job ({code})"),
+        ),
         Some("before_install" | "install" | "before_script") | None => (
             Errored,
             format!(
@@ -157,8 +186,28 @@ mod tests {
 
     /// Runs a driver in a temp workspace with the host's sh.
     fn run(p: &Phases, env: &[String]) -> (i32, String, Progress) {
+        run_with_hooks(p, env, &[])
+    }
+
+    /// … with repository hooks (name, body; a body starting with `-` is
+    /// written without the executable bit).
+    fn run_with_hooks(
+        p: &Phases,
+        env: &[String],
+        hooks: &[(&str, &str)],
+    ) -> (i32, String, Progress) {
+        use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir(d.path().join(".kha")).unwrap();
+        std::fs::create_dir_all(d.path().join(".kha/hooks")).unwrap();
+        for (name, body) in hooks {
+            let path = d.path().join(".kha/hooks").join(name);
+            let (mode, body) = match body.strip_prefix('-') {
+                Some(b) => (0o644, b),
+                None => (0o755, *body),
+            };
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
         let vars = [("TRAVIS_BRANCH", "it's; $(x)".to_string())];
         let text = script(&DriverInput {
             phases: p,
@@ -240,5 +289,59 @@ mod tests {
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("\nsub\nfrom_before 1 two words\n"), "{out}");
         assert!(out.ends_with("it's; $(x)\n"), "{out}");
+    }
+
+    #[test]
+    fn repository_hooks_run_around_the_phases() {
+        let p = phases(|p| {
+            p.before_install = vec!["mkdir -p sub && cd sub".into()];
+            p.script = vec!["echo script".into(), "false".into()];
+        });
+        let hooks = [
+            ("pre-command", "echo \"pre in $(basename \"$PWD\") $A\""),
+            (
+                "post-command",
+                "echo \"post in $(basename \"$PWD\")\"; exit 4",
+            ),
+        ];
+        let (code, out, prog) = run_with_hooks(&p, &["A=1".into()], &hooks);
+        assert_eq!(code, EXIT_FAILED);
+        let root = out
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .nth(2)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            out,
+            format!(
+                "kha: running repository hook .kha/hooks/pre-command\npre in {root} 1\n\
+                 $ mkdir -p sub && cd sub\n$ echo script\nscript\n$ false\n\
+                 kha: running repository hook .kha/hooks/post-command\npost in {root}\n\
+                 kha: repository hook .kha/hooks/post-command failed (exit 4)\n"
+            )
+        );
+        assert_eq!(outcome(Some(code), &prog).0, kha_core::JobOutcome::Failed);
+
+        let hooks = [("pre-command", "echo no; exit 3")];
+        let (code, out, prog) = run_with_hooks(&p, &[], &hooks);
+        assert_eq!(code, EXIT_ERRORED);
+        assert!(!out.contains("script"), "{out}");
+        assert!(out.ends_with("kha: repository hook .kha/hooks/pre-command failed (exit 3)\n"));
+        assert_eq!(
+            outcome(Some(code), &prog),
+            (
+                kha_core::JobOutcome::Errored,
+                "the repository hook .kha/hooks/pre-command failed".into()
+            )
+        );
+
+        // Not executable: not a hook.
+        let hooks = [("pre-command", "-echo never")];
+        let (code, out, _) = run_with_hooks(&p, &[], &hooks);
+        assert_eq!(code, EXIT_FAILED);
+        assert!(!out.contains("never") && !out.contains("kha: "), "{out}");
     }
 }

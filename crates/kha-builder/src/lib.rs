@@ -2,12 +2,14 @@
 //! session open (`session`), takes jobs it has slots for, checks their
 //! commit out (`workspace`), runs them through an executor (`executor`: lxc
 //! by default) with a generated driver script (`driver`), and ships their
-//! logs back from an on-disk spool (`logs`).
+//! logs back from an on-disk spool (`logs`). The builder owner's hooks
+//! (`hooks`) run around each job on this host.
 
 pub mod backoff;
 pub mod config;
 pub mod driver;
 pub mod executor;
+pub mod hooks;
 pub mod identity;
 pub mod job;
 pub mod logs;

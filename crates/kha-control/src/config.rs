@@ -178,6 +178,32 @@ mod tests {
         assert_eq!(gh.orgs, ["example-org"]);
     }
 
+    /// The example's `[notify]` section, with every commented-out channel
+    /// uncommented, parses with exactly the keys the docs name.
+    #[test]
+    fn example_notify_sections_parse() {
+        let text = include_str!("../../../deploy/control.toml");
+        let section: String = text
+            .lines()
+            .skip_while(|l| *l != "[notify]")
+            .take_while(|l| !l.starts_with("# GitHub sign-in"))
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|u| u.starts_with('[') || u.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::from_toml(&section).unwrap();
+        let n = c.notify;
+        assert_eq!(n.email.unwrap().tls, "starttls");
+        assert_eq!(n.xmpp.unwrap().nick, "kha");
+        assert_eq!(n.github.unwrap().context, "kha");
+        assert_eq!(n.hooks_dir.unwrap().to_str(), Some("/etc/kha/hooks"));
+        assert!(n.webhooks.rsa_private_key.is_some());
+        assert_eq!(n.irc.nick, "kha-ci");
+    }
+
     #[test]
     fn github_defaults_are_githubs_urls() {
         let c = Config::from_toml("[github]\nclient_id = \"x\"\nclient_secret = \"s\"").unwrap();

@@ -1,12 +1,14 @@
-//! Real servers the notification tests deliver to, each on loopback in a
-//! temp dir of its own and stopped when dropped: an SMTP sink
-//! ([`SmtpSink`], Debian's python3-aiosmtpd) and an XMPP server
+//! Real servers the notification tests talk to, each on loopback in its
+//! own temp dir, stopped when dropped: ngircd, an HTTP receiver, an SMTP
+//! sink ([`SmtpSink`], Debian's python3-aiosmtpd) and an XMPP server
 //! ([`Prosody`]) with a client that reads what arrives ([`XmppReader`]).
 //!
 //! A machine without one of them builds the tests that need it as ignored
-//! (`tests/build.rs`: `kha_skip_smtp`, `kha_skip_prosody`).
+//! (`tests/build.rs`).
 
+pub mod ngircd;
 pub mod prosody;
+pub mod receiver;
 pub mod smtp;
 
 pub use prosody::{Prosody, XmppReader, XmppSeen};

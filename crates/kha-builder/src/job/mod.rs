@@ -1,13 +1,15 @@
 //! One job run, as a [`Job`] value whose steps run in order: check the
 //! revision out, prepare the driver, run it through the executor with its
 //! output spooled (enforcing the timeout and cancels), collect the outcome,
-//! report it once the log is shipped, and clean up.
+//! report it once the log is shipped, and clean up. The builder's hooks
+//! (`crate::hooks`) run around the checkout and the run.
 
 mod process;
 mod report;
 
 use crate::driver::{self, DriverInput};
 use crate::executor::JobRun;
+use crate::hooks::{self, BuilderHooks, Hook, JobHooks, Ran};
 use crate::logs::{SharedSpool, ShipError, Shipper, Spool};
 use crate::workspace::Credentials;
 use crate::Shared;
@@ -101,6 +103,18 @@ impl Verdict {
     }
 }
 
+/// The outcome as builder hooks are told it (`KHA_JOB_OUTCOME`).
+fn outcome_word(o: JobOutcome) -> &'static str {
+    match o {
+        JobOutcome::Passed => "passed",
+        JobOutcome::Failed => "failed",
+        JobOutcome::Errored => "errored",
+        JobOutcome::Canceled => "canceled",
+        JobOutcome::TimedOut => "timed_out",
+        JobOutcome::Infrastructure => "infrastructure",
+    }
+}
+
 /// One granted job on this builder.
 pub struct Job {
     shared: Arc<Shared>,
@@ -112,6 +126,8 @@ pub struct Job {
     /// The run as the executor sees it: name, workspace, scratch, image.
     run: JobRun,
     spool_path: PathBuf,
+    /// Where builder hooks write the variables they add for the job.
+    env_file: PathBuf,
 }
 
 impl Job {
@@ -132,6 +148,7 @@ impl Job {
             name: name.clone(),
         };
         let spool_path = data.join("spool").join(format!("{name}.log"));
+        let env_file = data.join("spool").join(format!("{name}.env"));
         Job {
             shared,
             id,
@@ -141,6 +158,7 @@ impl Job {
             control,
             run,
             spool_path,
+            env_file,
         }
     }
 
@@ -173,8 +191,18 @@ impl Job {
             .run(),
         );
 
-        let verdict = self.execute(&spool).await;
+        let mut hooks = JobHooks::new(
+            BuilderHooks::new(&self.shared.cfg),
+            self.hook_vars(),
+            self.env_file.clone(),
+            spool.clone(),
+            self.control.stop.clone(),
+        );
+        let verdict = self.execute(&spool, &mut hooks).await.unwrap_or_else(|v| v);
         let verdict = self.overrule(verdict, &spool);
+        // pre-exit runs whatever happened; it cannot change the result.
+        let outcome = [("KHA_JOB_OUTCOME", outcome_word(verdict.outcome).to_string())];
+        hooks.run(Hook::PreExit, &self.hook_dir(), &outcome).await;
         let (total_len, sha256) = spool.finish().unwrap_or((0, String::new()));
         self.report(verdict, total_len, sha256, shipper, ship_stop)
             .await;
@@ -186,21 +214,107 @@ impl Job {
     }
 
     /// checkout → prepare → run → collect, with the executor's cleanup
-    /// after a run whatever happened.
-    async fn execute(&self, spool: &SharedSpool) -> Verdict {
-        if let Err(v) = self.checkout(spool).await {
-            return v;
-        }
-        if let Err(v) = self.prepare() {
-            return v;
-        }
+    /// after a run whatever happened, and the builder's hooks around the
+    /// checkout and the run. `Err`: a step before the run ended the job.
+    async fn execute(&self, spool: &SharedSpool, hooks: &mut JobHooks) -> Result<Verdict, Verdict> {
+        self.gate(hooks, Hook::Environment).await?;
+        self.gate(hooks, Hook::PreCheckout).await?;
+        self.checkout(spool).await?;
+        self.gate(hooks, Hook::PostCheckout).await?;
+        self.gate(hooks, Hook::PreCommand).await?;
+        self.prepare(hooks.added())?;
         let waited = self.run_driver(spool).await;
         let verdict = match waited {
             Ok(w) => self.collect(w, spool),
             Err(v) => v,
         };
+        let outcome = [("KHA_JOB_OUTCOME", outcome_word(verdict.outcome).to_string())];
+        hooks
+            .run(Hook::PostCommand, &self.hook_dir(), &outcome)
+            .await;
         self.cleanup().await;
-        verdict
+        Ok(verdict)
+    }
+
+    /// A builder hook before the command: its failure errors the job.
+    async fn gate(&self, hooks: &mut JobHooks, hook: Hook) -> Result<(), Verdict> {
+        match hooks.run(hook, &self.hook_dir(), &[]).await {
+            Ran::Absent | Ran::Passed => Ok(()),
+            Ran::Failed(why) => Err(Verdict {
+                outcome: JobOutcome::Errored,
+                detail: why,
+            }),
+            Ran::Stopped => Err(Verdict {
+                outcome: JobOutcome::Canceled,
+                detail: "stopped".into(),
+            }),
+        }
+    }
+
+    /// Where a builder hook runs: the workspace once the checkout made it,
+    /// before that the hooks directory.
+    fn hook_dir(&self) -> PathBuf {
+        if self.run.workspace.is_dir() {
+            return self.run.workspace.clone();
+        }
+        let cfg = &self.shared.cfg;
+        cfg.hooks_dir
+            .clone()
+            .unwrap_or_else(|| cfg.data_dir.clone())
+    }
+
+    /// Travis's variables of the job, as the driver exports them (but
+    /// `HOME`, which is the container's).
+    fn travis_vars(&self) -> Vec<(&'static str, String)> {
+        let spec = &self.spec;
+        vec![
+            ("CI", "true".to_string()),
+            ("TRAVIS", "true".to_string()),
+            ("KHA", "true".to_string()),
+            ("TRAVIS_BRANCH", spec.branch.clone()),
+            ("TRAVIS_COMMIT", spec.commit.clone()),
+            ("TRAVIS_BUILD_ID", spec.build_id.to_string()),
+            ("TRAVIS_BUILD_NUMBER", spec.build_id.to_string()),
+            ("TRAVIS_JOB_ID", self.id.to_string()),
+            (
+                "TRAVIS_JOB_NUMBER",
+                format!("{}.{}", spec.build_id, spec.number),
+            ),
+            ("TRAVIS_REPO_SLUG", spec.project.clone()),
+        ]
+    }
+
+    /// The job's environment as builder hooks see it: Travis's variables
+    /// and kha's own. The job's `env:` lines are shell code meant for the
+    /// container: never evaluated here, only passed on as text.
+    fn hook_vars(&self) -> Vec<(String, String)> {
+        let spec = &self.spec;
+        let mut v: Vec<(String, String)> = self
+            .travis_vars()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        for (k, val) in [
+            ("KHA_JOB_ID", self.id.to_string()),
+            (
+                "KHA_JOB_NUMBER",
+                format!("{}.{}", spec.build_id, spec.number),
+            ),
+            ("KHA_JOB_EPOCH", self.epoch.to_string()),
+            ("KHA_BUILD_ID", spec.build_id.to_string()),
+            ("KHA_PROJECT", spec.project.clone()),
+            ("KHA_REPO_URL", hooks::without_userinfo(&spec.repo_url)),
+            ("KHA_BRANCH", spec.branch.clone()),
+            ("KHA_COMMIT", spec.commit.clone()),
+            ("KHA_WORKSPACE", self.run.workspace.display().to_string()),
+            ("KHA_IMAGE", self.run.image.clone()),
+            ("KHA_EXECUTOR", self.shared.executor.kind().to_string()),
+            ("KHA_BUILDER_NAME", self.shared.cfg.name.clone()),
+            ("KHA_JOB_ENV", spec.env.join("\n")),
+        ] {
+            v.push((k.to_string(), val));
+        }
+        v
     }
 
     /// Step 1: the revision, into a fresh workspace, through the VCS.
@@ -232,24 +346,13 @@ impl Job {
     }
 
     /// Step 2: the driver script, and the run's scratch directory.
-    fn prepare(&self) -> Result<(), Verdict> {
+    /// `added`: variables the builder's hooks added, exported after
+    /// Travis's and before the job's own `env:`.
+    fn prepare(&self, added: &[(String, String)]) -> Result<(), Verdict> {
         let spec = &self.spec;
-        let vars = [
-            ("CI", "true".to_string()),
-            ("TRAVIS", "true".to_string()),
-            ("KHA", "true".to_string()),
-            ("HOME", "/root".to_string()),
-            ("TRAVIS_BRANCH", spec.branch.clone()),
-            ("TRAVIS_COMMIT", spec.commit.clone()),
-            ("TRAVIS_BUILD_ID", spec.build_id.to_string()),
-            ("TRAVIS_BUILD_NUMBER", spec.build_id.to_string()),
-            ("TRAVIS_JOB_ID", self.id.to_string()),
-            (
-                "TRAVIS_JOB_NUMBER",
-                format!("{}.{}", spec.build_id, spec.number),
-            ),
-            ("TRAVIS_REPO_SLUG", spec.project.clone()),
-        ];
+        let mut vars = self.travis_vars();
+        vars.insert(3, ("HOME", "/root".to_string()));
+        vars.extend(added.iter().map(|(k, v)| (k.as_str(), v.clone())));
         let text = driver::script(&DriverInput {
             phases: &spec.phases,
             env: &spec.env,
@@ -374,13 +477,19 @@ impl Job {
 
     /// Removes the workspace and the spool.
     async fn remove_files(&self) {
-        let (ws, spool) = (self.run.workspace.clone(), self.spool_path.clone());
+        let (ws, files) = (
+            self.run.workspace.clone(),
+            [self.spool_path.clone(), self.env_file.clone()],
+        );
         let removed = tokio::task::spawn_blocking(move || {
             crate::remove_dir(&ws)?;
-            match std::fs::remove_file(&spool) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
+            for f in files {
+                match std::fs::remove_file(&f) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
             }
+            Ok(())
         })
         .await;
         match removed {

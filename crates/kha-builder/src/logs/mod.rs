@@ -31,6 +31,8 @@ pub struct Spool {
     len: u64,
     cap: u64,
     truncated: bool,
+    /// The last byte written was a newline (or nothing was written).
+    at_line_start: bool,
     hash: Sha256,
     tx: watch::Sender<(u64, bool)>,
 }
@@ -49,6 +51,7 @@ impl Spool {
                 len: 0,
                 cap,
                 truncated: false,
+                at_line_start: true,
                 hash: Sha256::new(),
                 tx,
             },
@@ -58,6 +61,9 @@ impl Spool {
 
     fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.file.write_all(data)?;
+        if let Some(&last) = data.last() {
+            self.at_line_start = last == b'\n';
+        }
         self.hash.update(data);
         self.len += data.len() as u64;
         Ok(())
@@ -84,6 +90,20 @@ impl Spool {
     /// Appends a line from kha itself (timeouts, cancels, setup errors).
     pub fn note(&mut self, line: &str) {
         let text = format!("\n[kha] {line}\n");
+        if let Err(e) = self.write(text.as_bytes()) {
+            warn!(error = %e, "cannot write to the spool");
+        }
+    }
+
+    /// Appends a line of kha's own that reads as part of the output
+    /// (`kha: running builder hook …`): on a line of its own, without the
+    /// blank line a note starts with.
+    pub fn line(&mut self, line: &str) {
+        let text = if self.at_line_start {
+            format!("{line}\n")
+        } else {
+            format!("\n{line}\n")
+        };
         if let Err(e) = self.write(text.as_bytes()) {
             warn!(error = %e, "cannot write to the spool");
         }
@@ -133,6 +153,11 @@ impl SharedSpool {
     /// Appends a line from kha itself.
     pub fn note(&self, line: &str) {
         self.with(|s| s.note(line));
+    }
+
+    /// Appends a line of kha's own on a line of its own.
+    pub fn line(&self, line: &str) {
+        self.with(|s| s.line(line));
     }
 
     /// Marks the output complete: its length and SHA-256 (hex); `None` if
@@ -267,5 +292,22 @@ mod tests {
         assert_eq!(len, want.len() as u64);
         assert_eq!(sha, hex::encode(Sha256::digest(want.as_bytes())));
         assert_eq!(*rx.borrow(), (len, true));
+    }
+
+    #[test]
+    fn kha_lines_start_on_a_line_of_their_own() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.log");
+        let (mut s, _rx) = Spool::create(&p, 1000).unwrap();
+        s.line("kha: one");
+        s.write(b"out\npartial").unwrap();
+        s.line("kha: two");
+        s.write(b"done\n").unwrap();
+        s.line("kha: three");
+        s.finish();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "kha: one\nout\npartial\nkha: two\ndone\nkha: three\n"
+        );
     }
 }

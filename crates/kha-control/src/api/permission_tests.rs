@@ -173,6 +173,7 @@ async fn run(w: &World, who: &Principal, op: &str, n: usize) -> String {
         "project.list" => listed(projects::list(app, who), |v| v.iter().any(|x| x.name == p)),
         "project.get" => code(&projects::get(app, who, p)),
         "project.members" => code(&projects::members(app, who, p)),
+        "project.notify" => code(&projects::notify_settings(app, who, p)),
         "project.update" => {
             let cur = app.store.get_project(p).unwrap().unwrap().private;
             let u = projects::ProjectUpdate {

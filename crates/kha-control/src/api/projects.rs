@@ -168,6 +168,20 @@ pub struct ProjectUpdate {
     pub poll_interval_secs: Option<u64>,
     pub build_tags: Option<bool>,
     pub cancel_superseded: Option<bool>,
+    /// One channel of `notifications:` replaced (`Some(yaml)`) or given
+    /// back to the `.travis.yml` (`None`).
+    pub notify: Option<NotifyChange>,
+}
+
+/// One channel of a project's `notifications:` set on the control node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NotifyChange {
+    /// email, irc, webhooks, jabber, or a plugin's name.
+    pub channel: String,
+    /// The channel's value as `.travis.yml` writes it (YAML); None: the
+    /// override goes and the file's setting applies again.
+    #[serde(default)]
+    pub value: Option<String>,
 }
 
 /// Changes a project's settings (maintainers).
@@ -216,6 +230,26 @@ pub async fn update(
         p.cancel_superseded = v;
         changed.push(format!("cancel_superseded={v}"));
     }
+    if let Some(NotifyChange { channel, value }) = u.notify {
+        match value {
+            Some(yaml) => {
+                kha_core::travis::check_override(&channel, &yaml)
+                    .map_err(|e| ApiError::Invalid(format!("notifications.{channel}: {e}")))?;
+                p.notify.insert(channel.clone(), yaml.trim().to_string());
+                // The value may hold a password: the audit log names the
+                // channel only.
+                changed.push(format!("notify.{channel}=set"));
+            }
+            None => {
+                if p.notify.remove(&channel).is_none() {
+                    return Err(ApiError::Invalid(format!(
+                        "{name} has no notification setting for {channel}"
+                    )));
+                }
+                changed.push(format!("notify.{channel}=cleared"));
+            }
+        }
+    }
     if changed.is_empty() {
         return Err(ApiError::Invalid(
             "nothing to change: give a setting".into(),
@@ -225,6 +259,22 @@ pub async fn update(
     audit::record(app, who, "project.update", name, &changed.join(" "));
     app.store.durable().await?;
     Ok(views::project(p))
+}
+
+/// The project's notification channels set on the control node
+/// (maintainers: values may hold passwords and webhook tokens).
+pub fn notify_settings(
+    app: &App,
+    who: &Principal,
+    name: &str,
+) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let p = record(app, name)?;
+    who.require(
+        &p,
+        Role::Maintainer,
+        &format!("reading the notification settings of {name}"),
+    )?;
+    Ok(p.notify)
 }
 
 /// Who has a role on a project (beyond what everyone has on a public one):

@@ -485,9 +485,24 @@ impl AdminService for AdminSvc {
             poll_interval_secs: r.poll_interval_secs,
             build_tags: r.build_tags,
             cancel_superseded: r.cancel_superseded,
+            notify: (!r.notify_channel.is_empty()).then_some(api::projects::NotifyChange {
+                channel: r.notify_channel,
+                value: r.notify_value,
+            }),
         };
         let p = api::projects::update(&self.app, &who, &r.name, u).await?;
         Ok(Response::new(p.into()))
+    }
+
+    async fn get_notify(
+        &self,
+        req: Request<GetNotifyRequest>,
+    ) -> Result<Response<NotifySettings>, Status> {
+        let who = self.who(&req)?;
+        let channels = api::projects::notify_settings(&self.app, &who, &req.into_inner().project)?;
+        Ok(Response::new(NotifySettings {
+            channels: channels.into_iter().collect(),
+        }))
     }
 
     async fn star(&self, req: Request<StarRequest>) -> Result<Response<StarResponse>, Status> {

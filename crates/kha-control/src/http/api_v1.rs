@@ -27,6 +27,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/projects/{p}", get(project).delete(remove_project))
         .route("/projects/{p}/members", get(members))
         .route("/projects/{p}/settings", post(settings))
+        .route("/projects/{p}/notify", get(notify))
+        .route("/config", get(config))
         .route("/projects/{p}/star", post(star))
         .route("/projects/{p}/unstar", post(unstar))
         .route("/projects/{p}/branches", get(branches))
@@ -118,6 +120,20 @@ async fn settings(
 ) -> Answer {
     let who = c.api_writer(&h)?;
     ok(&api::projects::update(&app, who, &p, body(&b)?).await?)
+}
+
+async fn notify(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) -> Answer {
+    ok(&api::projects::notify_settings(&app, &c.who, &p)?)
+}
+
+/// What a webhook receiver needs to check Travis-style `Signature`
+/// headers, in the shape of Travis's `/config` (null: webhooks are not
+/// RSA-signed).
+async fn config(State(app): State<Arc<App>>) -> Answer {
+    let key = app.notify.senders.webhooks.public_key_pem();
+    ok(&serde_json::json!({
+        "config": {"notifications": {"webhook": {"public_key": key}}}
+    }))
 }
 
 async fn star(

@@ -122,13 +122,25 @@ impl Default for IrcConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
     /// An RSA private key (PEM): webhooks then carry Travis's `Signature`
     /// header (RSA-PKCS1v15-SHA1 of the payload, base64), verifiable with the
     /// public key at `/api/v1/config`.
     pub rsa_private_key: Option<PathBuf>,
+    /// One POST (connect, send, answer) may take this long; a receiver
+    /// slower than that is tried again later.
+    pub timeout_secs: f64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            rsa_private_key: None,
+            timeout_secs: 20.0,
+        }
+    }
 }
 
 /// GitHub commit statuses, posted with a token that may write statuses of

@@ -436,7 +436,7 @@ mod tests {
     }
 
     fn build(yaml: &str, state: BuildState, prev: Option<BuildState>, pr: u64) -> Build {
-        let cfg = kha_core::travis::parse(yaml).unwrap();
+        let cfg = kha_core::travis::parse(&format!("language: c\n{yaml}")).unwrap();
         Build {
             id: 7,
             project: "rocket".into(),
@@ -489,6 +489,16 @@ mod tests {
         .collect()
     }
 
+    /// (yaml, event, state, previous, pr, expected channels)
+    type Row = (
+        &'static str,
+        EventKind,
+        BuildState,
+        Option<BuildState>,
+        u64,
+        Vec<&'static str>,
+    );
+
     /// Travis's table: which channels hear of what.
     #[test]
     fn travis_semantics() {
@@ -498,21 +508,14 @@ mod tests {
         let start = EventKind::BuildStarted;
         let mail = "email:rita@example.org, sam@example.org";
         // (yaml, event, state, previous, pr, expected)
-        let table: Vec<(
-            &str,
-            EventKind,
-            BuildState,
-            Option<BuildState>,
-            u64,
-            Vec<&str>,
-        )> = vec![
+        let table: Vec<Row> = vec![
             // email: success only on change, failure always, defaults to author + committer.
             ("", fin, Passed, None, 0, vec![mail]),
             ("", fin, Passed, Some(Passed), 0, vec![]),
             ("", fin, Passed, Some(Failed), 0, vec![mail]),
             ("", fin, Failed, Some(Failed), 0, vec![mail]),
             ("", fin, Canceled, Some(Passed), 0, vec![mail]),
-            ("", start, Started, None, 0, vec![]),
+            ("", start, Running, None, 0, vec![]),
             // pull requests: no email, no chat; webhooks yes.
             (all, fin, Failed, None, 5, vec!["webhooks:http://w/"]),
             // chat channels: every finish; not cancels, not starts.
@@ -532,11 +535,11 @@ mod tests {
                 0,
                 vec![mail, "webhooks:http://w/"],
             ),
-            (all, start, Started, None, 0, vec![]),
+            (all, start, Running, None, 0, vec![]),
             (
                 "notifications:\n  webhooks: {urls: [http://w/], on_start: always}\n",
                 start,
-                Started,
+                Running,
                 None,
                 0,
                 vec!["webhooks:http://w/"],

@@ -18,6 +18,7 @@
 pub mod config;
 pub mod decide;
 pub mod email;
+pub mod exec;
 pub mod github;
 pub mod hooks;
 pub mod irc;
@@ -195,7 +196,7 @@ impl Target {
             Target::Email { to } => to.join(", "),
             Target::Xmpp { to, .. } => to.clone(),
             Target::Irc { channel, .. } => channel.clone(),
-            Target::Webhook { url, .. } => redact_userinfo(url),
+            Target::Webhook { url, .. } => webhook_origin(url),
             Target::GithubStatus {
                 repo,
                 state,
@@ -205,6 +206,23 @@ impl Target {
             Target::Plugin { name, .. } => format!("kha-notify-{name}"),
             Target::Hook { name } => name.clone(),
         }
+    }
+}
+
+/// A webhook URL as shown to people: its origin only, as the path and
+/// query of many chat services' incoming webhooks are the credential
+/// (`https://hooks.example/services/T0/B0/XXXX` → `https://hooks.example/…`).
+pub fn webhook_origin(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.has_host() => {
+            let origin = u.origin().ascii_serialization();
+            if u.path() == "/" && u.query().is_none() {
+                format!("{origin}/")
+            } else {
+                format!("{origin}/…")
+            }
+        }
+        _ => "(not a URL)".into(),
     }
 }
 

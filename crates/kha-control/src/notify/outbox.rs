@@ -56,7 +56,11 @@ impl Senders {
     }
 
     async fn send(&self, store: &Store, d: &Delivery) -> Result<Sent, Failure> {
-        let missing = |what: &str| Err(Failure::Permanent(format!("{what} is not configured on the control node")));
+        let missing = |what: &str| {
+            Err(Failure::Permanent(format!(
+                "{what} is not configured on the control node"
+            )))
+        };
         match &d.target {
             Target::Email { .. } => match &self.email {
                 Some(m) => m.send(d).await,
@@ -242,10 +246,7 @@ async fn decide_event(app: &Arc<App>, e: &Event) -> anyhow::Result<()> {
         let server = Server {
             web_url: &web_url,
             email: cfg.email.is_some(),
-            github: cfg
-                .github
-                .as_ref()
-                .map(|g| (g.context.as_str(), g.per_job)),
+            github: cfg.github.as_ref().map(|g| (g.context.as_str(), g.per_job)),
             has_hook: &has_hook,
         };
         decide::decide(&server, e.kind, &project, &b, &jobs, job)
@@ -360,7 +361,15 @@ async fn attempt(app: &Arc<App>, id: u64) {
             return;
         }
     };
-    let limit = Duration::from_secs_f64(cfg.attempt_timeout_secs.max(0.1));
+    // Hooks and plugins have their own timeout (which kills them); the
+    // outbox's must not cut them short first.
+    let secs = match d.target {
+        Target::Hook { .. } | Target::Plugin { .. } => {
+            cfg.attempt_timeout_secs.max(cfg.hook_timeout_secs + 5.0)
+        }
+        _ => cfg.attempt_timeout_secs,
+    };
+    let limit = Duration::from_secs_f64(secs.max(0.1));
     let result = match tokio::time::timeout(limit, outbox.senders.send(&app.store, &d)).await {
         Ok(r) => r,
         Err(_) => Err(Failure::Retry(format!(
@@ -413,5 +422,18 @@ async fn attempt(app: &Arc<App>, id: u64) {
         outbox.lock_due().remove(&id);
     } else {
         outbox.schedule(&d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let cfg = crate::notify::NotifyConfig::default();
+        let secs: Vec<u64> = (1..=10).map(|n| backoff(&cfg, n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
+        assert_eq!(backoff(&cfg, 1000).as_secs(), 600);
     }
 }

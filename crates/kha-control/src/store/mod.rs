@@ -5,8 +5,8 @@
 
 pub mod events;
 mod jobs;
-mod outbox;
 pub mod logs;
+mod outbox;
 pub mod records;
 mod users;
 

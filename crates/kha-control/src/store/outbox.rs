@@ -114,3 +114,59 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::{DeliveryState, Message, Notice, Target};
+
+    fn delivery(id: u64, build: BuildId) -> Delivery {
+        Delivery {
+            id,
+            key: format!("kha-{id}-1"),
+            build_id: build,
+            project: "p".into(),
+            target: Target::Hook {
+                name: "post-build".into(),
+            },
+            notice: Notice {
+                version: 1,
+                event: "build_finished".into(),
+                build: Default::default(),
+                job: None,
+            },
+            message: Message::default(),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            created_ms: 1,
+            next_ms: 1,
+            updated_ms: 1,
+            answer: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_and_the_cursor_move_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.notify_cursor().unwrap(), None);
+        store
+            .add_deliveries(&[delivery(10, 1), delivery(11, 2), delivery(12, 1)], 7)
+            .unwrap();
+        assert_eq!(store.notify_cursor().unwrap(), Some(7));
+        let ids = |v: Vec<Delivery>| v.iter().map(|d| d.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.due_deliveries().unwrap()), [10, 11, 12]);
+        assert_eq!(ids(store.build_deliveries(1).unwrap()), [10, 12]);
+        let mut d = store.get_delivery(10).unwrap().unwrap();
+        d.state = DeliveryState::Retrying;
+        store.put_delivery(&d).unwrap();
+        assert_eq!(ids(store.due_deliveries().unwrap()), [10, 11, 12]);
+        d.state = DeliveryState::Sent;
+        store.put_delivery(&d).unwrap();
+        assert_eq!(ids(store.due_deliveries().unwrap()), [11, 12]);
+        assert_eq!(
+            store.build_deliveries(1).unwrap()[0].state,
+            DeliveryState::Sent
+        );
+    }
+}

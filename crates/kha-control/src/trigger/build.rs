@@ -1,10 +1,12 @@
 //! Creating a build from a resolved commit: `.travis.yml` at that commit,
 //! the branch filters, matrix expansion with the repository's root files,
 //! each job's spec and requirements, and the build and its jobs written in
-//! one transaction. A configuration that cannot be read gives an errored
-//! build whose log says why.
+//! one transaction. A configuration that cannot be read, or a build the
+//! pre-build hook refuses (`notify::hooks`), gives an errored build whose
+//! log says why.
 
 use super::{short, Request, TriggerError, Triggerer};
+use crate::notify::{decide, JobFacts, Notice, NOTICE_VERSION};
 use crate::scheduler::SchedError;
 use crate::store::records::{Build, Job, JobSpec, Project};
 use crate::vcs::Resolved;
@@ -84,6 +86,26 @@ impl Triggerer {
                 },
             },
         };
+        // A build that could be set up may still be refused by the
+        // control node's pre-build hook: it is then created errored, with
+        // the hook's word as the reason, like a configuration that cannot
+        // be read.
+        let mut refused = None;
+        let plans = match plans {
+            Ok(plans) => match self
+                .hooks
+                .pre_build(&self.requested(project, &build, &plans))
+                .await
+            {
+                Ok(()) => Ok(plans),
+                Err(why) => {
+                    tracing::info!(build_id, project = %project.name, branch = %req.branch, reason = %why, "the pre-build hook refused the build");
+                    refused = Some(why.clone());
+                    Err(format!("refused by the pre-build hook: {why}"))
+                }
+            },
+            Err(e) => Err(e),
+        };
         let base = JobSpec {
             repo_url: project.repo_url.clone(),
             branch: req.branch.clone(),
@@ -130,7 +152,10 @@ impl Triggerer {
                 build.finished_ms = now;
                 build.error = msg.clone();
                 let id = sched.store.next_job_id()?;
-                let text = format!("kha: cannot set this build up\n{msg}\n");
+                let text = match &refused {
+                    Some(why) => format!("kha: the pre-build hook refused this build\n{why}\n"),
+                    None => format!("kha: cannot set this build up\n{msg}\n"),
+                };
                 sched
                     .logs
                     .write_all(id, text.as_bytes())
@@ -224,6 +249,33 @@ impl Triggerer {
             self.cancel_superseded(project, &build).await;
         }
         Ok(Ok(build))
+    }
+}
+
+impl Triggerer {
+    /// The build about to be created, as the pre-build hook is told it
+    /// (`build_requested`; its jobs have no ids yet).
+    fn requested(&self, project: &Project, build: &Build, plans: &[travis::JobPlan]) -> Notice {
+        let web_url = self.sched.cfg.base_url(None);
+        let mut facts = decide::facts(&web_url, project, build, &[]);
+        facts.jobs = plans
+            .iter()
+            .map(|p| JobFacts {
+                number: format!("{}.{}", build.id, p.number),
+                state: JobState::Queued.to_string(),
+                allow_failure: p.allow_failure,
+                name: p.name.clone().unwrap_or_default(),
+                stage: p.stage.clone().unwrap_or_default(),
+                matrix: p.matrix.clone(),
+                ..Default::default()
+            })
+            .collect();
+        Notice {
+            version: NOTICE_VERSION,
+            event: "build_requested".into(),
+            build: facts,
+            job: None,
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod github;
 pub mod poll;
 
 use crate::app::App;
+use crate::notify::hooks::Hooks;
 use crate::scheduler::{SchedError, Scheduler};
 use crate::store::records::{Branch, Build, Project};
 use crate::vcs::{Vcs, VcsError};
@@ -81,12 +82,15 @@ pub enum Triggered {
 pub struct Triggerer {
     pub sched: Arc<Scheduler>,
     pub vcs: Arc<dyn Vcs>,
+    /// The pre-build hook, asked before each build is created.
+    hooks: Hooks,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Triggerer {
     pub fn new(sched: Arc<Scheduler>, vcs: Arc<dyn Vcs>) -> Triggerer {
         Triggerer {
+            hooks: Hooks::new(&sched.cfg.notify),
             sched,
             vcs,
             locks: Mutex::new(HashMap::new()),

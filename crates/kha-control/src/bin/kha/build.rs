@@ -261,7 +261,8 @@ fn print_build(b: &Build) {
                 ]
             })
             .collect(),
-    );    if !b.deliveries.is_empty() {
+    );
+    if !b.deliveries.is_empty() {
         out!("");
         table(
             &["NOTIFY", "TO", "EVENT", "STATE", "TRIES", "ANSWER"],

@@ -7,8 +7,8 @@ use crate::wire;
 use crate::{Ctx, Failure};
 use clap::{Args, Subcommand};
 use kha_proto::admin::{
-    AddProjectRequest, GetProjectRequest, ListMembersRequest, ListProjectsRequest,
-    RemoveProjectRequest, StarRequest, UpdateProjectRequest,
+    AddProjectRequest, GetNotifyRequest, GetProjectRequest, ListMembersRequest,
+    ListProjectsRequest, RemoveProjectRequest, StarRequest, UpdateProjectRequest,
 };
 use std::path::PathBuf;
 
@@ -74,6 +74,24 @@ pub enum ProjectCmd {
     Members {
         name: String,
     },
+    /// Show or set the project's notification channels on the control node
+    /// (maintainers). A channel set here replaces the `.travis.yml`'s
+    /// `notifications:` entry of that name; the value is written as the
+    /// file writes it, e.g.
+    /// `kha project notify web email '{recipients: [ops@example.org], on_success: always}'`,
+    /// `kha project notify web irc false`,
+    /// `kha project notify web webhooks --clear`.
+    Notify {
+        name: String,
+        /// email, irc, webhooks, jabber, or a notifier plugin's name.
+        channel: Option<String>,
+        /// The channel's value (YAML).
+        #[arg(requires = "channel")]
+        value: Option<String>,
+        /// Remove the channel's setting: the `.travis.yml`'s applies again.
+        #[arg(long, requires = "channel", conflicts_with = "value")]
+        clear: bool,
+    },
 }
 
 #[derive(Args)]
@@ -123,6 +141,8 @@ impl SetArgs {
             build_tags: flag(self.build_tags, self.no_build_tags),
             cancel_superseded: flag(self.cancel_superseded, self.no_cancel_superseded),
             name: self.name,
+            notify_channel: String::new(),
+            notify_value: None,
         }
     }
 }
@@ -233,6 +253,53 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
         }
         ProjectCmd::Star { name } => return star(ctx, name, true).await,
         ProjectCmd::Unstar { name } => return star(ctx, name, false).await,
+        ProjectCmd::Notify {
+            name,
+            channel: Some(channel),
+            value,
+            clear,
+        } => {
+            if value.is_none() && !clear {
+                return Err(Failure(
+                    2,
+                    format!("give the value of notifications.{channel} (YAML), or --clear"),
+                ));
+            }
+            let r = ctx.req(UpdateProjectRequest {
+                name: name.clone(),
+                notify_channel: channel.clone(),
+                notify_value: if clear { None } else { value },
+                ..Default::default()
+            });
+            ctx.client.update_project(r).await?;
+            if !ctx.json {
+                if clear {
+                    out!("{name}: notifications.{channel} comes from .travis.yml again");
+                } else {
+                    out!("{name}: notifications.{channel} set (it replaces .travis.yml's)");
+                }
+            }
+        }
+        ProjectCmd::Notify {
+            name,
+            channel: None,
+            ..
+        } => {
+            let r = ctx.req(GetNotifyRequest { project: name });
+            let chans = ctx.client.get_notify(r).await?.into_inner().channels;
+            if ctx.json {
+                print_json(
+                    &chans
+                        .into_iter()
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                );
+            } else {
+                let mut rows: Vec<Vec<String>> =
+                    chans.into_iter().map(|(k, v)| vec![k, v]).collect();
+                rows.sort();
+                table(&["CHANNEL", "SETTING (replaces .travis.yml's)"], rows);
+            }
+        }
         ProjectCmd::Members { name } => {
             let r = ctx.req(ListMembersRequest { project: name });
             let ms = (ctx.client.list_members(r).await?.into_inner().members)

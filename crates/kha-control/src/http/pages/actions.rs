@@ -182,6 +182,40 @@ pub struct SettingsForm {
     cancel_superseded: String,
 }
 
+#[derive(Deserialize)]
+pub struct NotifyForm {
+    csrf: String,
+    channel: String,
+    #[serde(default)]
+    value: String,
+    /// "on": remove the channel's setting.
+    #[serde(default)]
+    clear: String,
+}
+
+/// Sets or removes one notification channel of a project.
+pub async fn notify(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    Path(name): Path<String>,
+    Form(f): Form<NotifyForm>,
+) -> Response {
+    let back = format!("{}#notify", project_url(&name));
+    let app = &*app;
+    act(app, &c, &f.csrf, &back.clone(), |who| async move {
+        let u = api::projects::ProjectUpdate {
+            notify: Some(api::projects::NotifyChange {
+                channel: f.channel.trim().to_string(),
+                value: f.clear.is_empty().then_some(f.value),
+            }),
+            ..Default::default()
+        };
+        api::projects::update(app, &who, &name, u).await?;
+        Ok(back)
+    })
+    .await
+}
+
 /// A number field of the settings form.
 fn secs(field: &str, raw: &str) -> Result<u64, ApiError> {
     raw.trim()
@@ -221,6 +255,7 @@ pub async fn settings(
             poll_interval_secs: (poll != p.poll_interval_secs).then_some(poll),
             build_tags: (tags != p.build_tags).then_some(tags),
             cancel_superseded: (superseded != p.cancel_superseded).then_some(superseded),
+            notify: None,
         };
         let unchanged = u.private.is_none()
             && u.default_branch.is_none()

@@ -45,6 +45,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/projects/{name}/unstar", post(actions::unstar))
         .route("/projects/{name}/trigger", post(actions::trigger))
         .route("/projects/{name}/settings", post(actions::settings))
+        .route("/projects/{name}/notify", post(actions::notify))
         .route("/builds/{id}", get(build::page))
         .route("/builds/{id}/restart", post(actions::restart))
         .route("/builds/{id}/cancel", post(actions::cancel))

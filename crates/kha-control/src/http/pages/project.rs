@@ -49,6 +49,8 @@ struct ProjectPage {
     starred: bool,
     /// A maintainer of the project: the trigger and settings forms.
     maintainer: bool,
+    /// Its notification channels set here (maintainers only).
+    notify: Vec<(String, String)>,
 }
 
 #[derive(Deserialize, Default)]
@@ -123,7 +125,16 @@ fn build_page(
     let public = app.cfg.base_url(host);
     let pname = fmt::pct(&p.name);
     let members = api::projects::members(app, who, name)?;
+    let maintainer = who.role_on_view(&p) >= Role::Maintainer;
+    let notify = if maintainer {
+        api::projects::notify_settings(app, who, name)?
+            .into_iter()
+            .collect()
+    } else {
+        vec![]
+    };
     Ok(ProjectPage {
+        notify,
         chrome,
         branches,
         pulls,
@@ -139,7 +150,7 @@ fn build_page(
         members,
         can_star: who.user().is_some(),
         starred: who.user().is_some_and(|u| u.stars.contains(&p.name)),
-        maintainer: who.role_on_view(&p) >= Role::Maintainer,
+        maintainer,
         p,
     })
 }
