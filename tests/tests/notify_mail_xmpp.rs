@@ -3,9 +3,11 @@
 //! envelope, and prosody with a second client that reads what arrives for a
 //! JID and in a room.
 //!
-//! The channels are called directly with hand-made deliveries, as the
-//! outbox calls them. Without prosody or python3-aiosmtpd the tests that
-//! need them are reported as ignored (see `tests/build.rs`).
+//! First the channels are called directly with hand-made deliveries, as
+//! the outbox calls them; then end to end (`e2e_*`), from a `.travis.yml`'s
+//! `notifications:` through a real control node and host builder. Without
+//! prosody or python3-aiosmtpd the tests that need them are reported as
+//! ignored (see `tests/build.rs`).
 #![allow(clippy::unwrap_used)]
 
 use kha_control::notify::config::{EmailConfig, XmppConfig};
@@ -14,8 +16,9 @@ use kha_control::notify::xmpp::Xmpp;
 use kha_control::notify::{
     BuildFacts, Delivery, DeliveryState, Failure, Message, Notice, Target, NOTICE_VERSION,
 };
-use kha_tests::servers::{Prosody, SmtpSink, SmtpSinkOpts};
-use kha_tests::{make_certificates, test_dir};
+use kha_tests::servers::receiver::Receiver;
+use kha_tests::servers::{localhost_certificate, Prosody, SmtpSink, SmtpSinkOpts};
+use kha_tests::{make_certificates, test_dir, wait_for, Cluster, Fixture, Repo};
 use std::time::Duration;
 
 fn delivery(key: &str, target: Target, message: Message) -> Delivery {
@@ -366,4 +369,256 @@ fn xmpp_refused_login_is_final_and_no_server_is_retried() {
         Err(Failure::Permanent(m)) => assert!(m.contains("STARTTLS"), "{m}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[cfg_attr(kha_skip_prosody, ignore = "no prosody: XMPP tests skipped")]
+#[test]
+fn xmpp_starttls_to_an_untrusted_certificate_sends_nothing() {
+    let certs = test_dir("kha-xmpp-certs-");
+    make_certificates(certs.path());
+    let (cert, key) = localhost_certificate(certs.path());
+    let server = Prosody::start_with(&[("kha", "kha-pw")], Some((&cert, &key)));
+    let mut cfg = xmpp_config(&server, "kha", "kha-pw");
+    cfg.tls = true;
+    match run(Xmpp::new(&cfg)
+        .unwrap()
+        .send(&chat("kha-9-0", "kha@localhost", false)))
+    {
+        Err(Failure::Retry(m)) => assert!(m.to_lowercase().contains("certificate"), "{m}"),
+        other => panic!("an unknown CA must not be trusted: {other:?}"),
+    }
+}
+
+// ---- end to end ----------------------------------------------------------
+
+/// A control node with `config` (and `env`) and a host builder, and the
+/// project `demo` on a repository with `travis_yml`.
+fn notify_cluster(config: &str, env: &[(&str, &str)], travis_yml: &str) -> (Cluster, Repo) {
+    let repo = Repo::with_travis_yml(travis_yml);
+    let mut f = Fixture::new().config(config).host_builder("a", 1);
+    for (k, v) in env {
+        f = f.env(k, v);
+    }
+    let c = f.start();
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
+    (c, repo)
+}
+
+fn deliveries(c: &Cluster, build: u64, channel: &str) -> Vec<serde_json::Value> {
+    c.build(build)["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d["channel"] == channel)
+        .collect()
+}
+
+/// Waits until `build` has `n` deliveries on `channel`, all final.
+fn wait_deliveries(c: &Cluster, build: u64, channel: &str, n: usize) -> Vec<serde_json::Value> {
+    wait_for(
+        &format!("{n} {channel} deliveries of build {build} to be final"),
+        Duration::from_secs(60),
+        || {
+            let ds = deliveries(c, build, channel);
+            (ds.len() >= n
+                && ds
+                    .iter()
+                    .all(|d| d["state"] == "sent" || d["state"] == "failed"))
+            .then_some(ds)
+        },
+    )
+}
+
+fn run_build(c: &Cluster, want: &str) -> u64 {
+    let id = c.trigger("demo", None);
+    assert_eq!(c.wait_build(id, Duration::from_secs(60))["state"], want);
+    id
+}
+
+/// The row of `kha build show` for `channel`.
+fn shown_row(c: &Cluster, build: u64, channel: &str) -> String {
+    let shown = c.kha_ok(&["build", "show", &build.to_string()]);
+    shown
+        .lines()
+        .find(|l| l.starts_with(channel))
+        .unwrap_or_else(|| panic!("no {channel} row: {shown}"))
+        .to_string()
+}
+
+fn email_yml(script: &str, webhook: &str) -> String {
+    format!(
+        "language: shell\nscript: {script}\nnotifications:\n  email:\n    recipients: [dev@example.org]\n    on_success: change\n  webhooks: {webhook}\n"
+    )
+}
+
+#[cfg_attr(kha_skip_smtp, ignore = "no python3-aiosmtpd: email tests skipped")]
+#[test]
+fn e2e_email_on_success_change_first_broken_fixed_then_quiet() {
+    let sink = SmtpSink::start();
+    // Every finished build is posted here too: once build 4's webhook is
+    // decided, so is its (absent) mail.
+    let hook = Receiver::start();
+    let (c, repo) = notify_cluster(
+        &format!(
+            "[notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\nfrom = \"kha CI <ci@example.org>\"\n",
+            sink.port
+        ),
+        &[],
+        &email_yml("true", &hook.url("/hook")),
+    );
+
+    let first = run_build(&c, "passed");
+    let ds = wait_deliveries(&c, first, "email", 1);
+    assert_eq!(ds[0]["state"], "sent", "{ds:#?}");
+    let mails = sink.wait_messages(1, Duration::from_secs(10));
+    assert_eq!(mails[0].rcpt_tos, ["dev@example.org"]);
+    assert_eq!(mails[0].mail_from, "ci@example.org");
+    let subject = mails[0].header("Subject").unwrap();
+    assert!(subject.starts_with("Passed: "), "{subject}");
+    assert!(
+        mails[0].body().starts_with("The build passed.\n"),
+        "{}",
+        mails[0].body()
+    );
+    let id = mails[0].header("Message-ID").unwrap();
+    assert!(id.starts_with("<kha-") && id.ends_with("@kha>"), "{id}");
+    assert_eq!(mails[0].header("X-Kha-Build"), Some(first.to_string()));
+    let row = shown_row(&c, first, "email");
+    assert!(
+        row.contains("dev@example.org") && row.contains("sent") && row.contains("250 2.0.0 Ok"),
+        "{row}"
+    );
+
+    repo.commit(
+        &[(".travis.yml", &email_yml("false", &hook.url("/hook")))],
+        "red",
+    );
+    let broken = run_build(&c, "failed");
+    wait_deliveries(&c, broken, "email", 1);
+    let mails = sink.wait_messages(2, Duration::from_secs(10));
+    let subject = mails[1].header("Subject").unwrap();
+    assert!(subject.starts_with("Broken: "), "{subject}");
+    assert!(
+        mails[1].body().starts_with("The build was broken."),
+        "{}",
+        mails[1].body()
+    );
+
+    repo.commit(
+        &[(".travis.yml", &email_yml("true", &hook.url("/hook")))],
+        "green",
+    );
+    let fixed = run_build(&c, "passed");
+    wait_deliveries(&c, fixed, "email", 1);
+    let mails = sink.wait_messages(3, Duration::from_secs(10));
+    let subject = mails[2].header("Subject").unwrap();
+    assert!(subject.starts_with("Fixed: "), "{subject}");
+    assert_eq!(mails[2].header("X-Kha-Build"), Some(fixed.to_string()));
+    assert_ne!(mails[2].header("Message-ID"), mails[0].header("Message-ID"));
+
+    // Passing again after a pass: on_success: change stays quiet.
+    let quiet = run_build(&c, "passed");
+    wait_deliveries(&c, quiet, "webhooks", 1);
+    assert!(
+        deliveries(&c, quiet, "email").is_empty(),
+        "{:#?}",
+        c.build(quiet)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.messages().len(), 3, "{:#?}", sink.messages());
+}
+
+#[cfg_attr(kha_skip_smtp, ignore = "no python3-aiosmtpd: email tests skipped")]
+#[test]
+fn e2e_email_over_starttls_with_a_login_and_the_system_roots() {
+    let certs = test_dir("kha-smtp-certs-");
+    make_certificates(certs.path());
+    let sink = SmtpSink::start_with(SmtpSinkOpts {
+        tls: Some((
+            "starttls".into(),
+            certs.path().join("cert.pem"),
+            certs.path().join("key.pem"),
+        )),
+        auth: Some(("ci@example.org".into(), "relay-pw-3361".into())),
+    });
+    // The control node trusts the test CA as a deployment trusts its
+    // system's store.
+    let ca = certs.path().join("ca.pem");
+    let (c, _repo) = notify_cluster(
+        &format!(
+            "[notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nusername = \"ci@example.org\"\npassword = \"relay-pw-3361\"\nfrom = \"ci@example.org\"\n",
+            sink.port
+        ),
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+        "language: shell\nscript: true\nnotifications:\n  email: [dev@example.org]\n",
+    );
+    let id = run_build(&c, "passed");
+    let ds = wait_deliveries(&c, id, "email", 1);
+    assert_eq!(ds[0]["state"], "sent", "{ds:#?}");
+    let mails = sink.wait_messages(1, Duration::from_secs(10));
+    assert_eq!(mails[0].rcpt_tos, ["dev@example.org"]);
+    let shown = c.kha_ok(&["build", "show", &id.to_string()]);
+    assert!(!shown.contains("relay-pw-3361"), "{shown}");
+}
+
+#[cfg_attr(kha_skip_prosody, ignore = "no prosody: XMPP tests skipped")]
+#[test]
+fn e2e_xmpp_from_travis_yml_reaches_a_jid_and_a_room_over_starttls() {
+    let certs = test_dir("kha-xmpp-certs-");
+    make_certificates(certs.path());
+    let (cert, key) = localhost_certificate(certs.path());
+    let server = Prosody::start_with(
+        &[("kha", "kha-pw-7710"), ("alice", "alice-pw")],
+        Some((&cert, &key)),
+    );
+    let room = Prosody::room("ci");
+    let reader = server.reader("alice", "alice-pw", &[&room]);
+    let ca = certs.path().join("ca.pem");
+    let (c, repo) = notify_cluster(
+        &format!(
+            "[notify.xmpp]\njid = \"kha@localhost\"\npassword = \"kha-pw-7710\"\nserver = \"{}\"\nnick = \"kha-ci\"\n",
+            server.addr()
+        ),
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+        &format!(
+            "language: shell\nscript: true\nnotifications:\n  email: false\n  jabber:\n    recipients: [alice@localhost]\n    rooms: [{room}]\n"
+        ),
+    );
+    let sha = repo.git(&["rev-parse", "HEAD"]);
+    let id = run_build(&c, "passed");
+    let ds = wait_deliveries(&c, id, "xmpp", 2);
+    assert!(
+        ds.iter().all(|d| d["state"] == "sent"),
+        "{ds:#?}\n{}",
+        server.log_text()
+    );
+
+    let direct = reader.wait_message("the chat message", Duration::from_secs(10), |m| {
+        m.kind == "chat"
+    });
+    assert!(direct.from.starts_with("kha@localhost/"), "{direct:?}");
+    let lines: Vec<&str> = direct.body.lines().collect();
+    assert!(
+        lines[0].contains(&format!("#{id}"))
+            && lines[0].contains(&sha[..7])
+            && lines[0].contains("The build passed."),
+        "{direct:?}"
+    );
+    let in_room = reader.wait_message("the room message", Duration::from_secs(10), |m| {
+        m.kind == "groupchat"
+    });
+    assert_eq!(in_room.from, format!("{room}/kha-ci"));
+    assert_eq!(in_room.body, direct.body);
+
+    let shown = c.kha_ok(&["build", "show", &id.to_string()]);
+    assert!(
+        shown.contains(&format!("posted in {room} as kha-ci"))
+            && shown.contains(&format!("{} took it for alice@localhost", server.addr())),
+        "{shown}"
+    );
+    assert!(!shown.contains("kha-pw-7710"), "{shown}");
+    // kha's sessions were encrypted (the reader's is not): prosody says so.
+    let log = server.log_text();
+    assert!(log.matches("Stream encrypted (TLS").count() >= 2, "{log}");
 }

@@ -11,7 +11,7 @@ pub mod prosody;
 pub mod receiver;
 pub mod smtp;
 
-pub use prosody::{Prosody, XmppReader, XmppSeen};
+pub use prosody::{localhost_certificate, Prosody, XmppReader, XmppSeen};
 pub use smtp::{Mail, SmtpSink, SmtpSinkOpts};
 
 /// A port no one listens on right now: bound and released at once, for a

@@ -48,8 +48,10 @@ impl Prosody {
         Prosody::start_with(users, None)
     }
 
-    /// With `tls = (cert, key)` (a certificate for `localhost`), clients
-    /// must use STARTTLS.
+    /// With `tls = (cert, key)` (a certificate for `localhost`, see
+    /// [`localhost_certificate`]), the server offers STARTTLS; it does not
+    /// require it, so that an [`XmppReader`] (which cannot be told which
+    /// CA to trust) still logs in.
     pub fn start_with(users: &[(&str, &str)], tls: Option<(&Path, &Path)>) -> Prosody {
         assert!(
             Prosody::available(),
@@ -148,9 +150,8 @@ impl Prosody {
 
 fn write_config(dir: &Path, config: &Path, port: u16, tls: Option<(&Path, &Path)>) {
     let d = dir.display();
-    let (encryption, tls_module, ssl) = match tls {
+    let (tls_module, ssl) = match tls {
         Some((cert, key)) => (
-            "true",
             "\"tls\";",
             format!(
                 "    ssl = {{ certificate = \"{}\"; key = \"{}\"; }}\n",
@@ -158,7 +159,7 @@ fn write_config(dir: &Path, config: &Path, port: u16, tls: Option<(&Path, &Path)
                 key.display()
             ),
         ),
-        None => ("false", "", String::new()),
+        None => ("", String::new()),
     };
     let text = format!(
         r#"-- kha test server: loopback only, no server-to-server.
@@ -172,7 +173,7 @@ local_interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {port} }}
 c2s_direct_tls_ports = {{ }}
 legacy_ssl_ports = {{ }}
-c2s_require_encryption = {encryption}
+c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_plain"
 modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix"; {tls_module} }}
@@ -356,4 +357,60 @@ async fn read(
         }
     }
     let _ = client.send_end().await;
+}
+
+/// A certificate for `localhost` (`localhost.pem`, `localhost.key` in
+/// `dir`), signed by the test CA that [`crate::make_certificates`] made
+/// there (`ca.pem`, `ca.key`): an XMPP server's certificate names the
+/// JID's domain.
+pub fn localhost_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let ssl = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    ssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "localhost.key",
+        "-out",
+        "localhost.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("localhost.cnf"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .expect("localhost.cnf");
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "localhost.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "localhost.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "localhost.cnf",
+    ]);
+    (dir.join("localhost.pem"), dir.join("localhost.key"))
 }
