@@ -110,7 +110,10 @@ fn mail_reaches_every_recipient_with_its_subject_body_and_message_id() {
         m.header("Subject").as_deref(),
         Some("[demo] Passed: main 1a2b3c4 (#42)")
     );
-    assert_eq!(m.header("Message-ID").as_deref(), Some("<kha-7-0@kha>"));
+    assert_eq!(
+        m.header("Message-ID").as_deref(),
+        Some("<kha-7-0.0@example.org>")
+    );
     assert_eq!(m.header("X-Kha-Build").as_deref(), Some("42"));
     assert_eq!(
         m.header("From").as_deref(),
@@ -132,7 +135,7 @@ fn mail_reaches_every_recipient_with_its_subject_body_and_message_id() {
     let got = sink.wait_messages(2, Duration::from_secs(5));
     assert_eq!(
         got[1].header("Message-ID").as_deref(),
-        Some("<kha-7-0@kha>")
+        Some("<kha-7-0.0@example.org>")
     );
 }
 
@@ -482,7 +485,10 @@ fn e2e_email_on_success_change_first_broken_fixed_then_quiet() {
         mails[0].body()
     );
     let id = mails[0].header("Message-ID").unwrap();
-    assert!(id.starts_with("<kha-") && id.ends_with("@kha>"), "{id}");
+    assert!(
+        id.starts_with("<kha-") && id.ends_with("@example.org>"),
+        "{id}"
+    );
     assert_eq!(mails[0].header("X-Kha-Build"), Some(first.to_string()));
     let row = shown_row(&c, first, "email");
     assert!(

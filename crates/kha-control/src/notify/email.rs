@@ -5,7 +5,7 @@
 //! The relay's reply decides what happens next. A 4xx reply (greylisting, a
 //! full queue) or a connection that fails is tried again later; a 5xx reply
 //! (an unknown recipient, a refused login) is final. A mail that is tried
-//! again carries the same `Message-ID` (`<{delivery key}@kha>`), so the
+//! again carries the same `Message-ID` (`<{delivery key}.{decided at}@{From domain}>`), so the
 //! receiving side can tell a second copy from a new message when a reply
 //! was lost after the relay had taken the mail.
 
@@ -36,7 +36,19 @@ pub struct Mailer {
     relay: String,
 }
 
+/// `<kha-SEQ-N.CREATED@DOMAIN>`: the same on every retry of a delivery
+/// (receivers drop repeats by it), and unique across installations, which
+/// number their events alike: the decision's time in milliseconds and the
+/// From address's domain set them apart.
+fn message_id(d: &Delivery, domain: &str) -> String {
+    format!("<{}.{}@{domain}>", d.key, d.created_ms)
+}
+
 impl Mailer {
+    fn from_domain(&self) -> String {
+        self.from.email.domain().to_string()
+    }
+
     pub fn new(cfg: &EmailConfig) -> anyhow::Result<Mailer> {
         let from: Mailbox = cfg.from.parse().with_context(|| {
             format!(
@@ -104,7 +116,7 @@ impl Mailer {
         let mut mail = lettre::Message::builder()
             .from(self.from.clone())
             .subject(d.message.subject.clone())
-            .message_id(Some(format!("<{}@kha>", d.key)))
+            .message_id(Some(message_id(d, &self.from_domain())))
             .raw_header(HeaderValue::new(BUILD_HEADER, d.build_id.to_string()))
             .header(ContentType::TEXT_PLAIN);
         for address in to {

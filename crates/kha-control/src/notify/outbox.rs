@@ -222,10 +222,19 @@ async fn decider(app: &Arc<App>) -> anyhow::Result<()> {
 async fn decide_event(app: &Arc<App>, e: &Event) -> anyhow::Result<()> {
     let store = &app.store;
     let Some(mut b) = store.get_build(e.build_id)? else {
-        return Ok(());
+        return skip(app, e);
     };
     let Some(project) = store.get_project(&b.project)? else {
-        return Ok(());
+        return skip(app, e);
+    };
+    // A build is told of once per run: with fast_finish a finished build
+    // may move on to another final state (failed, then canceled), which is
+    // not a second end. A restart starts a new run.
+    let finished = match e.kind {
+        EventKind::BuildFinished if store.notified_finish(b.id)? => return skip(app, e),
+        EventKind::BuildFinished => Some(true),
+        EventKind::BuildRestarted => Some(false),
+        _ => None,
     };
     // Decide from the state the event tells of, not a later one.
     if let Some(s) = e.build_state {
@@ -252,7 +261,10 @@ async fn decide_event(app: &Arc<App>, e: &Event) -> anyhow::Result<()> {
         decide::decide(&server, e.kind, &project, &b, &jobs, job)
     };
     if decided.is_empty() {
-        return Ok(());
+        if let Some(f) = finished {
+            store.set_notified_finish(b.id, f)?;
+        }
+        return skip(app, e);
     }
     let now = app.clock.now();
     let mut ds = Vec::with_capacity(decided.len());
@@ -273,12 +285,21 @@ async fn decide_event(app: &Arc<App>, e: &Event) -> anyhow::Result<()> {
             answer: String::new(),
         });
     }
-    store.add_deliveries(&ds, e.seq)?;
+    store.add_deliveries(&ds, e.seq, finished.map(|f| (b.id, f)))?;
     store.durable().await?;
     for d in &ds {
         outbox.schedule(d);
     }
     outbox.wake.notify_one();
+    Ok(())
+}
+
+/// An event that gives nothing: the cursor moves past it (not flushed: a
+/// restart that reads it again decides nothing again), so a restart does
+/// not read a long quiet stretch again, nor decide old events with new
+/// settings.
+fn skip(app: &App, e: &Event) -> anyhow::Result<()> {
+    app.store.set_notify_cursor(e.seq)?;
     Ok(())
 }
 
@@ -328,7 +349,7 @@ async fn sender(app: Arc<App>) {
         for id in start {
             outbox.lock_in_flight().insert(id);
             let a = app.clone();
-            tokio::spawn(async move {
+            app.spawn("notify-attempt", async move {
                 attempt(&a, id).await;
                 a.notify.lock_in_flight().remove(&id);
                 a.notify.wake.notify_one();
@@ -357,7 +378,10 @@ async fn attempt(app: &Arc<App>, id: u64) {
             return;
         }
         Err(e) => {
-            warn!(id, error = %e, "notifications: cannot read a delivery");
+            warn!(id, error = %e, "notifications: cannot read a delivery; again in 5 s");
+            if let Some(due) = outbox.lock_due().get_mut(&id) {
+                due.next_ms = app.clock.now() + 5_000;
+            }
             return;
         }
     };
@@ -367,6 +391,10 @@ async fn attempt(app: &Arc<App>, id: u64) {
         Target::Hook { .. } | Target::Plugin { .. } => {
             cfg.attempt_timeout_secs.max(cfg.hook_timeout_secs + 5.0)
         }
+        // An IRC or XMPP session waits on the server at several steps
+        // (welcome, join, echo), each bounded inside; cutting it short
+        // after the message went out would send it again on the retry.
+        Target::Irc { .. } | Target::Xmpp { .. } => cfg.attempt_timeout_secs.max(180.0),
         _ => cfg.attempt_timeout_secs,
     };
     let limit = Duration::from_secs_f64(secs.max(0.1));

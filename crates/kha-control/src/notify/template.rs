@@ -21,7 +21,7 @@ pub const DEFAULT_CHAT: [&str; 3] = [
 /// finished build was in `previous` (travis-tasks `result_message.rb`).
 pub fn status_message(state: &str, previous: Option<&str>) -> &'static str {
     match (state, previous) {
-        ("passed", Some(p)) if p != "passed" => "Fixed",
+        ("passed", Some("failed")) => "Fixed",
         ("passed", _) => "Passed",
         ("failed", Some("passed")) => "Broken",
         ("failed", Some("failed")) => "Still Failing",
@@ -212,6 +212,7 @@ mod tests {
             ("passed", None, "Passed"),
             ("passed", Some("passed"), "Passed"),
             ("passed", Some("failed"), "Fixed"),
+            ("passed", Some("canceled"), "Passed"),
             ("failed", Some("passed"), "Broken"),
             ("failed", Some("failed"), "Still Failing"),
             ("failed", None, "Failed"),

@@ -13,6 +13,13 @@ use sled::Transactional;
 
 const CURSOR: &[u8] = b"cursor";
 
+/// `finished` ‖ build id, in `notify_meta`.
+fn finish_key(build: BuildId) -> Vec<u8> {
+    let mut k = b"finished".to_vec();
+    k.extend_from_slice(&build.to_be_bytes());
+    k
+}
+
 fn build_key(build: BuildId, id: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&build.to_be_bytes());
@@ -35,8 +42,29 @@ impl Store {
         Ok(())
     }
 
-    /// Stores `ds` (new, numbered) and moves the cursor to `seq`, at once.
-    pub fn add_deliveries(&self, ds: &[Delivery], seq: u64) -> Result<()> {
+    /// Whether the build's end was told of since it last (re)started.
+    pub fn notified_finish(&self, build: BuildId) -> Result<bool> {
+        Ok(self.notify_meta.get(finish_key(build))?.is_some())
+    }
+
+    /// Marks (`true`) or clears (a restart) that the build's end was told.
+    pub fn set_notified_finish(&self, build: BuildId, done: bool) -> Result<()> {
+        if done {
+            self.notify_meta.insert(finish_key(build), &[])?;
+        } else {
+            self.notify_meta.remove(finish_key(build))?;
+        }
+        Ok(())
+    }
+
+    /// Stores `ds` (new, numbered) and moves the cursor to `seq`, and marks
+    /// or clears a build's end as told (`finish`), at once.
+    pub fn add_deliveries(
+        &self,
+        ds: &[Delivery],
+        seq: u64,
+        finish: Option<(BuildId, bool)>,
+    ) -> Result<()> {
         let r = (
             &self.deliveries,
             &self.delivery_builds,
@@ -53,6 +81,15 @@ impl Store {
                     }
                 }
                 meta.insert(CURSOR, &seq.to_be_bytes())?;
+                match finish {
+                    Some((b, true)) => {
+                        meta.insert(finish_key(b).as_slice(), &[])?;
+                    }
+                    Some((b, false)) => {
+                        meta.remove(finish_key(b).as_slice())?;
+                    }
+                    None => {}
+                }
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             });
         r.map_err(StoreError::from)
@@ -89,8 +126,11 @@ impl Store {
                     tree: "delivery_due",
                     msg: "bad key".into(),
                 })?;
-            if let Some(d) = self.get_delivery(id)? {
-                out.push(d);
+            match self.get_delivery(id) {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => {}
+                // One unreadable record does not hold up the others.
+                Err(e) => tracing::warn!(id, error = %e, "skipping an unreadable delivery"),
             }
         }
         Ok(out)
@@ -151,9 +191,16 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.notify_cursor().unwrap(), None);
         store
-            .add_deliveries(&[delivery(10, 1), delivery(11, 2), delivery(12, 1)], 7)
+            .add_deliveries(
+                &[delivery(10, 1), delivery(11, 2), delivery(12, 1)],
+                7,
+                Some((1, true)),
+            )
             .unwrap();
         assert_eq!(store.notify_cursor().unwrap(), Some(7));
+        assert!(store.notified_finish(1).unwrap() && !store.notified_finish(2).unwrap());
+        store.set_notified_finish(1, false).unwrap();
+        assert!(!store.notified_finish(1).unwrap());
         let ids = |v: Vec<Delivery>| v.iter().map(|d| d.id).collect::<Vec<_>>();
         assert_eq!(ids(store.due_deliveries().unwrap()), [10, 11, 12]);
         assert_eq!(ids(store.build_deliveries(1).unwrap()), [10, 12]);
