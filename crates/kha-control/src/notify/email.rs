@@ -45,7 +45,7 @@ fn message_id(d: &Delivery, domain: &str) -> String {
 }
 
 impl Mailer {
-    fn from_domain(&self) -> String {
+    fn sender_domain(&self) -> String {
         self.from.email.domain().to_string()
     }
 
@@ -116,7 +116,7 @@ impl Mailer {
         let mut mail = lettre::Message::builder()
             .from(self.from.clone())
             .subject(d.message.subject.clone())
-            .message_id(Some(message_id(d, &self.from_domain())))
+            .message_id(Some(message_id(d, &self.sender_domain())))
             .raw_header(HeaderValue::new(BUILD_HEADER, d.build_id.to_string()))
             .header(ContentType::TEXT_PLAIN);
         for address in to {
