@@ -58,7 +58,7 @@ pub struct Shared {
     pub identity: Identity,
     pub client: AgentClient,
     pub executor: Arc<dyn Executor>,
-    pub vcs: Arc<dyn workspace::Vcs>,
+    pub vcs: workspace::Systems,
     pub labels: Vec<String>,
     jobs: Mutex<HashMap<JobId, JobHandle>>,
     limits: Mutex<LogLimits>,
@@ -180,7 +180,7 @@ pub async fn run(
     labels.extend(cfg.labels.iter().cloned());
     let shared = Arc::new(Shared {
         client: client(channel(&cfg)?, &identity)?,
-        vcs: Arc::new(workspace::Git::new(cfg.data_dir.join("mirrors"))),
+        vcs: workspace::Systems::new(&cfg.data_dir),
         identity,
         executor,
         labels,

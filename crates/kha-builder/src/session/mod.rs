@@ -225,13 +225,19 @@ async fn once(
                 match m {
                     C::Welcome(_) => {}
                     C::Offer(o) => {
-                        let spec = kha_core::JobSpec::from(o.spec.unwrap_or_default());
-                        let image_label = format!("image={}", spec.image());
                         let reject = |kind: RejectReason, reason: String| {
                             let mut r = Reject { job_id: o.job_id, epoch: o.epoch, reason, kind: 0 };
                             r.set_kind(kind);
                             B::Reject(r)
                         };
+                        let spec = match kha_core::JobSpec::try_from(o.spec.unwrap_or_default()) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                send(reject(RejectReason::CannotRun, e));
+                                continue;
+                            }
+                        };
+                        let image_label = format!("image={}", spec.image());
                         if local.draining {
                             send(reject(RejectReason::CannotRun, "draining".into()));
                         } else if free(shared, local) == 0 {
