@@ -124,7 +124,7 @@ fn branch_of(rev: &str) -> &str {
 pub fn magic_branch(num: &str) -> Option<String> {
     let parts: Vec<&str> = num.split('.').collect();
     let n = parts.len();
-    if n >= 4 && n % 2 == 0 && parts[n - 2] == "0" && parts.iter().all(|p| !p.is_empty()) {
+    if n >= 4 && n.is_multiple_of(2) && parts[n - 2] == "0" && parts.iter().all(|p| !p.is_empty()) {
         let mut b: Vec<&str> = parts[..n - 2].to_vec();
         b.push(parts[n - 1]);
         Some(b.join("."))
