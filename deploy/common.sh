@@ -16,6 +16,8 @@ need_root() {
 # for the tests' repositories, a C compiler for libgit2.
 install_packages() {
   local want=(lxc uidmap git gcc libc6-dev make pkg-config libssl-dev ca-certificates curl python3 openssl)
+  # CVS projects: the control node reads history, builders check out.
+  want+=(cvs)
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,6 +13,7 @@
 mod browser;
 mod certs;
 mod cluster;
+mod cvs_repo;
 mod fixture;
 mod git_server;
 mod github_stub;
@@ -25,6 +26,7 @@ pub mod servers;
 pub use browser::{browser_available, require_browser, Browser, BrowserOpts, Tab};
 pub use certs::make_certificates;
 pub use cluster::{Builder, Cluster};
+pub use cvs_repo::CvsRepo;
 pub use fixture::Fixture;
 pub use git_server::{GitDaemon, GitHttp};
 pub use github_stub::{GithubStub, Seen, StubEmail, StubStatus, StubUser};

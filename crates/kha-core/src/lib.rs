@@ -5,6 +5,7 @@
 //! tables and a fake clock.
 
 pub mod clock;
+pub mod cvs;
 pub mod event;
 pub mod labels;
 pub mod lease;

@@ -14,6 +14,9 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 5_000;
 pub const LEASE_HEARTBEATS: u64 = 3;
 /// Default job timeout.
 pub const DEFAULT_JOB_TIMEOUT_SECS: u64 = 3_600;
+/// How long one `cvs` command (rlog, rls, checkout) may take before it is
+/// killed, on the control node and on builders.
+pub const CVS_COMMAND_TIMEOUT_SECS: u64 = 600;
 /// Grace between SIGTERM and SIGKILL when a job is canceled.
 pub const DEFAULT_CANCEL_GRACE_MS: u64 = 5_000;
 /// How many times a job lost with its builder is handed out again.

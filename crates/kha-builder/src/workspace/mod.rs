@@ -4,6 +4,7 @@
 //! workspace holds the checkout and nothing of the credentials used to
 //! fetch it. Blocking: run checkouts on the blocking pool.
 
+pub mod cvs;
 pub mod git;
 
 pub use git::Git;
@@ -56,6 +57,12 @@ pub trait Vcs: Send + Sync + 'static {
         dest: &Path,
         creds: Option<&Credentials>,
     ) -> Result<(), CheckoutError>;
+
+    /// A line for the job's log saying what was checked out, for systems
+    /// whose revision alone does not say it (CVS: module, branch, time).
+    fn describe(&self, _src: &Source) -> Option<String> {
+        None
+    }
 }
 
 /// What to check out, from the job's spec.
@@ -101,6 +108,7 @@ impl Systems {
     pub fn get(&self, kind: VcsKind) -> Result<std::sync::Arc<dyn Vcs>, CheckoutError> {
         match kind {
             VcsKind::Git => Ok(self.git.clone()),
+            VcsKind::Cvs => Ok(std::sync::Arc::new(cvs::Cvs)),
             other => Err(CheckoutError::Vcs {
                 vcs: other.as_str(),
                 msg: "this builder cannot check it out yet".into(),

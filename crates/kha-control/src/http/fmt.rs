@@ -33,9 +33,14 @@ pub fn pct(s: &str) -> String {
     out
 }
 
-/// The first 8 characters of a commit id (commit ids are ASCII hex).
+/// The first 8 characters of a git commit id; other systems' revisions (a
+/// CVS timestamp) whole.
 pub fn short(commit: &str) -> String {
-    commit.chars().take(8).collect()
+    if commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        commit.chars().take(8).collect()
+    } else {
+        commit.to_string()
+    }
 }
 
 /// The first line of a commit message.

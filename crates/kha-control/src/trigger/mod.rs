@@ -311,6 +311,12 @@ fn other_kind(t: &Triggered) -> &'static str {
     }
 }
 
+/// A git commit id abbreviated; other systems' revisions (a Subversion
+/// number, a CVS timestamp) whole, as cutting them would change them.
 pub fn short(commit: &str) -> &str {
-    commit.get(..10).unwrap_or(commit)
+    if commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        commit.get(..10).unwrap_or(commit)
+    } else {
+        commit
+    }
 }

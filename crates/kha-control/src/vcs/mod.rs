@@ -5,6 +5,8 @@
 //! mirror per project, fetched before a build is set up), Subversion and
 //! CVS. All of it is blocking; callers run it on the blocking pool.
 
+pub mod cvs;
+
 use crate::store::records::{Credentials, Project};
 use kha_core::spec::VcsKind;
 use std::path::Path;
@@ -35,6 +37,8 @@ pub enum VcsError {
 /// The version control systems of this control node, by kind.
 pub struct Systems {
     git: Arc<Mirrors>,
+    /// CVS's per-project polling state.
+    cvs_dir: PathBuf,
 }
 
 impl Systems {
@@ -42,20 +46,31 @@ impl Systems {
     pub fn new(data: &Path) -> Systems {
         Systems {
             git: Arc::new(Mirrors::new(data.join("mirrors"))),
+            cvs_dir: data.join("cvs"),
         }
     }
 
     /// The system `kind` (CVS: of `module`).
-    pub fn get(&self, kind: VcsKind, _module: &str) -> Arc<dyn Vcs> {
+    pub fn get(&self, kind: VcsKind, module: &str) -> Arc<dyn Vcs> {
         match kind {
             VcsKind::Git => self.git.clone(),
+            VcsKind::Cvs => Arc::new(cvs::Cvs::new(self.cvs_dir.clone(), module)),
             other => Arc::new(Unsupported(other)),
         }
     }
 
     /// The system a project's code lives in.
     pub fn for_project(&self, p: &Project) -> Arc<dyn Vcs> {
-        self.get(p.vcs, &p.module)
+        match p.vcs {
+            // CVS has no local copy: it resolves on the server, so it
+            // keeps the project's root and credentials.
+            VcsKind::Cvs => Arc::new(cvs::Cvs::new(self.cvs_dir.clone(), &p.module).of_project(
+                &p.name,
+                &p.repo_url,
+                p.credentials.clone(),
+            )),
+            _ => self.get(p.vcs, &p.module),
+        }
     }
 }
 

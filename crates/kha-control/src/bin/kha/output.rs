@@ -103,9 +103,14 @@ pub fn duration(start: u64, end: u64) -> String {
     }
 }
 
-/// A commit hash cut to ten characters.
+/// A git commit hash cut to ten characters.
 pub fn short(c: &str) -> &str {
-    c.get(..10).unwrap_or(c)
+    // Only git ids are abbreviated: a CVS timestamp is shown whole.
+    if c.bytes().all(|b| b.is_ascii_hexdigit()) {
+        c.get(..10).unwrap_or(c)
+    } else {
+        c
+    }
 }
 
 /// Prints `v` as pretty JSON, keys sorted.
