@@ -36,14 +36,21 @@ pub struct JobRun {
     /// Scratch directory owned by the executor for this run (configs, …);
     /// removed by `cleanup`.
     pub scratch: PathBuf,
+    /// Host directories (toolchains) the run sees read-only at the same
+    /// path.
+    pub mounts: Vec<PathBuf>,
 }
 
 pub trait Executor: Send + Sync + 'static {
     /// "lxc" or "host".
     fn kind(&self) -> &'static str;
 
-    /// Labels this executor adds to the builder's own (e.g. `image=default`).
+    /// Labels this executor adds to the builder's own (`executor=lxc`).
     fn labels(&self) -> Vec<String>;
+
+    /// The images jobs can run in, with their architecture and the
+    /// toolchains inside them (see `crate::toolchain`).
+    fn images(&self) -> Vec<crate::toolchain::Image>;
 
     /// Prepares the run and returns the command that runs the driver
     /// script. The caller sets stdio, spawns it and waits for it.

@@ -117,8 +117,9 @@ struct Inner {
     /// The project served last, for round robin.
     last_served: Option<String>,
     offers: HashMap<JobId, PendingOffer>,
-    /// Builders that refused a job: it is not offered to them again.
-    refused: HashMap<JobId, HashSet<String>>,
+    /// Builders that refused a job, with the reason each gave: it is not
+    /// offered to them again.
+    refused: HashMap<JobId, HashMap<String, String>>,
     leases: LeaseTable,
     /// Running jobs asked to stop, with the time past which they are
     /// recorded as canceled whatever their builder says.

@@ -65,6 +65,7 @@ impl Data {
             workspace,
             image: "default".into(),
             scratch: self.tmp.path().join("scratch").join(test),
+            mounts: vec![],
         };
         Run {
             exec: &self.exec,
