@@ -59,7 +59,7 @@ pub struct Shared {
     pub identity: Identity,
     pub client: AgentClient,
     pub executor: Arc<dyn Executor>,
-    pub vcs: Arc<dyn workspace::Vcs>,
+    pub vcs: workspace::Systems,
     pub labels: Vec<String>,
     /// The host's toolchains, found at start.
     pub host_toolchains: Vec<toolchain::Toolchain>,
@@ -186,10 +186,18 @@ pub async fn run(
     }
     let identity = identity(&cfg, token.as_ref()).await?;
     let tc = cfg.toolchains.clone();
-    let host_toolchains = tokio::task::spawn_blocking(move || toolchain::discover::host(&tc)).await?;
-    for t in &host_toolchains {
-        info!(kind = t.kind.word(), name = %t.name, version = %t.version, path = %t.path.display(), "toolchain");
-    }
+    let mut host_toolchains =
+        tokio::task::spawn_blocking(move || toolchain::discover::host(&tc)).await?;
+    host_toolchains.retain(|t| match executor.mount_problem(&t.path) {
+        None => {
+            info!(kind = t.kind.word(), name = %t.name, version = %t.version, path = %t.path.display(), "toolchain");
+            true
+        }
+        Some(why) => {
+            warn!(kind = t.kind.word(), name = %t.name, reason = %why, "toolchain not usable here");
+            false
+        }
+    });
     let inventory = toolchain::Inventory {
         images: executor.images(),
         host: host_toolchains.clone(),
@@ -208,7 +216,7 @@ pub async fn run(
     labels.extend(cfg.labels.iter().cloned());
     let shared = Arc::new(Shared {
         client: client(channel(&cfg)?, &identity)?,
-        vcs: Arc::new(workspace::Git::new(cfg.data_dir.join("mirrors"))),
+        vcs: workspace::Systems::new(&cfg.data_dir),
         identity,
         executor,
         labels,

@@ -302,6 +302,9 @@ fn print_toolchains(cfg: &Config, ex: &dyn Executor) {
     };
     for t in &host {
         row(t.kind.word(), t);
+        if let Some(why) = ex.mount_problem(&t.path) {
+            println!("{:<12} not usable in jobs: {why}", "");
+        }
     }
     for image in ex.images() {
         for t in &image.toolchains {

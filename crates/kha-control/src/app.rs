@@ -14,7 +14,7 @@ use crate::store::events::EventLog;
 use crate::store::logs::LogStore;
 use crate::store::Store;
 use crate::trigger::Triggerer;
-use crate::vcs::{Mirrors, Vcs};
+use crate::vcs::Systems;
 use anyhow::Context;
 use kha_core::event::{Event, EventKind};
 use kha_core::{Clock, JobId, SystemClock};
@@ -32,7 +32,7 @@ pub struct App {
     pub logs: Arc<LogStore>,
     pub sched: Arc<Scheduler>,
     /// The projects' repositories (git mirrors).
-    pub vcs: Arc<dyn Vcs>,
+    pub vcs: Arc<Systems>,
     pub triggers: Arc<Triggerer>,
     pub events: Arc<EventLog>,
     pub clock: Arc<dyn Clock>,
@@ -74,7 +74,7 @@ impl App {
                 .context("opening the log directory")?,
         );
         let admin_hash = crate::auth::hash(&crate::admin_token(&data)?);
-        let vcs: Arc<dyn Vcs> = Arc::new(Mirrors::new(data.join("mirrors")));
+        let vcs = Arc::new(Systems::new(&data));
         let sched = Scheduler::new(store.clone(), logs.clone(), clock.clone(), cfg.clone())?;
         let triggers = Arc::new(Triggerer::new(sched.clone(), vcs.clone()));
         let notify = crate::notify::outbox::Outbox::new(&cfg.notify)

@@ -30,6 +30,74 @@ pub struct JobSpec {
     pub timeout_secs: u64,
     /// Empty: [`DEFAULT_IMAGE`].
     pub image: String,
+    /// The version control system `repo_url` names.
+    #[serde(default)]
+    pub vcs: VcsKind,
+    /// What to check out inside the repository: Subversion, the branch's
+    /// path (`trunk`, `branches/x`); CVS, the module. Empty for git.
+    #[serde(default)]
+    pub module: String,
+    /// The job's requirement labels (`arch=aarch64`, `otp_release=27`,
+    /// `image=default`): what the builder picks its image and toolchains by.
+    #[serde(default)]
+    pub requires: Vec<String>,
+}
+
+/// A version control system a project's code lives in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VcsKind {
+    #[default]
+    Git,
+    /// Subversion: `commit` is a revision number.
+    Svn,
+    /// CVS: `commit` is a timestamp the checkout is pinned to.
+    Cvs,
+}
+
+impl VcsKind {
+    pub const ALL: [VcsKind; 3] = [VcsKind::Git, VcsKind::Svn, VcsKind::Cvs];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VcsKind::Git => "git",
+            VcsKind::Svn => "svn",
+            VcsKind::Cvs => "cvs",
+        }
+    }
+}
+
+impl VcsKind {
+    /// Its name on the wire: git is the empty default, as peers from
+    /// before Subversion and CVS send it.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            VcsKind::Git => "",
+            k => k.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for VcsKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for VcsKind {
+    type Err = String;
+
+    /// `""` is git, as older records and peers say nothing.
+    fn from_str(s: &str) -> Result<VcsKind, String> {
+        match s {
+            "" | "git" => Ok(VcsKind::Git),
+            "svn" | "subversion" => Ok(VcsKind::Svn),
+            "cvs" => Ok(VcsKind::Cvs),
+            other => Err(format!(
+                "unknown version control system {other:?}: use git, svn or cvs"
+            )),
+        }
+    }
 }
 
 impl JobSpec {
@@ -88,5 +156,17 @@ mod tests {
         assert!(text.contains("script:\n  - make test"), "{text}");
         let back: JobSpec = serde_yaml::from_str(&text).unwrap();
         assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn vcs_kinds() {
+        for k in VcsKind::ALL {
+            assert_eq!(k.as_str().parse::<VcsKind>(), Ok(k));
+        }
+        assert_eq!("".parse::<VcsKind>(), Ok(VcsKind::Git));
+        assert!("hg"
+            .parse::<VcsKind>()
+            .unwrap_err()
+            .contains("git, svn or cvs"));
     }
 }

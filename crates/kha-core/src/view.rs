@@ -32,6 +32,12 @@ pub struct Project {
     /// Private: to anyone without a role on it the project does not exist.
     #[serde(default)]
     pub private: bool,
+    /// The version control system its code lives in.
+    #[serde(default)]
+    pub vcs: crate::spec::VcsKind,
+    /// CVS: the module built; empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub module: String,
 }
 
 /// One value of a job's build matrix (`rust: nightly`, `env: A=1`).

@@ -44,6 +44,9 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
             env: s.env,
             timeout_secs: s.timeout_secs,
             image: s.image,
+            vcs: s.vcs.wire_name().into(),
+            module: s.module,
+            requires: s.requires,
             ..Default::default()
         };
         wire.set_phases(s.phases);
@@ -51,9 +54,12 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
     }
 }
 
-impl From<agent::JobSpec> for kha_core::JobSpec {
-    fn from(w: agent::JobSpec) -> Self {
-        kha_core::JobSpec {
+/// A spec naming a version control system this side does not know is
+/// refused, never run as git.
+impl TryFrom<agent::JobSpec> for kha_core::JobSpec {
+    type Error = String;
+    fn try_from(w: agent::JobSpec) -> Result<Self, String> {
+        Ok(kha_core::JobSpec {
             phases: w.phases(),
             build_id: w.build_id,
             number: w.number,
@@ -63,8 +69,11 @@ impl From<agent::JobSpec> for kha_core::JobSpec {
             commit: w.commit,
             env: w.env,
             timeout_secs: w.timeout_secs,
+            vcs: w.vcs.parse()?,
             image: w.image,
-        }
+            module: w.module,
+            requires: w.requires,
+        })
     }
 }
 
@@ -144,20 +153,24 @@ mod tests {
             env: vec!["A=1 B=\"two words\"".into()],
             timeout_secs: 600,
             image: "erlang-26".into(),
+            vcs: kha_core::spec::VcsKind::Cvs,
+            module: "mod".into(),
+            requires: vec!["otp_release=27".into()],
         };
         let wire = agent::JobSpec::from(spec.clone());
         assert_eq!(wire.install, ["b", "b2"]);
         assert_eq!(wire.after_script, ["g"]);
         assert_eq!(wire.image, "erlang-26");
-        assert_eq!(kha_core::JobSpec::from(wire.clone()), spec);
-        assert_eq!(
-            agent::JobSpec::from(kha_core::JobSpec::from(wire.clone())),
-            wire
-        );
+        assert_eq!((wire.vcs.as_str(), wire.module.as_str()), ("cvs", "mod"));
+        let back = |w: &agent::JobSpec| kha_core::JobSpec::try_from(w.clone()).unwrap();
+        assert_eq!(back(&wire), spec);
+        assert_eq!(agent::JobSpec::from(back(&wire)), wire);
         let empty = agent::JobSpec::default();
-        assert_eq!(
-            agent::JobSpec::from(kha_core::JobSpec::from(empty.clone())),
-            empty
-        );
+        assert_eq!(agent::JobSpec::from(back(&empty)), empty);
+        let hg = agent::JobSpec {
+            vcs: "hg".into(),
+            ..agent::JobSpec::default()
+        };
+        assert!(kha_core::JobSpec::try_from(hg).is_err());
     }
 }

@@ -95,6 +95,8 @@ impl From<view::Project> for w::Project {
             webhook_secret: p.webhook_secret,
             has_credentials: p.has_credentials,
             private: p.private,
+            vcs: p.vcs.wire_name().into(),
+            module: p.module,
         }
     }
 }
@@ -115,6 +117,10 @@ impl From<w::Project> for view::Project {
             webhook_secret: p.webhook_secret,
             has_credentials: p.has_credentials,
             private: p.private,
+            // Shown, never acted on: a kind this CLI does not know yet
+            // reads as git rather than hiding the project.
+            vcs: p.vcs.parse().unwrap_or_default(),
+            module: p.module,
         }
     }
 }

@@ -56,6 +56,12 @@ pub trait Executor: Send + Sync + 'static {
     /// script. The caller sets stdio, spawns it and waits for it.
     fn command(&self, run: &JobRun) -> Result<std::process::Command, ExecError>;
 
+    /// Why a host directory (a toolchain) cannot be mounted into runs, if
+    /// it cannot.
+    fn mount_problem(&self, _path: &std::path::Path) -> Option<String> {
+        None
+    }
+
     /// Told the pid of the spawned command.
     fn spawned(&self, _run: &JobRun, _pid: u32) {}
 

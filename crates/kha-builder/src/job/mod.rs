@@ -12,7 +12,7 @@ use crate::executor::JobRun;
 use crate::hooks::{self, BuilderHooks, Hook, JobHooks, Ran};
 use crate::logs::{SharedSpool, ShipError, Shipper, Spool};
 use crate::toolchain::{activate, Choice};
-use crate::workspace::Credentials;
+use crate::workspace::{Credentials, Source};
 use crate::Shared;
 use kha_core::{Epoch, JobId, JobOutcome, JobSpec};
 use process::Waited;
@@ -331,16 +331,16 @@ impl Job {
                 "cannot clear the workspace: {e}"
             )));
         }
-        let (vcs, url, revision, creds) = (
-            self.shared.vcs.clone(),
-            self.spec.repo_url.clone(),
-            self.spec.commit.clone(),
-            self.creds.clone(),
-        );
-        let checkout = tokio::task::spawn_blocking(move || {
-            vcs.checkout(&url, &revision, &dest, creds.as_ref())
-        })
-        .await;
+        let vcs = match self.shared.vcs.get(self.spec.vcs) {
+            Ok(v) => v,
+            Err(e) => {
+                spool.note(&format!("checkout failed: {e}"));
+                return Err(Verdict::infrastructure(format!("checkout failed: {e}")));
+            }
+        };
+        let (src, creds) = (Source::of(&self.spec), self.creds.clone());
+        let checkout =
+            tokio::task::spawn_blocking(move || vcs.checkout(&src, &dest, creds.as_ref())).await;
         match checkout {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {

@@ -227,11 +227,17 @@ async fn once(
                 match m {
                     C::Welcome(_) => {}
                     C::Offer(o) => {
-                        let spec = kha_core::JobSpec::from(o.spec.unwrap_or_default());
                         let reject = |kind: RejectReason, reason: String| {
                             let mut r = Reject { job_id: o.job_id, epoch: o.epoch, reason, kind: 0 };
                             r.set_kind(kind);
                             B::Reject(r)
+                        };
+                        let spec = match kha_core::JobSpec::try_from(o.spec.unwrap_or_default()) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                send(reject(RejectReason::CannotRun, e));
+                                continue;
+                            }
                         };
                         if local.draining {
                             send(reject(RejectReason::CannotRun, "draining".into()));

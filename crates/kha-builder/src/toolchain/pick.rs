@@ -166,7 +166,7 @@ mod tests {
         let a_foreign = format!("arch={fl}");
         let no_both = format!(
             "no single image here has {a_foreign} and rust=stable: image default is arch={nl}; \
-             image trixie is arch={nl}; image arm has no rust=stable; image broken: no binfmt handler for qemu"
+             image arm has no rust=stable; image broken: no binfmt handler for qemu; image trixie is arch={nl}"
         );
         let cases: Vec<(Vec<&str>, &str, Want)> = vec![
             // Nothing asked: the default image.

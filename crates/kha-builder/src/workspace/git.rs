@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{CheckoutError, Credentials, Vcs};
+use super::{CheckoutError, Credentials, Source, Vcs};
 
 /// Checkouts from git repositories, through a mirror per URL.
 pub struct Git {
@@ -92,11 +92,11 @@ impl Vcs for Git {
 
     fn checkout(
         &self,
-        url: &str,
-        commit: &str,
+        src: &Source,
         dest: &Path,
         creds: Option<&Credentials>,
     ) -> Result<(), CheckoutError> {
+        let (url, commit) = (src.url.as_str(), src.revision.as_str());
         let oid = Oid::from_str(commit).map_err(|_| CheckoutError::NoRevision(commit.into()))?;
         let mirror = self.mirror(url, oid, creds)?;
         let mirror_url = mirror.to_string_lossy().to_string();
@@ -196,7 +196,12 @@ mod tests {
         assert_eq!(vcs.kind(), "git");
 
         let dest = d.path().join("ws");
-        vcs.checkout(&url, &commit, &dest, None).unwrap();
+        let src = |revision: &str| Source {
+            url: url.clone(),
+            revision: revision.into(),
+            ..Source::default()
+        };
+        vcs.checkout(&src(&commit), &dest, None).unwrap();
         assert_eq!(
             std::fs::read_to_string(dest.join("file")).unwrap(),
             "hello\n"
@@ -208,7 +213,7 @@ mod tests {
 
         let missing = "0123456789012345678901234567890123456789";
         let err = vcs
-            .checkout(&url, missing, &d.path().join("ws2"), None)
+            .checkout(&src(missing), &d.path().join("ws2"), None)
             .unwrap_err();
         assert!(
             matches!(err, CheckoutError::NoRevision(ref c) if c == missing),

@@ -8,6 +8,7 @@ pub mod git;
 
 pub use git::Git;
 
+use kha_core::spec::VcsKind;
 use kha_core::Secret;
 use std::fmt;
 use std::path::Path;
@@ -45,15 +46,65 @@ pub trait Vcs: Send + Sync + 'static {
     /// Its name ("git").
     fn kind(&self) -> &'static str;
 
-    /// Fetches `revision` (a commit id, a revision number: whatever names
-    /// one exact state in this system) of the repository at `url` and
-    /// checks it out into `dest`, which must not exist. `creds` are for a
-    /// private repository. Blocking.
+    /// Fetches `src.revision` (a commit id, a revision number: whatever
+    /// names one exact state in this system) and checks it out into
+    /// `dest`, which must not exist. `creds` are for a private repository.
+    /// Blocking.
     fn checkout(
         &self,
-        url: &str,
-        revision: &str,
+        src: &Source,
         dest: &Path,
         creds: Option<&Credentials>,
     ) -> Result<(), CheckoutError>;
+}
+
+/// What to check out, from the job's spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    /// The repository (git, svn: its URL; cvs: the CVSROOT).
+    pub url: String,
+    /// The branch the build is of (svn: mapped to a path by the layout;
+    /// cvs: the branch tag, or HEAD).
+    pub branch: String,
+    /// The one exact state: a commit id, a revision number, a timestamp.
+    pub revision: String,
+    /// svn: the branch's path in the repository; cvs: the module.
+    pub module: String,
+}
+
+impl Source {
+    pub fn of(spec: &kha_core::JobSpec) -> Source {
+        Source {
+            url: spec.repo_url.clone(),
+            branch: spec.branch.clone(),
+            revision: spec.commit.clone(),
+            module: spec.module.clone(),
+        }
+    }
+}
+
+/// The version control systems this builder checks out from, by kind.
+pub struct Systems {
+    git: std::sync::Arc<dyn Vcs>,
+}
+
+impl Systems {
+    /// Keeps their caches under `data_dir`.
+    pub fn new(data_dir: &Path) -> Systems {
+        Systems {
+            git: std::sync::Arc::new(Git::new(data_dir.join("mirrors"))),
+        }
+    }
+
+    /// The system a job's spec names, or why this builder cannot check
+    /// it out.
+    pub fn get(&self, kind: VcsKind) -> Result<std::sync::Arc<dyn Vcs>, CheckoutError> {
+        match kind {
+            VcsKind::Git => Ok(self.git.clone()),
+            other => Err(CheckoutError::Vcs {
+                vcs: other.as_str(),
+                msg: "this builder cannot check it out yet".into(),
+            }),
+        }
+    }
 }

@@ -224,7 +224,10 @@ impl From<TriggerError> for ApiError {
             TriggerError::Vcs(e @ (VcsError::NoBranch(_) | VcsError::NoCommit(_))) => {
                 ApiError::NotFound(e.to_string())
             }
-            TriggerError::Vcs(e @ VcsError::Fetch { .. }) => ApiError::Unavailable(e.to_string()),
+            TriggerError::Vcs(e @ (VcsError::Fetch { .. } | VcsError::Client { .. })) => {
+                ApiError::Unavailable(e.to_string())
+            }
+            TriggerError::Vcs(e @ VcsError::Unsupported(_)) => ApiError::Invalid(e.to_string()),
             TriggerError::Sched(e) => e.into(),
             TriggerError::Store(e) => e.into(),
             e => ApiError::Internal(e.to_string()),

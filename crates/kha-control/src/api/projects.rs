@@ -4,6 +4,7 @@ use super::{audit, views, ApiError, Principal};
 use crate::app::App;
 use crate::auth;
 use crate::store::records::{self, Credentials, Secret};
+use kha_core::spec::VcsKind;
 use kha_core::view::{self, Role};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,12 @@ pub struct NewProject {
     pub credential_password: String,
     /// Only people with a role on it see it.
     pub private: bool,
+    /// "git", "svn" or "cvs"; empty: detected from the URL.
+    #[serde(default)]
+    pub vcs: String,
+    /// cvs: the module to build.
+    #[serde(default)]
+    pub module: String,
 }
 
 /// Adds a project; the answer carries its webhook secret, shown only here.
@@ -55,6 +62,25 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
             r.name
         )));
     }
+    let vcs = match r.vcs.trim() {
+        "" => crate::vcs::detect(&r.repo_url),
+        k => k.parse().map_err(ApiError::Invalid)?,
+    };
+    let module = r.module.trim().to_string();
+    match vcs {
+        VcsKind::Cvs if module.is_empty() => {
+            return Err(ApiError::Invalid(
+                "a CVS project needs its module: give --module".into(),
+            ))
+        }
+        VcsKind::Cvs => crate::vcs::cvs_module_ok(&module).map_err(ApiError::Invalid)?,
+        _ if !module.is_empty() => {
+            return Err(ApiError::Invalid(format!(
+                "--module is for CVS projects; this one is {vcs}"
+            )))
+        }
+        _ => {}
+    }
     let credentials = (!r.credential_username.is_empty() || !r.credential_password.is_empty())
         .then(|| Credentials {
             username: r.credential_username.clone(),
@@ -62,7 +88,7 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
         });
     let default_branch = if r.default_branch.is_empty() {
         let (m, n, u, c) = (
-            app.vcs.clone(),
+            app.vcs.get(vcs, &module),
             r.name.clone(),
             r.repo_url.clone(),
             credentials.clone(),
@@ -104,6 +130,8 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
         webhook_secret: auth::new_token("khaw_"),
         credentials,
         private: r.private,
+        vcs,
+        module,
     };
     if !app.store.add_project(&p)? {
         return Err(exists());

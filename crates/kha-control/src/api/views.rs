@@ -23,6 +23,8 @@ pub fn project(p: records::Project) -> view::Project {
         github_repo: p.github_repo,
         webhook_secret: String::new(),
         private: p.private,
+        vcs: p.vcs,
+        module: p.module,
     }
 }
 

@@ -90,6 +90,8 @@ impl AdminService for AdminSvc {
             credential_username: r.credential_username,
             credential_password: r.credential_password,
             private: r.private,
+            vcs: r.vcs,
+            module: r.module,
         };
         let p = api::projects::add(&self.app, &who, new).await?;
         Ok(Response::new(p.into()))

@@ -432,6 +432,8 @@ mod tests {
             credentials: None,
             private: false,
             notify: Default::default(),
+            vcs: Default::default(),
+            module: String::new(),
         }
     }
 

@@ -297,6 +297,9 @@ pub fn job_spec(job: &Job) -> agent::JobSpec {
         env: job.spec.env.clone(),
         timeout_secs: job.spec.timeout_secs,
         image: job.spec.image.clone(),
+        vcs: job.spec.vcs.wire_name().into(),
+        module: job.spec.module.clone(),
+        requires: job.requires.to_vec(),
         ..Default::default()
     };
     let mut phases = kha_core::travis::Phases::default();

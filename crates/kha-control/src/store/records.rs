@@ -38,6 +38,12 @@ pub struct Project {
     /// `.travis.yml`'s: channel key → its value as YAML (`kha project notify`).
     #[serde(default)]
     pub notify: BTreeMap<String, String>,
+    /// The version control system `repo_url` names.
+    #[serde(default)]
+    pub vcs: kha_core::spec::VcsKind,
+    /// CVS: the module built.
+    #[serde(default)]
+    pub module: String,
 }
 
 pub use kha_core::Secret;
@@ -162,6 +168,11 @@ pub struct JobSpec {
     pub env: Vec<String>,
     pub timeout_secs: u64,
     pub image: String,
+    #[serde(default)]
+    pub vcs: kha_core::spec::VcsKind,
+    /// CVS: the module.
+    #[serde(default)]
+    pub module: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

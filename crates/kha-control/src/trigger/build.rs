@@ -114,6 +114,8 @@ impl Triggerer {
             env: vec![],
             timeout_secs: project.timeout_secs,
             image: project.image.clone(),
+            vcs: project.vcs,
+            module: project.module.clone(),
         };
         let new_job = |id,
                        number,

@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::notify::hooks::Hooks;
 use crate::scheduler::{SchedError, Scheduler};
 use crate::store::records::{Branch, Build, Project};
-use crate::vcs::{Vcs, VcsError};
+use crate::vcs::{Systems, VcsError};
 use kha_core::{travis, BuildState};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -81,14 +81,14 @@ pub enum Triggered {
 
 pub struct Triggerer {
     pub sched: Arc<Scheduler>,
-    pub vcs: Arc<dyn Vcs>,
+    pub vcs: Arc<Systems>,
     /// The pre-build hook, asked before each build is created.
     hooks: Hooks,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Triggerer {
-    pub fn new(sched: Arc<Scheduler>, vcs: Arc<dyn Vcs>) -> Triggerer {
+    pub fn new(sched: Arc<Scheduler>, vcs: Arc<Systems>) -> Triggerer {
         Triggerer {
             hooks: Hooks::new(&sched.cfg.notify),
             sched,
@@ -107,7 +107,7 @@ impl Triggerer {
         project: &Project,
         req: &Request,
     ) -> Result<Triggered, TriggerError> {
-        let (m, p, r) = (self.vcs.clone(), project.clone(), req.clone());
+        let (m, p, r) = (self.vcs.for_project(project), project.clone(), req.clone());
         let resolved = tokio::task::spawn_blocking(move || {
             if r.fetch {
                 m.resolve(

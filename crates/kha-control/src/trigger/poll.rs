@@ -50,7 +50,7 @@ pub async fn poll(
     p: &Project,
 ) -> Result<usize, crate::trigger::TriggerError> {
     let (m, url, creds) = (
-        triggers.vcs.clone(),
+        triggers.vcs.for_project(p),
         p.repo_url.clone(),
         p.credentials.clone(),
     );
@@ -96,7 +96,7 @@ pub async fn poll(
         return Ok(0);
     }
     let (m, name, url, creds) = (
-        triggers.vcs.clone(),
+        triggers.vcs.for_project(p),
         p.name.clone(),
         p.repo_url.clone(),
         p.credentials.clone(),

@@ -1,11 +1,14 @@
 //! Version control on the control node, behind the [`Vcs`] seam: what a
 //! trigger and the poller need of a repository (its heads, a fetch, a
-//! commit resolved with its message and `.travis.yml`). Git is the one
-//! implementation ([`Mirrors`]: a bare mirror per project, fetched before a
-//! build is set up); Subversion and CVS plug in here. All of it is
-//! blocking; callers run it on the blocking pool.
+//! commit resolved with its message and `.travis.yml`). [`Systems`] hands
+//! out the implementation a project's kind names: git ([`Mirrors`]: a bare
+//! mirror per project, fetched before a build is set up), Subversion and
+//! CVS. All of it is blocking; callers run it on the blocking pool.
 
-use crate::store::records::Credentials;
+use crate::store::records::{Credentials, Project};
+use kha_core::spec::VcsKind;
+use std::path::Path;
+use std::sync::Arc;
 
 use git2::{Cred, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
 use std::collections::BTreeMap;
@@ -22,6 +25,110 @@ pub enum VcsError {
     NoCommit(String),
     #[error("git: {0}")]
     Git(#[from] git2::Error),
+    #[error("{0} projects are not supported by this control node")]
+    Unsupported(VcsKind),
+    /// Any other failure of a version control system's client.
+    #[error("{vcs}: {msg}")]
+    Client { vcs: VcsKind, msg: String },
+}
+
+/// The version control systems of this control node, by kind.
+pub struct Systems {
+    git: Arc<Mirrors>,
+}
+
+impl Systems {
+    /// Keeps their local copies under `data`.
+    pub fn new(data: &Path) -> Systems {
+        Systems {
+            git: Arc::new(Mirrors::new(data.join("mirrors"))),
+        }
+    }
+
+    /// The system `kind` (CVS: of `module`).
+    pub fn get(&self, kind: VcsKind, _module: &str) -> Arc<dyn Vcs> {
+        match kind {
+            VcsKind::Git => self.git.clone(),
+            other => Arc::new(Unsupported(other)),
+        }
+    }
+
+    /// The system a project's code lives in.
+    pub fn for_project(&self, p: &Project) -> Arc<dyn Vcs> {
+        self.get(p.vcs, &p.module)
+    }
+}
+
+/// The kind a repository URL names when `--vcs` is not given: `svn://` and
+/// `svn+ssh://` are Subversion, a CVSROOT (`:pserver:…`, `:ext:…`,
+/// `:local:…`) is CVS, anything else git.
+pub fn detect(url: &str) -> VcsKind {
+    let url = url.trim();
+    if url.starts_with("svn://") || url.starts_with("svn+") {
+        VcsKind::Svn
+    } else if url.starts_with(':') {
+        VcsKind::Cvs
+    } else {
+        VcsKind::Git
+    }
+}
+
+/// A CVS module name: a path inside the repository, never an option or a
+/// way out of it.
+pub fn cvs_module_ok(m: &str) -> Result<(), String> {
+    let bad = m.starts_with('-')
+        || m.starts_with('/')
+        || m.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+        || m.chars().any(|c| c.is_control() || c.is_whitespace());
+    if bad {
+        Err(format!(
+            "CVS module {m:?}: give a path inside the repository (no spaces, '..' or leading '-' or '/')"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A kind this control node has no implementation of.
+struct Unsupported(VcsKind);
+
+impl Vcs for Unsupported {
+    fn list_remote(
+        &self,
+        _url: &str,
+        _creds: Option<&Credentials>,
+    ) -> Result<BTreeMap<String, String>, VcsError> {
+        Err(VcsError::Unsupported(self.0))
+    }
+    fn fetch(&self, _p: &str, _url: &str, _c: Option<&Credentials>) -> Result<(), VcsError> {
+        Err(VcsError::Unsupported(self.0))
+    }
+    fn default_branch(
+        &self,
+        _p: &str,
+        _url: &str,
+        _c: Option<&Credentials>,
+    ) -> Result<String, VcsError> {
+        Err(VcsError::Unsupported(self.0))
+    }
+    fn resolve(
+        &self,
+        _p: &str,
+        _url: &str,
+        _branch: &str,
+        _commit: Option<&str>,
+        _c: Option<&Credentials>,
+    ) -> Result<Resolved, VcsError> {
+        Err(VcsError::Unsupported(self.0))
+    }
+    fn resolve_local(
+        &self,
+        _p: &str,
+        _branch: &str,
+        _commit: Option<&str>,
+    ) -> Result<Resolved, VcsError> {
+        Err(VcsError::Unsupported(self.0))
+    }
 }
 
 /// A commit picked for a build.
@@ -298,4 +405,33 @@ fn callbacks(creds: Option<&Credentials>) -> RemoteCallbacks<'static> {
 /// Is `s` a plausible full commit id?
 pub fn is_full_oid(s: &str) -> bool {
     s.len() == 40 && Oid::from_str(s).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_detected_from_urls() {
+        for (url, kind) in [
+            ("svn://127.0.0.1/repo", VcsKind::Svn),
+            ("svn+ssh://host/repo", VcsKind::Svn),
+            (":pserver:anon@cvs.example.org:/cvsroot", VcsKind::Cvs),
+            (":local:/srv/cvs", VcsKind::Cvs),
+            ("https://github.com/o/r.git", VcsKind::Git),
+            ("/srv/git/r.git", VcsKind::Git),
+        ] {
+            assert_eq!(detect(url), kind, "{url}");
+        }
+    }
+
+    #[test]
+    fn cvs_modules() {
+        for ok in ["mod", "a/b", "a-b_c.d"] {
+            assert!(cvs_module_ok(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-d", "/etc", "a/../b", "a b", "a//b", "."] {
+            assert!(cvs_module_ok(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -241,6 +241,14 @@ impl Executor for LxcExecutor {
             .collect()
     }
 
+    fn mount_problem(&self, path: &Path) -> Option<String> {
+        let ids = match IdMap::for_host() {
+            Ok(ids) => ids,
+            Err(e) => return Some(e.to_string()),
+        };
+        check_searchable(path, ids).err().map(|e| e.to_string())
+    }
+
     fn command(&self, run: &JobRun) -> Result<Command, ExecError> {
         if !valid_name(&run.name, 200) {
             return Err(setup(format!("invalid run name {:?}", run.name)));

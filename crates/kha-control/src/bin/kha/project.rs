@@ -14,10 +14,18 @@ use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum ProjectCmd {
-    /// Add a project: a name and a git URL.
+    /// Add a project: a name and its repository (a git or Subversion URL,
+    /// or a CVSROOT with --module).
     Add {
         name: String,
         repo_url: String,
+        /// Version control system: git, svn or cvs (default: from the URL;
+        /// svn:// is svn, a CVSROOT such as :pserver:… is cvs, else git).
+        #[arg(long)]
+        vcs: Option<String>,
+        /// CVS: the module to build.
+        #[arg(long)]
+        module: Option<String>,
         /// Branch built by default (default: master or main).
         #[arg(long)]
         branch: Option<String>,
@@ -163,6 +171,8 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             username,
             password_file,
             private,
+            vcs,
+            module,
         } => {
             let password = match &password_file {
                 Some(f) => std::fs::read_to_string(f)
@@ -185,15 +195,23 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
                 credential_username: username.unwrap_or_default(),
                 credential_password: password,
                 private,
+                vcs: vcs.unwrap_or_default(),
+                module: module.unwrap_or_default(),
             });
             let p = wire::project(ctx.client.add_project(r).await?.into_inner());
             if ctx.json {
                 print_json(&p);
             } else {
                 out!(
-                    "added project {} ({}, branch {}{})",
+                    "added project {} ({} {}{}, branch {}{})",
                     p.name,
+                    p.vcs,
                     p.repo_url,
+                    if p.module.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" module {}", p.module)
+                    },
                     p.default_branch,
                     if p.private { ", private" } else { "" }
                 );
@@ -357,7 +375,7 @@ fn show(p: &kha_core::view::Project) {
     } else {
         format!("every {}s", p.poll_interval_secs)
     };
-    let rows = [
+    let mut rows = vec![
         ("name", p.name.clone()),
         ("repository", p.repo_url.clone()),
         ("branch", p.default_branch.clone()),
@@ -392,7 +410,11 @@ fn show(p: &kha_core::view::Project) {
             if p.has_credentials { "stored" } else { "none" }.into(),
         ),
         ("visibility", visibility(p.private).into()),
+        ("vcs", p.vcs.to_string()),
     ];
+    if !p.module.is_empty() {
+        rows.push(("module", p.module.clone()));
+    }
     for (k, v) in rows {
         out!("{:<13}{v}", format!("{k}:"));
     }
