@@ -193,8 +193,8 @@ fn a_job_asking_for_a_missing_toolchain_or_arch_waits_and_says_why() {
             .collect();
         (d.len() == 2 && d.iter().all(|r| !r.is_empty())).then_some(d)
     });
-    assert_eq!(reasons[0], "no connected builder offers otp_release=99", "{reasons:?}");
-    assert_eq!(reasons[1], "no connected builder offers arch=s390x", "{reasons:?}");
+    assert_eq!(reasons[0], "waiting: no connected builder offers otp_release=99", "{reasons:?}");
+    assert_eq!(reasons[1], "waiting: no connected builder offers arch=s390x", "{reasons:?}");
     let shown = c.kha_ok(&["build", "show", &id.to_string()]);
     assert!(shown.contains("no connected builder offers otp_release=99"), "{shown}");
     let token = format!("Bearer {}", c.admin_token());
@@ -204,4 +204,31 @@ fn a_job_asking_for_a_missing_toolchain_or_arch_waits_and_says_why() {
     assert!(body.contains("no connected builder offers arch=s390x"), "{body}");
     let b = c.build(id);
     assert!(b["jobs"].as_array().unwrap().iter().all(|j| j["state"] == "queued"), "{b}");
+}
+
+/// The builder offers `arch=aarch64` (its arm64 image) and
+/// `otp_release=25` (the default image's Erlang), but no one image has
+/// both: it refuses the job, and the job waits with the builder's reason.
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
+#[cfg_attr(kha_skip_images, ignore = "the test images are not cached: run deploy/test-images.sh")]
+#[cfg_attr(kha_skip_erlang, ignore = "no Debian erlang-nox and rebar3 on this host")]
+#[test]
+fn a_job_no_single_image_can_run_is_refused_with_the_reason() {
+    let repo = Repo::with_travis_yml(
+        "language: erlang\notp_release: 25\narch: arm64\ninstall: true\nscript: true\n",
+    );
+    let c = cluster(&repo, &["arm64"], "[toolchains]\ndiscover = false\n");
+    let id = c.trigger("demo", None);
+    let want = "every builder that could run it refused it: no single image here has \
+                arch=aarch64 and otp_release=25: image default is arch=x86_64; \
+                image arm64 has no otp_release=25";
+    let detail = wait_for("the refusal", Duration::from_secs(30), || {
+        let b = c.build(id);
+        let d = b["jobs"][0]["detail"].as_str()?.to_string();
+        d.contains("refused").then_some(d)
+    });
+    assert_eq!(detail, format!("waiting: {want}"));
+    let shown = c.kha_ok(&["build", "show", &id.to_string()]);
+    assert!(shown.contains(want), "{shown}");
+    assert_eq!(c.build(id)["jobs"][0]["state"], "queued");
 }

@@ -34,7 +34,7 @@ use crate::store::{Store, StoreError};
 use kha_core::lease::LeaseError;
 use kha_core::{Clock, Epoch, JobId, Labels, Lease, LeaseTable, Millis};
 use kha_proto::agent::{self, control_message::Msg, ControlMessage};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

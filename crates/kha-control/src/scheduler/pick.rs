@@ -12,7 +12,7 @@
 
 use super::Queued;
 use kha_core::{JobId, Labels};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// What the pick needs to know of a connected builder.
 #[derive(Debug, Clone, Copy)]
