@@ -81,7 +81,10 @@ fn main() {
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".rustup")));
     let stable = rustup.map(|r| {
         r.join("toolchains")
-            .join(format!("stable-{}-unknown-linux-gnu", std::env::consts::ARCH))
+            .join(format!(
+                "stable-{}-unknown-linux-gnu",
+                std::env::consts::ARCH
+            ))
             .join("bin/rustc")
     });
     if !stable.is_some_and(|s| s.is_file()) {

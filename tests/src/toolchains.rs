@@ -99,14 +99,14 @@ pub fn make_kerl_installation(parent: &Path) -> PathBuf {
     assert!(st.success(), "copying /usr/lib/erlang");
     let d = dir.to_str().expect("utf-8 path");
     let mut scripts = vec![dir.join("bin/erl"), dir.join("bin/start")];
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+    for e in std::fs::read_dir(&dir).expect("the copy").flatten() {
         if e.file_name().to_string_lossy().starts_with("erts-") {
             scripts.push(e.path().join("bin/erl"));
             scripts.push(e.path().join("bin/start"));
         }
     }
     for s in scripts.iter().filter(|s| s.is_file()) {
-        let text = std::fs::read_to_string(s).unwrap();
+        let text = std::fs::read_to_string(s).expect("an erl script");
         let text = text
             .lines()
             .map(|l| match l.trim_start().strip_prefix("ROOTDIR=") {
@@ -115,9 +115,9 @@ pub fn make_kerl_installation(parent: &Path) -> PathBuf {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        std::fs::write(s, text + "\n").unwrap();
+        std::fs::write(s, text + "\n").expect("rewrite an erl script");
     }
-    std::fs::write(dir.join("activate"), kerl_activate(d)).unwrap();
+    std::fs::write(dir.join("activate"), kerl_activate(d)).expect("write activate");
     dir
 }
 
@@ -126,9 +126,10 @@ pub fn host_rust_toolchain() -> Option<PathBuf> {
     let home = std::env::var_os("RUSTUP_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))?;
-    let dir = home
-        .join("toolchains")
-        .join(format!("stable-{}-unknown-linux-gnu", std::env::consts::ARCH));
+    let dir = home.join("toolchains").join(format!(
+        "stable-{}-unknown-linux-gnu",
+        std::env::consts::ARCH
+    ));
     dir.join("bin/rustc").is_file().then_some(dir)
 }
 
@@ -138,7 +139,7 @@ pub fn host_rust_toolchain() -> Option<PathBuf> {
 pub fn link_rust_toolchain(parent: &Path) -> PathBuf {
     let src = host_rust_toolchain().expect("a stable rustup toolchain on this host");
     let dest = parent.join("toolchains");
-    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::create_dir_all(&dest).expect("toolchains dir");
     let st = Command::new("cp")
         .arg("-al")
         .arg(&src)

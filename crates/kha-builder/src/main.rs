@@ -203,7 +203,9 @@ async fn main() -> anyhow::Result<()> {
         // Foreign images run under qemu: its handlers must be registered
         // before the labels say arch=….
         for e in lxc::entries(&images) {
-            let Some(arch) = e.meta.ok().and_then(|m| m.arch()) else { continue };
+            let Some(arch) = e.meta.ok().and_then(|m| m.arch()) else {
+                continue;
+            };
             if !arch.is_native() {
                 if let Err(why) = lxc::binfmt::ensure(arch.qemu) {
                     tracing::warn!(image = %e.name, reason = %why, "emulation not available");
@@ -271,14 +273,21 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn print_images(images: &std::path::Path) {
-    println!("{:<20} {:<6} {:<10} {:<8} {:>9}  STATE", "NAME", "KIND", "SUITE", "ARCH", "SIZE");
+    println!(
+        "{:<20} {:<6} {:<10} {:<8} {:>9}  STATE",
+        "NAME", "KIND", "SUITE", "ARCH", "SIZE"
+    );
     let ex = lxc::LxcExecutor::new(images.to_path_buf(), std::path::PathBuf::new());
     let inventory = ex.images();
     for e in lxc::entries(images) {
         let (kind, suite, arch) = match &e.meta {
             Ok(m) => (
                 format!("{:?}", m.kind).to_lowercase(),
-                if m.suite.is_empty() { "-".to_string() } else { m.suite.clone() },
+                if m.suite.is_empty() {
+                    "-".to_string()
+                } else {
+                    m.suite.clone()
+                },
                 m.arch.clone(),
             ),
             Err(_) => ("?".into(), "?".into(), "?".into()),
@@ -289,16 +298,28 @@ fn print_images(images: &std::path::Path) {
             .and_then(|i| i.unusable.clone())
             .unwrap_or_else(|| "usable".into());
         let mib = lxc::disk_usage(&e.dir.join("rootfs")) as f64 / (1024.0 * 1024.0);
-        println!("{:<20} {:<6} {:<10} {:<8} {:>7.1}Mi  {state}", e.name, kind, suite, arch, mib);
+        println!(
+            "{:<20} {:<6} {:<10} {:<8} {:>7.1}Mi  {state}",
+            e.name, kind, suite, arch, mib
+        );
     }
 }
 
 fn print_toolchains(cfg: &Config, ex: &dyn Executor) {
     use kha_builder::toolchain::discover;
-    println!("{:<12} {:<36} {:<16} {:<40} LABELS", "KIND", "NAME", "VERSION", "PATH");
+    println!(
+        "{:<12} {:<36} {:<16} {:<40} LABELS",
+        "KIND", "NAME", "VERSION", "PATH"
+    );
     let host = discover::host(&cfg.toolchains);
     let row = |kind: &str, t: &kha_builder::toolchain::Toolchain| {
-        println!("{kind:<12} {:<36} {:<16} {:<40} {}", t.name, t.version, t.path.display(), t.label());
+        println!(
+            "{kind:<12} {:<36} {:<16} {:<40} {}",
+            t.name,
+            t.version,
+            t.path.display(),
+            t.label()
+        );
     };
     for t in &host {
         row(t.kind.word(), t);

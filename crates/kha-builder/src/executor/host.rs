@@ -45,7 +45,9 @@ impl Executor for HostExecutor {
             arch,
             about: "the host itself, host executor".into(),
             unusable: None,
-            toolchains: crate::toolchain::otp::in_rootfs(std::path::Path::new("/")).into_iter().collect(),
+            toolchains: crate::toolchain::otp::in_rootfs(std::path::Path::new("/"))
+                .into_iter()
+                .collect(),
         }]
     }
 

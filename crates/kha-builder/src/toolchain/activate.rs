@@ -17,10 +17,19 @@ pub fn mounts(choice: &Choice) -> Vec<PathBuf> {
 /// `describe` is the image as the log shows it (`debian trixie, amd64`).
 pub fn prelude(choice: &Choice, describe: &str) -> String {
     let mut s = String::new();
-    let say = |s: &mut String, line: String| s.push_str(&format!("printf '%s\\n' {}\n", quote(&line)));
+    let say =
+        |s: &mut String, line: String| s.push_str(&format!("printf '%s\\n' {}\n", quote(&line)));
     say(&mut s, format!("kha: image {} ({describe})", choice.image));
     for t in &choice.inside {
-        say(&mut s, format!("kha: {} {}: the image's own, {}", t.key, t.version, t.path.display()));
+        say(
+            &mut s,
+            format!(
+                "kha: {} {}: the image's own, {}",
+                t.key,
+                t.version,
+                t.path.display()
+            ),
+        );
     }
     for t in &choice.activate {
         activate(&mut s, t, say);
@@ -34,7 +43,13 @@ fn activate(s: &mut String, t: &Toolchain, say: impl Fn(&mut String, String)) {
     match t.kind {
         Kind::Kerl if t.path.join("activate").is_file() => {
             let act = format!("{path}/activate");
-            say(s, format!("kha: {} {}: kerl installation {} at {path}, activated with . {act}", t.key, t.version, t.name));
+            say(
+                s,
+                format!(
+                    "kha: {} {}: kerl installation {} at {path}, activated with . {act}",
+                    t.key, t.version, t.name
+                ),
+            );
             s.push_str(&format!(". {}\n", quote(&act)));
         }
         kind => {
@@ -42,7 +57,13 @@ fn activate(s: &mut String, t: &Toolchain, say: impl Fn(&mut String, String)) {
                 Kind::Kerl => "kerl installation",
                 _ => "rustup toolchain",
             };
-            say(s, format!("kha: {} {}: {what} {} at {path}, {bin} first on PATH", t.key, t.version, t.name));
+            say(
+                s,
+                format!(
+                    "kha: {} {}: {what} {} at {path}, {bin} first on PATH",
+                    t.key, t.version, t.name
+                ),
+            );
             s.push_str(&format!("PATH={}:\"$PATH\"; export PATH\n", quote(&bin)));
         }
     }
@@ -60,16 +81,31 @@ mod tests {
         std::fs::create_dir_all(&kerl).unwrap();
         std::fs::write(kerl.join("activate"), "").unwrap();
         let t = |kind, key, name: &str, path: PathBuf| Toolchain {
-            kind, key, name: name.into(), version: "9.9".into(), path, values: vec!["9.9".into()],
+            kind,
+            key,
+            name: name.into(),
+            version: "9.9".into(),
+            path,
+            values: vec!["9.9".into()],
         };
         let choice = Choice {
             image: "trixie".into(),
             arch: Arch::native().unwrap(),
             activate: vec![
                 t(Kind::Kerl, OTP_KEY, "25.2.3", kerl.clone()),
-                t(Kind::Rustup, RUST_KEY, "stable", PathBuf::from("/opt/rust/it's")),
+                t(
+                    Kind::Rustup,
+                    RUST_KEY,
+                    "stable",
+                    PathBuf::from("/opt/rust/it's"),
+                ),
             ],
-            inside: vec![t(Kind::Image, OTP_KEY, "debian", PathBuf::from("/usr/lib/erlang"))],
+            inside: vec![t(
+                Kind::Image,
+                OTP_KEY,
+                "debian",
+                PathBuf::from("/usr/lib/erlang"),
+            )],
         };
         let k = kerl.display();
         assert_eq!(

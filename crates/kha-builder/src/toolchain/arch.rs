@@ -17,17 +17,61 @@ pub struct Arch {
 
 /// Debian's release architectures (and a few ports qemu-user runs).
 pub const ARCHES: &[Arch] = &[
-    Arch { debian: "amd64", label: "x86_64", qemu: "x86_64" },
-    Arch { debian: "arm64", label: "aarch64", qemu: "aarch64" },
-    Arch { debian: "armhf", label: "arm", qemu: "arm" },
-    Arch { debian: "armel", label: "arm", qemu: "arm" },
-    Arch { debian: "i386", label: "x86", qemu: "i386" },
-    Arch { debian: "ppc64el", label: "powerpc64", qemu: "ppc64le" },
-    Arch { debian: "s390x", label: "s390x", qemu: "s390x" },
-    Arch { debian: "riscv64", label: "riscv64", qemu: "riscv64" },
-    Arch { debian: "mips64el", label: "mips64", qemu: "mips64el" },
-    Arch { debian: "mipsel", label: "mips", qemu: "mipsel" },
-    Arch { debian: "loong64", label: "loongarch64", qemu: "loongarch64" },
+    Arch {
+        debian: "amd64",
+        label: "x86_64",
+        qemu: "x86_64",
+    },
+    Arch {
+        debian: "arm64",
+        label: "aarch64",
+        qemu: "aarch64",
+    },
+    Arch {
+        debian: "armhf",
+        label: "arm",
+        qemu: "arm",
+    },
+    Arch {
+        debian: "armel",
+        label: "arm",
+        qemu: "arm",
+    },
+    Arch {
+        debian: "i386",
+        label: "x86",
+        qemu: "i386",
+    },
+    Arch {
+        debian: "ppc64el",
+        label: "powerpc64",
+        qemu: "ppc64le",
+    },
+    Arch {
+        debian: "s390x",
+        label: "s390x",
+        qemu: "s390x",
+    },
+    Arch {
+        debian: "riscv64",
+        label: "riscv64",
+        qemu: "riscv64",
+    },
+    Arch {
+        debian: "mips64el",
+        label: "mips64",
+        qemu: "mips64el",
+    },
+    Arch {
+        debian: "mipsel",
+        label: "mips",
+        qemu: "mipsel",
+    },
+    Arch {
+        debian: "loong64",
+        label: "loongarch64",
+        qemu: "loongarch64",
+    },
 ];
 
 impl Arch {

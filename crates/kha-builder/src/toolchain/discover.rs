@@ -40,7 +40,9 @@ pub fn host(cfg: &ToolchainConfig) -> Vec<Toolchain> {
 }
 
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
 }
 
 /// kerl's installations: `kerl list installations` when kerl is on PATH,

@@ -41,7 +41,11 @@ pub fn installation(name: &str, path: &Path) -> Option<Toolchain> {
 /// The installations in a directory given in builder.toml: the directory
 /// itself if it is one, else each subdirectory that is, named after it.
 pub fn in_dir(dir: &Path) -> Vec<Toolchain> {
-    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
     if let Some(t) = installation(&name(dir), dir) {
         return vec![t];
     }

@@ -171,19 +171,47 @@ mod tests {
     #[test]
     fn labels_are_the_union_of_usable_images() {
         let native = Arch::native().unwrap();
-        let arm = Arch::find(if native.debian == "arm64" { "amd64" } else { "arm64" }).unwrap();
+        let arm = Arch::find(if native.debian == "arm64" {
+            "amd64"
+        } else {
+            "arm64"
+        })
+        .unwrap();
         let inv = Inventory {
             images: vec![
-                Image { name: "default".into(), about: String::new(), arch: native, unusable: None, toolchains: vec![otp(Kind::Image, "25.2.3")] },
-                Image { name: "trixie".into(), about: String::new(), arch: native, unusable: None, toolchains: vec![otp(Kind::Image, "27.3.4")] },
-                Image { name: "arm".into(), about: String::new(), arch: arm, unusable: Some("no handler".into()), toolchains: vec![otp(Kind::Image, "26.0")] },
+                Image {
+                    name: "default".into(),
+                    about: String::new(),
+                    arch: native,
+                    unusable: None,
+                    toolchains: vec![otp(Kind::Image, "25.2.3")],
+                },
+                Image {
+                    name: "trixie".into(),
+                    about: String::new(),
+                    arch: native,
+                    unusable: None,
+                    toolchains: vec![otp(Kind::Image, "27.3.4")],
+                },
+                Image {
+                    name: "arm".into(),
+                    about: String::new(),
+                    arch: arm,
+                    unusable: Some("no handler".into()),
+                    toolchains: vec![otp(Kind::Image, "26.0")],
+                },
             ],
             host: vec![otp(Kind::Kerl, "24.3")],
         };
         let l = inv.labels();
         for want in [
-            "image=default", "image=trixie", "otp_release=25", "otp_release=25.2.3", "otp_release=27",
-            "otp_release=24", "otp_release=24.3",
+            "image=default",
+            "image=trixie",
+            "otp_release=25",
+            "otp_release=25.2.3",
+            "otp_release=27",
+            "otp_release=24",
+            "otp_release=24.3",
         ] {
             assert!(l.contains(&want.to_string()), "{want} in {l:?}");
         }

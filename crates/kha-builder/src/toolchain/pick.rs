@@ -44,10 +44,18 @@ pub fn pick(inv: &Inventory, requires: &[String], spec_image: &str) -> Result<Ch
         .find(|(k, _)| *k == "image")
         .map(|(_, v)| *v)
         .filter(|v| !v.is_empty())
-        .unwrap_or(if spec_image.is_empty() { DEFAULT_IMAGE } else { spec_image });
+        .unwrap_or(if spec_image.is_empty() {
+            DEFAULT_IMAGE
+        } else {
+            spec_image
+        });
     let arch = reqs.iter().find(|(k, _)| *k == "arch").map(|(_, v)| *v);
     let keys = inv.toolchain_keys();
-    let tools: Vec<(&str, &str)> = reqs.iter().copied().filter(|(k, _)| keys.contains(k)).collect();
+    let tools: Vec<(&str, &str)> = reqs
+        .iter()
+        .copied()
+        .filter(|(k, _)| keys.contains(k))
+        .collect();
 
     let builders_choice = wanted == DEFAULT_IMAGE;
     let mut candidates: Vec<&Image> = inv
@@ -102,7 +110,10 @@ fn fits(
             return Err(format!("image {name} is arch={}", image.arch.label))
         }
         None if builders_choice && !image.arch.is_native() => {
-            return Err(format!("image {name} is emulated (arch={})", image.arch.label))
+            return Err(format!(
+                "image {name} is emulated (arch={})",
+                image.arch.label
+            ))
         }
         _ => {}
     }
@@ -113,7 +124,10 @@ fn fits(
         inside: vec![],
     };
     for (k, v) in tools {
-        let host = image.arch.is_native().then(|| inv.host.iter().find(|t| t.offers(k, v)));
+        let host = image
+            .arch
+            .is_native()
+            .then(|| inv.host.iter().find(|t| t.offers(k, v)));
         if let Some(Some(t)) = host {
             choice.activate.push(t.clone());
         } else if let Some(t) = image.toolchains.iter().find(|t| t.offers(k, v)) {
@@ -132,13 +146,30 @@ mod tests {
     use std::path::PathBuf;
 
     fn tc(kind: Kind, key: &'static str, name: &str, version: &str) -> Toolchain {
-        let mut values = if key == OTP_KEY { version_values(version) } else { vec![name.into(), version.into()] };
+        let mut values = if key == OTP_KEY {
+            version_values(version)
+        } else {
+            vec![name.into(), version.into()]
+        };
         values.dedup();
-        Toolchain { kind, name: name.into(), version: version.into(), path: PathBuf::from(format!("/t/{name}")), key, values }
+        Toolchain {
+            kind,
+            name: name.into(),
+            version: version.into(),
+            path: PathBuf::from(format!("/t/{name}")),
+            key,
+            values,
+        }
     }
 
     fn image(name: &str, arch: &str, tools: Vec<Toolchain>, unusable: Option<&str>) -> Image {
-        Image { name: name.into(), about: String::new(), arch: Arch::find(arch).unwrap(), unusable: unusable.map(Into::into), toolchains: tools }
+        Image {
+            name: name.into(),
+            about: String::new(),
+            arch: Arch::find(arch).unwrap(),
+            unusable: unusable.map(Into::into),
+            toolchains: tools,
+        }
     }
 
     /// Which image, which host toolchains activated, which found inside;
@@ -149,13 +180,36 @@ mod tests {
     fn table() {
         let native = Arch::native().unwrap().debian;
         let foreign = if native == "arm64" { "amd64" } else { "arm64" };
-        let (nl, fl) = (Arch::find(native).unwrap().label, Arch::find(foreign).unwrap().label);
+        let (nl, fl) = (
+            Arch::find(native).unwrap().label,
+            Arch::find(foreign).unwrap().label,
+        );
         let inv = Inventory {
             images: vec![
-                image("default", native, vec![tc(Kind::Image, OTP_KEY, "debian", "25.2.3")], None),
-                image("trixie", native, vec![tc(Kind::Image, OTP_KEY, "debian", "27.3.4")], None),
-                image("arm", foreign, vec![tc(Kind::Image, OTP_KEY, "debian", "25.2.3")], None),
-                image("broken", foreign, vec![], Some("no binfmt handler for qemu")),
+                image(
+                    "default",
+                    native,
+                    vec![tc(Kind::Image, OTP_KEY, "debian", "25.2.3")],
+                    None,
+                ),
+                image(
+                    "trixie",
+                    native,
+                    vec![tc(Kind::Image, OTP_KEY, "debian", "27.3.4")],
+                    None,
+                ),
+                image(
+                    "arm",
+                    foreign,
+                    vec![tc(Kind::Image, OTP_KEY, "debian", "25.2.3")],
+                    None,
+                ),
+                image(
+                    "broken",
+                    foreign,
+                    vec![],
+                    Some("no binfmt handler for qemu"),
+                ),
             ],
             host: vec![
                 tc(Kind::Kerl, OTP_KEY, "25.2.3", "25.2.3"),
@@ -170,32 +224,84 @@ mod tests {
         );
         let cases: Vec<(Vec<&str>, &str, Want)> = vec![
             // Nothing asked: the default image.
-            (vec!["os=linux", "image=default"], "", Ok(("default", &[], &[]))),
+            (
+                vec!["os=linux", "image=default"],
+                "",
+                Ok(("default", &[], &[])),
+            ),
             (vec![], "", Ok(("default", &[], &[]))),
             // A host toolchain first, even where the image has its own.
-            (vec!["image=default", "otp_release=25"], "", Ok(("default", &["25.2.3"], &[]))),
-            (vec!["otp_release=25.2.3", "rust=stable"], "", Ok(("default", &["25.2.3", "stable"], &[]))),
+            (
+                vec!["image=default", "otp_release=25"],
+                "",
+                Ok(("default", &["25.2.3"], &[])),
+            ),
+            (
+                vec!["otp_release=25.2.3", "rust=stable"],
+                "",
+                Ok(("default", &["25.2.3", "stable"], &[])),
+            ),
             (vec!["rust=1.95.0"], "", Ok(("default", &["stable"], &[]))),
             // What the default image lacks, another image has.
-            (vec!["image=default", "otp_release=27"], "", Ok(("trixie", &[], &["debian"]))),
-            (vec!["otp_release=27", "rust=stable"], "", Ok(("trixie", &["stable"], &["debian"]))),
+            (
+                vec!["image=default", "otp_release=27"],
+                "",
+                Ok(("trixie", &[], &["debian"])),
+            ),
+            (
+                vec!["otp_release=27", "rust=stable"],
+                "",
+                Ok(("trixie", &["stable"], &["debian"])),
+            ),
             // Another arch: only in its image, with its own toolchains.
-            (vec!["image=default", a_foreign.as_str()], "", Ok(("arm", &[], &[]))),
-            (vec![a_foreign.as_str(), "otp_release=25"], "", Ok(("arm", &[], &["debian"]))),
+            (
+                vec!["image=default", a_foreign.as_str()],
+                "",
+                Ok(("arm", &[], &[])),
+            ),
+            (
+                vec![a_foreign.as_str(), "otp_release=25"],
+                "",
+                Ok(("arm", &[], &["debian"])),
+            ),
             (vec![a_native.as_str()], "", Ok(("default", &[], &[]))),
             // A named image is that image, emulated or not.
             (vec!["image=arm"], "", Ok(("arm", &[], &[]))),
-            (vec!["image=trixie", "otp_release=25"], "", Ok(("trixie", &["25.2.3"], &[]))),
+            (
+                vec!["image=trixie", "otp_release=25"],
+                "",
+                Ok(("trixie", &["25.2.3"], &[])),
+            ),
             (vec![], "trixie", Ok(("trixie", &[], &[]))),
             (vec!["image=trixie"], "arm", Ok(("trixie", &[], &[]))),
             // Unknown keys are the builder's, not the image's.
-            (vec!["executor=lxc", "gpu=yes"], "", Ok(("default", &[], &[]))),
+            (
+                vec!["executor=lxc", "gpu=yes"],
+                "",
+                Ok(("default", &[], &[])),
+            ),
             // Why not.
-            (vec!["image=trixie", "otp_release=26"], "", Err("image trixie has no otp_release=26")),
+            (
+                vec!["image=trixie", "otp_release=26"],
+                "",
+                Err("image trixie has no otp_release=26"),
+            ),
             (vec!["image=nope"], "", Err("no image nope on this builder")),
-            (vec!["image=broken"], "", Err("image broken: no binfmt handler for qemu")),
-            (vec!["image=arm", "rust=stable"], "", Err("image arm has no rust=stable")),
-            (vec![a_foreign.as_str(), "rust=stable"], "", Err(no_both.as_str())),
+            (
+                vec!["image=broken"],
+                "",
+                Err("image broken: no binfmt handler for qemu"),
+            ),
+            (
+                vec!["image=arm", "rust=stable"],
+                "",
+                Err("image arm has no rust=stable"),
+            ),
+            (
+                vec![a_foreign.as_str(), "rust=stable"],
+                "",
+                Err(no_both.as_str()),
+            ),
         ];
         for (requires, spec_image, want) in cases {
             let requires: Vec<String> = requires.iter().map(|s| s.to_string()).collect();
@@ -203,7 +309,10 @@ mod tests {
             let got = match &got {
                 Ok(c) => Ok((
                     c.image.as_str(),
-                    c.activate.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+                    c.activate
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>(),
                     c.inside.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
                 )),
                 Err(e) => Err(e.as_str()),

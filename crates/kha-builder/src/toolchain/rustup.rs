@@ -70,7 +70,11 @@ pub fn in_dir(dir: &Path) -> Vec<Toolchain> {
         return vec![t];
     }
     let mut out: Vec<Toolchain> = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
     // Real directories first, so a symlink's name joins the real one.
     entries.sort_by_key(|e| (e.path().is_symlink(), e.file_name()));
     for entry in entries {
@@ -114,7 +118,11 @@ mod tests {
         for (name, arch, want) in [
             ("stable-x86_64-unknown-linux-gnu", "x86_64", Some("stable")),
             ("1.95.0-x86_64-unknown-linux-gnu", "x86_64", Some("1.95.0")),
-            ("nightly-2026-01-01-aarch64-unknown-linux-gnu", "aarch64", Some("nightly-2026-01-01")),
+            (
+                "nightly-2026-01-01-aarch64-unknown-linux-gnu",
+                "aarch64",
+                Some("nightly-2026-01-01"),
+            ),
             ("stable-aarch64-unknown-linux-gnu", "x86_64", None),
             ("stable", "x86_64", None),
         ] {
@@ -130,8 +138,16 @@ mod tests {
         std::fs::create_dir_all(stable.join("bin")).unwrap();
         std::fs::create_dir_all(stable.join("lib/rustlib")).unwrap();
         std::fs::write(stable.join("bin/rustc"), "").unwrap();
-        std::fs::write(stable.join(MANIFEST), "[pkg.rustc]\nversion = \"1.95.0 (x y)\"\n").unwrap();
-        std::os::unix::fs::symlink(&stable, dir.path().join(format!("1.95.0-{arch}-unknown-linux-gnu"))).unwrap();
+        std::fs::write(
+            stable.join(MANIFEST),
+            "[pkg.rustc]\nversion = \"1.95.0 (x y)\"\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            &stable,
+            dir.path().join(format!("1.95.0-{arch}-unknown-linux-gnu")),
+        )
+        .unwrap();
         let found = in_dir(dir.path());
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].label(), "rust=stable,1.95.0");

@@ -53,7 +53,10 @@ pub fn why_waiting(required: &Labels, builders: &[BuilderSlots<'_>]) -> String {
     let willing: Vec<&&&BuilderSlots> = working.iter().filter(|b| b.refused.is_none()).collect();
     if willing.is_empty() {
         // The builder's own words say what is missing where.
-        return match working.iter().find_map(|b| b.refused.filter(|r| !r.is_empty())) {
+        return match working
+            .iter()
+            .find_map(|b| b.refused.filter(|r| !r.is_empty()))
+        {
             Some(why) => format!("every builder that could run it refused it: {why}"),
             None => "every builder that could run it refused it".into(),
         };
@@ -206,7 +209,13 @@ mod tests {
             ),
             (
                 &["os=linux"],
-                vec![b(linux, 2, 2, false, Some("image arm64 has no otp_release=25"))],
+                vec![b(
+                    linux,
+                    2,
+                    2,
+                    false,
+                    Some("image arm64 has no otp_release=25"),
+                )],
                 "every builder that could run it refused it: image arm64 has no otp_release=25",
             ),
         ];

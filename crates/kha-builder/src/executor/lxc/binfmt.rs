@@ -44,8 +44,12 @@ pub fn from_binfmt_d(text: &str) -> Option<String> {
 /// lines), as a register line named `name`, always with `F`.
 pub fn from_binfmts(name: &str, text: &str) -> Option<String> {
     let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(k).filter(|r| r.starts_with(' ')).map(str::trim))
+        text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(k)
+                .filter(|r| r.starts_with(' '))
+                .map(str::trim)
+        })
     };
     let interpreter = field("interpreter")?;
     let magic = field("magic")?;
@@ -59,7 +63,9 @@ pub fn from_binfmts(name: &str, text: &str) -> Option<String> {
         flags.push('C');
     }
     flags.push('F');
-    Some(format!(":{name}:M:{offset}:{magic}:{mask}:{interpreter}:{flags}"))
+    Some(format!(
+        ":{name}:M:{offset}:{magic}:{mask}:{interpreter}:{flags}"
+    ))
 }
 
 /// The register line for qemu's handler of `qemu_arch` from the files the
@@ -81,7 +87,10 @@ pub fn status_problem(status: &str) -> Option<String> {
     if status.lines().next() != Some("enabled") {
         return Some("its binfmt handler is disabled".into());
     }
-    let flags = status.lines().find_map(|l| l.strip_prefix("flags:")).unwrap_or("");
+    let flags = status
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .unwrap_or("");
     (!flags.contains('F')).then(|| {
         "its binfmt handler lacks the F flag, so qemu cannot be found inside a container \
          (remove it: `echo -1 > /proc/sys/fs/binfmt_misc/qemu-…`; the builder registers it anew)"
@@ -138,7 +147,10 @@ mod tests {
     #[test]
     fn register_lines() {
         // Debian 12's file is used as it is.
-        assert_eq!(from_binfmt_d(&format!("# qemu\n\n{DEBIAN_D}\n")).as_deref(), Some(DEBIAN_D));
+        assert_eq!(
+            from_binfmt_d(&format!("# qemu\n\n{DEBIAN_D}\n")).as_deref(),
+            Some(DEBIAN_D)
+        );
         // F is added where missing.
         assert_eq!(
             from_binfmt_d(":qemu-arm:M::\\x7fELF:\\xff\\xff:/usr/bin/qemu-arm-static:").as_deref(),
@@ -150,7 +162,8 @@ mod tests {
         );
         assert_eq!(from_binfmt_d("# nothing\n"), None);
         assert_eq!(from_binfmt_d(":broken:M:"), None);
-        let binfmts = "package qemu-user-static\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n\
+        let binfmts =
+            "package qemu-user-static\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n\
                        magic \\x7f\\x45\\x4c\\x46\\x02\nmask \\xff\\xff\\xff\\xff\\xff\noffset 0\n\
                        credentials no\nfix_binary yes\npreserve yes\n";
         assert_eq!(
@@ -164,7 +177,11 @@ mod tests {
     fn handler_status() {
         let ok = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POF\noffset 0\n";
         assert_eq!(status_problem(ok), None);
-        assert!(status_problem("disabled\nflags: F\n").unwrap().contains("disabled"));
-        assert!(status_problem("enabled\nflags: P\n").unwrap().contains("F flag"));
+        assert!(status_problem("disabled\nflags: F\n")
+            .unwrap()
+            .contains("disabled"));
+        assert!(status_problem("enabled\nflags: P\n")
+            .unwrap()
+            .contains("F flag"));
     }
 }

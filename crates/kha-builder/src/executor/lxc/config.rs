@@ -116,7 +116,11 @@ impl LxcExecutor {
         }
         for (path, create) in &run.mounts {
             let rel = path.strip_prefix("/").unwrap_or(path);
-            let opts = if *create { "ro,bind,nodev,nosuid,create=dir" } else { "ro,bind,nodev,nosuid" };
+            let opts = if *create {
+                "ro,bind,nodev,nosuid,create=dir"
+            } else {
+                "ro,bind,nodev,nosuid"
+            };
             c.mount(conf_path(path)?, conf_path(rel)?, "none", opts);
         }
         for var in JOB_ENV {
@@ -165,7 +169,10 @@ pub(super) fn toolchain_mounts(
                 .all(|c| matches!(c, Component::Normal(_)));
         let rel = path.strip_prefix("/").unwrap_or(path);
         if !normal || rel.as_os_str().is_empty() {
-            return Err(format!("toolchain path {} is not a plain absolute path", path.display()));
+            return Err(format!(
+                "toolchain path {} is not a plain absolute path",
+                path.display()
+            ));
         }
         let under = |dir: &str| rel.starts_with(dir) && rel != Path::new(dir);
         if RUN_TMPFS.iter().any(|d| under(d)) {
@@ -197,10 +204,29 @@ mod mount_tests {
         type Want = Result<(bool, Vec<(PathBuf, bool)>), ()>;
         let cases: Vec<(Vec<&str>, bool, Want)> = vec![
             (vec![], true, Ok((false, vec![]))),
-            (vec!["/tmp/t/kerl/25"], true, Ok((false, vec![(p("/tmp/t/kerl/25"), true)]))),
-            (vec!["/root/.rustup/toolchains/stable"], false, Ok((false, vec![(p("/root/.rustup/toolchains/stable"), true)]))),
-            (vec!["/opt/kerl/25", "/home/ci/otp/26"], true, Ok((true, vec![(p("/opt/kerl/25"), true), (p("/home/ci/otp/26"), true)]))),
-            (vec!["/usr/local/otp"], false, Ok((false, vec![(p("/usr/local/otp"), false)]))),
+            (
+                vec!["/tmp/t/kerl/25"],
+                true,
+                Ok((false, vec![(p("/tmp/t/kerl/25"), true)])),
+            ),
+            (
+                vec!["/root/.rustup/toolchains/stable"],
+                false,
+                Ok((false, vec![(p("/root/.rustup/toolchains/stable"), true)])),
+            ),
+            (
+                vec!["/opt/kerl/25", "/home/ci/otp/26"],
+                true,
+                Ok((
+                    true,
+                    vec![(p("/opt/kerl/25"), true), (p("/home/ci/otp/26"), true)],
+                )),
+            ),
+            (
+                vec!["/usr/local/otp"],
+                false,
+                Ok((false, vec![(p("/usr/local/otp"), false)])),
+            ),
             // /opt of the image has something: not hidden.
             (vec!["/opt/kerl/25"], false, Err(())),
             (vec!["/srv/kerl/25"], true, Err(())),

@@ -28,8 +28,16 @@ pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// mmdebstrap's variant: the Essential packages and apt.
 pub const DEFAULT_VARIANT: &str = "apt";
 const VARIANTS: &[&str] = &[
-    "extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important",
-    "debootstrap", "standard",
+    "extract",
+    "custom",
+    "essential",
+    "apt",
+    "required",
+    "minbase",
+    "buildd",
+    "important",
+    "debootstrap",
+    "standard",
 ];
 
 /// What to build.
@@ -55,10 +63,13 @@ impl DebianSpec {
         let word = |s: &str| {
             !s.is_empty()
                 && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
         };
         if !word(suite) {
-            return Err(format!("--suite {suite:?} is not a Debian suite name (bookworm, trixie, …)"));
+            return Err(format!(
+                "--suite {suite:?} is not a Debian suite name (bookworm, trixie, …)"
+            ));
         }
         let arch = match arch {
             None => Arch::native().ok_or("this host's architecture is not one Debian builds")?,
@@ -71,18 +82,26 @@ impl DebianSpec {
             .filter(|p| !p.is_empty())
             .map(str::to_owned)
             .collect();
-        if let Some(bad) = packages.iter().find(|p| !word(p.split(':').next().unwrap_or(""))) {
+        if let Some(bad) = packages
+            .iter()
+            .find(|p| !word(p.split(':').next().unwrap_or("")))
+        {
             return Err(format!("--packages: {bad:?} is not a Debian package name"));
         }
         let mirror = mirror.unwrap_or(DEFAULT_MIRROR);
-        if !["http://", "https://", "file:/"].iter().any(|p| mirror.starts_with(p))
+        if !["http://", "https://", "file:/"]
+            .iter()
+            .any(|p| mirror.starts_with(p))
             || mirror.chars().any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(format!("--mirror {mirror:?}: an http(s):// or file:/ URL"));
         }
         let variant = variant.unwrap_or(DEFAULT_VARIANT);
         if !VARIANTS.contains(&variant) {
-            return Err(format!("--variant {variant:?}: one of {}", VARIANTS.join(", ")));
+            return Err(format!(
+                "--variant {variant:?}: one of {}",
+                VARIANTS.join(", ")
+            ));
         }
         Ok(DebianSpec {
             suite: suite.to_owned(),
@@ -129,7 +148,8 @@ pub fn create_debian(images: &Path, name: &str, spec: &DebianSpec) -> Result<Pat
         )));
     }
     if !spec.arch.is_native() {
-        binfmt::ensure(spec.arch.qemu).map_err(|e| setup(format!("{} image: {e}", spec.arch.debian)))?;
+        binfmt::ensure(spec.arch.qemu)
+            .map_err(|e| setup(format!("{} image: {e}", spec.arch.debian)))?;
     }
     let building = images.join(format!(".{name}.building"));
     crate::remove_dir(&building).map_err(ctx("removing", &building))?;
@@ -140,7 +160,11 @@ pub fn create_debian(images: &Path, name: &str, spec: &DebianSpec) -> Result<Pat
         "kha: building image {name}: debian {} {} ({}) from {}",
         spec.suite,
         spec.arch.debian,
-        if spec.packages.is_empty() { "no extra packages".to_string() } else { spec.packages.join(" ") },
+        if spec.packages.is_empty() {
+            "no extra packages".to_string()
+        } else {
+            spec.packages.join(" ")
+        },
         spec.mirror
     );
     let status = Command::new("mmdebstrap")
@@ -150,14 +174,22 @@ pub fn create_debian(images: &Path, name: &str, spec: &DebianSpec) -> Result<Pat
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .status()
-        .map_err(|e| setup(format!("cannot run mmdebstrap (apt-get install mmdebstrap): {e}")))?;
+        .map_err(|e| {
+            setup(format!(
+                "cannot run mmdebstrap (apt-get install mmdebstrap): {e}"
+            ))
+        })?;
     if !status.success() {
         let _ = crate::remove_dir(&building);
-        return Err(setup(format!("mmdebstrap failed ({status}); see its output above")));
+        return Err(setup(format!(
+            "mmdebstrap failed ({status}); see its output above"
+        )));
     }
     prepare_rootfs(&rootfs)?;
     let mut conf = Conf::default();
-    conf.line(&format!("# lxc settings of the kha image {name:?}, included by the config of every run."));
+    conf.line(&format!(
+        "# lxc settings of the kha image {name:?}, included by the config of every run."
+    ));
     conf.line("# A full Debian rootfs: nothing is shared from the host.");
     write_atomic(&building.join("config"), &conf.0, 0o644)?;
     let meta = ImageMeta {
@@ -191,10 +223,16 @@ fn prepare_rootfs(rootfs: &Path) -> Result<(), ExecError> {
     for (file, content) in [
         ("hosts", hosts_file("localhost")),
         ("hostname", "localhost\n".to_owned()),
-        ("resolv.conf", "# no network unless the builder enables it\n".to_owned()),
+        (
+            "resolv.conf",
+            "# no network unless the builder enables it\n".to_owned(),
+        ),
     ] {
         let p = etc.join(file);
-        if fs::symlink_metadata(&p).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+        if fs::symlink_metadata(&p)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+        {
             fs::remove_file(&p).map_err(ctx("replacing", &p))?;
         }
         if !p.is_file() {
@@ -223,7 +261,14 @@ mod tests {
 
     #[test]
     fn spec_and_arguments() {
-        let s = DebianSpec::new("trixie", Some("arm64"), "erlang-nox, rebar3  libfoo1:arm64", None, None).unwrap();
+        let s = DebianSpec::new(
+            "trixie",
+            Some("arm64"),
+            "erlang-nox, rebar3  libfoo1:arm64",
+            None,
+            None,
+        )
+        .unwrap();
         let args: Vec<String> = s
             .mmdebstrap_args(Path::new("/i/.x.building/rootfs"))
             .into_iter()
@@ -243,9 +288,19 @@ mod tests {
                 "http://deb.debian.org/debian",
             ]
         );
-        let native = DebianSpec::new("bookworm", None, "", Some("http://m.example/debian"), Some("minbase")).unwrap();
+        let native = DebianSpec::new(
+            "bookworm",
+            None,
+            "",
+            Some("http://m.example/debian"),
+            Some("minbase"),
+        )
+        .unwrap();
         assert!(native.arch.is_native());
-        assert!(!native.mmdebstrap_args(Path::new("/r")).iter().any(|a| a.to_string_lossy().starts_with("--include")));
+        assert!(!native
+            .mmdebstrap_args(Path::new("/r"))
+            .iter()
+            .any(|a| a.to_string_lossy().starts_with("--include")));
         for (suite, arch, pkgs, mirror, variant) in [
             ("--help", None, "", None, None),
             ("trixie", Some("vax"), "", None, None),
@@ -255,7 +310,10 @@ mod tests {
             ("trixie", None, "", Some("http://x y"), None),
             ("trixie", None, "", None, Some("everything")),
         ] {
-            assert!(DebianSpec::new(suite, arch, pkgs, mirror, variant).is_err(), "{suite} {arch:?} {pkgs} {mirror:?}");
+            assert!(
+                DebianSpec::new(suite, arch, pkgs, mirror, variant).is_err(),
+                "{suite} {arch:?} {pkgs} {mirror:?}"
+            );
         }
     }
 }

@@ -2,8 +2,8 @@
 //! host's /usr read-only) and finding the images a builder has.
 
 use super::config::{conf_path, hosts_file, Conf};
-use super::meta::{ImageKind, ImageMeta, META_FILE};
 use super::idmap::{check_searchable, IdMap};
+use super::meta::{ImageKind, ImageMeta, META_FILE};
 use super::{ctx, setup, valid_name, ExecError};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -232,7 +232,9 @@ pub fn disk_usage(dir: &Path) -> u64 {
     while let Some(d) = todo.pop() {
         let Ok(rd) = fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
-            let Ok(m) = e.path().symlink_metadata() else { continue };
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
             if seen.insert((m.dev(), m.ino())) {
                 total += m.blocks() * 512;
             }

@@ -64,7 +64,9 @@ impl ImageMeta {
     /// Reads `<dir>/image.toml`; a missing file is a quick image.
     pub fn read(dir: &Path) -> Result<ImageMeta, String> {
         match std::fs::read_to_string(dir.join(META_FILE)) {
-            Ok(t) => ImageMeta::parse(&t).map_err(|e| format!("{}: {e}", dir.join(META_FILE).display())),
+            Ok(t) => {
+                ImageMeta::parse(&t).map_err(|e| format!("{}: {e}", dir.join(META_FILE).display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ImageMeta {
                 created: String::new(),
                 ..ImageMeta::quick()
@@ -122,6 +124,9 @@ mod tests {
         assert!(ImageMeta::parse("kind = \"quick\"\narch = \"amd64\"\nsize = 1\n").is_err());
         let dir = tempfile::tempdir().unwrap();
         let q = ImageMeta::read(dir.path()).unwrap();
-        assert_eq!((q.kind, q.machine.as_str()), (ImageKind::Quick, std::env::consts::ARCH));
+        assert_eq!(
+            (q.kind, q.machine.as_str()),
+            (ImageKind::Quick, std::env::consts::ARCH)
+        );
     }
 }

@@ -437,8 +437,16 @@ fn images_are_labels_and_recreating_refreshes() {
     let found = data.exec.images();
     let names: Vec<&str> = found.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["default", "erlang-26"]);
-    assert!(found.iter().all(|i| i.arch.is_native() && i.unusable.is_none()));
-    assert_eq!(found[1].about, format!("quick image sharing the host's /usr, {}", found[1].arch.debian));
+    assert!(found
+        .iter()
+        .all(|i| i.arch.is_native() && i.unusable.is_none()));
+    assert_eq!(
+        found[1].about,
+        format!(
+            "quick image sharing the host's /usr, {}",
+            found[1].arch.debian
+        )
+    );
     // A quick image cannot replace a full one, and removing takes it away.
     remove_image(images, "erlang-26").expect("remove");
     assert_eq!(data.exec.images().len(), 1);
@@ -536,7 +544,10 @@ fn config_keys_follow_the_host() {
         workspace: "/w/a b".into(),
         scratch: "/s".into(),
         opt_tmpfs: true,
-        mounts: vec![("/opt/kerl/25".into(), true), ("/usr/local/otp".into(), false)],
+        mounts: vec![
+            ("/opt/kerl/25".into(), true),
+            ("/usr/local/otp".into(), false),
+        ],
     };
     let ids = IdMap {
         uid: 100_000,
