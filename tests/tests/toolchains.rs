@@ -329,7 +329,10 @@ script:
             .zip(["amd64 native", "arm64 emulated"])
         {
             let log = String::from_utf8_lossy(&c.log(job)).to_string();
-            let figures: Vec<&str> = log.lines().filter(|l| l.contains("_ms=")).collect();
+            let figures: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.starts_with("$ ") && l.contains("_ms="))
+                .collect();
             let started = b["jobs"]
                 .as_array()
                 .unwrap()
