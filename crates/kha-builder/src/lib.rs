@@ -98,6 +98,7 @@ impl Shared {
         toolchain::Inventory {
             images: self.executor.images(),
             host: self.host_toolchains.clone(),
+            given: self.cfg.labels.clone(),
         }
     }
 
@@ -201,6 +202,7 @@ pub async fn run(
     let inventory = toolchain::Inventory {
         images: executor.images(),
         host: host_toolchains.clone(),
+        given: cfg.labels.clone(),
     };
     for i in &inventory.images {
         if let Some(why) = &i.unusable {

@@ -15,8 +15,16 @@ pub fn mounts(choice: &Choice) -> Vec<PathBuf> {
 /// Shell lines run before the job's `env:` and phases: a `kha:` line per
 /// thing the job got, and the activation of each host toolchain.
 /// `describe` is the image as the log shows it (`debian trixie, amd64`).
+/// A job that asked for nothing beyond the default image gets no lines:
+/// its log is what its commands print, as before.
 pub fn prelude(choice: &Choice, describe: &str) -> String {
     let mut s = String::new();
+    if choice.image == kha_core::spec::DEFAULT_IMAGE
+        && choice.activate.is_empty()
+        && choice.inside.is_empty()
+    {
+        return s;
+    }
     let say =
         |s: &mut String, line: String| s.push_str(&format!("printf '%s\\n' {}\n", quote(&line)));
     say(&mut s, format!("kha: image {} ({describe})", choice.image));
@@ -120,5 +128,20 @@ mod tests {
             )
         );
         assert_eq!(mounts(&choice), [kerl, PathBuf::from("/opt/rust/it's")]);
+        let plain = Choice {
+            image: "default".into(),
+            activate: vec![],
+            inside: vec![],
+            ..choice.clone()
+        };
+        assert_eq!(prelude(&plain, "quick"), "");
+        let other = Choice {
+            image: "arm64".into(),
+            ..plain
+        };
+        assert_eq!(
+            prelude(&other, "debian bookworm, arm64"),
+            "printf '%s\\n' 'kha: image arm64 (debian bookworm, arm64)'\n"
+        );
     }
 }

@@ -108,6 +108,9 @@ pub struct Inventory {
     /// The host's toolchains: they serve the images of the host's own
     /// architecture.
     pub host: Vec<Toolchain>,
+    /// Labels the builder's owner gave (`--label`, `labels`): a
+    /// requirement they meet is the owner's promise, whatever the image.
+    pub given: Vec<String>,
 }
 
 impl Inventory {
@@ -202,6 +205,7 @@ mod tests {
                 },
             ],
             host: vec![otp(Kind::Kerl, "24.3")],
+            given: vec![],
         };
         let l = inv.labels();
         for want in [

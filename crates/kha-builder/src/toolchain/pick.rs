@@ -51,10 +51,11 @@ pub fn pick(inv: &Inventory, requires: &[String], spec_image: &str) -> Result<Ch
         });
     let arch = reqs.iter().find(|(k, _)| *k == "arch").map(|(_, v)| *v);
     let keys = inv.toolchain_keys();
+    let given = kha_core::Labels::parse(inv.given.iter().map(String::as_str)).unwrap_or_default();
     let tools: Vec<(&str, &str)> = reqs
         .iter()
         .copied()
-        .filter(|(k, _)| keys.contains(k))
+        .filter(|(k, v)| keys.contains(k) && !given.satisfies(&one(k, v)))
         .collect();
 
     let builders_choice = wanted == DEFAULT_IMAGE;
@@ -91,6 +92,12 @@ pub fn pick(inv: &Inventory, requires: &[String], spec_image: &str) -> Result<Ch
         asked.join(" and "),
         why.join("; ")
     ))
+}
+
+fn one(k: &str, v: &str) -> kha_core::Labels {
+    let mut l = kha_core::Labels::default();
+    l.insert(k, v);
+    l
 }
 
 /// Does `image` fit, and with which toolchains?
@@ -215,6 +222,7 @@ mod tests {
                 tc(Kind::Kerl, OTP_KEY, "25.2.3", "25.2.3"),
                 tc(Kind::Rustup, RUST_KEY, "stable", "1.95.0"),
             ],
+            given: vec!["otp_release=26.0".into(), "python=3.12".into()],
         };
         let a_native = format!("arch={nl}");
         let a_foreign = format!("arch={fl}");
@@ -274,6 +282,13 @@ mod tests {
             ),
             (vec![], "trixie", Ok(("trixie", &[], &[]))),
             (vec!["image=trixie"], "arm", Ok(("trixie", &[], &[]))),
+            // What the owner promised by hand needs nothing from an image.
+            (vec!["otp_release=26.0"], "", Ok(("default", &[], &[]))),
+            (
+                vec!["otp_release=26.0", "rust=stable", "python=3.12"],
+                "",
+                Ok(("default", &["stable"], &[])),
+            ),
             // Unknown keys are the builder's, not the image's.
             (
                 vec!["executor=lxc", "gpu=yes"],
