@@ -70,6 +70,27 @@ install_notify_servers() {
   fi
 }
 
+# What the toolchain, image and architecture tests use (test.sh only):
+# mmdebstrap builds Debian images, qemu-user-static (with arch-test, which
+# mmdebstrap uses to check emulation) runs foreign ones, and Debian's
+# Erlang/OTP 25 with rebar3 is the host OTP the tests make a kerl
+# installation of. A builder that makes full images needs mmdebstrap (and
+# qemu-user-static for other architectures); `kha-builder image create`
+# says so when they are missing.
+install_image_tools() {
+  local want=(mmdebstrap qemu-user-static arch-test erlang-nox rebar3)
+  local missing=()
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
 # Rust: the machine's toolchain if it is recent enough, else rustup.
 install_rust() {
   if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi

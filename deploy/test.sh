@@ -8,13 +8,38 @@ need_root
 install_packages
 install_browser
 install_notify_servers
+install_image_tools
 install_rust
 cd "$KHA_ROOT"
+# The test images (a trixie image with OTP 27, an arm64 image) download
+# from Debian's mirror: kha-builder is built first, then they are made in
+# the background while the rest compiles, once per machine (cached in
+# /var/cache/kha/test-images), and waited for before the tests.
+images_pid=
+if [ -z "${KHA_SKIP_IMAGES:-}" ]; then
+  echo "==> building kha-builder for the test images"
+  cargo build -p kha-builder --bin kha-builder --quiet
+  images_bin=$(mktemp /tmp/kha-builder-images.XXXXXX)
+  cp target/debug/kha-builder "$images_bin"
+  echo "==> test images, in the background (log: target/test-images.log)"
+  "$KHA_ROOT/deploy/test-images.sh" "$images_bin" >target/test-images.log 2>&1 &
+  images_pid=$!
+fi
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 build debug
+if [ -n "$images_pid" ]; then
+  echo "==> waiting for the test images"
+  if ! wait "$images_pid"; then
+    tail -n 30 target/test-images.log >&2
+    echo "kha: the test images could not be built (see target/test-images.log); set KHA_SKIP_IMAGES=1 to report their tests as ignored" >&2
+    exit 1
+  fi
+  rm -f "$images_bin"
+  grep '^kha: test image' target/test-images.log || true
+fi
 echo "==> cargo test"
 cargo test --workspace --quiet
 # A smoke test of the benchmark harness: every scenario at small sizes,

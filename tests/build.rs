@@ -8,6 +8,12 @@
 //!   Debian's chromium and chromium-driver, so they run there.
 //! - `KHA_SKIP_NGIRCD` set, or no `/usr/sbin/ngircd` at build time: the
 //!   IRC tests (`cfg(kha_skip_ngircd)`).
+//! - `KHA_SKIP_IMAGES` set, or the test images not in their cache
+//!   (`KHA_TEST_IMAGES`, default `/var/cache/kha/test-images`; made by
+//!   `deploy/test-images.sh`, which `deploy/test.sh` runs): the tests of
+//!   images and foreign architectures (`cfg(kha_skip_images)`). Without
+//!   Debian's erlang or a rustup toolchain: `cfg(kha_skip_erlang)`,
+//!   `cfg(kha_skip_rustup)`.
 //! - `KHA_SKIP_PROSODY` set, or no prosody at build time: the XMPP tests
 //!   (`cfg(kha_skip_prosody)`); `KHA_SKIP_SMTP` set, or no
 //!   python3-aiosmtpd: the email tests (`cfg(kha_skip_smtp)`).
@@ -47,6 +53,42 @@ fn main() {
     println!("cargo:rerun-if-changed={PROSODY}");
     if std::env::var_os("KHA_SKIP_PROSODY").is_some() || !Path::new(PROSODY).exists() {
         println!("cargo:rustc-cfg=kha_skip_prosody");
+    }
+    println!("cargo:rustc-check-cfg=cfg(kha_skip_images)");
+    println!("cargo:rustc-check-cfg=cfg(kha_skip_erlang)");
+    println!("cargo:rustc-check-cfg=cfg(kha_skip_rustup)");
+    println!("cargo:rerun-if-env-changed=KHA_SKIP_IMAGES");
+    println!("cargo:rerun-if-env-changed=KHA_TEST_IMAGES");
+    let images = std::env::var_os("KHA_TEST_IMAGES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/kha/test-images".into());
+    let mut have_images = true;
+    for name in ["otp27", "arm64"] {
+        // image.toml is the last file of a complete image.
+        let meta = images.join(name).join("image.toml");
+        println!("cargo:rerun-if-changed={}", meta.display());
+        have_images &= meta.is_file();
+    }
+    if std::env::var_os("KHA_SKIP_IMAGES").is_some() || !have_images {
+        println!("cargo:rustc-cfg=kha_skip_images");
+    }
+    println!("cargo:rerun-if-changed=/usr/lib/erlang/releases");
+    if !Path::new("/usr/lib/erlang/releases").is_dir() || !Path::new("/usr/bin/rebar3").exists() {
+        println!("cargo:rustc-cfg=kha_skip_erlang");
+    }
+    let rustup = std::env::var_os("RUSTUP_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".rustup")));
+    let stable = rustup.map(|r| {
+        r.join("toolchains")
+            .join(format!(
+                "stable-{}-unknown-linux-gnu",
+                std::env::consts::ARCH
+            ))
+            .join("bin/rustc")
+    });
+    if !stable.is_some_and(|s| s.is_file()) {
+        println!("cargo:rustc-cfg=kha_skip_rustup");
     }
     println!("cargo:rustc-check-cfg=cfg(kha_skip_smtp)");
     println!("cargo:rerun-if-env-changed=KHA_SKIP_SMTP");

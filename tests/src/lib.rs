@@ -22,6 +22,7 @@ mod lxc;
 mod process;
 mod repo;
 pub mod servers;
+mod toolchains;
 
 pub use browser::{browser_available, require_browser, Browser, BrowserOpts, Tab};
 pub use certs::make_certificates;
@@ -35,3 +36,7 @@ pub use lxc::{lxc_available, require_lxc};
 pub use nix::sys::signal::Signal;
 pub use process::{bin, test_dir, wait_for, Proc};
 pub use repo::Repo;
+pub use toolchains::{
+    host_rust_toolchain, link_rust_toolchain, link_test_image, make_kerl_installation,
+    test_images_dir, TEST_IMAGES,
+};

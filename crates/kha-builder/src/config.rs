@@ -20,6 +20,8 @@ pub struct Config {
     pub control: String,
     /// Identity, mirrors, workspaces, spools and images.
     pub data_dir: PathBuf,
+    /// Where images are; default `<data_dir>/images`.
+    pub images_dir: Option<PathBuf>,
     /// Shown in `kha builder list`.
     pub name: String,
     /// Jobs run at once.
@@ -39,6 +41,31 @@ pub struct Config {
     pub hooks_dir: Option<PathBuf>,
     /// A builder hook still running after this long is killed.
     pub hook_timeout_secs: u64,
+    /// The host's toolchains jobs can ask for (`[toolchains]`).
+    pub toolchains: ToolchainConfig,
+}
+
+/// `[toolchains]`: where the host's toolchains are.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolchainConfig {
+    /// Also find what kerl (`kerl list installations`, `~/.kerl`) and
+    /// rustup (`$RUSTUP_HOME/toolchains`) know of.
+    pub discover: bool,
+    /// Directories of kerl installations (or installations themselves).
+    pub kerl: Vec<PathBuf>,
+    /// rustup `toolchains` directories (or toolchains themselves).
+    pub rustup: Vec<PathBuf>,
+}
+
+impl Default for ToolchainConfig {
+    fn default() -> Self {
+        ToolchainConfig {
+            discover: true,
+            kerl: vec![],
+            rustup: vec![],
+        }
+    }
 }
 
 impl Default for Config {
@@ -46,6 +73,7 @@ impl Default for Config {
         Config {
             control: "http://127.0.0.1:7700".into(),
             data_dir: PathBuf::from("/var/lib/kha-builder"),
+            images_dir: None,
             name: hostname(),
             slots: 2,
             labels: vec![],
@@ -55,11 +83,19 @@ impl Default for Config {
             ca: None,
             hooks_dir: None,
             hook_timeout_secs: 600,
+            toolchains: ToolchainConfig::default(),
         }
     }
 }
 
 impl Config {
+    /// Where images are.
+    pub fn images(&self) -> PathBuf {
+        self.images_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("images"))
+    }
+
     pub fn from_toml(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string())
     }
@@ -82,5 +118,8 @@ mod tests {
         assert_eq!(c.executor, ExecutorKind::Lxc);
         assert_eq!((c.hooks_dir, c.hook_timeout_secs), (None, 600));
         assert!(Config::from_toml("slot = 1").is_err());
+        assert!(c.toolchains.discover);
+        assert_eq!(c.toolchains.kerl, [PathBuf::from("/opt/kerl")]);
+        assert!(Config::from_toml("[toolchains]\nkerl = [\"/a\"]\nrust = []\n").is_err());
     }
 }

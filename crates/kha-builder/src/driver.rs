@@ -33,6 +33,9 @@ pub struct DriverInput<'a> {
     pub env: &'a [String],
     /// Fixed variables (name, value), exported before `env`.
     pub vars: &'a [(&'a str, String)],
+    /// Shell lines after `vars` and before `env`: what the job got (image,
+    /// toolchains) said in the log, and the toolchains activated.
+    pub prelude: &'a str,
 }
 
 pub fn script(input: &DriverInput<'_>) -> String {
@@ -43,6 +46,7 @@ pub fn script(input: &DriverInput<'_>) -> String {
     for (k, v) in input.vars {
         s.push_str(&format!("export {k}={}\n", sh_quote(v)));
     }
+    s.push_str(input.prelude);
     for line in input.env {
         s.push_str(&format!("export {line}\n"));
     }
@@ -210,6 +214,7 @@ mod tests {
         }
         let vars = [("TRAVIS_BRANCH", "it's; $(x)".to_string())];
         let text = script(&DriverInput {
+            prelude: "",
             phases: p,
             env,
             vars: &vars,

@@ -15,6 +15,7 @@ pub mod job;
 pub mod logs;
 pub mod session;
 pub mod task;
+pub mod toolchain;
 pub mod workspace;
 
 use anyhow::Context;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub executor: Arc<dyn Executor>,
     pub vcs: workspace::Systems,
     pub labels: Vec<String>,
+    /// The host's toolchains, found at start.
+    pub host_toolchains: Vec<toolchain::Toolchain>,
     jobs: Mutex<HashMap<JobId, JobHandle>>,
     limits: Mutex<LogLimits>,
     /// The job tasks: awaited when the builder exits.
@@ -86,6 +89,17 @@ impl Shared {
     pub fn set_limits(&self, max_chunk: usize, cap: u64) {
         let max_chunk = max_chunk.clamp(4096, kha_core::limits::MAX_CHUNK_BYTES);
         *self.limits.lock().unwrap_or_else(|p| p.into_inner()) = LogLimits { max_chunk, cap };
+    }
+
+    /// What jobs can be given now: the executor's images as they are on
+    /// disk (an image made since the start counts at once), and the host's
+    /// toolchains found at start.
+    pub fn inventory(&self) -> toolchain::Inventory {
+        toolchain::Inventory {
+            images: self.executor.images(),
+            host: self.host_toolchains.clone(),
+            given: self.cfg.labels.clone(),
+        }
     }
 
     pub fn job_done(&self, job: JobId) {
@@ -172,10 +186,34 @@ pub async fn run(
         info!(count = n, "removed leftover containers");
     }
     let identity = identity(&cfg, token.as_ref()).await?;
-    let mut labels = vec![
-        format!("os={}", std::env::consts::OS),
-        format!("arch={}", std::env::consts::ARCH),
-    ];
+    let tc = cfg.toolchains.clone();
+    let mut host_toolchains =
+        tokio::task::spawn_blocking(move || toolchain::discover::host(&tc)).await?;
+    host_toolchains.retain(|t| match executor.mount_problem(&t.path) {
+        None => {
+            info!(kind = t.kind.word(), name = %t.name, version = %t.version, path = %t.path.display(), "toolchain");
+            true
+        }
+        Some(why) => {
+            warn!(kind = t.kind.word(), name = %t.name, reason = %why, "toolchain not usable here");
+            false
+        }
+    });
+    let inventory = toolchain::Inventory {
+        images: executor.images(),
+        host: host_toolchains.clone(),
+        given: cfg.labels.clone(),
+    };
+    for i in &inventory.images {
+        if let Some(why) = &i.unusable {
+            warn!(image = %i.name, reason = %why, "image not usable");
+        }
+    }
+    let mut labels = vec![format!("os={}", std::env::consts::OS)];
+    labels.extend(inventory.labels());
+    if !labels.iter().any(|l| l.starts_with("arch=")) {
+        labels.push(format!("arch={}", std::env::consts::ARCH));
+    }
     labels.extend(executor.labels());
     labels.extend(cfg.labels.iter().cloned());
     let shared = Arc::new(Shared {
@@ -184,6 +222,7 @@ pub async fn run(
         identity,
         executor,
         labels,
+        host_toolchains,
         jobs: Mutex::new(HashMap::new()),
         limits: Mutex::new(LogLimits {
             max_chunk: kha_core::limits::MAX_CHUNK_BYTES,

@@ -29,6 +29,9 @@ struct Args {
     token: Option<String>,
     #[arg(long, env = "KHA_BUILDER_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where images are (default: DATA_DIR/images).
+    #[arg(long, env = "KHA_BUILDER_IMAGES_DIR")]
+    images_dir: Option<PathBuf>,
     #[arg(long, env = "KHA_BUILDER_NAME")]
     name: Option<String>,
     /// Jobs run at once.
@@ -55,18 +58,49 @@ enum Cmd {
     /// Container images jobs run in.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// The toolchains jobs can ask for.
+    #[command(subcommand)]
+    Toolchain(ToolchainCmd),
     /// Remove containers and workspaces left by an earlier run, then exit.
     Cleanup,
 }
 
 #[derive(Subcommand)]
 enum ImageCmd {
-    /// Create (or refresh) an image: a rootfs that binds the host's
-    /// toolchains read-only. Quick, and downloads nothing.
+    /// Create an image. Without --suite: (re)create a quick image that
+    /// shares the host's /usr read-only (milliseconds, downloads nothing).
+    /// With --suite: build a full Debian rootfs with mmdebstrap from
+    /// Debian's mirror, for any architecture Debian and qemu-user-static
+    /// support (--arch).
     Create {
         #[arg(default_value = "default")]
         name: String,
+        /// Debian suite of a full image: bookworm, trixie, …
+        #[arg(long)]
+        suite: Option<String>,
+        /// Packages to install besides the variant's ("erlang-nox rebar3").
+        #[arg(long, default_value = "", requires = "suite")]
+        packages: String,
+        /// Debian architecture (amd64, arm64, armhf, ppc64el, s390x, …);
+        /// default: the host's.
+        #[arg(long, requires = "suite")]
+        arch: Option<String>,
+        /// Debian mirror.
+        #[arg(long, requires = "suite")]
+        mirror: Option<String>,
+        /// mmdebstrap variant (default: apt, the Essential packages and apt).
+        #[arg(long, requires = "suite")]
+        variant: Option<String>,
     },
+    /// Name, kind, suite, architecture, size and state of each image.
+    List,
+    /// Remove an image (only the link, if it is a link to one elsewhere).
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum ToolchainCmd {
+    /// Every toolchain found: kind, name, version, path, labels.
     List,
 }
 
@@ -102,6 +136,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
     }
+    if let Some(d) = args.images_dir {
+        cfg.images_dir = Some(d);
+    }
     if let Some(n) = args.name {
         cfg.name = n;
     }
@@ -114,27 +151,67 @@ async fn main() -> anyhow::Result<()> {
     cfg.labels.extend(args.labels);
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let images = cfg.data_dir.join("images");
+    let images = cfg.images();
     match &args.cmd {
-        Some(Cmd::Image(ImageCmd::Create { name })) => {
+        Some(Cmd::Image(ImageCmd::Create {
+            name,
+            suite,
+            packages,
+            arch,
+            mirror,
+            variant,
+        })) => {
             let t = std::time::Instant::now();
-            let dir = lxc::create_image(&images, name)?;
+            let dir = match suite {
+                None => lxc::create_image(&images, name)?,
+                Some(suite) => {
+                    let spec = lxc::DebianSpec::new(
+                        suite,
+                        arch.as_deref(),
+                        packages,
+                        mirror.as_deref(),
+                        variant.as_deref(),
+                    )
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                    lxc::create_debian(&images, name, &spec)?
+                }
+            };
             println!(
-                "image {name} ready at {} ({} ms)",
+                "image {name} ready at {} ({:.1} s)",
                 dir.display(),
-                t.elapsed().as_millis()
+                t.elapsed().as_secs_f64()
             );
             return Ok(());
         }
         Some(Cmd::Image(ImageCmd::List)) => {
-            for l in lxc::LxcExecutor::new(images, cfg.data_dir.join("lxc")).labels() {
-                if let Some(i) = l.strip_prefix("image=") {
-                    println!("{i}");
-                }
-            }
+            print_images(&images);
+            return Ok(());
+        }
+        Some(Cmd::Image(ImageCmd::Remove { name })) => {
+            lxc::remove_image(&images, name)?;
+            println!("image {name} removed");
+            return Ok(());
+        }
+        Some(Cmd::Toolchain(ToolchainCmd::List)) => {
+            let ex = lxc::LxcExecutor::new(images, cfg.data_dir.join("lxc"));
+            print_toolchains(&cfg, &ex);
             return Ok(());
         }
         Some(Cmd::Cleanup) | None => {}
+    }
+    if cfg.executor == ExecutorKind::Lxc {
+        // Foreign images run under qemu: its handlers must be registered
+        // before the labels say arch=….
+        for e in lxc::entries(&images) {
+            let Some(arch) = e.meta.ok().and_then(|m| m.arch()) else {
+                continue;
+            };
+            if !arch.is_native() {
+                if let Err(why) = lxc::binfmt::ensure(arch.qemu) {
+                    tracing::warn!(image = %e.name, reason = %why, "emulation not available");
+                }
+            }
+        }
     }
     let executor: Arc<dyn Executor> = match cfg.executor {
         ExecutorKind::Lxc => Arc::new(lxc::LxcExecutor::new(images, cfg.data_dir.join("lxc"))),
@@ -193,4 +270,69 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     result
+}
+
+fn print_images(images: &std::path::Path) {
+    println!(
+        "{:<20} {:<6} {:<10} {:<8} {:>9}  STATE",
+        "NAME", "KIND", "SUITE", "ARCH", "SIZE"
+    );
+    let ex = lxc::LxcExecutor::new(images.to_path_buf(), std::path::PathBuf::new());
+    let inventory = ex.images();
+    for e in lxc::entries(images) {
+        let (kind, suite, arch) = match &e.meta {
+            Ok(m) => (
+                format!("{:?}", m.kind).to_lowercase(),
+                if m.suite.is_empty() {
+                    "-".to_string()
+                } else {
+                    m.suite.clone()
+                },
+                m.arch.clone(),
+            ),
+            Err(_) => ("?".into(), "?".into(), "?".into()),
+        };
+        let state = inventory
+            .iter()
+            .find(|i| i.name == e.name)
+            .and_then(|i| i.unusable.clone())
+            .unwrap_or_else(|| "usable".into());
+        let mib = lxc::disk_usage(&e.dir.join("rootfs")) as f64 / (1024.0 * 1024.0);
+        println!(
+            "{:<20} {:<6} {:<10} {:<8} {:>7.1}Mi  {state}",
+            e.name, kind, suite, arch, mib
+        );
+    }
+}
+
+fn print_toolchains(cfg: &Config, ex: &dyn Executor) {
+    use kha_builder::toolchain::discover;
+    println!(
+        "{:<12} {:<36} {:<16} {:<40} LABELS",
+        "KIND", "NAME", "VERSION", "PATH"
+    );
+    let host = discover::host(&cfg.toolchains);
+    let row = |kind: &str, t: &kha_builder::toolchain::Toolchain| {
+        println!(
+            "{kind:<12} {:<36} {:<16} {:<40} {}",
+            t.name,
+            t.version,
+            t.path.display(),
+            t.label()
+        );
+    };
+    for t in &host {
+        row(t.kind.word(), t);
+        if let Some(why) = ex.mount_problem(&t.path) {
+            println!("{:<12} not usable in jobs: {why}", "");
+        }
+    }
+    for image in ex.images() {
+        for t in &image.toolchains {
+            row(&format!("image:{}", image.name), t);
+        }
+    }
+    if host.is_empty() {
+        println!("(no host toolchains: see [toolchains] in builder.toml)");
+    }
 }

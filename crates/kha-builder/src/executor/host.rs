@@ -31,7 +31,24 @@ impl Executor for HostExecutor {
 
     fn labels(&self) -> Vec<String> {
         // Jobs naming the default image run here as plain processes.
-        vec!["executor=host".into(), "image=default".into()]
+        vec!["executor=host".into()]
+    }
+
+    /// Jobs naming the default image run here as plain processes, with
+    /// the host's own toolchains.
+    fn images(&self) -> Vec<crate::toolchain::Image> {
+        let Some(arch) = crate::toolchain::Arch::native() else {
+            return vec![];
+        };
+        vec![crate::toolchain::Image {
+            name: kha_core::spec::DEFAULT_IMAGE.into(),
+            arch,
+            about: "the host itself, host executor".into(),
+            unusable: None,
+            toolchains: crate::toolchain::otp::in_rootfs(std::path::Path::new("/"))
+                .into_iter()
+                .collect(),
+        }]
     }
 
     fn command(&self, run: &JobRun) -> Result<Command, ExecError> {

@@ -36,18 +36,31 @@ pub struct JobRun {
     /// Scratch directory owned by the executor for this run (configs, …);
     /// removed by `cleanup`.
     pub scratch: PathBuf,
+    /// Host directories (toolchains) the run sees read-only at the same
+    /// path.
+    pub mounts: Vec<PathBuf>,
 }
 
 pub trait Executor: Send + Sync + 'static {
     /// "lxc" or "host".
     fn kind(&self) -> &'static str;
 
-    /// Labels this executor adds to the builder's own (e.g. `image=default`).
+    /// Labels this executor adds to the builder's own (`executor=lxc`).
     fn labels(&self) -> Vec<String>;
+
+    /// The images jobs can run in, with their architecture and the
+    /// toolchains inside them (see `crate::toolchain`).
+    fn images(&self) -> Vec<crate::toolchain::Image>;
 
     /// Prepares the run and returns the command that runs the driver
     /// script. The caller sets stdio, spawns it and waits for it.
     fn command(&self, run: &JobRun) -> Result<std::process::Command, ExecError>;
+
+    /// Why a host directory (a toolchain) cannot be mounted into runs, if
+    /// it cannot.
+    fn mount_problem(&self, _path: &std::path::Path) -> Option<String> {
+        None
+    }
 
     /// Told the pid of the spawned command.
     fn spawned(&self, _run: &JobRun, _pid: u32) {}

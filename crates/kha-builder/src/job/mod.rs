@@ -11,6 +11,7 @@ use crate::driver::{self, DriverInput};
 use crate::executor::JobRun;
 use crate::hooks::{self, BuilderHooks, Hook, JobHooks, Ran};
 use crate::logs::{SharedSpool, ShipError, Shipper, Spool};
+use crate::toolchain::{activate, Choice};
 use crate::workspace::{Credentials, Source};
 use crate::Shared;
 use kha_core::{Epoch, JobId, JobOutcome, JobSpec};
@@ -128,6 +129,8 @@ pub struct Job {
     spool_path: PathBuf,
     /// Where builder hooks write the variables they add for the job.
     env_file: PathBuf,
+    /// The image and toolchains it was given (`crate::toolchain::pick`).
+    choice: Choice,
 }
 
 impl Job {
@@ -138,13 +141,15 @@ impl Job {
         spec: JobSpec,
         creds: Option<Credentials>,
         control: JobControl,
+        choice: Choice,
     ) -> Job {
         let name = format!("kha-{id}-{epoch}");
         let data = &shared.cfg.data_dir;
         let run = JobRun {
             workspace: data.join("work").join(&name),
             scratch: data.join("scratch").join(&name),
-            image: spec.image().to_owned(),
+            image: choice.image.clone(),
+            mounts: activate::mounts(&choice),
             name: name.clone(),
         };
         let spool_path = data.join("spool").join(format!("{name}.log"));
@@ -159,6 +164,7 @@ impl Job {
             run,
             spool_path,
             env_file,
+            choice,
         }
     }
 
@@ -359,7 +365,9 @@ impl Job {
         let mut vars = self.travis_vars();
         vars.insert(3, ("HOME", "/root".to_string()));
         vars.extend(added.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        let prelude = activate::prelude(&self.choice, &self.image_about());
         let text = driver::script(&DriverInput {
+            prelude: &prelude,
             phases: &spec.phases,
             env: &spec.env,
             vars: &vars,
@@ -371,6 +379,16 @@ impl Job {
         std::fs::create_dir_all(&self.run.scratch).map_err(|e| {
             Verdict::infrastructure(format!("cannot create the scratch directory: {e}"))
         })
+    }
+
+    /// The chosen image as the log describes it.
+    fn image_about(&self) -> String {
+        self.shared
+            .executor
+            .images()
+            .into_iter()
+            .find(|i| i.name == self.choice.image)
+            .map_or_else(|| format!("arch={}", self.choice.arch.label), |i| i.about)
     }
 
     /// Step 3: the executor's command, spawned and supervised.

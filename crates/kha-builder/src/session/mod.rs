@@ -5,6 +5,7 @@
 
 use crate::backoff::{jitter, Backoff};
 use crate::job::{Job, JobControl, JobHandle, StopReason};
+use crate::toolchain::{pick, Choice};
 use crate::workspace::Credentials;
 use crate::Shared;
 use kha_core::{Epoch, JobId, PROTOCOL_MINOR};
@@ -34,8 +35,9 @@ pub struct Refused(pub String);
 pub struct Local {
     pub sigterms: u32,
     pub draining: bool,
-    /// Offers accepted but not yet granted: their epoch and spec.
-    offered: HashMap<JobId, (Epoch, kha_core::JobSpec)>,
+    /// Offers accepted but not yet granted: their epoch, spec, and the
+    /// image and toolchains picked for them.
+    offered: HashMap<JobId, (Epoch, kha_core::JobSpec, Choice)>,
 }
 
 impl Local {
@@ -237,21 +239,26 @@ async fn once(
                                 continue;
                             }
                         };
-                        let image_label = format!("image={}", spec.image());
                         if local.draining {
                             send(reject(RejectReason::CannotRun, "draining".into()));
                         } else if free(shared, local) == 0 {
                             send(reject(RejectReason::Busy, "busy".into()));
-                        } else if !shared.executor.labels().contains(&image_label) {
-                            send(reject(RejectReason::CannotRun, format!("no {image_label} here")));
                         } else {
-                            local.offered.insert(o.job_id, (o.epoch, spec));
-                            send(B::Accept(Accept { job_id: o.job_id, epoch: o.epoch }));
+                            match pick(&shared.inventory(), &spec.requires, spec.image()) {
+                                Err(why) => {
+                                    info!(job_id = o.job_id, reason = %why, "cannot run this job here");
+                                    send(reject(RejectReason::CannotRun, why));
+                                }
+                                Ok(choice) => {
+                                    local.offered.insert(o.job_id, (o.epoch, spec, choice));
+                                    send(B::Accept(Accept { job_id: o.job_id, epoch: o.epoch }));
+                                }
+                            }
                         }
                     }
                     C::Granted(g) => {
                         match local.offered.remove(&g.job_id) {
-                            Some((epoch, spec)) if epoch == g.epoch => start(shared, g.job_id, epoch, spec, g.credentials),
+                            Some((epoch, spec, choice)) if epoch == g.epoch => start(shared, g.job_id, epoch, spec, choice, g.credentials),
                             _ => warn!(job_id = g.job_id, "grant for a job not offered"),
                         }
                     }
@@ -332,6 +339,7 @@ fn start(
     job_id: JobId,
     epoch: Epoch,
     spec: kha_core::JobSpec,
+    choice: Choice,
     creds: Option<GitCredentials>,
 ) {
     let control = JobControl::new();
@@ -342,11 +350,11 @@ fn start(
             control: control.clone(),
         },
     );
-    info!(job_id, epoch, project = %spec.project, commit = %spec.commit, "job granted");
+    info!(job_id, epoch, project = %spec.project, commit = %spec.commit, image = %choice.image, "job granted");
     let creds = creds.map(|c| Credentials {
         username: c.username,
         password: c.password.into(),
     });
-    let job = Job::new(shared.clone(), job_id, epoch, spec, creds, control);
+    let job = Job::new(shared.clone(), job_id, epoch, spec, creds, control, choice);
     shared.tasks.spawn("job", job.run());
 }

@@ -156,7 +156,7 @@ impl Scheduler {
                     .refused
                     .entry(job_id)
                     .or_default()
-                    .insert(builder.to_string());
+                    .insert(builder.to_string(), reason.to_string());
             }
             inner.requeue_front(job_id);
         }

@@ -34,7 +34,7 @@ use crate::store::{Store, StoreError};
 use kha_core::lease::LeaseError;
 use kha_core::{Clock, Epoch, JobId, Labels, Lease, LeaseTable, Millis};
 use kha_proto::agent::{self, control_message::Msg, ControlMessage};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -117,8 +117,9 @@ struct Inner {
     /// The project served last, for round robin.
     last_served: Option<String>,
     offers: HashMap<JobId, PendingOffer>,
-    /// Builders that refused a job: it is not offered to them again.
-    refused: HashMap<JobId, HashSet<String>>,
+    /// Builders that refused a job, with the reason each gave: it is not
+    /// offered to them again.
+    refused: HashMap<JobId, HashMap<String, String>>,
     leases: LeaseTable,
     /// Running jobs asked to stop, with the time past which they are
     /// recorded as canceled whatever their builder says.

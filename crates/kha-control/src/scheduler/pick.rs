@@ -12,7 +12,7 @@
 
 use super::Queued;
 use kha_core::{JobId, Labels};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// What the pick needs to know of a connected builder.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +39,7 @@ pub(super) struct PickInput<'a> {
     pub queued: &'a HashMap<JobId, Queued>,
     pub builders: &'a [Slots<'a>],
     /// The builders that refused each job.
-    pub refused: &'a HashMap<JobId, HashSet<String>>,
+    pub refused: &'a HashMap<JobId, HashMap<String, String>>,
 }
 
 /// A job and the builder it goes to; `index` is the job's position in its
@@ -79,7 +79,7 @@ pub(super) fn pick(input: &PickInput<'_>) -> Option<Pick> {
             let best = open
                 .iter()
                 .filter(|b| b.labels.satisfies(&q.requires))
-                .filter(|b| !refused.is_some_and(|r| r.contains(b.id)))
+                .filter(|b| !refused.is_some_and(|r| r.contains_key(b.id)))
                 // Most free slots first, then the smallest name.
                 .min_by(|a, b| b.free.cmp(&a.free).then_with(|| a.id.cmp(b.id)));
             if let Some(b) = best {

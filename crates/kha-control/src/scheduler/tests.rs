@@ -401,9 +401,12 @@ fn fairness_pick() {
                 labels,
             })
             .collect();
-        let mut refused: HashMap<JobId, HashSet<String>> = HashMap::new();
+        let mut refused: HashMap<JobId, HashMap<String, String>> = HashMap::new();
         for &(j, b) in row.refused {
-            refused.entry(j).or_default().insert(b.to_string());
+            refused
+                .entry(j)
+                .or_default()
+                .insert(b.to_string(), "cannot".to_string());
         }
         let got = pick(&PickInput {
             queues: &queues,

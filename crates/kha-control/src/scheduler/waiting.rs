@@ -14,8 +14,9 @@ pub struct BuilderSlots<'a> {
     pub slots: u32,
     pub free: u32,
     pub draining: bool,
-    /// It refused this job already (image missing, disk full).
-    pub refused: bool,
+    /// It refused this job already (no image here has what it needs), and
+    /// the reason it gave.
+    pub refused: Option<&'a str>,
 }
 
 /// Why a job with these requirements is not running, or "" when a builder
@@ -49,9 +50,16 @@ pub fn why_waiting(required: &Labels, builders: &[BuilderSlots<'_>]) -> String {
     if working.is_empty() {
         return "every builder that could run it is draining".into();
     }
-    let willing: Vec<&&&BuilderSlots> = working.iter().filter(|b| !b.refused).collect();
+    let willing: Vec<&&&BuilderSlots> = working.iter().filter(|b| b.refused.is_none()).collect();
     if willing.is_empty() {
-        return "every builder that could run it refused it".into();
+        // The builder's own words say what is missing where.
+        return match working
+            .iter()
+            .find_map(|b| b.refused.filter(|r| !r.is_empty()))
+        {
+            Some(why) => format!("every builder that could run it refused it: {why}"),
+            None => "every builder that could run it refused it".into(),
+        };
     }
     if willing.iter().any(|b| b.free > 0) {
         return String::new();
@@ -105,7 +113,7 @@ impl Scheduler {
                 slots: s.slots,
                 free: s.free,
                 draining: s.draining,
-                refused: refused.is_some_and(|r| r.contains(id)),
+                refused: refused.and_then(|r| r.get(id)).map(String::as_str),
             })
             .collect();
         why_waiting(&q.requires, &builders)
@@ -166,38 +174,49 @@ mod tests {
             (&["os=linux"], vec![], "no builder is connected"),
             (
                 &["os=linux", "python=3.14"],
-                vec![b(linux, 2, 2, false, false), b(mac, 1, 1, false, false)],
+                vec![b(linux, 2, 2, false, None), b(mac, 1, 1, false, None)],
                 "no connected builder offers python=3.14",
             ),
             (
                 &["os=linux", "python=3.13"],
-                vec![b(linux, 2, 2, false, false), b(mac, 1, 1, false, false)],
+                vec![b(linux, 2, 2, false, None), b(mac, 1, 1, false, None)],
                 "no connected builder offers all of os=linux,python=3.13",
             ),
             (
                 &["os=linux", "python=3.12"],
-                vec![b(linux, 2, 1, false, false)],
+                vec![b(linux, 2, 1, false, None)],
                 "",
             ),
             (
                 &["os=linux"],
-                vec![b(linux, 6, 0, false, false)],
+                vec![b(linux, 6, 0, false, None)],
                 "all 6 matching slots are busy",
             ),
             (
                 &["os=linux"],
-                vec![b(linux, 1, 0, false, false), b(mac, 4, 4, false, false)],
+                vec![b(linux, 1, 0, false, None), b(mac, 4, 4, false, None)],
                 "all 1 matching slot is busy",
             ),
             (
                 &["os=linux"],
-                vec![b(linux, 2, 2, true, false)],
+                vec![b(linux, 2, 2, true, None)],
                 "every builder that could run it is draining",
             ),
             (
                 &["os=linux"],
-                vec![b(linux, 2, 2, false, true)],
+                vec![b(linux, 2, 2, false, Some(""))],
                 "every builder that could run it refused it",
+            ),
+            (
+                &["os=linux"],
+                vec![b(
+                    linux,
+                    2,
+                    2,
+                    false,
+                    Some("image arm64 has no otp_release=25"),
+                )],
+                "every builder that could run it refused it: image arm64 has no otp_release=25",
             ),
         ];
         for (req, builders, want) in table {

@@ -110,6 +110,19 @@ impl LxcExecutor {
         ] {
             c.mount("tmpfs", dir, "tmpfs", &format!("rw,nosuid,nodev,{opts}"));
         }
+        // After the tmpfs mounts: toolchains may be mounted inside them.
+        if run.opt_tmpfs {
+            c.mount("tmpfs", "opt", "tmpfs", "rw,nosuid,nodev,mode=755");
+        }
+        for (path, create) in &run.mounts {
+            let rel = path.strip_prefix("/").unwrap_or(path);
+            let opts = if *create {
+                "ro,bind,nodev,nosuid,create=dir"
+            } else {
+                "ro,bind,nodev,nosuid"
+            };
+            c.mount(conf_path(path)?, conf_path(rel)?, "none", opts);
+        }
         for var in JOB_ENV {
             c.set("lxc.environment", var);
         }
@@ -125,6 +138,108 @@ pub(super) struct RunPaths {
     pub(super) image: PathBuf,
     pub(super) workspace: PathBuf,
     pub(super) scratch: PathBuf,
+    /// A fresh tmpfs on `/opt` for toolchains mounted there.
+    pub(super) opt_tmpfs: bool,
+    /// Host directories bound read-only at the same path, and whether lxc
+    /// creates the mount point.
+    pub(super) mounts: Vec<(PathBuf, bool)>,
+}
+
+/// Directories every run gets as a fresh tmpfs (see `run_config`).
+pub(super) const RUN_TMPFS: &[&str] = &["tmp", "var/tmp", "run", "root", "home"];
+
+/// Where host toolchains at `paths` are mounted in a run: at their own
+/// path, which must exist in the image (`in_image`, relative path) or lie
+/// in a per-run tmpfs, where lxc creates it; under `/opt`, which the run
+/// then gets as a fresh tmpfs, if the image's is empty. Returns whether
+/// `/opt` gets a tmpfs, and each path with whether lxc creates it.
+pub(super) fn toolchain_mounts(
+    paths: &[PathBuf],
+    in_image: impl Fn(&Path) -> bool,
+    opt_empty: bool,
+) -> Result<(bool, Vec<(PathBuf, bool)>), String> {
+    use std::path::Component;
+    let mut opt = false;
+    let mut out = Vec::new();
+    for path in paths {
+        let normal = path.is_absolute()
+            && path
+                .components()
+                .skip(1)
+                .all(|c| matches!(c, Component::Normal(_)));
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        if !normal || rel.as_os_str().is_empty() {
+            return Err(format!(
+                "toolchain path {} is not a plain absolute path",
+                path.display()
+            ));
+        }
+        let under = |dir: &str| rel.starts_with(dir) && rel != Path::new(dir);
+        if RUN_TMPFS.iter().any(|d| under(d)) {
+            out.push((path.clone(), true));
+        } else if in_image(rel) {
+            out.push((path.clone(), false));
+        } else if under("opt") && opt_empty {
+            opt = true;
+            out.push((path.clone(), true));
+        } else {
+            return Err(format!(
+                "the toolchain at {} cannot be mounted at its path: move it under /opt, /tmp, \
+                 /home, /root, /run or /var/tmp",
+                path.display()
+            ));
+        }
+    }
+    Ok((opt, out))
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::*;
+
+    #[test]
+    fn toolchain_mount_points() {
+        let image_has = |rel: &Path| rel == Path::new("usr/local/otp");
+        let p = |s: &str| PathBuf::from(s);
+        type Want = Result<(bool, Vec<(PathBuf, bool)>), ()>;
+        let cases: Vec<(Vec<&str>, bool, Want)> = vec![
+            (vec![], true, Ok((false, vec![]))),
+            (
+                vec!["/tmp/t/kerl/25"],
+                true,
+                Ok((false, vec![(p("/tmp/t/kerl/25"), true)])),
+            ),
+            (
+                vec!["/root/.rustup/toolchains/stable"],
+                false,
+                Ok((false, vec![(p("/root/.rustup/toolchains/stable"), true)])),
+            ),
+            (
+                vec!["/opt/kerl/25", "/home/ci/otp/26"],
+                true,
+                Ok((
+                    true,
+                    vec![(p("/opt/kerl/25"), true), (p("/home/ci/otp/26"), true)],
+                )),
+            ),
+            (
+                vec!["/usr/local/otp"],
+                false,
+                Ok((false, vec![(p("/usr/local/otp"), false)])),
+            ),
+            // /opt of the image has something: not hidden.
+            (vec!["/opt/kerl/25"], false, Err(())),
+            (vec!["/srv/kerl/25"], true, Err(())),
+            (vec!["/tmp"], true, Err(())),
+            (vec!["/tmp/../etc"], true, Err(())),
+            (vec!["relative/x"], true, Err(())),
+        ];
+        for (paths, opt_empty, want) in cases {
+            let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+            let got = toolchain_mounts(&paths, image_has, opt_empty).map_err(|_| ());
+            assert_eq!(got, want, "{paths:?} opt_empty={opt_empty}");
+        }
+    }
 }
 
 /// An lxc config being written.

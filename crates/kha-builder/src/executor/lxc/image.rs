@@ -3,6 +3,7 @@
 
 use super::config::{conf_path, hosts_file, Conf};
 use super::idmap::{check_searchable, IdMap};
+use super::meta::{ImageKind, ImageMeta, META_FILE};
 use super::{ctx, setup, valid_name, ExecError};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -67,6 +68,9 @@ pub(super) const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
 kha:x:1000:1000:kha:/home/kha:/bin/sh\n\
 nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
 pub(super) const GROUP: &str = "root:x:0:\nkha:x:1000:\nnogroup:x:65534:\n";
+/// The `kha` user and group every image has (added to a Debian rootfs).
+pub(super) const PASSWD_KHA: &str = "kha:x:1000:1000:kha:/home/kha:/bin/sh\n";
+pub(super) const GROUP_KHA: &str = "kha:x:1000:\n";
 pub(super) const NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\n\
 hosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n\
 ethers: files\nrpc: files\nnetgroup: files\n";
@@ -84,6 +88,16 @@ pub fn create_image(images: &Path, name: &str) -> Result<PathBuf, ExecError> {
     let images = std::path::absolute(images)?;
     fs::create_dir_all(&images).map_err(ctx("creating", &images))?;
     let dir = images.join(name);
+    if dir.is_dir() {
+        match ImageMeta::read(&dir) {
+            Ok(m) if m.kind == ImageKind::Quick => {}
+            _ => {
+                return Err(setup(format!(
+                    "image {name} is not a quick image; `kha-builder image remove {name}` first"
+                )))
+            }
+        }
+    }
     ensure_dir(&dir, 0o755)?;
     let rootfs = dir.join("rootfs");
     ensure_dir(&rootfs, 0o755)?;
@@ -160,8 +174,76 @@ pub fn create_image(images: &Path, name: &str) -> Result<PathBuf, ExecError> {
         );
     }
     write_atomic(&dir.join("config"), &conf.0, 0o644)?;
+    write_atomic(&dir.join(META_FILE), &ImageMeta::quick().to_toml(), 0o644)?;
     check_searchable(&rootfs, IdMap::for_host()?)?;
     Ok(dir)
+}
+
+/// Removes image `name`: its directory, or only the link if the image is
+/// a symbolic link to one kept elsewhere (a shared cache). Running jobs
+/// keep what they have mounted.
+pub fn remove_image(images: &Path, name: &str) -> Result<(), ExecError> {
+    if !valid_name(name, 64) {
+        return Err(ExecError::NoImage(name.to_owned()));
+    }
+    let dir = std::path::absolute(images)?.join(name);
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.file_type().is_symlink() => fs::remove_file(&dir).map_err(ctx("removing", &dir)),
+        Ok(m) if m.is_dir() => {
+            // Out of sight at once, then deleted.
+            let gone = dir.with_file_name(format!(".{name}.removing"));
+            crate::remove_dir(&gone).map_err(ctx("removing", &gone))?;
+            fs::rename(&dir, &gone).map_err(ctx("removing", &dir))?;
+            crate::remove_dir(&gone).map_err(ctx("removing", &gone))
+        }
+        _ => Err(ExecError::NoImage(name.to_owned())),
+    }
+}
+
+/// One image as `image list` shows it.
+#[derive(Debug, Clone)]
+pub struct ImageEntry {
+    pub name: String,
+    pub dir: PathBuf,
+    pub meta: Result<ImageMeta, String>,
+}
+
+/// The images under `images`, with what their `image.toml` says.
+pub fn entries(images: &Path) -> Vec<ImageEntry> {
+    list(images)
+        .map(|name| {
+            let dir = images.join(&name);
+            ImageEntry {
+                meta: ImageMeta::read(&dir),
+                name,
+                dir,
+            }
+        })
+        .collect()
+}
+
+/// Bytes the files under `dir` take on disk (each inode once; symbolic
+/// links not followed).
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if seen.insert((m.dev(), m.ino())) {
+                total += m.blocks() * 512;
+            }
+            if m.is_dir() {
+                todo.push(e.path());
+            }
+        }
+    }
+    total
 }
 
 /// The names of the images under `images` (directories with a `rootfs`),
@@ -254,4 +336,26 @@ pub(super) fn write_atomic(path: &Path, content: &str, mode: u32) -> Result<(), 
     fs::write(&tmp, content).map_err(ctx("writing", &tmp))?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(ctx("chmod", &tmp))?;
     fs::rename(&tmp, path).map_err(ctx("writing", path))
+}
+
+/// Is `rel` a directory inside `rootfs`, reached without following a
+/// symbolic link (which would point into the host)?
+pub(super) fn is_real_dir(rootfs: &Path, rel: &Path) -> bool {
+    let mut p = rootfs.to_path_buf();
+    for c in rel.components() {
+        p.push(c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Is `dir` an empty directory (or absent)?
+pub(super) fn is_empty_dir(dir: &Path) -> bool {
+    match fs::read_dir(dir) {
+        Ok(mut rd) => rd.next().is_none(),
+        Err(_) => true,
+    }
 }

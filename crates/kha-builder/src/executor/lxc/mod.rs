@@ -11,8 +11,20 @@
 //! `/etc/alternatives` and `/etc/ssl`) read-only. So it costs milliseconds
 //! to create, needs no download, and jobs get exactly the host's tools
 //! (shell, coreutils, git, compilers); upgrading the host upgrades the
-//! image. Other images (debootstrap-built, with other toolchains) are any
-//! directory of the same shape; their `config` may be empty.
+//! image. Full Debian images (`debian.rs`: mmdebstrap, any architecture
+//! Debian and qemu-user-static support, see `binfmt.rs`) have the same
+//! shape with an empty `config`. `image.toml` (`meta.rs`) says what an
+//! image is; an image directory may be a symbolic link to one kept
+//! elsewhere (a cache shared by several builders).
+//!
+//! # Toolchains
+//!
+//! A run may get host directories (kerl installations, rustup
+//! toolchains; see `crate::toolchain`) bind-mounted read-only at the same
+//! path, so their own absolute paths work inside. lxc creates the mount
+//! point, which needs a writable parent: the per-run tmpfs directories,
+//! or `/opt`, which such a run gets as a fresh tmpfs when the image has
+//! nothing there (`config::toolchain_mounts`).
 //!
 //! # Runs
 //!
@@ -63,22 +75,27 @@
 //! and the scratch directory must be searchable (`o+x`) by that range's
 //! first id, which is the container's root.
 
+pub mod binfmt;
 mod cgroups;
 mod cleanup;
 mod config;
+pub mod debian;
 mod idmap;
 mod image;
+pub mod meta;
 #[cfg(test)]
 mod tests;
 
-pub use image::create_image;
+pub use debian::{create_debian, DebianSpec};
+pub use image::{create_image, disk_usage, entries, remove_image, ImageEntry};
 
 use super::{ExecError, Executor, JobRun};
 use cgroups::Cgroups;
 use cleanup::MARKER;
-use config::{conf_path, hosts_file, RunPaths};
+use config::{conf_path, hosts_file, toolchain_mounts, RunPaths};
 use idmap::{check_searchable, chown_tree, IdMap};
 use image::{ensure_dir, write_atomic};
+use meta::ImageKind;
 use std::collections::HashMap;
 use std::fs;
 use std::io;
@@ -182,9 +199,54 @@ impl Executor for LxcExecutor {
     }
 
     fn labels(&self) -> Vec<String> {
-        let mut labels = vec!["executor=lxc".to_owned()];
-        labels.extend(image::list(&self.images).map(|i| format!("image={i}")));
-        labels
+        vec!["executor=lxc".to_owned()]
+    }
+
+    fn images(&self) -> Vec<crate::toolchain::Image> {
+        use crate::toolchain::{otp, Arch, Image};
+        let Some(native) = Arch::native() else {
+            return vec![];
+        };
+        entries(&self.images)
+            .into_iter()
+            .map(|e| match e.meta {
+                Err(why) => Image {
+                    name: e.name,
+                    arch: native,
+                    about: String::new(),
+                    unusable: Some(why),
+                    toolchains: vec![],
+                },
+                Ok(m) => {
+                    let arch = m.arch();
+                    let unusable = match arch {
+                        None => Some(format!("unknown architecture {:?}", m.arch)),
+                        Some(a) if !a.is_native() => binfmt::problem(a.qemu),
+                        Some(_) => None,
+                    };
+                    // A quick image's /usr is the host's.
+                    let root = match m.kind {
+                        ImageKind::Quick => PathBuf::from("/"),
+                        ImageKind::Debian => e.dir.join("rootfs"),
+                    };
+                    Image {
+                        name: e.name,
+                        arch: arch.unwrap_or(native),
+                        about: m.describe(),
+                        unusable,
+                        toolchains: otp::in_rootfs(&root).into_iter().collect(),
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn mount_problem(&self, path: &Path) -> Option<String> {
+        let ids = match IdMap::for_host() {
+            Ok(ids) => ids,
+            Err(e) => return Some(e.to_string()),
+        };
+        check_searchable(path, ids).err().map(|e| e.to_string())
     }
 
     fn command(&self, run: &JobRun) -> Result<Command, ExecError> {
@@ -218,6 +280,17 @@ impl Executor for LxcExecutor {
             check_searchable(path, ids)?;
         }
 
+        let rootfs = image.join("rootfs");
+        let (opt_tmpfs, mounts) = toolchain_mounts(
+            &run.mounts,
+            |rel| image::is_real_dir(&rootfs, rel),
+            image::is_empty_dir(&rootfs.join("opt")),
+        )
+        .map_err(|e| setup(format!("image {}: {e}", run.image)))?;
+        for (path, _) in &mounts {
+            check_searchable(path, ids)?;
+        }
+
         let hostname: String = run.name.chars().take(64).collect();
         write_atomic(&scratch.join("hosts"), &hosts_file(&hostname), 0o644)?;
         write_atomic(&scratch.join("hostname"), &format!("{hostname}\n"), 0o644)?;
@@ -227,6 +300,8 @@ impl Executor for LxcExecutor {
             image,
             workspace,
             scratch,
+            opt_tmpfs,
+            mounts,
         };
         let conf = self.run_config(&paths, ids, &cgroups)?;
         let conf_file = paths.scratch.join("lxc.conf");

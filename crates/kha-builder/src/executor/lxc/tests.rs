@@ -65,6 +65,7 @@ impl Data {
             workspace,
             image: "default".into(),
             scratch: self.tmp.path().join("scratch").join(test),
+            mounts: vec![],
         };
         Run {
             exec: &self.exec,
@@ -432,10 +433,24 @@ fn images_are_labels_and_recreating_refreshes() {
         fs::read_to_string(images.join("erlang-26/rootfs/etc/passwd")).expect("read"),
         PASSWD
     );
+    assert_eq!(data.exec.labels(), ["executor=lxc"]);
+    let found = data.exec.images();
+    let names: Vec<&str> = found.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["default", "erlang-26"]);
+    assert!(found
+        .iter()
+        .all(|i| i.arch.is_native() && i.unusable.is_none()));
     assert_eq!(
-        data.exec.labels(),
-        ["executor=lxc", "image=default", "image=erlang-26"]
+        found[1].about,
+        format!(
+            "quick image sharing the host's /usr, {}",
+            found[1].arch.debian
+        )
     );
+    // A quick image cannot replace a full one, and removing takes it away.
+    remove_image(images, "erlang-26").expect("remove");
+    assert_eq!(data.exec.images().len(), 1);
+    assert!(remove_image(images, "erlang-26").is_err());
     assert!(create_image(images, "../evil").is_err());
 }
 
@@ -528,6 +543,11 @@ fn config_keys_follow_the_host() {
         image: "/i/default".into(),
         workspace: "/w/a b".into(),
         scratch: "/s".into(),
+        opt_tmpfs: true,
+        mounts: vec![
+            ("/opt/kerl/25".into(), true),
+            ("/usr/local/otp".into(), false),
+        ],
     };
     let ids = IdMap {
         uid: 100_000,
@@ -549,9 +569,15 @@ fn config_keys_follow_the_host() {
         "lxc.cgroup2.pids.max = 4096",
         "lxc.cgroup2.cpu.max = 150000 100000",
         "lxc.mount.entry = /w/a\\040b workspace none rw,bind,nodev,nosuid 0 0",
+        "lxc.mount.entry = /opt/kerl/25 opt/kerl/25 none ro,bind,nodev,nosuid,create=dir 0 0",
+        "lxc.mount.entry = /usr/local/otp usr/local/otp none ro,bind,nodev,nosuid 0 0",
     ] {
         assert!(conf.lines().any(|l| l == line), "no {line:?} in\n{conf}");
     }
+    // The toolchains after the tmpfs mounts they may lie in.
+    let at = |s: &str| conf.find(s).unwrap_or_else(|| panic!("no {s} in {conf}"));
+    assert!(at("tmpfs tmp tmpfs") < at("tmpfs opt tmpfs"));
+    assert!(at("tmpfs opt tmpfs") < at("/opt/kerl/25 opt/kerl/25"));
     assert!(conf.starts_with("# kha run kha-x-1\nlxc.log.file = /s/lxc.log\n"));
     exec.network = true;
     let v1 = Cgroups {
