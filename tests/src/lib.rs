@@ -8,7 +8,8 @@
 //! must be remote, and posts webhooks with [`http_post`]. GitHub sign-in
 //! talks to a [`GithubStub`]. The web UI's tests drive a real headless
 //! chromium with a [`Browser`]. Notifications go to real servers on
-//! loopback ([`servers`]).
+//! loopback ([`servers`]). Subversion repositories are [`SvnRepo`]s, served
+//! by `file://` or an [`Svnserve`].
 
 mod browser;
 mod certs;
@@ -21,6 +22,7 @@ mod lxc;
 mod process;
 mod repo;
 pub mod servers;
+mod svn_server;
 
 pub use browser::{browser_available, require_browser, Browser, BrowserOpts, Tab};
 pub use certs::make_certificates;
@@ -33,3 +35,4 @@ pub use lxc::{lxc_available, require_lxc};
 pub use nix::sys::signal::Signal;
 pub use process::{bin, test_dir, wait_for, Proc};
 pub use repo::Repo;
+pub use svn_server::{SvnRepo, Svnserve};

@@ -170,3 +170,52 @@ mod tests {
             .contains("git, svn or cvs"));
     }
 }
+
+/// Is `commit` a Subversion revision number (rather than a git commit id,
+/// which has letters in all but a vanishing few cases, or a CVS timestamp)?
+pub fn is_revision(commit: &str) -> bool {
+    (1..=10).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// How a commit is shown in full: `r42` for a Subversion revision, else
+/// as it is.
+pub fn display_commit(commit: &str) -> String {
+    if is_revision(commit) {
+        format!("r{commit}")
+    } else {
+        commit.to_string()
+    }
+}
+
+/// How a commit is shown in short: `r42` for a Subversion revision, else
+/// its first `len` characters.
+pub fn short_commit(commit: &str, len: usize) -> String {
+    if is_revision(commit) {
+        format!("r{commit}")
+    } else {
+        commit.chars().take(len).collect()
+    }
+}
+
+#[cfg(test)]
+mod commit_tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_shown_by_kind() {
+        for (commit, full, short) in [
+            ("42", "r42", "r42"),
+            ("1", "r1", "r1"),
+            (
+                "0123456789abcdef0123456789abcdef01234567",
+                "0123456789abcdef0123456789abcdef01234567",
+                "01234567",
+            ),
+            ("20261203T033931Z", "20261203T033931Z", "20261203"),
+            ("", "", ""),
+        ] {
+            assert_eq!(display_commit(commit), full, "{commit}");
+            assert_eq!(short_commit(commit, 8), short, "{commit}");
+        }
+    }
+}

@@ -333,10 +333,16 @@ impl Job {
             }
         };
         let (src, creds) = (Source::of(&self.spec), self.creds.clone());
+        let done = vcs.describe(&src);
         let checkout =
             tokio::task::spawn_blocking(move || vcs.checkout(&src, &dest, creds.as_ref())).await;
         match checkout {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                if let Some(line) = done {
+                    spool.note(&line);
+                }
+                Ok(())
+            }
             Ok(Err(e)) => {
                 spool.note(&format!("checkout failed: {e}"));
                 Err(Verdict::infrastructure(format!("checkout failed: {e}")))

@@ -5,6 +5,7 @@
 //! fetch it. Blocking: run checkouts on the blocking pool.
 
 pub mod git;
+pub mod svn;
 
 pub use git::Git;
 
@@ -56,6 +57,13 @@ pub trait Vcs: Send + Sync + 'static {
         dest: &Path,
         creds: Option<&Credentials>,
     ) -> Result<(), CheckoutError>;
+
+    /// A line for the job's log once `src` is checked out, when the system
+    /// has something to say of what exactly was (Subversion: the path and
+    /// revision).
+    fn describe(&self, _src: &Source) -> Option<String> {
+        None
+    }
 }
 
 /// What to check out, from the job's spec.
@@ -86,6 +94,7 @@ impl Source {
 /// The version control systems this builder checks out from, by kind.
 pub struct Systems {
     git: std::sync::Arc<dyn Vcs>,
+    svn: std::sync::Arc<dyn Vcs>,
 }
 
 impl Systems {
@@ -93,6 +102,7 @@ impl Systems {
     pub fn new(data_dir: &Path) -> Systems {
         Systems {
             git: std::sync::Arc::new(Git::new(data_dir.join("mirrors"))),
+            svn: std::sync::Arc::new(svn::Svn::default()),
         }
     }
 
@@ -101,6 +111,7 @@ impl Systems {
     pub fn get(&self, kind: VcsKind) -> Result<std::sync::Arc<dyn Vcs>, CheckoutError> {
         match kind {
             VcsKind::Git => Ok(self.git.clone()),
+            VcsKind::Svn => Ok(self.svn.clone()),
             other => Err(CheckoutError::Vcs {
                 vcs: other.as_str(),
                 msg: "this builder cannot check it out yet".into(),

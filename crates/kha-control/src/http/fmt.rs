@@ -33,9 +33,9 @@ pub fn pct(s: &str) -> String {
     out
 }
 
-/// The first 8 characters of a commit id (commit ids are ASCII hex).
+/// The first 8 characters of a commit id; a Subversion revision as `r42`.
 pub fn short(commit: &str) -> String {
-    commit.chars().take(8).collect()
+    kha_core::spec::short_commit(commit, 8)
 }
 
 /// The first line of a commit message.

@@ -311,6 +311,6 @@ fn other_kind(t: &Triggered) -> &'static str {
     }
 }
 
-pub fn short(commit: &str) -> &str {
-    commit.get(..10).unwrap_or(commit)
+pub fn short(commit: &str) -> String {
+    kha_core::spec::short_commit(commit, 10)
 }

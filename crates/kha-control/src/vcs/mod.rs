@@ -5,6 +5,8 @@
 //! mirror per project, fetched before a build is set up), Subversion and
 //! CVS. All of it is blocking; callers run it on the blocking pool.
 
+pub mod svn;
+
 use crate::store::records::{Credentials, Project};
 use kha_core::spec::VcsKind;
 use std::path::Path;
@@ -35,6 +37,8 @@ pub enum VcsError {
 /// The version control systems of this control node, by kind.
 pub struct Systems {
     git: Arc<Mirrors>,
+    /// Subversion's poll states.
+    svn: PathBuf,
 }
 
 impl Systems {
@@ -42,6 +46,7 @@ impl Systems {
     pub fn new(data: &Path) -> Systems {
         Systems {
             git: Arc::new(Mirrors::new(data.join("mirrors"))),
+            svn: data.join("svn"),
         }
     }
 
@@ -49,12 +54,17 @@ impl Systems {
     pub fn get(&self, kind: VcsKind, _module: &str) -> Arc<dyn Vcs> {
         match kind {
             VcsKind::Git => self.git.clone(),
+            VcsKind::Svn => Arc::new(svn::Svn::new(self.svn.clone(), None)),
             other => Arc::new(Unsupported(other)),
         }
     }
 
     /// The system a project's code lives in.
     pub fn for_project(&self, p: &Project) -> Arc<dyn Vcs> {
+        if p.vcs == VcsKind::Svn {
+            // Its layout, URL and credentials (resolve_local needs them).
+            return Arc::new(svn::Svn::new(self.svn.clone(), Some(p)));
+        }
         self.get(p.vcs, &p.module)
     }
 }
@@ -149,6 +159,9 @@ pub struct Resolved {
     /// Names at the root of the commit's tree (language defaults look at
     /// them: rebar.config, Makefile, …).
     pub root_files: Vec<String>,
+    /// Subversion: the branch's (or tag's) path in the repository, which
+    /// the job checks out; empty for git.
+    pub path: String,
 }
 
 /// What kha needs of a version-control system on the control node. Every
@@ -379,6 +392,7 @@ fn resolve_in(repo: &Repository, branch: &str, commit: Option<&str>) -> Result<R
                 .iter()
                 .filter_map(|e| e.name().map(str::to_string))
                 .collect(),
+            path: String::new(),
         })
     }
 }

@@ -103,9 +103,9 @@ pub fn duration(start: u64, end: u64) -> String {
     }
 }
 
-/// A commit hash cut to ten characters.
-pub fn short(c: &str) -> &str {
-    c.get(..10).unwrap_or(c)
+/// A commit hash cut to ten characters; a Subversion revision as `r42`.
+pub fn short(c: &str) -> String {
+    kha_core::spec::short_commit(c, 10)
 }
 
 /// Prints `v` as pretty JSON, keys sorted.
