@@ -102,10 +102,23 @@ fn svnserve_with_a_login_is_polled_and_each_branch_head_built_once() {
         show.contains("layout:") && show.contains("standard"),
         "{show}"
     );
+    // The same repository by file://, polled too.
+    c.kha_ok(&[
+        "project",
+        "add",
+        "local",
+        &repo.url(),
+        "--vcs",
+        "svn",
+        "--poll",
+        "1",
+    ]);
 
-    wait_for("trunk's build", wait, || {
-        (built(&c, "demo", "trunk", first).len() == 1).then_some(())
-    });
+    for p in ["demo", "local"] {
+        wait_for("trunk's build", wait, || {
+            (built(&c, p, "trunk", first).len() == 1).then_some(())
+        });
+    }
 
     // A branch: its head is the revision it last changed in.
     repo.copy("trunk", "branches/feature", "a feature branch");
@@ -113,9 +126,11 @@ fn svnserve_with_a_login_is_polled_and_each_branch_head_built_once() {
         &[("branches/feature/hello.txt", "feature\n")],
         "on the feature",
     );
-    wait_for("the feature branch's build", wait, || {
-        (built(&c, "demo", "feature", on_feature).len() == 1).then_some(())
-    });
+    for p in ["demo", "local"] {
+        wait_for("the feature branch's build", wait, || {
+            (built(&c, p, "feature", on_feature).len() == 1).then_some(())
+        });
+    }
 
     // A commit on trunk builds trunk; the feature branch did not move.
     let on_trunk = repo.commit(&[("trunk/hello.txt", "trunk 2\n")], "on trunk");
@@ -154,8 +169,12 @@ fn svnserve_with_a_login_is_polled_and_each_branch_head_built_once() {
 
     // Quiet polls build nothing again.
     std::thread::sleep(Duration::from_millis(2500));
-    assert_each_built_once(&c, "demo");
-    assert_eq!(built(&c, "demo", "trunk", first).len(), 1);
+    for p in ["demo", "local"] {
+        assert_each_built_once(&c, p);
+        assert_eq!(built(&c, p, "trunk", first).len(), 1);
+        assert_eq!(built(&c, p, "trunk", on_trunk).len(), 1);
+        assert_eq!(branch(&c, p, "feature").unwrap()["deleted"], true);
+    }
 }
 
 #[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
