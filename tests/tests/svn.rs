@@ -172,9 +172,11 @@ fn svnserve_with_a_login_is_polled_and_each_branch_head_built_once() {
     for p in ["demo", "local"] {
         assert_each_built_once(&c, p);
         assert_eq!(built(&c, p, "trunk", first).len(), 1);
-        assert_eq!(built(&c, p, "trunk", on_trunk).len(), 1);
         assert_eq!(branch(&c, p, "feature").unwrap()["deleted"], true);
     }
+    // (local may have seen on_trunk and the skipped revision in one poll:
+    // only the newest head is built then.)
+    assert_eq!(built(&c, "demo", "trunk", on_trunk).len(), 1);
 }
 
 #[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
