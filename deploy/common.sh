@@ -14,10 +14,14 @@ need_root() {
 
 # Debian packages: lxc for the containers, uidmap for unprivileged ones, git
 # for the tests' repositories, a C compiler for libgit2.
+# subversion: svn for Subversion projects (control node and builders), and
+# svnadmin, svnserve and svnlook for the tests.
 install_packages() {
   local want=(lxc uidmap git gcc libc6-dev make pkg-config libssl-dev ca-certificates curl python3 openssl)
   # CVS projects: the control node reads history, builders check out.
   want+=(cvs)
+  # Subversion projects: the control node polls, builders check out.
+  want+=(subversion)
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

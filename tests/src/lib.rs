@@ -8,7 +8,8 @@
 //! must be remote, and posts webhooks with [`http_post`]. GitHub sign-in
 //! talks to a [`GithubStub`]. The web UI's tests drive a real headless
 //! chromium with a [`Browser`]. Notifications go to real servers on
-//! loopback ([`servers`]).
+//! loopback ([`servers`]). Subversion repositories are [`SvnRepo`]s, served
+//! by `file://` or an [`Svnserve`].
 
 mod browser;
 mod certs;
@@ -22,6 +23,7 @@ mod lxc;
 mod process;
 mod repo;
 pub mod servers;
+mod svn_server;
 mod toolchains;
 
 pub use browser::{browser_available, require_browser, Browser, BrowserOpts, Tab};
@@ -36,6 +38,7 @@ pub use lxc::{lxc_available, require_lxc};
 pub use nix::sys::signal::Signal;
 pub use process::{bin, test_dir, wait_for, Proc};
 pub use repo::Repo;
+pub use svn_server::{SvnRepo, Svnserve};
 pub use toolchains::{
     host_rust_toolchain, link_rust_toolchain, link_test_image, make_kerl_installation,
     test_images_dir, TEST_IMAGES,

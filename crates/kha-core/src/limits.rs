@@ -30,3 +30,11 @@ pub const RECONNECT_AFTER_MS: u64 = 500;
 /// Marker appended when a log reaches its cap.
 pub const TRUNCATION_MARKER: &str =
     "\n[kha: log truncated: the job printed more than the log cap]\n";
+
+/// How long one query of a version control system's client (`svn info`,
+/// `svn log`, …) may take on the control node before it is killed: a
+/// server that stops answering must not stall polling for good.
+pub const VCS_QUERY_TIMEOUT_SECS: u64 = 300;
+/// How long a builder's checkout by an external client (`svn checkout`)
+/// may take.
+pub const VCS_CHECKOUT_TIMEOUT_SECS: u64 = 3_600;

@@ -170,3 +170,60 @@ mod tests {
             .contains("git, svn or cvs"));
     }
 }
+
+/// Is `commit` a Subversion revision number (rather than a git commit id,
+/// which has letters in all but a vanishing few cases, or a CVS timestamp)?
+pub fn is_revision(commit: &str) -> bool {
+    (1..=10).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// How a commit is shown in full: `r42` for a Subversion revision, else
+/// as it is.
+pub fn display_commit(commit: &str) -> String {
+    if is_revision(commit) {
+        format!("r{commit}")
+    } else {
+        commit.to_string()
+    }
+}
+
+/// How a commit is shown in short: `r42` for a Subversion revision, a git
+/// id's first `len` characters, anything else (a CVS timestamp) whole, as
+/// cutting it would change it.
+pub fn short_commit(commit: &str, len: usize) -> String {
+    if is_revision(commit) {
+        format!("r{commit}")
+    } else if commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        commit.chars().take(len).collect()
+    } else {
+        commit.to_string()
+    }
+}
+
+#[cfg(test)]
+mod commit_tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_shown_by_kind() {
+        for (commit, full, short) in [
+            ("42", "r42", "r42"),
+            ("1", "r1", "r1"),
+            (
+                "0123456789abcdef0123456789abcdef01234567",
+                "0123456789abcdef0123456789abcdef01234567",
+                "01234567",
+            ),
+            ("20261203T033931Z", "20261203T033931Z", "20261203T033931Z"),
+            (
+                "2026-12-03 04:05:06 +0000",
+                "2026-12-03 04:05:06 +0000",
+                "2026-12-03 04:05:06 +0000",
+            ),
+            ("", "", ""),
+        ] {
+            assert_eq!(display_commit(commit), full, "{commit}");
+            assert_eq!(short_commit(commit, 8), short, "{commit}");
+        }
+    }
+}

@@ -38,6 +38,9 @@ pub struct Project {
     /// CVS: the module built; empty otherwise.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub module: String,
+    /// Subversion: how branches and tags map to paths; empty: standard.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub layout: String,
 }
 
 /// One value of a job's build matrix (`rust: nightly`, `env: A=1`).

@@ -97,6 +97,7 @@ impl From<view::Project> for w::Project {
             private: p.private,
             vcs: p.vcs.wire_name().into(),
             module: p.module,
+            layout: p.layout,
         }
     }
 }
@@ -121,6 +122,7 @@ impl From<w::Project> for view::Project {
             // reads as git rather than hiding the project.
             vcs: p.vcs.parse().unwrap_or_default(),
             module: p.module,
+            layout: p.layout,
         }
     }
 }

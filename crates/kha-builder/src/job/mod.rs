@@ -331,13 +331,7 @@ impl Job {
                 "cannot clear the workspace: {e}"
             )));
         }
-        let vcs = match self.shared.vcs.get(self.spec.vcs) {
-            Ok(v) => v,
-            Err(e) => {
-                spool.note(&format!("checkout failed: {e}"));
-                return Err(Verdict::infrastructure(format!("checkout failed: {e}")));
-            }
-        };
+        let vcs = self.shared.vcs.get(self.spec.vcs);
         let (src, creds) = (Source::of(&self.spec), self.creds.clone());
         let described = vcs.describe(&src);
         let checkout =

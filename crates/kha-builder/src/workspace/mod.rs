@@ -6,6 +6,7 @@
 
 pub mod cvs;
 pub mod git;
+pub mod svn;
 
 pub use git::Git;
 
@@ -58,8 +59,9 @@ pub trait Vcs: Send + Sync + 'static {
         creds: Option<&Credentials>,
     ) -> Result<(), CheckoutError>;
 
-    /// A line for the job's log saying what was checked out, for systems
-    /// whose revision alone does not say it (CVS: module, branch, time).
+    /// A line for the job's log once `src` is checked out, for systems
+    /// whose revision alone does not say what exactly was (Subversion: the
+    /// path and revision; CVS: module, branch, time).
     fn describe(&self, _src: &Source) -> Option<String> {
         None
     }
@@ -93,6 +95,7 @@ impl Source {
 /// The version control systems this builder checks out from, by kind.
 pub struct Systems {
     git: std::sync::Arc<dyn Vcs>,
+    svn: std::sync::Arc<dyn Vcs>,
 }
 
 impl Systems {
@@ -100,19 +103,16 @@ impl Systems {
     pub fn new(data_dir: &Path) -> Systems {
         Systems {
             git: std::sync::Arc::new(Git::new(data_dir.join("mirrors"))),
+            svn: std::sync::Arc::new(svn::Svn::default()),
         }
     }
 
-    /// The system a job's spec names, or why this builder cannot check
-    /// it out.
-    pub fn get(&self, kind: VcsKind) -> Result<std::sync::Arc<dyn Vcs>, CheckoutError> {
+    /// The system a job's spec names.
+    pub fn get(&self, kind: VcsKind) -> std::sync::Arc<dyn Vcs> {
         match kind {
-            VcsKind::Git => Ok(self.git.clone()),
-            VcsKind::Cvs => Ok(std::sync::Arc::new(cvs::Cvs)),
-            other => Err(CheckoutError::Vcs {
-                vcs: other.as_str(),
-                msg: "this builder cannot check it out yet".into(),
-            }),
+            VcsKind::Git => self.git.clone(),
+            VcsKind::Cvs => std::sync::Arc::new(cvs::Cvs),
+            VcsKind::Svn => self.svn.clone(),
         }
     }
 }

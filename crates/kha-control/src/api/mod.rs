@@ -227,7 +227,6 @@ impl From<TriggerError> for ApiError {
             TriggerError::Vcs(e @ (VcsError::Fetch { .. } | VcsError::Client { .. })) => {
                 ApiError::Unavailable(e.to_string())
             }
-            TriggerError::Vcs(e @ VcsError::Unsupported(_)) => ApiError::Invalid(e.to_string()),
             TriggerError::Sched(e) => e.into(),
             TriggerError::Store(e) => e.into(),
             e => ApiError::Internal(e.to_string()),

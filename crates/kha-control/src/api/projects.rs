@@ -37,6 +37,9 @@ pub struct NewProject {
     /// cvs: the module to build.
     #[serde(default)]
     pub module: String,
+    /// svn: the repository's layout (`vcs::svn::Layout`); empty: standard.
+    #[serde(default)]
+    pub layout: String,
 }
 
 /// Adds a project; the answer carries its webhook secret, shown only here.
@@ -77,6 +80,18 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
         _ if !module.is_empty() => {
             return Err(ApiError::Invalid(format!(
                 "--module is for CVS projects; this one is {vcs}"
+            )))
+        }
+        _ => {}
+    }
+    let layout = r.layout.trim().to_string();
+    match vcs {
+        VcsKind::Svn => {
+            crate::vcs::svn::Layout::parse(&layout).map_err(ApiError::Invalid)?;
+        }
+        _ if !layout.is_empty() => {
+            return Err(ApiError::Invalid(format!(
+                "--layout is for Subversion projects; this one is {vcs}"
             )))
         }
         _ => {}
@@ -132,6 +147,7 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
         private: r.private,
         vcs,
         module,
+        layout,
     };
     if !app.store.add_project(&p)? {
         return Err(exists());

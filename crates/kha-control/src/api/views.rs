@@ -25,6 +25,7 @@ pub fn project(p: records::Project) -> view::Project {
         private: p.private,
         vcs: p.vcs,
         module: p.module,
+        layout: p.layout,
     }
 }
 

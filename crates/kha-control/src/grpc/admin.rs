@@ -92,6 +92,7 @@ impl AdminService for AdminSvc {
             private: r.private,
             vcs: r.vcs,
             module: r.module,
+            layout: r.layout,
         };
         let p = api::projects::add(&self.app, &who, new).await?;
         Ok(Response::new(p.into()))

@@ -33,14 +33,10 @@ pub fn pct(s: &str) -> String {
     out
 }
 
-/// The first 8 characters of a git commit id; other systems' revisions (a
-/// CVS timestamp) whole.
+/// The first 8 characters of a git commit id; a Subversion revision as
+/// `r42`; a CVS timestamp whole.
 pub fn short(commit: &str) -> String {
-    if commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-        commit.chars().take(8).collect()
-    } else {
-        commit.to_string()
-    }
+    kha_core::spec::short_commit(commit, 8)
 }
 
 /// The first line of a commit message.

@@ -434,6 +434,7 @@ mod tests {
             notify: Default::default(),
             vcs: Default::default(),
             module: String::new(),
+            layout: String::new(),
         }
     }
 

@@ -3,8 +3,8 @@
 //!
 //! Placeholders (travis-tasks `util/template.rb`): `repository`,
 //! `repository_slug`, `repository_name`, `build_number`, `build_id`,
-//! `build_url`, `branch`, `commit` (7 characters), `commit_subject`,
-//! `commit_message`, `author`, `pull_request`, `pull_request_number`,
+//! `build_url`, `branch`, `commit` (7 characters; Subversion: `r42`),
+//! `commit_subject`, `commit_message`, `author`, `pull_request`, `pull_request_number`,
 //! `pull_request_url`, `compare_url`, `result`, `duration`, `elapsed_time`,
 //! `message`. An unknown name gives the empty string, as on Travis.
 
@@ -55,7 +55,7 @@ pub fn duration(secs: Option<u64>) -> String {
 }
 
 fn value(name: &str, b: &BuildFacts) -> String {
-    let short: String = b.commit.chars().take(7).collect();
+    let short = kha_core::spec::short_commit(&b.commit, 7);
     let subject = b.message.lines().next().unwrap_or("");
     match name {
         "repository" | "repository_slug" => b.repository_slug.clone(),

@@ -44,6 +44,10 @@ pub struct Project {
     /// CVS: the module built.
     #[serde(default)]
     pub module: String,
+    /// Subversion: how branches and tags map to paths (`vcs::svn::Layout`);
+    /// empty: the standard trunk, branches, tags.
+    #[serde(default)]
+    pub layout: String,
 }
 
 pub use kha_core::Secret;

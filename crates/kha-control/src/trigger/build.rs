@@ -115,7 +115,11 @@ impl Triggerer {
             timeout_secs: project.timeout_secs,
             image: project.image.clone(),
             vcs: project.vcs,
-            module: project.module.clone(),
+            // Subversion checks out the branch's path; CVS, the module.
+            module: match project.vcs {
+                kha_core::spec::VcsKind::Svn => resolved.path.clone(),
+                _ => project.module.clone(),
+            },
         };
         let new_job = |id,
                        number,

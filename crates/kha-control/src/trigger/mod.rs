@@ -311,12 +311,8 @@ fn other_kind(t: &Triggered) -> &'static str {
     }
 }
 
-/// A git commit id abbreviated; other systems' revisions (a Subversion
-/// number, a CVS timestamp) whole, as cutting them would change them.
-pub fn short(commit: &str) -> &str {
-    if commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-        commit.get(..10).unwrap_or(commit)
-    } else {
-        commit
-    }
+/// A git commit id abbreviated; a Subversion revision as `r42`; a CVS
+/// timestamp whole, as cutting it would change it.
+pub fn short(commit: &str) -> String {
+    kha_core::spec::short_commit(commit, 10)
 }

@@ -6,6 +6,7 @@
 //! CVS. All of it is blocking; callers run it on the blocking pool.
 
 pub mod cvs;
+pub mod svn;
 
 use crate::store::records::{Credentials, Project};
 use kha_core::spec::VcsKind;
@@ -27,8 +28,6 @@ pub enum VcsError {
     NoCommit(String),
     #[error("git: {0}")]
     Git(#[from] git2::Error),
-    #[error("{0} projects are not supported by this control node")]
-    Unsupported(VcsKind),
     /// Any other failure of a version control system's client.
     #[error("{vcs}: {msg}")]
     Client { vcs: VcsKind, msg: String },
@@ -39,6 +38,8 @@ pub struct Systems {
     git: Arc<Mirrors>,
     /// CVS's per-project polling state.
     cvs_dir: PathBuf,
+    /// Subversion's poll states.
+    svn: PathBuf,
 }
 
 impl Systems {
@@ -47,6 +48,7 @@ impl Systems {
         Systems {
             git: Arc::new(Mirrors::new(data.join("mirrors"))),
             cvs_dir: data.join("cvs"),
+            svn: data.join("svn"),
         }
     }
 
@@ -55,7 +57,7 @@ impl Systems {
         match kind {
             VcsKind::Git => self.git.clone(),
             VcsKind::Cvs => Arc::new(cvs::Cvs::new(self.cvs_dir.clone(), module)),
-            other => Arc::new(Unsupported(other)),
+            VcsKind::Svn => Arc::new(svn::Svn::new(self.svn.clone(), None)),
         }
     }
 
@@ -69,7 +71,9 @@ impl Systems {
                 &p.repo_url,
                 p.credentials.clone(),
             )),
-            _ => self.get(p.vcs, &p.module),
+            // Its layout, URL and credentials (resolve_local needs them).
+            VcsKind::Svn => Arc::new(svn::Svn::new(self.svn.clone(), Some(p))),
+            VcsKind::Git => self.get(p.vcs, &p.module),
         }
     }
 }
@@ -104,48 +108,6 @@ pub fn cvs_module_ok(m: &str) -> Result<(), String> {
     }
 }
 
-/// A kind this control node has no implementation of.
-struct Unsupported(VcsKind);
-
-impl Vcs for Unsupported {
-    fn list_remote(
-        &self,
-        _url: &str,
-        _creds: Option<&Credentials>,
-    ) -> Result<BTreeMap<String, String>, VcsError> {
-        Err(VcsError::Unsupported(self.0))
-    }
-    fn fetch(&self, _p: &str, _url: &str, _c: Option<&Credentials>) -> Result<(), VcsError> {
-        Err(VcsError::Unsupported(self.0))
-    }
-    fn default_branch(
-        &self,
-        _p: &str,
-        _url: &str,
-        _c: Option<&Credentials>,
-    ) -> Result<String, VcsError> {
-        Err(VcsError::Unsupported(self.0))
-    }
-    fn resolve(
-        &self,
-        _p: &str,
-        _url: &str,
-        _branch: &str,
-        _commit: Option<&str>,
-        _c: Option<&Credentials>,
-    ) -> Result<Resolved, VcsError> {
-        Err(VcsError::Unsupported(self.0))
-    }
-    fn resolve_local(
-        &self,
-        _p: &str,
-        _branch: &str,
-        _commit: Option<&str>,
-    ) -> Result<Resolved, VcsError> {
-        Err(VcsError::Unsupported(self.0))
-    }
-}
-
 /// A commit picked for a build.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -164,6 +126,9 @@ pub struct Resolved {
     /// Names at the root of the commit's tree (language defaults look at
     /// them: rebar.config, Makefile, …).
     pub root_files: Vec<String>,
+    /// Subversion: the branch's (or tag's) path in the repository, which
+    /// the job checks out; empty for git.
+    pub path: String,
 }
 
 /// What kha needs of a version-control system on the control node. Every
@@ -394,6 +359,7 @@ fn resolve_in(repo: &Repository, branch: &str, commit: Option<&str>) -> Result<R
                 .iter()
                 .filter_map(|e| e.name().map(str::to_string))
                 .collect(),
+            path: String::new(),
         })
     }
 }

@@ -33,7 +33,7 @@ pub async fn run(ctx: &mut Ctx, c: BranchCmd) -> Result<u8, Failure> {
                         } else {
                             b.name
                         },
-                        short(&b.head).to_string(),
+                        short(&b.head),
                         if b.last_build_id == 0 {
                             "-".into()
                         } else {

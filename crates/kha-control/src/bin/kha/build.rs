@@ -108,7 +108,7 @@ pub async fn run(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
                                 b.id.to_string(),
                                 b.state.to_string(),
                                 b.branch.clone(),
-                                short(&b.commit).to_string(),
+                                short(&b.commit),
                                 b.jobs.len().to_string(),
                                 ago(b.created_ms),
                                 b.message.chars().take(50).collect(),

@@ -103,14 +103,10 @@ pub fn duration(start: u64, end: u64) -> String {
     }
 }
 
-/// A git commit hash cut to ten characters.
-pub fn short(c: &str) -> &str {
-    // Only git ids are abbreviated: a CVS timestamp is shown whole.
-    if c.bytes().all(|b| b.is_ascii_hexdigit()) {
-        c.get(..10).unwrap_or(c)
-    } else {
-        c
-    }
+/// A git commit id cut to ten characters; a Subversion revision as `r42`;
+/// a CVS timestamp whole.
+pub fn short(c: &str) -> String {
+    kha_core::spec::short_commit(c, 10)
 }
 
 /// Prints `v` as pretty JSON, keys sorted.

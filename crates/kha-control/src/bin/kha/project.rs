@@ -26,6 +26,11 @@ pub enum ProjectCmd {
         /// CVS: the module to build.
         #[arg(long)]
         module: Option<String>,
+        /// Subversion: how branches map to paths: standard (trunk,
+        /// branches/X, tags/T), single (the whole repository is one
+        /// branch), or trunk=PATH,branches=PATH,tags=PATH.
+        #[arg(long)]
+        layout: Option<String>,
         /// Branch built by default (default: master or main).
         #[arg(long)]
         branch: Option<String>,
@@ -173,6 +178,7 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
             private,
             vcs,
             module,
+            layout,
         } => {
             let password = match &password_file {
                 Some(f) => std::fs::read_to_string(f)
@@ -197,6 +203,7 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
                 private,
                 vcs: vcs.unwrap_or_default(),
                 module: module.unwrap_or_default(),
+                layout: layout.unwrap_or_default(),
             });
             let p = wire::project(ctx.client.add_project(r).await?.into_inner());
             if ctx.json {
@@ -414,6 +421,14 @@ fn show(p: &kha_core::view::Project) {
     ];
     if !p.module.is_empty() {
         rows.push(("module", p.module.clone()));
+    }
+    if p.vcs == kha_core::spec::VcsKind::Svn {
+        let layout = if p.layout.is_empty() {
+            "standard"
+        } else {
+            &p.layout
+        };
+        rows.push(("layout", layout.to_string()));
     }
     for (k, v) in rows {
         out!("{:<13}{v}", format!("{k}:"));

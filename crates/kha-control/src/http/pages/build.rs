@@ -41,6 +41,8 @@ struct BuildPage {
     row: BuildRow,
     project_url: String,
     commit_url: String,
+    /// `r42` for a Subversion revision.
+    commit: String,
     trigger: String,
     stages: Vec<Stage>,
     allowed: Vec<JobRow>,
@@ -108,7 +110,8 @@ fn build_page(app: &App, c: &Caller, raw: &str) -> Result<BuildPage, ApiError> {
             });
         }
     }
-    let commit_url = if p.github_repo.is_empty() {
+    // GitHub knows git commits only.
+    let commit_url = if p.github_repo.is_empty() || p.vcs != kha_core::spec::VcsKind::Git {
         String::new()
     } else {
         format!(
@@ -121,6 +124,7 @@ fn build_page(app: &App, c: &Caller, raw: &str) -> Result<BuildPage, ApiError> {
         row: BuildRow::new(now, &b),
         project_url: project_url(&b.project),
         commit_url,
+        commit: kha_core::spec::display_commit(&b.commit),
         trigger: trigger_of(&b),
         stages,
         allowed,

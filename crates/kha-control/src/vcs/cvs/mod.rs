@@ -195,6 +195,8 @@ impl Cvs {
             committer_email: String::new(),
             travis_yml,
             root_files,
+            // The job checks the project's module out (trigger/build.rs).
+            path: String::new(),
         })
     }
 }
