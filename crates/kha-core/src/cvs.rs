@@ -13,8 +13,9 @@ pub const TIME_EXAMPLE: &str = "2026-12-03 04:05:06 +0000";
 /// A timestamp in the canonical form, from the forms people and servers
 /// write: `2026-12-03 04:05:06 +0000` (rlog of CVS 1.12), `2026/12/03
 /// 04:05:06` (rlog of CVS 1.11, UTC), `2026-12-03T04:05:06Z` and
-/// `20261203T040506Z`. `None` for anything else (other zones included: CVS
-/// prints UTC).
+/// `20261203T040506Z`, and rlog's form in another zone (`2026-12-03
+/// 13:05:06 +0900`, what a server outside UTC prints), turned into UTC.
+/// `None` for anything else.
 pub fn parse_time(s: &str) -> Option<String> {
     let s = s.trim();
     let b = s.as_bytes();
@@ -29,7 +30,7 @@ pub fn parse_time(s: &str) -> Option<String> {
     let at = |i: usize, c: u8| b.get(i) == Some(&c);
     let fields = match b.len() {
         // 2026-12-03 04:05:06 +0000
-        25 if at(4, b'-') && at(7, b'-') && at(10, b' ') && s.ends_with(" +0000") => {
+        25 if at(4, b'-') && at(7, b'-') && at(10, b' ') && (at(20, b'+') || at(20, b'-')) => {
             (at(13, b':') && at(16, b':')).then_some([0..4, 5..7, 8..10, 11..13, 14..16, 17..19])
         }
         // 2026/12/03 04:05:06
@@ -52,7 +53,30 @@ pub fn parse_time(s: &str) -> Option<String> {
         && h < 24
         && mi < 60
         && se < 61;
-    ok.then(|| format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{se:02} +0000"))
+    if !ok {
+        return None;
+    }
+    // The zone's offset, east of UTC, in seconds (`+0000` in the usual case).
+    let offset = if b.len() == 25 {
+        let (oh, om) = (digits(21..23)?, digits(23..25)?);
+        if oh > 14 || om > 59 {
+            return None;
+        }
+        let secs = i64::from(oh * 3600 + om * 60);
+        if at(20, b'-') {
+            -secs
+        } else {
+            secs
+        }
+    } else {
+        0
+    };
+    let at_utc = crate::time::days_from_civil(y.into(), mo.into(), d.into()) * 86_400
+        + i64::from(h * 3600 + mi * 60 + se)
+        - offset;
+    let iso = crate::time::iso8601(u64::try_from(at_utc).ok()? * 1000);
+    // 2026-12-03T04:05:06Z → 2026-12-03 04:05:06 +0000
+    Some(format!("{} {} +0000", iso.get(..10)?, iso.get(11..19)?))
 }
 
 /// The branch a CVS project builds by default: the trunk, by the name CVS
@@ -212,7 +236,16 @@ mod tests {
             ("2026/12/03 04:05:06", Some(t)),
             ("2026-12-03T04:05:06Z", Some(t)),
             ("20261203T040506Z", Some(t)),
-            ("2026-12-03 04:05:06 +0100", None),
+            // Other zones, as a server outside UTC prints them.
+            ("2026-12-03 05:05:06 +0100", Some(t)),
+            ("2026-12-03 13:35:06 +0930", Some(t)),
+            ("2026-12-02 23:05:06 -0500", Some(t)),
+            (
+                "2027-01-01 08:59:59 +0900",
+                Some("2026-12-31 23:59:59 +0000"),
+            ),
+            ("2026-12-03 04:05:06 +1500", None),
+            ("2026-12-03 04:05:06 +01x0", None),
             ("2026-13-03 04:05:06 +0000", None),
             ("2026-12-03 24:05:06 +0000", None),
             ("2026-12-03 04:05:06", None),

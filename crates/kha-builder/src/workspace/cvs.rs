@@ -45,7 +45,9 @@ fn checkout_args(src: &Source, dest_name: &str) -> Result<Vec<String>, CheckoutE
     if !module_ok(&src.module) {
         return Err(fail(format!("bad module {:?}", src.module)));
     }
-    let mut args = vec!["checkout".to_string(), "-D".into(), time];
+    // -n: never run a program CVSROOT/modules names (`-o`): it would run
+    // here, on the builder, outside the container.
+    let mut args = vec!["checkout".to_string(), "-n".into(), "-D".into(), time];
     match src.branch.as_str() {
         "" | TRUNK => {}
         b if branch_ok(b) => args.extend(["-r".to_string(), b.to_string()]),
@@ -76,7 +78,9 @@ impl Vcs for Cvs {
         std::fs::create_dir_all(parent)?;
         let user = creds.map(|c| c.username.as_str());
         let mut cmd = Command::new("cvs");
+        // -D's time is UTC whatever the builder's zone.
         cmd.current_dir(parent)
+            .env("TZ", "UTC")
             .args(["-f", "-d", &root.arg(user), "-q"])
             .args(&args);
         let _passdir = match &root {
@@ -202,15 +206,15 @@ mod tests {
         for (s, want) in [
             (
                 src("HEAD", t, "mod"),
-                Some(format!("checkout|-D|{t}|-d|ws|mod")),
+                Some(format!("checkout|-n|-D|{t}|-d|ws|mod")),
             ),
             (
                 src("", "20261203T040506Z", "a/b"),
-                Some(format!("checkout|-D|{t}|-d|ws|a/b")),
+                Some(format!("checkout|-n|-D|{t}|-d|ws|a/b")),
             ),
             (
                 src("feature-1_x", t, "mod"),
-                Some(format!("checkout|-D|{t}|-r|feature-1_x|-d|ws|mod")),
+                Some(format!("checkout|-n|-D|{t}|-r|feature-1_x|-d|ws|mod")),
             ),
             (src("-rHEAD", t, "mod"), None),
             (src("a b", t, "mod"), None),

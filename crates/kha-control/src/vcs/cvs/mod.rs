@@ -159,7 +159,13 @@ impl Cvs {
             .get(branch)
             .ok_or_else(|| VcsError::NoBranch(branch.into()))?;
         let time = match commit {
-            Some(c) => parse_time(c).ok_or_else(|| VcsError::NoCommit(c.into()))?,
+            // A time past the branch's last change is that change: the
+            // same files, the same build, and not a checkout that a later
+            // commit would change (canonical times sort as they fall).
+            Some(c) => match parse_time(c).ok_or_else(|| VcsError::NoCommit(c.into()))? {
+                t if t > *head => head.clone(),
+                t => t,
+            },
             None => head.clone(),
         };
         let module = self.module.as_str();
