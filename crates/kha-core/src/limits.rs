@@ -35,6 +35,10 @@ pub const TRUNCATION_MARKER: &str =
 /// `svn log`, …) may take on the control node before it is killed: a
 /// server that stops answering must not stall polling for good.
 pub const VCS_QUERY_TIMEOUT_SECS: u64 = 300;
+/// The most of one such query's output the control node keeps (a `svn log`
+/// over a huge range, a module's whole `cvs rlog`): past it the answer is
+/// refused as too large rather than held in memory.
+pub const VCS_OUTPUT_CAP_BYTES: u64 = 64 << 20;
 /// How long a builder's checkout by an external client (`svn checkout`)
 /// may take.
 pub const VCS_CHECKOUT_TIMEOUT_SECS: u64 = 3_600;

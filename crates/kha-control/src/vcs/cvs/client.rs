@@ -58,6 +58,9 @@ impl Client {
     pub fn run(&self, args: &[&str]) -> Result<Vec<u8>, VcsError> {
         let mut cmd = Command::new("cvs");
         cmd.args(["-f", "-d", &self.root, "-q"]).args(args);
+        // Dates in rlog's output, and those given with -D, in UTC whatever
+        // the control node's zone.
+        cmd.env("TZ", "UTC");
         if let Some(d) = &self.passdir {
             cmd.env("CVS_PASSFILE", d.path().join("passfile"));
         }
@@ -112,10 +115,15 @@ fn run_with_timeout(
     let reader = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
+            let mut cut = false;
             if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
+                // Bounded: the rest is read and dropped, so the child is
+                // never blocked; a cut answer is refused below.
+                let cap = kha_core::limits::VCS_OUTPUT_CAP_BYTES;
+                let _ = (&mut r).take(cap).read_to_end(&mut buf);
+                cut = std::io::copy(&mut r, &mut std::io::sink()).is_ok_and(|n| n > 0);
             }
-            buf
+            (buf, cut)
         })
     };
     let out = reader(child.stdout.take().map(|s| Box::new(s) as _));
@@ -133,7 +141,13 @@ fn run_with_timeout(
             Err(e) => return Err(format!("waiting for cvs: {e}")),
         }
     };
-    let out = out.join().unwrap_or_default();
-    let err = err.join().unwrap_or_default();
+    let (out, cut) = out.join().unwrap_or_default();
+    let (err, _) = err.join().unwrap_or_default();
+    if cut {
+        return Err(format!(
+            "cvs answered more than {} MiB: not read",
+            kha_core::limits::VCS_OUTPUT_CAP_BYTES >> 20
+        ));
+    }
     Ok((status.success(), out, err))
 }

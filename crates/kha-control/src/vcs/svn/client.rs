@@ -85,10 +85,15 @@ impl Client<'_> {
         let drain = |r: Option<Box<dyn Read + Send>>| {
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
+                let mut cut = false;
                 if let Some(mut r) = r {
-                    let _ = r.read_to_end(&mut buf);
+                    // Bounded: the rest is read and dropped, so the child is
+                    // never blocked; a cut answer is refused below.
+                    let cap = kha_core::limits::VCS_OUTPUT_CAP_BYTES;
+                    let _ = (&mut r).take(cap).read_to_end(&mut buf);
+                    cut = std::io::copy(&mut r, &mut std::io::sink()).is_ok_and(|n| n > 0);
                 }
-                buf
+                (buf, cut)
             })
         };
         let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
@@ -112,10 +117,17 @@ impl Client<'_> {
                 Err(e) => break Err(Failure::Other(format!("waiting for svn: {e}"))),
             }
         };
-        let (out, err) = (
+        let ((out, cut), (err, _)) = (
             out.join().unwrap_or_default(),
             err.join().unwrap_or_default(),
         );
+        if cut {
+            return Err(Failure::Other(format!(
+                "svn {} answered more than {} MiB: not read",
+                args.first().copied().unwrap_or(""),
+                kha_core::limits::VCS_OUTPUT_CAP_BYTES >> 20
+            )));
+        }
         if status?.success() {
             Ok(out)
         } else {
