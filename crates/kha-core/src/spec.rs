@@ -200,6 +200,24 @@ pub fn short_commit(commit: &str, len: usize) -> String {
     }
 }
 
+/// A path inside a repository as it goes into a Subversion URL: the
+/// characters a URL gives a meaning (`%`, `?`, `#`, and space) escaped, so
+/// a branch named `z%41` is that branch and not `zA`. svn escapes the rest
+/// itself.
+pub fn svn_url_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3F"),
+            '#' => out.push_str("%23"),
+            ' ' => out.push_str("%20"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod commit_tests {
     use super::*;
@@ -224,6 +242,18 @@ mod commit_tests {
         ] {
             assert_eq!(display_commit(commit), full, "{commit}");
             assert_eq!(short_commit(commit, 8), short, "{commit}");
+        }
+    }
+
+    #[test]
+    fn svn_paths_in_urls() {
+        for (path, url) in [
+            ("trunk", "trunk"),
+            ("branches/z%41", "branches/z%2541"),
+            ("branches/a b?c#d", "branches/a%20b%3Fc%23d"),
+            ("branches/ü@1", "branches/ü@1"),
+        ] {
+            assert_eq!(svn_url_path(path), url, "{path}");
         }
     }
 }

@@ -48,7 +48,7 @@ fn plan(src: &Source) -> Result<(u64, String), CheckoutError> {
     let url = if path.is_empty() {
         url.to_string()
     } else {
-        format!("{url}/{path}")
+        format!("{url}/{}", kha_core::spec::svn_url_path(path))
     };
     Ok((rev, format!("{url}@{rev}")))
 }
@@ -77,7 +77,21 @@ impl Vcs for Svn {
         let r = rev.to_string();
         let dest_s = dest.to_string_lossy();
         let out = self
-            .run(&["checkout", "-r", &r, &target, &dest_s], creds)
+            // Externals are not fetched (as git submodules are not): they
+            // would let a commit make this builder, outside the container
+            // and with the project's credentials, fetch from anywhere.
+            .run(
+                &[
+                    "checkout",
+                    "--ignore-externals",
+                    "-r",
+                    &r,
+                    "--",
+                    &target,
+                    &dest_s,
+                ],
+                creds,
+            )
             .map_err(|msg| CheckoutError::Fetch {
                 url: without_userinfo(&src.url),
                 msg,

@@ -85,6 +85,15 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
         _ => {}
     }
     let layout = r.layout.trim().to_string();
+    // The URL reaches the svn client as an argument: it must be a URL, not
+    // something svn would read as an option.
+    const SVN_SCHEMES: [&str; 5] = ["svn://", "svn+", "http://", "https://", "file://"];
+    if vcs == VcsKind::Svn && !SVN_SCHEMES.iter().any(|s| r.repo_url.starts_with(s)) {
+        return Err(ApiError::Invalid(format!(
+            "{:?} is not a Subversion URL: give svn://, svn+ssh://, http(s):// or file://",
+            r.repo_url
+        )));
+    }
     match vcs {
         VcsKind::Svn => {
             crate::vcs::svn::Layout::parse(&layout).map_err(ApiError::Invalid)?;

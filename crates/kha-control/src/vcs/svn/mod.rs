@@ -129,7 +129,7 @@ impl Svn {
         let now = info(&c, url).map_err(|e| fail(e.text().to_string()))?;
         let old = self
             .load(url)
-            .filter(|s| s.usable(url, &self.layout_text, now.revision));
+            .filter(|s| s.usable(url, &self.layout_text, &now.uuid, now.revision));
         if let Some(old) = &old {
             if old.youngest == now.revision {
                 return Ok(old.clone());
@@ -154,6 +154,7 @@ impl Svn {
         let s = PollState {
             url: url.to_string(),
             layout: self.layout_text.clone(),
+            uuid: now.uuid.clone(),
             youngest: now.revision,
             heads: self.scan(&c, url, now.revision)?,
         };
@@ -322,7 +323,7 @@ fn join(url: &str, path: &str) -> String {
     if path.is_empty() {
         url.to_string()
     } else {
-        format!("{url}/{path}")
+        format!("{url}/{}", kha_core::spec::svn_url_path(path))
     }
 }
 
@@ -366,6 +367,7 @@ mod tests {
             last_changed: 1,
             url: url.into(),
             root: root.into(),
+            uuid: String::new(),
         };
         assert_eq!(prefix(&i("svn://h/r", "svn://h/r")), "");
         assert_eq!(prefix(&i("svn://h/r/my%20proj", "svn://h/r")), "my proj");

@@ -15,15 +15,20 @@ pub struct PollState {
     /// What this state is of: a changed URL or layout starts afresh.
     pub url: String,
     pub layout: String,
+    /// The repository's UUID (empty in states from before it was kept).
+    #[serde(default)]
+    pub uuid: String,
     pub youngest: u64,
     /// `refs/heads/X`, `refs/tags/T` → the revision it last changed in.
     pub heads: BTreeMap<String, u64>,
 }
 
 impl PollState {
-    /// Does it describe `url` with `layout`, no newer than `youngest`?
-    pub fn usable(&self, url: &str, layout: &str, youngest: u64) -> bool {
-        self.url == url && self.layout == layout && self.youngest <= youngest
+    /// Does it describe `url` with `layout`, of the repository `uuid`, no
+    /// newer than `youngest`? (A repository replaced by another, or by an
+    /// older backup of itself, needs a full listing.)
+    pub fn usable(&self, url: &str, layout: &str, uuid: &str, youngest: u64) -> bool {
+        self.url == url && self.layout == layout && self.uuid == uuid && self.youngest <= youngest
     }
 }
 
@@ -75,6 +80,7 @@ pub fn advance(
     Some(PollState {
         url: old.url.clone(),
         layout: old.layout.clone(),
+        uuid: old.uuid.clone(),
         youngest,
         heads,
     })
@@ -103,6 +109,7 @@ mod tests {
         PollState {
             url: "svn://h/r".into(),
             layout: String::new(),
+            uuid: "u1".into(),
             youngest,
             heads: heads.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         }
@@ -216,13 +223,17 @@ mod tests {
     #[test]
     fn states_are_for_one_url_and_layout() {
         let s = state(5, &[]);
-        assert!(s.usable("svn://h/r", "", 5));
-        assert!(s.usable("svn://h/r", "", 9));
+        assert!(s.usable("svn://h/r", "", "u1", 5));
+        assert!(s.usable("svn://h/r", "", "u1", 9));
         assert!(
-            !s.usable("svn://h/r", "", 4),
+            !s.usable("svn://h/r", "", "u1", 4),
             "a repository restored from an older backup"
         );
-        assert!(!s.usable("svn://h/other", "", 9));
-        assert!(!s.usable("svn://h/r", "single", 9));
+        assert!(
+            !s.usable("svn://h/r", "", "u2", 9),
+            "another repository at the same URL"
+        );
+        assert!(!s.usable("svn://h/other", "", "u1", 9));
+        assert!(!s.usable("svn://h/r", "single", "u1", 9));
     }
 }

@@ -13,6 +13,9 @@ pub struct Info {
     pub url: String,
     /// The repository's root URL.
     pub root: String,
+    /// The repository's UUID: another repository at the same URL has
+    /// another.
+    pub uuid: String,
 }
 
 /// One directory entry of `svn ls --xml`.
@@ -72,6 +75,7 @@ pub fn info(xml: &str) -> Result<Info, String> {
         last_changed: rev(child(e, "commit"), "last changed")?,
         url: text(child(e, "url")),
         root: text(child(e, "repository").and_then(|r| child(r, "root"))),
+        uuid: text(child(e, "repository").and_then(|r| child(r, "uuid"))),
     })
 }
 
@@ -212,6 +216,7 @@ mod tests {
                 last_changed: 5,
                 url: "svn://127.0.0.1:3690/repo/trunk".into(),
                 root: "svn://127.0.0.1:3690/repo".into(),
+                uuid: "0b1c4a7e-6d0f-4a55-9d43-0c4a5f0d2f61".into(),
             })
         );
         assert_eq!(
