@@ -64,6 +64,12 @@ impl Scheduler {
         }
         // Offers made on the old connection will never be answered.
         Self::withdraw_offers(&mut inner, builder);
+        // A builder that comes back may have what it lacked (an image made,
+        // a toolchain installed): its earlier refusals no longer hold.
+        inner.refused.retain(|_, by| {
+            by.remove(builder);
+            !by.is_empty()
+        });
         (conn, verdicts)
     }
 

@@ -450,6 +450,28 @@ async fn offers_need_credit_and_matching_labels() {
 }
 
 #[tokio::test]
+async fn a_refusal_holds_until_the_builder_comes_back() {
+    let f = fixture();
+    let jobs = build(&f, "p", 1).await;
+    let mut lin = connect(&f, "lin", &["os=linux"]);
+    f.sched.set_credit("lin", 1);
+    let (job, epoch) = offers(&mut lin)[0];
+    assert_eq!(job, jobs[0].id);
+    f.sched
+        .reject("lin", job, epoch, false, "no image here has arch=aarch64");
+    f.sched.set_credit("lin", 1);
+    assert!(offers(&mut lin).is_empty(), "not offered again");
+    assert_eq!(
+        f.sched.why_waiting(job).unwrap(),
+        "every builder that could run it refused it: no image here has arch=aarch64"
+    );
+    // Restarted, say with the image made: it is asked again.
+    let mut lin = connect(&f, "lin", &["os=linux"]);
+    f.sched.set_credit("lin", 1);
+    assert_eq!(offers(&mut lin).len(), 1);
+}
+
+#[tokio::test]
 async fn lost_lease_requeues_as_a_new_epoch_then_gives_up() {
     let f = fixture();
     let jobs = build(&f, "p", 1).await;
