@@ -22,8 +22,11 @@ if [ -z "${KHA_SKIP_IMAGES:-}" ]; then
   images_bin=$(mktemp /tmp/kha-builder-images.XXXXXX)
   cp target/debug/kha-builder "$images_bin"
   echo "==> test images, in the background (log: target/test-images.log)"
-  "$KHA_ROOT/deploy/test-images.sh" "$images_bin" >target/test-images.log 2>&1 &
+  # In its own session, so that a failure below stops it and its
+  # mmdebstrap too.
+  setsid "$KHA_ROOT/deploy/test-images.sh" "$images_bin" >target/test-images.log 2>&1 &
   images_pid=$!
+  trap 'kill -- "-$images_pid" 2>/dev/null || true; rm -f "$images_bin"' EXIT
 fi
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -37,6 +40,7 @@ if [ -n "$images_pid" ]; then
     echo "kha: the test images could not be built (see target/test-images.log); set KHA_SKIP_IMAGES=1 to report their tests as ignored" >&2
     exit 1
   fi
+  trap - EXIT
   rm -f "$images_bin"
   grep '^kha: test image' target/test-images.log || true
 fi

@@ -260,6 +260,16 @@ fn a_job_asking_for_a_missing_toolchain_or_arch_waits_and_says_why() {
         body.contains("no connected builder offers arch=s390x"),
         "{body}"
     );
+    // The queue page, as a browser gets it.
+    let page = http_request(&c.http_url(), "GET", "/queue", &[], b"");
+    let html = String::from_utf8_lossy(&page.body);
+    assert_eq!(page.status, 200, "{html}");
+    for why in [
+        "no connected builder offers otp_release=99",
+        "no connected builder offers arch=s390x",
+    ] {
+        assert!(html.contains(why), "{why} not on the queue page: {html}");
+    }
     let b = c.build(id);
     assert!(
         b["jobs"]
