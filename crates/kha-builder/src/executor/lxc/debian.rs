@@ -141,19 +141,48 @@ pub fn create_debian(images: &Path, name: &str, spec: &DebianSpec) -> Result<Pat
     }
     let images = std::path::absolute(images)?;
     fs::create_dir_all(&images).map_err(ctx("creating", &images))?;
+    // One build of a name at a time (the images directory may be shared):
+    // a second would delete the first one's half-made rootfs. The lock
+    // ends with the process, however it ends.
+    let lock_path = images.join(format!(".{name}.lock"));
+    let lock = fs::File::create(&lock_path).map_err(ctx("creating", &lock_path))?;
+    if lock.try_lock().is_err() {
+        return Err(setup(format!(
+            "image {name} is being built by another `kha-builder image create`"
+        )));
+    }
     let dir = images.join(name);
     if fs::symlink_metadata(&dir).is_ok() {
         return Err(setup(format!(
             "image {name} exists; `kha-builder image remove {name}` first"
         )));
     }
+    let building = images.join(format!(".{name}.building"));
+    let made = build_debian(&images, name, spec, &building);
+    if made.is_err() {
+        // A failed build leaves nothing (a rootfs is hundreds of MiB).
+        let _ = crate::remove_dir(&building);
+    }
+    made
+}
+
+/// The body of [`create_debian`], under its lock: `building` is removed
+/// by the caller if this fails.
+fn build_debian(
+    images: &Path,
+    name: &str,
+    spec: &DebianSpec,
+    building: &Path,
+) -> Result<PathBuf, ExecError> {
+    let dir = images.join(name);
     if !spec.arch.is_native() {
         binfmt::ensure(spec.arch.qemu)
             .map_err(|e| setup(format!("{} image: {e}", spec.arch.debian)))?;
     }
-    let building = images.join(format!(".{name}.building"));
-    crate::remove_dir(&building).map_err(ctx("removing", &building))?;
-    ensure_dir(&building, 0o755)?;
+    // Left by a build that was killed: nothing else writes here under the
+    // lock.
+    crate::remove_dir(building).map_err(ctx("removing", building))?;
+    ensure_dir(building, 0o755)?;
     let rootfs = building.join("rootfs");
     let started = Instant::now();
     eprintln!(
@@ -180,7 +209,6 @@ pub fn create_debian(images: &Path, name: &str, spec: &DebianSpec) -> Result<Pat
             ))
         })?;
     if !status.success() {
-        let _ = crate::remove_dir(&building);
         return Err(setup(format!(
             "mmdebstrap failed ({status}); see its output above"
         )));
