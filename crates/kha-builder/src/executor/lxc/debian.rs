@@ -146,11 +146,12 @@ pub fn create_debian(images: &Path, name: &str, spec: &DebianSpec) -> Result<Pat
     // ends with the process, however it ends.
     let lock_path = images.join(format!(".{name}.lock"));
     let lock = fs::File::create(&lock_path).map_err(ctx("creating", &lock_path))?;
-    if lock.try_lock().is_err() {
-        return Err(setup(format!(
-            "image {name} is being built by another `kha-builder image create`"
-        )));
-    }
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| {
+            setup(format!(
+                "image {name} is being built by another `kha-builder image create`"
+            ))
+        })?;
     let dir = images.join(name);
     if fs::symlink_metadata(&dir).is_ok() {
         return Err(setup(format!(
