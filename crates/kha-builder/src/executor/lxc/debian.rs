@@ -233,7 +233,7 @@ fn build_debian(
         build_secs: started.elapsed().as_secs(),
     };
     write_atomic(&building.join(META_FILE), &meta.to_toml(), 0o644)?;
-    fs::rename(&building, &dir).map_err(ctx("moving the image into", &dir))?;
+    fs::rename(building, &dir).map_err(ctx("moving the image into", &dir))?;
     check_searchable(&dir.join("rootfs"), IdMap::for_host()?)?;
     Ok(dir)
 }
