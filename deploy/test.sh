@@ -23,8 +23,8 @@ if [ -z "${KHA_SKIP_IMAGES:-}" ]; then
   cp target/debug/kha-builder "$images_bin"
   echo "==> test images, in the background (log: target/test-images.log)"
   # In its own session, so that a failure below stops it and its
-  # mmdebstrap too.
-  setsid "$KHA_ROOT/deploy/test-images.sh" "$images_bin" >target/test-images.log 2>&1 &
+  # mmdebstrap too; niced, so it takes the cycles the compile leaves.
+  setsid nice -n 19 "$KHA_ROOT/deploy/test-images.sh" "$images_bin" >target/test-images.log 2>&1 &
   images_pid=$!
   trap 'kill -- "-$images_pid" 2>/dev/null || true; rm -f "$images_bin"' EXIT
 fi
