@@ -20,7 +20,8 @@ pub struct JobSpec {
     pub project: String,
     pub repo_url: String,
     pub branch: String,
-    /// The revision to check out (a git commit id).
+    /// The revision to check out: a git commit id, a Subversion revision
+    /// number, a CVS timestamp.
     pub commit: String,
     #[serde(with = "PhasesDef")]
     pub phases: Phases,
