@@ -12,6 +12,23 @@ need_root() {
   fi
 }
 
+# Installs those of the Debian packages named that are missing, and says
+# whether it did in $KHA_INSTALLED (1 or 0). Called plainly, never as a
+# condition, so that a failing apt-get stops the script (set -e).
+install_missing() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  KHA_INSTALLED=0
+  [ ${#missing[@]} -gt 0 ] || return 0
+  KHA_INSTALLED=1
+  echo "==> installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 # Debian packages: lxc for the containers, uidmap for unprivileged ones, git
 # for the tests' repositories, a C compiler for libgit2.
 # subversion: svn for Subversion projects (control node and builders), and
@@ -22,16 +39,7 @@ install_packages() {
   want+=(cvs)
   # Subversion projects: the control node polls, builders check out.
   want+=(subversion)
-  local missing=()
-  for p in "${want[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "==> installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  install_missing "${want[@]}"
   # Unprivileged containers map their ids to 100000-165535 on the host;
   # root needs that range reserved (lxc uses newuidmap when uidmap is in).
   grep -q '^root:100000:65536' /etc/subuid 2>/dev/null || usermod --add-subuids 100000-165535 root
@@ -42,16 +50,7 @@ install_packages() {
 # kha-bench's web scenario (test.sh only: running kha needs no browser).
 install_browser() {
   local want=(chromium chromium-driver)
-  local missing=()
-  for p in "${want[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "==> installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  install_missing "${want[@]}"
 }
 
 # The real servers the notification tests talk to on loopback: SMTP
@@ -60,15 +59,8 @@ install_browser() {
 # those are stopped (the machine's boot does not start them: no systemd).
 install_notify_servers() {
   local want=(python3-aiosmtpd prosody ngircd)
-  local missing=()
-  for p in "${want[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "==> installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  install_missing "${want[@]}"
+  if [ "$KHA_INSTALLED" = 1 ]; then
     service prosody stop >/dev/null 2>&1 || true
     service ngircd stop >/dev/null 2>&1 || true
   fi
@@ -83,16 +75,7 @@ install_notify_servers() {
 # says so when they are missing.
 install_image_tools() {
   local want=(mmdebstrap qemu-user-static arch-test erlang-nox rebar3)
-  local missing=()
-  for p in "${want[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "==> installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  install_missing "${want[@]}"
 }
 
 # Rust: the machine's toolchain if it is recent enough, else rustup.
