@@ -22,10 +22,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::rustls;
 
-/// Travis's default port, for `irc://` and `host#chan`.
-const IRC_PORT: u16 = 6667;
-/// The registered port for IRC over TLS (Travis's client would try 6667).
-const IRCS_PORT: u16 = 6697;
+mod place;
+mod wire;
+
+use place::{word, Place};
+use wire::{texts, Line};
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the server may take to welcome us (Travis waits 60 s).
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,10 +37,6 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// 433 (nick in use): this many more nicks are tried, with `_` appended.
 const NICK_RETRIES: usize = 3;
-/// A message's text is cut into pieces of at most this many bytes, so the
-/// line the server relays (with our prefix and the channel) stays within
-/// IRC's 512.
-const MAX_TEXT: usize = 400;
 /// Lines sent at once; further lines wait [`PACE`] each, as bots do to
 /// stay clear of servers' flood limits.
 const BURST: usize = 4;
@@ -207,190 +205,8 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// A server and channel, from a channel string.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Place {
-    host: String,
-    port: u16,
-    tls: bool,
-    /// With its `#`.
-    channel: String,
-    /// From `#chan,key`.
-    key: Option<String>,
-}
-
-impl Place {
-    /// Travis's forms: `host#chan`, `host:port#chan`, `irc://host[:port]/#chan`,
-    /// `ircs://host[:port]/#chan`; the channel may end in `,key`. As in
-    /// Travis, `#` is put before the name after the separating `#` (so
-    /// `host##chan` is `##chan`).
-    fn parse(s: &str) -> Result<Place, String> {
-        let bad = |why: &str| format!("bad IRC channel {s:?}: {why}");
-        let (tls, rest) = if let Some(r) = s.strip_prefix("ircs://") {
-            (true, r)
-        } else if let Some(r) = s.strip_prefix("irc://") {
-            (false, r)
-        } else if s.contains("://") {
-            return Err(bad("only irc:// and ircs:// are known"));
-        } else {
-            (false, s)
-        };
-        let (server, fragment) = rest.split_once('#').ok_or_else(|| bad("no #channel"))?;
-        let server = server.trim_end_matches('/');
-        let (host, port) = match server.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| bad("the port is not a number"))?,
-            ),
-            None => (server, if tls { IRCS_PORT } else { IRC_PORT }),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty()
-            || !host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-.:_".contains(c))
-        {
-            return Err(bad("no host name"));
-        }
-        let fragment = percent_encoding::percent_decode_str(fragment)
-            .decode_utf8()
-            .map_err(|_| bad("a %-escape that is not UTF-8"))?;
-        let (name, key) = match fragment.split_once(',') {
-            Some((n, k)) => (n, Some(k.to_string())),
-            None => (&*fragment, None),
-        };
-        if name.is_empty() || name.contains([' ', ',', '\x07']) || word("", name).is_err() {
-            return Err(bad("the channel name"));
-        }
-        if let Some(k) = &key {
-            if k.is_empty() || word("", k).is_err() {
-                return Err(bad("the channel key"));
-            }
-        }
-        Ok(Place {
-            host: host.to_string(),
-            port,
-            tls,
-            channel: format!("#{name}"),
-            key,
-        })
-    }
-
-    fn server(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-}
-
-/// A nick, key or password: one IRC parameter, never a second command.
-fn word(what: &str, v: &str) -> Result<(), String> {
-    if v.is_empty() || v.contains(['\r', '\n', '\0', ' ']) || v.starts_with(':') {
-        Err(format!(
-            "the {what} is not usable on IRC (empty, or spaces or line breaks)"
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// The message's lines as IRC texts: control characters that would end
-/// or break a line become spaces, empty lines are dropped (IRC has no
-/// empty message), long lines are cut at [`MAX_TEXT`] bytes.
-fn texts(lines: &[String]) -> Vec<String> {
-    let mut out = vec![];
-    for line in lines {
-        let clean: String = line
-            .chars()
-            .map(|c| {
-                if matches!(c, '\r' | '\n' | '\0') {
-                    ' '
-                } else {
-                    c
-                }
-            })
-            .collect();
-        let mut rest = clean.trim_end();
-        while !rest.is_empty() {
-            let mut cut = rest.len().min(MAX_TEXT);
-            while !rest.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.push(rest[..cut].to_string());
-            rest = &rest[cut..];
-        }
-    }
-    out
-}
-
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// One line from the server, split.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Line {
-    /// The prefix's nick (or server name), without `!user@host`.
-    from: String,
-    command: String,
-    params: Vec<String>,
-}
-
-impl Line {
-    /// RFC 1459 with IRCv3 tags: `[@tags ][:prefix ]COMMAND params [:trailing]`.
-    fn parse(raw: &str) -> Option<Line> {
-        let mut rest = raw.trim_end_matches(['\r', '\n']);
-        if rest.starts_with('@') {
-            rest = rest.split_once(' ')?.1.trim_start_matches(' ');
-        }
-        let mut from = "";
-        if let Some(r) = rest.strip_prefix(':') {
-            let (prefix, r) = r.split_once(' ')?;
-            from = prefix.split(['!', '@']).next().unwrap_or(prefix);
-            rest = r.trim_start_matches(' ');
-        }
-        let (command, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
-        if command.is_empty() {
-            return None;
-        }
-        let mut params = vec![];
-        loop {
-            rest = rest.trim_start_matches(' ');
-            if rest.is_empty() {
-                break;
-            }
-            if let Some(trailing) = rest.strip_prefix(':') {
-                params.push(trailing.to_string());
-                break;
-            }
-            let (p, r) = rest.split_once(' ').unwrap_or((rest, ""));
-            params.push(p.to_string());
-            rest = r;
-        }
-        Some(Line {
-            from: from.to_string(),
-            command: command.to_ascii_uppercase(),
-            params,
-        })
-    }
-
-    fn param(&self, i: usize) -> &str {
-        self.params.get(i).map_or("", String::as_str)
-    }
-
-    /// The human part of a numeric or ERROR: its last parameter.
-    fn text(&self) -> &str {
-        self.params.last().map_or("", String::as_str)
-    }
-
-    /// `433 #chan :text` as people read it, without our nick.
-    fn describe(&self) -> String {
-        let mut words = vec![self.command.clone()];
-        let skip = usize::from(self.command.len() == 3 && self.params.len() > 1);
-        words.extend(self.params.iter().skip(skip).cloned());
-        words.join(" ")
-    }
-}
 
 /// An open connection.
 struct Conn {
@@ -605,126 +421,5 @@ impl Conn {
             }
         }
         let _ = self.io.shutdown().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn channel_strings() {
-        let p = |host: &str, port, tls, channel: &str, key: Option<&str>| Place {
-            host: host.into(),
-            port,
-            tls,
-            channel: channel.into(),
-            key: key.map(str::to_string),
-        };
-        let table = [
-            (
-                "irc.freenode.net#travis",
-                p("irc.freenode.net", 6667, false, "#travis", None),
-            ),
-            (
-                "irc.example.org:7000#ci",
-                p("irc.example.org", 7000, false, "#ci", None),
-            ),
-            (
-                "irc://irc.example.org:8000/#chan",
-                p("irc.example.org", 8000, false, "#chan", None),
-            ),
-            (
-                "irc://irc.example.org/#chan,s3cret",
-                p("irc.example.org", 6667, false, "#chan", Some("s3cret")),
-            ),
-            (
-                "ircs://irc.example.org:7070/#chan",
-                p("irc.example.org", 7070, true, "#chan", None),
-            ),
-            (
-                "ircs://irc.example.org/#chan",
-                p("irc.example.org", 6697, true, "#chan", None),
-            ),
-            (
-                "irc.libera.chat##kha",
-                p("irc.libera.chat", 6667, false, "##kha", None),
-            ),
-            (
-                "127.0.0.1:6667#a%2Bb",
-                p("127.0.0.1", 6667, false, "#a+b", None),
-            ),
-        ];
-        for (s, want) in table {
-            assert_eq!(Place::parse(s), Ok(want), "{s}");
-        }
-        for bad in [
-            "irc.example.org",
-            "#chan",
-            "http://irc.example.org/#chan",
-            "irc://irc.example.org:99999/#chan",
-            "irc://irc.example.org/#",
-            "irc.example.org#chan x",
-            "irc.example.org#chan\r\nQUIT",
-            "irc.example.org#chan%0D%0AQUIT",
-            "irc.example.org#chan,",
-            "irc.example.org#chan,k y",
-            "evil host#chan",
-        ] {
-            assert!(Place::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn lines_from_the_server() {
-        let l = |from: &str, command: &str, params: &[&str]| {
-            Some(Line {
-                from: from.into(),
-                command: command.into(),
-                params: params.iter().map(|p| p.to_string()).collect(),
-            })
-        };
-        let table = [
-            (
-                ":irc.test 001 kha-ci :Welcome to the Internet Relay Network kha-ci!~kha@127.0.0.1\r\n",
-                l("irc.test", "001", &["kha-ci", "Welcome to the Internet Relay Network kha-ci!~kha@127.0.0.1"]),
-            ),
-            ("PING :irc.test\r\n", l("", "PING", &["irc.test"])),
-            (
-                ":kha-ci!~kha@127.0.0.1 JOIN :#chan\r\n",
-                l("kha-ci", "JOIN", &["#chan"]),
-            ),
-            (
-                ":irc.test 433 * kha-ci :Nickname already in use\n",
-                l("irc.test", "433", &["*", "kha-ci", "Nickname already in use"]),
-            ),
-            (
-                "@time=2024-01-01T00:00:00Z :n!u@h PRIVMSG #c :a :b\r\n",
-                l("n", "PRIVMSG", &["#c", "a :b"]),
-            ),
-            (
-                "ERROR :Closing connection\r\n",
-                l("", "ERROR", &["Closing connection"]),
-            ),
-            ("\r\n", None),
-        ];
-        for (raw, want) in table {
-            assert_eq!(Line::parse(raw), want, "{raw:?}");
-        }
-    }
-
-    #[test]
-    fn texts_are_single_safe_lines() {
-        let long = "é".repeat(300);
-        let got = texts(&[
-            "one\r\nQUIT".into(),
-            String::new(),
-            "  ".into(),
-            long.clone(),
-        ]);
-        assert_eq!(got[0], "one  QUIT");
-        assert_eq!(got.len(), 3);
-        assert!(got[1].len() <= MAX_TEXT && got[2].len() <= MAX_TEXT);
-        assert_eq!(format!("{}{}", got[1], got[2]), long);
     }
 }
