@@ -26,6 +26,7 @@
 
 mod branches;
 mod config;
+mod context;
 mod diag;
 mod langs;
 mod lint;
@@ -64,6 +65,7 @@ mod table_tests;
 
 pub use branches::{BranchFilter, BranchPattern};
 pub use config::{branch_allowed, Config, GitSettings, JobSpec, MatchSpec, StageSpec};
+pub use context::{BuildContext, EventType, PullRequest};
 pub use diag::Diagnostic;
 pub use langs::{builder_arch, RepoFacts, CONSULTED_FILES};
 pub use lint::{lint, lint_with, LintReport};
