@@ -42,6 +42,10 @@ pub struct JobSpec {
     /// `image=default`): what the builder picks its image and toolchains by.
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Variables the control node sets (Travis's `TRAVIS_*` that come from
+    /// the build), names and literal values, exported before `env`.
+    #[serde(default)]
+    pub vars: Vec<(String, String)>,
 }
 
 /// A version control system a project's code lives in.

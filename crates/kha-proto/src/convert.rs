@@ -47,6 +47,11 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
             vcs: s.vcs.wire_name().into(),
             module: s.module,
             requires: s.requires,
+            vars: s
+                .vars
+                .into_iter()
+                .map(|(name, value)| agent::Var { name, value })
+                .collect(),
             ..Default::default()
         };
         wire.set_phases(s.phases);
@@ -73,6 +78,7 @@ impl TryFrom<agent::JobSpec> for kha_core::JobSpec {
             image: w.image,
             module: w.module,
             requires: w.requires,
+            vars: w.vars.into_iter().map(|v| (v.name, v.value)).collect(),
         })
     }
 }

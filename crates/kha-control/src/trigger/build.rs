@@ -70,6 +70,7 @@ impl Triggerer {
                             max_jobs: sched.cfg.max_jobs_per_build,
                             repo: travis::RepoFacts::from_root_files(resolved.root_files.iter()),
                             branch: Some(req.branch.clone()),
+                            ..travis::ExpandOptions::default()
                         };
                         match travis::expand_with(&cfg, &opts) {
                             Ok(x) => {

@@ -60,6 +60,9 @@ pub struct ExpandOptions {
     pub repo: RepoFacts,
     /// The branch being built, for `allow_failures` entries with `branch`.
     pub branch: Option<String>,
+    /// What the build was started by: what `if:` conditions evaluate
+    /// against.
+    pub context: crate::travis::BuildContext,
 }
 
 impl Default for ExpandOptions {
@@ -68,6 +71,7 @@ impl Default for ExpandOptions {
             max_jobs: DEFAULT_MAX_JOBS,
             repo: RepoFacts::unknown(),
             branch: None,
+            context: crate::travis::BuildContext::default(),
         }
     }
 }
