@@ -10,7 +10,13 @@
 //! than [`MAX_DEPTH`] and trees larger than [`MAX_NODES`] (aliases can make a
 //! small file expand exponentially) are refused, and the tree is built with
 //! an explicit stack rather than recursion.
+//!
+//! What libyaml (Travis's parser, through Ruby's Psych) accepts, this module
+//! accepts too: where saphyr-parser is stricter about a quoted scalar's
+//! continuation lines, [`super::lenient`] re-indents them and maps the
+//! positions back, and the file is read again.
 
+use super::lenient::{self, Shifts};
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle};
 use std::collections::HashMap;
 use std::fmt;
@@ -27,14 +33,10 @@ pub struct Pos {
     pub column: usize,
 }
 
-impl Pos {
-    fn from_marker(m: &Marker) -> Pos {
-        Pos {
-            line: m.line(),
-            column: m.col().saturating_add(1),
-        }
-    }
-}
+/// Characters of re-reading that re-indenting quoted scalars may cost
+/// (each re-indented scalar means reading the file again), so a file made
+/// of thousands of them costs seconds, not hours.
+const LENIENCY_BUDGET: usize = 1 << 26;
 
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -205,16 +207,92 @@ pub struct Loaded {
 
 /// Reads `text` into a positioned tree.
 pub fn load(text: &str) -> Result<Loaded, YamlError> {
+    let mut shifts = Shifts::default();
+    let mut rewritten: Option<String> = None;
+    let mut retries = (LENIENCY_BUDGET / text.len().max(1)).max(16);
+    loop {
+        let current = rewritten.as_deref().unwrap_or(text);
+        let (e, last_end) = match load_once(current, &shifts) {
+            Ok(loaded) => return Ok(loaded),
+            Err(Failed::Scan { error, last_end }) => (error, last_end),
+            Err(Failed::Tree(e)) => return Err(e),
+        };
+        let mark = e.marker();
+        // Where the quoted scalar saphyr refused starts: the error names
+        // it, or (for a tab) it follows the last event read.
+        let start = match e.info() {
+            "invalid indentation in quoted scalar" => Some(mark.index()),
+            "tab cannot be used as indentation" => lenient::quote_after(current, last_end),
+            _ => None,
+        };
+        let fixed = start
+            .filter(|_| retries > 0)
+            .and_then(|s| lenient::indent_quoted(current, s, &mut shifts));
+        match fixed {
+            Some(t) => {
+                retries -= 1;
+                rewritten = Some(t);
+            }
+            None => return Err(scan_error(current, &e, &shifts)),
+        }
+    }
+}
+
+/// saphyr's error, positioned on the file: a tab that indents is pointed
+/// at itself (saphyr points past it, or at the scalar it ends).
+fn scan_error(text: &str, e: &saphyr_parser::ScanError, shifts: &Shifts) -> YamlError {
+    let m = e.marker();
+    let mut pos = shifts.pos(m.line(), m.col());
+    let info = e.info();
+    let tab = match info {
+        "tabs disallowed within this context (block indentation)" => {
+            lenient::tab_in_indent(text, m.line())
+        }
+        "while scanning a plain scalar, found a tab" => {
+            lenient::tab_in_indent(text, m.line().saturating_add(1))
+        }
+        _ => None,
+    };
+    let message = match tab {
+        Some(at) => {
+            pos = shifts.pos(at.line, at.column - 1);
+            "invalid YAML: a tab indents this line; YAML indents with spaces only".to_string()
+        }
+        None => format!("invalid YAML: {info}"),
+    };
+    YamlError {
+        pos: Some(pos),
+        message,
+    }
+}
+
+/// Why one reading failed: saphyr refused the text (with where its last
+/// event ended, as a character index), or the tree broke a rule of kha's.
+enum Failed {
+    Scan {
+        error: saphyr_parser::ScanError,
+        last_end: usize,
+    },
+    Tree(YamlError),
+}
+
+impl From<YamlError> for Failed {
+    fn from(e: YamlError) -> Failed {
+        Failed::Tree(e)
+    }
+}
+
+fn load_once(text: &str, shifts: &Shifts) -> Result<Loaded, Failed> {
+    let at = |m: &Marker| shifts.pos(m.line(), m.col());
     let mut b = Builder::default();
     let mut parser = Parser::new_from_str(text);
     let mut documents = 0usize;
     let mut end = Pos { line: 1, column: 1 };
+    let mut last_end = 0usize;
     while let Some(event) = parser.next_event() {
-        let (event, span) = event.map_err(|e| YamlError {
-            pos: Some(Pos::from_marker(e.marker())),
-            message: format!("invalid YAML: {}", e.info()),
-        })?;
-        let pos = Pos::from_marker(&span.start);
+        let (event, span) = event.map_err(|error| Failed::Scan { error, last_end })?;
+        last_end = span.end.index();
+        let pos = at(&span.start);
         end = pos;
         match event {
             Event::StreamStart | Event::Nothing | Event::DocumentEnd => {}
@@ -251,7 +329,8 @@ pub fn load(text: &str) -> Result<Loaded, YamlError> {
                     return Err(YamlError {
                         pos: Some(pos),
                         message: "invalid YAML: alias to an unknown anchor".into(),
-                    });
+                    }
+                    .into());
                 };
                 let (size, height) = (*size, *height);
                 b.count(size)?;
@@ -263,7 +342,8 @@ pub fn load(text: &str) -> Result<Loaded, YamlError> {
                         message: format!(
                             "YAML nested more than {MAX_DEPTH} levels deep (through aliases); kha refuses it"
                         ),
-                    });
+                    }
+                    .into());
                 }
                 let Some(mut node) = b.anchors.get(&id).map(|(n, _, _)| n.clone()) else {
                     continue;
@@ -289,7 +369,8 @@ pub fn load(text: &str) -> Result<Loaded, YamlError> {
                     return Err(YamlError {
                         pos: Some(pos),
                         message: "invalid YAML: unbalanced collection".into(),
-                    });
+                    }
+                    .into());
                 };
                 let (node, anchor) = b.close(frame);
                 b.complete(node, anchor)?;
