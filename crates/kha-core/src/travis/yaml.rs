@@ -33,11 +33,6 @@ pub struct Pos {
     pub column: usize,
 }
 
-/// Characters of re-reading that re-indenting quoted scalars may cost
-/// (each re-indented scalar means reading the file again), so a file made
-/// of thousands of them costs seconds, not hours.
-const LENIENCY_BUDGET: usize = 1 << 26;
-
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "line {}, column {}", self.line, self.column)
@@ -205,70 +200,15 @@ pub struct Loaded {
     pub warnings: Vec<(Pos, String)>,
 }
 
-/// Reads `text` into a positioned tree.
+/// Reads `text` into a positioned tree, as libyaml would read it (see
+/// [`lenient::load`]).
 pub fn load(text: &str) -> Result<Loaded, YamlError> {
-    let mut shifts = Shifts::default();
-    let mut rewritten: Option<String> = None;
-    let mut retries = (LENIENCY_BUDGET / text.len().max(1)).max(16);
-    loop {
-        let current = rewritten.as_deref().unwrap_or(text);
-        let (e, last_end) = match load_once(current, &shifts) {
-            Ok(loaded) => return Ok(loaded),
-            Err(Failed::Scan { error, last_end }) => (error, last_end),
-            Err(Failed::Tree(e)) => return Err(e),
-        };
-        let mark = e.marker();
-        // Where the quoted scalar saphyr refused starts: the error names
-        // it, or (for a tab) it follows the last event read.
-        let start = match e.info() {
-            "invalid indentation in quoted scalar" => Some(mark.index()),
-            "tab cannot be used as indentation" => lenient::quote_after(current, last_end),
-            _ => None,
-        };
-        let fixed = start
-            .filter(|_| retries > 0)
-            .and_then(|s| lenient::indent_quoted(current, s, &mut shifts));
-        match fixed {
-            Some(t) => {
-                retries -= 1;
-                rewritten = Some(t);
-            }
-            None => return Err(scan_error(current, &e, &shifts)),
-        }
-    }
-}
-
-/// saphyr's error, positioned on the file: a tab that indents is pointed
-/// at itself (saphyr points past it, or at the scalar it ends).
-fn scan_error(text: &str, e: &saphyr_parser::ScanError, shifts: &Shifts) -> YamlError {
-    let m = e.marker();
-    let mut pos = shifts.pos(m.line(), m.col());
-    let info = e.info();
-    let tab = match info {
-        "tabs disallowed within this context (block indentation)" => {
-            lenient::tab_in_indent(text, m.line())
-        }
-        "while scanning a plain scalar, found a tab" => {
-            lenient::tab_in_indent(text, m.line().saturating_add(1))
-        }
-        _ => None,
-    };
-    let message = match tab {
-        Some(at) => {
-            pos = shifts.pos(at.line, at.column - 1);
-            "invalid YAML: a tab indents this line; YAML indents with spaces only".to_string()
-        }
-        None => format!("invalid YAML: {info}"),
-    };
-    YamlError {
-        pos: Some(pos),
-        message,
-    }
+    lenient::load(text)
 }
 
 /// Why one reading failed: saphyr refused the text (with where its last
 /// event ended, as a character index), or the tree broke a rule of kha's.
-enum Failed {
+pub(super) enum Failed {
     Scan {
         error: saphyr_parser::ScanError,
         last_end: usize,
@@ -282,7 +222,7 @@ impl From<YamlError> for Failed {
     }
 }
 
-fn load_once(text: &str, shifts: &Shifts) -> Result<Loaded, Failed> {
+pub(super) fn load_once(text: &str, shifts: &Shifts) -> Result<Loaded, Failed> {
     let at = |m: &Marker| shifts.pos(m.line(), m.col());
     let mut b = Builder::default();
     let mut parser = Parser::new_from_str(text);
