@@ -9,10 +9,17 @@
 //! - Tags are filtered like branches, by their name: a safelist stops tags
 //!   it does not name ("safelisting also prevents tagged commits from being
 //!   built").
-//! - `gh-pages` is not built unless the safelist names it.
+//! - `gh-pages` is not built unless the safelist names it. travis-core's
+//!   `Request::Approval` (lib/travis/model/request/approval.rb) tests the
+//!   branch with `/gh[-_]pages/i`, so `gh_pages`, `GH-Pages` and names that
+//!   contain either are excluded too, and a safelist entry matching the same
+//!   pattern lifts the exclusion.
 //!
 //! `branches` may also be a list or a comma-separated string, both read as
-//! `only` (travis-core's `Request::Branches`).
+//! `only`; an `only` or `except` given as a string is split at commas too
+//! (`only: feature, develop` is two branches), each name stripped
+//! (travis-core's `Request::Branches`, lib/travis/model/request/branches.rb:
+//! `split_branches`, `branches.split(',').map(&:strip)`).
 
 use super::diag::Diagnostics;
 use super::yaml::{Entry, Kind, Node};
@@ -142,14 +149,16 @@ impl BranchFilter {
     }
 }
 
+/// travis-core's `github_pages?`: `/gh[-_]pages/i` anywhere in the name.
 fn is_gh_pages(name: &str) -> bool {
-    name == "gh-pages"
+    let lower = name.to_ascii_lowercase();
+    lower.contains("gh-pages") || lower.contains("gh_pages")
 }
 
 fn list(d: &mut Diagnostics, node: &Node) -> Vec<BranchPattern> {
     let entries: Vec<String> = match &node.kind {
         _ if node.is_null() => vec![],
-        Kind::Scalar { text, .. } => vec![text.clone()],
+        Kind::Scalar { text, .. } => text.split(',').map(str::to_string).collect(),
         Kind::Seq(items) => items
             .iter()
             .filter_map(|it| match it.scalar() {
@@ -203,6 +212,29 @@ fn patterns(d: &mut Diagnostics, node: &Node, entries: Vec<String>) -> Vec<Branc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::travis::parse;
+
+    /// A string is split at commas, whichever form names the list.
+    #[test]
+    fn comma_separated_strings_are_lists() {
+        for (yaml, name, want) in [
+            ("branches:\n  only: feature, develop\n", "feature", true),
+            ("branches:\n  only: feature, develop\n", "develop", true),
+            (
+                "branches:\n  only: feature, develop\n",
+                "feature, develop",
+                false,
+            ),
+            ("branches:\n  only: feature, develop\n", "master", false),
+            ("branches: feature,develop\n", "develop", true),
+            ("branches:\n  except: legacy , old\n", "old", false),
+            ("branches:\n  except: legacy , old\n", "main", true),
+            ("branches:\n  only: [feature, develop]\n", "develop", true),
+        ] {
+            let cfg = parse(&format!("script: x\n{yaml}")).unwrap();
+            assert_eq!(cfg.branches.allows(name, false), want, "{yaml} {name}");
+        }
+    }
 
     fn filter(only: &[&str], except: &[&str]) -> BranchFilter {
         BranchFilter {
@@ -253,6 +285,13 @@ mod tests {
             (&["/.*/"], &[], "gh-pages", false, false),
             (&["gh-pages", "/.*/"], &[], "gh-pages", false, true),
             (&["gh-pages", "/.*/"], &[], "anything", false, true),
+            // travis-core's `/gh[-_]pages/i`.
+            (&[], &[], "gh_pages", false, false),
+            (&[], &[], "GH-Pages", false, false),
+            (&[], &[], "old-gh-pages", false, false),
+            (&["/.*/"], &[], "gh_pages", false, false),
+            (&["gh_pages"], &[], "gh_pages", false, true),
+            (&[], &[], "gh_pages", true, true),
             // Regexes search, they are not anchored.
             (&["/deploy/"], &[], "pre-deploy-1", false, true),
             (

@@ -29,6 +29,7 @@ mod config;
 mod context;
 mod diag;
 mod langs;
+mod lenient;
 mod lint;
 mod matrix;
 mod notify;

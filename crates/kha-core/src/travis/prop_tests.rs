@@ -288,11 +288,16 @@ proptest! {
             Ok(exp) => {
                 prop_assert!(!exp.jobs.is_empty() || !cfg.exclude.is_empty());
                 prop_assert!(exp.jobs.len() <= max_jobs);
-                // Allowed failures come last within their stage.
+                // Numbered in order; grouped by stage, in the stages'
+                // order (allowed failures keep their place).
+                for (i, j) in exp.jobs.iter().enumerate() {
+                    prop_assert_eq!(j.number as usize, i + 1);
+                }
+                let rank = |s: &Option<String>| {
+                    s.as_ref().and_then(|s| exp.stages.iter().position(|n| n.eq_ignore_ascii_case(s)))
+                };
                 for w in exp.jobs.windows(2) {
-                    if w[0].stage == w[1].stage {
-                        prop_assert!(!w[0].allow_failure || w[1].allow_failure);
-                    }
+                    prop_assert!(rank(&w[0].stage) <= rank(&w[1].stage));
                 }
             }
             Err(e) => prop_assert!(e.message.contains("more than the limit"), "{}", e),

@@ -293,10 +293,20 @@ fn allowed_failures() {
             "language: rust\nrust: [stable, beta, nightly]\njobs:\n  allow_failures:\n    - rust: nightly\n  fast_finish: true\n",
             &["rust=stable", "rust=beta", "rust=nightly !"],
         ),
-        // Allowed failures are ordered last (travis-yml `Reorder`).
+        // Allowed failures keep their place and number (travis-core
+        // `Build::Matrix#expand_matrix`; see matrix/mod.rs, step 9).
         (
             "language: rust\nrust: [nightly, stable]\njobs:\n  allow_failures:\n    - rust: nightly\n",
-            &["rust=stable", "rust=nightly !"],
+            &["rust=nightly !", "rust=stable"],
+        ),
+        (
+            "language: rust\nrust: [stable, nightly, beta]\njobs:\n  allow_failures:\n    - rust: nightly\n",
+            &["rust=stable", "rust=nightly !", "rust=beta"],
+        ),
+        // Within stages too; the stages' order still comes first.
+        (
+            "language: rust\nrust: [nightly, stable]\njobs:\n  include:\n    - stage: deploy\n      rust: stable\n      name: d\n  allow_failures:\n    - rust: nightly\n",
+            &["rust=nightly ! [test]", "rust=stable [test]", "rust=stable name=d [deploy]"],
         ),
         // By env only, the global env set aside.
         (
@@ -313,7 +323,7 @@ fn allowed_failures() {
         // `matches_env?`).
         (
             "env:\n  global: [G=1]\n  jobs: [A=1, A=2]\njobs:\n  allow_failures:\n    - env: [G=1, A=1]\n",
-            &["env=A=2", "env=A=1 !"],
+            &["env=A=1 !", "env=A=2"],
         ),
         // Keys that only an include sets match too (travis-yml; the docs'
         // second example says otherwise, see `allow_failure_matches`).
@@ -334,7 +344,7 @@ fn allowed_failures() {
         // By name.
         (
             "jobs:\n  include:\n    - name: a\n    - name: b\n  allow_failures:\n    - name: a\n",
-            &["name=b", "name=a !"],
+            &["name=a !", "name=b"],
         ),
     ]);
     // By branch: needs the branch being built.

@@ -10,7 +10,13 @@
 //! than [`MAX_DEPTH`] and trees larger than [`MAX_NODES`] (aliases can make a
 //! small file expand exponentially) are refused, and the tree is built with
 //! an explicit stack rather than recursion.
+//!
+//! What libyaml (Travis's parser, through Ruby's Psych) accepts, this module
+//! accepts too: where saphyr-parser is stricter about a quoted scalar's
+//! continuation lines, [`super::lenient`] re-indents them and maps the
+//! positions back, and the file is read again.
 
+use super::lenient::{self, Shifts};
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle};
 use std::collections::HashMap;
 use std::fmt;
@@ -25,15 +31,6 @@ pub const MAX_NODES: usize = 100_000;
 pub struct Pos {
     pub line: usize,
     pub column: usize,
-}
-
-impl Pos {
-    fn from_marker(m: &Marker) -> Pos {
-        Pos {
-            line: m.line(),
-            column: m.col().saturating_add(1),
-        }
-    }
 }
 
 impl fmt::Display for Pos {
@@ -203,18 +200,39 @@ pub struct Loaded {
     pub warnings: Vec<(Pos, String)>,
 }
 
-/// Reads `text` into a positioned tree.
+/// Reads `text` into a positioned tree, as libyaml would read it (see
+/// [`lenient::load`]).
 pub fn load(text: &str) -> Result<Loaded, YamlError> {
+    lenient::load(text)
+}
+
+/// Why one reading failed: saphyr refused the text (with where its last
+/// event ended, as a character index), or the tree broke a rule of kha's.
+pub(super) enum Failed {
+    Scan {
+        error: saphyr_parser::ScanError,
+        last_end: usize,
+    },
+    Tree(YamlError),
+}
+
+impl From<YamlError> for Failed {
+    fn from(e: YamlError) -> Failed {
+        Failed::Tree(e)
+    }
+}
+
+pub(super) fn load_once(text: &str, shifts: &Shifts) -> Result<Loaded, Failed> {
+    let at = |m: &Marker| shifts.pos(m.line(), m.col());
     let mut b = Builder::default();
     let mut parser = Parser::new_from_str(text);
     let mut documents = 0usize;
     let mut end = Pos { line: 1, column: 1 };
+    let mut last_end = 0usize;
     while let Some(event) = parser.next_event() {
-        let (event, span) = event.map_err(|e| YamlError {
-            pos: Some(Pos::from_marker(e.marker())),
-            message: format!("invalid YAML: {}", e.info()),
-        })?;
-        let pos = Pos::from_marker(&span.start);
+        let (event, span) = event.map_err(|error| Failed::Scan { error, last_end })?;
+        last_end = span.end.index();
+        let pos = at(&span.start);
         end = pos;
         match event {
             Event::StreamStart | Event::Nothing | Event::DocumentEnd => {}
@@ -251,7 +269,8 @@ pub fn load(text: &str) -> Result<Loaded, YamlError> {
                     return Err(YamlError {
                         pos: Some(pos),
                         message: "invalid YAML: alias to an unknown anchor".into(),
-                    });
+                    }
+                    .into());
                 };
                 let (size, height) = (*size, *height);
                 b.count(size)?;
@@ -263,7 +282,8 @@ pub fn load(text: &str) -> Result<Loaded, YamlError> {
                         message: format!(
                             "YAML nested more than {MAX_DEPTH} levels deep (through aliases); kha refuses it"
                         ),
-                    });
+                    }
+                    .into());
                 }
                 let Some(mut node) = b.anchors.get(&id).map(|(n, _, _)| n.clone()) else {
                     continue;
@@ -289,7 +309,8 @@ pub fn load(text: &str) -> Result<Loaded, YamlError> {
                     return Err(YamlError {
                         pos: Some(pos),
                         message: "invalid YAML: unbalanced collection".into(),
-                    });
+                    }
+                    .into());
                 };
                 let (node, anchor) = b.close(frame);
                 b.complete(node, anchor)?;

@@ -12,10 +12,8 @@ mod repo;
 pub use defaults::{defaults, JobFacts, PYTHON_NO_SCRIPT};
 pub use repo::{RepoFacts, CONSULTED_FILES};
 
-/// A matrix expansion key, in the order Travis multiplies them: the
-/// product's first key varies slowest (travis-yml `Matrix#expand`, keys
-/// sorted by the schema's order with `env` last; `os` before `arch` per its
-/// "arch on osx" spec).
+/// A matrix expansion key. [`AXES`] lists them in the order Travis
+/// multiplies them.
 pub struct Axis {
     pub key: &'static str,
     /// A builder must advertise `key=value` to run the job (a runtime
@@ -34,41 +32,50 @@ const fn axis(key: &'static str, capability: bool, env: Option<&'static str>) ->
     }
 }
 
-/// Every matrix key but `env`, which is always last and handled apart.
+/// Every matrix key but `env`, which is always last and handled apart, in
+/// the order Travis multiplies them: the product's first key varies
+/// slowest, whatever the file's order. travis-yml's `Matrix#sort` orders a
+/// config's keys by `Yml.expand_keys + [:env]`, the root's `expand` list
+/// in its schema (schema.json: `os`, `arch`, `compiler`, `osx_image`, then
+/// the languages' matrix keys in the schema's language order, e.g.
+/// objective-c's `rvm`, `gemfile`, `xcode_scheme`, `xcode_sdk`), so `jdk`
+/// comes before `rvm` and `scala`, and `dotnet` before `mono`. `dist` and
+/// `lein` are kha's additions (travis-yml does not expand them); they sit
+/// next to the keys they go with.
 pub const AXES: &[Axis] = &[
     axis("os", true, Some("TRAVIS_OS_NAME")),
     axis("arch", true, None),
     axis("dist", false, None),
     axis("compiler", true, None),
-    axis("rvm", true, Some("TRAVIS_RUBY_VERSION")),
-    axis("gemfile", false, None),
+    axis("osx_image", true, Some("TRAVIS_OSX_IMAGE")),
     axis("lein", true, None),
-    axis("scala", true, Some("TRAVIS_SCALA_VERSION")),
     axis("jdk", true, Some("TRAVIS_JDK_VERSION")),
-    axis("elixir", true, None),
-    axis("otp_release", true, Some("TRAVIS_OTP_RELEASE")),
-    axis("php", true, Some("TRAVIS_PHP_VERSION")),
-    axis("node_js", true, Some("TRAVIS_NODE_VERSION")),
-    axis("python", true, Some("TRAVIS_PYTHON_VERSION")),
-    axis("perl", true, Some("TRAVIS_PERL_VERSION")),
-    axis("perl6", true, None),
-    axis("go", true, Some("TRAVIS_GO_VERSION")),
-    axis("ghc", true, None),
-    axis("rust", true, Some("TRAVIS_RUST_VERSION")),
     axis("crystal", true, None),
+    axis("dotnet", true, None),
+    axis("mono", true, None),
+    axis("solution", false, None),
     axis("d", true, None),
     axis("dart", true, Some("TRAVIS_DART_VERSION")),
     axis("dart_task", false, None),
-    axis("julia", true, Some("TRAVIS_JULIA_VERSION")),
-    axis("r", true, Some("TRAVIS_R_VERSION")),
-    axis("mono", true, None),
-    axis("dotnet", true, None),
-    axis("solution", false, None),
-    axis("xcode_sdk", true, Some("TRAVIS_XCODE_SDK")),
-    axis("xcode_scheme", false, Some("TRAVIS_XCODE_SCHEME")),
+    axis("elixir", true, None),
+    axis("otp_release", true, Some("TRAVIS_OTP_RELEASE")),
+    axis("node_js", true, Some("TRAVIS_NODE_VERSION")),
+    axis("go", true, Some("TRAVIS_GO_VERSION")),
+    axis("php", true, Some("TRAVIS_PHP_VERSION")),
+    axis("ghc", true, None),
     axis("haxe", true, Some("TRAVIS_HAXE_VERSION")),
+    axis("julia", true, Some("TRAVIS_JULIA_VERSION")),
+    axis("perl", true, Some("TRAVIS_PERL_VERSION")),
+    axis("perl6", true, None),
+    axis("python", true, Some("TRAVIS_PYTHON_VERSION")),
+    axis("r", true, Some("TRAVIS_R_VERSION")),
+    axis("rvm", true, Some("TRAVIS_RUBY_VERSION")),
+    axis("gemfile", false, None),
+    axis("xcode_scheme", false, Some("TRAVIS_XCODE_SCHEME")),
+    axis("xcode_sdk", true, Some("TRAVIS_XCODE_SDK")),
+    axis("rust", true, Some("TRAVIS_RUST_VERSION")),
+    axis("scala", true, Some("TRAVIS_SCALA_VERSION")),
     axis("smalltalk", true, None),
-    axis("osx_image", true, Some("TRAVIS_OSX_IMAGE")),
 ];
 
 pub fn axis_index(key: &str) -> Option<usize> {
@@ -234,6 +241,103 @@ pub fn builtin_env(language: &str, values: &[(String, String)]) -> Vec<(String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each job's matrix values, `k=v` joined.
+    fn order(yaml: &str) -> Vec<String> {
+        let cfg = crate::travis::parse(yaml).unwrap_or_else(|e| panic!("{e}"));
+        crate::travis::expand(&cfg, 100)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|j| {
+                let kv: Vec<String> = j.matrix.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                kv.join(" ")
+            })
+            .collect()
+    }
+
+    /// travis-yml's schema order, whatever the file's order: the first
+    /// key of that order varies slowest.
+    #[test]
+    fn axes_multiply_in_travis_yml_schema_order() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "language: objective-c\nxcode_sdk: [s1, s2]\nrvm: [r1, r2]\n",
+                &[
+                    "rvm=r1 xcode_sdk=s1",
+                    "rvm=r1 xcode_sdk=s2",
+                    "rvm=r2 xcode_sdk=s1",
+                    "rvm=r2 xcode_sdk=s2",
+                ],
+            ),
+            (
+                "language: objective-c\nos: osx\nxcode_sdk: [s1, s2]\nosx_image: [i1, i2]\n",
+                &[
+                    "os=osx osx_image=i1 xcode_sdk=s1",
+                    "os=osx osx_image=i1 xcode_sdk=s2",
+                    "os=osx osx_image=i2 xcode_sdk=s1",
+                    "os=osx osx_image=i2 xcode_sdk=s2",
+                ],
+            ),
+            (
+                "language: objective-c\nxcode_sdk: [s1, s2]\nxcode_scheme: [c1, c2]\n",
+                &[
+                    "xcode_scheme=c1 xcode_sdk=s1",
+                    "xcode_scheme=c1 xcode_sdk=s2",
+                    "xcode_scheme=c2 xcode_sdk=s1",
+                    "xcode_scheme=c2 xcode_sdk=s2",
+                ],
+            ),
+            (
+                "language: ruby\nrvm: [r1, r2]\njdk: [j1, j2]\n",
+                &[
+                    "jdk=j1 rvm=r1",
+                    "jdk=j1 rvm=r2",
+                    "jdk=j2 rvm=r1",
+                    "jdk=j2 rvm=r2",
+                ],
+            ),
+            (
+                "language: scala\nscala: [s1, s2]\njdk: [j1, j2]\n",
+                &[
+                    "jdk=j1 scala=s1",
+                    "jdk=j1 scala=s2",
+                    "jdk=j2 scala=s1",
+                    "jdk=j2 scala=s2",
+                ],
+            ),
+            (
+                "language: csharp\nmono: [m1, m2]\ndotnet: [d1, d2]\n",
+                &[
+                    "dotnet=d1 mono=m1",
+                    "dotnet=d1 mono=m2",
+                    "dotnet=d2 mono=m1",
+                    "dotnet=d2 mono=m2",
+                ],
+            ),
+            (
+                "language: elixir\notp_release: [o1, o2]\nelixir: [e1, e2]\n",
+                &[
+                    "elixir=e1 otp_release=o1",
+                    "elixir=e1 otp_release=o2",
+                    "elixir=e2 otp_release=o1",
+                    "elixir=e2 otp_release=o2",
+                ],
+            ),
+            // `env` last, `os` first.
+            (
+                "language: python\nenv: [A=1, A=2]\npython: [p1]\nos: [linux, osx]\n",
+                &[
+                    "os=linux python=p1 env=A=1",
+                    "os=linux python=p1 env=A=2",
+                    "os=osx python=p1 env=A=1",
+                    "os=osx python=p1 env=A=2",
+                ],
+            ),
+        ];
+        for (yaml, want) in cases {
+            assert_eq!(order(yaml), *want, "{yaml}");
+        }
+    }
 
     #[test]
     fn arch_names() {

@@ -104,9 +104,16 @@ pub(super) fn exclude_matches(m: &MatchSpec, job: &Job) -> bool {
 /// the branch being built.
 ///
 /// The Travis docs (Build Matrix, "Matching Jobs with allow_failures") add
-/// that the keys "must exist in the top level of the build matrix"; that
-/// was the older implementation's limit, and kha follows the newer one,
-/// with a note in the lint output when it makes a difference.
+/// that the keys "must exist in the top level of the build matrix". Neither
+/// implementation did quite that: travis-core (`Job#matrix_config?`)
+/// compared the entry's matrix keys with the job's config, included jobs'
+/// too, and ignored its other keys (an entry with none matched nothing);
+/// travis-yml (`Configs::AllowFailures#matches?`, `job[key] ==
+/// config[key]`) compares every key, so `name: Clippy` matches the
+/// included job of that name and a key no job has (`what: ever`) matches
+/// nothing. Real files rely on both (serde's `name: Clippy`, express's
+/// include-only `env`), so kha follows travis-yml, with a note in the lint
+/// output when the docs' rule would decide otherwise.
 pub(super) fn allow_failure_matches(
     m: &MatchSpec,
     global: &[String],
@@ -142,6 +149,91 @@ pub(super) fn allow_failure_matches(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::travis::{expand_with, parse, ExpandOptions};
+
+    /// `(yaml, jobs as "k=v …" with `!` for allowed failures, warnings)`.
+    fn expand(yaml: &str) -> (Vec<String>, Vec<String>) {
+        let exp = expand_with(&parse(yaml).unwrap(), &ExpandOptions::default()).unwrap();
+        let jobs = exp
+            .jobs
+            .iter()
+            .map(|j| {
+                let mut s: Vec<String> = j.matrix.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                if j.allow_failure {
+                    s.push("!".into());
+                }
+                s.join(" ")
+            })
+            .collect();
+        (
+            jobs,
+            exp.warnings.iter().map(|w| w.message.clone()).collect(),
+        )
+    }
+
+    /// Entries naming keys that are not matrix keys, as travis-yml reads
+    /// them: a key no job has matches nothing (and kha says so); a key a
+    /// job has of its own (`name`, a root key every job shares) matches by
+    /// value.
+    #[test]
+    fn entries_with_keys_outside_the_matrix() {
+        let base = "language: python\nscript: x\npython: ['3.8', '3.9']\nservices: [redis]\njobs:\n  include:\n    - name: lint\n";
+        let cases: &[(&str, &[&str], &str)] = &[
+            // travis-core's spec "when matrix specifies incorrect
+            // allow_failures": nothing is allowed to fail.
+            (
+                "  allow_failures:\n    - what: ever\n",
+                &["python=3.8", "python=3.9", "python=3.8 name=lint"],
+                "matches no job",
+            ),
+            (
+                "  exclude:\n    - what: ever\n",
+                &["python=3.8", "python=3.9", "python=3.8 name=lint"],
+                "matches no job",
+            ),
+            // A matrix key of another language: no job has it.
+            (
+                "  allow_failures:\n    - jdk: openjdk8\n",
+                &["python=3.8", "python=3.9", "python=3.8 name=lint"],
+                "matches no job",
+            ),
+            // Every key must match: one no job has spoils the entry.
+            (
+                "  allow_failures:\n    - python: '3.9'\n      what: ever\n",
+                &["python=3.8", "python=3.9", "python=3.8 name=lint"],
+                "matches no job",
+            ),
+            // The include's own `name`.
+            (
+                "  allow_failures:\n    - name: lint\n",
+                &["python=3.8", "python=3.9", "python=3.8 name=lint !"],
+                "root matrix does not expand",
+            ),
+            (
+                "  exclude:\n    - name: lint\n",
+                &["python=3.8", "python=3.9"],
+                "",
+            ),
+            // A root key every job shares.
+            (
+                "  exclude:\n    - services: redis\n      python: '3.9'\n",
+                &["python=3.8", "python=3.8 name=lint"],
+                "",
+            ),
+        ];
+        for (tail, want, warning) in cases {
+            let (jobs, warnings) = expand(&format!("{base}{tail}"));
+            assert_eq!(jobs, *want, "{tail}");
+            if warning.is_empty() {
+                assert!(warnings.is_empty(), "{tail}: {warnings:?}");
+            } else {
+                assert!(
+                    warnings.iter().any(|w| w.contains(warning)),
+                    "{tail}: {warnings:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn shell_words() {

@@ -26,8 +26,13 @@
 //!    `test`; stage order is `stages:` then first appearance.
 //! 8. `jobs.allow_failures` marks the jobs matching all of an entry's keys
 //!    (see `matching::allow_failure_matches` for how `env` matches).
-//! 9. Jobs are ordered by stage, then with the allowed failures last, then
-//!    as listed; numbered from 1.
+//! 9. Jobs are ordered by stage, then as listed, and numbered from 1.
+//!    Allowed failures keep their place and number: travis-core's
+//!    `Build::Matrix#expand_matrix` numbers jobs `"#{number}.#{ix + 1}"`
+//!    in expansion order and `matrix_allow_failures` only sets the flag
+//!    (the web UI then lists them apart). travis-yml's `Configs::Reorder`
+//!    (2019 on) also sorted them last within their stage; kha keeps
+//!    travis-core's order, which a file's job numbers were written against.
 
 mod job;
 mod matching;
@@ -286,14 +291,15 @@ pub fn expand_with(cfg: &Config, opts: &ExpandOptions) -> Result<Expansion, Conf
         }
     }
 
-    // 9. Order: stage, then allowed failures last, then as listed.
+    // 9. Order: stage, then as listed (a stable sort); allowed failures
+    // keep their place.
     let stage_index = |job: &Job| -> usize {
         job.stage
             .as_deref()
             .and_then(|s| stages.iter().position(|n| n.eq_ignore_ascii_case(s)))
             .unwrap_or(0)
     };
-    jobs.sort_by_key(|(job, _)| (stage_index(job), job.allow_failure));
+    jobs.sort_by_key(|(job, _)| stage_index(job));
     dedup(&mut jobs, &mut warnings);
 
     if jobs.len() > opts.max_jobs {
