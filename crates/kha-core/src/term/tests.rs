@@ -167,7 +167,7 @@ fn durations() {
 }
 
 #[test]
-fn large_log_is_fast() {
+fn large_log_renders_whole() {
     // 200,000 lines, ~16 MB, with colours and a fold every 1,000 lines.
     let mut log = Vec::new();
     for i in 0..200_000 {
@@ -182,7 +182,6 @@ fn large_log_is_fast() {
         );
     }
     assert!(log.len() > 15_000_000, "{}", log.len());
-    let started = std::time::Instant::now();
     let mut t = Terminal::new();
     let mut count = 0;
     let mut last = None;
@@ -192,7 +191,6 @@ fn large_log_is_fast() {
         last = lines.into_iter().last().or(last);
     }
     assert!(t.finish().is_none());
-    let elapsed = started.elapsed();
     assert_eq!(count, 200_000);
     let last = last.map(|l| (l.number, l.text()));
     assert_eq!(
@@ -203,7 +201,6 @@ fn large_log_is_fast() {
                 .to_string()
         ))
     );
-    // Generous: debug builds on a shared machine. Release is ~10x faster.
-    assert!(elapsed.as_secs_f64() < 5.0, "{elapsed:?}");
-    eprintln!("200,000 lines, {} bytes: {elapsed:?}", log.len());
+    // How fast is kha-bench's figure ("render 200,000 coloured lines"),
+    // not a timed assertion that flakes on a loaded machine.
 }
