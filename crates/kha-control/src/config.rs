@@ -51,6 +51,8 @@ pub struct Config {
     pub github: Option<GithubConfig>,
     /// Notifications, hooks and plugins.
     pub notify: crate::notify::NotifyConfig,
+    /// The build cache's limits.
+    pub cache: crate::cache::CacheSettings,
 }
 
 /// GitHub sign-in: an OAuth app registered on GitHub (or GitHub Enterprise
@@ -116,6 +118,7 @@ impl Default for Config {
             session_max_secs: 30 * 24 * 3600,
             github: None,
             notify: Default::default(),
+            cache: Default::default(),
         }
     }
 }

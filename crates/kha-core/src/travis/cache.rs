@@ -8,7 +8,6 @@
 //! :directories`), and the mapping `{directories: [...], cargo: true,
 //! pip: false, timeout: 1000}`.
 
-use super::config::Config;
 use super::diag::Diagnostics;
 use super::yaml::{Entry, Kind, Node};
 use super::JobPlan;
@@ -194,8 +193,7 @@ fn push_unique(v: &mut Vec<String>, s: &str) {
 /// `cache: directories` and of the shortcuts its language acts on (a
 /// `cache: cargo` in a Python job caches nothing, as on Travis, whose
 /// Python script ignores it). `max_archive_bytes` is the control node's.
-pub fn job_cache(cfg: &Config, job: &JobPlan, max_archive_bytes: u64) -> Option<CacheSpec> {
-    let c = &cfg.cache;
+pub fn job_cache(c: &CacheConfig, job: &JobPlan, max_archive_bytes: u64) -> Option<CacheSpec> {
     let mut spec = CacheSpec {
         before_cache: c.before_cache.clone(),
         max_archive_bytes,
@@ -294,8 +292,8 @@ mod tests {
             cfg.warnings
         );
         let jobs = expand(&cfg, 10).unwrap();
-        let a = super::job_cache(&cfg, &jobs[0], 99).unwrap();
-        let b = super::job_cache(&cfg, &jobs[1], 99).unwrap();
+        let a = super::job_cache(&cfg.cache, &jobs[0], 99).unwrap();
+        let b = super::job_cache(&cfg.cache, &jobs[1], 99).unwrap();
         assert_eq!(a.directories, ["$HOME/.cargo", "target", ".extra"]);
         assert_eq!(a.prune, ["$HOME/.cargo/registry/src"]);
         assert_eq!(a.before_cache, ["rm -f x"]);
@@ -305,9 +303,9 @@ mod tests {
 
         // No directories: no cache, whatever before_cache says.
         let cfg = parse("language: python\ncache: cargo\nbefore_cache: x\n").unwrap();
-        assert_eq!(super::job_cache(&cfg, &expand(&cfg, 10).unwrap()[0], 1), None);
+        assert_eq!(super::job_cache(&cfg.cache, &expand(&cfg, 10).unwrap()[0], 1), None);
         let cfg = parse("language: c\ncache: ccache\n").unwrap();
-        let c = super::job_cache(&cfg, &expand(&cfg, 10).unwrap()[0], 1).unwrap();
+        let c = super::job_cache(&cfg.cache, &expand(&cfg, 10).unwrap()[0], 1).unwrap();
         assert_eq!(c.directories, ["$HOME/.ccache"]);
         assert_eq!(c.setup, ["export PATH=\"/usr/lib/ccache:$PATH\""]);
         // `before_cache` is no longer an unsupported key.
