@@ -100,7 +100,11 @@ fn decode(v: &[u8]) -> Result<Archive, CacheError> {
 }
 
 impl CacheStore {
-    pub fn open(dir: PathBuf, store: &Store, settings: CacheSettings) -> Result<CacheStore, CacheError> {
+    pub fn open(
+        dir: PathBuf,
+        store: &Store,
+        settings: CacheSettings,
+    ) -> Result<CacheStore, CacheError> {
         std::fs::create_dir_all(dir.join("tmp"))?;
         // Partial uploads of an earlier life are of no use.
         for e in std::fs::read_dir(dir.join("tmp"))?.flatten() {
@@ -123,7 +127,9 @@ impl CacheStore {
     /// A fresh path for an upload in progress.
     pub(crate) fn temp_path(&self) -> PathBuf {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        self.dir.join("tmp").join(format!("{}-{n}.part", std::process::id()))
+        self.dir
+            .join("tmp")
+            .join(format!("{}-{n}.part", std::process::id()))
     }
 
     /// The project's archives, by group then slug.
@@ -145,7 +151,9 @@ impl CacheStore {
     ) -> Result<Option<(Archive, std::fs::File)>, CacheError> {
         for g in groups {
             let k = key(project, g, slug);
-            let Some(v) = self.index.get(&k)? else { continue };
+            let Some(v) = self.index.get(&k)? else {
+                continue;
+            };
             let mut a = decode(&v)?;
             let file = match std::fs::File::open(self.path(&a)) {
                 Ok(f) => f,
@@ -157,7 +165,10 @@ impl CacheStore {
                 Err(e) => return Err(e.into()),
             };
             a.used_ms = now;
-            self.index.insert(&k, serde_json::to_vec(&a).map_err(|e| CacheError::Corrupt(e.to_string()))?)?;
+            self.index.insert(
+                &k,
+                serde_json::to_vec(&a).map_err(|e| CacheError::Corrupt(e.to_string()))?,
+            )?;
             return Ok(Some((a, file)));
         }
         Ok(None)
@@ -183,7 +194,9 @@ impl CacheStore {
             self.remove_file(&old);
         }
         let held = self.list(&a.project)?;
-        let keep = held.iter().position(|h| h.group == a.group && h.slug == a.slug);
+        let keep = held
+            .iter()
+            .position(|h| h.group == a.group && h.slug == a.slug);
         let sizes: Vec<Held> = held
             .iter()
             .map(|h| Held {
@@ -204,7 +217,11 @@ impl CacheStore {
 
     /// Removes the project's archives (only `group`'s when given).
     /// Returns how many and their bytes.
-    pub async fn clear(&self, project: &str, group: Option<&str>) -> Result<(usize, u64), CacheError> {
+    pub async fn clear(
+        &self,
+        project: &str,
+        group: Option<&str>,
+    ) -> Result<(usize, u64), CacheError> {
         let _guard = self.commit.lock().await;
         let (mut n, mut bytes) = (0, 0);
         for a in self.list(project)? {

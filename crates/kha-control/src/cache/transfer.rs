@@ -121,7 +121,9 @@ impl Incoming {
             }));
         }
         if header.sha256.len() != 64 || !header.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(TransferError::Invalid("sha256 must be 64 hex digits".into()));
+            return Err(TransferError::Invalid(
+                "sha256 must be 64 hex digits".into(),
+            ));
         }
         let temp = app.caches.temp_path();
         let file = std::fs::File::create(&temp)?;

@@ -4,16 +4,16 @@
 use crate::api;
 use crate::app::App;
 use crate::auth::bearer;
+use crate::cache;
 use crate::scheduler::{SchedError, Session};
 use crate::store::records::Builder;
 use kha_core::event::{Event, EventKind};
 use kha_core::{limits, Labels, PROTOCOL_MAJOR};
 use kha_proto::agent::agent_service_server::AgentService;
-use crate::cache;
 use kha_proto::agent::{
     builder_message, cache_chunk, control_message, BuilderMessage, CacheArchive, CacheChunk,
-    CacheRequest, CacheStoreResult, ControlMessage, FinishJobRequest, PushCacheResponse,
-    FinishJobResponse, FinishRefusal, FinishRefusalKind, LogAck, LogChunk, RegisterRequest,
+    CacheRequest, CacheStoreResult, ControlMessage, FinishJobRequest, FinishJobResponse,
+    FinishRefusal, FinishRefusalKind, LogAck, LogChunk, PushCacheResponse, RegisterRequest,
     RegisterResponse, RejectReason, Welcome,
 };
 use std::pin::Pin;
@@ -472,10 +472,7 @@ fn push_answer(o: cache::PushOutcome) -> PushCacheResponse {
             format!("the archive is {size} bytes, over the control node's limit of {max} bytes (cache.max_archive_bytes); not stored"),
         ),
     };
-    let mut r = PushCacheResponse {
-        result: 0,
-        detail,
-    };
+    let mut r = PushCacheResponse { result: 0, detail };
     r.set_result(result);
     r
 }

@@ -231,11 +231,8 @@ impl Triggerer {
                     if let Some(img) = requires.get("image") {
                         spec.image = img.to_string();
                     }
-                    spec.cache = travis::job_cache(
-                        &cfg_cache,
-                        &plan,
-                        sched.cfg.cache.max_archive_bytes,
-                    );
+                    spec.cache =
+                        travis::job_cache(&cfg_cache, &plan, sched.cfg.cache.max_archive_bytes);
                     let key = sched.normal_key()?;
                     let mut job = new_job(
                         id,

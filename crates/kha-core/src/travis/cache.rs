@@ -104,7 +104,9 @@ const SHORTCUTS: &[Shortcut] = &[
 /// Shortcuts travis-yml knows that kha does nothing for, with why.
 fn unsupported(name: &str) -> Option<&'static str> {
     match name {
-        "apt" => Some("Travis's apt cache needs its own apt mirror; kha does not cache apt packages"),
+        "apt" => {
+            Some("Travis's apt cache needs its own apt mirror; kha does not cache apt packages")
+        }
         _ => None,
     }
 }
@@ -129,7 +131,10 @@ pub(super) fn read_cache(d: &mut Diagnostics, e: &Entry, c: &mut CacheConfig) {
                     Some(s) => word(d, it, s, c),
                     None => d.warn(
                         it.pos,
-                        format!("a `cache` entry must be a name or a directory, not {}; ignored", it.describe()),
+                        format!(
+                            "a `cache` entry must be a name or a directory, not {}; ignored",
+                            it.describe()
+                        ),
                     ),
                 }
             }
@@ -142,19 +147,26 @@ pub(super) fn read_cache(d: &mut Diagnostics, e: &Entry, c: &mut CacheConfig) {
                         for it in one_or_many(&x.value) {
                             match it.scalar() {
                                 Some(s) => push_unique(&mut c.directories, s),
-                                None => d.warn(it.pos, "a cached directory must be a string; ignored"),
+                                None => {
+                                    d.warn(it.pos, "a cached directory must be a string; ignored")
+                                }
                             }
                         }
                     }
                     "timeout" | "edge" | "branch" => d.warn(
                         x.key_pos,
-                        format!("`cache.{key}` is about Travis's own cache tooling; kha ignores it"),
+                        format!(
+                            "`cache.{key}` is about Travis's own cache tooling; kha ignores it"
+                        ),
                     ),
                     _ if SHORTCUTS.iter().any(|s| s.name == key) || unsupported(key).is_some() => {
                         match x.value.as_bool() {
                             Some(true) => word(d, &x.value, key, c),
                             Some(false) => c.shortcuts.retain(|s| s != key),
-                            None => d.warn(x.value.pos, format!("`cache.{key}` must be true or false; ignored")),
+                            None => d.warn(
+                                x.value.pos,
+                                format!("`cache.{key}` must be true or false; ignored"),
+                            ),
                         }
                     }
                     _ => d.warn(x.key_pos, format!("unknown key `cache.{key}`; ignored")),
@@ -287,7 +299,9 @@ mod tests {
         )
         .unwrap();
         assert!(
-            cfg.warnings.iter().any(|w| w.contains("`cache: pip` does nothing")),
+            cfg.warnings
+                .iter()
+                .any(|w| w.contains("`cache: pip` does nothing")),
             "{:?}",
             cfg.warnings
         );
@@ -303,7 +317,10 @@ mod tests {
 
         // No directories: no cache, whatever before_cache says.
         let cfg = parse("language: python\ncache: cargo\nbefore_cache: x\n").unwrap();
-        assert_eq!(super::job_cache(&cfg.cache, &expand(&cfg, 10).unwrap()[0], 1), None);
+        assert_eq!(
+            super::job_cache(&cfg.cache, &expand(&cfg, 10).unwrap()[0], 1),
+            None
+        );
         let cfg = parse("language: c\ncache: ccache\n").unwrap();
         let c = super::job_cache(&cfg.cache, &expand(&cfg, 10).unwrap()[0], 1).unwrap();
         assert_eq!(c.directories, ["$HOME/.ccache"]);

@@ -20,9 +20,9 @@
 mod output;
 mod audit;
 mod branch;
-mod cache;
 mod build;
 mod builder;
+mod cache;
 mod config;
 mod events;
 mod lint;
