@@ -58,24 +58,36 @@ fn cache_is_restored_falls_back_cleared_and_limited() {
     assert!(script < before_cache && before_cache < stored, "{log}");
 
     let log = build("master");
-    assert!(log.contains("cache: restoring the archive of master"), "{log}");
+    assert!(
+        log.contains("cache: restoring the archive of master"),
+        "{log}"
+    );
     assert!(log.contains("kha: cache: restored\n"), "{log}");
     assert!(log.contains("\nrestored: master\n"), "{log}");
     assert!(log.contains("cache: unchanged; not stored again"), "{log}");
 
     // A branch without a cache of its own gets the default branch's.
     let log = build("feature");
-    assert!(log.contains("cache: restoring the archive of master"), "{log}");
+    assert!(
+        log.contains("cache: restoring the archive of master"),
+        "{log}"
+    );
     assert!(log.contains("\nrestored: master\n"), "{log}");
     assert!(log.contains("cache: stored the archive"), "{log}");
 
     let list = c.kha_ok(&["cache", "list", "demo"]);
-    assert!(list.contains("master") && list.contains("feature"), "{list}");
+    assert!(
+        list.contains("master") && list.contains("feature"),
+        "{list}"
+    );
     let json = c.kha_json(&["cache", "list", "demo"]);
     assert_eq!(json.as_array().unwrap().len(), 2, "{json}");
 
     let out = c.kha_ok(&["cache", "clear", "demo", "--branch", "feature"]);
-    assert!(out.contains("removed 1 cache archive(s) of branch feature"), "{out}");
+    assert!(
+        out.contains("removed 1 cache archive(s) of branch feature"),
+        "{out}"
+    );
     let json = c.kha_json(&["cache", "list", "demo"]);
     let branches: Vec<&str> = json
         .as_array()
@@ -85,7 +97,10 @@ fn cache_is_restored_falls_back_cleared_and_limited() {
         .collect();
     assert_eq!(branches, ["master"], "{json}");
     c.kha_ok(&["cache", "clear", "demo"]);
-    assert_eq!(c.kha_json(&["cache", "list", "demo"]), serde_json::json!([]));
+    assert_eq!(
+        c.kha_json(&["cache", "list", "demo"]),
+        serde_json::json!([])
+    );
     let log = build("feature");
     assert!(log.contains("cache: no archive for this job yet"), "{log}");
     assert!(log.contains("\nno cache yet\n"), "{log}");

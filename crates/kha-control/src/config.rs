@@ -157,6 +157,14 @@ mod tests {
         let c = Config::from_toml(text).unwrap();
         assert_eq!(c.grpc_listen, "0.0.0.0:7700");
         assert!(c.github.is_none(), "GitHub sign-in is off by default");
+        assert_eq!(
+            c.cache.max_archive_bytes,
+            limits::DEFAULT_CACHE_MAX_ARCHIVE_BYTES
+        );
+        assert_eq!(
+            c.cache.max_project_bytes,
+            limits::DEFAULT_CACHE_MAX_PROJECT_BYTES
+        );
     }
 
     /// The example's commented-out `[github]` section, uncommented, parses
