@@ -36,6 +36,9 @@ pub struct DriverInput<'a> {
     /// Shell lines after `vars` and before `env`: what the job got (image,
     /// toolchains) said in the log, and the toolchains activated.
     pub prelude: &'a str,
+    /// What the job caches (`crate::cache::shell` unpacks it before
+    /// `before_install` and packs it after `script`).
+    pub cache: Option<&'a kha_core::cache::CacheSpec>,
 }
 
 pub fn script(input: &DriverInput<'_>) -> String {
@@ -59,6 +62,9 @@ pub fn script(input: &DriverInput<'_>) -> String {
             q = sh_quote(cmd)
         ));
     };
+    if let Some(c) = input.cache {
+        s.push_str(&crate::cache::shell::restore(c));
+    }
     for phase in ["before_install", "install", "before_script"] {
         for cmd in input.phases.get(phase).into_iter().flatten() {
             s.push_str(&format!("kha_state 'phase {phase}'\n"));
@@ -70,6 +76,9 @@ pub fn script(input: &DriverInput<'_>) -> String {
         run(&mut s, cmd, "kha_result=failed");
     }
     s.push_str("kha_state \"result $kha_result\"\n");
+    if let Some(c) = input.cache {
+        s.push_str(&crate::cache::shell::save(c, &run));
+    }
     s.push_str("if [ \"$kha_result\" = passed ]; then\n  kha_state 'phase after_success'\n  :\n");
     for cmd in &input.phases.after_success {
         run(&mut s, cmd, ":");
@@ -214,6 +223,7 @@ mod tests {
         }
         let vars = [("TRAVIS_BRANCH", "it's; $(x)".to_string())];
         let text = script(&DriverInput {
+            cache: None,
             prelude: "",
             phases: p,
             env,

@@ -6,6 +6,7 @@
 //! (`hooks`) run around each job on this host.
 
 pub mod backoff;
+pub mod cache;
 pub mod config;
 pub mod driver;
 pub mod executor;

@@ -47,6 +47,8 @@ pub struct App {
     pub http_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Notifications, commit statuses and hooks (the outbox).
     pub notify: crate::notify::outbox::Outbox,
+    /// The build cache (`crate::cache`).
+    pub caches: crate::cache::CacheStore,
     pub shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -79,7 +81,10 @@ impl App {
         let triggers = Arc::new(Triggerer::new(sched.clone(), vcs.clone()));
         let notify = crate::notify::outbox::Outbox::new(&cfg.notify)
             .context("setting up notifications ([notify])")?;
+        let caches = crate::cache::CacheStore::open(data.join("cache"), &store, cfg.cache.clone())
+            .context("opening the build cache")?;
         Ok(Arc::new(App {
+            caches,
             notify,
             events: store.events.clone(),
             cfg,

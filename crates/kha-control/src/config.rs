@@ -51,6 +51,8 @@ pub struct Config {
     pub github: Option<GithubConfig>,
     /// Notifications, hooks and plugins.
     pub notify: crate::notify::NotifyConfig,
+    /// The build cache's limits.
+    pub cache: crate::cache::CacheSettings,
 }
 
 /// GitHub sign-in: an OAuth app registered on GitHub (or GitHub Enterprise
@@ -116,6 +118,7 @@ impl Default for Config {
             session_max_secs: 30 * 24 * 3600,
             github: None,
             notify: Default::default(),
+            cache: Default::default(),
         }
     }
 }
@@ -154,6 +157,14 @@ mod tests {
         let c = Config::from_toml(text).unwrap();
         assert_eq!(c.grpc_listen, "0.0.0.0:7700");
         assert!(c.github.is_none(), "GitHub sign-in is off by default");
+        assert_eq!(
+            c.cache.max_archive_bytes,
+            limits::DEFAULT_CACHE_MAX_ARCHIVE_BYTES
+        );
+        assert_eq!(
+            c.cache.max_project_bytes,
+            limits::DEFAULT_CACHE_MAX_PROJECT_BYTES
+        );
     }
 
     /// The example's commented-out `[github]` section, uncommented, parses

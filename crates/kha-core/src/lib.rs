@@ -4,6 +4,7 @@
 //! nothing of tokio, tonic, prost or sled, so everything here is tested by
 //! tables and a fake clock.
 
+pub mod cache;
 pub mod clock;
 pub mod cvs;
 pub mod event;

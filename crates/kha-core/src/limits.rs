@@ -42,3 +42,9 @@ pub const VCS_OUTPUT_CAP_BYTES: u64 = 64 << 20;
 /// How long a builder's checkout by an external client (`svn checkout`)
 /// may take.
 pub const VCS_CHECKOUT_TIMEOUT_SECS: u64 = 3_600;
+/// Largest build-cache archive (compressed) the control node stores by
+/// default; a bigger one is refused with a line in the job's log.
+pub const DEFAULT_CACHE_MAX_ARCHIVE_BYTES: u64 = 512 << 20;
+/// Most bytes of cache archives one project keeps by default; past it the
+/// least recently used archives are removed.
+pub const DEFAULT_CACHE_MAX_PROJECT_BYTES: u64 = 2 << 30;

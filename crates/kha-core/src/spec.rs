@@ -46,6 +46,9 @@ pub struct JobSpec {
     /// the build), names and literal values, exported before `env`.
     #[serde(default)]
     pub vars: Vec<(String, String)>,
+    /// What the job caches between builds (`cache:`); None: nothing.
+    #[serde(default)]
+    pub cache: Option<crate::cache::CacheSpec>,
 }
 
 /// A version control system a project's code lives in.

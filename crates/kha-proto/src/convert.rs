@@ -52,6 +52,7 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
                 .into_iter()
                 .map(|(name, value)| agent::Var { name, value })
                 .collect(),
+            cache: s.cache.map(Into::into),
             ..Default::default()
         };
         wire.set_phases(s.phases);
@@ -79,7 +80,34 @@ impl TryFrom<agent::JobSpec> for kha_core::JobSpec {
             module: w.module,
             requires: w.requires,
             vars: w.vars.into_iter().map(|v| (v.name, v.value)).collect(),
+            cache: w.cache.map(Into::into),
         })
+    }
+}
+
+impl From<kha_core::cache::CacheSpec> for agent::CacheSpec {
+    fn from(c: kha_core::cache::CacheSpec) -> Self {
+        agent::CacheSpec {
+            directories: c.directories,
+            before_cache: c.before_cache,
+            setup: c.setup,
+            prune: c.prune,
+            slug: c.slug,
+            max_archive_bytes: c.max_archive_bytes,
+        }
+    }
+}
+
+impl From<agent::CacheSpec> for kha_core::cache::CacheSpec {
+    fn from(c: agent::CacheSpec) -> Self {
+        kha_core::cache::CacheSpec {
+            directories: c.directories,
+            before_cache: c.before_cache,
+            setup: c.setup,
+            prune: c.prune,
+            slug: c.slug,
+            max_archive_bytes: c.max_archive_bytes,
+        }
     }
 }
 
@@ -162,6 +190,15 @@ mod tests {
             vcs: kha_core::spec::VcsKind::Cvs,
             module: "mod".into(),
             requires: vec!["otp_release=27".into()],
+            vars: vec![("TRAVIS_EVENT_TYPE".into(), "push".into())],
+            cache: Some(kha_core::cache::CacheSpec {
+                directories: vec!["$HOME/.cargo".into(), "target".into()],
+                before_cache: vec!["rm -f x".into()],
+                setup: vec!["export A=1".into()],
+                prune: vec!["$HOME/.cargo/registry/src".into()],
+                slug: "cache-linux-ab--rust-stable".into(),
+                max_archive_bytes: 7,
+            }),
         };
         let wire = agent::JobSpec::from(spec.clone());
         assert_eq!(wire.install, ["b", "b2"]);

@@ -4,6 +4,7 @@
 //! report it once the log is shipped, and clean up. The builder's hooks
 //! (`crate::hooks`) run around the checkout and the run.
 
+mod cache;
 mod process;
 mod report;
 
@@ -229,11 +230,13 @@ impl Job {
         self.gate(hooks, Hook::PostCheckout).await?;
         self.gate(hooks, Hook::PreCommand).await?;
         self.prepare(hooks.added())?;
+        let cache = self.restore_cache(spool).await;
         let waited = self.run_driver(spool).await;
         let verdict = match waited {
             Ok(w) => self.collect(w, spool),
             Err(v) => v,
         };
+        self.save_cache(cache, &verdict, spool).await;
         let outcome = [("KHA_JOB_OUTCOME", outcome_word(verdict.outcome).to_string())];
         hooks
             .run(Hook::PostCommand, &self.hook_dir(), &outcome)
@@ -365,6 +368,7 @@ impl Job {
             phases: &spec.phases,
             env: &spec.env,
             vars: &vars,
+            cache: spec.cache.as_ref(),
         });
         let kha_dir = self.run.workspace.join(".kha");
         std::fs::create_dir_all(&kha_dir)

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod branches;
 pub mod builders;
 pub mod builds;
+pub mod caches;
 pub mod events;
 pub mod logs;
 pub mod overview;

@@ -138,6 +138,40 @@ impl AdminService for AdminSvc {
         }))
     }
 
+    async fn list_caches(
+        &self,
+        req: Request<ListCachesRequest>,
+    ) -> Result<Response<ListCachesResponse>, Status> {
+        let who = self.who(&req)?;
+        let caches = api::caches::list(&self.app, &who, &req.into_inner().project)?;
+        Ok(Response::new(ListCachesResponse {
+            caches: caches
+                .into_iter()
+                .map(|a| CacheEntry {
+                    branch: a.group,
+                    slug: a.slug,
+                    size: a.size,
+                    created_ms: a.created_ms,
+                    used_ms: a.used_ms,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn clear_caches(
+        &self,
+        req: Request<ClearCachesRequest>,
+    ) -> Result<Response<ClearCachesResponse>, Status> {
+        let who = self.who(&req)?;
+        let r = req.into_inner();
+        let branch = Some(r.branch.as_str()).filter(|b| !b.is_empty());
+        let (removed, bytes) = api::caches::clear(&self.app, &who, &r.project, branch).await?;
+        Ok(Response::new(ClearCachesResponse {
+            removed: removed as u64,
+            bytes,
+        }))
+    }
+
     async fn trigger_build(
         &self,
         req: Request<TriggerBuildRequest>,

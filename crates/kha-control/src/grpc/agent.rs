@@ -4,14 +4,16 @@
 use crate::api;
 use crate::app::App;
 use crate::auth::bearer;
+use crate::cache;
 use crate::scheduler::{SchedError, Session};
 use crate::store::records::Builder;
 use kha_core::event::{Event, EventKind};
 use kha_core::{limits, Labels, PROTOCOL_MAJOR};
 use kha_proto::agent::agent_service_server::AgentService;
 use kha_proto::agent::{
-    builder_message, control_message, BuilderMessage, ControlMessage, FinishJobRequest,
-    FinishJobResponse, FinishRefusal, FinishRefusalKind, LogAck, LogChunk, RegisterRequest,
+    builder_message, cache_chunk, control_message, BuilderMessage, CacheArchive, CacheChunk,
+    CacheRequest, CacheStoreResult, ControlMessage, FinishJobRequest, FinishJobResponse,
+    FinishRefusal, FinishRefusalKind, LogAck, LogChunk, PushCacheResponse, RegisterRequest,
     RegisterResponse, RejectReason, Welcome,
 };
 use std::pin::Pin;
@@ -363,5 +365,126 @@ impl AgentService for AgentSvc {
         let req = req.into_inner();
         self.app.sched.finish(&rec.id, &req).await?;
         Ok(Response::new(FinishJobResponse {}))
+    }
+
+    type FetchCacheStream = Out<CacheChunk>;
+
+    async fn fetch_cache(
+        &self,
+        req: Request<CacheRequest>,
+    ) -> Result<Response<Self::FetchCacheStream>, Status> {
+        let rec = self.authenticate(&req)?;
+        let req = req.into_inner();
+        let found = cache::fetch_for_job(&self.app, &rec.id, req.job_id, req.epoch)?;
+        let (tx, rx) = mpsc::channel(4);
+        if let Some((a, file)) = found {
+            info!(job_id = req.job_id, group = %a.group, size = a.size, "cache archive sent");
+            let header = CacheChunk {
+                part: Some(cache_chunk::Part::Archive(CacheArchive {
+                    job_id: req.job_id,
+                    epoch: req.epoch,
+                    group: a.group,
+                    size: a.size,
+                    fingerprint: a.fingerprint,
+                    sha256: a.sha256,
+                })),
+            };
+            // Reading a file is blocking: a thread of its own, bounded by
+            // the channel so a slow builder holds back the reads.
+            tokio::task::spawn_blocking(move || send_file(header, file, tx));
+        }
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn push_cache(
+        &self,
+        req: Request<Streaming<CacheChunk>>,
+    ) -> Result<Response<PushCacheResponse>, Status> {
+        let rec = self.authenticate(&req)?;
+        let mut inbound = req.into_inner();
+        let header = match inbound.next().await {
+            Some(Ok(CacheChunk {
+                part: Some(cache_chunk::Part::Archive(a)),
+            })) => a,
+            Some(Err(e)) => return Err(e),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a PushCache stream starts with a CacheArchive",
+                ))
+            }
+        };
+        let mut incoming = match cache::Incoming::begin(&self.app, &rec.id, &header)? {
+            Ok(i) => i,
+            Err(refused) => return Ok(Response::new(push_answer(refused))),
+        };
+        while let Some(m) = inbound.next().await {
+            match m?.part {
+                Some(cache_chunk::Part::Data(d)) => incoming.write(&d)?,
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "after its CacheArchive, a PushCache stream carries only data",
+                    ))
+                }
+            }
+        }
+        let outcome = incoming.finish(&self.app).await?;
+        Ok(Response::new(push_answer(outcome)))
+    }
+}
+
+/// Streams an archive: its header, then its bytes in chunks.
+fn send_file(
+    header: CacheChunk,
+    mut file: std::fs::File,
+    tx: mpsc::Sender<Result<CacheChunk, Status>>,
+) {
+    use std::io::Read;
+    if tx.blocking_send(Ok(header)).is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; limits::MAX_CHUNK_BYTES];
+    loop {
+        let m = match file.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => Ok(CacheChunk {
+                part: Some(cache_chunk::Part::Data(buf[..n].to_vec())),
+            }),
+            Err(e) => Err(Status::internal(format!("reading the cache archive: {e}"))),
+        };
+        let stop = m.is_err();
+        if tx.blocking_send(m).is_err() || stop {
+            return;
+        }
+    }
+}
+
+fn push_answer(o: cache::PushOutcome) -> PushCacheResponse {
+    let (result, detail) = match o {
+        cache::PushOutcome::Stored { evicted: 0 } => {
+            (CacheStoreResult::Stored, "stored".to_string())
+        }
+        cache::PushOutcome::Stored { evicted } => (
+            CacheStoreResult::Stored,
+            format!("stored; {evicted} least recently used archive(s) of the project removed to stay within its limit"),
+        ),
+        cache::PushOutcome::TooLarge { size, max } => (
+            CacheStoreResult::TooLarge,
+            format!("the archive is {size} bytes, over the control node's limit of {max} bytes (cache.max_archive_bytes); not stored"),
+        ),
+    };
+    let mut r = PushCacheResponse { result: 0, detail };
+    r.set_result(result);
+    r
+}
+
+impl From<cache::transfer::TransferError> for Status {
+    fn from(e: cache::transfer::TransferError) -> Status {
+        use cache::transfer::TransferError as E;
+        let m = e.to_string();
+        match e {
+            E::Lease(_) => Status::failed_precondition(m),
+            E::Invalid(_) => Status::invalid_argument(m),
+            E::Cache(_) => Status::internal(m),
+        }
     }
 }

@@ -300,6 +300,7 @@ pub fn job_spec(job: &Job) -> agent::JobSpec {
         vcs: job.spec.vcs.wire_name().into(),
         module: job.spec.module.clone(),
         requires: job.requires.to_vec(),
+        cache: job.spec.cache.clone().map(Into::into),
         ..Default::default()
     };
     let mut phases = kha_core::travis::Phases::default();

@@ -174,6 +174,11 @@ impl Store {
 
     /// Waits until everything written before this call is on disk. Callers
     /// that arrive while a flush runs share the next one.
+    /// The build cache's index (`crate::cache` owns its records).
+    pub fn caches_tree(&self) -> Result<sled::Tree> {
+        Ok(self.db.open_tree("caches")?)
+    }
+
     pub async fn durable(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.flush_tx.send(tx).map_err(|_| StoreError::Closed)?;

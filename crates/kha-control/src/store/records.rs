@@ -177,6 +177,9 @@ pub struct JobSpec {
     /// CVS: the module.
     #[serde(default)]
     pub module: String,
+    /// What the job caches (`cache:`).
+    #[serde(default)]
+    pub cache: Option<kha_core::cache::CacheSpec>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

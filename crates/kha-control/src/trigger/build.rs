@@ -46,6 +46,7 @@ impl Triggerer {
             previous_state: previous_state(sched, project, req),
             notifications: None,
         };
+        let mut cfg_cache = travis::CacheConfig::default();
         let plans = match &resolved.travis_yml {
             None => Err(format!(
                 "no .travis.yml in commit {}: add one to say how to build this project",
@@ -57,6 +58,7 @@ impl Triggerer {
                     Err(e) => Err(format!(".travis.yml: {e}")),
                     Ok(cfg) => {
                         build.notifications = Some(cfg.notifications.clone());
+                        cfg_cache = cfg.cache.clone();
                         // Travis applies branch filters to pushes, not to
                         // pull requests.
                         if !req.force
@@ -121,6 +123,7 @@ impl Triggerer {
                 kha_core::spec::VcsKind::Svn => resolved.path.clone(),
                 _ => project.module.clone(),
             },
+            cache: None,
         };
         let new_job = |id,
                        number,
@@ -228,6 +231,8 @@ impl Triggerer {
                     if let Some(img) = requires.get("image") {
                         spec.image = img.to_string();
                     }
+                    spec.cache =
+                        travis::job_cache(&cfg_cache, &plan, sched.cfg.cache.max_archive_bytes);
                     let key = sched.normal_key()?;
                     let mut job = new_job(
                         id,

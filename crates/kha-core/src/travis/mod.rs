@@ -25,6 +25,7 @@
 //! (travis-core).
 
 mod branches;
+mod cache;
 mod config;
 mod context;
 mod diag;
@@ -65,6 +66,7 @@ script: b
 mod table_tests;
 
 pub use branches::{BranchFilter, BranchPattern};
+pub use cache::{job_cache, CacheConfig};
 pub use config::{branch_allowed, Config, GitSettings, JobSpec, MatchSpec, StageSpec};
 pub use context::{BuildContext, EventType, PullRequest};
 pub use diag::Diagnostic;

@@ -22,6 +22,7 @@ mod audit;
 mod branch;
 mod build;
 mod builder;
+mod cache;
 mod config;
 mod events;
 mod lint;
@@ -91,6 +92,9 @@ enum Cmd {
     /// A project's branches.
     #[command(subcommand)]
     Branch(branch::BranchCmd),
+    /// A project's build cache: list or clear its archives.
+    #[command(subcommand)]
+    Cache(cache::CacheCmd),
     /// The control node's event stream: every change, numbered, oldest
     /// first; `--follow` keeps printing new ones.
     Events(events::EventsArgs),
@@ -198,6 +202,7 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
         Cmd::Log { job, follow } => log::run(&mut ctx, job, follow).await,
         Cmd::Builder(c) => builder::run(&mut ctx, c).await,
         Cmd::Branch(c) => branch::run(&mut ctx, c).await,
+        Cmd::Cache(c) => cache::run(&mut ctx, c).await,
         Cmd::Events(a) => events::run(&mut ctx, a).await,
         Cmd::Login(a) => {
             let to = login::Target {

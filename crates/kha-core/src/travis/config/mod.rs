@@ -121,6 +121,8 @@ pub struct Config {
     pub branches: BranchFilter,
     pub notifications: Notifications,
     pub git: GitSettings,
+    /// `cache:` and `before_cache:`.
+    pub cache: super::cache::CacheConfig,
     pub gobuild_args: Option<String>,
     pub bundler_args: Option<String>,
     /// Root `if:` (conditional builds); not evaluated by kha (warned).

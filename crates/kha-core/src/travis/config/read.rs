@@ -4,7 +4,9 @@
 //! [`Diagnostics`], which becomes the config's diagnostics, warnings and
 //! kept keys at the end.
 
-use super::values::{axis_values, condition, flag, kept, language, one_or_many, phase, scalar};
+use super::values::{
+    axis_values, commands, condition, flag, kept, language, one_or_many, phase, scalar, Commands,
+};
 use super::{env, jobs, Config, StageSpec};
 use crate::travis::branches::BranchFilter;
 use crate::travis::diag::{Diagnostic, Diagnostics};
@@ -76,6 +78,13 @@ pub(crate) fn read(root: &Node, yaml_warnings: Vec<(Pos, String)>) -> Result<Con
             );
         }
     }
+    if let Some(e) = entries.iter().find(|e| e.key == "cache") {
+        let mut langs: Vec<&str> = vec![root_lang.as_str()];
+        langs.extend(cfg.include.iter().filter_map(|j| j.language.as_deref()));
+        for w in crate::travis::cache::unused_shortcuts(&cfg.cache, &langs) {
+            d.warn(e.key_pos, w);
+        }
+    }
     cfg.env_matrix = cfg.env_jobs.iter().map(|lines| lines.join(" ")).collect();
     let (diagnostics, kept) = d.into_parts();
     cfg.warnings = diagnostics.iter().map(Diagnostic::to_string).collect();
@@ -114,6 +123,12 @@ fn read_root_entry(cfg: &mut Config, d: &mut Diagnostics, e: &Entry, has_matrix:
         "branches" => cfg.branches = BranchFilter::read(d, e),
         "notifications" => cfg.notifications = Notifications::read(d, e),
         "git" => read_git(cfg, d, e),
+        "cache" => crate::travis::cache::read_cache(d, e, &mut cfg.cache),
+        "before_cache" => {
+            if let Commands::Run(c) = commands(d, e) {
+                cfg.cache.before_cache = c;
+            }
+        }
         "stages" => read_stages(cfg, d, e),
         "gobuild_args" => cfg.gobuild_args = scalar(d, e),
         "bundler_args" => cfg.bundler_args = scalar(d, e),

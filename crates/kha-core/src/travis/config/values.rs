@@ -9,7 +9,7 @@ use crate::travis::yaml::{Entry, Kind, Node, Value};
 use crate::travis::{Phases, PHASES};
 use std::collections::BTreeSet;
 
-enum Commands {
+pub(super) enum Commands {
     Absent,
     Skip,
     Run(Vec<String>),
@@ -43,7 +43,7 @@ pub(super) fn phase(
 /// A phase's commands: a string, a list of strings, `true`, or `skip`
 /// (Travis docs: Customizing the Build / Job Lifecycle, "Skipping the
 /// Installation Phase").
-fn commands(d: &mut Diagnostics, e: &Entry) -> Commands {
+pub(super) fn commands(d: &mut Diagnostics, e: &Entry) -> Commands {
     let v = &e.value;
     if v.is_null() {
         return Commands::Absent;
@@ -246,8 +246,6 @@ fn kept_reason(key: &str) -> Option<&'static str> {
     Some(match key {
         "services" => "kha does not start services yet; install and start them in `before_install`",
         "addons" => "kha does not run Travis addons (apt packages, hosts, …) yet; do the same in `before_install`",
-        "cache" => "kha keeps no caches between builds yet",
-        "before_cache" => "kha keeps no caches, so `before_cache` never runs",
         "deploy" | "before_deploy" | "after_deploy" => "kha does not deploy yet",
         "sudo" => "`sudo` is deprecated and ignored (Travis ignores it too)",
         "group" | "stack" => "kha picks builders by labels, not by Travis image groups",
