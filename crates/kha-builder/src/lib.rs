@@ -252,10 +252,91 @@ pub async fn run(
     Ok(())
 }
 
+/// The workspace's `.kha` directory, made a real directory: the checkout
+/// decides what is in the workspace, and a `.kha` of its own that is a
+/// symbolic link (or a file) would send the builder's writes, done as root
+/// on the host, anywhere it points. A real `.kha` directory is kept (it
+/// holds the repository's hooks).
+pub fn kha_dir(workspace: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let dir = workspace.join(".kha");
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => return Ok(dir),
+        Ok(_) => std::fs::remove_file(&dir)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Writes a new file at `path`, replacing whatever entry is there without
+/// following it: a symbolic link planted there is removed, not written
+/// through.
+pub fn write_fresh(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => remove_dir(path)?,
+        Ok(_) => std::fs::remove_file(path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?
+        .write_all(text.as_bytes())
+}
+
+/// Reads a file the job could have replaced, without following a symbolic
+/// link there: the job must not make the builder read a file of the host's.
+pub fn read_nofollow(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut s = String::new();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?
+        .read_to_string(&mut s)?;
+    Ok(s)
+}
+
 /// Removes a directory tree; fine if it is not there.
 pub fn remove_dir(path: &std::path::Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod workspace_file_tests {
+    use super::*;
+
+    #[test]
+    fn planted_links_are_replaced_not_followed() {
+        let ws = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "host file").unwrap();
+        // `.kha` a link to a host directory: replaced by a real directory.
+        std::os::unix::fs::symlink(outside.path(), ws.path().join(".kha")).unwrap();
+        let dir = kha_dir(ws.path()).unwrap();
+        assert!(std::fs::symlink_metadata(&dir).unwrap().is_dir());
+        // `.kha/run.sh` a link to a host file: the link goes, the file stays.
+        std::os::unix::fs::symlink(&victim, dir.join("run.sh")).unwrap();
+        write_fresh(&dir.join("run.sh"), "#!/bin/sh\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host file");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("run.sh")).unwrap(),
+            "#!/bin/sh\n"
+        );
+        // A state file that is a link is not read through.
+        std::os::unix::fs::symlink(&victim, dir.join("state")).unwrap();
+        assert!(read_nofollow(&dir.join("state")).is_err());
+        // A real `.kha` (the repository's hooks) is kept.
+        std::fs::create_dir(dir.join("hooks")).unwrap();
+        kha_dir(ws.path()).unwrap();
+        assert!(dir.join("hooks").is_dir());
     }
 }

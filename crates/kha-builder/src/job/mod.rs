@@ -370,9 +370,8 @@ impl Job {
             vars: &vars,
             cache: spec.cache.as_ref(),
         });
-        let kha_dir = self.run.workspace.join(".kha");
-        std::fs::create_dir_all(&kha_dir)
-            .and_then(|_| std::fs::write(kha_dir.join("run.sh"), text))
+        crate::kha_dir(&self.run.workspace)
+            .and_then(|dir| crate::write_fresh(&dir.join("run.sh"), &text))
             .map_err(|e| Verdict::infrastructure(format!("cannot write the driver: {e}")))?;
         std::fs::create_dir_all(&self.run.scratch).map_err(|e| {
             Verdict::infrastructure(format!("cannot create the scratch directory: {e}"))
@@ -407,7 +406,7 @@ impl Job {
     }
 
     fn progress(&self) -> driver::Progress {
-        let state = std::fs::read_to_string(self.run.workspace.join(".kha/state"));
+        let state = crate::read_nofollow(&self.run.workspace.join(".kha/state"));
         driver::read_progress(&state.unwrap_or_default())
     }
 
