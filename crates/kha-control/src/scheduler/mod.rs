@@ -300,6 +300,15 @@ pub fn job_spec(job: &Job) -> agent::JobSpec {
         vcs: job.spec.vcs.wire_name().into(),
         module: job.spec.module.clone(),
         requires: job.requires.to_vec(),
+        vars: job
+            .spec
+            .vars
+            .iter()
+            .map(|(name, value)| agent::Var {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
         ..Default::default()
     };
     let mut phases = kha_core::travis::Phases::default();

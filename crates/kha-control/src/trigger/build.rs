@@ -45,7 +45,9 @@ impl Triggerer {
             committer_email: resolved.committer_email.clone(),
             previous_state: previous_state(sched, project, req),
             notifications: None,
+            context: Some(context(project, req, resolved)),
         };
+        let ctx = build.context.clone().unwrap_or_default();
         let plans = match &resolved.travis_yml {
             None => Err(format!(
                 "no .travis.yml in commit {}: add one to say how to build this project",
@@ -70,7 +72,7 @@ impl Triggerer {
                             max_jobs: sched.cfg.max_jobs_per_build,
                             repo: travis::RepoFacts::from_root_files(resolved.root_files.iter()),
                             branch: Some(req.branch.clone()),
-                            ..travis::ExpandOptions::default()
+                            context: ctx.clone(),
                         };
                         match travis::expand_with(&cfg, &opts) {
                             Ok(x) => {
@@ -121,6 +123,7 @@ impl Triggerer {
                 kha_core::spec::VcsKind::Svn => resolved.path.clone(),
                 _ => project.module.clone(),
             },
+            vars: vec![],
         };
         let new_job = |id,
                        number,
@@ -228,6 +231,19 @@ impl Triggerer {
                     if let Some(img) = requires.get("image") {
                         spec.image = img.to_string();
                     }
+                    spec.vars = travis::vars::job_vars(
+                        &ctx,
+                        &travis::vars::JobFacts {
+                            build_id,
+                            number: plan.number,
+                            job_id: id,
+                            name: plan.name.clone().unwrap_or_default(),
+                            stage: plan.stage.clone().unwrap_or_default(),
+                            language: plan.language.clone(),
+                            base_url: sched.cfg.public_url.clone(),
+                            secure_env_vars: false,
+                        },
+                    );
                     let key = sched.normal_key()?;
                     let mut job = new_job(
                         id,
@@ -283,6 +299,31 @@ impl Triggerer {
             build: facts,
             job: None,
         }
+    }
+}
+
+/// The build's facts as Travis's conditions and variables see them.
+fn context(project: &Project, req: &Request, resolved: &Resolved) -> travis::BuildContext {
+    let repo = if !project.github_repo.is_empty() {
+        project.github_repo.clone()
+    } else {
+        travis::vars::github_slug(&project.repo_url).unwrap_or_else(|| project.name.clone())
+    };
+    let pull_request = (req.pr_number > 0).then(|| {
+        let mut pr = req.pull_request.clone().unwrap_or_default();
+        pr.number = req.pr_number;
+        pr
+    });
+    travis::BuildContext {
+        event: req.event_type(),
+        repo,
+        branch: req.branch.clone(),
+        tag: req.tag.then(|| req.branch.clone()),
+        commit: resolved.commit.clone(),
+        commit_message: resolved.full_message.clone(),
+        commit_range: travis::vars::commit_range(&req.before, &resolved.commit),
+        sender: req.sender.clone(),
+        pull_request,
     }
 }
 
