@@ -53,7 +53,11 @@ pub fn handle(
     };
     let signed = signed_by(candidates, body, &want);
     if signed.is_empty() {
-        warn!(event, project = named.unwrap_or(""), "webhook with a bad or missing signature");
+        warn!(
+            event,
+            project = named.unwrap_or(""),
+            "webhook with a bad or missing signature"
+        );
         return unsigned();
     }
     if event.is_empty() {

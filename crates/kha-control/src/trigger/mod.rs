@@ -244,7 +244,10 @@ impl Triggerer {
             if p.default_branch.is_empty() {
                 p.default_branch = branch.to_string();
                 store.put_project(&p)?;
-                info!(project, branch, "the first branch pushed is the default branch");
+                info!(
+                    project,
+                    branch, "the first branch pushed is the default branch"
+                );
             }
         }
         Ok(())

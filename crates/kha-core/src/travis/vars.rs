@@ -52,14 +52,23 @@ pub fn job_vars(ctx: &BuildContext, job: &JobFacts) -> Vec<(String, String)> {
             "TRAVIS_PULL_REQUEST",
             pr.map_or("false".into(), |p| p.number.to_string()),
         ),
-        ("TRAVIS_PULL_REQUEST_BRANCH", pr_field(|p| p.head_branch.clone())),
+        (
+            "TRAVIS_PULL_REQUEST_BRANCH",
+            pr_field(|p| p.head_branch.clone()),
+        ),
         ("TRAVIS_PULL_REQUEST_SHA", pr_field(|p| p.head_sha.clone())),
-        ("TRAVIS_PULL_REQUEST_SLUG", pr_field(|p| p.head_repo.clone())),
+        (
+            "TRAVIS_PULL_REQUEST_SLUG",
+            pr_field(|p| p.head_repo.clone()),
+        ),
         ("TRAVIS_SECURE_ENV_VARS", job.secure_env_vars.to_string()),
         ("TRAVIS_BUILD_ID", job.build_id.to_string()),
         ("TRAVIS_BUILD_NUMBER", job.build_id.to_string()),
         ("TRAVIS_JOB_ID", job.job_id.to_string()),
-        ("TRAVIS_JOB_NUMBER", format!("{}.{}", job.build_id, job.number)),
+        (
+            "TRAVIS_JOB_NUMBER",
+            format!("{}.{}", job.build_id, job.number),
+        ),
         ("TRAVIS_JOB_NAME", job.name.clone()),
         ("TRAVIS_BUILD_STAGE_NAME", job.stage.clone()),
         ("TRAVIS_BRANCH", ctx.branch.clone()),
@@ -72,7 +81,10 @@ pub fn job_vars(ctx: &BuildContext, job: &JobFacts) -> Vec<(String, String)> {
     ];
     if !job.base_url.is_empty() {
         let base = job.base_url.trim_end_matches('/');
-        v.push(("TRAVIS_BUILD_WEB_URL", format!("{base}/builds/{}", job.build_id)));
+        v.push((
+            "TRAVIS_BUILD_WEB_URL",
+            format!("{base}/builds/{}", job.build_id),
+        ));
         v.push(("TRAVIS_JOB_WEB_URL", format!("{base}/jobs/{}", job.job_id)));
     }
     v.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
