@@ -73,7 +73,12 @@ pub fn job_vars(ctx: &BuildContext, job: &JobFacts) -> Vec<(String, String)> {
         ("TRAVIS_BUILD_STAGE_NAME", job.stage.clone()),
         ("TRAVIS_BRANCH", ctx.branch.clone()),
         ("TRAVIS_COMMIT", ctx.commit.clone()),
-        ("TRAVIS_COMMIT_MESSAGE", cut(&ctx.commit_message).into()),
+        // Travis reads it with `$(git log --format=%B -n 1)`: without
+        // the trailing newlines.
+        (
+            "TRAVIS_COMMIT_MESSAGE",
+            cut(ctx.commit_message.trim_end_matches('\n')).into(),
+        ),
         ("TRAVIS_COMMIT_RANGE", ctx.commit_range.clone()),
         ("TRAVIS_REPO_SLUG", ctx.repo.clone()),
         ("TRAVIS_TAG", ctx.tag.clone().unwrap_or_default()),
@@ -156,7 +161,7 @@ mod tests {
             repo: "o/r".into(),
             branch: "main".into(),
             commit: "c1".into(),
-            commit_message: "subject\n\nbody".into(),
+            commit_message: "subject\n\nbody\n".into(),
             commit_range: commit_range("b0", "c1"),
             ..BuildContext::default()
         };
