@@ -162,6 +162,7 @@ mod tests {
             vcs: kha_core::spec::VcsKind::Cvs,
             module: "mod".into(),
             requires: vec!["otp_release=27".into()],
+            vars: vec![("TRAVIS_PULL_REQUEST".into(), "false".into())],
         };
         let wire = agent::JobSpec::from(spec.clone());
         assert_eq!(wire.install, ["b", "b2"]);
