@@ -285,5 +285,18 @@ mod tests {
             b"Hello, World!",
             ""
         ));
+        // Only a whole SHA-256 digest is a signature worth hashing a body for.
+        for (sig, ok) in [
+            (sig, true),
+            ("sha256=757107ea", false),
+            (&format!("{sig}00")[..], false),
+            ("sha256=", false),
+            (
+                "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+                false,
+            ),
+        ] {
+            assert_eq!(parse_signature(sig).is_some(), ok, "{sig}");
+        }
     }
 }

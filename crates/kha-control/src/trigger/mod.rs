@@ -384,3 +384,29 @@ fn other_kind(t: &Triggered) -> &'static str {
 pub fn short(commit: &str) -> String {
     kha_core::spec::short_commit(commit, 10)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kha_core::travis::EventType;
+
+    #[test]
+    fn event_types_and_dedup_names() {
+        // (event, pr number, Travis's event type, dedup name)
+        for (event, pr, ty, name) in [
+            ("push", 0, EventType::Push, "master"),
+            ("poll", 0, EventType::Push, "master"),
+            ("generic", 0, EventType::Push, "master"),
+            ("api", 0, EventType::Api, "master"),
+            ("pull_request", 2, EventType::PullRequest, ":pr/2"),
+        ] {
+            let mut r = Request::new("p", "master", event);
+            r.pr_number = pr;
+            assert_eq!(
+                (r.event_type(), r.dedup_name().as_str()),
+                (ty, name),
+                "{event}"
+            );
+        }
+    }
+}
