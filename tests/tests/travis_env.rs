@@ -20,7 +20,7 @@ script:
   - travis_retry sh -c 'test -e .tried || { touch .tried; exit 1; }'
   - travis_fold start mine; echo folded; travis_fold end mine
   - travis_time_start; true; travis_time_finish
-  - travis_wait 1 echo waited
+  - travis_wait 1 sh -c 'sleep 1; echo waited'
 after_script:
   - echo "test result $TRAVIS_TEST_RESULT"
 "#;
@@ -154,7 +154,7 @@ fn travis_environment_for_a_push_a_pull_request_and_the_api() {
     assert!(log.contains(",duration="), "{log}");
     // travis_wait: keep-alive, then the command's output.
     assert!(
-        log.contains("Still running (1 of 1): echo waited\r"),
+        log.contains("Still running (1 of 1): sh -c sleep 1; echo waited\r"),
         "{log}"
     );
     assert!(log.contains("Log:\x1b[0m\n\nwaited\n"), "{log}");
