@@ -17,6 +17,12 @@
 //! job's environment. A failing `pre-command` errors the job; a failing
 //! `post-command` is only written to the log.
 //!
+//! Travis's shell functions (`travis_retry`, `travis_wait`, `travis_fold`,
+//! `travis_time_start`/`_finish`, `travis_terminate`) and the variables
+//! only the container knows come first (`crate::travis_sh`); the control
+//! node's variables (`JobSpec.vars`) follow; `TRAVIS_TEST_RESULT` is set
+//! after each `script` command.
+//!
 //! Untrusted values (branch names, commit ids) are single-quoted; commands
 //! and `env` lines are the project's own shell code and run as such.
 
@@ -46,6 +52,10 @@ pub fn script(input: &DriverInput<'_>) -> String {
         "#!/bin/sh\n# Written by kha-builder: runs this job's phases.\ncd \"$(dirname \"$0\")/..\" || exit 2\n_kha_ws=$(pwd)\n\
          kha_state() { printf '%s\\n' \"$1\" >> \"$_kha_ws/.kha/state\"; }\nkha_state started\n",
     );
+    // Travis's functions and the variables only the container knows,
+    // before the fixed variables so those (and `env`) can override them.
+    s.push_str(crate::travis_sh::FUNCTIONS);
+    s.push_str(crate::travis_sh::BUILDER_ENV);
     for (k, v) in input.vars {
         s.push_str(&format!("export {k}={}\n", sh_quote(v)));
     }
@@ -72,8 +82,14 @@ pub fn script(input: &DriverInput<'_>) -> String {
         }
     }
     s.push_str("kha_state 'phase script'\n");
+    // Travis's TRAVIS_TEST_RESULT: after each `script` command, 1 once one
+    // has failed, else 0; the `after_*` phases see the final value.
     for cmd in &input.phases.script {
         run(&mut s, cmd, "kha_result=failed");
+        s.push_str(TEST_RESULT);
+    }
+    if input.phases.script.is_empty() {
+        s.push_str(TEST_RESULT);
     }
     s.push_str("kha_state \"result $kha_result\"\n");
     if let Some(c) = input.cache {
@@ -94,6 +110,8 @@ pub fn script(input: &DriverInput<'_>) -> String {
     s.push_str("kha_hook post-command || :\nkha_state done\n[ \"$kha_result\" = passed ] && exit 0\nexit 1\n");
     s
 }
+
+const TEST_RESULT: &str = "if [ \"$kha_result\" = passed ]; then TRAVIS_TEST_RESULT=0; else TRAVIS_TEST_RESULT=1; fi; export TRAVIS_TEST_RESULT\n";
 
 /// `kha_hook NAME`: runs `.kha/hooks/NAME` if it is there and executable,
 /// under a header line; returns its exit status.
@@ -304,6 +322,46 @@ mod tests {
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("\nsub\nfrom_before 1 two words\n"), "{out}");
         assert!(out.ends_with("it's; $(x)\n"), "{out}");
+    }
+
+    #[test]
+    fn travis_functions_and_test_result_in_every_phase() {
+        let p = phases(|p| {
+            p.before_install = vec!["travis_retry true".into()];
+            p.script = vec![
+                "echo \"r=$TRAVIS_TEST_RESULT\"".into(),
+                "false".into(),
+                "echo \"r=$TRAVIS_TEST_RESULT\"".into(),
+                "true".into(),
+            ];
+            p.after_failure = vec!["echo \"after r=$TRAVIS_TEST_RESULT\"".into()];
+            p.after_script =
+                vec!["travis_fold end x; echo \"$TRAVIS_BUILD_DIR\" | grep -c /".into()];
+        });
+        let (code, out, _) = run(&p, &[]);
+        assert_eq!(code, EXIT_FAILED, "{out}");
+        assert!(
+            out.contains("$ echo \"r=$TRAVIS_TEST_RESULT\"\nr=\n$ false\n"),
+            "{out}"
+        );
+        assert!(out.contains("r=1\n$ true\n"), "{out}");
+        assert!(out.contains("\nafter r=1\n"), "{out}");
+        assert!(out.ends_with("travis_fold:end:x\r\x1b[0K1\n"), "{out}");
+    }
+
+    #[test]
+    fn travis_terminate_ends_the_job_with_its_result() {
+        let p = phases(|p| {
+            p.install = vec!["travis_terminate 0".into()];
+            p.script = vec!["echo never".into()];
+        });
+        let (code, out, prog) = run(&p, &[]);
+        assert_eq!(code, EXIT_PASSED);
+        assert!(!out.contains("never"), "{out}");
+        assert_eq!(outcome(Some(code), &prog).0, kha_core::JobOutcome::Passed);
+        let p = phases(|p| p.script = vec!["travis_terminate 1".into(), "echo never".into()]);
+        let (code, _, prog) = run(&p, &[]);
+        assert_eq!(outcome(Some(code), &prog).0, kha_core::JobOutcome::Failed);
     }
 
     #[test]

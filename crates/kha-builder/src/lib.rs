@@ -17,6 +17,7 @@ pub mod logs;
 pub mod session;
 pub mod task;
 pub mod toolchain;
+pub mod travis_sh;
 pub mod workspace;
 
 use anyhow::Context;

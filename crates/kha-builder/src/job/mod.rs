@@ -274,9 +274,11 @@ impl Job {
 
     /// Travis's variables of the job, as the driver exports them (but
     /// `HOME`, which is the container's).
-    fn travis_vars(&self) -> Vec<(&'static str, String)> {
+    fn travis_vars(&self) -> Vec<(String, String)> {
         let spec = &self.spec;
-        vec![
+        // What a control node that sends no variables still gets; the
+        // control node's (`spec.vars`, Travis's full set) follow and win.
+        let mut v: Vec<(String, String)> = [
             ("CI", "true".to_string()),
             ("TRAVIS", "true".to_string()),
             ("KHA", "true".to_string()),
@@ -290,7 +292,21 @@ impl Job {
                 format!("{}.{}", spec.build_id, spec.number),
             ),
             ("TRAVIS_REPO_SLUG", spec.project.clone()),
+            ("TRAVIS_CPU_ARCH", self.choice.arch.debian.to_string()),
         ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, val) in &spec.vars {
+            // A name is spliced into `export NAME=…`: only shell names.
+            if !kha_core::travis::vars::is_var_name(k) {
+                warn!(job_id = self.id, name = %k, "ignoring a variable with an invalid name");
+                continue;
+            }
+            v.retain(|(old, _)| old != k);
+            v.push((k.clone(), val.clone()));
+        }
+        v
     }
 
     /// The job's environment as builder hooks see it: Travis's variables
@@ -298,11 +314,7 @@ impl Job {
     /// container: never evaluated here, only passed on as text.
     fn hook_vars(&self) -> Vec<(String, String)> {
         let spec = &self.spec;
-        let mut v: Vec<(String, String)> = self
-            .travis_vars()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let mut v = self.travis_vars();
         for (k, val) in [
             ("KHA_JOB_ID", self.id.to_string()),
             (
@@ -359,9 +371,11 @@ impl Job {
     /// Travis's and before the job's own `env:`.
     fn prepare(&self, added: &[(String, String)]) -> Result<(), Verdict> {
         let spec = &self.spec;
-        let mut vars = self.travis_vars();
-        vars.insert(3, ("HOME", "/root".to_string()));
-        vars.extend(added.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        let mut owned = self.travis_vars();
+        owned.insert(3, ("HOME".to_string(), "/root".to_string()));
+        owned.extend(added.iter().cloned());
+        let vars: Vec<(&str, String)> =
+            owned.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let prelude = activate::prelude(&self.choice, &self.image_about());
         let text = driver::script(&DriverInput {
             prelude: &prelude,

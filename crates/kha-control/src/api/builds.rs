@@ -46,9 +46,18 @@ pub async fn trigger(
     } else {
         r.branch
     };
+    if branch.is_empty() {
+        return Err(ApiError::Invalid(format!(
+            "{} has no default branch yet (its repository was empty when it was added): name the branch to build",
+            p.name
+        )));
+    }
     let mut req = Request::new(&p.name, &branch, "api");
     req.commit = (!r.commit.is_empty()).then_some(r.commit);
     req.force = r.force;
+    if let Principal::User(u) = who {
+        req.sender = u.name.clone();
+    }
     let outcome = app.triggers.trigger(&p, &req).await?;
     if let Triggered::Created(b) = &outcome {
         let detail = format!("{} {}", b.branch, trigger::short(&b.commit));

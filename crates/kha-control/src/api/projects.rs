@@ -117,10 +117,16 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
             r.repo_url.clone(),
             credentials.clone(),
         );
-        tokio::task::spawn_blocking(move || m.default_branch(&n, &u, c.as_ref()))
+        match tokio::task::spawn_blocking(move || m.default_branch(&n, &u, c.as_ref()))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Invalid(format!("{e}; check the URL")))?
+        {
+            Ok(b) => b,
+            // An empty repository: its first push names the branch
+            // (`Triggerer::note_branch`).
+            Err(crate::vcs::VcsError::NoBranch(_)) if vcs == VcsKind::Git => String::new(),
+            Err(e) => return Err(ApiError::Invalid(format!("{e}; check the URL"))),
+        }
     } else {
         r.default_branch
     };

@@ -34,6 +34,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/hooks/github", post(github_hook))
+        .route("/hooks/github/{project}", post(github_project_hook))
         .route("/hooks/generic/{project}", post(generic_hook))
         .merge(pages::routes())
         .merge(assets::routes())
@@ -66,12 +67,42 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 }
 
 async fn github_hook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    respond(github::handle(
-        &app,
-        header(&headers, "x-github-event"),
-        header(&headers, "x-hub-signature-256"),
-        &body,
-    ))
+    github_answer(app, None, headers, body).await
+}
+
+/// `POST /hooks/github/<project>`: only that project's secret is tried.
+async fn github_project_hook(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    github_answer(app, Some(name), headers, body).await
+}
+
+/// Checking signatures hashes the whole body once per distinct secret:
+/// done off the async threads.
+async fn github_answer(
+    app: Arc<App>,
+    project: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = tokio::task::spawn_blocking(move || {
+        github::handle(
+            &app,
+            project.as_deref(),
+            header(&headers, "x-github-event"),
+            header(&headers, "x-hub-signature-256"),
+            &body,
+        )
+    })
+    .await
+    .unwrap_or_else(|e| HookAnswer {
+        status: HookStatus::Failed,
+        message: format!("the webhook handler failed: {e}"),
+    });
+    respond(answer)
 }
 
 /// `POST /hooks/generic/<project>` with `Authorization: Bearer <secret>`.

@@ -301,6 +301,15 @@ pub fn job_spec(job: &Job) -> agent::JobSpec {
         module: job.spec.module.clone(),
         requires: job.requires.to_vec(),
         cache: job.spec.cache.clone().map(Into::into),
+        vars: job
+            .spec
+            .vars
+            .iter()
+            .map(|(name, value)| agent::Var {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
         ..Default::default()
     };
     let mut phases = kha_core::travis::Phases::default();

@@ -119,6 +119,7 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
         committer_email: String::new(),
         previous_state: None,
         notifications: None,
+        context: None,
     };
     s.store.create_build(&b, &jobs, 0).unwrap();
     s.enqueue(&jobs);

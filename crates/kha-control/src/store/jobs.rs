@@ -22,11 +22,23 @@ impl Store {
             .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
     }
 
+    /// Forgets which build a project, dedup name and commit gave, so that
+    /// the commit can be built again (after a build that could not even
+    /// fetch it).
+    pub fn forget_dedup(&self, project: &str, name: &str, commit: &str) -> Result<()> {
+        self.dedup.remove(dedup_key(project, name, commit))?;
+        Ok(())
+    }
+
     /// Writes a new build and its jobs, queueing every job still `Queued`,
     /// in one transaction.
     pub fn create_build(&self, build: &Build, jobs: &[Job], now: Millis) -> Result<()> {
         let pb_key = project_build_key(&build.project, build.id);
-        let dd_key = dedup_key(&build.project, &build.branch, &build.commit);
+        let dd_key = dedup_key(
+            &build.project,
+            &records::dedup_name(&build.branch, build.pr_number),
+            &build.commit,
+        );
         let mut evs = vec![build_event(EventKind::BuildCreated, build)];
         for j in jobs {
             match j.state {

@@ -114,6 +114,22 @@ pub struct Build {
     /// file could not be read (Travis's defaults apply).
     #[serde(default)]
     pub notifications: Option<kha_core::travis::Notifications>,
+    /// What started it, as Travis's conditions and `TRAVIS_*` variables
+    /// see it (event type, pull request, tag, sender, commit range).
+    #[serde(default)]
+    pub context: Option<kha_core::travis::BuildContext>,
+}
+
+/// The name a build is de-duplicated under (with its project and
+/// commit): the branch, or for a pull request `:pr/N` (`:` cannot be in a
+/// git ref, so no branch has it). A pull request build and a branch build
+/// of one commit are different builds: their environments differ.
+pub fn dedup_name(branch: &str, pr_number: u64) -> String {
+    if pr_number > 0 {
+        format!(":pr/{pr_number}")
+    } else {
+        branch.to_string()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,6 +196,10 @@ pub struct JobSpec {
     /// What the job caches (`cache:`).
     #[serde(default)]
     pub cache: Option<kha_core::cache::CacheSpec>,
+    /// Travis's variables that come from the build (`TRAVIS_EVENT_TYPE`,
+    /// `TRAVIS_PULL_REQUEST`, …), names and literal values.
+    #[serde(default)]
+    pub vars: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

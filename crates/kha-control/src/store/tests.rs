@@ -57,6 +57,7 @@ fn build(store: &Store) -> (Build, Vec<Job>) {
         committer_email: String::new(),
         previous_state: None,
         notifications: None,
+        context: None,
     };
     (b, vec![job])
 }

@@ -45,8 +45,10 @@ impl Triggerer {
             committer_email: resolved.committer_email.clone(),
             previous_state: previous_state(sched, project, req),
             notifications: None,
+            context: Some(context(project, req, resolved)),
         };
         let mut cfg_cache = travis::CacheConfig::default();
+        let ctx = build.context.clone().unwrap_or_default();
         let plans = match &resolved.travis_yml {
             None => Err(format!(
                 "no .travis.yml in commit {}: add one to say how to build this project",
@@ -72,7 +74,7 @@ impl Triggerer {
                             max_jobs: sched.cfg.max_jobs_per_build,
                             repo: travis::RepoFacts::from_root_files(resolved.root_files.iter()),
                             branch: Some(req.branch.clone()),
-                            ..travis::ExpandOptions::default()
+                            context: ctx.clone(),
                         };
                         match travis::expand_with(&cfg, &opts) {
                             Ok(x) => {
@@ -124,6 +126,7 @@ impl Triggerer {
                 _ => project.module.clone(),
             },
             cache: None,
+            vars: vec![],
         };
         let new_job = |id,
                        number,
@@ -233,6 +236,19 @@ impl Triggerer {
                     }
                     spec.cache =
                         travis::job_cache(&cfg_cache, &plan, sched.cfg.cache.max_archive_bytes);
+                    spec.vars = travis::vars::job_vars(
+                        &ctx,
+                        &travis::vars::JobFacts {
+                            build_id,
+                            number: plan.number,
+                            job_id: id,
+                            name: plan.name.clone().unwrap_or_default(),
+                            stage: plan.stage.clone().unwrap_or_default(),
+                            language: plan.language.clone(),
+                            base_url: sched.cfg.public_url.clone(),
+                            secure_env_vars: false,
+                        },
+                    );
                     let key = sched.normal_key()?;
                     let mut job = new_job(
                         id,
@@ -288,6 +304,31 @@ impl Triggerer {
             build: facts,
             job: None,
         }
+    }
+}
+
+/// The build's facts as Travis's conditions and variables see them.
+fn context(project: &Project, req: &Request, resolved: &Resolved) -> travis::BuildContext {
+    let repo = if !project.github_repo.is_empty() {
+        project.github_repo.clone()
+    } else {
+        travis::vars::github_slug(&project.repo_url).unwrap_or_else(|| project.name.clone())
+    };
+    let pull_request = (req.pr_number > 0).then(|| {
+        let mut pr = req.pull_request.clone().unwrap_or_default();
+        pr.number = req.pr_number;
+        pr
+    });
+    travis::BuildContext {
+        event: req.event_type(),
+        repo,
+        branch: req.branch.clone(),
+        tag: req.tag.then(|| req.branch.clone()),
+        commit: resolved.commit.clone(),
+        commit_message: resolved.full_message.clone(),
+        commit_range: travis::vars::commit_range(&req.before, &resolved.commit),
+        sender: req.sender.clone(),
+        pull_request,
     }
 }
 

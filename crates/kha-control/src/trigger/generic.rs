@@ -18,23 +18,24 @@ pub fn handle(
     q: &HashMap<String, String>,
     body: &[u8],
 ) -> HookAnswer {
+    // A project that is not there and a wrong token get one answer: the
+    // hook does not tell who lacks the secret which projects exist.
+    let refused = || {
+        answer(
+            HookStatus::Unauthorized,
+            "bad or missing token (Authorization: Bearer <the project's webhook secret>)",
+        )
+    };
     let project = match app.store.get_project(name) {
         Ok(Some(p)) => p,
-        Ok(None) => return answer(HookStatus::NotFound, format!("no project {name:?}")),
+        Ok(None) => return refused(),
         Err(e) => return answer(HookStatus::Failed, e.to_string()),
     };
     if !crate::auth::hash_eq(
         &crate::auth::hash(token),
         &crate::auth::hash(project.webhook_secret.expose()),
     ) {
-        // A private project does not exist for whoever lacks its secret.
-        if project.private {
-            return answer(HookStatus::NotFound, format!("no project {name:?}"));
-        }
-        return answer(
-            HookStatus::Unauthorized,
-            "bad or missing token (Authorization: Bearer <the project's webhook secret>)",
-        );
+        return refused();
     }
     let json: Value = if body.is_empty() {
         Value::Null

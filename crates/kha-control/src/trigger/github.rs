@@ -14,10 +14,52 @@ use tracing::{info, warn};
 
 type HmacSha256 = Hmac<sha2::Sha256>;
 
+/// The one answer to a delivery no project's secret signs, whether or not
+/// a project exists for its repository: an unsigned request learns nothing.
+fn unsigned() -> HookAnswer {
+    answer(
+        HookStatus::Unauthorized,
+        "bad or missing X-Hub-Signature-256: sign with the project's webhook secret",
+    )
+}
+
 /// A delivery from GitHub: its `X-GitHub-Event`, `X-Hub-Signature-256`
-/// and body. Checked completely (project, signature, payload) before
-/// anything is created; a build starts in the background.
-pub fn handle(app: &Arc<App>, event: &str, sig: &str, body: &[u8]) -> HookAnswer {
+/// and body; `named`: the project its URL names (`/hooks/github/<project>`),
+/// else the project is the one whose webhook secret signs the body.
+///
+/// The signature is checked first, against the named project's secret or
+/// every project's (each distinct secret once), before the body is parsed
+/// or anything about a project is said. Then the payload is checked
+/// completely; a build starts in the background.
+pub fn handle(
+    app: &Arc<App>,
+    named: Option<&str>,
+    event: &str,
+    sig: &str,
+    body: &[u8],
+) -> HookAnswer {
+    let Some(want) = parse_signature(sig) else {
+        return unsigned();
+    };
+    let candidates = match named {
+        Some(name) => match app.store.get_project(name) {
+            Ok(p) => p.into_iter().collect(),
+            Err(e) => return answer(HookStatus::Failed, e.to_string()),
+        },
+        None => match app.store.list_projects() {
+            Ok(ps) => ps,
+            Err(e) => return answer(HookStatus::Failed, e.to_string()),
+        },
+    };
+    let signed = signed_by(candidates, body, &want);
+    if signed.is_empty() {
+        warn!(
+            event,
+            project = named.unwrap_or(""),
+            "webhook with a bad or missing signature"
+        );
+        return unsigned();
+    }
     if event.is_empty() {
         return answer(HookStatus::BadRequest, "no X-GitHub-Event header");
     }
@@ -33,34 +75,43 @@ pub fn handle(app: &Arc<App>, event: &str, sig: &str, body: &[u8]) -> HookAnswer
     if !payload["repository"].is_object() {
         return answer(HookStatus::BadRequest, "the payload names no repository");
     }
-    let Some(project) = find_project(app, &payload["repository"]) else {
+    // A named project is the one meant; otherwise the signing projects
+    // are asked which of them is this repository's.
+    let project = if named.is_some() {
+        signed.into_iter().next()
+    } else {
+        find_project(signed, &payload["repository"])
+    };
+    let Some(project) = project else {
         let name = payload["repository"]["full_name"].as_str().unwrap_or("?");
         return answer(
             HookStatus::NotFound,
-            format!("no project for repository {name}"),
+            format!("no project for repository {name} has this webhook secret"),
         );
     };
-    if !signature_ok(project.webhook_secret.expose(), body, sig) {
-        warn!(project = %project.name, event, "webhook with a bad or missing signature");
-        if project.private {
-            // A private project does not exist for whoever lacks its secret.
-            let name = payload["repository"]["full_name"].as_str().unwrap_or("?");
-            return answer(
-                HookStatus::NotFound,
-                format!("no project for repository {name}"),
-            );
-        }
-        return answer(
-            HookStatus::Unauthorized,
-            "bad or missing X-Hub-Signature-256",
-        );
-    }
     match event {
         "ping" => answer(HookStatus::Ok, "pong"),
         "push" => push(app, project, &payload),
         "pull_request" => pull_request(app, project, &payload),
         other => answer(HookStatus::Ok, format!("event {other} ignored")),
     }
+}
+
+/// The projects among `candidates` whose webhook secret signs `body`;
+/// each distinct secret is tried once. A project without a secret is
+/// never a match.
+fn signed_by(candidates: Vec<Project>, body: &[u8], want: &[u8]) -> Vec<Project> {
+    let mut verdicts: std::collections::HashMap<String, bool> = Default::default();
+    candidates
+        .into_iter()
+        .filter(|p| {
+            let secret = p.webhook_secret.expose();
+            !secret.is_empty()
+                && *verdicts
+                    .entry(secret.to_string())
+                    .or_insert_with(|| mac_ok(secret, body, want))
+        })
+        .collect()
 }
 
 fn push(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
@@ -93,6 +144,8 @@ fn push(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
     let mut req = Request::new(&project.name, &name, "push");
     req.commit = Some(after.to_string());
     req.tag = tag;
+    req.sender = p["sender"]["login"].as_str().unwrap_or_default().into();
+    req.before = p["before"].as_str().unwrap_or_default().into();
     super::spawn_build(app, project, req);
     answer(HookStatus::Accepted, format!("building {name} at {after}"))
 }
@@ -125,6 +178,18 @@ fn pull_request(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
             let mut req = Request::new(&project.name, base, "pull_request");
             req.commit = Some(head.to_string());
             req.pr_number = number;
+            req.sender = p["sender"]["login"].as_str().unwrap_or_default().into();
+            req.before = pr["base"]["sha"].as_str().unwrap_or_default().into();
+            req.pull_request = Some(kha_core::travis::PullRequest {
+                number,
+                head_repo: pr["head"]["repo"]["full_name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                head_branch: pr["head"]["ref"].as_str().unwrap_or_default().into(),
+                head_sha: head.to_string(),
+                draft: pr["draft"].as_bool().unwrap_or(false),
+            });
             super::spawn_build(app, project, req);
             answer(
                 HookStatus::Accepted,
@@ -149,22 +214,27 @@ fn pull_request(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
     }
 }
 
-/// Does `sig` ("sha256=<hex>") sign `body` with `secret`? Constant time.
-pub fn signature_ok(secret: &str, body: &[u8], sig: &str) -> bool {
-    let Some(hex_sig) = sig.strip_prefix("sha256=") else {
-        return false;
-    };
-    let Ok(want) = hex::decode(hex_sig.trim()) else {
-        return false;
-    };
+/// The digest of a `sha256=<hex>` signature header; None if malformed.
+fn parse_signature(sig: &str) -> Option<Vec<u8>> {
+    let want = hex::decode(sig.strip_prefix("sha256=")?.trim()).ok()?;
+    (want.len() == 32).then_some(want)
+}
+
+/// Is `want` the HMAC-SHA256 of `body` under `secret`? Constant time.
+fn mac_ok(secret: &str, body: &[u8], want: &[u8]) -> bool {
     let Ok(mut mac) = HmacSha256::new_from_slice(secret.as_bytes()) else {
         return false;
     };
     mac.update(body);
-    mac.verify_slice(&want).is_ok()
+    mac.verify_slice(want).is_ok()
 }
 
-fn find_project(app: &App, repo: &Value) -> Option<Project> {
+/// Does `sig` ("sha256=<hex>") sign `body` with `secret`? Constant time.
+pub fn signature_ok(secret: &str, body: &[u8], sig: &str) -> bool {
+    parse_signature(sig).is_some_and(|want| mac_ok(secret, body, &want))
+}
+
+fn find_project(projects: Vec<Project>, repo: &Value) -> Option<Project> {
     let full = repo["full_name"].as_str().unwrap_or_default();
     let urls: Vec<&str> = ["clone_url", "html_url", "ssh_url", "git_url", "url"]
         .iter()
@@ -175,7 +245,6 @@ fn find_project(app: &App, repo: &Value) -> Option<Project> {
             .trim_end_matches(".git")
             .to_ascii_lowercase()
     };
-    let projects = app.store.list_projects().ok()?;
     projects.into_iter().find(|p| {
         (!full.is_empty() && p.github_repo.eq_ignore_ascii_case(full))
             || urls.iter().any(|u| norm(u) == norm(&p.repo_url))
@@ -216,5 +285,18 @@ mod tests {
             b"Hello, World!",
             ""
         ));
+        // Only a whole SHA-256 digest is a signature worth hashing a body for.
+        for (sig, ok) in [
+            (sig, true),
+            ("sha256=757107ea", false),
+            (&format!("{sig}00")[..], false),
+            ("sha256=", false),
+            (
+                "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+                false,
+            ),
+        ] {
+            assert_eq!(parse_signature(sig).is_some(), ok, "{sig}");
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! per project.
 
 mod build;
+mod failed;
 pub mod generic;
 pub mod github;
 pub mod poll;
@@ -50,6 +51,15 @@ pub struct Request {
     pub tag: bool,
     /// Fetch the mirror first (the poller has just fetched).
     pub fetch: bool,
+    /// The pull request's head (repository, branch, commit), for a pull
+    /// request build.
+    pub pull_request: Option<travis::PullRequest>,
+    /// Who started it: a push's or pull request's GitHub sender, the kha
+    /// user of an API build.
+    pub sender: String,
+    /// The commit the branch was at before this push (or a pull request's
+    /// base), for `TRAVIS_COMMIT_RANGE`; empty when unknown.
+    pub before: String,
 }
 
 impl Request {
@@ -63,7 +73,28 @@ impl Request {
             pr_number: 0,
             tag: false,
             fetch: true,
+            pull_request: None,
+            sender: String::new(),
+            before: String::new(),
         }
+    }
+
+    /// Travis's event type: polling and the generic hook count as pushes.
+    pub fn event_type(&self) -> travis::EventType {
+        match self.event.as_str() {
+            _ if self.pr_number > 0 => travis::EventType::PullRequest,
+            "api" => travis::EventType::Api,
+            "cron" => travis::EventType::Cron,
+            _ => travis::EventType::Push,
+        }
+    }
+
+    /// The name a build is de-duplicated under: the branch, or for a pull
+    /// request `:pr/N` (`:` cannot be in a git ref, so no branch has it).
+    /// A pull request build and a branch build of one commit differ (their
+    /// environments do).
+    pub fn dedup_name(&self) -> String {
+        crate::store::records::dedup_name(&self.branch, self.pr_number)
     }
 }
 
@@ -133,9 +164,19 @@ impl Triggerer {
             if let Some(id) =
                 sched
                     .store
-                    .find_dedup(&project.name, &req.branch, &resolved.commit)?
+                    .find_dedup(&project.name, &req.dedup_name(), &resolved.commit)?
             {
-                if let Some(build) = sched.store.get_build(id)? {
+                // Builds stored before pull requests had their own key
+                // share the base branch's: only the same kind counts.
+                if let Some(build) = sched
+                    .store
+                    .get_build(id)?
+                    .filter(|b| b.pr_number == req.pr_number)
+                {
+                    // The branch follows the push even when nothing new
+                    // is built (it may have been deleted and pushed back).
+                    self.note_branch(project, req, &resolved.commit, build.id, "")?;
+                    sched.store.durable().await?;
                     return Ok(Triggered::Existing(build));
                 }
             }
@@ -171,6 +212,9 @@ impl Triggerer {
             return Ok(());
         }
         let store = &self.sched.store;
+        if !req.tag {
+            self.adopt_default_branch(&project.name, &req.branch)?;
+        }
         let old = store.get_branch(&project.name, &req.branch)?;
         store.put_branch(
             &project.name,
@@ -189,6 +233,23 @@ impl Triggerer {
             },
             self.sched.clock.now(),
         )?;
+        Ok(())
+    }
+
+    /// A project added while its repository was empty has no default
+    /// branch: the first branch pushed becomes it.
+    fn adopt_default_branch(&self, project: &str, branch: &str) -> Result<(), TriggerError> {
+        let store = &self.sched.store;
+        if let Some(mut p) = store.get_project(project)? {
+            if p.default_branch.is_empty() {
+                p.default_branch = branch.to_string();
+                store.put_project(&p)?;
+                info!(
+                    project,
+                    branch, "the first branch pushed is the default branch"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -296,6 +357,13 @@ pub fn spawn_build(app: &Arc<App>, project: Project, req: Request) {
             Ok(other) => {
                 info!(project = %project.name, event = %req.event, result = ?other_kind(&other), "webhook: nothing new to build")
             }
+            // A commit that cannot be fetched is said where people look:
+            // an errored build with the reason.
+            Err(TriggerError::Vcs(e)) => {
+                if let Err(e2) = triggers.record_failure(&project, &req, &e.to_string()).await {
+                    warn!(project = %project.name, branch = %req.branch, error = %e, also = %e2, "webhook build failed and could not be recorded")
+                }
+            }
             Err(e) => {
                 warn!(project = %project.name, branch = %req.branch, error = %e, "webhook build failed")
             }
@@ -315,4 +383,30 @@ fn other_kind(t: &Triggered) -> &'static str {
 /// timestamp whole, as cutting it would change it.
 pub fn short(commit: &str) -> String {
     kha_core::spec::short_commit(commit, 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kha_core::travis::EventType;
+
+    #[test]
+    fn event_types_and_dedup_names() {
+        // (event, pr number, Travis's event type, dedup name)
+        for (event, pr, ty, name) in [
+            ("push", 0, EventType::Push, "master"),
+            ("poll", 0, EventType::Push, "master"),
+            ("generic", 0, EventType::Push, "master"),
+            ("api", 0, EventType::Api, "master"),
+            ("pull_request", 2, EventType::PullRequest, ":pr/2"),
+        ] {
+            let mut r = Request::new("p", "master", event);
+            r.pr_number = pr;
+            assert_eq!(
+                (r.event_type(), r.dedup_name().as_str()),
+                (ty, name),
+                "{event}"
+            );
+        }
+    }
 }

@@ -78,7 +78,11 @@ pub async fn poll(
         };
         match known.get(name) {
             Some(b) if &b.head == head && !b.deleted => {}
-            _ => changed.push((name.to_string(), head.clone(), tag)),
+            // The old head makes the push's commit range.
+            Some(b) if !b.deleted => {
+                changed.push((name.to_string(), head.clone(), tag, b.head.clone()))
+            }
+            _ => changed.push((name.to_string(), head.clone(), tag, String::new())),
         }
     }
     for (name, b) in &known {
@@ -108,12 +112,13 @@ pub async fn poll(
             msg: e.to_string(),
         })??;
     let mut started = 0;
-    for (branch, head, tag) in changed {
+    for (branch, head, tag, before) in changed {
         info!(project = %p.name, branch = %branch, head = %head, "new head");
         let mut req = Request::new(&p.name, &branch, "poll");
         req.commit = Some(head);
         req.tag = tag;
         req.fetch = false;
+        req.before = before;
         match triggers.trigger(p, &req).await {
             Ok(crate::trigger::Triggered::Created(_)) => started += 1,
             Ok(_) => {}

@@ -35,6 +35,7 @@ mod lint;
 mod matrix;
 mod notify;
 mod skip;
+pub mod vars;
 mod yaml;
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ pub async fn run(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
                             vec![
                                 b.id.to_string(),
                                 b.state.to_string(),
-                                b.branch.clone(),
+                                branch_column(b),
                                 short(&b.commit),
                                 b.jobs.len().to_string(),
                                 ago(b.created_ms),
@@ -201,7 +201,7 @@ fn print_build(b: &Build) {
         b.id,
         b.state,
         b.project,
-        b.branch,
+        branch_column(b),
         short(&b.commit)
     );
     if !b.message.is_empty() {
@@ -285,5 +285,14 @@ fn print_build(b: &Build) {
                 })
                 .collect(),
         );
+    }
+}
+
+/// A pull request build is shown as such, with the branch it targets.
+fn branch_column(b: &kha_core::view::Build) -> String {
+    if b.pr_number > 0 {
+        format!("PR #{} ({})", b.pr_number, b.branch)
+    } else {
+        b.branch.clone()
     }
 }

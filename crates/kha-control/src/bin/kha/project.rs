@@ -223,7 +223,7 @@ pub async fn run(ctx: &mut Ctx, c: ProjectCmd) -> Result<u8, Failure> {
                     if p.private { ", private" } else { "" }
                 );
                 out!("webhook secret (shown once): {}", p.webhook_secret);
-                out!("  GitHub: POST /hooks/github with this secret; generic: POST /hooks/generic/{} with `Authorization: Bearer <secret>`", p.name);
+                out!("  GitHub: POST /hooks/github/{} (or /hooks/github) with this secret; generic: POST /hooks/generic/{} with `Authorization: Bearer <secret>`", p.name, p.name);
             }
         }
         ProjectCmd::List => {

@@ -145,7 +145,7 @@ fn build_page(
         badge_md: format!("[![build]({public}/badge/{pname}.svg)]({public}/projects/{pname})"),
         url: project_url(&p.name),
         badge_url: format!("/badge/{pname}.svg"),
-        github_hook: format!("{public}/hooks/github"),
+        github_hook: format!("{public}/hooks/github/{pname}"),
         generic_hook: format!("{public}/hooks/generic/{pname}"),
         members,
         can_star: who.user().is_some(),

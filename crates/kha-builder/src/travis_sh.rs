@@ -1,0 +1,153 @@
+//! Travis's shell side of a job, in POSIX sh for the driver: its functions
+//! (`travis_retry`, `travis_wait`, `travis_fold`, `travis_time_start` /
+//! `travis_time_finish`, `travis_terminate`, in `travis_functions.sh`, as
+//! travis-build's bash defines them), and the variables only the machine
+//! running the job knows. The fold and time markers they print are the
+//! ones `kha_core::term` recognises.
+
+/// The functions, defined once at the top of the driver, so every phase's
+/// commands (run with `eval` in the driver's shell) can call them.
+pub const FUNCTIONS: &str = include_str!("travis_functions.sh");
+
+/// Variables computed inside the job's container: the checkout's path,
+/// the user, whether it may use root, the distribution's codename, and
+/// Travis's locale when the image has it (else C.UTF-8, which every Debian
+/// image has, rather than a locale that makes every program warn).
+pub const BUILDER_ENV: &str = r#"export TRAVIS_BUILD_DIR="$_kha_ws"
+USER=$(id -un 2>/dev/null || echo root)
+export USER
+if [ "$(id -u 2>/dev/null)" = 0 ]; then TRAVIS_SUDO=true; else TRAVIS_SUDO=false; fi
+export TRAVIS_SUDO
+for _kha_f in /etc/os-release /usr/lib/os-release; do
+  if [ -r "$_kha_f" ]; then
+    TRAVIS_DIST=$(. "$_kha_f" >/dev/null 2>&1; printf '%s' "${VERSION_CODENAME:-}")
+    export TRAVIS_DIST
+    break
+  fi
+done
+case "$(locale -a 2>/dev/null)" in
+  *en_US.utf8* | *en_US.UTF-8*) LANG=en_US.UTF-8 ;;
+  *) LANG=C.UTF-8 ;;
+esac
+LC_ALL=$LANG
+export LANG LC_ALL
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Runs `body` under the host's sh after the functions and the
+    /// builder's variables; (exit code, stdout, stderr).
+    fn sh(body: &str) -> (i32, String, String) {
+        let d = tempfile::tempdir().unwrap();
+        let script = format!(
+            "cd {}\n_kha_ws=$(pwd)\nkha_state() {{ printf '%s\\n' \"$1\" >> state; }}\n{FUNCTIONS}{BUILDER_ENV}{body}\n",
+            kha_core::shell::quote(&d.path().display().to_string())
+        );
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("KHA_TRAVIS_WAIT_TICK", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn retry_tries_three_times_a_second_apart() {
+        let (code, out, err) =
+            sh("n=0; f() { n=$((n + 1)); echo \"try $n\"; [ $n -ge 2 ]; }; travis_retry f; echo \"rc $?\"");
+        assert_eq!((code, out.as_str()), (0, "try 1\ntry 2\nrc 0\n"), "{err}");
+        assert_eq!(
+            err,
+            "\n\x1b[31;1mThe command \"f\" failed. Retrying, 2 of 3.\x1b[0m\n\n"
+        );
+        let (_, out, err) = sh("travis_retry sh -c 'echo x; exit 3'; echo \"rc $?\"");
+        assert_eq!(out, "x\nx\nx\nrc 3\n");
+        assert!(
+            err.ends_with("The command \"sh -c echo x; exit 3\" failed 3 times.\x1b[0m\n\n"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wait_keeps_alive_then_shows_the_log() {
+        let (_, out, _) = sh("travis_wait 1 sh -c 'echo hidden; sleep 2; exit 4'; echo \"rc $?\"");
+        // Minutes are ticks of one second here: the command is killed
+        // after one; its output comes after.
+        assert!(
+            out.starts_with("\n\nStill running (1 of 1): sh -c echo hidden; sleep 2; exit 4\r"),
+            "{out:?}"
+        );
+        assert!(
+            out.contains(
+                "Timeout (1 minutes) reached. Terminating \"sh -c echo hidden; sleep 2; exit 4\""
+            ),
+            "{out:?}"
+        );
+        assert!(
+            out.ends_with("exited with 137.\x1b[0m\n\n\x1b[32;1mLog:\x1b[0m\n\nhidden\nrc 137\n"),
+            "{out:?}"
+        );
+        let (_, out, _) = sh("travis_wait sh -c 'echo fine'; echo \"rc $?\"");
+        assert!(
+            out.contains("\x1b[32;1mThe command sh -c echo fine exited with 0."),
+            "{out:?}"
+        );
+        assert!(out.ends_with("Log:\x1b[0m\n\nfine\nrc 0\n"), "{out:?}");
+    }
+
+    #[test]
+    fn folds_and_timers_are_the_markers_the_log_viewer_reads() {
+        let (code, out, _) = sh(
+            "travis_fold start deps; travis_time_start; echo inside; false; travis_time_finish; echo \"rc $?\"; travis_fold end deps",
+        );
+        assert_eq!(code, 0);
+        let mut term = kha_core::term::Terminal::new();
+        let mut lines = term.feed(out.as_bytes());
+        lines.extend(term.finish());
+        let kinds: Vec<_> = lines.iter().map(|l| (l.kind.clone(), l.text())).collect();
+        use kha_core::term::LineKind::*;
+        assert_eq!(
+            kinds,
+            vec![
+                (FoldStart("deps".into()), "inside".into()),
+                (Text, "rc 1".into()),
+                (FoldEnd("deps".into()), String::new()),
+            ],
+            "{out:?}"
+        );
+        assert!(lines[1].duration_ns.is_some(), "{out:?}");
+        let (_, out, _) =
+            sh("travis_time_start build; echo \"$TRAVIS_TIMER_ID_build\" \"$TRAVIS_TIMER_ID\"");
+        let ids: Vec<&str> = out.rsplit('\x1b').next().unwrap()[3..]
+            .split_whitespace()
+            .collect();
+        assert_eq!(ids.len(), 2, "{out:?}");
+        assert_eq!(ids[0], ids[1]);
+        assert_eq!(ids[0].len(), 8);
+    }
+
+    #[test]
+    fn terminate_ends_the_job_with_its_code() {
+        let (code, out, _) = sh("echo a; travis_terminate 1; echo never");
+        assert_eq!((code, out.as_str()), (1, "a\n"));
+        let (code, _, _) = sh("travis_terminate 0; exit 5");
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn builder_variables() {
+        let (_, out, _) = sh("echo \"$TRAVIS_BUILD_DIR|$USER|$TRAVIS_SUDO|$LANG|$LC_ALL\"");
+        let f: Vec<&str> = out.trim_end().split('|').collect();
+        assert!(f[0].starts_with('/') && !f[1].is_empty(), "{out}");
+        assert!(f[2] == "true" || f[2] == "false", "{out}");
+        assert!(f[3].ends_with(".UTF-8") && f[3] == f[4], "{out}");
+    }
+}
