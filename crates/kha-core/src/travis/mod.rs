@@ -25,6 +25,7 @@
 //! (travis-core).
 
 mod branches;
+pub mod cond;
 mod config;
 mod context;
 mod diag;
