@@ -66,11 +66,21 @@ impl Triggerer {
                             self.note_branch(project, req, &resolved.commit, 0, "filtered")?;
                             return Ok(Err("filtered"));
                         }
+                        let context = build_context(project, req, resolved);
+                        // The root `if:` (Travis: the request is rejected,
+                        // no build); the branch shows as filtered.
+                        let (runs, why) = travis::build_runs(&cfg, &context);
+                        if !req.force && !runs {
+                            let condition = cfg.condition.as_ref().map(|c| c.text.as_str());
+                            tracing::info!(project = %project.name, branch = %req.branch, commit = %resolved.commit, condition, problem = ?why.map(|w| w.to_string()), "the .travis.yml `if:` is false: not built");
+                            self.note_branch(project, req, &resolved.commit, 0, "filtered")?;
+                            return Ok(Err("condition"));
+                        }
                         let opts = travis::ExpandOptions {
                             max_jobs: sched.cfg.max_jobs_per_build,
                             repo: travis::RepoFacts::from_root_files(resolved.root_files.iter()),
                             branch: Some(req.branch.clone()),
-                            ..travis::ExpandOptions::default()
+                            context,
                         };
                         match travis::expand_with(&cfg, &opts) {
                             Ok(x) => {
@@ -79,6 +89,7 @@ impl Triggerer {
                                     .warnings
                                     .extend(x.warnings.iter().map(|w| w.to_string()));
                                 build.fast_finish = x.fast_finish;
+                                build.notifications = Some(x.notifications);
                                 Ok(x.jobs)
                             }
                             Err(e) => Err(format!(".travis.yml: {e}")),
@@ -292,7 +303,7 @@ impl Triggerer {
 fn previous_state(
     sched: &crate::scheduler::Scheduler,
     project: &Project,
-    req: &super::Request,
+    req: &Request,
 ) -> Option<BuildState> {
     for id in sched.store.project_build_ids(&project.name).take(1000) {
         let b = sched.store.get_build(id.ok()?).ok()??;
@@ -301,4 +312,33 @@ fn previous_state(
         }
     }
     None
+}
+
+/// What the build was started by, as `if:` conditions see it. Only what
+/// the request carries: a pull request's head repository and branch are
+/// not known here, so `fork` is false and `head_*` nil.
+fn build_context(project: &Project, req: &Request, resolved: &Resolved) -> travis::BuildContext {
+    let event = match req.event.as_str() {
+        "pull_request" => travis::EventType::PullRequest,
+        "api" => travis::EventType::Api,
+        "cron" => travis::EventType::Cron,
+        _ => travis::EventType::Push,
+    };
+    travis::BuildContext {
+        event,
+        repo: if project.github_repo.is_empty() {
+            project.name.clone()
+        } else {
+            project.github_repo.clone()
+        },
+        branch: req.branch.clone(),
+        tag: req.tag.then(|| req.branch.clone()),
+        commit: resolved.commit.clone(),
+        commit_message: resolved.full_message.clone(),
+        pull_request: (req.pr_number > 0).then(|| travis::PullRequest {
+            number: req.pr_number,
+            ..travis::PullRequest::default()
+        }),
+        ..travis::BuildContext::default()
+    }
 }

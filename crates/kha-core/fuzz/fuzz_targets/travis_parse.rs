@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
             max_jobs: 20,
             repo: RepoFacts::from_root_files(["rebar.config", "Makefile", "package.json"]),
             branch: Some("master".into()),
+            ..ExpandOptions::default()
         };
         if let Ok(exp) = travis::expand_with(&cfg, &opts) {
             assert!(exp.jobs.len() <= 20);
