@@ -56,13 +56,13 @@ fn join_lines(src: &str) -> (String, Vec<usize>) {
     let mut i = 0;
     while i < src.len() {
         let rest = &src[i..];
-        if rest.starts_with('\\') {
+        if let Some(after) = rest.strip_prefix('\\') {
             // `\s*` is greedy, then backs off to the last line break.
-            let ws: usize = rest[1..]
+            let ws: usize = after
                 .char_indices()
                 .find(|(_, c)| !is_space(*c))
-                .map_or(rest.len() - 1, |(n, _)| n);
-            if let Some(nl) = rest[1..1 + ws].rfind(['\n', '\r']) {
+                .map_or(after.len(), |(n, _)| n);
+            if let Some(nl) = after[..ws].rfind(['\n', '\r']) {
                 out.push(' ');
                 map.push(i);
                 i += 1 + nl + 1;
@@ -428,11 +428,7 @@ fn slashed(rest: &str) -> &str {
         if c == '/' && !esc {
             return &rest[..i + 1];
         }
-        if c == '\\' {
-            esc = true;
-        } else {
-            esc = false;
-        }
+        esc = c == '\\';
     }
     rest
 }
