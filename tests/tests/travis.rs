@@ -113,3 +113,98 @@ fn lint_reports_positions_and_expands() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// `if:` conditions, as `kha lint --expand` shows them for a context.
+#[test]
+fn lint_expand_shows_what_conditions_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(".travis.yml");
+    std::fs::write(
+        &file,
+        "language: shell\nif: type != cron OR branch = master\nstages:\n  - test\n  - name: deploy\n    if: branch = master AND type = push AND fork = false\njobs:\n  include:\n    - name: unit\n    - name: docs\n      if: head_branch =~ ^docs/ OR commit_message =~ /\\[docs\\]/\n    - stage: deploy\n      name: ship\n",
+    )
+    .unwrap();
+    let lint = |extra: &[&str]| {
+        let mut args = vec!["lint", "--expand", file.to_str().unwrap()];
+        args.extend(extra);
+        let o = std::process::Command::new(bin("kha"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    // A push to master: the docs job is dropped, the deploy stage runs.
+    let out = lint(&[]);
+    assert!(out.starts_with("2 jobs in stages test, deploy:\n"), "{out}");
+    assert!(out.contains("  2. [deploy] shell name=ship"), "{out}");
+    assert!(
+        out.contains("  job \"docs\": if: head_branch =~ ^docs/ OR commit_message =~ /\\[docs\\]/ (line 11, column 11)"),
+        "{out}"
+    );
+    // A pull request from a fork's docs/ branch into dev.
+    let out = lint(&[
+        "--event",
+        "pull_request",
+        "--branch",
+        "dev",
+        "--pr-branch",
+        "docs/typo",
+        "--fork",
+    ]);
+    assert!(out.starts_with("2 jobs in stages test:\n"), "{out}");
+    assert!(out.contains("  2. [test] shell name=docs"), "{out}");
+    assert!(
+        out.contains("  stage deploy: if: branch = master AND type = push AND fork = false (line 6, column 9)"),
+        "{out}"
+    );
+    // The commit message counts too.
+    let out = lint(&["--commit-message", "fix typo [docs]"]);
+    assert!(out.starts_with("3 jobs"), "{out}");
+    // A cron build of dev is not created at all.
+    let out = lint(&["--event", "cron", "--branch", "dev"]);
+    assert!(
+        out.starts_with(
+            "no build: the root `if: type != cron OR branch = master` (line 2, column 5)"
+        ),
+        "{out}"
+    );
+    let o = std::process::Command::new(bin("kha"))
+        .args(["lint", "--json", "--event", "cron", "--branch", "dev"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["builds"], false, "{v}");
+    let o = std::process::Command::new(bin("kha"))
+        .args(["lint", "--event", "nope"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("use push, pull_request, api or cron"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The root `if:` on the control node: a build it excludes is not
+/// created, and says why; `--force` builds it anyway.
+#[test]
+fn root_condition_refuses_the_build() {
+    let repo = Repo::with_travis_yml("language: shell\nif: type = push\nscript: true\n");
+    let c = Fixture::new().project("demo", &repo.url()).start();
+    // `kha build trigger` is an api build: the condition is false.
+    let o = c.kha(&["build", "trigger", "demo"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the `if:` condition of its .travis.yml is false for this build"),
+        "{err}"
+    );
+    let branches = c.kha_json(&["branch", "list", "demo"]);
+    assert!(branches.to_string().contains("\"filtered\""), "{branches}");
+    let id = c.trigger("demo", None);
+    assert!(id > 0);
+}

@@ -77,10 +77,10 @@ pub async fn trigger(
             return Err(ApiError::Precondition(format!(
                 "commit {} of {branch} was not built: {}; use --force to build it anyway",
                 trigger::short(&commit),
-                if why == "skipped" {
-                    "its message has a skip marker"
-                } else {
-                    "the branch filters of its .travis.yml exclude this branch"
+                match why {
+                    "skipped" => "its message has a skip marker",
+                    "condition" => "the `if:` condition of its .travis.yml is false for this build",
+                    _ => "the branch filters of its .travis.yml exclude this branch",
                 }
             )))
         }

@@ -70,6 +70,15 @@ impl Triggerer {
                             self.note_branch(project, req, &resolved.commit, 0, "filtered")?;
                             return Ok(Err("filtered"));
                         }
+                        // The root `if:` (Travis: the request is rejected,
+                        // no build); the branch shows as filtered.
+                        let (runs, why) = travis::build_runs(&cfg, &ctx);
+                        if !req.force && !runs {
+                            let condition = cfg.condition.as_ref().map(|c| c.text.as_str());
+                            tracing::info!(project = %project.name, branch = %req.branch, commit = %resolved.commit, condition, problem = ?why.map(|w| w.to_string()), "the .travis.yml `if:` is false: not built");
+                            self.note_branch(project, req, &resolved.commit, 0, "filtered")?;
+                            return Ok(Err("condition"));
+                        }
                         let opts = travis::ExpandOptions {
                             max_jobs: sched.cfg.max_jobs_per_build,
                             repo: travis::RepoFacts::from_root_files(resolved.root_files.iter()),
@@ -83,6 +92,7 @@ impl Triggerer {
                                     .warnings
                                     .extend(x.warnings.iter().map(|w| w.to_string()));
                                 build.fast_finish = x.fast_finish;
+                                build.notifications = Some(x.notifications);
                                 Ok(x.jobs)
                             }
                             Err(e) => Err(format!(".travis.yml: {e}")),
@@ -338,7 +348,7 @@ fn context(project: &Project, req: &Request, resolved: &Resolved) -> travis::Bui
 fn previous_state(
     sched: &crate::scheduler::Scheduler,
     project: &Project,
-    req: &super::Request,
+    req: &Request,
 ) -> Option<BuildState> {
     for id in sched.store.project_build_ids(&project.name).take(1000) {
         let b = sched.store.get_build(id.ok()?).ok()??;

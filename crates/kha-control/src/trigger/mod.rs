@@ -103,7 +103,8 @@ pub enum Triggered {
     Created(Build),
     /// This project, branch and commit was built already.
     Existing(Build),
-    /// Not built: "skipped" (a skip marker) or "filtered" (branch filters).
+    /// Not built: "skipped" (a skip marker), "filtered" (branch filters)
+    /// or "condition" (the `.travis.yml`'s root `if:` is false).
     NotBuilt {
         commit: String,
         why: &'static str,

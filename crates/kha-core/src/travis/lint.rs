@@ -1,8 +1,9 @@
 //! `kha lint`'s engine: parse, expand, and say everything worth saying
 //! about a `.travis.yml`, with line and column, without running anything.
 
+use super::cond::Condition;
 use super::diag::Diagnostic;
-use super::matrix::{expand_with, ExpandOptions};
+use super::matrix::{build_runs, expand_with, Dropped, ExpandOptions};
 use super::{parse, JobPlan};
 use std::fmt;
 
@@ -18,6 +19,10 @@ pub struct LintReport {
     pub fast_finish: bool,
     /// Stage names in order, when the file uses stages.
     pub stages: Vec<String>,
+    /// The root `if:` when it is false for the context: no build.
+    pub not_built: Option<Condition>,
+    /// Jobs and stages an `if:` drops in the context.
+    pub dropped: Vec<Dropped>,
 }
 
 impl LintReport {
@@ -43,6 +48,15 @@ impl fmt::Display for LintReport {
         if !self.is_ok() {
             return Ok(());
         }
+        if let Some(c) = &self.not_built {
+            return writeln!(
+                f,
+                "no build: the root `if: {}` (line {}, column {}) is false for this context",
+                c.text.trim(),
+                c.pos.line,
+                c.pos.column
+            );
+        }
         let n = self.jobs.len();
         write!(f, "{n} job{}", if n == 1 { "" } else { "s" })?;
         if !self.stages.is_empty() {
@@ -66,6 +80,19 @@ impl fmt::Display for LintReport {
             }
             writeln!(f, "  needs {}", j.requires)?;
         }
+        if !self.dropped.is_empty() {
+            writeln!(f, "dropped by `if:` in this context:")?;
+            for d in &self.dropped {
+                writeln!(
+                    f,
+                    "  {}: if: {} (line {}, column {})",
+                    d.what,
+                    d.condition.text.trim(),
+                    d.condition.pos.line,
+                    d.condition.pos.column
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -76,7 +103,8 @@ pub fn lint(text: &str) -> LintReport {
     lint_with(text, &ExpandOptions::default())
 }
 
-/// Lints `text` with `opts` (job limit, repository files, branch).
+/// Lints `text` with `opts` (job limit, repository files, branch, and the
+/// context conditions are evaluated in).
 pub fn lint_with(text: &str, opts: &ExpandOptions) -> LintReport {
     let mut report = LintReport {
         errors: Vec::new(),
@@ -84,6 +112,8 @@ pub fn lint_with(text: &str, opts: &ExpandOptions) -> LintReport {
         jobs: Vec::new(),
         fast_finish: false,
         stages: Vec::new(),
+        not_built: None,
+        dropped: Vec::new(),
     };
     let cfg = match parse(text) {
         Ok(cfg) => cfg,
@@ -101,6 +131,11 @@ pub fn lint_with(text: &str, opts: &ExpandOptions) -> LintReport {
         report.warnings.push(Diagnostic::general(
             "no `language`: like Travis, kha uses ruby (`bundle install`, `rake`); say `language: minimal` for none",
         ));
+    }
+    let (runs, why) = build_runs(&cfg, &opts.context);
+    report.warnings.extend(why);
+    if !runs {
+        report.not_built = cfg.condition.clone();
     }
     match expand_with(&cfg, opts) {
         Err(e) => report.errors.push(Diagnostic {
@@ -126,7 +161,10 @@ pub fn lint_with(text: &str, opts: &ExpandOptions) -> LintReport {
             }
             report.fast_finish = exp.fast_finish;
             report.stages = exp.stages;
-            report.jobs = exp.jobs;
+            report.dropped = exp.dropped;
+            if report.not_built.is_none() {
+                report.jobs = exp.jobs;
+            }
         }
     }
     // Positioned warnings in file order, general ones after.
@@ -172,6 +210,49 @@ mod tests {
                 "  2. erlang otp_release=23.0 (allowed to fail)  needs os=linux,otp_release=23.0"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn renders_what_conditions_drop() {
+        use crate::travis::{BuildContext, EventType};
+        let text = "language: shell\nstages:\n  - test\n  - name: deploy\n    if: branch = master\njobs:\n  include:\n    - name: unit\n    - name: docs\n      if: type = cron\n    - stage: deploy\n      name: ship\n";
+        let opts = |event, branch: &str| ExpandOptions {
+            context: BuildContext {
+                event,
+                branch: branch.into(),
+                ..BuildContext::default()
+            },
+            ..ExpandOptions::default()
+        };
+        let r = lint_with(text, &opts(EventType::PullRequest, "dev"));
+        let out = r.render();
+        assert!(
+            out.contains("1 job in stages test:\n  1. [test] shell"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  job \"docs\": if: type = cron (line 10, column 11)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  stage deploy: if: branch = master (line 5, column 9)"),
+            "{out}"
+        );
+        let r = lint_with(text, &opts(EventType::Cron, "master"));
+        assert_eq!(r.jobs.len(), 3, "{}", r.render());
+        assert!(r.dropped.is_empty());
+        let r = lint_with(
+            "language: shell\nif: tag IS present\n",
+            &opts(EventType::Push, "dev"),
+        );
+        assert!(r.is_ok());
+        assert!(r.jobs.is_empty());
+        assert!(
+            r.render()
+                .starts_with("no build: the root `if: tag IS present` (line 2, column 5)"),
+            "{}",
+            r.render()
         );
     }
 }

@@ -26,6 +26,7 @@
 
 mod branches;
 mod cache;
+pub mod cond;
 mod config;
 mod context;
 mod diag;
@@ -73,7 +74,10 @@ pub use context::{BuildContext, EventType, PullRequest};
 pub use diag::Diagnostic;
 pub use langs::{builder_arch, RepoFacts, CONSULTED_FILES};
 pub use lint::{lint, lint_with, LintReport};
-pub use matrix::{expand_with, ExpandOptions, Expansion, DEFAULT_MAX_JOBS, MAX_COMBINATIONS};
+pub use matrix::{
+    build_runs, expand_with, root_data, Dropped, ExpandOptions, Expansion, DEFAULT_MAX_JOBS,
+    MAX_COMBINATIONS,
+};
 pub use notify::{check_override, Channel, Frequency, Notifications, Outcome};
 pub use skip::should_skip;
 pub use yaml::{Pos, Value};

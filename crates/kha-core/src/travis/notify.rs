@@ -19,7 +19,8 @@
 //! - `email: false` (or `enabled: false`, `disabled: true`) turns a channel
 //!   off; lists given as a string may be comma-separated (email, webhooks).
 
-use super::diag::Diagnostics;
+use super::cond::{Condition, Data};
+use super::diag::{Diagnostic, Diagnostics};
 use super::yaml::{Entry, Kind, Node, Value};
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +112,10 @@ pub struct Channel {
     /// The channel as the file wrote it (what a plugin is given).
     #[serde(default = "null")]
     pub config: Value,
+    /// `if:`: applied when the build is created
+    /// ([`Notifications::filtered`]), so never stored.
+    #[serde(skip)]
+    pub condition: Option<Condition>,
 }
 
 fn always() -> Frequency {
@@ -143,6 +148,7 @@ impl Channel {
             nick: None,
             format: None,
             config: Value::Null,
+            condition: None,
         }
     }
 
@@ -178,6 +184,9 @@ pub struct Notifications {
     /// Any other channel: the plugin `kha-notify-<name>`.
     #[serde(default)]
     pub plugins: Vec<(String, Channel)>,
+    /// `notifications.if`: applied when the build is created.
+    #[serde(skip)]
+    pub condition: Option<Condition>,
 }
 
 impl Default for Notifications {
@@ -188,6 +197,7 @@ impl Default for Notifications {
             webhooks: vec![],
             jabber: vec![],
             plugins: vec![],
+            condition: None,
         }
     }
 }
@@ -230,6 +240,7 @@ impl Notifications {
                     inherit[i] = frequency(d, x);
                 }
                 "disabled" => all_off = x.value.as_bool().unwrap_or(false),
+                "if" => n.condition = x.value.scalar().map(|t| Condition::new(t, x.value.pos)),
                 "enabled" => all_off = !x.value.as_bool().unwrap_or(true),
                 _ => {}
             }
@@ -253,7 +264,7 @@ impl Notifications {
         n.email = vec![base(Frequency::Change)];
         for x in entries {
             let key = x.key.as_str();
-            if FREQUENCY_KEYS.contains(&key) || key == "disabled" || key == "enabled" {
+            if FREQUENCY_KEYS.contains(&key) || matches!(key, "disabled" | "enabled" | "if") {
                 continue;
             }
             match channel_kind(key) {
@@ -285,6 +296,50 @@ impl Notifications {
                 c.enabled = false;
             }
         }
+        n
+    }
+
+    /// The channels whose `if:` holds for `data`, as travis-yml's
+    /// `Configs::Filter::Notifications` leaves them: a channel whose
+    /// condition is false is removed, and so is the whole section when its
+    /// own `if:` is false. What is removed falls back to Travis's defaults,
+    /// as on Travis, where a missing `notifications` (or `email`) key means
+    /// the default email to the committer and author.
+    pub fn filtered(&self, data: &Data, warnings: &mut Vec<Diagnostic>) -> Notifications {
+        let mut holds = |c: &Option<Condition>| {
+            let Some(c) = c else {
+                return true;
+            };
+            let (ok, w) = c.check(data);
+            warnings.extend(w);
+            ok
+        };
+        if !holds(&self.condition) {
+            return Notifications::default();
+        }
+        let mut keep = |list: &[Channel]| -> Vec<Channel> {
+            list.iter()
+                .filter(|c| holds(&c.condition))
+                .cloned()
+                .collect()
+        };
+        let mut n = Notifications {
+            email: keep(&self.email),
+            irc: keep(&self.irc),
+            webhooks: keep(&self.webhooks),
+            jabber: keep(&self.jabber),
+            plugins: Vec::new(),
+            condition: None,
+        };
+        if n.email.is_empty() && !self.email.is_empty() {
+            n.email = Notifications::default().email;
+        }
+        n.plugins = self
+            .plugins
+            .iter()
+            .filter(|(_, c)| holds(&c.condition))
+            .cloned()
+            .collect();
         n
     }
 
@@ -445,6 +500,7 @@ fn channel(d: &mut Diagnostics, key: &str, v: &Node, mut ch: Channel, list_key: 
                     "`format` must be kha (JSON) or travis (Travis's payload form); kha's JSON is sent",
                 ),
             },
+            "if" => ch.condition = y.value.scalar().map(|t| Condition::new(t, y.value.pos)),
             "enabled" => ch.enabled = y.value.as_bool().unwrap_or(true),
             "disabled" => ch.enabled = !y.value.as_bool().unwrap_or(false),
             "secure" => d.warn(

@@ -99,7 +99,9 @@ enum Cmd {
     /// first; `--follow` keeps printing new ones.
     Events(events::EventsArgs),
     /// Check a .travis.yml without a server: errors and warnings with line
-    /// and column; `--expand` lists the jobs it makes. Exit 1 on errors.
+    /// and column; `--expand` lists the jobs it makes for a context (a
+    /// push to master unless told otherwise) and what its `if:` conditions
+    /// drop. Exit 1 on errors.
     Lint {
         /// The file (default: ./.travis.yml; "-" for standard input).
         #[arg(default_value = ".travis.yml")]
@@ -107,6 +109,8 @@ enum Cmd {
         /// List the jobs, in the order Travis runs them.
         #[arg(long)]
         expand: bool,
+        #[command(flatten)]
+        context: lint::ContextArgs,
     },
     /// Sign in as a user: stores an API token (and the server) in the
     /// config file, 0600. The password is read without echo, or from
@@ -177,8 +181,13 @@ async fn main() -> ExitCode {
 }
 
 async fn real_main(cli: Cli) -> Result<u8, Failure> {
-    if let Cmd::Lint { file, expand } = &cli.cmd {
-        return lint::run(file, *expand, cli.json);
+    if let Cmd::Lint {
+        file,
+        expand,
+        context,
+    } = &cli.cmd
+    {
+        return lint::run(file, *expand, context, cli.json);
     }
     let path = config::path(cli.config.as_deref());
     let file = config::load(path.as_deref())?;

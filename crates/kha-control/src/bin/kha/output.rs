@@ -184,6 +184,18 @@ pub struct LintJson<'a> {
     fast_finish: bool,
     stages: &'a [String],
     jobs: Vec<LintJobJson<'a>>,
+    /// False when the root `if:` is false for the context.
+    builds: bool,
+    /// Jobs and stages an `if:` drops in the context.
+    dropped: Vec<DroppedJson<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct DroppedJson<'a> {
+    what: &'a str,
+    condition: &'a str,
+    line: usize,
+    column: usize,
 }
 
 pub fn lint(r: &kha_core::travis::LintReport) -> LintJson<'_> {
@@ -193,6 +205,17 @@ pub fn lint(r: &kha_core::travis::LintReport) -> LintJson<'_> {
         warnings: r.warnings.iter().map(diagnostic).collect(),
         fast_finish: r.fast_finish,
         stages: &r.stages,
+        builds: r.not_built.is_none(),
+        dropped: r
+            .dropped
+            .iter()
+            .map(|d| DroppedJson {
+                what: &d.what,
+                condition: &d.condition.text,
+                line: d.condition.pos.line,
+                column: d.condition.pos.column,
+            })
+            .collect(),
         jobs: r
             .jobs
             .iter()

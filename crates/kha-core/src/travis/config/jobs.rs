@@ -92,7 +92,7 @@ fn read_job(d: &mut Diagnostics, pos: Pos, entries: &[Entry]) -> JobSpec {
             "name" => job.name = scalar(d, e),
             "stage" => job.stage = scalar(d, e),
             "env" => job.env = Some(env::lines(d, &e.value)),
-            "if" => job.condition = condition(d, e, "this job is always created"),
+            "if" => job.condition = condition(d, e),
             _ if key.starts_with('_') => job.kept.push((key.to_string(), e.value.to_value())),
             _ => job.kept.push(kept(d, e, " in a job")),
         }
@@ -122,9 +122,7 @@ fn read_matches(d: &mut Diagnostics, v: &Node, what: &str) -> Vec<MatchSpec> {
         for e in entries {
             let key = langs::canonical_axis(&e.key).unwrap_or(e.key.as_str());
             match key {
-                "if" => {
-                    m.condition = condition(d, e, &format!("this `{what}` entry applies always"))
-                }
+                "if" => m.condition = condition(d, e),
                 "env" => {
                     let lines = env::lines(d, &e.value);
                     m.keys.push((

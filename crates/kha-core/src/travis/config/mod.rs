@@ -24,6 +24,7 @@ mod values;
 pub(crate) use read::read;
 
 use super::branches::BranchFilter;
+use super::cond::Condition;
 use super::diag::Diagnostic;
 use super::langs;
 use super::notify::Notifications;
@@ -46,8 +47,8 @@ pub struct JobSpec {
     pub phases: Phases,
     /// Phases set to `skip`: no commands, and no language default.
     pub skipped_phases: BTreeSet<String>,
-    /// `if:` condition; kha does not evaluate conditions (warned).
-    pub condition: Option<String>,
+    /// `if:`: the job is dropped when it is false.
+    pub condition: Option<Condition>,
     /// Keys kha keeps without acting on them (`services`, `addons`, …).
     pub kept: Vec<(String, Value)>,
 }
@@ -59,14 +60,17 @@ pub struct MatchSpec {
     pub pos: Pos,
     /// Canonical key and wanted value; `env` holds its lines as a list.
     pub keys: Vec<(String, Value)>,
-    pub condition: Option<String>,
+    /// `if:`: the entry applies to the jobs for which it holds.
+    pub condition: Option<Condition>,
 }
 
 /// An entry of `stages:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageSpec {
     pub name: String,
-    pub condition: Option<String>,
+    /// `if:`: the stage and its jobs are dropped when it is false for
+    /// every one of its jobs.
+    pub condition: Option<Condition>,
 }
 
 /// `git:` settings the builder applies when it checks the commit out.
@@ -125,8 +129,8 @@ pub struct Config {
     pub cache: super::cache::CacheConfig,
     pub gobuild_args: Option<String>,
     pub bundler_args: Option<String>,
-    /// Root `if:` (conditional builds); not evaluated by kha (warned).
-    pub condition: Option<String>,
+    /// Root `if:`: when false, the build is not created.
+    pub condition: Option<Condition>,
     /// Root keys kha keeps without acting on them.
     pub kept: Vec<(String, Value)>,
     /// Everything worth telling about the file, with positions.

@@ -132,7 +132,7 @@ fn read_root_entry(cfg: &mut Config, d: &mut Diagnostics, e: &Entry, has_matrix:
         "stages" => read_stages(cfg, d, e),
         "gobuild_args" => cfg.gobuild_args = scalar(d, e),
         "bundler_args" => cfg.bundler_args = scalar(d, e),
-        "if" => cfg.condition = condition(d, e, "every build is created"),
+        "if" => cfg.condition = condition(d, e),
         "name" | "stage" | "allow_failure" => d.warn(
             e.key_pos,
             format!("`{key}` only means something inside `jobs.include`; ignored here"),
@@ -162,16 +162,7 @@ fn read_stages(cfg: &mut Config, d: &mut Diagnostics, e: &Entry) {
                     .get("name")
                     .and_then(|x| x.value.scalar())
                     .map(str::to_string);
-                let condition = it
-                    .get("if")
-                    .and_then(|x| x.value.scalar())
-                    .map(str::to_string);
-                if condition.is_some() {
-                    d.warn(
-                        it.pos,
-                        "kha does not evaluate `if:` conditions on stages yet; the stage always runs",
-                    );
-                }
+                let condition = it.get("if").and_then(|x| condition(d, x));
                 name.map(|name| StageSpec { name, condition })
             }
             _ => None,

@@ -3,6 +3,7 @@
 //! matrix key's values, a flag, an `if:` condition, and the keys kha keeps
 //! without acting on them. Each reports what it drops to [`Diagnostics`].
 
+use crate::travis::cond::Condition;
 use crate::travis::diag::Diagnostics;
 use crate::travis::langs;
 use crate::travis::yaml::{Entry, Kind, Node, Value};
@@ -230,15 +231,10 @@ pub(super) fn one_or_many(node: &Node) -> Vec<&Node> {
     }
 }
 
-/// An `if:` condition, kept but not evaluated: says so, and what that
-/// means where it stands (`effect`).
-pub(super) fn condition(d: &mut Diagnostics, e: &Entry, effect: &str) -> Option<String> {
-    let c = scalar(d, e);
-    d.warn(
-        e.key_pos,
-        format!("kha does not evaluate `if:` conditions yet; {effect}"),
-    );
-    c
+/// An `if:` condition with where its value is, for warnings that point
+/// at it when it does not parse or evaluate.
+pub(super) fn condition(d: &mut Diagnostics, e: &Entry) -> Option<Condition> {
+    scalar(d, e).map(|text| Condition::new(text, e.value.pos))
 }
 
 /// Root keys kha keeps and reports without acting on them, with why.
@@ -250,7 +246,7 @@ fn kept_reason(key: &str) -> Option<&'static str> {
         "sudo" => "`sudo` is deprecated and ignored (Travis ignores it too)",
         "group" | "stack" => "kha picks builders by labels, not by Travis image groups",
         "import" => "kha does not import other config files yet",
-        "version" | "conditions" => "kha does not evaluate config version conditions",
+        "version" | "conditions" => "kha evaluates conditions as Travis's v1, its default; other versions are not supported",
         "filter_secrets" | "trace" => "this is a Travis-internal switch",
         "go_import_path" => "kha builds Go projects in the checkout, not in a GOPATH",
         "virtualenv" => "kha does not create Python virtualenvs",

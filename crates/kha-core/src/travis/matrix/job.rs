@@ -2,6 +2,7 @@
 //! (two jobs with equal [`Job`]s are duplicates), and how an included job
 //! is merged over the root's keys.
 
+use crate::travis::cond::Condition;
 use crate::travis::config::JobSpec;
 use crate::travis::langs;
 use crate::travis::yaml::Value;
@@ -20,7 +21,7 @@ pub(super) struct Job {
     pub(super) skipped: BTreeSet<String>,
     pub(super) name: Option<String>,
     pub(super) stage: Option<String>,
-    pub(super) condition: Option<String>,
+    pub(super) condition: Option<Condition>,
     pub(super) kept: Vec<(String, Value)>,
     pub(super) allow_failure: bool,
 }

@@ -34,6 +34,7 @@
 //!    (2019 on) also sorted them last within their stage; kha keeps
 //!    travis-core's order, which a file's job numbers were written against.
 
+mod conditions;
 mod job;
 mod matching;
 mod plan;
@@ -43,6 +44,8 @@ use super::diag::Diagnostic;
 use super::langs::{self, RepoFacts};
 use super::yaml::Pos;
 use super::{ConfigError, JobPlan};
+pub use conditions::{build_runs, root_data, Dropped};
+use conditions::{describe, filter_stages, job_data, Checker};
 use job::{include_job, Job};
 use matching::{allow_failure_matches, exclude_matches};
 use plan::plan;
@@ -90,6 +93,10 @@ pub struct Expansion {
     pub fast_finish: bool,
     /// Stage names in order; empty when the config uses no stages.
     pub stages: Vec<String>,
+    /// Jobs and stages whose `if:` is false for the build's context.
+    pub dropped: Vec<Dropped>,
+    /// The config's notifications less those whose `if:` is false.
+    pub notifications: crate::travis::Notifications,
 }
 
 /// Root env entries: the structured ones, or the old one-line-per-job
@@ -214,10 +221,14 @@ pub fn expand_with(cfg: &Config, opts: &ExpandOptions) -> Result<Expansion, Conf
             .sort_by_key(|(k, _)| langs::axis_index(k).unwrap_or(usize::MAX));
     }
 
-    // 5. Exclude.
+    // 5. Exclude (an entry with `if:` only where it holds).
+    let ctx = &opts.context;
+    let mut check = Checker::default();
     let mut excluded_by = vec![0usize; cfg.exclude.len()];
     jobs.retain(|(job, _)| {
-        let hit = cfg.exclude.iter().position(|m| exclude_matches(m, job));
+        let hit = cfg.exclude.iter().position(|m| {
+            exclude_matches(m, job) && check.holds(m.condition.as_ref(), &job_data(cfg, ctx, job))
+        });
         if let Some(i) = hit {
             if let Some(n) = excluded_by.get_mut(i) {
                 *n += 1;
@@ -234,11 +245,25 @@ pub fn expand_with(cfg: &Config, opts: &ExpandOptions) -> Result<Expansion, Conf
         }
     }
 
-    // 6. Duplicates.
+    // 6. Duplicates, then the jobs whose `if:` is false.
     dedup(&mut jobs, &mut warnings);
+    let mut dropped = Vec::new();
+    jobs.retain(|(job, _)| {
+        let keep = check.holds(job.condition.as_ref(), &job_data(cfg, ctx, job));
+        if !keep {
+            if let Some(c) = &job.condition {
+                dropped.push(Dropped {
+                    what: describe(job),
+                    condition: c.clone(),
+                });
+            }
+        }
+        keep
+    });
 
-    // 7. Stages.
-    let stages = assign_stages(cfg, &mut jobs);
+    // 7. Stages, less those whose `if:` holds for none of their jobs.
+    let mut stages = assign_stages(cfg, &mut jobs);
+    filter_stages(cfg, ctx, &mut jobs, &mut stages, &mut check, &mut dropped);
 
     // 8. Allowed failures.
     let root_keys: BTreeSet<&str> = keys
@@ -259,8 +284,10 @@ pub fn expand_with(cfg: &Config, opts: &ExpandOptions) -> Result<Expansion, Conf
                     &|k| j.attr(k),
                 )
             };
-            if hit {
+            if hit && check.holds(m.condition.as_ref(), &job_data(cfg, ctx, job)) {
                 job.allow_failure = true;
+            }
+            if hit {
                 hits += 1;
             }
         }
@@ -317,11 +344,17 @@ pub fn expand_with(cfg: &Config, opts: &ExpandOptions) -> Result<Expansion, Conf
         let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
         plans.push(plan(cfg, opts, job, number, &mut warnings));
     }
+    let notifications = cfg
+        .notifications
+        .filtered(&root_data(cfg, ctx), &mut check.warnings);
+    warnings.extend(check.warnings);
     Ok(Expansion {
         jobs: plans,
         warnings,
         fast_finish: cfg.fast_finish,
         stages,
+        dropped,
+        notifications,
     })
 }
 
