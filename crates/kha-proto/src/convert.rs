@@ -191,7 +191,6 @@ mod tests {
             vcs: kha_core::spec::VcsKind::Cvs,
             module: "mod".into(),
             requires: vec!["otp_release=27".into()],
-            vars: vec![("TRAVIS_EVENT_TYPE".into(), "push".into())],
             cache: Some(kha_core::cache::CacheSpec {
                 directories: vec!["$HOME/.cargo".into(), "target".into()],
                 before_cache: vec!["rm -f x".into()],
