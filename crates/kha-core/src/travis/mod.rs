@@ -32,6 +32,7 @@ mod langs;
 mod lint;
 mod matrix;
 mod notify;
+pub mod secure;
 mod skip;
 mod yaml;
 
