@@ -46,7 +46,40 @@ pub struct JobSpec {
     /// the build), names and literal values, exported before `env`.
     #[serde(default)]
     pub vars: Vec<(String, String)>,
+    /// Whether the job may see encrypted variables (which come with the
+    /// grant, never in the spec).
+    #[serde(default)]
+    pub secure_env: SecureEnv,
 }
+
+/// Whether a job may see its build's encrypted variables (`secure:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecureEnv {
+    /// It may (`TRAVIS_SECURE_ENV_VARS=true`).
+    #[default]
+    Available,
+    /// A pull request from a fork, with no encrypted variables to remove.
+    Withheld,
+    /// A pull request from a fork whose encrypted variables were removed:
+    /// the log says so.
+    Removed,
+}
+
+impl SecureEnv {
+    /// `TRAVIS_SECURE_ENV_VARS`.
+    pub fn travis_var(self) -> &'static str {
+        match self {
+            SecureEnv::Available => "true",
+            SecureEnv::Withheld | SecureEnv::Removed => "false",
+        }
+    }
+}
+
+/// What the log says when a fork's pull request loses its encrypted
+/// variables (Travis's words).
+pub const SECURE_ENV_REMOVED_NOTICE: &str =
+    "Encrypted environment variables have been removed for security reasons.";
 
 /// A version control system a project's code lives in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

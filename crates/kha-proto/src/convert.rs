@@ -54,6 +54,11 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
                 .collect(),
             ..Default::default()
         };
+        wire.set_secure_env(match s.secure_env {
+            kha_core::spec::SecureEnv::Available => agent::SecureEnv::Available,
+            kha_core::spec::SecureEnv::Withheld => agent::SecureEnv::Withheld,
+            kha_core::spec::SecureEnv::Removed => agent::SecureEnv::Removed,
+        });
         wire.set_phases(s.phases);
         wire
     }
@@ -64,7 +69,15 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
 impl TryFrom<agent::JobSpec> for kha_core::JobSpec {
     type Error = String;
     fn try_from(w: agent::JobSpec) -> Result<Self, String> {
+        let secure_env = match w.secure_env() {
+            agent::SecureEnv::Unspecified | agent::SecureEnv::Available => {
+                kha_core::spec::SecureEnv::Available
+            }
+            agent::SecureEnv::Withheld => kha_core::spec::SecureEnv::Withheld,
+            agent::SecureEnv::Removed => kha_core::spec::SecureEnv::Removed,
+        };
         Ok(kha_core::JobSpec {
+            secure_env,
             phases: w.phases(),
             build_id: w.build_id,
             number: w.number,
