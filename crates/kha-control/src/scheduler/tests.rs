@@ -381,6 +381,7 @@ fn fairness_pick() {
                 let q = Queued {
                     project: p.to_string(),
                     requires: Labels::parse(labels.iter().copied()).unwrap(),
+                    secrets: false,
                 };
                 (j, q)
             })
@@ -399,6 +400,7 @@ fn fairness_pick() {
                 free,
                 draining,
                 labels,
+                trusted: false,
             })
             .collect();
         let mut refused: HashMap<JobId, HashMap<String, String>> = HashMap::new();

@@ -125,6 +125,13 @@ fn pull_request(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
             let mut req = Request::new(&project.name, base, "pull_request");
             req.commit = Some(head.to_string());
             req.pr_number = number;
+            // GitHub names both repositories; a head repository that is
+            // gone (a deleted fork) is a fork too.
+            let base_repo = pr["base"]["repo"]["full_name"].as_str().unwrap_or_default();
+            req.fork = match pr["head"]["repo"]["full_name"].as_str() {
+                Some(head_repo) => !head_repo.eq_ignore_ascii_case(base_repo) || base_repo.is_empty(),
+                None => true,
+            };
             super::spawn_build(app, project, req);
             answer(
                 HookStatus::Accepted,
