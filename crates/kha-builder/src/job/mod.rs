@@ -131,6 +131,16 @@ pub struct Job {
     env_file: PathBuf,
     /// The image and toolchains it was given (`crate::toolchain::pick`).
     choice: Choice,
+    /// Its encrypted variables, decrypted, from the grant.
+    secure: JobSecrets,
+}
+
+/// What the grant brought of the job's encrypted variables.
+#[derive(Debug, Default)]
+pub struct JobSecrets {
+    pub vars: Vec<driver::SecureVar>,
+    /// Lines for the log: variables the control node left out.
+    pub notes: Vec<String>,
 }
 
 impl Job {
@@ -142,6 +152,7 @@ impl Job {
         creds: Option<Credentials>,
         control: JobControl,
         choice: Choice,
+        secure: JobSecrets,
     ) -> Job {
         let name = format!("kha-{id}-{epoch}");
         let data = &shared.cfg.data_dir;
@@ -165,6 +176,7 @@ impl Job {
             spool_path,
             env_file,
             choice,
+            secure,
         }
     }
 
@@ -181,6 +193,11 @@ impl Job {
             }
         };
         let spool = SharedSpool::new(spool);
+        // Before anything is written: no secret value reaches the log.
+        spool.mask(self.secure.vars.iter().map(|v| v.value.expose().as_bytes()));
+        for n in &self.secure.notes {
+            spool.line(n);
+        }
         let ship_stop = CancellationToken::new();
         let shipper = crate::task::spawn(
             "log-shipper",
@@ -365,6 +382,8 @@ impl Job {
             phases: &spec.phases,
             env: &spec.env,
             vars: &vars,
+            secure_env: spec.secure_env,
+            secure: &self.secure.vars,
         });
         let kha_dir = self.run.workspace.join(".kha");
         std::fs::create_dir_all(&kha_dir)
