@@ -81,7 +81,10 @@ pub fn script(input: &DriverInput<'_>) -> String {
         input.secure_env.travis_var()
     ));
     if input.secure_env == SecureEnv::Removed {
-        s.push_str(&format!("printf '%s\\n' {}\n", sh_quote(SECURE_ENV_REMOVED_NOTICE)));
+        s.push_str(&format!(
+            "printf '%s\\n' {}\n",
+            sh_quote(SECURE_ENV_REMOVED_NOTICE)
+        ));
     }
     for (i, line) in input.env.iter().enumerate() {
         export_secure(&mut s, input.secure, |p| p as usize == i);
@@ -300,7 +303,10 @@ mod tests {
             secure: &secure,
         });
         std::fs::write(d.path().join(".kha/run.sh"), text).unwrap();
-        let out = Command::new("/bin/sh").arg(d.path().join(".kha/run.sh")).output().unwrap();
+        let out = Command::new("/bin/sh")
+            .arg(d.path().join(".kha/run.sh"))
+            .output()
+            .unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "export TOKEN=[secure]\nexport LAST=[secure]\n$ echo \"$URL $LAST $TRAVIS_SECURE_ENV_VARS\"\nu:it's $(rm -rf x) `y` z true\n"
@@ -315,7 +321,10 @@ mod tests {
             secure: &[],
         });
         std::fs::write(d.path().join(".kha/run.sh"), text).unwrap();
-        let out = Command::new("/bin/sh").arg(d.path().join(".kha/run.sh")).output().unwrap();
+        let out = Command::new("/bin/sh")
+            .arg(d.path().join(".kha/run.sh"))
+            .output()
+            .unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "Encrypted environment variables have been removed for security reasons.\n$ echo $TRAVIS_SECURE_ENV_VARS\nfalse\n"

@@ -170,7 +170,11 @@ mod tests {
             (&["hunter2"], &["hunter2 hunter2"], "[secure] [secure]"),
             // Split across chunks, at every boundary.
             (&["hunter2"], &["pw=hun", "ter2!"], "pw=[secure]!"),
-            (&["hunter2"], &["pw=h", "u", "n", "t", "e", "r", "2"], "pw=[secure]"),
+            (
+                &["hunter2"],
+                &["pw=h", "u", "n", "t", "e", "r", "2"],
+                "pw=[secure]",
+            ),
             (&["hunter2"], &["pw=hunter", "2"], "pw=[secure]"),
             (&["hunter2"], &["", "hunter2", ""], "[secure]"),
             // A start that never completes is shown as it was.
@@ -201,7 +205,11 @@ mod tests {
             (&["tok\u{e9}n"], &["a tok\u{e9}", "n b"], "a [secure] b"),
         ];
         for (values, chunks, want) in table {
-            assert_eq!(run(values, chunks), *want, "values {values:?} chunks {chunks:?}");
+            assert_eq!(
+                run(values, chunks),
+                *want,
+                "values {values:?} chunks {chunks:?}"
+            );
         }
     }
 

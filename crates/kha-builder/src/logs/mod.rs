@@ -350,7 +350,10 @@ mod tests {
         s.write(b"tail hunter2").unwrap();
         let (len, _) = s.finish();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "pw=[secure] ok\n\n[kha] [secure] in a note\ntail hunter2");
+        assert_eq!(
+            text,
+            "pw=[secure] ok\n\n[kha] [secure] in a note\ntail hunter2"
+        );
         assert_eq!(len, text.len() as u64);
     }
 }

@@ -363,6 +363,15 @@ fn start(
         username: c.username,
         password: c.password.into(),
     });
-    let job = Job::new(shared.clone(), job_id, epoch, spec, creds, control, choice, secure);
+    let job = Job::new(
+        shared.clone(),
+        job_id,
+        epoch,
+        spec,
+        creds,
+        control,
+        choice,
+        secure,
+    );
     shared.tasks.spawn("job", job.run());
 }

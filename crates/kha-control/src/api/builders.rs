@@ -57,7 +57,11 @@ pub async fn set_trusted(
     trusted: bool,
 ) -> Result<view::Builder, ApiError> {
     who.require_admin()?;
-    let doing = if trusted { "builder.trust" } else { "builder.untrust" };
+    let doing = if trusted {
+        "builder.trust"
+    } else {
+        "builder.untrust"
+    };
     audit::record(app, who, doing, id, "");
     let mut b = app
         .store

@@ -314,11 +314,7 @@ async fn untrust(
 }
 
 /// Travis's shape (`{"key": PEM, "fingerprint": …}`), for other tools.
-async fn project_key(
-    State(app): State<Arc<App>>,
-    c: Caller,
-    Path(name): Path<String>,
-) -> Answer {
+async fn project_key(State(app): State<Arc<App>>, c: Caller, Path(name): Path<String>) -> Answer {
     ok(&api::projects::public_key(&app, &c.who, &name).await?)
 }
 

@@ -133,7 +133,10 @@ impl Scheduler {
     /// The job's encrypted variables, decrypted for its grant (they exist
     /// only in this message), and a note for each one that failed. A job
     /// whose build may not see them has none left in its spec.
-    fn secure_vars(&self, job: &crate::store::records::Job) -> (Vec<agent::SecureVar>, Vec<String>) {
+    fn secure_vars(
+        &self,
+        job: &crate::store::records::Job,
+    ) -> (Vec<agent::SecureVar>, Vec<String>) {
         if !super::needs_secrets(job) {
             return (vec![], vec![]);
         }
@@ -160,7 +163,13 @@ impl Scheduler {
                 position: v.position,
             })
             .collect();
-        (vars, s.warnings.into_iter().map(|w| format!("kha: {w}")).collect())
+        (
+            vars,
+            s.warnings
+                .into_iter()
+                .map(|w| format!("kha: {w}"))
+                .collect(),
+        )
     }
 
     /// Tells a builder to drop an offer (or stop the job) at `(job, epoch)`.

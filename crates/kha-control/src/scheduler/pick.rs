@@ -108,11 +108,31 @@ mod secret_tests {
         let linux = Labels::parse(["os=linux"]).unwrap();
         let queues = BTreeMap::from([("p".to_string(), VecDeque::from([1, 2]))]);
         let queued = HashMap::from([
-            (1, Queued { project: "p".into(), requires: linux.clone(), secrets: true }),
-            (2, Queued { project: "p".into(), requires: linux.clone(), secrets: false }),
+            (
+                1,
+                Queued {
+                    project: "p".into(),
+                    requires: linux.clone(),
+                    secrets: true,
+                },
+            ),
+            (
+                2,
+                Queued {
+                    project: "p".into(),
+                    requires: linux.clone(),
+                    secrets: false,
+                },
+            ),
         ]);
         let refused = HashMap::new();
-        let slots = |id, trusted| Slots { id, free: 1, draining: false, labels: &linux, trusted };
+        let slots = |id, trusted| Slots {
+            id,
+            free: 1,
+            draining: false,
+            labels: &linux,
+            trusted,
+        };
         let pick_with = |builders: &[Slots<'_>]| {
             pick(&PickInput {
                 queues: &queues,
@@ -125,6 +145,9 @@ mod secret_tests {
         };
         // The untrusted builder passes over job 1 and takes job 2.
         assert_eq!(pick_with(&[slots("u", false)]), Some((2, "u".into())));
-        assert_eq!(pick_with(&[slots("u", false), slots("t", true)]), Some((1, "t".into())));
+        assert_eq!(
+            pick_with(&[slots("u", false), slots("t", true)]),
+            Some((1, "t".into()))
+        );
     }
 }

@@ -249,10 +249,14 @@ mod tests {
             refused: None,
         };
         let req = labels(&["os=linux"]);
-        let waits = "it has encrypted variables and waits for a trusted builder (`kha builder trust ID`)";
+        let waits =
+            "it has encrypted variables and waits for a trusted builder (`kha builder trust ID`)";
         assert_eq!(why_waiting(&req, true, &[b(false, 1)]), waits);
         assert_eq!(why_waiting(&req, false, &[b(false, 1)]), "");
         assert_eq!(why_waiting(&req, true, &[b(false, 1), b(true, 1)]), "");
-        assert_eq!(why_waiting(&req, true, &[b(false, 1), b(true, 0)]), "all 1 matching slot is busy");
+        assert_eq!(
+            why_waiting(&req, true, &[b(false, 1), b(true, 0)]),
+            "all 1 matching slot is busy"
+        );
     }
 }

@@ -70,11 +70,13 @@ pub fn job_secrets(lines: &[String], key: Option<&Rsa<Private>>) -> JobSecrets {
         let Some(key) = key else { continue };
         let n = out.entries;
         match decrypt(key, c).and_then(|p| Ok(secure::parse_assignments(p.expose())?)) {
-            Ok(vars) => out.vars.extend(vars.into_iter().map(|(name, value)| SecureVar {
-                name,
-                value: Secret::from(value),
-                position: out.env.len() as u32,
-            })),
+            Ok(vars) => out
+                .vars
+                .extend(vars.into_iter().map(|(name, value)| SecureVar {
+                    name,
+                    value: Secret::from(value),
+                    position: out.env.len() as u32,
+                })),
             Err(e) => out.warnings.push(format!(
                 "encrypted variable {n} (`secure:`) cannot be decrypted: {e}; it is left out"
             )),

@@ -69,12 +69,14 @@ impl KeyStore {
     pub fn private(&self, project: &str) -> Result<Option<Rsa<Private>>, KeyError> {
         let path = self.path(project);
         match std::fs::read(&path) {
-            Ok(pem) => Rsa::private_key_from_pem(&pem)
-                .map(Some)
-                .map_err(|source| KeyError::Crypto {
-                    project: project.into(),
-                    source,
-                }),
+            Ok(pem) => {
+                Rsa::private_key_from_pem(&pem)
+                    .map(Some)
+                    .map_err(|source| KeyError::Crypto {
+                        project: project.into(),
+                        source,
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.io(&path)(e)),
         }
@@ -140,7 +142,8 @@ impl KeyStore {
 
 /// The public half, in PEM with its fingerprint.
 pub fn public_of(key: &Rsa<Private>) -> Result<PublicKey, openssl::error::ErrorStack> {
-    let public: Rsa<Public> = Rsa::from_public_components(key.n().to_owned()?, key.e().to_owned()?)?;
+    let public: Rsa<Public> =
+        Rsa::from_public_components(key.n().to_owned()?, key.e().to_owned()?)?;
     let pem = String::from_utf8_lossy(&public.public_key_to_pem()?).into_owned();
     let der = public.public_key_to_der()?;
     let digest = openssl::hash::hash(openssl::hash::MessageDigest::md5(), &der)?;

@@ -43,7 +43,11 @@ pub fn build_env(
             .collect::<Vec<_>>()
     };
     if req.fork && !project.share_secrets_with_forks {
-        let state = if has { SecureEnv::Removed } else { SecureEnv::Withheld };
+        let state = if has {
+            SecureEnv::Removed
+        } else {
+            SecureEnv::Withheld
+        };
         return (plain(), state, vec![]);
     }
     if !has {

@@ -29,7 +29,10 @@ fn key_made_once_private_and_4096() {
     let file = dir.path().join("secrets/keys/p.pem");
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    let mode = std::fs::metadata(file.parent().unwrap()).unwrap().permissions().mode();
+    let mode = std::fs::metadata(file.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700);
     // Round trip with the public key as others get it.
     let c = encrypt(&a.pem, "TOKEN=s3cret");
@@ -43,7 +46,10 @@ fn key_made_once_private_and_4096() {
 /// lines as a YAML file may carry it.
 #[test]
 fn decrypts_what_the_openssl_command_encrypted() {
-    let Ok(_) = std::process::Command::new("openssl").arg("version").output() else {
+    let Ok(_) = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+    else {
         panic!("the openssl command is needed for this test (apt-get install openssl)");
     };
     let dir = tempfile::tempdir().unwrap();
@@ -59,7 +65,11 @@ fn decrypts_what_the_openssl_command_encrypted() {
         .arg(&plain)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let b64 = base64::engine::general_purpose::STANDARD.encode(&out.stdout);
     let folded = format!("{}\n  {}", &b64[..40], &b64[40..]);
     let s = job_secrets(&["X=1".into(), env_line(&folded)], Some(&key));
@@ -80,7 +90,10 @@ fn bad_values_are_left_out_with_a_reason() {
     let pem = String::from_utf8(key.public_key_to_pem().unwrap()).unwrap();
     let other_pem = String::from_utf8(other.public_key_to_pem().unwrap()).unwrap();
     assert_eq!(decrypt(&key, "not base64!"), Err(DecryptError::Base64));
-    assert_eq!(decrypt(&key, &encrypt(&other_pem, "A=1")), Err(DecryptError::Rsa));
+    assert_eq!(
+        decrypt(&key, &encrypt(&other_pem, "A=1")),
+        Err(DecryptError::Rsa)
+    );
     let lines = vec![
         env_line(&encrypt(&pem, "A=1")),
         "P=2".to_string(),
@@ -91,7 +104,11 @@ fn bad_values_are_left_out_with_a_reason() {
     let s = job_secrets(&lines, Some(&key));
     assert_eq!(s.entries, 4);
     assert_eq!(s.env, ["P=2"]);
-    let names: Vec<(&str, u32)> = s.vars.iter().map(|v| (v.name.as_str(), v.position)).collect();
+    let names: Vec<(&str, u32)> = s
+        .vars
+        .iter()
+        .map(|v| (v.name.as_str(), v.position))
+        .collect();
     assert_eq!(names, [("A", 0), ("C", 1)]);
     assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
     assert!(s.warnings[0].contains("variable 2"), "{}", s.warnings[0]);

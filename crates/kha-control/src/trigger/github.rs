@@ -129,7 +129,9 @@ fn pull_request(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
             // gone (a deleted fork) is a fork too.
             let base_repo = pr["base"]["repo"]["full_name"].as_str().unwrap_or_default();
             req.fork = match pr["head"]["repo"]["full_name"].as_str() {
-                Some(head_repo) => !head_repo.eq_ignore_ascii_case(base_repo) || base_repo.is_empty(),
+                Some(head_repo) => {
+                    !head_repo.eq_ignore_ascii_case(base_repo) || base_repo.is_empty()
+                }
                 None => true,
             };
             super::spawn_build(app, project, req);

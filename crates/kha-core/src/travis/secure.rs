@@ -149,11 +149,26 @@ mod tests {
         assert_eq!(ok("  A=1   B=2 "), v(&[("A", "1"), ("B", "2")]));
         assert_eq!(ok("A=\"two words\""), v(&[("A", "two words")]));
         assert_eq!(ok("A='it''s' B="), v(&[("A", "its"), ("B", "")]));
-        assert_eq!(ok(r#"A="q\"uote\\" B=$HOME"#), v(&[("A", "q\"uote\\"), ("B", "$HOME")]));
-        assert_eq!(ok("URL=https://x/?a=b&c=d"), v(&[("URL", "https://x/?a=b&c=d")]));
+        assert_eq!(
+            ok(r#"A="q\"uote\\" B=$HOME"#),
+            v(&[("A", "q\"uote\\"), ("B", "$HOME")])
+        );
+        assert_eq!(
+            ok("URL=https://x/?a=b&c=d"),
+            v(&[("URL", "https://x/?a=b&c=d")])
+        );
         assert_eq!(parse_assignments(""), Err(AssignmentError::NotAssignment));
-        assert_eq!(parse_assignments("just a value"), Err(AssignmentError::NotAssignment));
-        assert_eq!(parse_assignments("1A=x"), Err(AssignmentError::NotAssignment));
-        assert_eq!(parse_assignments("A=\"open"), Err(AssignmentError::Unterminated));
+        assert_eq!(
+            parse_assignments("just a value"),
+            Err(AssignmentError::NotAssignment)
+        );
+        assert_eq!(
+            parse_assignments("1A=x"),
+            Err(AssignmentError::NotAssignment)
+        );
+        assert_eq!(
+            parse_assignments("A=\"open"),
+            Err(AssignmentError::Unterminated)
+        );
     }
 }

@@ -136,7 +136,10 @@ fn env_forms() {
     assert_eq!(p[0].env, ["ONE=one", "ONE="]);
     // Encrypted values are kept, encrypted, in their place.
     let cfg = parse("env:\n  global:\n    - secure: abcd\n    - A=1\n").unwrap();
-    assert_eq!(cfg.env_global, [super::secure::env_line("abcd"), "A=1".into()]);
+    assert_eq!(
+        cfg.env_global,
+        [super::secure::env_line("abcd"), "A=1".into()]
+    );
     assert!(cfg.diagnostics.is_empty());
     // Old callers' view: one line per job.
     let cfg = parse("env:\n  - [A=1, B=2]\n").unwrap();

@@ -195,8 +195,14 @@ mod tests {
             "env:\n  global:\n    - A=1\n    - secure: \"QUJD\n        REVG\"\n    - TOKEN:\n        secure: WFla\n  jobs:\n    - secure: T05F\n    - [B=2, {secure: VFdP}]\n",
         )
         .unwrap();
-        assert_eq!(cfg.env_global, ["A=1".to_string(), s("QUJDREVG"), s("WFla")]);
-        assert_eq!(cfg.env_jobs, [vec![s("T05F")], vec!["B=2".to_string(), s("VFdP")]]);
+        assert_eq!(
+            cfg.env_global,
+            ["A=1".to_string(), s("QUJDREVG"), s("WFla")]
+        );
+        assert_eq!(
+            cfg.env_jobs,
+            [vec![s("T05F")], vec!["B=2".to_string(), s("VFdP")]]
+        );
         assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
         let cfg = crate::travis::parse("env:\n  - secure: [x]\n  - \"A=\\0\"\n").unwrap();
         assert!(cfg.env_jobs.is_empty());
