@@ -170,6 +170,8 @@ mod tests {
                 after_script: vec!["g".into()],
             },
             env: vec!["A=1 B=\"two words\"".into()],
+            vars: vec![("TRAVIS_EVENT_TYPE".into(), "push".into())],
+            secure_env: kha_core::spec::SecureEnv::Removed,
             timeout_secs: 600,
             image: "erlang-26".into(),
             vcs: kha_core::spec::VcsKind::Cvs,

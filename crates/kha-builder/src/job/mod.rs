@@ -143,17 +143,24 @@ pub struct JobSecrets {
     pub notes: Vec<String>,
 }
 
+/// What only the grant brings, for the lease holder alone: the
+/// repository's credentials and the decrypted variables.
+#[derive(Default)]
+pub struct Grant {
+    pub creds: Option<Credentials>,
+    pub secure: JobSecrets,
+}
+
 impl Job {
     pub fn new(
         shared: Arc<Shared>,
-        id: JobId,
-        epoch: Epoch,
+        (id, epoch): (JobId, Epoch),
         spec: JobSpec,
-        creds: Option<Credentials>,
+        grant: Grant,
         control: JobControl,
         choice: Choice,
-        secure: JobSecrets,
     ) -> Job {
+        let Grant { creds, secure } = grant;
         let name = format!("kha-{id}-{epoch}");
         let data = &shared.cfg.data_dir;
         let run = JobRun {

@@ -5,7 +5,7 @@
 
 use crate::backoff::{jitter, Backoff};
 use crate::driver::SecureVar;
-use crate::job::{Job, JobControl, JobHandle, JobSecrets, StopReason};
+use crate::job::{Grant, Job, JobControl, JobHandle, JobSecrets, StopReason};
 use crate::toolchain::{pick, Choice};
 use crate::workspace::Credentials;
 use crate::Shared;
@@ -365,13 +365,11 @@ fn start(
     });
     let job = Job::new(
         shared.clone(),
-        job_id,
-        epoch,
+        (job_id, epoch),
         spec,
-        creds,
+        Grant { creds, secure },
         control,
         choice,
-        secure,
     );
     shared.tasks.spawn("job", job.run());
 }

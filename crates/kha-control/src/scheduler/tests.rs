@@ -132,6 +132,7 @@ fn connect(
 ) -> mpsc::Receiver<Result<ControlMessage, tonic::Status>> {
     let (tx, rx) = mpsc::channel(256);
     let session = Session {
+        trusted: false,
         conn: 0,
         tx,
         close: CancellationToken::new(),
@@ -599,6 +600,7 @@ async fn restart_of_the_control_node_keeps_queue_and_leases() {
     assert!(sched.check_lease("b1", running, 1).is_ok());
     let (tx, mut rx) = mpsc::channel(16);
     let s = Session {
+        trusted: false,
         conn: 0,
         tx,
         close: CancellationToken::new(),
