@@ -54,8 +54,10 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
                 .collect(),
             ..Default::default()
         };
+        // Available is the wire's default (0), as peers from before
+        // secrets send it, so an empty spec stays empty.
         wire.set_secure_env(match s.secure_env {
-            kha_core::spec::SecureEnv::Available => agent::SecureEnv::Available,
+            kha_core::spec::SecureEnv::Available => agent::SecureEnv::Unspecified,
             kha_core::spec::SecureEnv::Withheld => agent::SecureEnv::Withheld,
             kha_core::spec::SecureEnv::Removed => agent::SecureEnv::Removed,
         });

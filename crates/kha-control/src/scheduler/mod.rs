@@ -336,7 +336,7 @@ pub fn job_spec(job: &Job) -> agent::JobSpec {
     }
     spec.set_phases(phases);
     spec.set_secure_env(match job.spec.secure_env {
-        kha_core::spec::SecureEnv::Available => agent::SecureEnv::Available,
+        kha_core::spec::SecureEnv::Available => agent::SecureEnv::Unspecified,
         kha_core::spec::SecureEnv::Withheld => agent::SecureEnv::Withheld,
         kha_core::spec::SecureEnv::Removed => agent::SecureEnv::Removed,
     });
