@@ -209,6 +209,10 @@ async fn over_grpc(w: &World, t: Option<&str>, op: &str, n: usize) -> String {
             r.get_ref().projects.iter().any(|x| x.name == "p")
         }),
         "project.get" => grpc_code(&a.get_project(req(t, GetProjectRequest { name: p() })).await),
+        "project.key" => grpc_code(
+            &a.get_project_key(req(t, GetProjectKeyRequest { project: p() }))
+                .await,
+        ),
         "project.members" => grpc_code(
             &a.list_members(req(t, ListMembersRequest { project: p() }))
                 .await,
@@ -335,6 +339,16 @@ async fn over_grpc(w: &World, t: Option<&str>, op: &str, n: usize) -> String {
             .await,
         ),
         "builder.list" => grpc_code(&a.list_builders(req(t, ListBuildersRequest {})).await),
+        "builder.trust" => grpc_code(
+            &a.set_builder_trusted(req(
+                t,
+                SetBuilderTrustedRequest {
+                    builder_id: w.builder.clone(),
+                    trusted: true,
+                },
+            ))
+            .await,
+        ),
         "builder.drain" => grpc_code(
             &a.drain_builder(req(
                 t,
@@ -426,6 +440,7 @@ fn over_http(w: &World, t: Option<&str>, op: &str, n: usize) -> String {
             v.as_array().unwrap().iter().any(is_p)
         }),
         "project.get" => http_code(&call("GET", "/api/v1/projects/p", "", me)),
+        "project.key" => http_code(&call("GET", "/api/v1/projects/p/key", "", me)),
         "project.members" => http_code(&call("GET", "/api/v1/projects/p/members", "", me)),
         "project.notify" => http_code(&call("GET", "/api/v1/projects/p/notify", "", me)),
         "project.update" => {
@@ -496,6 +511,12 @@ fn over_http(w: &World, t: Option<&str>, op: &str, n: usize) -> String {
         }),
         "star" => http_code(&call("POST", "/api/v1/projects/p/star", "", me)),
         "builder.list" => http_code(&call("GET", "/api/v1/builders", "", me)),
+        "builder.trust" => http_code(&call(
+            "POST",
+            &format!("/api/v1/builders/{}/trust", w.builder),
+            "",
+            me,
+        )),
         "builder.drain" => http_code(&call(
             "POST",
             &format!("/api/v1/builders/{}/drain", w.builder),

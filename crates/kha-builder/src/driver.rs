@@ -27,6 +27,7 @@
 //! and `env` lines are the project's own shell code and run as such.
 
 use kha_core::shell::quote as sh_quote;
+use kha_core::spec::{SecureEnv, SECURE_ENV_REMOVED_NOTICE};
 use kha_core::travis::Phases;
 
 /// Exit codes of the driver.
@@ -45,6 +46,34 @@ pub struct DriverInput<'a> {
     /// What the job caches (`crate::cache::shell` unpacks it before
     /// `before_install` and packs it after `script`).
     pub cache: Option<&'a kha_core::cache::CacheSpec>,
+    /// Whether the job may see encrypted variables.
+    pub secure_env: SecureEnv,
+    /// The decrypted variables, each exported after `position` of `env`.
+    pub secure: &'a [SecureVar],
+}
+
+/// An encrypted variable, decrypted, as the grant brought it.
+#[derive(Debug, Clone)]
+pub struct SecureVar {
+    pub name: String,
+    pub value: kha_core::Secret,
+    pub position: u32,
+}
+
+/// Exports of the secure variables at `position`: shown as Travis shows
+/// them (`export NAME=[secure]`), the value single-quoted. A name that is
+/// not a variable name is left out (it would be shell code).
+fn export_secure(s: &mut String, secure: &[SecureVar], position: impl Fn(u32) -> bool) {
+    for v in secure.iter().filter(|v| position(v.position)) {
+        if !kha_core::travis::secure::is_var_name(&v.name) {
+            continue;
+        }
+        s.push_str(&format!(
+            "printf 'export %s=[secure]\\n' {n}\nexport {n}={}\n",
+            sh_quote(v.value.expose()),
+            n = v.name
+        ));
+    }
 }
 
 pub fn script(input: &DriverInput<'_>) -> String {
@@ -60,9 +89,23 @@ pub fn script(input: &DriverInput<'_>) -> String {
         s.push_str(&format!("export {k}={}\n", sh_quote(v)));
     }
     s.push_str(input.prelude);
-    for line in input.env {
+    // TRAVIS_SECURE_ENV_VARS is set by the builder, which alone knows
+    // whether the grant brought any (travis-build: true only when the job
+    // has encrypted variables and may see them).
+    let any = input.secure_env == SecureEnv::Available && !input.secure.is_empty();
+    s.push_str(&format!("export TRAVIS_SECURE_ENV_VARS={any}\n"));
+    if input.secure_env == SecureEnv::Removed {
+        s.push_str(&format!(
+            "printf '%s\\n' {}\n",
+            sh_quote(SECURE_ENV_REMOVED_NOTICE)
+        ));
+    }
+    for (i, line) in input.env.iter().enumerate() {
+        export_secure(&mut s, input.secure, |p| p as usize == i);
         s.push_str(&format!("export {line}\n"));
     }
+    let n = input.env.len();
+    export_secure(&mut s, input.secure, |p| p as usize >= n);
     s.push_str("kha_result=passed\n");
     s.push_str(REPO_HOOK);
     s.push_str("kha_hook pre-command || { kha_state 'result errored'; exit 2; }\n");
@@ -246,6 +289,8 @@ mod tests {
             phases: p,
             env,
             vars: &vars,
+            secure_env: SecureEnv::Available,
+            secure: &[],
         });
         std::fs::write(d.path().join(".kha/run.sh"), text).unwrap();
         let out = Command::new("/bin/sh")
@@ -260,6 +305,61 @@ mod tests {
             String::from_utf8(all).unwrap(),
             read_progress(&state),
         )
+    }
+
+    #[test]
+    fn secure_variables_in_place_quoted_and_shown_as_secure() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join(".kha")).unwrap();
+        let v = |name: &str, value: &str, position| SecureVar {
+            name: name.into(),
+            value: value.into(),
+            position,
+        };
+        let secure = [
+            v("TOKEN", "it's $(rm -rf x) `y`", 0),
+            v("BAD-NAME", "x", 0),
+            v("LAST", "z", 9),
+        ];
+        let p = phases(|p| p.script = vec![r#"echo "$URL $LAST $TRAVIS_SECURE_ENV_VARS""#.into()]);
+        let env = ["URL=\"u:$TOKEN\"".to_string()];
+        let text = script(&DriverInput {
+            prelude: "",
+            phases: &p,
+            env: &env,
+            vars: &[],
+            secure_env: SecureEnv::Available,
+            secure: &secure,
+            cache: None,
+        });
+        std::fs::write(d.path().join(".kha/run.sh"), text).unwrap();
+        let out = Command::new("/bin/sh")
+            .arg(d.path().join(".kha/run.sh"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "export TOKEN=[secure]\nexport LAST=[secure]\n$ echo \"$URL $LAST $TRAVIS_SECURE_ENV_VARS\"\nu:it's $(rm -rf x) `y` z true\n"
+        );
+        // A fork's pull request: the notice, and false.
+        let text = script(&DriverInput {
+            prelude: "",
+            phases: &phases(|p| p.script = vec!["echo $TRAVIS_SECURE_ENV_VARS".into()]),
+            env: &[],
+            vars: &[],
+            secure_env: SecureEnv::Removed,
+            secure: &[],
+            cache: None,
+        });
+        std::fs::write(d.path().join(".kha/run.sh"), text).unwrap();
+        let out = Command::new("/bin/sh")
+            .arg(d.path().join(".kha/run.sh"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "Encrypted environment variables have been removed for security reasons.\n$ echo $TRAVIS_SECURE_ENV_VARS\nfalse\n"
+        );
     }
 
     #[test]

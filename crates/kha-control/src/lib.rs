@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod http;
 pub mod notify;
 pub mod scheduler;
+pub mod secrets;
 pub mod store;
 pub mod task;
 pub mod trigger;

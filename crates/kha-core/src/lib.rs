@@ -12,6 +12,7 @@ pub mod labels;
 pub mod lease;
 pub mod limits;
 pub mod logs;
+pub mod mask;
 pub mod secret;
 pub mod shell;
 pub mod spec;

@@ -49,7 +49,30 @@ pub struct JobSpec {
     /// What the job caches between builds (`cache:`); None: nothing.
     #[serde(default)]
     pub cache: Option<crate::cache::CacheSpec>,
+    /// Whether the job may see encrypted variables (which come with the
+    /// grant, never in the spec).
+    #[serde(default)]
+    pub secure_env: SecureEnv,
 }
+
+/// Whether a job may see its build's encrypted variables (`secure:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecureEnv {
+    /// It may (`TRAVIS_SECURE_ENV_VARS=true`).
+    #[default]
+    Available,
+    /// A pull request from a fork, with no encrypted variables to remove.
+    Withheld,
+    /// A pull request from a fork whose encrypted variables were removed:
+    /// the log says so.
+    Removed,
+}
+
+/// What the log says when a fork's pull request loses its encrypted
+/// variables (Travis's words).
+pub const SECURE_ENV_REMOVED_NOTICE: &str =
+    "Encrypted environment variables have been removed for security reasons.";
 
 /// A version control system a project's code lives in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -248,6 +248,19 @@ pub struct Builder {
     pub running_jobs: Vec<JobId>,
     pub last_seen_ms: Millis,
     pub version: String,
+    /// An admin trusts it with encrypted variables.
+    #[serde(default)]
+    pub trusted: bool,
+}
+
+/// A project's public key, in the shape of Travis's API (`GET
+/// /repos/OWNER/REPO/key`): what `kha encrypt` and other tools encrypt with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectKey {
+    /// PEM (`-----BEGIN PUBLIC KEY-----`), RSA 4096.
+    pub key: String,
+    /// MD5 of the DER public key, colon-separated hex.
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,6 +55,13 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
             cache: s.cache.map(Into::into),
             ..Default::default()
         };
+        // Available is the wire's default (0), as peers from before
+        // secrets send it, so an empty spec stays empty.
+        wire.set_secure_env(match s.secure_env {
+            kha_core::spec::SecureEnv::Available => agent::SecureEnv::Unspecified,
+            kha_core::spec::SecureEnv::Withheld => agent::SecureEnv::Withheld,
+            kha_core::spec::SecureEnv::Removed => agent::SecureEnv::Removed,
+        });
         wire.set_phases(s.phases);
         wire
     }
@@ -65,7 +72,15 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
 impl TryFrom<agent::JobSpec> for kha_core::JobSpec {
     type Error = String;
     fn try_from(w: agent::JobSpec) -> Result<Self, String> {
+        let secure_env = match w.secure_env() {
+            agent::SecureEnv::Unspecified | agent::SecureEnv::Available => {
+                kha_core::spec::SecureEnv::Available
+            }
+            agent::SecureEnv::Withheld => kha_core::spec::SecureEnv::Withheld,
+            agent::SecureEnv::Removed => kha_core::spec::SecureEnv::Removed,
+        };
         Ok(kha_core::JobSpec {
+            secure_env,
             phases: w.phases(),
             build_id: w.build_id,
             number: w.number,
@@ -186,6 +201,7 @@ mod tests {
             },
             env: vec!["A=1 B=\"two words\"".into()],
             vars: vec![("TRAVIS_EVENT_TYPE".into(), "push".into())],
+            secure_env: kha_core::spec::SecureEnv::Removed,
             timeout_secs: 600,
             image: "erlang-26".into(),
             vcs: kha_core::spec::VcsKind::Cvs,

@@ -336,6 +336,7 @@ impl From<view::Builder> for w::Builder {
             last_seen_ms: b.last_seen_ms,
             version: b.version,
             state: 0,
+            trusted: b.trusted,
         };
         out.set_state(b.state.into());
         out
@@ -354,6 +355,7 @@ impl TryFrom<w::Builder> for view::Builder {
             running_jobs: b.running_jobs,
             last_seen_ms: b.last_seen_ms,
             version: b.version,
+            trusted: b.trusted,
         })
     }
 }

@@ -108,6 +108,8 @@ mod tests {
             vars: &[],
             prelude: "",
             cache: Some(cache),
+            secure_env: kha_core::spec::SecureEnv::Available,
+            secure: &[],
         });
         std::fs::create_dir_all(ws.join(".kha/cache")).unwrap();
         std::fs::write(ws.join(".kha/run.sh"), text).unwrap();

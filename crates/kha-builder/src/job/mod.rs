@@ -132,18 +132,36 @@ pub struct Job {
     env_file: PathBuf,
     /// The image and toolchains it was given (`crate::toolchain::pick`).
     choice: Choice,
+    /// Its encrypted variables, decrypted, from the grant.
+    secure: JobSecrets,
+}
+
+/// What the grant brought of the job's encrypted variables.
+#[derive(Debug, Default)]
+pub struct JobSecrets {
+    pub vars: Vec<driver::SecureVar>,
+    /// Lines for the log: variables the control node left out.
+    pub notes: Vec<String>,
+}
+
+/// What only the grant brings, for the lease holder alone: the
+/// repository's credentials and the decrypted variables.
+#[derive(Default)]
+pub struct Grant {
+    pub creds: Option<Credentials>,
+    pub secure: JobSecrets,
 }
 
 impl Job {
     pub fn new(
         shared: Arc<Shared>,
-        id: JobId,
-        epoch: Epoch,
+        (id, epoch): (JobId, Epoch),
         spec: JobSpec,
-        creds: Option<Credentials>,
+        grant: Grant,
         control: JobControl,
         choice: Choice,
     ) -> Job {
+        let Grant { creds, secure } = grant;
         let name = format!("kha-{id}-{epoch}");
         let data = &shared.cfg.data_dir;
         let run = JobRun {
@@ -166,6 +184,7 @@ impl Job {
             spool_path,
             env_file,
             choice,
+            secure,
         }
     }
 
@@ -182,6 +201,11 @@ impl Job {
             }
         };
         let spool = SharedSpool::new(spool);
+        // Before anything is written: no secret value reaches the log.
+        spool.mask(self.secure.vars.iter().map(|v| v.value.expose().as_bytes()));
+        for n in &self.secure.notes {
+            spool.line(n);
+        }
         let ship_stop = CancellationToken::new();
         let shipper = crate::task::spawn(
             "log-shipper",
@@ -383,6 +407,8 @@ impl Job {
             env: &spec.env,
             vars: &vars,
             cache: spec.cache.as_ref(),
+            secure_env: spec.secure_env,
+            secure: &self.secure.vars,
         });
         crate::kha_dir(&self.run.workspace)
             .and_then(|dir| crate::write_fresh(&dir.join("run.sh"), &text))

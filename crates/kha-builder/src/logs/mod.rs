@@ -7,6 +7,7 @@
 use crate::backoff::Backoff;
 use crate::AgentClient;
 use kha_core::limits::TRUNCATION_MARKER;
+use kha_core::mask::Masker;
 use kha_core::{Epoch, JobId};
 use kha_proto::agent::LogChunk;
 use sha2::{Digest, Sha256};
@@ -35,6 +36,9 @@ pub struct Spool {
     at_line_start: bool,
     hash: Sha256,
     tx: watch::Sender<(u64, bool)>,
+    /// Secret values masked as `[secure]` before anything is written, so
+    /// none leaves the builder (`kha_core::mask`).
+    masker: Masker,
 }
 
 impl Spool {
@@ -54,6 +58,7 @@ impl Spool {
                 at_line_start: true,
                 hash: Sha256::new(),
                 tx,
+                masker: Masker::default(),
             },
             rx,
         ))
@@ -69,8 +74,21 @@ impl Spool {
         Ok(())
     }
 
-    /// Appends output (blocking).
+    /// Masks these values in everything written from now on.
+    pub fn mask<V: AsRef<[u8]>>(&mut self, values: impl IntoIterator<Item = V>) {
+        self.masker = Masker::new(values);
+    }
+
+    /// Appends output (blocking), secret values masked.
     pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if self.masker.is_empty() {
+            return self.write_masked(data);
+        }
+        let shown = self.masker.push(data);
+        self.write_masked(&shown)
+    }
+
+    fn write_masked(&mut self, data: &[u8]) -> std::io::Result<()> {
         if self.truncated {
             return Ok(());
         }
@@ -113,7 +131,11 @@ impl Spool {
     /// Not synced: the spool only has to outlive a broken stream, not this
     /// process (a restarted builder discards every spool), and the shipper
     /// reads it back through the page cache.
-    pub fn finish(self) -> (u64, String) {
+    pub fn finish(mut self) -> (u64, String) {
+        let rest = self.masker.finish();
+        if let Err(e) = self.write_masked(&rest) {
+            warn!(error = %e, "cannot write to the spool");
+        }
         let len = self.len;
         self.tx.send_modify(|s| *s = (len, true));
         (len, hex::encode(self.hash.finalize()))
@@ -148,6 +170,11 @@ impl SharedSpool {
     /// dropped.
     pub fn write(&self, data: &[u8]) -> std::io::Result<()> {
         self.with(|s| s.write(data)).unwrap_or(Ok(()))
+    }
+
+    /// Masks these values in everything written from now on.
+    pub fn mask<V: AsRef<[u8]>>(&self, values: impl IntoIterator<Item = V>) {
+        self.with(|s| s.mask(values));
     }
 
     /// Appends a line from kha itself.
@@ -309,5 +336,24 @@ mod tests {
             std::fs::read_to_string(&p).unwrap(),
             "kha: one\nout\npartial\nkha: two\ndone\nkha: three\n"
         );
+    }
+
+    #[test]
+    fn secrets_are_masked_across_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.log");
+        let (mut s, _w) = Spool::create(&path, 1 << 20).unwrap();
+        s.mask(["hunter22"]);
+        s.write(b"pw=hunt").unwrap();
+        s.write(b"er22 ok\n").unwrap();
+        s.note("hunter22 in a note");
+        s.write(b"tail hunter2").unwrap();
+        let (len, _) = s.finish();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "pw=[secure] ok\n\n[kha] [secure] in a note\ntail hunter2"
+        );
+        assert_eq!(len, text.len() as u64);
     }
 }

@@ -4,7 +4,8 @@
 //! control node says which to keep.
 
 use crate::backoff::{jitter, Backoff};
-use crate::job::{Job, JobControl, JobHandle, StopReason};
+use crate::driver::SecureVar;
+use crate::job::{Grant, Job, JobControl, JobHandle, JobSecrets, StopReason};
 use crate::toolchain::{pick, Choice};
 use crate::workspace::Credentials;
 use crate::Shared;
@@ -258,7 +259,13 @@ async fn once(
                     }
                     C::Granted(g) => {
                         match local.offered.remove(&g.job_id) {
-                            Some((epoch, spec, choice)) if epoch == g.epoch => start(shared, g.job_id, epoch, spec, choice, g.credentials),
+                            Some((epoch, spec, choice)) if epoch == g.epoch => {
+                                let secure = JobSecrets {
+                                    vars: g.secure_vars.into_iter().map(|v| SecureVar { name: v.name, value: v.value.into(), position: v.position }).collect(),
+                                    notes: g.secure_notes,
+                                };
+                                start(shared, g.job_id, epoch, spec, choice, g.credentials, secure)
+                            }
                             _ => warn!(job_id = g.job_id, "grant for a job not offered"),
                         }
                     }
@@ -341,6 +348,7 @@ fn start(
     spec: kha_core::JobSpec,
     choice: Choice,
     creds: Option<GitCredentials>,
+    secure: JobSecrets,
 ) {
     let control = JobControl::new();
     shared.jobs().insert(
@@ -355,6 +363,13 @@ fn start(
         username: c.username,
         password: c.password.into(),
     });
-    let job = Job::new(shared.clone(), job_id, epoch, spec, creds, control, choice);
+    let job = Job::new(
+        shared.clone(),
+        (job_id, epoch),
+        spec,
+        Grant { creds, secure },
+        control,
+        choice,
+    );
     shared.tasks.spawn("job", job.run());
 }

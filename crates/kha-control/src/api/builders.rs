@@ -48,6 +48,32 @@ pub async fn revoke(app: &App, who: &Principal, id: &str) -> Result<view::Builde
     Ok(views::builder(app, b))
 }
 
+/// Trusts the builder with encrypted variables (`secure:`), or no longer:
+/// only trusted builders are offered jobs that have them.
+pub async fn set_trusted(
+    app: &App,
+    who: &Principal,
+    id: &str,
+    trusted: bool,
+) -> Result<view::Builder, ApiError> {
+    who.require_admin()?;
+    let doing = if trusted {
+        "builder.trust"
+    } else {
+        "builder.untrust"
+    };
+    audit::record(app, who, doing, id, "");
+    let mut b = app
+        .store
+        .get_builder(id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no builder {id} (see `kha builder list`)")))?;
+    b.trusted = trusted;
+    app.store.put_builder(&b)?;
+    app.store.durable().await?;
+    app.sched.set_trusted(id, trusted);
+    Ok(views::builder(app, b))
+}
+
 /// Changes a builder's record, with its event, and makes both durable.
 async fn update(
     app: &App,
@@ -156,6 +182,7 @@ pub async fn enrol(app: &App, token: &str, name: &str) -> Result<(String, Secret
         version: String::new(),
         created_ms: now,
         last_seen_ms: now,
+        trusted: false,
     })?;
     app.store.durable().await?;
     tracing::info!(builder_id = %id, token = %tok.id, "builder enrolled");

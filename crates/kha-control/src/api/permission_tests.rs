@@ -172,6 +172,7 @@ async fn run(w: &World, who: &Principal, op: &str, n: usize) -> String {
     match op {
         "project.list" => listed(projects::list(app, who), |v| v.iter().any(|x| x.name == p)),
         "project.get" => code(&projects::get(app, who, p)),
+        "project.key" => code(&projects::public_key(app, who, p).await),
         "project.members" => code(&projects::members(app, who, p)),
         "project.notify" => code(&projects::notify_settings(app, who, p)),
         "project.update" => {
@@ -244,6 +245,7 @@ async fn run(w: &World, who: &Principal, op: &str, n: usize) -> String {
         "star" => code(&users::star(app, who, p, true).await),
         "builder.list" => code(&builders::list(app, who)),
         "builder.drain" => code(&builders::drain(app, who, &w.builder).await),
+        "builder.trust" => code(&builders::set_trusted(app, who, &w.builder, true).await),
         "builder.token.create" => code(&builders::create_token(app, who, "x").await),
         "builder.token.list" => code(&builders::list_tokens(app, who)),
         "user.list" => code(&users::list(app, who)),

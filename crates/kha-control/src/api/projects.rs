@@ -163,6 +163,7 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
         vcs,
         module,
         layout,
+        share_secrets_with_forks: false,
     };
     if !app.store.add_project(&p)? {
         return Err(exists());
@@ -195,12 +196,36 @@ pub fn get(app: &App, who: &Principal, name: &str) -> Result<view::Project, ApiE
     Ok(views::project(visible(app, who, name)?))
 }
 
+/// The project's public key (made now if it has none): anyone who may see
+/// the project may have it, as on Travis; the private half never leaves
+/// the control node.
+pub async fn public_key(
+    app: &App,
+    who: &Principal,
+    name: &str,
+) -> Result<view::ProjectKey, ApiError> {
+    let p = visible(app, who, name)?;
+    let keys = app.sched.keys.clone();
+    // Making a 4096-bit key takes a moment: off the async threads.
+    let k = tokio::task::spawn_blocking(move || keys.public(&p.name))
+        .await
+        .map_err(|e| ApiError::Internal(format!("making the key: {e}")))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(view::ProjectKey {
+        key: k.pem,
+        fingerprint: k.fingerprint,
+    })
+}
+
 /// Removes a project, and every role and star naming it (a project added
 /// later under the same name starts with nobody).
 pub async fn remove(app: &App, who: &Principal, name: &str) -> Result<(), ApiError> {
     who.require_admin()?;
     if !app.store.remove_project(name)? {
         return Err(not_found(name));
+    }
+    if let Err(e) = app.sched.keys.remove(name) {
+        tracing::warn!(project = name, error = %e, "cannot remove the project's key");
     }
     for u in app.store.list_users()? {
         if u.roles.contains_key(name) || u.stars.contains(name) {
@@ -227,6 +252,8 @@ pub struct ProjectUpdate {
     pub poll_interval_secs: Option<u64>,
     pub build_tags: Option<bool>,
     pub cancel_superseded: Option<bool>,
+    /// Pull requests from forks get the encrypted variables too.
+    pub share_secrets_with_forks: Option<bool>,
     /// One channel of `notifications:` replaced (`Some(yaml)`) or given
     /// back to the `.travis.yml` (`None`).
     pub notify: Option<NotifyChange>,
@@ -288,6 +315,10 @@ pub async fn update(
     if let Some(v) = u.cancel_superseded {
         p.cancel_superseded = v;
         changed.push(format!("cancel_superseded={v}"));
+    }
+    if let Some(v) = u.share_secrets_with_forks {
+        p.share_secrets_with_forks = v;
+        changed.push(format!("share_secrets_with_forks={v}"));
     }
     if let Some(NotifyChange { channel, value }) = u.notify {
         match value {

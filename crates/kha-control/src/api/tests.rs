@@ -84,6 +84,7 @@ async fn add_and_trigger(f: &Fixture) -> kha_core::view::Build {
 fn connect(app: &App, id: &str) -> mpsc::Receiver<Result<ControlMessage, tonic::Status>> {
     let (tx, rx) = mpsc::channel(64);
     let session = Session {
+        trusted: false,
         conn: 0,
         tx,
         close: CancellationToken::new(),
@@ -316,6 +317,7 @@ async fn every_operation_and_the_errors_a_caller_can_cause() {
     );
 
     let rec = crate::store::records::Builder {
+        trusted: false,
         id: "b-1".into(),
         name: "one".into(),
         secret_sha256: String::new(),
@@ -604,6 +606,7 @@ async fn the_front_page_the_queue_and_why_jobs_wait() {
     // A builder without the job's labels: the label it lacks is named.
     let (tx, _mac) = mpsc::channel(64);
     let session = Session {
+        trusted: false,
         conn: 0,
         tx,
         close: CancellationToken::new(),

@@ -146,6 +146,7 @@ pub fn builder(app: &App, b: records::Builder) -> view::Builder {
             b.last_seen_ms
         },
         version: b.version,
+        trusted: b.trusted,
         id: b.id,
         name: b.name,
     }

@@ -271,6 +271,28 @@ impl AdminService for AdminSvc {
         }))
     }
 
+    async fn set_builder_trusted(
+        &self,
+        req: Request<SetBuilderTrustedRequest>,
+    ) -> Result<Response<Builder>, Status> {
+        let who = self.who(&req)?;
+        let r = req.into_inner();
+        let b = api::builders::set_trusted(&self.app, &who, &r.builder_id, r.trusted).await?;
+        Ok(Response::new(b.into()))
+    }
+
+    async fn get_project_key(
+        &self,
+        req: Request<GetProjectKeyRequest>,
+    ) -> Result<Response<ProjectKey>, Status> {
+        let who = self.who(&req)?;
+        let k = api::projects::public_key(&self.app, &who, &req.into_inner().project).await?;
+        Ok(Response::new(ProjectKey {
+            key: k.key,
+            fingerprint: k.fingerprint,
+        }))
+    }
+
     async fn drain_builder(
         &self,
         req: Request<BuilderRequest>,
@@ -522,6 +544,7 @@ impl AdminService for AdminSvc {
             poll_interval_secs: r.poll_interval_secs,
             build_tags: r.build_tags,
             cancel_superseded: r.cancel_superseded,
+            share_secrets_with_forks: r.share_secrets_with_forks,
             notify: (!r.notify_channel.is_empty()).then_some(api::projects::NotifyChange {
                 channel: r.notify_channel,
                 value: r.notify_value,

@@ -180,6 +180,7 @@ impl AgentService for AgentSvc {
                 free: 0,
                 draining: rec.draining,
                 version: hello.version.clone(),
+                trusted: rec.trusted,
             },
             &running,
         );

@@ -41,6 +41,9 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/jobs/{id}/log", get(log))
         .route("/builders", get(builders))
         .route("/builders/{id}/drain", post(drain))
+        .route("/builders/{id}/trust", post(trust))
+        .route("/builders/{id}/untrust", post(untrust))
+        .route("/projects/{name}/key", get(project_key))
         .route("/builders/{id}/revoke", post(revoke))
         .route("/queue", get(queue))
         .route("/whoami", get(whoami))
@@ -288,6 +291,31 @@ async fn log(
 
 async fn builders(State(app): State<Arc<App>>, c: Caller) -> Answer {
     ok(&api::builders::list(&app, &c.who)?)
+}
+
+async fn trust(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    ok(&api::builders::set_trusted(&app, who, &id, true).await?)
+}
+
+async fn untrust(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    ok(&api::builders::set_trusted(&app, who, &id, false).await?)
+}
+
+/// Travis's shape (`{"key": PEM, "fingerprint": …}`), for other tools.
+async fn project_key(State(app): State<Arc<App>>, c: Caller, Path(name): Path<String>) -> Answer {
+    ok(&api::projects::public_key(&app, &c.who, &name).await?)
 }
 
 async fn drain(

@@ -418,6 +418,7 @@ mod tests {
 
     fn project() -> Project {
         Project {
+            share_secrets_with_forks: false,
             name: "rocket".into(),
             repo_url: "https://github.com/acme/rocket.git".into(),
             default_branch: "main".into(),

@@ -117,14 +117,59 @@ impl Scheduler {
                 None
             }
         };
+        let (secure_vars, secure_notes) = self.secure_vars(&job);
         self.send_to(
             builder,
             Msg::Granted(agent::Granted {
                 job_id,
                 epoch,
                 credentials,
+                secure_vars,
+                secure_notes,
             }),
         );
+    }
+
+    /// The job's encrypted variables, decrypted for its grant (they exist
+    /// only in this message), and a note for each one that failed. A job
+    /// whose build may not see them has none left in its spec.
+    fn secure_vars(
+        &self,
+        job: &crate::store::records::Job,
+    ) -> (Vec<agent::SecureVar>, Vec<String>) {
+        if !super::needs_secrets(job) {
+            return (vec![], vec![]);
+        }
+        let key = match self.keys.private(&job.project) {
+            Ok(k) => k,
+            Err(e) => {
+                warn!(job_id = job.id, project = %job.project, error = %e, "cannot read the project's key");
+                None
+            }
+        };
+        let Some(key) = key else {
+            return (
+                vec![],
+                vec!["kha: this project has no key on the control node: its encrypted variables are left out".into()],
+            );
+        };
+        let s = crate::secrets::job_secrets(&job.spec.env, Some(&key));
+        let vars = s
+            .vars
+            .into_iter()
+            .map(|v| agent::SecureVar {
+                name: v.name,
+                value: v.value.into_inner(),
+                position: v.position,
+            })
+            .collect();
+        (
+            vars,
+            s.warnings
+                .into_iter()
+                .map(|w| format!("kha: {w}"))
+                .collect(),
+        )
     }
 
     /// Tells a builder to drop an offer (or stop the job) at `(job, epoch)`.

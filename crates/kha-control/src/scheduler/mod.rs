@@ -83,6 +83,8 @@ pub struct Session {
     pub free: u32,
     pub draining: bool,
     pub version: String,
+    /// An admin trusts it with encrypted variables.
+    pub trusted: bool,
 }
 
 /// What `kha builder list` shows of a connected builder.
@@ -107,6 +109,8 @@ struct PendingOffer {
 struct Queued {
     project: String,
     requires: Labels,
+    /// It has encrypted variables: only a trusted builder may take it.
+    secrets: bool,
 }
 
 #[derive(Default)]
@@ -153,6 +157,7 @@ impl Inner {
             Queued {
                 project: job.project.clone(),
                 requires: job.requires.clone(),
+                secrets: needs_secrets(job),
             },
         );
     }
@@ -163,6 +168,8 @@ pub struct Scheduler {
     pub logs: Arc<LogStore>,
     pub clock: Arc<dyn Clock>,
     pub cfg: Config,
+    /// The projects' key pairs, for the encrypted variables of grants.
+    pub keys: Arc<crate::secrets::KeyStore>,
     inner: Mutex<Inner>,
     next_conn: std::sync::atomic::AtomicU64,
 }
@@ -250,10 +257,12 @@ impl Scheduler {
             leases = inner.leases.len(),
             "scheduler state loaded"
         );
+        let keys = Arc::new(crate::secrets::KeyStore::new(&cfg.data_dir));
         Ok(Arc::new(Scheduler {
             store,
             logs,
             clock,
+            keys,
             cfg,
             inner: Mutex::new(inner),
             next_conn: std::sync::atomic::AtomicU64::new(1),
@@ -285,8 +294,25 @@ fn backstop(job: &Job) -> Millis {
     job.spec.timeout_secs * 1000 + kha_core::limits::TIMEOUT_BACKSTOP_MS
 }
 
-/// The wire form of what a builder needs to run a job.
+/// Does the job have encrypted variables (so that only a trusted builder
+/// may run it)?
+pub fn needs_secrets(job: &Job) -> bool {
+    job.spec
+        .env
+        .iter()
+        .any(|l| kha_core::travis::secure::ciphertext(l).is_some())
+}
+
+/// The wire form of what a builder needs to run a job. Encrypted env
+/// entries are not in it: they come decrypted in `Granted`.
 pub fn job_spec(job: &Job) -> agent::JobSpec {
+    let env = job
+        .spec
+        .env
+        .iter()
+        .filter(|l| kha_core::travis::secure::ciphertext(l).is_none())
+        .cloned()
+        .collect();
     let mut spec = agent::JobSpec {
         build_id: job.build,
         number: job.number,
@@ -294,7 +320,7 @@ pub fn job_spec(job: &Job) -> agent::JobSpec {
         repo_url: job.spec.repo_url.clone(),
         branch: job.spec.branch.clone(),
         commit: job.spec.commit.clone(),
-        env: job.spec.env.clone(),
+        env,
         timeout_secs: job.spec.timeout_secs,
         image: job.spec.image.clone(),
         vcs: job.spec.vcs.wire_name().into(),
@@ -319,6 +345,11 @@ pub fn job_spec(job: &Job) -> agent::JobSpec {
         }
     }
     spec.set_phases(phases);
+    spec.set_secure_env(match job.spec.secure_env {
+        kha_core::spec::SecureEnv::Available => agent::SecureEnv::Unspecified,
+        kha_core::spec::SecureEnv::Withheld => agent::SecureEnv::Withheld,
+        kha_core::spec::SecureEnv::Removed => agent::SecureEnv::Removed,
+    });
     spec
 }
 

@@ -7,6 +7,7 @@
 //!   can take now; a project none of whose jobs can be taken is passed over.
 //! - A builder can take a job when it has a free slot, is not draining, has
 //!   every label the job requires and has not refused the job before.
+//! - A job with encrypted variables goes only to a builder an admin trusts.
 //! - Among the builders that can take a job, the one with the most free
 //!   slots gets it (ties: the smallest name), which spreads the load.
 
@@ -21,6 +22,8 @@ pub(super) struct Slots<'a> {
     pub free: u32,
     pub draining: bool,
     pub labels: &'a Labels,
+    /// Trusted with encrypted variables.
+    pub trusted: bool,
 }
 
 impl Slots<'_> {
@@ -79,6 +82,7 @@ pub(super) fn pick(input: &PickInput<'_>) -> Option<Pick> {
             let best = open
                 .iter()
                 .filter(|b| b.labels.satisfies(&q.requires))
+                .filter(|b| b.trusted || !q.secrets)
                 .filter(|b| !refused.is_some_and(|r| r.contains_key(b.id)))
                 // Most free slots first, then the smallest name.
                 .min_by(|a, b| b.free.cmp(&a.free).then_with(|| a.id.cmp(b.id)));
@@ -93,4 +97,57 @@ pub(super) fn pick(input: &PickInput<'_>) -> Option<Pick> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn a_job_with_secrets_goes_only_to_a_trusted_builder() {
+        let linux = Labels::parse(["os=linux"]).unwrap();
+        let queues = BTreeMap::from([("p".to_string(), VecDeque::from([1, 2]))]);
+        let queued = HashMap::from([
+            (
+                1,
+                Queued {
+                    project: "p".into(),
+                    requires: linux.clone(),
+                    secrets: true,
+                },
+            ),
+            (
+                2,
+                Queued {
+                    project: "p".into(),
+                    requires: linux.clone(),
+                    secrets: false,
+                },
+            ),
+        ]);
+        let refused = HashMap::new();
+        let slots = |id, trusted| Slots {
+            id,
+            free: 1,
+            draining: false,
+            labels: &linux,
+            trusted,
+        };
+        let pick_with = |builders: &[Slots<'_>]| {
+            pick(&PickInput {
+                queues: &queues,
+                last_served: None,
+                queued: &queued,
+                builders,
+                refused: &refused,
+            })
+            .map(|p| (p.job, p.builder))
+        };
+        // The untrusted builder passes over job 1 and takes job 2.
+        assert_eq!(pick_with(&[slots("u", false)]), Some((2, "u".into())));
+        assert_eq!(
+            pick_with(&[slots("u", false), slots("t", true)]),
+            Some((1, "t".into()))
+        );
+    }
 }

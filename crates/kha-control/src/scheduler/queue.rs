@@ -108,6 +108,7 @@ impl Scheduler {
                     free: s.free,
                     draining: s.draining,
                     labels: &s.labels,
+                    trusted: s.trusted,
                 })
                 .collect();
             pick(&PickInput {

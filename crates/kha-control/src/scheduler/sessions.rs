@@ -145,6 +145,15 @@ impl Scheduler {
         }
     }
 
+    /// An admin trusts the builder with encrypted variables, or no longer:
+    /// jobs that need them go to it from now on, or not.
+    pub fn set_trusted(&self, builder: &str, trusted: bool) {
+        if let Some(s) = self.lock().sessions.get_mut(builder) {
+            s.trusted = trusted;
+        }
+        self.dispatch();
+    }
+
     /// Ends a builder's session and brings its leases' deadlines to now, so
     /// its jobs are run again elsewhere at the next sweep.
     pub fn evict(&self, builder: &str, reason: &str) {

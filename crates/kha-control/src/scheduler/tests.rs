@@ -133,6 +133,7 @@ fn connect(
 ) -> mpsc::Receiver<Result<ControlMessage, tonic::Status>> {
     let (tx, rx) = mpsc::channel(256);
     let session = Session {
+        trusted: false,
         conn: 0,
         tx,
         close: CancellationToken::new(),
@@ -382,6 +383,7 @@ fn fairness_pick() {
                 let q = Queued {
                     project: p.to_string(),
                     requires: Labels::parse(labels.iter().copied()).unwrap(),
+                    secrets: false,
                 };
                 (j, q)
             })
@@ -400,6 +402,7 @@ fn fairness_pick() {
                 free,
                 draining,
                 labels,
+                trusted: false,
             })
             .collect();
         let mut refused: HashMap<JobId, HashMap<String, String>> = HashMap::new();
@@ -598,6 +601,7 @@ async fn restart_of_the_control_node_keeps_queue_and_leases() {
     assert!(sched.check_lease("b1", running, 1).is_ok());
     let (tx, mut rx) = mpsc::channel(16);
     let s = Session {
+        trusted: false,
         conn: 0,
         tx,
         close: CancellationToken::new(),

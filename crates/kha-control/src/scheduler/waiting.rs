@@ -14,6 +14,8 @@ pub struct BuilderSlots<'a> {
     pub slots: u32,
     pub free: u32,
     pub draining: bool,
+    /// Trusted with encrypted variables.
+    pub trusted: bool,
     /// It refused this job already (no image here has what it needs), and
     /// the reason it gave.
     pub refused: Option<&'a str>,
@@ -21,7 +23,7 @@ pub struct BuilderSlots<'a> {
 
 /// Why a job with these requirements is not running, or "" when a builder
 /// could take it now (it is about to be offered).
-pub fn why_waiting(required: &Labels, builders: &[BuilderSlots<'_>]) -> String {
+pub fn why_waiting(required: &Labels, secrets: bool, builders: &[BuilderSlots<'_>]) -> String {
     if builders.is_empty() {
         return "no builder is connected".into();
     }
@@ -46,6 +48,15 @@ pub fn why_waiting(required: &Labels, builders: &[BuilderSlots<'_>]) -> String {
             format!("no connected builder offers {}", nowhere.join(", "))
         };
     }
+    let able: Vec<&BuilderSlots> = if secrets {
+        let trusted: Vec<&BuilderSlots> = able.into_iter().filter(|b| b.trusted).collect();
+        if trusted.is_empty() {
+            return "it has encrypted variables and waits for a trusted builder (`kha builder trust ID`)".into();
+        }
+        trusted
+    } else {
+        able
+    };
     let working: Vec<&&BuilderSlots> = able.iter().filter(|b| !b.draining).collect();
     if working.is_empty() {
         return "every builder that could run it is draining".into();
@@ -113,10 +124,11 @@ impl Scheduler {
                 slots: s.slots,
                 free: s.free,
                 draining: s.draining,
+                trusted: s.trusted,
                 refused: refused.and_then(|r| r.get(id)).map(String::as_str),
             })
             .collect();
-        why_waiting(&q.requires, &builders)
+        why_waiting(&q.requires, q.secrets, &builders)
     }
 }
 
@@ -165,6 +177,7 @@ mod tests {
             slots,
             free,
             draining,
+            trusted: false,
             refused,
         };
         // Leak the label sets so the table can borrow them for 'static.
@@ -220,7 +233,30 @@ mod tests {
             ),
         ];
         for (req, builders, want) in table {
-            assert_eq!(why_waiting(&labels(req), &builders), want, "{req:?}");
+            assert_eq!(why_waiting(&labels(req), false, &builders), want, "{req:?}");
         }
+    }
+
+    #[test]
+    fn jobs_with_secrets_wait_for_a_trusted_builder() {
+        let linux: &'static Labels = Box::leak(Box::new(labels(&["os=linux"])));
+        let b = |trusted, free| BuilderSlots {
+            labels: linux,
+            slots: 1,
+            free,
+            draining: false,
+            trusted,
+            refused: None,
+        };
+        let req = labels(&["os=linux"]);
+        let waits =
+            "it has encrypted variables and waits for a trusted builder (`kha builder trust ID`)";
+        assert_eq!(why_waiting(&req, true, &[b(false, 1)]), waits);
+        assert_eq!(why_waiting(&req, false, &[b(false, 1)]), "");
+        assert_eq!(why_waiting(&req, true, &[b(false, 1), b(true, 1)]), "");
+        assert_eq!(
+            why_waiting(&req, true, &[b(false, 1), b(true, 0)]),
+            "all 1 matching slot is busy"
+        );
     }
 }

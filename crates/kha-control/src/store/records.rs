@@ -48,6 +48,10 @@ pub struct Project {
     /// empty: the standard trunk, branches, tags.
     #[serde(default)]
     pub layout: String,
+    /// Pull requests from forks get the encrypted variables too (Travis's
+    /// `share_encrypted_env_with_forks`); off by default.
+    #[serde(default)]
+    pub share_secrets_with_forks: bool,
 }
 
 pub use kha_core::Secret;
@@ -200,6 +204,10 @@ pub struct JobSpec {
     /// `TRAVIS_PULL_REQUEST`, …), names and literal values.
     #[serde(default)]
     pub vars: Vec<(String, String)>,
+    /// Whether the job may see encrypted variables; their entries stay in
+    /// `env`, encrypted (`travis::secure`), until a grant decrypts them.
+    #[serde(default)]
+    pub secure_env: kha_core::spec::SecureEnv,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,6 +230,9 @@ pub struct Builder {
     pub version: String,
     pub created_ms: Millis,
     pub last_seen_ms: Millis,
+    /// An admin trusts it with encrypted variables (`kha builder trust`).
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

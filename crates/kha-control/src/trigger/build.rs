@@ -130,6 +130,7 @@ impl Triggerer {
             timeout_secs: project.timeout_secs,
             image: project.image.clone(),
             vcs: project.vcs,
+            secure_env: Default::default(),
             // Subversion checks out the branch's path; CVS, the module.
             module: match project.vcs {
                 kha_core::spec::VcsKind::Svn => resolved.path.clone(),
@@ -228,13 +229,23 @@ impl Triggerer {
                         requires.insert("image", project.image.clone());
                     }
                     let mut spec = base.clone();
+                    // Encrypted entries stay only where the build may see
+                    // them and they decrypt (else dropped with a warning).
+                    let (env, secure_env, warnings) =
+                        crate::secrets::build_env(&sched.keys, project, req, &plan.env);
+                    build.warnings.extend(
+                        warnings
+                            .into_iter()
+                            .map(|w| format!("job {build_id}.{}: {w}", plan.number)),
+                    );
+                    spec.secure_env = secure_env;
                     // Travis's own variables first (TRAVIS_OS_NAME, CC, …),
                     // then the file's.
                     spec.env = plan
                         .builtin_env
                         .iter()
                         .map(|(k, v)| format!("{k}={}", kha_core::shell::quote(v)))
-                        .chain(plan.env.iter().cloned())
+                        .chain(env)
                         .collect();
                     spec.phases = travis::PHASES
                         .iter()
@@ -256,7 +267,6 @@ impl Triggerer {
                             stage: plan.stage.clone().unwrap_or_default(),
                             language: plan.language.clone(),
                             base_url: sched.cfg.public_url.clone(),
-                            secure_env_vars: false,
                         },
                     );
                     let key = sched.normal_key()?;

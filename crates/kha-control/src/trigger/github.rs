@@ -190,6 +190,15 @@ fn pull_request(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
                 head_sha: head.to_string(),
                 draft: pr["draft"].as_bool().unwrap_or(false),
             });
+            // GitHub names both repositories; a head repository that is
+            // gone (a deleted fork) is a fork too.
+            let base_repo = pr["base"]["repo"]["full_name"].as_str().unwrap_or_default();
+            req.fork = match pr["head"]["repo"]["full_name"].as_str() {
+                Some(head_repo) => {
+                    !head_repo.eq_ignore_ascii_case(base_repo) || base_repo.is_empty()
+                }
+                None => true,
+            };
             super::spawn_build(app, project, req);
             answer(
                 HookStatus::Accepted,

@@ -48,6 +48,9 @@ pub struct Request {
     /// "api", "poll", "push", "pull_request", "generic".
     pub event: String,
     pub pr_number: u64,
+    /// A pull request from another repository (a fork): its build does not
+    /// get the encrypted variables unless the project shares them.
+    pub fork: bool,
     pub tag: bool,
     /// Fetch the mirror first (the poller has just fetched).
     pub fetch: bool,
@@ -71,6 +74,7 @@ impl Request {
             force: false,
             event: event.into(),
             pr_number: 0,
+            fork: false,
             tag: false,
             fetch: true,
             pull_request: None,

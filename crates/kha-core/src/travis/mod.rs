@@ -35,6 +35,7 @@ mod lenient;
 mod lint;
 mod matrix;
 mod notify;
+pub mod secure;
 mod skip;
 pub mod vars;
 mod yaml;

@@ -134,11 +134,13 @@ fn env_forms() {
     // travis-yml spec "empty var on env.jobs overwriting env.global".
     let p = plans("env:\n  global:\n    - ONE: one\njobs:\n  include:\n    - env: ONE=\n");
     assert_eq!(p[0].env, ["ONE=one", "ONE="]);
-    // Encrypted values cannot be decrypted: left out, with a warning.
+    // Encrypted values are kept, encrypted, in their place.
     let cfg = parse("env:\n  global:\n    - secure: abcd\n    - A=1\n").unwrap();
-    assert_eq!(cfg.env_global, ["A=1"]);
-    assert_eq!(cfg.diagnostics.len(), 1);
-    assert_eq!(cfg.diagnostics[0].line, Some(3));
+    assert_eq!(
+        cfg.env_global,
+        [super::secure::env_line("abcd"), "A=1".into()]
+    );
+    assert!(cfg.diagnostics.is_empty());
     // Old callers' view: one line per job.
     let cfg = parse("env:\n  - [A=1, B=2]\n").unwrap();
     assert_eq!(cfg.env_matrix, ["A=1 B=2"]);

@@ -24,8 +24,6 @@ pub struct JobFacts {
     /// The node's public URL (`https://ci.example.org`); empty when the
     /// control node does not know it: the web URLs are then not set.
     pub base_url: String,
-    /// Whether decrypted `secure:` values are given to the job.
-    pub secure_env_vars: bool,
 }
 
 /// The variables, in the order they are exported. Every name is a valid
@@ -61,7 +59,6 @@ pub fn job_vars(ctx: &BuildContext, job: &JobFacts) -> Vec<(String, String)> {
             "TRAVIS_PULL_REQUEST_SLUG",
             pr_field(|p| p.head_repo.clone()),
         ),
-        ("TRAVIS_SECURE_ENV_VARS", job.secure_env_vars.to_string()),
         ("TRAVIS_BUILD_ID", job.build_id.to_string()),
         ("TRAVIS_BUILD_NUMBER", job.build_id.to_string()),
         ("TRAVIS_JOB_ID", job.job_id.to_string()),

@@ -7,7 +7,7 @@ use crate::{Ctx, Failure};
 use clap::Subcommand;
 use kha_proto::admin::{
     BuilderRequest, CreateEnrolmentTokenRequest, ListBuildersRequest, ListEnrolmentTokensRequest,
-    RevokeEnrolmentTokenRequest,
+    RevokeEnrolmentTokenRequest, SetBuilderTrustedRequest,
 };
 
 #[derive(Subcommand)]
@@ -15,6 +15,15 @@ pub enum BuilderCmd {
     List,
     /// Stop giving a builder new jobs.
     Drain {
+        id: String,
+    },
+    /// Trust a builder with encrypted variables (`secure:`): jobs that
+    /// have them run only on trusted builders.
+    Trust {
+        id: String,
+    },
+    /// No longer trust a builder with encrypted variables.
+    Untrust {
         id: String,
     },
     /// Revoke a builder's credential; its jobs run elsewhere.
@@ -50,13 +59,16 @@ pub async fn run(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
                 print_json(&bs);
             } else {
                 table(
-                    &["ID", "NAME", "STATE", "SLOTS", "RUNNING", "SEEN", "LABELS"],
+                    &[
+                        "ID", "NAME", "STATE", "TRUSTED", "SLOTS", "RUNNING", "SEEN", "LABELS",
+                    ],
                     bs.iter()
                         .map(|b| {
                             vec![
                                 b.id.clone(),
                                 b.name.clone(),
                                 b.state.to_string(),
+                                if b.trusted { "yes" } else { "no" }.to_string(),
                                 b.slots.to_string(),
                                 b.running_jobs
                                     .iter()
@@ -80,6 +92,8 @@ pub async fn run(ctx: &mut Ctx, c: BuilderCmd) -> Result<u8, Failure> {
                 out!("builder {} is draining", b.id)
             }
         }
+        BuilderCmd::Trust { id } => return trust(ctx, id, true).await,
+        BuilderCmd::Untrust { id } => return trust(ctx, id, false).await,
         BuilderCmd::Revoke { id } => {
             let r = ctx.req(BuilderRequest { builder_id: id });
             let b = wire::builder(ctx.client.revoke_builder(r).await?.into_inner())?;
@@ -142,6 +156,26 @@ async fn token(ctx: &mut Ctx, c: TokenCmd) -> Result<u8, Failure> {
                 );
             }
         }
+    }
+    Ok(0)
+}
+
+/// `kha builder trust|untrust ID`.
+async fn trust(ctx: &mut Ctx, id: String, trusted: bool) -> Result<u8, Failure> {
+    let r = ctx.req(SetBuilderTrustedRequest {
+        builder_id: id,
+        trusted,
+    });
+    let b = wire::builder(ctx.client.set_builder_trusted(r).await?.into_inner())?;
+    if ctx.json {
+        print_json(&b)
+    } else if trusted {
+        out!("builder {} is trusted with encrypted variables", b.id)
+    } else {
+        out!(
+            "builder {} is no longer trusted with encrypted variables",
+            b.id
+        )
     }
     Ok(0)
 }

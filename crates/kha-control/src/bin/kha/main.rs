@@ -24,6 +24,7 @@ mod build;
 mod builder;
 mod cache;
 mod config;
+mod encrypt;
 mod events;
 mod lint;
 mod log;
@@ -126,6 +127,9 @@ enum Cmd {
     /// Your API tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Encrypt `NAME=value` with a project's public key and print the
+    /// `secure: "…"` line for its .travis.yml (the value stays here).
+    Encrypt { project: String, value: String },
     /// Who did what, newest first (admins).
     Audit(audit::AuditArgs),
 }
@@ -224,6 +228,7 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
         Cmd::Whoami => login::whoami(&mut ctx, &server).await,
         Cmd::User(c) => user::run(&mut ctx, c).await,
         Cmd::Token(c) => token::run(&mut ctx, c).await,
+        Cmd::Encrypt { project, value } => encrypt::run(&mut ctx, project, value).await,
         Cmd::Audit(a) => audit::run(&mut ctx, a).await,
         Cmd::Lint { .. } => Ok(0),
     }

@@ -137,6 +137,12 @@ pub struct SetArgs {
     cancel_superseded: bool,
     #[arg(long)]
     no_cancel_superseded: bool,
+    /// Pull requests from forks get the encrypted variables too (Travis's
+    /// share_encrypted_env_with_forks; off by default).
+    #[arg(long, conflicts_with = "no_share_secrets_with_forks")]
+    share_secrets_with_forks: bool,
+    #[arg(long)]
+    no_share_secrets_with_forks: bool,
 }
 
 /// `Some(true)` for `--x`, `Some(false)` for `--no-x`, else unchanged.
@@ -153,6 +159,10 @@ impl SetArgs {
             poll_interval_secs: if self.no_poll { Some(0) } else { self.poll },
             build_tags: flag(self.build_tags, self.no_build_tags),
             cancel_superseded: flag(self.cancel_superseded, self.no_cancel_superseded),
+            share_secrets_with_forks: flag(
+                self.share_secrets_with_forks,
+                self.no_share_secrets_with_forks,
+            ),
             name: self.name,
             notify_channel: String::new(),
             notify_value: None,

@@ -255,6 +255,7 @@ pub async fn settings(
             poll_interval_secs: (poll != p.poll_interval_secs).then_some(poll),
             build_tags: (tags != p.build_tags).then_some(tags),
             cancel_superseded: (superseded != p.cancel_superseded).then_some(superseded),
+            share_secrets_with_forks: None,
             notify: None,
         };
         let unchanged = u.private.is_none()

@@ -7,12 +7,7 @@ use super::Config;
 use crate::travis::diag::Diagnostics;
 use crate::travis::yaml::{Entry, Kind, Node};
 
-/// Is `name` a shell variable name?
-fn is_var_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
-}
+use crate::travis::secure::{self, is_var_name};
 
 /// `NAME=value` for a variable given as a mapping (`- NAME: value`). Travis
 /// writes such pairs unquoted (`"#{k}=#{v}"` in travis-core); kha quotes a
@@ -54,17 +49,27 @@ fn env_lines(d: &mut Diagnostics, node: &Node, depth: usize, out: &mut Vec<Strin
         _ if node.is_null() => {}
         Kind::Scalar { text, .. } => {
             let t = text.trim();
-            if !t.is_empty() {
+            // A NUL marks encrypted entries (`secure::SECURE_PREFIX`); no
+            // shell line holds one.
+            if t.contains('\0') {
+                d.warn(node.pos, "an env line with a NUL byte; left out");
+            } else if !t.is_empty() {
                 out.push(t.to_string());
             }
         }
         Kind::Map(entries) => {
             for e in entries {
                 if e.key == "secure" {
-                    d.warn(
-                        e.key_pos,
-                        "encrypted variable (`secure:`): kha cannot decrypt Travis-encrypted values; set it as a project secret in kha instead. It is left out",
-                    );
+                    // `- secure: "…"`: the ciphertext of `NAME=value`,
+                    // decrypted on the control node for builds that may
+                    // see it.
+                    match e.value.scalar() {
+                        Some(c) if !c.trim().is_empty() => out.push(secure::env_line(c)),
+                        _ => d.warn(
+                            e.value.pos,
+                            "`secure:` must be the encrypted value as a string (`kha encrypt` prints it); left out",
+                        ),
+                    }
                     continue;
                 }
                 if !is_var_name(&e.key) {
@@ -72,6 +77,17 @@ fn env_lines(d: &mut Diagnostics, node: &Node, depth: usize, out: &mut Vec<Strin
                         e.key_pos,
                         format!("`{}` is not a valid variable name; left out", e.key),
                     );
+                    continue;
+                }
+                // `FOO: {secure: "…"}`: an encrypted value of FOO alone.
+                if let Some(c) = e.value.get("secure").map(|x| &x.value) {
+                    match c.scalar() {
+                        Some(c) if !c.trim().is_empty() => out.push(secure::env_line(c)),
+                        _ => d.warn(
+                            c.pos,
+                            "`secure:` must be the encrypted value as a string; left out",
+                        ),
+                    }
                     continue;
                 }
                 let value = if e.value.is_null() {
@@ -170,5 +186,26 @@ mod tests {
         assert!(!is_var_name("1x"));
         assert!(!is_var_name("a-b"));
         assert!(!is_var_name(""));
+    }
+
+    #[test]
+    fn secure_entries_stay_in_place() {
+        let s = |c: &str| secure::env_line(c);
+        let cfg = crate::travis::parse(
+            "env:\n  global:\n    - A=1\n    - secure: \"QUJD\n        REVG\"\n    - TOKEN:\n        secure: WFla\n  jobs:\n    - secure: T05F\n    - [B=2, {secure: VFdP}]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.env_global,
+            ["A=1".to_string(), s("QUJDREVG"), s("WFla")]
+        );
+        assert_eq!(
+            cfg.env_jobs,
+            [vec![s("T05F")], vec!["B=2".to_string(), s("VFdP")]]
+        );
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let cfg = crate::travis::parse("env:\n  - secure: [x]\n  - \"A=\\0\"\n").unwrap();
+        assert!(cfg.env_jobs.is_empty());
+        assert_eq!(cfg.warnings.len(), 2, "{:?}", cfg.warnings);
     }
 }

@@ -54,7 +54,12 @@ pub(super) fn plan(
 
     let mut matrix: Vec<(String, String)> = job.axes.clone();
     if !job.own_env.is_empty() {
-        matrix.push(("env".into(), job.own_env.join(" ")));
+        let shown: Vec<&str> = job
+            .own_env
+            .iter()
+            .map(|l| crate::travis::secure::shown(l))
+            .collect();
+        matrix.push(("env".into(), shown.join(" ")));
     }
     if let Some(n) = &job.name {
         matrix.push(("name".into(), n.clone()));
