@@ -14,6 +14,7 @@ pub mod logs;
 pub mod secret;
 pub mod shell;
 pub mod spec;
+pub mod stages;
 pub mod state;
 pub mod term;
 pub mod time;

@@ -462,6 +462,7 @@ mod tests {
             committer_email: "sam@example.org".into(),
             previous_state: prev,
             notifications: Some(cfg.notifications),
+            stages: vec![],
         }
     }
 

@@ -119,8 +119,10 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
         committer_email: String::new(),
         previous_state: None,
         notifications: None,
+        stages: vec![],
     };
-    s.store.create_build(&b, &jobs, 0).unwrap();
+    let (mut b, mut jobs) = (b, jobs);
+    s.store.create_build(&mut b, &mut jobs, 0).unwrap();
     s.enqueue(&jobs);
     jobs
 }

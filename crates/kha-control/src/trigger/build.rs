@@ -45,6 +45,7 @@ impl Triggerer {
             committer_email: resolved.committer_email.clone(),
             previous_state: previous_state(sched, project, req),
             notifications: None,
+            stages: vec![],
         };
         let plans = match &resolved.travis_yml {
             None => Err(format!(
@@ -79,6 +80,7 @@ impl Triggerer {
                                     .warnings
                                     .extend(x.warnings.iter().map(|w| w.to_string()));
                                 build.fast_finish = x.fast_finish;
+                                build.stages = x.stages.clone();
                                 Ok(x.jobs)
                             }
                             Err(e) => Err(format!(".travis.yml: {e}")),
@@ -247,7 +249,7 @@ impl Triggerer {
             }
         }
         build.jobs = jobs.iter().map(|j| j.id).collect();
-        sched.store.create_build(&build, &jobs, now)?;
+        sched.store.create_build(&mut build, &mut jobs, now)?;
         self.note_branch(project, req, &resolved.commit, build_id, "")?;
         sched.store.durable().await?;
         sched.enqueue(&jobs);
