@@ -65,6 +65,23 @@ pub fn waiting_reason(stages: &[String], stage: usize) -> String {
     }
 }
 
+/// One stage's state as people read it, from its jobs' `(state,
+/// allow_failure)`: `waiting` while none of them may run yet, else the
+/// build rule's word over them.
+pub fn stage_state(jobs: &[(JobState, bool)], fast_finish: bool) -> &'static str {
+    if !jobs.is_empty() && jobs.iter().all(|(s, _)| *s == JobState::Waiting) {
+        return JobState::Waiting.as_str();
+    }
+    let as_queued: Vec<(JobState, bool)> = jobs
+        .iter()
+        .map(|&(s, a)| match s {
+            JobState::Waiting => (JobState::Queued, a),
+            s => (s, a),
+        })
+        .collect();
+    BuildState::derive_with(&as_queued, fast_finish).as_str()
+}
+
 /// Decides a build's stages from its jobs (see the module's rules).
 pub fn plan(jobs: &[StageJob], fast_finish: bool) -> Plan {
     let mut plan = Plan {
@@ -381,5 +398,20 @@ mod tests {
         assert_eq!(waiting_reason(&stages, 1), "waiting for stage lint");
         assert_eq!(waiting_reason(&stages, 2), "waiting for stage Test");
         assert_eq!(waiting_reason(&stages, 0), "waiting for an earlier stage");
+    }
+
+    #[test]
+    fn stage_states_for_people() {
+        let table: &[(&[(JobState, bool)], bool, &str)] = &[
+            (&[(Waiting, false), (Waiting, true)], false, "waiting"),
+            (&[(Queued, false), (Waiting, false)], false, "queued"),
+            (&[(Running, false), (Queued, false)], false, "running"),
+            (&[(Passed, false), (Failed, true)], false, "passed"),
+            (&[(Failed, false), (Running, false)], true, "failed"),
+            (&[(Canceled, false), (Canceled, false)], false, "canceled"),
+        ];
+        for (jobs, ff, want) in table {
+            assert_eq!(stage_state(jobs, *ff), *want, "{jobs:?}");
+        }
     }
 }
