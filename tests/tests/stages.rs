@@ -67,6 +67,12 @@ fn stages_run_in_order_and_a_failed_stage_cancels_the_rest() {
     let table = c.kha_ok(&["build", "show", &order_id.to_string()]);
     assert!(table.contains("stage one: running"), "{table}");
     assert!(table.contains("stage two: waiting"), "{table}");
+    let page = http_get(&c.http_url(), &format!("/builds/{order_id}")).text();
+    assert!(
+        page.contains("<tr class=\"stage\" data-state=\"waiting\">"),
+        "{page}"
+    );
+    assert!(page.contains("waiting for stage one"), "{page}");
 
     let b = c.wait_build(order_id, Duration::from_secs(120));
     assert_eq!(b["state"], "passed", "{b}");
@@ -93,6 +99,8 @@ fn stages_run_in_order_and_a_failed_stage_cancels_the_rest() {
     let table = c.kha_ok(&["build", "show", &failing_id.to_string()]);
     assert!(table.contains("stage test: failed"), "{table}");
     assert!(table.contains("stage deploy: canceled"), "{table}");
+    let page = http_get(&c.http_url(), &format!("/builds/{failing_id}")).text();
+    assert!(page.contains("canceled: stage test failed"), "{page}");
 
     let b = c.wait_build(allowed_id, Duration::from_secs(120));
     assert_eq!(b["state"], "passed", "{b}");
