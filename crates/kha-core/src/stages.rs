@@ -402,7 +402,8 @@ mod tests {
 
     #[test]
     fn stage_states_for_people() {
-        let table: &[(&[(JobState, bool)], bool, &str)] = &[
+        type Row<'a> = (&'a [(JobState, bool)], bool, &'a str);
+        let table: &[Row] = &[
             (&[(Waiting, false), (Waiting, true)], false, "waiting"),
             (&[(Queued, false), (Waiting, false)], false, "queued"),
             (&[(Running, false), (Queued, false)], false, "running"),
