@@ -657,3 +657,5 @@ async fn a_lease_that_cannot_be_stored_is_revoked_and_the_job_runs_again() {
     );
     assert!(f.sched.check_lease("b1", job, 2).is_err());
 }
+
+mod stages;
