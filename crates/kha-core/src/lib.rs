@@ -16,6 +16,7 @@ pub mod mask;
 pub mod secret;
 pub mod shell;
 pub mod spec;
+pub mod stages;
 pub mod state;
 pub mod term;
 pub mod time;

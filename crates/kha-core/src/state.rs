@@ -1,12 +1,15 @@
 //! The job state machine, and a build's state derived from its jobs.
 //!
 //! ```text
+//!  Waiting ── its stage starts ──┐  (a later build stage's job; see `stages`)
+//!     └── earlier stage failed, cancel ──────────────────► Canceled
+//!                                ▼
 //!            grant lease                 finish(outcome)
 //!  Queued ───────────────► Running ─────────────────────► Passed | Failed | Errored
 //!    │  ▲                    │  │                          Canceled | TimedOut
 //!    │  └──── requeue ───────┘  └── attempts exhausted ──► Lost
 //!    └──────── cancel ──────────────────────────────────► Canceled
-//!  (any final state) ── restart ──► Queued
+//!  (any final state) ── restart ──► Queued | Waiting
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +18,9 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// A job of a later build stage: it is queued when every earlier stage
+    /// passed, canceled when one did not.
+    Waiting,
     Queued,
     Running,
     Passed,
@@ -51,11 +57,20 @@ pub struct TransitionError {
 
 impl JobState {
     pub fn is_final(self) -> bool {
-        !matches!(self, JobState::Queued | JobState::Running)
+        !matches!(
+            self,
+            JobState::Waiting | JobState::Queued | JobState::Running
+        )
+    }
+
+    /// Not handed out yet: waiting for its stage or for a builder.
+    pub fn is_pending(self) -> bool {
+        matches!(self, JobState::Waiting | JobState::Queued)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Waiting => "waiting",
             JobState::Queued => "queued",
             JobState::Running => "running",
             JobState::Passed => "passed",
@@ -69,6 +84,7 @@ impl JobState {
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
+            "waiting" => JobState::Waiting,
             "queued" => JobState::Queued,
             "running" => JobState::Running,
             "passed" => JobState::Passed,
@@ -85,10 +101,11 @@ impl JobState {
     pub fn transition(self, to: JobState) -> Result<JobState, TransitionError> {
         use JobState::*;
         let ok = match (self, to) {
+            (Waiting, Queued | Canceled) => true,
             (Queued, Running | Canceled | Errored) => true,
             (Running, Queued) => true, // lease lost or infrastructure trouble: next attempt
             (Running, t) if t.is_final() => true,
-            (f, Queued) if f.is_final() => true, // restart
+            (f, Queued | Waiting) if f.is_final() => true, // restart
             _ => false,
         };
         if ok {
@@ -160,8 +177,8 @@ impl BuildState {
 
     /// A build's state from its jobs' `(state, allow_failure)`.
     ///
-    /// While any job is unfinished the build is queued (nothing started yet)
-    /// or running. Once all are final, jobs allowed to fail are ignored unless
+    /// While any job is unfinished the build is queued (nothing started yet:
+    /// every job queued or waiting) or running. Once all are final, jobs allowed to fail are ignored unless
     /// they were canceled, and the worst remaining state wins:
     /// canceled, then errored (timeouts and lost jobs count as errored), then
     /// failed. A build with no jobs at all is errored: it ran nothing.
@@ -190,7 +207,7 @@ impl BuildState {
             }
         }
         if jobs.iter().any(|(s, _)| !s.is_final()) {
-            let started = jobs.iter().any(|(s, _)| *s != JobState::Queued);
+            let started = jobs.iter().any(|(s, _)| !s.is_pending());
             return if started {
                 BuildState::Running
             } else {
@@ -246,6 +263,14 @@ mod tests {
             (Passed, Queued, true),
             (Passed, Failed, false),
             (Canceled, Running, false),
+            (Waiting, Queued, true),
+            (Waiting, Canceled, true),
+            (Waiting, Running, false),
+            (Waiting, Passed, false),
+            (Queued, Waiting, false),
+            (Running, Waiting, false),
+            (Failed, Waiting, true),
+            (Canceled, Waiting, true),
         ];
         for (from, to, ok) in table {
             assert_eq!(from.transition(to).is_ok(), ok, "{from} -> {to}");
@@ -257,6 +282,8 @@ mod tests {
         let table: &[(&[(JobState, bool)], BuildState)] = &[
             (&[], BuildState::Errored),
             (&[(Queued, false), (Queued, false)], BuildState::Queued),
+            (&[(Queued, false), (Waiting, false)], BuildState::Queued),
+            (&[(Passed, false), (Waiting, false)], BuildState::Running),
             (&[(Passed, false), (Queued, false)], BuildState::Running),
             (&[(Running, false)], BuildState::Running),
             (&[(Passed, false), (Passed, false)], BuildState::Passed),
@@ -298,7 +325,7 @@ mod tests {
     #[test]
     fn state_names_round_trip() {
         for s in [
-            Queued, Running, Passed, Failed, Errored, Canceled, TimedOut, Lost,
+            Waiting, Queued, Running, Passed, Failed, Errored, Canceled, TimedOut, Lost,
         ] {
             assert_eq!(JobState::parse(s.as_str()), Some(s));
         }

@@ -122,6 +122,9 @@ pub struct Build {
     /// Its notifications, commit statuses and hook runs, oldest first.
     #[serde(default)]
     pub deliveries: Vec<Delivery>,
+    /// Its build stages in the order they run; empty: no stages.
+    #[serde(default)]
+    pub stages: Vec<String>,
 }
 
 /// One notification of a build to one target, as the outbox keeps it.

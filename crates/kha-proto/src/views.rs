@@ -40,7 +40,7 @@ enum_pair!(
     JobState,
     w::JobState,
     "job state",
-    [Queued, Running, Passed, Failed, Errored, Canceled, TimedOut, Lost]
+    [Waiting, Queued, Running, Passed, Failed, Errored, Canceled, TimedOut, Lost]
 );
 enum_pair!(
     BuildState,
@@ -210,6 +210,7 @@ impl From<view::Build> for w::Build {
             tag: b.tag,
             started_ms: b.started_ms,
             deliveries: b.deliveries.into_iter().map(delivery_to_wire).collect(),
+            stages: b.stages,
         };
         out.set_state(b.state.into());
         out
@@ -242,6 +243,7 @@ impl TryFrom<w::Build> for view::Build {
             tag: b.tag,
             started_ms: b.started_ms,
             deliveries: b.deliveries.into_iter().map(delivery_from_wire).collect(),
+            stages: b.stages,
         })
     }
 }
@@ -495,6 +497,7 @@ mod tests {
                 updated_ms: 2,
                 next_ms: 3,
             }],
+            stages: vec!["lint".into(), "test".into()],
         };
         assert_eq!(view::Build::try_from(w::Build::from(b.clone())), Ok(b));
         for status in [

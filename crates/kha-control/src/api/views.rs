@@ -57,6 +57,7 @@ pub fn build(app: &App, b: records::Build) -> Result<view::Build, ApiError> {
         jobs,
         warnings: b.warnings,
         error: b.error,
+        stages: b.stages,
         pr_number: b.pr_number,
         event: b.event,
         fast_finish: b.fast_finish,

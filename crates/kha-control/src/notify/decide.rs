@@ -464,6 +464,7 @@ mod tests {
             previous_state: prev,
             notifications: Some(cfg.notifications),
             context: None,
+            stages: vec![],
         }
     }
 

@@ -313,6 +313,7 @@ impl Scheduler {
         }
         self.logs.finish(job_id);
         info!(job_id, epoch, state = %job.state, build_id = build.id, build_state = %build.state, "job finished");
+        self.follow_stages(&build);
         self.dispatch();
         Ok(())
     }
@@ -334,7 +335,7 @@ impl Scheduler {
         let now = self.clock.now();
         let front = self.front_key()?;
         let max = self.cfg.max_attempts;
-        let (job, _) = self.store.transition(job_id, now, |j| {
+        let (job, build) = self.store.transition(job_id, now, |j| {
             if j.epoch != epoch || j.state != JobState::Running {
                 return Err(StoreError::Rejected(format!("job {} moved on", j.id)));
             }
@@ -364,6 +365,7 @@ impl Scheduler {
         } else {
             self.logs.finish(job_id);
             warn!(job_id, epoch, why, "job given up");
+            self.follow_stages(&build);
         }
         self.dispatch();
         Ok(flushed?)
@@ -373,8 +375,8 @@ impl Scheduler {
     pub async fn cancel_job(&self, job_id: JobId) -> Result<(), SchedError> {
         let now = self.clock.now();
         let grace = self.cfg.cancel_grace_ms;
-        let (job, _) = self.store.transition(job_id, now, |j| match j.state {
-            JobState::Queued => {
+        let (job, build) = self.store.transition(job_id, now, |j| match j.state {
+            JobState::Queued | JobState::Waiting => {
                 j.state = JobState::Canceled;
                 j.finished_ms = now;
                 j.detail = "canceled before it started".into();
@@ -390,34 +392,10 @@ impl Scheduler {
         let mut inner = self.lock();
         match job.state {
             JobState::Canceled => {
-                inner.queued.remove(&job_id);
-                for q in inner.queues.values_mut() {
-                    q.retain(|&j| j != job_id);
-                }
-                inner.queues.retain(|_, q| !q.is_empty());
-                if let Some(o) = inner.offers.remove(&job_id) {
-                    if let Some(s) = inner.sessions.get_mut(&o.builder) {
-                        match o.epoch {
-                            // Lost, it is logged by `send`; the builder's
-                            // accept is answered with a Revoke anyway.
-                            Some(epoch) => {
-                                send(
-                                    &o.builder,
-                                    s,
-                                    Msg::Revoke(agent::Revoke {
-                                        job_id,
-                                        epoch,
-                                        reason: "canceled".into(),
-                                    }),
-                                );
-                            }
-                            // Not sent yet: the slot it took is free again.
-                            None => s.free += 1,
-                        }
-                    }
-                }
+                inner.forget_queued(job_id);
                 drop(inner);
                 self.logs.finish(job_id);
+                self.follow_stages(&build);
             }
             JobState::Running => {
                 inner

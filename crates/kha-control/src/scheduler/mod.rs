@@ -18,12 +18,16 @@
 //!   evict, heartbeat) and the views of them;
 //! - `leases`: answers to offers (accept, reject), results (finish), the end
 //!   of a run (finalize, requeue) and cancels;
+//! - `stages`: the index following a build's stages (the next stage's jobs
+//!   queued, later stages' canceled, by the store in the transaction that
+//!   ended a stage);
 //! - `sweep`: where offers, leases, cancels and timeouts expire.
 
 mod leases;
 mod pick;
 mod queue;
 mod sessions;
+mod stages;
 mod sweep;
 mod waiting;
 

@@ -10,7 +10,7 @@
 use super::pick::{pick, PickInput, Slots};
 use super::{job_spec, send, Inner, PendingOffer, SchedError, Scheduler};
 use crate::store::records::{Build, Job};
-use crate::store::{LeaseEffect, QueueEffect, StoreError, QUEUE_NORMAL_BASE};
+use crate::store::QUEUE_NORMAL_BASE;
 use kha_core::{JobId, JobState};
 use kha_proto::agent::{self, control_message::Msg};
 use tracing::{debug, warn};
@@ -148,32 +148,17 @@ impl Scheduler {
         }
     }
 
-    /// Puts every job of a finished build back in the queue.
+    /// Runs a finished build again: its finished jobs go back to the
+    /// queue (with stages, the first stage's; the others wait again), in
+    /// one transaction.
     pub async fn restart_build(&self, build: &Build) -> Result<(), SchedError> {
         let now = self.clock.now();
-        let mut requeued = Vec::new();
-        for &job_id in &build.jobs {
-            let key = self.normal_key()?;
-            let (job, _) = self.store.transition(job_id, now, |j| {
-                j.state = j
-                    .state
-                    .transition(JobState::Queued)
-                    .map_err(|e| StoreError::Rejected(e.to_string()))?;
-                j.attempts = 0;
-                j.detail.clear();
-                j.builder.clear();
-                j.started_ms = 0;
-                j.finished_ms = 0;
-                j.cancel_requested = false;
-                j.log_len = 0;
-                j.log_sha256.clear();
-                Ok((LeaseEffect::Keep, QueueEffect::Insert(key)))
-            })?;
-            self.logs.reset(job_id)?;
-            requeued.push(job);
+        let (_, jobs) = self.store.restart_build(build.id, now)?;
+        for j in jobs.iter().filter(|j| j.state.is_pending()) {
+            self.logs.reset(j.id)?;
         }
         self.store.durable().await?;
-        self.enqueue(&requeued);
+        self.enqueue(&jobs);
         Ok(())
     }
 }

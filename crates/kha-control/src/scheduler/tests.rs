@@ -120,8 +120,10 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
         previous_state: None,
         notifications: None,
         context: None,
+        stages: vec![],
     };
-    s.store.create_build(&b, &jobs, 0).unwrap();
+    let (mut b, mut jobs) = (b, jobs);
+    s.store.create_build(&mut b, &mut jobs, 0).unwrap();
     s.enqueue(&jobs);
     jobs
 }
@@ -660,3 +662,5 @@ async fn a_lease_that_cannot_be_stored_is_revoked_and_the_job_runs_again() {
     );
     assert!(f.sched.check_lease("b1", job, 2).is_err());
 }
+
+mod stages;

@@ -4,13 +4,13 @@
 //! its build's derived state and the events they give, all in one
 //! transaction.
 
-use super::records::{self, decode, encode, Build, Job, LeaseRec};
+use super::records::{decode, encode, Build, Job, LeaseRec};
 use super::{
     abort, corrupt, dedup_key, project_build_key, project_prefix, tx_get, LeaseEffect, QueueEffect,
     Result, Store, StoreError,
 };
 use kha_core::event::{self, Event, EventKind};
-use kha_core::{BuildId, BuildState, JobId, JobState, Millis};
+use kha_core::{BuildId, JobId, JobState, Millis};
 use sled::Transactional;
 
 impl Store {
@@ -31,12 +31,16 @@ impl Store {
     }
 
     /// Writes a new build and its jobs, queueing every job still `Queued`,
-    /// in one transaction.
-    pub fn create_build(&self, build: &Build, jobs: &[Job], now: Millis) -> Result<()> {
+    /// in one transaction. With stages, the jobs of every stage after the
+    /// first are held back as `waiting` first (`build` and `jobs` are
+    /// updated to what is written).
+    pub fn create_build(&self, build: &mut Build, jobs: &mut [Job], now: Millis) -> Result<()> {
+        super::stages::hold_later_stages(build, jobs);
+        let (build, jobs) = (&*build, &*jobs);
         let pb_key = project_build_key(&build.project, build.id);
         let dd_key = dedup_key(
             &build.project,
-            &records::dedup_name(&build.branch, build.pr_number),
+            &super::records::dedup_name(&build.branch, build.pr_number),
             &build.commit,
         );
         let mut evs = vec![build_event(EventKind::BuildCreated, build)];
@@ -207,18 +211,11 @@ impl Store {
                         job.build
                     )));
                 };
-                let mut states = Vec::with_capacity(build.jobs.len());
-                for &jid in &build.jobs {
-                    if jid == job.id {
-                        states.push((job.state, job.allow_failure));
-                    } else if let Some(j) =
-                        tx_get::<records::JobStateOnly>(tj, "jobs", &jid.to_be_bytes())?
-                    {
-                        states.push((j.state, j.allow_failure));
-                    }
-                }
                 let build_before = build.state;
-                let state = BuildState::derive_with(&states, build.fast_finish);
+                // The build's state, and with stages what the job's change
+                // calls for (the next stage queued, later ones canceled),
+                // in this same transaction.
+                let (state, stage_events) = super::stages::follow(tj, tq, &build, now)?;
                 if state != build.state {
                     build.state = state;
                     build.finished_ms = if state.is_final() { now } else { 0 };
@@ -245,6 +242,7 @@ impl Store {
                         | EventKind::BuildRequeued => build_event(k, &build),
                         k => job_event(k, &job),
                     })
+                    .chain(stage_events)
                     .collect();
                 let written = writer.stage(tev, &evs, now)?;
                 Ok((job, build, written))
@@ -281,7 +279,7 @@ impl Store {
     }
 }
 
-fn build_event(kind: EventKind, b: &Build) -> Event {
+pub(super) fn build_event(kind: EventKind, b: &Build) -> Event {
     let mut e = Event::new(kind);
     e.project = b.project.clone();
     e.build_id = b.id;
@@ -291,7 +289,7 @@ fn build_event(kind: EventKind, b: &Build) -> Event {
     e
 }
 
-fn job_event(kind: EventKind, j: &Job) -> Event {
+pub(super) fn job_event(kind: EventKind, j: &Job) -> Event {
     let mut e = Event::new(kind);
     e.project = j.project.clone();
     e.build_id = j.build;

@@ -8,6 +8,7 @@ mod jobs;
 pub mod logs;
 mod outbox;
 pub mod records;
+mod stages;
 mod users;
 
 use events::EventLog;
@@ -461,5 +462,7 @@ pub(super) fn dedup_key(project: &str, branch: &str, commit: &str) -> Vec<u8> {
 
 pub type SharedStore = Arc<Store>;
 
+#[cfg(test)]
+mod stage_tests;
 #[cfg(test)]
 mod tests;

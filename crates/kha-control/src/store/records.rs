@@ -122,6 +122,10 @@ pub struct Build {
     /// see it (event type, pull request, tag, sender, commit range).
     #[serde(default)]
     pub context: Option<kha_core::travis::BuildContext>,
+    /// Its build stages in the order they run (the expansion's); empty:
+    /// no stages, every job runs at once.
+    #[serde(default)]
+    pub stages: Vec<String>,
 }
 
 /// The name a build is de-duplicated under (with its project and
@@ -166,20 +170,24 @@ pub struct Job {
     /// Its build stage; empty when the build has no stages.
     #[serde(default)]
     pub stage: String,
-    /// Key of the job's queue entry while it is queued, else 0.
+    /// Key of the job's queue entry while it is queued; while it waits for
+    /// its stage, the key it will be queued under; else 0.
     #[serde(default)]
     pub queue_key: u64,
     pub spec: JobSpec,
 }
 
-/// The two fields of a job record its build's state is derived from.
+/// The fields of a job record its build's state is derived from.
 /// Decoding only these skips the rest of the record (spec, labels, strings)
 /// without allocating it: deriving a build's state reads every job of the
 /// build, so a 200-job build paid 200 full decodes per transition.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct JobStateOnly {
     pub state: JobState,
     pub allow_failure: bool,
+    /// Empty (no allocation) in a build without stages.
+    #[serde(default)]
+    pub stage: String,
 }
 
 /// What a builder needs to run the job.

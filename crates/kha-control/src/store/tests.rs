@@ -58,6 +58,7 @@ fn build(store: &Store) -> (Build, Vec<Job>) {
         previous_state: None,
         notifications: None,
         context: None,
+        stages: vec![],
     };
     (b, vec![job])
 }
@@ -66,11 +67,11 @@ fn build(store: &Store) -> (Build, Vec<Job>) {
 /// `flush`, on disk) but not published, then death.
 async fn child(dir: &Path, flush: bool) -> ! {
     let store = Store::open(dir).unwrap();
-    let (b, jobs) = build(&store);
-    store.create_build(&b, &jobs, 1).unwrap();
+    let (mut b, mut jobs) = build(&store);
+    store.create_build(&mut b, &mut jobs, 1).unwrap();
     store.durable().await.unwrap();
-    let (b, jobs) = build(&store);
-    store.create_build(&b, &jobs, 2).unwrap();
+    let (mut b, mut jobs) = build(&store);
+    store.create_build(&mut b, &mut jobs, 2).unwrap();
     if flush {
         store.db.flush().unwrap();
     }
@@ -121,8 +122,8 @@ async fn crash_then_check(flush: bool) {
     }
     // New events go on from there, densely.
     let last = events.last().map_or(0, |e| e.seq);
-    let (b, jobs) = build(&store);
-    store.create_build(&b, &jobs, 3).unwrap();
+    let (mut b, mut jobs) = build(&store);
+    store.create_build(&mut b, &mut jobs, 3).unwrap();
     store.durable().await.unwrap();
     let more = store
         .events

@@ -46,6 +46,7 @@ impl Triggerer {
             previous_state: previous_state(sched, project, req),
             notifications: None,
             context: Some(context(project, req, resolved)),
+            stages: vec![],
         };
         let mut cfg_cache = travis::CacheConfig::default();
         let ctx = build.context.clone().unwrap_or_default();
@@ -93,6 +94,7 @@ impl Triggerer {
                                     .extend(x.warnings.iter().map(|w| w.to_string()));
                                 build.fast_finish = x.fast_finish;
                                 build.notifications = Some(x.notifications);
+                                build.stages = x.stages.clone();
                                 Ok(x.jobs)
                             }
                             Err(e) => Err(format!(".travis.yml: {e}")),
@@ -288,7 +290,7 @@ impl Triggerer {
             }
         }
         build.jobs = jobs.iter().map(|j| j.id).collect();
-        sched.store.create_build(&build, &jobs, now)?;
+        sched.store.create_build(&mut build, &mut jobs, now)?;
         self.note_branch(project, req, &resolved.commit, build_id, "")?;
         sched.store.durable().await?;
         sched.enqueue(&jobs);

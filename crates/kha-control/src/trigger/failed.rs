@@ -23,8 +23,9 @@ impl Triggerer {
         let build_id = sched.store.next_build_id()?;
         let job_id = sched.store.next_job_id()?;
         let msg = format!("cannot fetch the commit to build: {why}");
-        let build = Build {
+        let mut build = Build {
             id: build_id,
+            stages: vec![],
             project: project.name.clone(),
             branch: req.branch.clone(),
             commit: commit.clone(),
@@ -81,7 +82,7 @@ impl Triggerer {
                 ..JobSpec::default()
             },
         };
-        sched.store.create_build(&build, &[job], now)?;
+        sched.store.create_build(&mut build, &mut [job], now)?;
         sched
             .store
             .forget_dedup(&project.name, &req.dedup_name(), &commit)?;

@@ -216,52 +216,17 @@ fn print_build(b: &Build) {
     for w in &b.warnings {
         out!("  warning: {w}");
     }
-    table(
-        &["JOB", "ID", "STATE", "MATRIX", "BUILDER", "TIME", "DETAIL"],
-        b.jobs
-            .iter()
-            .map(|j| {
-                let mut env = if j.matrix.is_empty() {
-                    j.env.join(" ")
-                } else {
-                    j.matrix
-                        .iter()
-                        .map(view::MatrixValue::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                };
-                if !j.name.is_empty() {
-                    env = format!("{} {env}", j.name);
-                }
-                if !j.stage.is_empty() {
-                    env = format!("[{}] {env}", j.stage);
-                }
-                if j.allow_failure {
-                    env.push_str(" (allowed to fail)");
-                }
-                vec![
-                    format!("{}.{}", b.id, j.number),
-                    j.id.to_string(),
-                    j.state.to_string(),
-                    env.trim().to_string(),
-                    if j.builder.is_empty() {
-                        "-".into()
-                    } else {
-                        j.builder.clone()
-                    },
-                    duration(
-                        j.started_ms,
-                        if j.finished_ms > 0 {
-                            j.finished_ms
-                        } else {
-                            now_ms()
-                        },
-                    ),
-                    j.detail.clone(),
-                ]
-            })
-            .collect(),
-    );
+    const HEAD: [&str; 7] = ["JOB", "ID", "STATE", "MATRIX", "BUILDER", "TIME", "DETAIL"];
+    if b.stages.is_empty() {
+        table(&HEAD, b.jobs.iter().map(|j| job_row(b, j)).collect());
+    } else {
+        // One table per stage, in the order they run, with the stage's state.
+        for (name, jobs) in by_stage(b) {
+            out!("");
+            out!("stage {name}: {}", stage_state(b, &jobs));
+            table(&HEAD, jobs.iter().map(|j| job_row(b, j)).collect());
+        }
+    }
     if !b.deliveries.is_empty() {
         out!("");
         table(
@@ -295,4 +260,69 @@ fn branch_column(b: &kha_core::view::Build) -> String {
     } else {
         b.branch.clone()
     }
+}
+
+/// One line of a build's job table.
+fn job_row(b: &Build, j: &view::Job) -> Vec<String> {
+    let mut env = if j.matrix.is_empty() {
+        j.env.join(" ")
+    } else {
+        j.matrix
+            .iter()
+            .map(view::MatrixValue::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if !j.name.is_empty() {
+        env = format!("{} {env}", j.name);
+    }
+    // Grouped by stage when the build lists its stages.
+    if !j.stage.is_empty() && b.stages.is_empty() {
+        env = format!("[{}] {env}", j.stage);
+    }
+    if j.allow_failure {
+        env.push_str(" (allowed to fail)");
+    }
+    vec![
+        format!("{}.{}", b.id, j.number),
+        j.id.to_string(),
+        j.state.to_string(),
+        env.trim().to_string(),
+        if j.builder.is_empty() {
+            "-".into()
+        } else {
+            j.builder.clone()
+        },
+        duration(
+            j.started_ms,
+            if j.finished_ms > 0 {
+                j.finished_ms
+            } else {
+                now_ms()
+            },
+        ),
+        j.detail.clone(),
+    ]
+}
+
+/// A build's jobs grouped by stage, in the build's stage order (a job of a
+/// stage the build does not list, which kha never writes, comes last).
+fn by_stage(b: &Build) -> Vec<(String, Vec<&view::Job>)> {
+    let mut groups: Vec<(String, Vec<&view::Job>)> =
+        b.stages.iter().map(|s| (s.clone(), vec![])).collect();
+    for j in &b.jobs {
+        let i = kha_core::stages::stage_index(&b.stages, &j.stage);
+        match groups.get_mut(i) {
+            Some(g) => g.1.push(j),
+            None => groups.push((j.stage.clone(), vec![j])),
+        }
+    }
+    groups.retain(|g| !g.1.is_empty());
+    groups
+}
+
+/// A stage's state as people read it.
+fn stage_state(b: &Build, jobs: &[&view::Job]) -> &'static str {
+    let states: Vec<_> = jobs.iter().map(|j| (j.state, j.allow_failure)).collect();
+    kha_core::stages::stage_state(&states, b.fast_finish)
 }

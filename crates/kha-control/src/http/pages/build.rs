@@ -26,10 +26,14 @@ pub struct JobRow {
     pub running_since: Millis,
     pub builder: String,
     pub detail: String,
+    pub allow_failure: bool,
 }
 
 pub struct Stage {
     pub name: String,
+    /// `waiting` while none of its jobs may run yet, else the build rule's
+    /// word over its jobs.
+    pub state: &'static str,
     pub jobs: Vec<JobRow>,
 }
 
@@ -73,6 +77,7 @@ pub fn job_row(now: Millis, b: &view::Build, j: &view::Job) -> JobRow {
         running_since: if running { j.started_ms } else { 0 },
         builder: j.builder.clone(),
         detail: j.detail.clone(),
+        allow_failure: j.allow_failure,
     }
 }
 
@@ -95,21 +100,46 @@ fn build_page(app: &App, c: &Caller, raw: &str) -> Result<BuildPage, ApiError> {
         format!("build={id}"),
     );
     let now = chrome.now;
-    let mut stages: Vec<Stage> = vec![];
+    let mut stages: Vec<Stage> = b
+        .stages
+        .iter()
+        .map(|name| Stage {
+            name: name.clone(),
+            state: "",
+            jobs: vec![],
+        })
+        .collect();
+    let mut members: Vec<Vec<(kha_core::JobState, bool)>> = vec![vec![]; stages.len()];
     let mut allowed = vec![];
     for j in &b.jobs {
         let row = job_row(now, &b, j);
-        if j.allow_failure {
+        // With stages, an allowed failure shows in its stage (it runs
+        // with it); without, apart.
+        if j.allow_failure && b.stages.is_empty() {
             allowed.push(row);
-        } else if let Some(s) = stages.iter_mut().find(|s| s.name == j.stage) {
-            s.jobs.push(row);
+            continue;
+        }
+        let i = if b.stages.is_empty() {
+            stages.iter().position(|s| s.name == j.stage)
         } else {
+            Some(kha_core::stages::stage_index(&b.stages, &j.stage)).filter(|&i| i < stages.len())
+        };
+        let i = i.unwrap_or_else(|| {
             stages.push(Stage {
                 name: j.stage.clone(),
-                jobs: vec![row],
+                state: "",
+                jobs: vec![],
             });
-        }
+            members.push(vec![]);
+            stages.len() - 1
+        });
+        stages[i].jobs.push(row);
+        members[i].push((j.state, j.allow_failure));
     }
+    for (s, m) in stages.iter_mut().zip(&members) {
+        s.state = kha_core::stages::stage_state(m, b.fast_finish);
+    }
+    stages.retain(|s| !s.jobs.is_empty());
     // GitHub knows git commits only.
     let commit_url = if p.github_repo.is_empty() || p.vcs != kha_core::spec::VcsKind::Git {
         String::new()

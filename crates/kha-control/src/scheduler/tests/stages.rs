@@ -1,0 +1,127 @@
+//! The index following a build's stages: the next stage's job is offered
+//! once the first stage's job finished; a failed stage's later jobs are
+//! never offered.
+
+use super::*;
+
+/// Creates a build in stages `a`, `b` with one job each; returns the jobs
+/// as written (a's queued, b's waiting).
+fn staged(f: &Fixture) -> Vec<Job> {
+    let s = &f.sched;
+    let id = s.store.next_build_id().unwrap();
+    let mut jobs: Vec<Job> = ["a", "b"]
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| Job {
+            id: s.store.next_job_id().unwrap(),
+            build: id,
+            number: i as u32 + 1,
+            project: "p".into(),
+            state: JobState::Queued,
+            epoch: 0,
+            attempts: 0,
+            builder: String::new(),
+            started_ms: 0,
+            finished_ms: 0,
+            cancel_requested: false,
+            allow_failure: false,
+            requires: Labels::parse(["os=linux"]).unwrap(),
+            detail: String::new(),
+            log_len: 0,
+            log_sha256: String::new(),
+            matrix: vec![],
+            name: String::new(),
+            stage: stage.to_string(),
+            queue_key: s.normal_key().unwrap(),
+            spec: JobSpec {
+                timeout_secs: 60,
+                ..Default::default()
+            },
+        })
+        .collect();
+    let mut b = Build {
+        id,
+        project: "p".into(),
+        branch: "master".into(),
+        commit: format!("{id:040}"),
+        message: String::new(),
+        state: BuildState::Queued,
+        created_ms: 0,
+        finished_ms: 0,
+        jobs: jobs.iter().map(|j| j.id).collect(),
+        warnings: vec![],
+        error: String::new(),
+        pr_number: 0,
+        event: "api".into(),
+        fast_finish: false,
+        author: String::new(),
+        tag: false,
+        author_email: String::new(),
+        committer: String::new(),
+        committer_email: String::new(),
+        previous_state: None,
+        notifications: None,
+        stages: vec!["a".into(), "b".into()],
+        context: None,
+    };
+    s.store.create_build(&mut b, &mut jobs, 0).unwrap();
+    s.enqueue(&jobs);
+    jobs
+}
+
+/// Finishes a job (with an empty log) as its builder would.
+async fn finish(f: &Fixture, builder: &str, job: JobId, epoch: u64, outcome: i32) {
+    let req = kha_proto::agent::FinishJobRequest {
+        job_id: job,
+        epoch,
+        outcome,
+        total_len: 0,
+        sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+        ..Default::default()
+    };
+    f.sched.finish(builder, &req).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_next_stage_is_offered_when_the_stage_passed() {
+    let f = fixture();
+    let jobs = staged(&f);
+    let mut rx = connect(&f, "b1", &["os=linux"]);
+    f.sched.set_credit("b1", 2);
+    // Two free slots, but only stage a's job is offered.
+    assert_eq!(offers(&mut rx), vec![(jobs[0].id, 1)]);
+    f.sched.accept("b1", jobs[0].id, 1).await;
+    finish(
+        &f,
+        "b1",
+        jobs[0].id,
+        1,
+        kha_proto::agent::Outcome::Passed as i32,
+    )
+    .await;
+    f.sched.set_credit("b1", 2);
+    assert_eq!(offers(&mut rx), vec![(jobs[1].id, 1)]);
+}
+
+#[tokio::test]
+async fn a_failed_stage_offers_nothing_more() {
+    let f = fixture();
+    let jobs = staged(&f);
+    let mut rx = connect(&f, "b1", &["os=linux"]);
+    f.sched.set_credit("b1", 2);
+    assert_eq!(offers(&mut rx), vec![(jobs[0].id, 1)]);
+    f.sched.accept("b1", jobs[0].id, 1).await;
+    finish(
+        &f,
+        "b1",
+        jobs[0].id,
+        1,
+        kha_proto::agent::Outcome::Failed as i32,
+    )
+    .await;
+    f.sched.set_credit("b1", 2);
+    assert!(offers(&mut rx).is_empty());
+    let b = f.sched.store.get_job(jobs[1].id).unwrap().unwrap();
+    assert_eq!(b.state, JobState::Canceled);
+    assert!(f.sched.why_waiting(jobs[1].id).is_none());
+}
