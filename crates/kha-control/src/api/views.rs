@@ -26,6 +26,7 @@ pub fn project(p: records::Project) -> view::Project {
         vcs: p.vcs,
         module: p.module,
         layout: p.layout,
+        share_secrets_with_forks: p.share_secrets_with_forks,
     }
 }
 
