@@ -159,6 +159,8 @@ fn secrets_wait_for_a_trusted_builder_are_masked_and_kept_from_forks() {
     assert!(log.contains("\nsplit:[secure]\n"), "{log}");
     assert!(!log.contains(SECRET) && !log.contains(TOKEN), "{log}");
     assert!(!log.contains(&SECRET[4..]), "{log}");
+    // The job's env as shown: encrypted entries as `[secure]`.
+    assert_eq!(b["jobs"][0]["env"][2], "[secure]", "{b}");
     // (c) The entry that is not Base64: a warning, the job ran without it.
     let warnings = b["warnings"].to_string();
     assert!(
