@@ -41,6 +41,10 @@ pub struct Project {
     /// Subversion: how branches and tags map to paths; empty: standard.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub layout: String,
+    /// Pull requests from forks get the encrypted variables too (Travis's
+    /// `share_encrypted_env_with_forks`).
+    #[serde(default)]
+    pub share_secrets_with_forks: bool,
 }
 
 /// One value of a job's build matrix (`rust: nightly`, `env: A=1`).

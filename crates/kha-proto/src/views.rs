@@ -98,6 +98,7 @@ impl From<view::Project> for w::Project {
             vcs: p.vcs.wire_name().into(),
             module: p.module,
             layout: p.layout,
+            share_secrets_with_forks: p.share_secrets_with_forks,
         }
     }
 }
@@ -123,6 +124,7 @@ impl From<w::Project> for view::Project {
             vcs: p.vcs.parse().unwrap_or_default(),
             module: p.module,
             layout: p.layout,
+            share_secrets_with_forks: p.share_secrets_with_forks,
         }
     }
 }

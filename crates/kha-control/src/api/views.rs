@@ -26,6 +26,7 @@ pub fn project(p: records::Project) -> view::Project {
         vcs: p.vcs,
         module: p.module,
         layout: p.layout,
+        share_secrets_with_forks: p.share_secrets_with_forks,
     }
 }
 
@@ -104,7 +105,13 @@ pub fn job(app: &App, j: records::Job) -> view::Job {
         started_ms: j.started_ms,
         finished_ms: j.finished_ms,
         log_len,
-        env: j.spec.env,
+        // Encrypted entries as Travis shows them, not in their stored form.
+        env: j
+            .spec
+            .env
+            .iter()
+            .map(|l| kha_core::travis::secure::shown(l).to_string())
+            .collect(),
         allow_failure: j.allow_failure,
         detail,
         requires: j.requires.to_vec(),

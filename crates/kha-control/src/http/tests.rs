@@ -643,14 +643,18 @@ async fn roles_decide_what_each_page_offers_and_allows() {
     // (as if it never existed), still there for its viewer.
     let h = [FORM, ("Cookie", max.as_str())];
     let body = format!(
-        "csrf={max_csrf}&visibility=private&default_branch=main&timeout_secs=3000&poll_interval_secs=0&build_tags=on"
+        "csrf={max_csrf}&visibility=private&default_branch=main&timeout_secs=3000&poll_interval_secs=0&build_tags=on&share_secrets_with_forks=on"
     );
     let r = request(&s, "POST", "/projects/p/settings", &h, &body).await;
     assert_eq!(r.status, 303, "{}", r.body);
+    let after = projects::get(&s.app, &Principal::Admin, "p").unwrap();
+    assert!(after.private && after.share_secrets_with_forks);
+    // The form shows the setting as it is.
     assert!(
-        projects::get(&s.app, &Principal::Admin, "p")
-            .unwrap()
-            .private
+        get_with(&s, "/projects/p", &max)
+            .await
+            .contains("name=\"share_secrets_with_forks\" checked"),
+        "the settings form shows share-with-forks"
     );
     let nope = get(&s, "/projects/nope").await;
     let hidden = get(&s, "/projects/p").await;

@@ -24,6 +24,7 @@ pub mod hooks;
 pub mod irc;
 pub mod outbox;
 pub mod plugin;
+pub mod secure;
 pub mod template;
 pub mod webhook;
 pub mod xmpp;
@@ -190,12 +191,17 @@ impl Target {
         }
     }
 
-    /// Who or what it goes to, for people (no secrets).
+    /// Who or what it goes to, for people (no secrets; an encrypted
+    /// value is `[secure]`).
     pub fn describe(&self) -> String {
+        let shown = |s: &str| kha_core::travis::secure::shown(s).to_string();
         match self {
-            Target::Email { to } => to.join(", "),
-            Target::Xmpp { to, .. } => to.clone(),
-            Target::Irc { channel, .. } => channel.clone(),
+            Target::Email { to } => to.iter().map(|s| shown(s)).collect::<Vec<_>>().join(", "),
+            Target::Xmpp { to, .. } => shown(to),
+            Target::Irc { channel, .. } => shown(channel),
+            Target::Webhook { url, .. } if kha_core::travis::secure::ciphertext(url).is_some() => {
+                shown(url)
+            }
             Target::Webhook { url, .. } => webhook_origin(url),
             Target::GithubStatus {
                 repo,

@@ -398,12 +398,31 @@ async fn attempt(app: &Arc<App>, id: u64) {
         _ => cfg.attempt_timeout_secs,
     };
     let limit = Duration::from_secs_f64(secs.max(0.1));
-    let result = match tokio::time::timeout(limit, outbox.senders.send(&app.store, &d)).await {
-        Ok(r) => r,
-        Err(_) => Err(Failure::Retry(format!(
-            "no answer within {} s",
-            limit.as_secs_f64()
-        ))),
+    // Encrypted values are decrypted into a copy that is sent, never
+    // stored; their plaintext is scrubbed from the answer that is.
+    let result = match super::secure::reveal(&app.sched.keys, &d) {
+        Err(f) => Err(f),
+        Ok(revealed) => {
+            let (sent, hidden) = match &revealed {
+                Some((copy, hidden)) => (copy, Some(hidden)),
+                None => (&d, None),
+            };
+            let r = match tokio::time::timeout(limit, outbox.senders.send(&app.store, sent)).await {
+                Ok(r) => r,
+                Err(_) => Err(Failure::Retry(format!(
+                    "no answer within {} s",
+                    limit.as_secs_f64()
+                ))),
+            };
+            match hidden {
+                None => r,
+                Some(h) => match r {
+                    Ok(a) => Ok(h.scrub(&a)),
+                    Err(Failure::Retry(a)) => Err(Failure::Retry(h.scrub(&a))),
+                    Err(Failure::Permanent(a)) => Err(Failure::Permanent(h.scrub(&a))),
+                },
+            }
+        }
     };
     let now = app.clock.now();
     d.attempts += 1;

@@ -69,7 +69,13 @@ pub fn job_secrets(lines: &[String], key: Option<&Rsa<Private>>) -> JobSecrets {
         out.entries += 1;
         let Some(key) = key else { continue };
         let n = out.entries;
-        match decrypt(key, c).and_then(|p| Ok(secure::parse_assignments(p.expose())?)) {
+        // `NAME: {secure: "…"}` encrypts the value alone, a list entry
+        // `NAME=value` (travis-yml).
+        let vars = |p: Secret| match secure::variable(line) {
+            Some(name) => Ok(vec![(name.to_string(), p.expose().to_string())]),
+            None => secure::parse_assignments(p.expose()),
+        };
+        match decrypt(key, c).and_then(|p| Ok(vars(p)?)) {
             Ok(vars) => out
                 .vars
                 .extend(vars.into_iter().map(|(name, value)| SecureVar {

@@ -42,7 +42,7 @@ pub fn build_env(
             .cloned()
             .collect::<Vec<_>>()
     };
-    if req.fork && !project.share_secrets_with_forks {
+    if req.fork() && !project.share_secrets_with_forks {
         let state = if has {
             SecureEnv::Removed
         } else {

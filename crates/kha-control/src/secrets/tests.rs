@@ -115,6 +115,18 @@ fn bad_values_are_left_out_with_a_reason() {
     // Without a key (a fork's pull request): nothing is decrypted.
     let s = job_secrets(&lines, None);
     assert_eq!((s.entries, s.vars.len(), s.warnings.len()), (4, 0, 0));
+    // `NAME: {secure: "…"}`: the plaintext is the value alone, spaces
+    // and `=` included.
+    let named = vec![kha_core::travis::secure::named_env_line(
+        "TOKEN",
+        &encrypt(&pem, "a b=c"),
+    )];
+    let s = job_secrets(&named, Some(&key));
+    assert_eq!(s.vars.len(), 1, "{:?}", s.warnings);
+    assert_eq!(
+        (s.vars[0].name.as_str(), s.vars[0].value.expose()),
+        ("TOKEN", "a b=c")
+    );
     // Never printed.
     let s = job_secrets(&lines[..1], Some(&key));
     assert!(!format!("{:?}", s.vars).contains("A=1"));

@@ -180,25 +180,18 @@ fn pull_request(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
             req.pr_number = number;
             req.sender = p["sender"]["login"].as_str().unwrap_or_default().into();
             req.before = pr["base"]["sha"].as_str().unwrap_or_default().into();
+            // GitHub names both repositories; a head repository that is
+            // gone (a deleted fork) is a fork too.
+            let head_repo = pr["head"]["repo"]["full_name"].as_str();
+            let base_repo = pr["base"]["repo"]["full_name"].as_str().unwrap_or_default();
             req.pull_request = Some(kha_core::travis::PullRequest {
                 number,
-                head_repo: pr["head"]["repo"]["full_name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .into(),
+                head_repo: head_repo.unwrap_or_default().into(),
                 head_branch: pr["head"]["ref"].as_str().unwrap_or_default().into(),
                 head_sha: head.to_string(),
                 draft: pr["draft"].as_bool().unwrap_or(false),
+                fork: kha_core::travis::is_fork(base_repo, head_repo),
             });
-            // GitHub names both repositories; a head repository that is
-            // gone (a deleted fork) is a fork too.
-            let base_repo = pr["base"]["repo"]["full_name"].as_str().unwrap_or_default();
-            req.fork = match pr["head"]["repo"]["full_name"].as_str() {
-                Some(head_repo) => {
-                    !head_repo.eq_ignore_ascii_case(base_repo) || base_repo.is_empty()
-                }
-                None => true,
-            };
             super::spawn_build(app, project, req);
             answer(
                 HookStatus::Accepted,

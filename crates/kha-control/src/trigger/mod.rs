@@ -48,9 +48,6 @@ pub struct Request {
     /// "api", "poll", "push", "pull_request", "generic".
     pub event: String,
     pub pr_number: u64,
-    /// A pull request from another repository (a fork): its build does not
-    /// get the encrypted variables unless the project shares them.
-    pub fork: bool,
     pub tag: bool,
     /// Fetch the mirror first (the poller has just fetched).
     pub fetch: bool,
@@ -66,6 +63,13 @@ pub struct Request {
 }
 
 impl Request {
+    /// A pull request from another repository (a fork, as the webhook
+    /// decided: [`travis::is_fork`]): its build does not get the encrypted
+    /// variables unless the project shares them.
+    pub fn fork(&self) -> bool {
+        self.pull_request.as_ref().is_some_and(|pr| pr.fork)
+    }
+
     pub fn new(project: &str, branch: &str, event: &str) -> Request {
         Request {
             project: project.into(),
@@ -74,7 +78,6 @@ impl Request {
             force: false,
             event: event.into(),
             pr_number: 0,
-            fork: false,
             tag: false,
             fetch: true,
             pull_request: None,

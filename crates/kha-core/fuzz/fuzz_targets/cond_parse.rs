@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
             number: 2,
             head_repo: "f/r".into(),
             head_branch: "topic".into(),
+            fork: true,
             ..PullRequest::default()
         }),
         ..push.clone()

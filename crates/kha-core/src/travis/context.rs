@@ -66,6 +66,21 @@ pub struct PullRequest {
     /// The commit at the head of the pull request (not the merge commit).
     pub head_sha: String,
     pub draft: bool,
+    /// From another repository than the build's ([`is_fork`], decided once
+    /// from the webhook, which names both): Travis's `fork`, and what keeps
+    /// encrypted variables from the build.
+    #[serde(default)]
+    pub fork: bool,
+}
+
+/// Is a pull request whose head is in `head_repo` (None: the repository is
+/// gone, a deleted fork) a fork of `base_repo`? GitHub's names compare
+/// without case, as GitHub's repository names do.
+pub fn is_fork(base_repo: &str, head_repo: Option<&str>) -> bool {
+    match head_repo {
+        Some(head) => base_repo.is_empty() || !head.eq_ignore_ascii_case(base_repo),
+        None => true,
+    }
 }
 
 /// The facts of one build, as Travis's conditions and variables see them.
@@ -92,11 +107,10 @@ pub struct BuildContext {
 }
 
 impl BuildContext {
-    /// A pull request from another repository (Travis's `fork`).
+    /// A pull request from another repository (Travis's `fork`), as the
+    /// trigger decided it ([`is_fork`]).
     pub fn fork(&self) -> bool {
-        self.pull_request
-            .as_ref()
-            .is_some_and(|pr| !pr.head_repo.is_empty() && pr.head_repo != self.repo)
+        self.pull_request.as_ref().is_some_and(|pr| pr.fork)
     }
 }
 
@@ -119,18 +133,25 @@ mod tests {
 
     #[test]
     fn fork_is_a_pull_request_from_elsewhere() {
+        // (base, head, fork)
+        let table = [
+            ("o/r", Some("o/r"), false),
+            ("Octo/Repo", Some("octo/repo"), false),
+            ("o/r", Some("other/r"), true),
+            ("o/r", None, true),
+            ("", Some("o/r"), true),
+        ];
+        for (base, head, want) in table {
+            assert_eq!(is_fork(base, head), want, "{base} {head:?}");
+        }
         let mut c = BuildContext {
             repo: "o/r".into(),
             ..BuildContext::default()
         };
         assert!(!c.fork());
         c.pull_request = Some(PullRequest {
-            head_repo: "o/r".into(),
-            ..PullRequest::default()
-        });
-        assert!(!c.fork());
-        c.pull_request = Some(PullRequest {
             head_repo: "other/r".into(),
+            fork: true,
             ..PullRequest::default()
         });
         assert!(c.fork());

@@ -71,7 +71,7 @@ mod table_tests;
 pub use branches::{BranchFilter, BranchPattern};
 pub use cache::{job_cache, CacheConfig};
 pub use config::{branch_allowed, Config, GitSettings, JobSpec, MatchSpec, StageSpec};
-pub use context::{BuildContext, EventType, PullRequest};
+pub use context::{is_fork, BuildContext, EventType, PullRequest};
 pub use diag::Diagnostic;
 pub use langs::{builder_arch, RepoFacts, CONSULTED_FILES};
 pub use lint::{lint, lint_with, LintReport};

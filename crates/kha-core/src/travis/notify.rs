@@ -17,10 +17,15 @@
 //! - a channel may be given several times as a list of mappings ("multiple
 //!   notification targets"), each with its own settings;
 //! - `email: false` (or `enabled: false`, `disabled: true`) turns a channel
-//!   off; lists given as a string may be comma-separated (email, webhooks).
+//!   off; lists given as a string may be comma-separated (email, webhooks);
+//! - a recipient, an IRC password or key, or a whole channel may be
+//!   encrypted (`{secure: "…"}`, travis-hub's `decrypt`): it is kept
+//!   encrypted, in [`secure::env_line`] form, and only the control node
+//!   decrypts it when it sends.
 
 use super::cond::{Condition, Data};
 use super::diag::{Diagnostic, Diagnostics};
+use super::secure;
 use super::yaml::{Entry, Kind, Node, Value};
 use serde::{Deserialize, Serialize};
 
@@ -403,8 +408,25 @@ fn frequency(d: &mut Diagnostics, x: &Entry) -> Option<Frequency> {
     f
 }
 
-/// Recipients from a string (comma-separated where `split`) or a list;
-/// encrypted ones are reported.
+/// An encrypted value (`{secure: "…"}`) in its stored form
+/// ([`secure::env_line`]); None if `node` is not one.
+fn encrypted(node: &Node) -> Option<String> {
+    let Kind::Map(entries) = &node.kind else {
+        return None;
+    };
+    match entries.as_slice() {
+        [e] if e.key == "secure" => e.value.scalar().map(secure::env_line),
+        _ => None,
+    }
+}
+
+/// A setting's text, plain or encrypted.
+fn text_or_secure(node: &Node) -> Option<String> {
+    encrypted(node).or_else(|| node.scalar().map(|s| s.trim().to_string()))
+}
+
+/// Recipients from a string (comma-separated where `split`) or a list; an
+/// encrypted one is kept encrypted.
 fn recipients(d: &mut Diagnostics, node: &Node, split: bool, out: &mut Vec<String>) {
     match &node.kind {
         _ if node.is_null() => {}
@@ -420,11 +442,13 @@ fn recipients(d: &mut Diagnostics, node: &Node, split: bool, out: &mut Vec<Strin
                 recipients(d, it, split, out);
             }
         }
-        Kind::Map(_) if node.get("secure").is_some() => d.warn(
-            node.pos,
-            "encrypted recipient (`secure:`): kha cannot decrypt Travis-encrypted values; it is left out",
-        ),
-        Kind::Map(_) => d.warn(node.pos, "a recipient must be a string; left out"),
+        Kind::Map(_) => match encrypted(node) {
+            Some(line) => out.push(line),
+            None => d.warn(
+                node.pos,
+                "a recipient must be a string or {secure: \"…\"}; left out",
+            ),
+        },
     }
 }
 
@@ -483,15 +507,16 @@ fn channel(d: &mut Diagnostics, key: &str, v: &Node, mut ch: Channel, list_key: 
             continue;
         }
         let text = || y.value.scalar().map(|s| s.trim().to_string());
+        let secret = || text_or_secure(&y.value);
         match y.key.as_str() {
             k if k == list_key => recipients(d, &y.value, split, &mut ch.recipients),
             "rooms" if is("jabber") => recipients(d, &y.value, false, &mut ch.rooms),
             "template" if !is("email") => ch.template = lines(&y.value),
             "use_notice" if is("irc") => ch.use_notice = y.value.as_bool().unwrap_or(false),
             "skip_join" if is("irc") => ch.skip_join = y.value.as_bool().unwrap_or(false),
-            "channel_key" if is("irc") => ch.channel_key = text(),
-            "password" if is("irc") => ch.password = text(),
-            "nickserv_password" if is("irc") => ch.nickserv_password = text(),
+            "channel_key" if is("irc") => ch.channel_key = secret(),
+            "password" if is("irc") => ch.password = secret(),
+            "nickserv_password" if is("irc") => ch.nickserv_password = secret(),
             "nick" if is("irc") => ch.nick = text(),
             "format" if is("webhooks") => match text().as_deref() {
                 Some("kha") | Some("travis") => ch.format = text(),
@@ -503,10 +528,13 @@ fn channel(d: &mut Diagnostics, key: &str, v: &Node, mut ch: Channel, list_key: 
             "if" => ch.condition = y.value.scalar().map(|t| Condition::new(t, y.value.pos)),
             "enabled" => ch.enabled = y.value.as_bool().unwrap_or(true),
             "disabled" => ch.enabled = !y.value.as_bool().unwrap_or(false),
-            "secure" => d.warn(
-                y.key_pos,
-                "encrypted setting (`secure:`): kha cannot decrypt Travis-encrypted values; ignored",
-            ),
+            // The channel itself encrypted (`webhooks: {secure: "…"}`):
+            // its plaintext is a recipient (a URL, `host#channel`, an
+            // address). A plugin decrypts its own config's values.
+            "secure" if !plugin => match y.value.scalar() {
+                Some(c) => ch.recipients.push(secure::env_line(c)),
+                None => d.warn(y.value.pos, "`secure` must be a string; ignored"),
+            },
             // A plugin reads its own settings from `config`.
             _ if plugin => {}
             other => {
@@ -583,6 +611,30 @@ mod tests {
                 Value::Seq(vec![Value::Str("#ci:x.org".into())])
             )])
         );
+    }
+
+    #[test]
+    fn encrypted_values_stay_encrypted() {
+        let (n, w) = read(
+            "notifications:\n  email:\n    recipients:\n      - a@x.org\n      - secure: \"QUJD\\nREVG\"\n  irc:\n    channels: [{secure: SVJD}]\n    password: {secure: UFc=}\n    channel_key: plain\n  webhooks: {secure: V0g=}\n  slack: {secure: U0w=}\n",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        let line = |c: &str| secure::env_line(c);
+        assert_eq!(
+            n.email[0].recipients,
+            ["a@x.org".to_string(), line("QUJDREVG")]
+        );
+        assert_eq!(n.irc[0].recipients, [line("SVJD")]);
+        assert_eq!(n.irc[0].password, Some(line("UFc=")));
+        assert_eq!(n.irc[0].channel_key.as_deref(), Some("plain"));
+        assert_eq!(n.webhooks[0].recipients, [line("V0g=")]);
+        // A plugin gets its config as written, decrypted when sent.
+        assert_eq!(
+            n.plugins[0].1.config,
+            Value::Map(vec![("secure".into(), Value::Str("U0w=".into()))])
+        );
+        let (_, w) = read("notifications:\n  email:\n    recipients: [{secure: [1]}]\n");
+        assert_eq!(w.len(), 1, "{w:?}");
     }
 
     #[test]

@@ -25,9 +25,25 @@ pub fn env_line(ciphertext_b64: &str) -> String {
     format!("{SECURE_PREFIX}{compact}")
 }
 
+/// The env line of an encrypted value of `name` alone (`NAME: {secure:
+/// "…"}`: the plaintext is the value, as travis-yml reads a map entry):
+/// `NAME:` before the ciphertext, which Base64 never holds.
+pub fn named_env_line(name: &str, ciphertext_b64: &str) -> String {
+    let line = env_line(ciphertext_b64);
+    format!("{SECURE_PREFIX}{name}:{}", &line[SECURE_PREFIX.len()..])
+}
+
 /// The ciphertext of an encrypted env line; `None` for a plain line.
 pub fn ciphertext(line: &str) -> Option<&str> {
-    line.strip_prefix(SECURE_PREFIX)
+    let rest = line.strip_prefix(SECURE_PREFIX)?;
+    Some(rest.split_once(':').map_or(rest, |(_, c)| c))
+}
+
+/// The variable an encrypted line is the value of (the `NAME: {secure:
+/// "…"}` form); `None` for a plain line or an encrypted `NAME=value`.
+pub fn variable(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix(SECURE_PREFIX)?;
+    rest.split_once(':').map(|(n, _)| n)
 }
 
 /// A line as people are shown it: encrypted entries as `[secure]`.

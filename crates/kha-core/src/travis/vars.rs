@@ -170,6 +170,7 @@ mod tests {
             head_branch: "feature".into(),
             head_sha: "h1".into(),
             draft: false,
+            fork: true,
         });
         let mut tag = push.clone();
         tag.tag = Some("v1".into());

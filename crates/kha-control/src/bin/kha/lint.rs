@@ -69,6 +69,7 @@ impl ContextArgs {
                     self.repo.clone()
                 },
                 head_branch: self.pr_branch.clone().unwrap_or_default(),
+                fork: self.fork,
                 ..PullRequest::default()
             }),
             ..BuildContext::default()

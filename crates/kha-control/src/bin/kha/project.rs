@@ -427,6 +427,15 @@ fn show(p: &kha_core::view::Project) {
             if p.has_credentials { "stored" } else { "none" }.into(),
         ),
         ("visibility", visibility(p.private).into()),
+        (
+            "secrets",
+            if p.share_secrets_with_forks {
+                "also for pull requests from forks"
+            } else {
+                "not for pull requests from forks"
+            }
+            .into(),
+        ),
         ("vcs", p.vcs.to_string()),
     ];
     if !p.module.is_empty() {

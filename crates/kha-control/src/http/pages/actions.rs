@@ -180,6 +180,7 @@ pub struct SettingsForm {
     /// Checkboxes: "on" when checked, absent when not.
     build_tags: String,
     cancel_superseded: String,
+    share_secrets_with_forks: String,
 }
 
 #[derive(Deserialize)]
@@ -248,6 +249,7 @@ pub async fn settings(
         let poll = secs("poll interval", &f.poll_interval_secs)?;
         let branch = f.default_branch.trim().to_string();
         let (tags, superseded) = (!f.build_tags.is_empty(), !f.cancel_superseded.is_empty());
+        let share = !f.share_secrets_with_forks.is_empty();
         let u = api::projects::ProjectUpdate {
             private: (private != p.private).then_some(private),
             default_branch: (branch != p.default_branch).then_some(branch),
@@ -255,7 +257,7 @@ pub async fn settings(
             poll_interval_secs: (poll != p.poll_interval_secs).then_some(poll),
             build_tags: (tags != p.build_tags).then_some(tags),
             cancel_superseded: (superseded != p.cancel_superseded).then_some(superseded),
-            share_secrets_with_forks: None,
+            share_secrets_with_forks: (share != p.share_secrets_with_forks).then_some(share),
             notify: None,
         };
         let unchanged = u.private.is_none()
@@ -263,7 +265,8 @@ pub async fn settings(
             && u.timeout_secs.is_none()
             && u.poll_interval_secs.is_none()
             && u.build_tags.is_none()
-            && u.cancel_superseded.is_none();
+            && u.cancel_superseded.is_none()
+            && u.share_secrets_with_forks.is_none();
         if !unchanged {
             api::projects::update(app, &who, &name, u).await?;
         }

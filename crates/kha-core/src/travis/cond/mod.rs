@@ -394,6 +394,7 @@ mod tests {
                 number: 3,
                 head_repo: "f/r".into(),
                 head_branch: "topic".into(),
+                fork: true,
                 ..PullRequest::default()
             }),
             ..BuildContext::default()

@@ -82,7 +82,9 @@ fn env_lines(d: &mut Diagnostics, node: &Node, depth: usize, out: &mut Vec<Strin
                 // `FOO: {secure: "…"}`: an encrypted value of FOO alone.
                 if let Some(c) = e.value.get("secure").map(|x| &x.value) {
                     match c.scalar() {
-                        Some(c) if !c.trim().is_empty() => out.push(secure::env_line(c)),
+                        Some(c) if !c.trim().is_empty() => {
+                            out.push(secure::named_env_line(&e.key, c))
+                        }
                         _ => d.warn(
                             c.pos,
                             "`secure:` must be the encrypted value as a string; left out",
@@ -197,8 +199,15 @@ mod tests {
         .unwrap();
         assert_eq!(
             cfg.env_global,
-            ["A=1".to_string(), s("QUJDREVG"), s("WFla")]
+            [
+                "A=1".to_string(),
+                s("QUJDREVG"),
+                secure::named_env_line("TOKEN", "WFla")
+            ]
         );
+        assert_eq!(secure::variable(&cfg.env_global[2]), Some("TOKEN"));
+        assert_eq!(secure::ciphertext(&cfg.env_global[2]), Some("WFla"));
+        assert_eq!(secure::variable(&cfg.env_global[1]), None);
         assert_eq!(
             cfg.env_jobs,
             [vec![s("T05F")], vec!["B=2".to_string(), s("VFdP")]]

@@ -339,6 +339,7 @@ jobs:
         c.pull_request = Some(PullRequest {
             number: 1,
             head_repo: "someone/r".into(),
+            fork: true,
             ..PullRequest::default()
         });
         assert_eq!(build_runs(&cfg, &c), (false, None));
