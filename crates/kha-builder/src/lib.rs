@@ -288,17 +288,31 @@ pub fn write_fresh(path: &std::path::Path, text: &str) -> std::io::Result<()> {
         .write_all(text.as_bytes())
 }
 
-/// Reads a file the job could have replaced, without following a symbolic
-/// link there: the job must not make the builder read a file of the host's.
-pub fn read_nofollow(path: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Read;
+/// Opens a file the job could have replaced, for reading, only if it is a
+/// regular file: not through a symbolic link (the job must not make the
+/// builder read a file of the host's) and not a FIFO or device (an open or
+/// a read that never returns would hold a slot forever).
+pub fn open_regular(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut s = String::new();
-    std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)?
-        .read_to_string(&mut s)?;
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(f)
+}
+
+/// Reads at most `limit` bytes of a small file the job could have replaced
+/// (see [`open_regular`]).
+pub fn read_regular(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    open_regular(path)?.take(limit).read_to_string(&mut s)?;
     Ok(s)
 }
 
@@ -332,9 +346,13 @@ mod workspace_file_tests {
             std::fs::read_to_string(dir.join("run.sh")).unwrap(),
             "#!/bin/sh\n"
         );
-        // A state file that is a link is not read through.
+        // A state file that is a link is not read through, a FIFO not
+        // waited on.
         std::os::unix::fs::symlink(&victim, dir.join("state")).unwrap();
-        assert!(read_nofollow(&dir.join("state")).is_err());
+        assert!(read_regular(&dir.join("state"), 100).is_err());
+        std::fs::remove_file(dir.join("state")).unwrap();
+        nix::unistd::mkfifo(&dir.join("state"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(read_regular(&dir.join("state"), 100).is_err());
         // A real `.kha` (the repository's hooks) is kept.
         std::fs::create_dir(dir.join("hooks")).unwrap();
         kha_dir(ws.path()).unwrap();

@@ -93,16 +93,33 @@ fn read_block(r: &mut impl Read, block: &mut [u8; BLOCK]) -> io::Result<bool> {
 }
 
 /// Writes `tar` gzip'd to `out`; returns its size and SHA-256 (hex).
+///
+/// `out` is in the workspace, where the job could have left a symbolic
+/// link to a host file: whatever entry is there is removed, and the file
+/// is created new (`O_EXCL` does not follow a link) and read back without
+/// following one.
 pub fn compress(tar: File, out: &Path) -> io::Result<(u64, String)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::symlink_metadata(out) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(out)?,
+        Ok(_) => std::fs::remove_file(out)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)?;
     let mut src = BufReader::new(tar);
-    let mut enc = GzEncoder::new(
-        BufWriter::new(File::create(out)?),
-        flate2::Compression::default(),
-    );
+    let mut enc = GzEncoder::new(BufWriter::new(created), flate2::Compression::default());
     io::copy(&mut src, &mut enc)?;
     enc.finish()?.flush()?;
     let mut h = Sha256::new();
-    let size = io::copy(&mut BufReader::new(File::open(out)?), &mut h)?;
+    let written = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(out)?;
+    let size = io::copy(&mut BufReader::new(written), &mut h)?;
     Ok((size, hex::encode(h.finalize())))
 }
 
@@ -182,6 +199,16 @@ mod tests {
         assert_eq!(sha.len(), 64);
         decompress(&d.path().join("5.tgz"), &d.path().join("back.tar")).unwrap();
         assert_eq!(fp(&d.path().join("back.tar")), fp(&tar5));
+
+        // A link the job left where the archive goes: replaced, the file
+        // it pointed at untouched.
+        let host = d.path().join("host-file");
+        std::fs::write(&host, "keep").unwrap();
+        let out = d.path().join("planted.tgz");
+        std::os::unix::fs::symlink(&host, &out).unwrap();
+        compress(File::open(&tar5).unwrap(), &out).unwrap();
+        assert_eq!(std::fs::read_to_string(&host).unwrap(), "keep");
+        assert!(std::fs::symlink_metadata(&out).unwrap().is_file());
     }
 
     #[test]

@@ -155,11 +155,11 @@ impl JobCache {
         }
         let (gz, restored) = (self.dir.join("save.tgz"), restored.map(str::to_string));
         let packed = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-            let fp = archive::fingerprint(open_nofollow(&tar)?)?;
+            let fp = archive::fingerprint(crate::open_regular(&tar)?)?;
             if restored.as_deref() == Some(fp.as_str()) {
                 return Ok(None);
             }
-            let (size, sha) = archive::compress(open_nofollow(&tar)?, &gz)?;
+            let (size, sha) = archive::compress(crate::open_regular(&tar)?, &gz)?;
             Ok(Some((fp, size, sha)))
         })
         .await;
@@ -242,14 +242,4 @@ fn real_dir(p: &Path) -> bool {
 /// A regular file at `p` itself, not through a symbolic link.
 fn regular_file(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file())
-}
-
-/// Opens a file the job wrote without following a symbolic link there:
-/// the job must not make the builder read a file of the host's.
-fn open_nofollow(p: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(p)
 }

@@ -446,7 +446,7 @@ impl Job {
     }
 
     fn progress(&self) -> driver::Progress {
-        let state = crate::read_nofollow(&self.run.workspace.join(".kha/state"));
+        let state = crate::read_regular(&self.run.workspace.join(".kha/state"), 1 << 20);
         driver::read_progress(&state.unwrap_or_default())
     }
 
