@@ -119,4 +119,16 @@ fn cache_is_restored_falls_back_cleared_and_limited() {
             .all(|e| e["branch"] != "big"),
         "{json}"
     );
+
+    // Removing the project removes its archives: a project added later
+    // under the same name must not restore them.
+    assert!(c
+        .kha_json(&["cache", "list", "demo"])
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
+    c.kha_ok(&["project", "remove", "demo"]);
+    let left: Vec<_> = std::fs::read_dir(c.path("control").join("cache/demo"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -217,8 +217,9 @@ pub async fn public_key(
     })
 }
 
-/// Removes a project, and every role and star naming it (a project added
-/// later under the same name starts with nobody).
+/// Removes a project, its key pair, its cache, and every role and star
+/// naming it (a project added later under the same name starts with
+/// nobody and nothing).
 pub async fn remove(app: &App, who: &Principal, name: &str) -> Result<(), ApiError> {
     who.require_admin()?;
     if !app.store.remove_project(name)? {
@@ -226,6 +227,11 @@ pub async fn remove(app: &App, who: &Principal, name: &str) -> Result<(), ApiErr
     }
     if let Err(e) = app.sched.keys.remove(name) {
         tracing::warn!(project = name, error = %e, "cannot remove the project's key");
+    }
+    // Its cached archives go too: a project added later under the same
+    // name must not restore them.
+    if let Err(e) = app.caches.clear(name, None).await {
+        tracing::warn!(project = name, error = %e, "cannot remove the project's cache");
     }
     for u in app.store.list_users()? {
         if u.roles.contains_key(name) || u.stars.contains(name) {

@@ -165,10 +165,11 @@ impl CacheStore {
                 Err(e) => return Err(e.into()),
             };
             a.used_ms = now;
-            self.index.insert(
-                &k,
-                serde_json::to_vec(&a).map_err(|e| CacheError::Corrupt(e.to_string()))?,
-            )?;
+            // Only if the entry is still the one read: a commit that
+            // replaced it meanwhile (and removed this file, which stays
+            // readable through `file`) must not be undone.
+            let used = serde_json::to_vec(&a).map_err(|e| CacheError::Corrupt(e.to_string()))?;
+            let _ = self.index.compare_and_swap(&k, Some(&v), Some(used))?;
             return Ok(Some((a, file)));
         }
         Ok(None)
