@@ -259,6 +259,16 @@ impl Triggerer {
                     }
                     spec.cache =
                         travis::job_cache(&cfg_cache, &plan, sched.cfg.cache.max_archive_bytes);
+                    // A job that sees decrypted secrets caches apart: its
+                    // archive could hold them (`cargo login` writes the
+                    // token under ~/.cargo), and a job without them (a
+                    // fork's pull request, or any job an untrusted builder
+                    // may take) must never restore it.
+                    if let Some(c) = spec.cache.as_mut() {
+                        if spec.env.iter().any(|l| travis::secure::ciphertext(l).is_some()) {
+                            c.slug.push_str("--secure");
+                        }
+                    }
                     spec.vars = travis::vars::job_vars(
                         &ctx,
                         &travis::vars::JobFacts {
