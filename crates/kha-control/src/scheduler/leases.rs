@@ -15,18 +15,35 @@ use tracing::{debug, info, warn};
 impl Scheduler {
     /// A builder accepted an offer: store the lease, then tell it to start.
     pub async fn accept(&self, builder: &str, job_id: JobId, epoch: Epoch) {
-        let valid = {
+        let (valid, untrusted) = {
             let mut inner = self.lock();
             match inner.offers.get(&job_id) {
                 Some(o) if o.builder == builder && o.epoch == Some(epoch) => {
                     inner.offers.remove(&job_id);
-                    true
+                    // Trust can be withdrawn between the offer and the
+                    // accept: encrypted variables go only to a builder
+                    // trusted now.
+                    let secrets = inner.queued.get(&job_id).is_some_and(|q| q.secrets);
+                    let trusted = inner.sessions.get(builder).is_some_and(|s| s.trusted);
+                    (true, secrets && !trusted)
                 }
-                _ => false,
+                _ => (false, false),
             }
         };
         if !valid {
             self.revoke(builder, job_id, epoch, "the offer was withdrawn");
+            return;
+        }
+        if untrusted {
+            info!(job_id, builder_id = %builder, "offer withdrawn: the builder is no longer trusted with encrypted variables");
+            self.revoke(
+                builder,
+                job_id,
+                epoch,
+                "the builder is no longer trusted with encrypted variables",
+            );
+            self.lock().requeue_front(job_id);
+            self.dispatch();
             return;
         }
         let now = self.clock.now();

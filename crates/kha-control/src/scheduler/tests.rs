@@ -66,6 +66,11 @@ fn fixture_without_flush() -> Fixture {
 
 /// Creates a build of `n` queued jobs in `project`; returns the jobs.
 async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
+    build_with_env(f, project, n, vec![]).await
+}
+
+/// As [`build`], each job with these env lines.
+async fn build_with_env(f: &Fixture, project: &str, n: u32, env: Vec<String>) -> Vec<Job> {
     let s = &f.sched;
     let id = s.store.next_id().unwrap();
     let mut jobs = vec![];
@@ -93,6 +98,7 @@ async fn build(f: &Fixture, project: &str, n: u32) -> Vec<Job> {
             queue_key: s.normal_key().unwrap(),
             spec: JobSpec {
                 timeout_secs: 60,
+                env: env.clone(),
                 ..Default::default()
             },
         });
@@ -453,6 +459,41 @@ async fn offers_need_credit_and_matching_labels() {
     assert!(offers(&mut lin).is_empty(), "no credit yet");
     f.sched.set_credit("lin", 1);
     assert_eq!(offers(&mut lin), vec![(jobs[0].id, 1)]);
+}
+
+#[tokio::test]
+async fn trust_withdrawn_before_the_accept_sends_no_secrets() {
+    let f = fixture();
+    let secure = kha_core::travis::secure::env_line("bm90IHJlYWQ=");
+    let jobs = build_with_env(&f, "p", 1, vec![secure]).await;
+    let mut lin = connect(&f, "lin", &["os=linux"]);
+    f.sched.set_trusted("lin", true);
+    f.sched.set_credit("lin", 1);
+    let (job, epoch) = offers(&mut lin)[0];
+    assert_eq!(job, jobs[0].id);
+    f.sched.set_trusted("lin", false);
+    f.sched.accept("lin", job, epoch).await;
+    let mut granted = false;
+    let mut revoked = false;
+    while let Ok(Ok(ControlMessage { msg: Some(m) })) = lin.try_recv() {
+        match m {
+            Msg::Granted(_) => granted = true,
+            Msg::Revoke(_) => revoked = true,
+            _ => {}
+        }
+    }
+    assert!(revoked && !granted);
+    let j = f.sched.store.get_job(job).unwrap().unwrap();
+    assert_eq!(j.state, JobState::Queued);
+    assert!(f
+        .sched
+        .why_waiting(job)
+        .unwrap()
+        .contains("trusted builder"));
+    // Trusted again: offered again.
+    f.sched.set_trusted("lin", true);
+    f.sched.set_credit("lin", 1);
+    assert_eq!(offers(&mut lin).len(), 1);
 }
 
 #[tokio::test]

@@ -265,7 +265,11 @@ impl Triggerer {
                     // fork's pull request, or any job an untrusted builder
                     // may take) must never restore it.
                     if let Some(c) = spec.cache.as_mut() {
-                        if spec.env.iter().any(|l| travis::secure::ciphertext(l).is_some()) {
+                        if spec
+                            .env
+                            .iter()
+                            .any(|l| travis::secure::ciphertext(l).is_some())
+                        {
                             c.slug.push_str("--secure");
                         }
                     }
