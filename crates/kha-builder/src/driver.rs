@@ -61,8 +61,12 @@ pub struct SecureVar {
 }
 
 /// Exports of the secure variables at `position`: shown as Travis shows
-/// them (`export NAME=[secure]`), the value single-quoted. A name that is
-/// not a variable name is left out (it would be shell code).
+/// them (`export NAME=[secure]`), the value the shell word its owner
+/// encrypted, evaluated by the job's shell as travis-build's `export
+/// NAME=value` is (so `$OTHER` in it expands, and quotes and escapes mean
+/// what Travis's docs say; like the plain `env:` lines it is the project's
+/// own shell code, run in the job's container). A name that is not a
+/// variable name is left out.
 fn export_secure(s: &mut String, secure: &[SecureVar], position: impl Fn(u32) -> bool) {
     for v in secure.iter().filter(|v| position(v.position)) {
         if !kha_core::travis::secure::is_var_name(&v.name) {
@@ -70,10 +74,25 @@ fn export_secure(s: &mut String, secure: &[SecureVar], position: impl Fn(u32) ->
         }
         s.push_str(&format!(
             "printf 'export %s=[secure]\\n' {n}\nexport {n}={}\n",
-            sh_quote(v.value.expose()),
+            v.value.expose(),
             n = v.name
         ));
     }
+}
+
+/// What the log masks of the secure variables: each value as written and
+/// as the job prints it (quotes removed).
+pub fn secure_mask_values(secure: &[SecureVar]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in secure {
+        let raw = v.value.expose();
+        for m in [raw.to_string(), kha_core::travis::secure::literal(raw)] {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
 }
 
 pub fn script(input: &DriverInput<'_>) -> String {
@@ -308,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn secure_variables_in_place_quoted_and_shown_as_secure() {
+    fn secure_variables_in_place_evaluated_and_shown_as_secure() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join(".kha")).unwrap();
         let v = |name: &str, value: &str, position| SecureVar {
@@ -316,12 +335,21 @@ mod tests {
             value: value.into(),
             position,
         };
+        // Values as their owner wrote them after `NAME=`, evaluated by
+        // the job's shell as on Travis.
         let secure = [
-            v("TOKEN", "it's $(rm -rf x) `y`", 0),
+            v("TOKEN", r#"'it'\''s $(rm -rf x) `y`'"#, 0),
+            v("REMOTE", "https://$TOKEN@h", 0),
             v("BAD-NAME", "x", 0),
             v("LAST", "z", 9),
         ];
-        let p = phases(|p| p.script = vec![r#"echo "$URL $LAST $TRAVIS_SECURE_ENV_VARS""#.into()]);
+        assert_eq!(
+            secure_mask_values(&secure[..1]),
+            [r#"'it'\''s $(rm -rf x) `y`'"#, "it's $(rm -rf x) `y`"]
+        );
+        let p = phases(|p| {
+            p.script = vec![r#"echo "$URL $REMOTE $LAST $TRAVIS_SECURE_ENV_VARS""#.into()]
+        });
         let env = ["URL=\"u:$TOKEN\"".to_string()];
         let text = script(&DriverInput {
             prelude: "",
@@ -339,7 +367,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            "export TOKEN=[secure]\nexport LAST=[secure]\n$ echo \"$URL $LAST $TRAVIS_SECURE_ENV_VARS\"\nu:it's $(rm -rf x) `y` z true\n"
+            "export TOKEN=[secure]\nexport REMOTE=[secure]\nexport LAST=[secure]\n$ echo \"$URL $REMOTE $LAST $TRAVIS_SECURE_ENV_VARS\"\nu:it's $(rm -rf x) `y` https://it's $(rm -rf x) `y`@h z true\n"
         );
         // A fork's pull request: the notice, and false.
         let text = script(&DriverInput {

@@ -202,7 +202,7 @@ impl Job {
         };
         let spool = SharedSpool::new(spool);
         // Before anything is written: no secret value reaches the log.
-        spool.mask(self.secure.vars.iter().map(|v| v.value.expose().as_bytes()));
+        spool.mask(driver::secure_mask_values(&self.secure.vars));
         for n in &self.secure.notes {
             spool.line(n);
         }

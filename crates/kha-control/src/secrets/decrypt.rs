@@ -70,10 +70,11 @@ pub fn job_secrets(lines: &[String], key: Option<&Rsa<Private>>) -> JobSecrets {
         let Some(key) = key else { continue };
         let n = out.entries;
         // `NAME: {secure: "…"}` encrypts the value alone, a list entry
-        // `NAME=value` (travis-yml).
+        // `NAME=value` (travis-yml). Values go as written: the job's shell
+        // evaluates them after `export NAME=`, as travis-build's does.
         let vars = |p: Secret| match secure::variable(line) {
             Some(name) => Ok(vec![(name.to_string(), p.expose().to_string())]),
-            None => secure::parse_assignments(p.expose()),
+            None => secure::parse_assignments_raw(p.expose()),
         };
         match decrypt(key, c).and_then(|p| Ok(vars(p)?)) {
             Ok(vars) => out

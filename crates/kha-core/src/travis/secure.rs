@@ -73,10 +73,39 @@ pub enum AssignmentError {
 
 /// The variables of a decrypted env entry: `NAME=value`, several separated
 /// by blanks (`A=1 B="two words"`), as travis-build's `Env::Var.parse`
-/// reads them. Quotes are removed and nothing is expanded: a secret is a
-/// literal value (kha exports it single-quoted), so `$` in a password stays
-/// a `$`.
+/// reads them, with each value's quotes removed (nothing is expanded).
 pub fn parse_assignments(text: &str) -> Result<Vec<(String, String)>, AssignmentError> {
+    Ok(assignments(text)?
+        .into_iter()
+        .map(|(name, value, _)| (name, value))
+        .collect())
+}
+
+/// As [`parse_assignments`], each value as written (quotes kept): the
+/// shell word travis-build puts after `export NAME=`, which the job's
+/// shell evaluates, so `URL=https://$TOKEN@host` and the escapes Travis's
+/// docs ask for work as they did there.
+pub fn parse_assignments_raw(text: &str) -> Result<Vec<(String, String)>, AssignmentError> {
+    Ok(assignments(text)?
+        .into_iter()
+        .map(|(name, _, raw)| (name, raw))
+        .collect())
+}
+
+/// The literal value of one shell word as written (quotes removed), what
+/// a job prints of it and the builder masks; the word itself when it does
+/// not parse.
+pub fn literal(raw: &str) -> String {
+    match assignments(&format!("X={raw}")) {
+        Ok(v) if v.len() == 1 => v.into_iter().next().map(|(_, l, _)| l).unwrap_or_default(),
+        _ => raw.to_string(),
+    }
+}
+
+/// Name, literal value and the value as written, of each assignment.
+type Assignment = (String, String, String);
+
+fn assignments(text: &str) -> Result<Vec<Assignment>, AssignmentError> {
     let mut out = Vec::new();
     let mut chars = text.trim().chars().peekable();
     while chars.peek().is_some() {
@@ -92,43 +121,50 @@ pub fn parse_assignments(text: &str) -> Result<Vec<(String, String)>, Assignment
             return Err(AssignmentError::NotAssignment);
         }
         let mut value = String::new();
-        while let Some(&c) = chars.peek() {
-            if c.is_whitespace() {
-                break;
-            }
-            chars.next();
-            match c {
-                '\'' => loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => value.push(c),
-                        None => return Err(AssignmentError::Unterminated),
-                    }
-                },
-                '"' => loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => value.push(c),
-                            Some(c) => {
-                                value.push('\\');
-                                value.push(c);
-                            }
-                            None => return Err(AssignmentError::Unterminated),
-                        },
-                        Some(c) => value.push(c),
-                        None => return Err(AssignmentError::Unterminated),
-                    }
-                },
-                '\\' => {
-                    if let Some(c) = chars.next() {
-                        value.push(c);
-                    }
+        let mut raw = String::new();
+        {
+            let mut chars = Recording {
+                inner: &mut chars,
+                raw: &mut raw,
+            };
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
                 }
-                c => value.push(c),
+                chars.next();
+                match c {
+                    '\'' => loop {
+                        match chars.next() {
+                            Some('\'') => break,
+                            Some(c) => value.push(c),
+                            None => return Err(AssignmentError::Unterminated),
+                        }
+                    },
+                    '"' => loop {
+                        match chars.next() {
+                            Some('"') => break,
+                            Some('\\') => match chars.next() {
+                                Some(c @ ('"' | '\\' | '$' | '`')) => value.push(c),
+                                Some(c) => {
+                                    value.push('\\');
+                                    value.push(c);
+                                }
+                                None => return Err(AssignmentError::Unterminated),
+                            },
+                            Some(c) => value.push(c),
+                            None => return Err(AssignmentError::Unterminated),
+                        }
+                    },
+                    '\\' => {
+                        if let Some(c) = chars.next() {
+                            value.push(c);
+                        }
+                    }
+                    c => value.push(c),
+                }
             }
         }
-        out.push((name, value));
+        out.push((name, value, raw));
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
         }
@@ -137,6 +173,25 @@ pub fn parse_assignments(text: &str) -> Result<Vec<(String, String)>, Assignment
         return Err(AssignmentError::NotAssignment);
     }
     Ok(out)
+}
+
+/// A peekable character iterator that records what it yields: the value
+/// as written, beside the value read.
+struct Recording<'a, I: Iterator<Item = char>> {
+    inner: &'a mut std::iter::Peekable<I>,
+    raw: &'a mut String,
+}
+
+impl<I: Iterator<Item = char>> Recording<'_, I> {
+    fn peek(&mut self) -> Option<&char> {
+        self.inner.peek()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.inner.next()?;
+        self.raw.push(c);
+        Some(c)
+    }
 }
 
 #[cfg(test)]
@@ -186,5 +241,19 @@ mod tests {
             parse_assignments("A=\"open"),
             Err(AssignmentError::Unterminated)
         );
+        // As written, for the job's shell; and back to the literal.
+        let raw = parse_assignments_raw(r#"A="two words" URL=https://$T@h B='it''s'"#).unwrap();
+        assert_eq!(
+            raw,
+            v(&[
+                ("A", "\"two words\""),
+                ("URL", "https://$T@h"),
+                ("B", "'it''s'")
+            ])
+        );
+        assert_eq!(literal("\"two words\""), "two words");
+        assert_eq!(literal("'it''s'"), "its");
+        assert_eq!(literal("https://$T@h"), "https://$T@h");
+        assert_eq!(literal("\"open"), "\"open");
     }
 }
