@@ -28,11 +28,18 @@ use kha_core::travis::secure;
 /// the build, not a surprise in the log); for a fork's pull request, none
 /// (unless the project shares them). The values decrypted here are dropped
 /// at once; a grant decrypts them again for its builder.
+/// What [`build_env`] found of each encrypted entry of one build (None:
+/// it decrypts; else why not): the jobs of a matrix share their
+/// `env.global` entries, and an RSA-4096 decryption is milliseconds of a
+/// worker thread, so each is tried once per build.
+pub type Checked = std::collections::HashMap<String, Option<String>>;
+
 pub fn build_env(
     keys: &KeyStore,
     project: &Project,
     req: &Request,
     lines: &[String],
+    checked: &mut Checked,
 ) -> (Vec<String>, SecureEnv, Vec<String>) {
     let has = lines.iter().any(|l| secure::ciphertext(l).is_some());
     let plain = || {
@@ -77,8 +84,13 @@ pub fn build_env(
     for line in lines {
         if secure::ciphertext(line).is_some() {
             n += 1;
-            let one = job_secrets(std::slice::from_ref(line), Some(&key));
-            if let Some(w) = one.warnings.into_iter().next() {
+            let why = checked.entry(line.clone()).or_insert_with(|| {
+                job_secrets(std::slice::from_ref(line), Some(&key))
+                    .warnings
+                    .into_iter()
+                    .next()
+            });
+            if let Some(w) = why {
                 warnings.push(w.replacen("variable 1", &format!("variable {n}"), 1));
                 continue;
             }

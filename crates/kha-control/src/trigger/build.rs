@@ -224,6 +224,7 @@ impl Triggerer {
                         missing.join(", ")
                     ));
                 }
+                let mut checked = crate::secrets::Checked::new();
                 for plan in plans {
                     let id = sched.store.next_job_id()?;
                     let mut requires = plan.requires.clone();
@@ -233,8 +234,13 @@ impl Triggerer {
                     let mut spec = base.clone();
                     // Encrypted entries stay only where the build may see
                     // them and they decrypt (else dropped with a warning).
-                    let (env, secure_env, warnings) =
-                        crate::secrets::build_env(&sched.keys, project, req, &plan.env);
+                    let (env, secure_env, warnings) = crate::secrets::build_env(
+                        &sched.keys,
+                        project,
+                        req,
+                        &plan.env,
+                        &mut checked,
+                    );
                     build.warnings.extend(
                         warnings
                             .into_iter()
