@@ -22,9 +22,57 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// The words of a shell line as the shell splits them at blanks, quotes
+/// and backslashes kept in the words (`A="x y"  B=2` is `A="x y"`, `B=2`):
+/// how `.travis.yml` env lines are compared and read, without running a
+/// shell.
+pub fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (c, quote) {
+            ('\\', q) if q != Some('\'') => {
+                cur.push(c);
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            ('"' | '\'', None) => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            (c, Some(q)) if c == q => {
+                quote = None;
+                cur.push(c);
+            }
+            (c, None) if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::quote;
+    use super::{quote, words};
+
+    #[test]
+    fn words_keep_quotes() {
+        assert_eq!(words("A=1  B=2"), ["A=1", "B=2"]);
+        assert_eq!(words(r#"A="x y" B='a b'"#), [r#"A="x y""#, "B='a b'"]);
+        assert_eq!(words(r"A=x\ y B"), [r"A=x\ y", "B"]);
+        assert_eq!(words(r"A=\"), [r"A=\"]);
+        assert!(words("  ").is_empty());
+    }
 
     #[test]
     fn table() {

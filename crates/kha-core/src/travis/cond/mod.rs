@@ -270,47 +270,11 @@ impl Data {
 /// A line's `NAME=value` words, split as the shell splits them (quotes
 /// kept in the value), or None when a word is not an assignment.
 fn assignments(line: &str) -> Option<Vec<(String, String)>> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match (c, quote) {
-            ('\\', q) if q != Some('\'') => {
-                cur.push(c);
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            ('"' | '\'', None) => {
-                quote = Some(c);
-                cur.push(c);
-            }
-            (c, Some(q)) if c == q => {
-                quote = None;
-                cur.push(c);
-            }
-            (c, None) if c.is_whitespace() => {
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
-            }
-            _ => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    words
+    crate::shell::words(line)
         .into_iter()
         .map(|w| {
             let (k, v) = w.split_once('=')?;
-            let ok = k
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            ok.then(|| (k.to_string(), v.to_string()))
+            crate::travis::secure::is_var_name(k).then(|| (k.to_string(), v.to_string()))
         })
         .collect()
 }

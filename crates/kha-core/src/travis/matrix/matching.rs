@@ -21,41 +21,7 @@ fn wrap_eq(a: &Value, b: &Value) -> bool {
 /// Shell words of an env line, quotes kept, so `A=1  B=2` and `A=1 B=2`
 /// are equal and `B=2 A=1` is not ("the value must match exactly").
 fn words(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for c in line.chars() {
-        if escaped {
-            cur.push(c);
-            escaped = false;
-            continue;
-        }
-        match (c, quote) {
-            ('\\', q) if q != Some('\'') => {
-                cur.push(c);
-                escaped = true;
-            }
-            ('"' | '\'', None) => {
-                quote = Some(c);
-                cur.push(c);
-            }
-            (c, Some(q)) if c == q => {
-                quote = None;
-                cur.push(c);
-            }
-            (c, None) if c.is_whitespace() => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            _ => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
+    crate::shell::words(line)
 }
 
 fn env_words(lines: &[String]) -> Vec<String> {
