@@ -103,31 +103,7 @@ async fn build_with_env(f: &Fixture, project: &str, n: u32, env: Vec<String>) ->
             },
         });
     }
-    let b = Build {
-        id,
-        project: project.into(),
-        branch: "master".into(),
-        commit: format!("{id:040}"),
-        message: String::new(),
-        state: BuildState::Queued,
-        created_ms: 0,
-        finished_ms: 0,
-        jobs: jobs.iter().map(|j| j.id).collect(),
-        warnings: vec![],
-        error: String::new(),
-        pr_number: 0,
-        event: "api".into(),
-        fast_finish: false,
-        author: String::new(),
-        tag: false,
-        author_email: String::new(),
-        committer: String::new(),
-        committer_email: String::new(),
-        previous_state: None,
-        notifications: None,
-        context: None,
-        stages: vec![],
-    };
+    let b = Build::for_test(id, project, "master", jobs.iter().map(|j| j.id).collect());
     let (mut b, mut jobs) = (b, jobs);
     s.store.create_build(&mut b, &mut jobs, 0).unwrap();
     s.enqueue(&jobs);

@@ -140,6 +140,39 @@ pub fn dedup_name(branch: &str, pr_number: u64) -> String {
     }
 }
 
+#[cfg(test)]
+impl Build {
+    /// A queued API build of `jobs` at a made-up commit, for tests to
+    /// change the fields they are about.
+    pub fn for_test(id: BuildId, project: &str, branch: &str, jobs: Vec<JobId>) -> Build {
+        Build {
+            id,
+            project: project.into(),
+            branch: branch.into(),
+            commit: format!("{id:040}"),
+            message: String::new(),
+            state: BuildState::Queued,
+            created_ms: 0,
+            finished_ms: 0,
+            jobs,
+            warnings: vec![],
+            error: String::new(),
+            pr_number: 0,
+            event: "api".into(),
+            fast_finish: false,
+            author: String::new(),
+            tag: false,
+            author_email: String::new(),
+            committer: String::new(),
+            committer_email: String::new(),
+            previous_state: None,
+            notifications: None,
+            context: None,
+            stages: vec![],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,

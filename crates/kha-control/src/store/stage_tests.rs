@@ -38,29 +38,8 @@ fn staged(store: &Store, stages: &[&str], jobs: &[(&str, bool)]) -> (Build, Vec<
         })
         .collect();
     let b = Build {
-        id,
-        project: "p".into(),
-        branch: "main".into(),
-        commit: format!("{id:040}"),
-        message: String::new(),
-        state: BuildState::Queued,
-        created_ms: 0,
-        finished_ms: 0,
-        jobs: jobs.iter().map(|j| j.id).collect(),
-        warnings: vec![],
-        error: String::new(),
-        pr_number: 0,
-        event: "api".into(),
-        fast_finish: false,
-        author: String::new(),
-        tag: false,
-        author_email: String::new(),
-        committer: String::new(),
-        committer_email: String::new(),
-        previous_state: None,
-        notifications: None,
         stages: stages.iter().map(|s| s.to_string()).collect(),
-        context: None,
+        ..Build::for_test(id, "p", "main", jobs.iter().map(|j| j.id).collect())
     };
     (b, jobs)
 }

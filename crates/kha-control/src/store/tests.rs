@@ -6,7 +6,7 @@
 use super::records::{Build, Job, JobSpec};
 use super::*;
 use kha_core::event::EventKind;
-use kha_core::{BuildState, JobState, Labels};
+use kha_core::{JobState, Labels};
 
 const CHILD: &str = "KHA_STORE_CRASH_CHILD";
 
@@ -35,31 +35,7 @@ fn build(store: &Store) -> (Build, Vec<Job>) {
         queue_key: QUEUE_NORMAL_BASE + id,
         spec: JobSpec::default(),
     };
-    let b = Build {
-        id,
-        project: "p".into(),
-        branch: "main".into(),
-        commit: format!("{id:040}"),
-        message: String::new(),
-        state: BuildState::Queued,
-        created_ms: 0,
-        finished_ms: 0,
-        jobs: vec![job.id],
-        warnings: vec![],
-        error: String::new(),
-        pr_number: 0,
-        event: "api".into(),
-        fast_finish: false,
-        author: String::new(),
-        tag: false,
-        author_email: String::new(),
-        committer: String::new(),
-        committer_email: String::new(),
-        previous_state: None,
-        notifications: None,
-        context: None,
-        stages: vec![],
-    };
+    let b = Build::for_test(id, "p", "main", vec![job.id]);
     (b, vec![job])
 }
 

@@ -40,29 +40,8 @@ fn staged(f: &Fixture) -> Vec<Job> {
         })
         .collect();
     let mut b = Build {
-        id,
-        project: "p".into(),
-        branch: "master".into(),
-        commit: format!("{id:040}"),
-        message: String::new(),
-        state: BuildState::Queued,
-        created_ms: 0,
-        finished_ms: 0,
-        jobs: jobs.iter().map(|j| j.id).collect(),
-        warnings: vec![],
-        error: String::new(),
-        pr_number: 0,
-        event: "api".into(),
-        fast_finish: false,
-        author: String::new(),
-        tag: false,
-        author_email: String::new(),
-        committer: String::new(),
-        committer_email: String::new(),
-        previous_state: None,
-        notifications: None,
         stages: vec!["a".into(), "b".into()],
-        context: None,
+        ..Build::for_test(id, "p", "master", jobs.iter().map(|j| j.id).collect())
     };
     s.store.create_build(&mut b, &mut jobs, 0).unwrap();
     s.enqueue(&jobs);
