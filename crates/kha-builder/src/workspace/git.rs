@@ -1,8 +1,9 @@
 //! git, through git2: a bare mirror per repository URL is kept as a cache
-//! and fetched before each job; the workspace is a local clone of it,
-//! detached at the job's commit, with the real URL as `origin`.
+//! and fetched before each job; the workspace is a new repository holding
+//! a copy of its objects, detached at the job's commit, with the real URL
+//! as `origin`.
 
-use git2::build::{CheckoutBuilder, RepoBuilder};
+use git2::build::CheckoutBuilder;
 use git2::{Cred, FetchOptions, Oid, RemoteCallbacks, Repository};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -99,43 +100,123 @@ impl Vcs for Git {
         let (url, commit) = (src.url.as_str(), src.revision.as_str());
         let oid = Oid::from_str(commit).map_err(|_| CheckoutError::NoRevision(commit.into()))?;
         let mirror = self.mirror(url, oid, creds)?;
-        let mirror_url = mirror.to_string_lossy().to_string();
-        let repo = RepoBuilder::new()
-            // Copies, not hard links: the workspace is handed to the
-            // container's root, and a linked pack would let a job write
-            // into the mirror later jobs check out from.
-            .clone_local(git2::build::CloneLocal::NoLinks)
-            .bare(false)
-            .with_checkout(CheckoutBuilder::new())
-            .clone(&mirror_url, dest);
-        let repo = match repo {
-            Ok(r) => r,
-            // An empty mirror (no branches) cannot be cloned: start empty.
-            Err(_) => Repository::init(dest)?,
-        };
-        // The commit may be reachable only from refs/kha/*: fetch it locally.
-        if repo.find_commit(oid).is_err() {
-            let mut origin = repo.remote_anonymous(&mirror_url)?;
-            let spec = format!("+refs/kha/{oid}:refs/kha/{oid}");
-            origin.fetch(&[spec.as_str()], None, None)?;
-        }
+        let refs = workspace_refs(&mirror, &src.branch)?;
+        write_git_dir(&mirror, dest, url, oid, &refs)?;
+        let repo = Repository::open(dest)?;
         let c = repo
             .find_commit(oid)
             .map_err(|_| CheckoutError::NoRevision(commit.into()))?;
         repo.checkout_tree(c.as_object(), Some(CheckoutBuilder::new().force()))?;
-        repo.set_head_detached(oid)?;
-        repo.remote_set_url("origin", url)
-            .or_else(|_| repo.remote("origin", url).map(|_| ()))?;
-        // The driver script lives in .kha/: keep it out of `git status`.
-        let exclude = dest.join(".git/info/exclude");
-        if let Some(parent) = exclude.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut ex = std::fs::read_to_string(&exclude).unwrap_or_default();
-        ex.push_str("/.kha/\n");
-        std::fs::write(exclude, ex)?;
         Ok(())
     }
+}
+
+/// The refs a workspace gets, as a clone of the mirror would have them:
+/// the mirror's branches as `origin`'s, its tags, and the build's branch
+/// as a local branch; sorted by name, as `packed-refs` wants them.
+fn workspace_refs(mirror: &Path, branch: &str) -> Result<Vec<(String, Oid)>, CheckoutError> {
+    let repo = Repository::open_bare(mirror)?;
+    let mut refs = Vec::new();
+    for r in repo.references()? {
+        let r = r?;
+        let (Some(name), Some(target)) = (r.name(), r.target()) else {
+            continue; // symbolic, or not UTF-8
+        };
+        if let Some(b) = name.strip_prefix("refs/heads/") {
+            refs.push((format!("refs/remotes/origin/{b}"), target));
+            if b == branch {
+                refs.push((name.to_string(), target));
+            }
+        } else if name.starts_with("refs/tags/") {
+            refs.push((name.to_string(), target));
+        }
+    }
+    refs.sort();
+    Ok(refs)
+}
+
+/// Writes a new repository at `dest` (which must not exist) holding a
+/// copy of the mirror's objects, `refs`, HEAD detached at `commit` and
+/// `url` as `origin`: each file written once, as a clone would leave
+/// them but without its lock files, reflogs, hooks directory and second
+/// checkout (per job, these were most of the checkout's cost: file
+/// creations and deletions). Copies, never hard links: the workspace is
+/// handed to the container's root, and a linked pack would let a job
+/// write into the mirror later jobs check out from.
+fn write_git_dir(
+    mirror: &Path,
+    dest: &Path,
+    url: &str,
+    commit: Oid,
+    refs: &[(String, Oid)],
+) -> Result<(), CheckoutError> {
+    let git = dest.join(".git");
+    std::fs::create_dir_all(&git)?;
+    for d in ["objects", "objects/pack", "refs", "info"] {
+        std::fs::create_dir(git.join(d))?;
+    }
+    copy_objects(&mirror.join("objects"), &git.join("objects"))?;
+    let mut packed = String::from("# pack-refs with: sorted \n");
+    for (name, oid) in refs {
+        packed.push_str(&format!("{oid} {name}\n"));
+    }
+    std::fs::write(git.join("packed-refs"), packed)?;
+    std::fs::write(git.join("HEAD"), format!("{commit}\n"))?;
+    std::fs::write(git.join("config"), config_text(url))?;
+    // The driver script lives in .kha/: keep it out of `git status`.
+    std::fs::write(git.join("info/exclude"), "/.kha/\n")?;
+    Ok(())
+}
+
+/// Copies the mirror's packs (each `.pack` before its `.idx`, so a copy
+/// never indexes a pack it lacks) and any loose objects. Packs in a
+/// mirror are only ever added (fetches rename them into place), so this
+/// needs no lock against a concurrent fetch.
+fn copy_objects(from: &Path, to: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(from.join("pack"))? {
+        let name = e?.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".idx")) else {
+            continue;
+        };
+        let pack = format!("{stem}.pack");
+        std::fs::copy(from.join("pack").join(&pack), to.join("pack").join(&pack))?;
+        std::fs::copy(from.join("pack").join(&name), to.join("pack").join(&name))?;
+    }
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let name = e.file_name();
+        let loose = name.len() == 2
+            && name
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !loose || !e.file_type()?.is_dir() {
+            continue;
+        }
+        let dir = to.join(&name);
+        std::fs::create_dir(&dir)?;
+        for o in std::fs::read_dir(e.path())? {
+            let o = o?;
+            std::fs::copy(o.path(), dir.join(o.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A new repository's config with `url` as `origin`, in git's syntax (the
+/// URL quoted and escaped). A URL git cannot hold (a control character)
+/// leaves the repository without `origin`.
+fn config_text(url: &str) -> String {
+    let mut s = String::from(
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n",
+    );
+    if url.chars().any(|c| c.is_control()) {
+        return s;
+    }
+    let quoted = url.replace('\\', "\\\\").replace('"', "\\\"");
+    s.push_str(&format!(
+        "[remote \"origin\"]\n\turl = \"{quoted}\"\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n"
+    ));
+    s
 }
 
 /// Answers a remote's request for credentials, once.
@@ -210,6 +291,21 @@ mod tests {
         assert!(ws.head_detached().unwrap());
         assert_eq!(ws.head().unwrap().target().unwrap().to_string(), commit);
         assert_eq!(ws.find_remote("origin").unwrap().url(), Some(url.as_str()));
+        // The index matches the checkout, and origin's branches are there.
+        let mut st = git2::StatusOptions::new();
+        st.include_untracked(true);
+        assert!(ws.statuses(Some(&mut st)).unwrap().is_empty());
+        let remote_branches: Vec<String> = ws
+            .references_glob("refs/remotes/origin/*")
+            .unwrap()
+            .map(|r| r.unwrap().target().unwrap().to_string())
+            .collect();
+        assert_eq!(remote_branches, [commit.clone()]);
+        // The objects are copies: nothing in the workspace is the mirror's.
+        for e in std::fs::read_dir(dest.join(".git/objects/pack")).unwrap() {
+            let m = e.unwrap().metadata().unwrap();
+            assert_eq!(std::os::unix::fs::MetadataExt::nlink(&m), 1);
+        }
 
         let missing = "0123456789012345678901234567890123456789";
         let err = vcs
