@@ -37,7 +37,7 @@ impl Job {
             self.shared.executor.spawned(&self.run, pid);
         }
         let sp = spool.clone();
-        let pump = tokio::task::spawn_blocking(move || {
+        let mut pump = tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 match reader.read(&mut buf) {
@@ -77,28 +77,25 @@ impl Job {
                 }
             }
             if matches!(waited, Waited::TimedOut) {
-                wait_finished(&pump, Duration::from_secs(2), Duration::from_millis(20)).await;
+                wait_finished(&mut pump, Duration::from_secs(2)).await;
                 spool.note(&format!("the job timed out after {} s", timeout.as_secs()));
             }
         }
         // Output still buffered in the pipe arrives before EOF; a process
         // that escaped and holds the pipe open is killed by cleanup.
-        wait_finished(&pump, Duration::from_secs(5), Duration::from_millis(5)).await;
+        wait_finished(&mut pump, Duration::from_secs(5)).await;
         Ok(waited)
     }
 }
 
 /// Waits up to `within` for a blocking task to end (it cannot be aborted:
 /// the pump ends at the pipe's EOF, which cleanup brings about at the
-/// latest).
-async fn wait_finished(task: &tokio::task::JoinHandle<()>, within: Duration, poll: Duration) {
-    let ended = tokio::time::timeout(within, async {
-        while !task.is_finished() {
-            tokio::time::sleep(poll).await;
-        }
-    })
-    .await;
-    if ended.is_err() {
+/// latest). Awaits the task itself: polling it cost up to a poll interval
+/// (5 ms) of every job's run, as the pump usually ends just after the
+/// process it reads from.
+async fn wait_finished(task: &mut tokio::task::JoinHandle<()>, within: Duration) {
+    // Awaited at most once to its end: a finished task is not polled again.
+    if !task.is_finished() && tokio::time::timeout(within, task).await.is_err() {
         tracing::debug!("the output pump is still reading");
     }
 }
