@@ -97,7 +97,7 @@ pub fn secure_mask_values(secure: &[SecureVar]) -> Vec<String> {
 
 pub fn script(input: &DriverInput<'_>) -> String {
     let mut s = String::from(
-        "#!/bin/sh\n# Written by kha-builder: runs this job's phases.\ncd \"$(dirname \"$0\")/..\" || exit 2\n_kha_ws=$(pwd)\n\
+        "#!/bin/sh\n# Written by kha-builder: runs this job's phases.\ncd \"${0%/*}/..\" || exit 2\n_kha_ws=$PWD\n\
          kha_state() { printf '%s\\n' \"$1\" >> \"$_kha_ws/.kha/state\"; }\nkha_state started\n",
     );
     // Travis's functions and the variables only the container knows,

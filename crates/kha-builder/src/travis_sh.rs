@@ -10,17 +10,30 @@
 pub const FUNCTIONS: &str = include_str!("travis_functions.sh");
 
 /// Variables computed inside the job's container: the checkout's path,
-/// the user, whether it may use root, the distribution's codename, and
+/// the user and whether it may use root (from one `id`), the
+/// distribution's codename (read by the shell itself: each process a
+/// job's driver starts costs CPU on every job), and
 /// Travis's locale when the image has it (else C.UTF-8, which every Debian
 /// image has, rather than a locale that makes every program warn).
 pub const BUILDER_ENV: &str = r#"export TRAVIS_BUILD_DIR="$_kha_ws"
-USER=$(id -un 2>/dev/null || echo root)
+_kha_id=$(id 2>/dev/null)
+_kha_id=${_kha_id#uid=}
+_kha_id=${_kha_id%% *}
+case $_kha_id in
+  *"("*")") USER=${_kha_id#*"("}; USER=${USER%")"} ;;
+  *) USER=root ;;
+esac
 export USER
-if [ "$(id -u 2>/dev/null)" = 0 ]; then TRAVIS_SUDO=true; else TRAVIS_SUDO=false; fi
+if [ "${_kha_id%%"("*}" = 0 ]; then TRAVIS_SUDO=true; else TRAVIS_SUDO=false; fi
 export TRAVIS_SUDO
 for _kha_f in /etc/os-release /usr/lib/os-release; do
   if [ -r "$_kha_f" ]; then
-    TRAVIS_DIST=$(. "$_kha_f" >/dev/null 2>&1; printf '%s' "${VERSION_CODENAME:-}")
+    TRAVIS_DIST=
+    while IFS= read -r _kha_l; do
+      case $_kha_l in
+        VERSION_CODENAME=*) _kha_l=${_kha_l#*=}; _kha_l=${_kha_l#[\"\']}; TRAVIS_DIST=${_kha_l%[\"\']} ;;
+      esac
+    done < "$_kha_f"
     export TRAVIS_DIST
     break
   fi
