@@ -390,7 +390,7 @@ impl Job {
         }
     }
 
-    /// Step 2: the driver script, and the run's scratch directory.
+    /// Step 2: the driver script.
     /// `added`: variables the builder's hooks added, exported after
     /// Travis's and before the job's own `env:`.
     fn prepare(&self, added: &[(String, String)]) -> Result<(), Verdict> {
@@ -410,12 +410,11 @@ impl Job {
             secure_env: spec.secure_env,
             secure: &self.secure.vars,
         });
+        // The scratch directory is the executor's to create (the host
+        // executor needs none: a directory less made and removed per job).
         crate::kha_dir(&self.run.workspace)
             .and_then(|dir| crate::write_fresh(&dir.join("run.sh"), &text))
-            .map_err(|e| Verdict::infrastructure(format!("cannot write the driver: {e}")))?;
-        std::fs::create_dir_all(&self.run.scratch).map_err(|e| {
-            Verdict::infrastructure(format!("cannot create the scratch directory: {e}"))
-        })
+            .map_err(|e| Verdict::infrastructure(format!("cannot write the driver: {e}")))
     }
 
     /// The chosen image as the log describes it.

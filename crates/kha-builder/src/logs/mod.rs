@@ -279,7 +279,11 @@ impl Shipper {
                     Ok(None) => return Err(None),
                     Err(s) => return Err(classify(s)),
                 },
-                _ = self.written.changed(), if pos >= len => {}
+                // Once the spool is done (its sender may be gone, and
+                // `changed` then returns at once), only acks are awaited:
+                // waiting on it too spun the task at full speed between the
+                // last chunk and its ack.
+                _ = self.written.changed(), if pos >= len && !done => {}
             }
         }
     }
