@@ -113,6 +113,8 @@ pub const DEFAULT_PIDS: u64 = 4096;
 /// PATH for the lxc tools we run. Also decides whether lxc finds
 /// `newuidmap` (see [`IdMap`]).
 pub(super) const TOOL_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// PATH of `lxc-execute`: no shadow id-mapping tools (see `command`).
+const LXC_EXECUTE_PATH: &str = "/usr/sbin:/sbin";
 /// The driver script, as the container sees it.
 const SCRIPT: &str = "/workspace/.kha/run.sh";
 /// Runs the driver script (`$0`) and, once it has exited, kills whatever it
@@ -307,9 +309,15 @@ impl Executor for LxcExecutor {
         let conf_file = paths.scratch.join("lxc.conf");
         write_atomic(&conf_file, &conf, 0o600)?;
 
-        let mut cmd = Command::new("lxc-execute");
+        // lxc maps the container's ids with shadow's newuidmap and
+        // newgidmap when it finds them on its PATH: a `sh -c` and the tool
+        // for each map, four processes of every run. Run as root, it
+        // writes the maps itself (the range is still root's own, from
+        // /etc/subuid, see `IdMap`), so lxc-execute gets a PATH without
+        // them. The job's PATH is the config's (`lxc.environment`).
+        let mut cmd = Command::new(tool_path("lxc-execute"));
         cmd.env_clear()
-            .env("PATH", TOOL_PATH)
+            .env("PATH", LXC_EXECUTE_PATH)
             .current_dir("/")
             .stdin(Stdio::null())
             .arg("-n")
@@ -350,6 +358,16 @@ impl Executor for LxcExecutor {
     fn diagnose(&self, run: &JobRun) -> Vec<String> {
         lxc_errors(run)
     }
+}
+
+/// Where `tool` is on [`TOOL_PATH`] (its bare name if nowhere, for the
+/// error of the spawn to name it).
+pub(super) fn tool_path(tool: &str) -> PathBuf {
+    TOOL_PATH
+        .split(':')
+        .map(|dir| Path::new(dir).join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(tool))
 }
 
 /// Container and image names: safe as a path component, a config value and
