@@ -300,7 +300,7 @@ mod tests {
             .unwrap()
             .map(|r| r.unwrap().target().unwrap().to_string())
             .collect();
-        assert_eq!(remote_branches, [commit.clone()]);
+        assert_eq!(remote_branches, std::slice::from_ref(&commit));
         // The objects are copies: nothing in the workspace is the mirror's.
         for e in std::fs::read_dir(dest.join(".git/objects/pack")).unwrap() {
             let m = e.unwrap().metadata().unwrap();
