@@ -4,7 +4,7 @@
 
 use crate::{Epoch, JobId, Millis};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
@@ -35,11 +35,15 @@ pub enum LeaseError {
 pub struct LeaseTable {
     leases: HashMap<JobId, Lease>,
     by_builder: HashMap<String, BTreeSet<JobId>>,
+    /// Leases whose builder's last heartbeat said it runs them: any later
+    /// message of that builder renews them ([`LeaseTable::touch`]).
+    confirmed: HashSet<JobId>,
 }
 
 impl LeaseTable {
     pub fn insert(&mut self, lease: Lease) {
         let (job, builder) = (lease.job, lease.builder.clone());
+        self.confirmed.remove(&job);
         if let Some(old) = self.leases.insert(job, lease) {
             self.unindex(&old.builder, job);
         }
@@ -61,6 +65,7 @@ impl LeaseTable {
 
     pub fn remove(&mut self, job: JobId) -> Option<Lease> {
         let lease = self.leases.remove(&job)?;
+        self.confirmed.remove(&job);
         self.unindex(&lease.builder, job);
         Some(lease)
     }
@@ -99,7 +104,9 @@ impl LeaseTable {
 
     /// Renews the leases a builder reports in a heartbeat. Returns the
     /// `(job, epoch)` pairs that are really its own; anything else it runs
-    /// must be stopped.
+    /// must be stopped. What it reports becomes what its other messages
+    /// renew ([`LeaseTable::touch`]); a lease of its that it does not report
+    /// (a grant it never got) is renewed by nothing and expires.
     pub fn renew(
         &mut self,
         builder: &str,
@@ -107,16 +114,41 @@ impl LeaseTable {
         now: Millis,
         ttl: Millis,
     ) -> Vec<(JobId, Epoch)> {
+        let mine: Vec<JobId> = self.jobs_of(builder).collect();
+        for j in mine {
+            self.confirmed.remove(&j);
+        }
         let mut kept = Vec::new();
         for &(job, epoch) in running {
             if let Some(l) = self.leases.get_mut(&job) {
                 if l.epoch == epoch && l.builder == builder {
                     l.deadline = l.deadline.max(now + ttl);
                     kept.push((job, epoch));
+                    self.confirmed.insert(job);
                 }
             }
         }
         kept
+    }
+
+    /// A message from `builder` arrived: it is alive, so the leases its
+    /// last heartbeat confirmed are renewed, whatever queues behind it
+    /// before its next heartbeat is read. Returns how many.
+    pub fn touch(&mut self, builder: &str, now: Millis, ttl: Millis) -> usize {
+        let Some(jobs) = self.by_builder.get(builder) else {
+            return 0;
+        };
+        let mut n = 0;
+        for job in jobs {
+            if !self.confirmed.contains(job) {
+                continue;
+            }
+            if let Some(l) = self.leases.get_mut(job) {
+                l.deadline = l.deadline.max(now + ttl);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Extends every lease of one builder (a live session is proof enough).
@@ -246,6 +278,34 @@ mod tests {
         assert!(!t.by_builder.contains_key("a"));
         assert_eq!(t.take_expired(100).len(), 2);
         assert!(t.held_by("b").is_empty() && t.is_empty() && t.by_builder.is_empty());
+    }
+
+    #[test]
+    fn any_message_renews_only_what_the_last_heartbeat_confirmed() {
+        let mut t = LeaseTable::default();
+        t.insert(lease(1, 1, "a", 100));
+        t.insert(lease(2, 1, "a", 100));
+        t.insert(lease(3, 1, "b", 100));
+        // Nothing confirmed yet: a message renews nothing.
+        assert_eq!(t.touch("a", 50, 300), 0);
+        assert_eq!(t.get(1).unwrap().deadline, 100);
+        // The heartbeat reports job 1 only (job 2's grant was lost).
+        t.renew("a", &[(1, 1)], 60, 300);
+        assert_eq!(t.touch("a", 200, 300), 1);
+        assert_eq!(t.get(1).unwrap().deadline, 500);
+        assert_eq!(t.get(2).unwrap().deadline, 100);
+        // Another builder's message renews none of a's.
+        assert_eq!(t.touch("b", 300, 300), 0);
+        assert_eq!(t.get(1).unwrap().deadline, 500);
+        // A later heartbeat without job 1 withdraws its confirmation.
+        t.renew("a", &[], 400, 300);
+        assert_eq!(t.touch("a", 450, 300), 0);
+        // Handed out again, a lease starts unconfirmed.
+        t.renew("a", &[(1, 1)], 460, 300);
+        t.insert(lease(1, 2, "a", 470));
+        assert_eq!(t.touch("a", 480, 300), 0);
+        assert_eq!(t.take_expired(500).len(), 3);
+        assert!(t.confirmed.is_empty());
     }
 
     #[test]

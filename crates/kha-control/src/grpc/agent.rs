@@ -228,6 +228,9 @@ impl AgentService for AgentSvc {
                     }
                 };
                 use builder_message::Msg as M;
+                if !matches!(msg, M::Heartbeat(_)) {
+                    sched.touch(&builder);
+                }
                 match msg {
                     M::Hello(_) => {
                         warn!(builder_id = %builder, "second Hello on one session; closing it");
@@ -332,6 +335,8 @@ impl AgentService for AgentSvc {
                     refuse(&tx, Status::failed_precondition(e.to_string())).await;
                     break;
                 }
+                // Log bytes show the builder alive as well as a heartbeat.
+                sched.touch(&rec.id);
                 let chunks = batch.into_iter().map(|c| (c.offset, c.data)).collect();
                 match sched.logs.append(job_id, chunks).await {
                     Ok(a) => {

@@ -48,22 +48,25 @@ impl Scheduler {
         }
         let now = self.clock.now();
         let b = builder.to_string();
-        let r = self.store.transition(job_id, now, |j| {
-            if j.state != JobState::Queued {
-                return Err(StoreError::Rejected(format!("job {} is {}", j.id, j.state)));
-            }
-            j.state = JobState::Running;
-            j.epoch = epoch;
-            j.attempts += 1;
-            j.builder = b.clone();
-            j.started_ms = now;
-            j.finished_ms = 0;
-            j.cancel_requested = false;
-            j.detail.clear();
-            Ok((LeaseEffect::Set, QueueEffect::Remove))
-        });
-        let job = match r {
-            Ok((job, _)) => job,
+        let r = self
+            .store
+            .transition_durable(job_id, now, move |j| {
+                if j.state != JobState::Queued {
+                    return Err(StoreError::Rejected(format!("job {} is {}", j.id, j.state)));
+                }
+                j.state = JobState::Running;
+                j.epoch = epoch;
+                j.attempts += 1;
+                j.builder = b.clone();
+                j.started_ms = now;
+                j.finished_ms = 0;
+                j.cancel_requested = false;
+                j.detail.clear();
+                Ok((LeaseEffect::Set, QueueEffect::Remove))
+            })
+            .await;
+        let (job, flushed) = match r {
+            Ok(d) => (d.job, d.flushed),
             Err(e) => {
                 debug!(job_id, error = %e, "accept refused");
                 self.lock().queued.remove(&job_id);
@@ -71,10 +74,10 @@ impl Scheduler {
                 return;
             }
         };
+        // Before the grant: whatever an earlier epoch left is gone.
         if let Err(e) = self.logs.reset(job_id) {
             warn!(job_id, error = %e, "cannot reset the job's log");
         }
-        let flushed = self.store.durable().await;
         // The index follows what sled shows, flushed or not: the job is
         // running under this lease. If the flush failed the lease expires at
         // once, so that the job runs again as a new epoch below (or at the
@@ -292,26 +295,31 @@ impl Scheduler {
         log: Option<(u64, String)>,
     ) -> Result<(), SchedError> {
         let now = self.clock.now();
-        let (job, build) = self.store.transition(job_id, now, |j| {
-            if j.epoch != epoch || j.state != JobState::Running {
-                return Err(StoreError::Rejected(format!(
-                    "job {} is {} at epoch {}, not running at epoch {epoch}",
-                    j.id, j.state, j.epoch
-                )));
-            }
-            j.state = j
-                .state
-                .transition(state)
-                .map_err(|e| StoreError::Rejected(e.to_string()))?;
-            j.finished_ms = now;
-            j.detail = detail.to_string();
-            if let Some((len, sha)) = &log {
-                j.log_len = *len;
-                j.log_sha256 = sha.clone();
-            }
-            Ok((LeaseEffect::Remove, QueueEffect::Keep))
-        })?;
-        self.store.durable().await?;
+        let (detail, written_log) = (detail.to_string(), log.clone());
+        let d = self
+            .store
+            .transition_durable(job_id, now, move |j| {
+                if j.epoch != epoch || j.state != JobState::Running {
+                    return Err(StoreError::Rejected(format!(
+                        "job {} is {} at epoch {}, not running at epoch {epoch}",
+                        j.id, j.state, j.epoch
+                    )));
+                }
+                j.state = j
+                    .state
+                    .transition(state)
+                    .map_err(|e| StoreError::Rejected(e.to_string()))?;
+                j.finished_ms = now;
+                j.detail = detail.clone();
+                if let Some((len, sha)) = &written_log {
+                    j.log_len = *len;
+                    j.log_sha256 = sha.clone();
+                }
+                Ok((LeaseEffect::Remove, QueueEffect::Keep))
+            })
+            .await?;
+        d.flushed?;
+        let (job, build) = (d.job, d.build);
         {
             let mut inner = self.lock();
             inner.leases.remove(job_id);
@@ -352,22 +360,27 @@ impl Scheduler {
         let now = self.clock.now();
         let front = self.front_key()?;
         let max = self.cfg.max_attempts;
-        let (job, build) = self.store.transition(job_id, now, |j| {
-            if j.epoch != epoch || j.state != JobState::Running {
-                return Err(StoreError::Rejected(format!("job {} moved on", j.id)));
-            }
-            j.detail = why.to_string();
-            if j.attempts >= max {
-                j.state = give_up;
-                j.finished_ms = now;
-                j.detail = format!("{why} ({} attempts)", j.attempts);
-                Ok((LeaseEffect::Remove, QueueEffect::Keep))
-            } else {
-                j.state = JobState::Queued;
-                Ok((LeaseEffect::Remove, QueueEffect::Insert(front)))
-            }
-        })?;
-        let flushed = self.store.durable().await;
+        let why_owned = why.to_string();
+        let d = self
+            .store
+            .transition_durable(job_id, now, move |j| {
+                let why = &why_owned;
+                if j.epoch != epoch || j.state != JobState::Running {
+                    return Err(StoreError::Rejected(format!("job {} moved on", j.id)));
+                }
+                j.detail = why.to_string();
+                if j.attempts >= max {
+                    j.state = give_up;
+                    j.finished_ms = now;
+                    j.detail = format!("{why} ({} attempts)", j.attempts);
+                    Ok((LeaseEffect::Remove, QueueEffect::Keep))
+                } else {
+                    j.state = JobState::Queued;
+                    Ok((LeaseEffect::Remove, QueueEffect::Insert(front)))
+                }
+            })
+            .await?;
+        let (job, build, flushed) = (d.job, d.build, d.flushed);
         {
             let mut inner = self.lock();
             inner.leases.remove(job_id);
@@ -392,20 +405,24 @@ impl Scheduler {
     pub async fn cancel_job(&self, job_id: JobId) -> Result<(), SchedError> {
         let now = self.clock.now();
         let grace = self.cfg.cancel_grace_ms;
-        let (job, build) = self.store.transition(job_id, now, |j| match j.state {
-            JobState::Queued | JobState::Waiting => {
-                j.state = JobState::Canceled;
-                j.finished_ms = now;
-                j.detail = "canceled before it started".into();
-                Ok((LeaseEffect::Keep, QueueEffect::Remove))
-            }
-            JobState::Running => {
-                j.cancel_requested = true;
-                Ok((LeaseEffect::Keep, QueueEffect::Keep))
-            }
-            _ => Ok((LeaseEffect::Keep, QueueEffect::Keep)),
-        })?;
-        self.store.durable().await?;
+        let d = self
+            .store
+            .transition_durable(job_id, now, move |j| match j.state {
+                JobState::Queued | JobState::Waiting => {
+                    j.state = JobState::Canceled;
+                    j.finished_ms = now;
+                    j.detail = "canceled before it started".into();
+                    Ok((LeaseEffect::Keep, QueueEffect::Remove))
+                }
+                JobState::Running => {
+                    j.cancel_requested = true;
+                    Ok((LeaseEffect::Keep, QueueEffect::Keep))
+                }
+                _ => Ok((LeaseEffect::Keep, QueueEffect::Keep)),
+            })
+            .await?;
+        d.flushed?;
+        let (job, build) = (d.job, d.build);
         let mut inner = self.lock();
         match job.state {
             JobState::Canceled => {

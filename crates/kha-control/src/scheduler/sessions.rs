@@ -209,6 +209,16 @@ impl Scheduler {
         should_run
     }
 
+    /// A message (of any kind) from `builder` arrived: it is alive, so the
+    /// leases its last heartbeat confirmed are renewed now, before the work
+    /// the message asks for, and before a heartbeat queued behind it is
+    /// read (see [`kha_core::LeaseTable::touch`]).
+    pub fn touch(&self, builder: &str) {
+        let now = self.clock.now();
+        let ttl = self.cfg.lease_ms();
+        self.lock().leases.touch(builder, now, ttl);
+    }
+
     /// The connected builders.
     pub fn sessions_view(&self) -> HashMap<String, SessionView> {
         let inner = self.lock();

@@ -31,24 +31,12 @@ fn fixture() -> Fixture {
     }
 }
 
-/// Like [`fixture`], but every `Store::durable` fails, as it would on a disk
-/// that refuses writes: the store's flusher runs on a runtime that is gone.
+/// Like [`fixture`], but every flush fails, as it would on a disk that
+/// refuses writes (sled still applies the transactions).
 fn fixture_without_flush() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    let store = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let store = {
-            let _in = rt.enter();
-            Store::open(&path).unwrap()
-        };
-        drop(rt);
-        store
-    })
-    .join()
-    .unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store.break_flushes();
     let logs = Arc::new(LogStore::open(dir.path().join("logs"), 1 << 20).unwrap());
     let clock = FakeClock::new(1_000_000);
     let cfg = Config {

@@ -1,7 +1,9 @@
 //! The control node's state in sled, one tree per kind, keys big-endian so
 //! range scans give order. Every state change is a sled transaction; callers
 //! await [`Store::durable`] before acknowledging anything to anyone, and
-//! concurrent waiters share one flush (group commit).
+//! concurrent waiters share one flush (group commit). Job transitions run on
+//! the store's writer thread ([`Store::transition_durable`]), batched under
+//! one flush.
 
 pub mod events;
 mod jobs;
@@ -10,6 +12,7 @@ mod outbox;
 pub mod records;
 mod stages;
 mod users;
+mod writer;
 
 use events::EventLog;
 use kha_core::event::{Event, EventKind};
@@ -18,8 +21,10 @@ use records::{decode, encode, Branch, Builder, EnrolmentToken, Project};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+pub use writer::Durable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -86,7 +91,10 @@ pub struct Store {
     delivery_due: sled::Tree,
     notify_meta: sled::Tree,
     pub events: Arc<EventLog>,
-    flush_tx: mpsc::UnboundedSender<oneshot::Sender<std::result::Result<(), String>>>,
+    /// To the writer thread (`writer`): flushes and durable transitions.
+    writer_tx: mpsc::UnboundedSender<writer::Op>,
+    /// Tests: every flush fails, as on a disk that refuses writes.
+    flush_broken: Arc<AtomicBool>,
 }
 
 const SCHEMA_VERSION: u64 = 1;
@@ -138,7 +146,7 @@ impl Store {
                 )))
             }
         }
-        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        let (writer_tx, writer_rx) = mpsc::unbounded_channel();
         let events = Arc::new(EventLog::open(db.open_tree("events")?)?);
         let store = Store {
             projects: db.open_tree("projects")?,
@@ -161,28 +169,65 @@ impl Store {
             notify_meta: db.open_tree("notify_meta")?,
             meta,
             events,
-            flush_tx,
+            writer_tx,
+            flush_broken: Arc::new(AtomicBool::new(false)),
             db,
         };
         store.init_counter(COUNTER_BUILD, &store.builds)?;
         store.init_counter(COUNTER_JOB, &store.jobs)?;
-        crate::task::spawn(
-            "store-flusher",
-            group_commit(store.db.clone(), store.events.clone(), flush_rx),
-        );
+        // The writer's handle must not keep its own channel open, or the
+        // thread (and the database) would outlive every other handle.
+        let mut own = store.clone();
+        own.writer_tx = mpsc::unbounded_channel().0;
+        writer::spawn(own, writer_rx).map_err(|e| {
+            StoreError::Rejected(format!("cannot start the store's writer thread: {e}"))
+        })?;
         Ok(store)
     }
 
-    /// Waits until everything written before this call is on disk. Callers
-    /// that arrive while a flush runs share the next one.
+    /// Tests: from now on every flush fails, as on a disk that refuses
+    /// writes (transitions are still applied, as sled applies them).
+    #[cfg(test)]
+    pub fn break_flushes(&self) {
+        self.flush_broken
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// [`Store::transition`] on the writer thread, answered once it is on
+    /// disk: one flush serves every transition and waiter of a batch, and
+    /// the async workers never run the transaction. The outer error is the
+    /// transition's (nothing written); [`Durable::flushed`] says whether the
+    /// flush after it succeeded.
+    pub async fn transition_durable<F>(&self, job_id: JobId, now: Millis, f: F) -> Result<Durable>
+    where
+        F: Fn(&mut records::Job) -> std::result::Result<(LeaseEffect, QueueEffect), StoreError>
+            + Send
+            + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.writer_tx
+            .send(writer::Op::Transition {
+                job: job_id,
+                now,
+                change: Box::new(f),
+                reply,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// The build cache's index (`crate::cache` owns its records).
     pub fn caches_tree(&self) -> Result<sled::Tree> {
         Ok(self.db.open_tree("caches")?)
     }
 
+    /// Waits until everything written before this call is on disk. Callers
+    /// that arrive while a flush runs share the next one (`writer`).
     pub async fn durable(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.flush_tx.send(tx).map_err(|_| StoreError::Closed)?;
+        self.writer_tx
+            .send(writer::Op::Flush(tx))
+            .map_err(|_| StoreError::Closed)?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StoreError::Rejected(format!("flush failed: {e}"))),
@@ -403,37 +448,6 @@ impl Store {
             .values()
             .map(|v| decode(&v?).map_err(corrupt("tokens")))
             .collect()
-    }
-}
-
-/// One flush serves every waiter that arrived before it started; the events
-/// written before it began are published once it is done.
-async fn group_commit(
-    db: sled::Db,
-    events: Arc<EventLog>,
-    mut rx: mpsc::UnboundedReceiver<oneshot::Sender<std::result::Result<(), String>>>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut waiters = vec![first];
-        while let Ok(w) = rx.try_recv() {
-            waiters.push(w);
-        }
-        let db2 = db.clone();
-        let upto = events.written();
-        let r = match tokio::task::spawn_blocking(move || db2.flush()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if r.is_ok() {
-            events.publish_upto(upto);
-        }
-        for w in waiters {
-            // A waiter that went away (its caller was dropped) needs no answer.
-            if w.send(r.clone()).is_err() {
-                continue;
-            }
-        }
     }
 }
 
