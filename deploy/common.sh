@@ -90,11 +90,14 @@ install_rust() {
   fi
 }
 
+# release: only the three binaries that are installed (kha-control, kha,
+# kha-builder), not the test crate and the benchmark; debug: everything,
+# for the test suite.
 build() {
   echo "==> building kha ($1)"
   cd "$KHA_ROOT"
   if [ "$1" = release ]; then
-    cargo build --release --workspace --quiet
+    cargo build --release -p kha-control -p kha-builder --bins --quiet
   else
     cargo build --workspace --quiet
   fi
