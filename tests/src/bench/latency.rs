@@ -59,7 +59,7 @@ pub async fn run(opts: &Opts, exec: Exec, rows: &mut Vec<Row>) -> Result<()> {
         }
     }
     let started_target = Target::AtMost(Of::P50, 10.0);
-    let finished_target = Target::AtMost(Of::P50, 60.0);
+    let finished_target = Target::AtMost(Of::P50, 30.0);
     rows.push(Row::samples(&sc, "trigger → job started", "ms", &to_started).target(started_target));
     rows.push(
         Row::samples(&sc, "trigger → build finished", "ms", &to_finished).target(finished_target),

@@ -488,18 +488,22 @@ pub async fn run(opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
             "jobs/s",
             total as f64 / assign_s,
         )
+        .target(Target::AtLeast(Of::Value, 1500.0))
         .note(format!(
             "{total} jobs in {assign_s:.2} s, control CPU {:.0} % ({:.2} ms/job)",
             100.0 * cpu / assign_s,
             1000.0 * cpu / total as f64
         )),
     );
-    rows.push(Row::samples(
-        sc,
-        "heartbeat → ack while assigning",
-        "ms",
-        &hb_samples(&k, PHASE_ASSIGN),
-    ));
+    rows.push(
+        Row::samples(
+            sc,
+            "heartbeat → ack while assigning",
+            "ms",
+            &hb_samples(&k, PHASE_ASSIGN),
+        )
+        .target(Target::AtMost(Of::P99, 50.0)),
+    );
     let _ = t;
 
     // 5. hold: a job per slot, held two leases.
@@ -574,7 +578,7 @@ pub async fn run(opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let peak = rss_peak.await.unwrap_or(0.0).max(hwm);
     rows.push(
         Row::value(sc, "control peak RSS", "MiB", peak)
-            .target(Target::AtMost(Of::Value, 150.0))
+            .target(Target::AtMost(Of::Value, 100.0))
             .note(format!("{rss_end:.1} MiB at the end")),
     );
 

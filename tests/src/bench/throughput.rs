@@ -113,7 +113,7 @@ pub async fn run(opts: &Opts, exec: Exec, rows: &mut Vec<Row>) -> Result<()> {
     let rate = n as f64 / span.max(0.001);
     let target = match exec {
         Exec::Host => Target::AtLeast(Of::Value, 500.0),
-        Exec::Lxc => Target::AtLeast(Of::Value, 50.0),
+        Exec::Lxc => Target::AtLeast(Of::Value, 80.0),
     };
     rows.push(
         Row::value(&sc, "jobs per second", "jobs/s", rate)
