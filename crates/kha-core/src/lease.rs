@@ -114,9 +114,10 @@ impl LeaseTable {
         now: Millis,
         ttl: Millis,
     ) -> Vec<(JobId, Epoch)> {
-        let mine: Vec<JobId> = self.jobs_of(builder).collect();
-        for j in mine {
-            self.confirmed.remove(&j);
+        if let Some(mine) = self.by_builder.get(builder) {
+            for j in mine {
+                self.confirmed.remove(j);
+            }
         }
         let mut kept = Vec::new();
         for &(job, epoch) in running {

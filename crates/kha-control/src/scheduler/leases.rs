@@ -360,19 +360,18 @@ impl Scheduler {
         let now = self.clock.now();
         let front = self.front_key()?;
         let max = self.cfg.max_attempts;
-        let why_owned = why.to_string();
+        let reason = why.to_string();
         let d = self
             .store
             .transition_durable(job_id, now, move |j| {
-                let why = &why_owned;
                 if j.epoch != epoch || j.state != JobState::Running {
                     return Err(StoreError::Rejected(format!("job {} moved on", j.id)));
                 }
-                j.detail = why.to_string();
+                j.detail = reason.clone();
                 if j.attempts >= max {
                     j.state = give_up;
                     j.finished_ms = now;
-                    j.detail = format!("{why} ({} attempts)", j.attempts);
+                    j.detail = format!("{reason} ({} attempts)", j.attempts);
                     Ok((LeaseEffect::Remove, QueueEffect::Keep))
                 } else {
                     j.state = JobState::Queued;
