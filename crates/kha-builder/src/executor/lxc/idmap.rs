@@ -1,7 +1,7 @@
 //! Id maps: which host uid/gid range a container's ids map to, and
 //! handing the workspace to the container's root.
 
-use super::{ctx, setup, ExecError, TOOL_PATH};
+use super::{ctx, find_tool, setup, ExecError};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{lchown, MetadataExt};
@@ -30,11 +30,9 @@ impl IdMap {
     /// to another user): take root's first range of at least 65536 ids.
     /// Without them lxc writes the map itself and 100000.. is used.
     pub(super) fn for_host() -> Result<Self, ExecError> {
-        let shadow = ["newuidmap", "newgidmap"].iter().all(|tool| {
-            TOOL_PATH
-                .split(':')
-                .any(|dir| Path::new(dir).join(tool).exists())
-        });
+        let shadow = ["newuidmap", "newgidmap"]
+            .iter()
+            .all(|tool| find_tool(tool).is_some());
         if !shadow {
             return Ok(Self {
                 uid: DEFAULT_ID_BASE,

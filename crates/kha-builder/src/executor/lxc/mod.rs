@@ -360,14 +360,18 @@ impl Executor for LxcExecutor {
     }
 }
 
-/// Where `tool` is on [`TOOL_PATH`] (its bare name if nowhere, for the
-/// error of the spawn to name it).
-pub(super) fn tool_path(tool: &str) -> PathBuf {
+/// Where `tool` is on [`TOOL_PATH`], if it is installed.
+pub(super) fn find_tool(tool: &str) -> Option<PathBuf> {
     TOOL_PATH
         .split(':')
         .map(|dir| Path::new(dir).join(tool))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(tool))
+        .find(|p| p.exists())
+}
+
+/// Where `tool` is on [`TOOL_PATH`] (its bare name if nowhere, for the
+/// error of the spawn to name it).
+pub(super) fn tool_path(tool: &str) -> PathBuf {
+    find_tool(tool).unwrap_or_else(|| PathBuf::from(tool))
 }
 
 /// Container and image names: safe as a path component, a config value and

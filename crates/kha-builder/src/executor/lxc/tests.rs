@@ -23,9 +23,7 @@ fn require_lxc() {
         "the lxc executor tests need root and lxc (build with KHA_SKIP_LXC=1 to skip them)"
     );
     assert!(
-        TOOL_PATH
-            .split(':')
-            .any(|dir| Path::new(dir).join("lxc-execute").exists()),
+        find_tool("lxc-execute").is_some(),
         "lxc-execute is not installed (apt-get install lxc, or build with KHA_SKIP_LXC=1 to skip these tests)"
     );
 }
