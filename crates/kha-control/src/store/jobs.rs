@@ -43,6 +43,12 @@ impl Store {
             &super::records::dedup_name(&build.branch, build.pr_number),
             &build.commit,
         );
+        let marks = super::marks::encode(
+            &jobs
+                .iter()
+                .map(|j| super::marks::Mark::of(build, j))
+                .collect::<Vec<_>>(),
+        );
         let mut evs = vec![build_event(EventKind::BuildCreated, build)];
         for j in jobs {
             match j.state {
@@ -61,10 +67,12 @@ impl Store {
             &self.queue,
             &self.project_builds,
             &self.dedup,
+            &self.build_marks,
             self.events.tree(),
         )
-            .transaction(|(tb, tj, tq, tpb, tdd, tev)| {
+            .transaction(|(tb, tj, tq, tpb, tdd, tm, tev)| {
                 tb.insert(&build.id.to_be_bytes(), encode(build))?;
+                tm.insert(&build.id.to_be_bytes(), marks.as_slice())?;
                 for j in jobs {
                     tj.insert(&j.id.to_be_bytes(), encode(j))?;
                     if j.state == JobState::Queued && j.queue_key != 0 {
@@ -161,9 +169,10 @@ impl Store {
             &self.builds,
             &self.queue,
             &self.leases,
+            &self.build_marks,
             self.events.tree(),
         )
-            .transaction(|(tj, tb, tq, tl, tev)| {
+            .transaction(|(tj, tb, tq, tl, tm, tev)| {
                 let key = job_id.to_be_bytes();
                 let Some(mut job) = tx_get::<Job>(tj, "jobs", &key)? else {
                     return abort(StoreError::Rejected(format!("job {job_id} does not exist")));
@@ -215,7 +224,12 @@ impl Store {
                 // The build's state, and with stages what the job's change
                 // calls for (the next stage queued, later ones canceled),
                 // in this same transaction.
-                let (state, stage_events) = super::stages::follow(tj, tq, &build, now)?;
+                let trees = super::stages::Trees {
+                    jobs: tj,
+                    queue: tq,
+                    marks: tm,
+                };
+                let (state, stage_events) = super::stages::follow(&trees, &build, Some(&job), now)?;
                 if state != build.state {
                     build.state = state;
                     build.finished_ms = if state.is_final() { now } else { 0 };

@@ -7,6 +7,7 @@
 
 pub mod events;
 mod jobs;
+mod marks;
 pub mod logs;
 mod outbox;
 pub mod records;
@@ -75,6 +76,8 @@ pub struct Store {
     builds: sled::Tree,
     project_builds: sled::Tree,
     jobs: sled::Tree,
+    /// Each build's job marks (`marks`).
+    build_marks: sled::Tree,
     queue: sled::Tree,
     leases: sled::Tree,
     builders: sled::Tree,
@@ -153,6 +156,7 @@ impl Store {
             builds: db.open_tree("builds")?,
             project_builds: db.open_tree("project_builds")?,
             jobs: db.open_tree("jobs")?,
+            build_marks: db.open_tree("build_marks")?,
             queue: db.open_tree("queue")?,
             leases: db.open_tree("leases")?,
             builders: db.open_tree("builders")?,

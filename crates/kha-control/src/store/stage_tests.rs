@@ -307,3 +307,40 @@ async fn a_reopened_database_has_the_next_stage_queued() {
     assert_eq!(queued(&store), [jobs[1].id]);
     assert_eq!(store.get_job(jobs[1].id).unwrap().unwrap().state, Queued);
 }
+
+#[tokio::test]
+async fn builds_written_before_job_marks_existed_go_on_from_their_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (staged_jobs, plain) = {
+        let store = Store::open(dir.path()).unwrap();
+        let (_, staged_jobs) = create(
+            &store,
+            &["a", "b"],
+            &[("a", false), ("a", true), ("b", false)],
+        );
+        run(&store, staged_jobs[0].id, Passed);
+        let (plain, _) = create(&store, &[], &[("", false), ("", false)]);
+        run(&store, plain.jobs[0], Passed);
+        // A data dir of an older kha-control: no marks at all.
+        store.build_marks.clear().unwrap();
+        store.db.flush().unwrap();
+        (staged_jobs, plain)
+    };
+    let store = loop {
+        match std::panic::catch_unwind(|| Store::open(dir.path()).unwrap()) {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    // The allowed failure ends stage a: b is queued as it would have been.
+    let b = run(&store, staged_jobs[1].id, Failed);
+    assert_eq!(b.state, BuildState::Running);
+    assert_eq!(states(&store, &b), [Passed, Failed, Queued]);
+    assert_eq!(
+        run(&store, staged_jobs[2].id, Passed).state,
+        BuildState::Passed
+    );
+    // Without stages: the job passed before the upgrade still counts.
+    assert_eq!(run(&store, plain.jobs[1], Failed).state, BuildState::Failed);
+    assert_eq!(store.build_marks.len(), 2, "marks written as builds move");
+}

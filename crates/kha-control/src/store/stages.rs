@@ -7,10 +7,11 @@
 //! next one was not started: both are one write, and the queue tree the
 //! scheduler reloads at start already holds the new stage's jobs.
 
-use super::records::{encode, Build, Job, JobStateOnly};
+use super::marks::{self, Mark};
+use super::records::{encode, Build, Job};
 use super::{abort, tx_get, Store, StoreError, QUEUE_NORMAL_BASE};
 use kha_core::event::{Event, EventKind};
-use kha_core::stages::{self, StageJob};
+use kha_core::stages;
 use kha_core::{BuildState, JobState, Millis};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
@@ -27,7 +28,10 @@ pub(super) fn hold_later_stages(build: &mut Build, jobs: &mut [Job]) {
         j.state = JobState::Waiting;
     }
     let plan = stages::plan(
-        &stage_jobs(build, jobs.iter().map(as_only)),
+        &jobs
+            .iter()
+            .map(|j| Mark::of(build, j).stage_job())
+            .collect::<Vec<_>>(),
         build.fast_finish,
     );
     for (i, j) in jobs.iter_mut().enumerate() {
@@ -44,28 +48,32 @@ pub(super) fn hold_later_stages(build: &mut Build, jobs: &mut [Job]) {
     build.state = plan.build;
 }
 
-/// In a transaction that has just written a job of `build`: decides the
-/// build's stages again and writes what follows (jobs queued, jobs
-/// canceled). Returns the build's state and the events of the jobs it
-/// changed (not of the build: the caller compares states for those).
+/// In a transaction that has just written `changed`, a job of `build`
+/// (None: several of its jobs, or none): decides the build's stages again
+/// from its marks (`marks`) and writes what follows (jobs queued, jobs
+/// canceled, the marks). Returns the build's state and the events of the
+/// jobs it changed (not of the build: the caller compares states for
+/// those).
 pub(super) fn follow(
-    tj: &TransactionalTree,
-    tq: &TransactionalTree,
+    t: &Trees<'_>,
     build: &Build,
+    changed: Option<&Job>,
     now: Millis,
 ) -> TxResult<(BuildState, Vec<Event>)> {
-    let mut only = Vec::with_capacity(build.jobs.len());
-    let mut ids = Vec::with_capacity(build.jobs.len());
-    for &jid in &build.jobs {
-        if let Some(j) = tx_get::<JobStateOnly>(tj, "jobs", &jid.to_be_bytes())? {
-            only.push(j);
-            ids.push(jid);
+    let (tj, tq) = (t.jobs, t.queue);
+    let (mut marks, stored) = marks::load(t.marks, tj, build)?;
+    if let Some(job) = changed {
+        if let Some(i) = build.jobs.iter().position(|&id| id == job.id) {
+            marks[i] = Mark::of(build, job);
         }
     }
-    let plan = stages::plan(&stage_jobs(build, only.into_iter()), build.fast_finish);
+    let plan = stages::plan(
+        &marks.iter().map(|m| m.stage_job()).collect::<Vec<_>>(),
+        build.fast_finish,
+    );
     let mut events = Vec::new();
     for &i in &plan.queue {
-        let key = ids[i].to_be_bytes();
+        let key = build.jobs[i].to_be_bytes();
         let Some(mut job) = tx_get::<Job>(tj, "jobs", &key)? else {
             continue;
         };
@@ -80,6 +88,7 @@ pub(super) fn follow(
         job.queue_key = q;
         tq.insert(&q.to_be_bytes(), &key)?;
         tj.insert(&key, encode(&job))?;
+        marks[i].state = job.state;
         events.push(super::jobs::job_event(EventKind::JobQueued, &job));
     }
     // The stage that did not pass, as people read it.
@@ -88,7 +97,7 @@ pub(super) fn follow(
         .and_then(|i| build.stages.get(i))
         .map_or_else(|| "an earlier stage".to_string(), |s| format!("stage {s}"));
     for &i in &plan.cancel {
-        let key = ids[i].to_be_bytes();
+        let key = build.jobs[i].to_be_bytes();
         let Some(mut job) = tx_get::<Job>(tj, "jobs", &key)? else {
             continue;
         };
@@ -100,9 +109,21 @@ pub(super) fn follow(
         job.finished_ms = now;
         job.detail = format!("canceled: {failed} {}", plan.build);
         tj.insert(&key, encode(&job))?;
+        marks[i].state = job.state;
         events.push(super::jobs::job_event(EventKind::JobFinished, &job));
     }
+    let new = marks::encode(&marks);
+    if stored.as_deref() != Some(new.as_slice()) {
+        t.marks.insert(&build.id.to_be_bytes(), new)?;
+    }
     Ok((plan.build, events))
+}
+
+/// The trees [`follow`] reads and writes, in a transaction.
+pub(super) struct Trees<'a> {
+    pub jobs: &'a TransactionalTree,
+    pub queue: &'a TransactionalTree,
+    pub marks: &'a TransactionalTree,
 }
 
 impl Store {
@@ -118,8 +139,14 @@ impl Store {
             .map(|_| self.next_id().map(|n| QUEUE_NORMAL_BASE + n))
             .collect::<super::Result<Vec<u64>>>()?;
         let writer = self.events.writer();
-        let (build, jobs, written) = (&self.jobs, &self.builds, &self.queue, self.events.tree())
-            .transaction(|(tj, tb, tq, tev)| {
+        let (build, jobs, written) = (
+            &self.jobs,
+            &self.builds,
+            &self.queue,
+            &self.build_marks,
+            self.events.tree(),
+        )
+            .transaction(|(tj, tb, tq, tm, tev)| {
                 let bkey = build_id.to_be_bytes();
                 let Some(mut build) = tx_get::<Build>(tb, "builds", &bkey)? else {
                     return abort(StoreError::Rejected(format!(
@@ -155,7 +182,14 @@ impl Store {
                     j.queue_key = keys.get(i).copied().unwrap_or_else(|| spare_key(jid));
                     tj.insert(&key, encode(&j))?;
                 }
-                let (state, mut job_events) = follow(tj, tq, &build, now)?;
+                // Marks again from the jobs as just written.
+                tm.remove(&bkey)?;
+                let trees = Trees {
+                    jobs: tj,
+                    queue: tq,
+                    marks: tm,
+                };
+                let (state, mut job_events) = follow(&trees, &build, None, now)?;
                 build.state = state;
                 build.finished_ms = if state.is_final() { now } else { 0 };
                 tb.insert(&bkey, encode(&build))?;
@@ -182,27 +216,10 @@ fn spare_key(job: u64) -> u64 {
     QUEUE_NORMAL_BASE + (1 << 62) + job
 }
 
-fn as_only(j: &Job) -> JobStateOnly {
-    JobStateOnly {
-        state: j.state,
-        allow_failure: j.allow_failure,
-        stage: j.stage.clone(),
-    }
-}
-
 fn stage_of(build: &Build, stage: &str) -> usize {
     if build.stages.is_empty() {
         0
     } else {
         stages::stage_index(&build.stages, stage)
     }
-}
-
-fn stage_jobs(build: &Build, jobs: impl Iterator<Item = JobStateOnly>) -> Vec<StageJob> {
-    jobs.map(|j| StageJob {
-        stage: stage_of(build, &j.stage),
-        state: j.state,
-        allow_failure: j.allow_failure,
-    })
-    .collect()
 }
