@@ -81,7 +81,7 @@ async fn add_and_trigger(f: &Fixture) -> kha_core::view::Build {
 }
 
 /// A builder session held by the test: offers arrive on `rx`.
-fn connect(app: &App, id: &str) -> mpsc::Receiver<Result<ControlMessage, tonic::Status>> {
+fn connect(app: &App, id: &str) -> mpsc::Receiver<Box<ControlMessage>> {
     let (tx, rx) = mpsc::channel(64);
     let session = Session {
         trusted: false,
@@ -104,7 +104,7 @@ fn connect(app: &App, id: &str) -> mpsc::Receiver<Result<ControlMessage, tonic::
 async fn run_all(
     app: &App,
     id: &str,
-    rx: &mut mpsc::Receiver<Result<ControlMessage, tonic::Status>>,
+    rx: &mut mpsc::Receiver<Box<ControlMessage>>,
     n: usize,
 ) {
     let mut offers = vec![];
@@ -112,8 +112,7 @@ async fn run_all(
         let m = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
             .await
             .expect("an offer in time")
-            .expect("session open")
-            .unwrap();
+            .expect("session open");
         if let Some(Msg::Offer(o)) = m.msg {
             offers.push((o.job_id, o.epoch));
         }

@@ -193,7 +193,7 @@ impl AgentService for AgentSvc {
             draining: rec.draining,
         };
         if tx
-            .send(Ok(ControlMessage {
+            .send(Box::new(ControlMessage {
                 msg: Some(control_message::Msg::Welcome(welcome)),
             }))
             .await
@@ -289,7 +289,9 @@ impl AgentService for AgentSvc {
             }
             info!(builder_id = %builder, "builder session ended");
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).map(|m: Box<ControlMessage>| Ok(*m)),
+        )))
     }
 
     type StreamLogsStream = Out<LogAck>;

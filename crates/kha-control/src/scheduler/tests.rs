@@ -102,7 +102,7 @@ fn connect(
     f: &Fixture,
     id: &str,
     labels: &[&str],
-) -> mpsc::Receiver<Result<ControlMessage, tonic::Status>> {
+) -> mpsc::Receiver<Box<ControlMessage>> {
     let (tx, rx) = mpsc::channel(256);
     let session = Session {
         trusted: false,
@@ -120,9 +120,9 @@ fn connect(
     rx
 }
 
-fn offers(rx: &mut mpsc::Receiver<Result<ControlMessage, tonic::Status>>) -> Vec<(u64, u64)> {
+fn offers(rx: &mut mpsc::Receiver<Box<ControlMessage>>) -> Vec<(u64, u64)> {
     let mut v = vec![];
-    while let Ok(Ok(ControlMessage { msg: Some(m) })) = rx.try_recv() {
+    while let Ok(ControlMessage { msg: Some(m) }) = rx.try_recv().map(|b| *b) {
         if let Msg::Offer(o) = m {
             v.push((o.job_id, o.epoch));
         }
@@ -131,9 +131,9 @@ fn offers(rx: &mut mpsc::Receiver<Result<ControlMessage, tonic::Status>>) -> Vec
 }
 
 /// Every message waiting on a session.
-fn messages(rx: &mut mpsc::Receiver<Result<ControlMessage, tonic::Status>>) -> Vec<Msg> {
+fn messages(rx: &mut mpsc::Receiver<Box<ControlMessage>>) -> Vec<Msg> {
     let mut v = vec![];
-    while let Ok(Ok(ControlMessage { msg: Some(m) })) = rx.try_recv() {
+    while let Ok(ControlMessage { msg: Some(m) }) = rx.try_recv().map(|b| *b) {
         v.push(m);
     }
     v

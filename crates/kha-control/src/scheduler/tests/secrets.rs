@@ -16,7 +16,7 @@ async fn trust_withdrawn_before_the_accept_sends_no_secrets() {
     f.sched.accept("lin", job, epoch).await;
     let mut granted = false;
     let mut revoked = false;
-    while let Ok(Ok(ControlMessage { msg: Some(m) })) = lin.try_recv() {
+    while let Ok(ControlMessage { msg: Some(m) }) = lin.try_recv().map(|b| *b) {
         match m {
             Msg::Granted(_) => granted = true,
             Msg::Revoke(_) => revoked = true,
