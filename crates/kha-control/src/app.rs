@@ -70,7 +70,8 @@ impl App {
         std::fs::create_dir_all(&data)
             .with_context(|| format!("creating data dir {}", data.display()))?;
         info!(data_dir = %data.display(), "opening the store");
-        let store = Store::open(&data.join("db")).context("opening the database")?;
+        let store = Store::open_with_cache(&data.join("db"), cfg.db_cache_mib << 20)
+            .context("opening the database")?;
         let logs = Arc::new(
             LogStore::open(data.join("logs"), cfg.log_cap_bytes)
                 .context("opening the log directory")?,

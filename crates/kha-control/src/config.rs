@@ -6,6 +6,9 @@ use kha_core::{limits, Secret};
 use serde::Deserialize;
 use std::path::PathBuf;
 
+/// The default `db_cache_mib`.
+pub const DB_CACHE_MIB: u64 = 32;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -39,6 +42,9 @@ pub struct Config {
     pub events_max_age_secs: u64,
     /// A running job's log growth is announced at most this often.
     pub log_event_ms: u64,
+    /// Memory the database may keep of its records, in MiB (sled's page
+    /// cache); the rest is read from disk when needed.
+    pub db_cache_mib: u64,
     /// Where people reach the web UI (`https://ci.example.org`), for links
     /// that leave the page: webhook URLs, badge snippets. Empty: taken from
     /// each request's `Host` header.
@@ -113,6 +119,7 @@ impl Default for Config {
             events_keep: 1_000_000,
             events_max_age_secs: 30 * 24 * 3600,
             log_event_ms: 1000,
+            db_cache_mib: DB_CACHE_MIB,
             public_url: String::new(),
             session_idle_secs: 24 * 3600,
             session_max_secs: 30 * 24 * 3600,

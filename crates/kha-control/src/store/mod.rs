@@ -7,8 +7,8 @@
 
 pub mod events;
 mod jobs;
-mod marks;
 pub mod logs;
+mod marks;
 mod outbox;
 pub mod records;
 mod stages;
@@ -132,8 +132,16 @@ impl Store {
     /// Opens (or creates) the database in `dir` and starts its flusher. Must
     /// be called inside a tokio runtime.
     pub fn open(dir: &Path) -> Result<Store> {
+        Self::open_with_cache(dir, crate::config::DB_CACHE_MIB << 20)
+    }
+
+    /// [`Store::open`], keeping at most about `cache_bytes` of records in
+    /// memory (sled's page cache; its default is 1 GiB, which a busy node
+    /// fills with every record it ever touched).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Store> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             // Durability comes from our own group-committed flushes.
             .flush_every_ms(None)
             .open()?;
