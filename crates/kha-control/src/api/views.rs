@@ -31,12 +31,22 @@ pub fn project(p: records::Project) -> view::Project {
 }
 
 pub fn build(app: &App, b: records::Build) -> Result<view::Build, ApiError> {
-    let mut jobs = Vec::with_capacity(b.jobs.len());
+    let mut records = Vec::with_capacity(b.jobs.len());
     for &id in &b.jobs {
         if let Some(j) = app.store.get_job(id)? {
-            jobs.push(job(app, j));
+            records.push(j);
         }
     }
+    // Why its queued jobs wait, asked once for all of them.
+    let waiting: Vec<_> = records.iter().filter(|j| asks_why(j)).map(|j| j.id).collect();
+    let mut whys = app.sched.why_waiting_many(&waiting).into_iter();
+    let jobs: Vec<view::Job> = records
+        .into_iter()
+        .map(|j| {
+            let why = if asks_why(&j) { whys.next().flatten() } else { None };
+            job_view(app, j, why)
+        })
+        .collect();
     let started_ms = jobs
         .iter()
         .map(|j| j.started_ms)
@@ -83,11 +93,25 @@ pub fn build(app: &App, b: records::Build) -> Result<view::Build, ApiError> {
 }
 
 pub fn job(app: &App, j: records::Job) -> view::Job {
+    let why = if asks_why(&j) {
+        app.sched.why_waiting(j.id)
+    } else {
+        None
+    };
+    job_view(app, j, why)
+}
+
+/// A queued job without a reason of its own: the view says why it waits.
+fn asks_why(j: &records::Job) -> bool {
+    j.state == JobState::Queued && j.detail.is_empty()
+}
+
+/// The view of a job, with why it waits when it is queued (`why`, from the
+/// scheduler).
+fn job_view(app: &App, j: records::Job, why: Option<String>) -> view::Job {
     let mut detail = j.detail;
-    if j.state == JobState::Queued && detail.is_empty() {
-        if let Some(why) = app.sched.why_waiting(j.id).filter(|w| !w.is_empty()) {
-            detail = format!("waiting: {why}");
-        }
+    if let Some(why) = why.filter(|w| !w.is_empty()) {
+        detail = format!("waiting: {why}");
     }
     let log_len = if j.state.is_final() {
         j.log_len

@@ -79,13 +79,23 @@ pub(super) fn pick(input: &PickInput<'_>) -> Option<Pick> {
                 continue;
             };
             let refused = input.refused.get(&job);
-            let best = open
-                .iter()
-                .filter(|b| b.labels.satisfies(&q.requires))
-                .filter(|b| b.trusted || !q.secrets)
-                .filter(|b| !refused.is_some_and(|r| r.contains_key(b.id)))
-                // Most free slots first, then the smallest name.
-                .min_by(|a, b| b.free.cmp(&a.free).then_with(|| a.id.cmp(b.id)));
+            // Most free slots first, then the smallest name. A builder is
+            // checked against the job only when it would beat the best one
+            // so far: the checks (labels, refusals) cost more than the
+            // comparison, and most builders lose it.
+            let mut best: Option<&Slots<'_>> = None;
+            for &b in &open {
+                let beats = best.is_none_or(|c| {
+                    b.free.cmp(&c.free).then_with(|| c.id.cmp(b.id)) == std::cmp::Ordering::Greater
+                });
+                if beats
+                    && (b.trusted || !q.secrets)
+                    && !refused.is_some_and(|r| r.contains_key(b.id))
+                    && b.labels.satisfies(&q.requires)
+                {
+                    best = Some(b);
+                }
+            }
             if let Some(b) = best {
                 return Some(Pick {
                     project: project.clone(),

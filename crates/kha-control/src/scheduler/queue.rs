@@ -100,9 +100,11 @@ impl Scheduler {
         let now = self.clock.now();
         let mut inner = self.lock();
         let chosen = {
+            // Only those with a free slot: the pick passes over the rest.
             let builders: Vec<Slots<'_>> = inner
                 .sessions
                 .iter()
+                .filter(|(_, s)| s.free > 0 && !s.draining)
                 .map(|(id, s)| Slots {
                     id,
                     free: s.free,

@@ -111,6 +111,32 @@ impl Scheduler {
         Some(Self::reason_locked(&inner, job))
     }
 
+    /// [`Scheduler::why_waiting`] for each of `jobs`, under one lock. Jobs
+    /// that no builder refused share their answer with the jobs of the same
+    /// requirements: each answer looks at every connected builder, and a
+    /// build's jobs mostly require the same.
+    pub fn why_waiting_many(&self, jobs: &[JobId]) -> Vec<Option<String>> {
+        let inner = self.lock();
+        let mut known: Vec<(&Labels, bool, String)> = Vec::new();
+        jobs.iter()
+            .map(|&job| {
+                let q = inner.queued.get(&job)?;
+                if inner.refused.contains_key(&job) {
+                    return Some(Self::reason_locked(&inner, job));
+                }
+                if let Some((_, _, why)) = known
+                    .iter()
+                    .find(|(r, s, _)| **r == q.requires && *s == q.secrets)
+                {
+                    return Some(why.clone());
+                }
+                let why = Self::reason_locked(&inner, job);
+                known.push((&q.requires, q.secrets, why.clone()));
+                Some(why)
+            })
+            .collect()
+    }
+
     fn reason_locked(inner: &Inner, job: JobId) -> String {
         let Some(q) = inner.queued.get(&job) else {
             return String::new();
