@@ -6,6 +6,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = ["kha/agent/v1/agent.proto", "kha/admin/v1/admin.proto"];
     println!("cargo:rerun-if-changed={root}");
     let fds = protox::compile(files, [root])?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure()
+        // Smaller first buffers per stream (src/codec.rs).
+        .codec_path("crate::codec::SmallCodec")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod admin {
 }
 
 pub mod client;
+pub mod codec;
 pub mod convert;
 pub mod users;
 pub mod views;
