@@ -62,6 +62,8 @@ pub struct Shared {
     pub client: AgentClient,
     pub executor: Arc<dyn Executor>,
     pub vcs: workspace::Systems,
+    /// Where jobs' workspaces and scratch directories go.
+    pub dirs: workspace::tmpfs::JobDirs,
     pub labels: Vec<String>,
     /// The host's toolchains, found at start.
     pub host_toolchains: Vec<toolchain::Toolchain>,
@@ -169,19 +171,29 @@ pub async fn identity(cfg: &Config, token: Option<&Secret>) -> anyhow::Result<Id
 /// Runs the builder until it is drained (or refused).
 pub async fn run(
     cfg: Config,
+    dirs: workspace::tmpfs::JobDirs,
     token: Option<Secret>,
     executor: Arc<dyn Executor>,
     protocol_major: u32,
     signals: mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
-    for d in ["work", "scratch", "spool", "mirrors"] {
-        let p = cfg.data_dir.join(d);
-        if d != "mirrors" {
-            // Whatever is there belongs to jobs of an earlier life: gone.
-            remove_dir(&p).with_context(|| format!("removing {}", p.display()))?;
-        }
-        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+    let on_disk = workspace::tmpfs::JobDirs::on_disk(&cfg.data_dir);
+    let spool = cfg.data_dir.join("spool");
+    for p in [
+        &dirs.work,
+        &dirs.scratch,
+        &on_disk.work,
+        &on_disk.scratch,
+        &spool,
+    ] {
+        // Whatever is there belongs to jobs of an earlier life: gone.
+        remove_dir(p).with_context(|| format!("removing {}", p.display()))?;
     }
+    for p in [&dirs.work, &dirs.scratch, &dirs.disk_work, &spool] {
+        std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    }
+    let mirrors = cfg.data_dir.join("mirrors");
+    std::fs::create_dir_all(&mirrors).with_context(|| format!("creating {}", mirrors.display()))?;
     let ex = executor.clone();
     let n = tokio::task::spawn_blocking(move || ex.cleanup_leftovers()).await??;
     if n > 0 {
@@ -221,6 +233,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         client: client(channel(&cfg)?, &identity)?,
         vcs: workspace::Systems::new(&cfg.data_dir),
+        dirs,
         identity,
         executor,
         labels,
