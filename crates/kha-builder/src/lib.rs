@@ -68,6 +68,8 @@ pub struct Shared {
     /// The host's toolchains, found at start.
     pub host_toolchains: Vec<toolchain::Toolchain>,
     jobs: Mutex<HashMap<JobId, JobHandle>>,
+    /// The locale of jobs in each image, found once (`travis_sh::lang`).
+    langs: Mutex<HashMap<String, &'static str>>,
     limits: Mutex<LogLimits>,
     /// The job tasks: awaited when the builder exits.
     pub tasks: Tasks,
@@ -84,6 +86,22 @@ impl Shared {
         let mut v: Vec<_> = self.jobs().iter().map(|(j, h)| (*j, h.epoch)).collect();
         v.sort_unstable();
         v
+    }
+
+    /// The locale of jobs in `image`, found the first time it is asked
+    /// for (an image is not expected to gain or lose locales while the
+    /// builder runs).
+    pub fn lang(&self, image: &str) -> &'static str {
+        let mut langs = self.langs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = langs.get(image) {
+            return l;
+        }
+        let l = match self.executor.image_root(image) {
+            Some(root) => travis_sh::lang(&root),
+            None => return "C.UTF-8",
+        };
+        langs.insert(image.to_string(), l);
+        l
     }
 
     pub fn limits(&self) -> LogLimits {
@@ -239,6 +257,7 @@ pub async fn run(
         labels,
         host_toolchains,
         jobs: Mutex::new(HashMap::new()),
+        langs: Mutex::new(HashMap::new()),
         limits: Mutex::new(LogLimits {
             max_chunk: kha_core::limits::MAX_CHUNK_BYTES,
             cap: kha_core::limits::DEFAULT_LOG_CAP_BYTES,

@@ -423,6 +423,7 @@ impl Job {
         let prelude = activate::prelude(&self.choice, &self.image_about());
         let text = driver::script(&DriverInput {
             prelude: &prelude,
+            lang: self.shared.lang(&self.choice.image),
             phases: &spec.phases,
             env: &spec.env,
             vars: &vars,
