@@ -241,7 +241,16 @@ fn main() -> anyhow::Result<()> {
     // Before the runtime starts its threads: the mount namespace is the
     // calling thread's (see `JobDirs::setup`).
     let dirs = JobDirs::setup(&cfg.data_dir, cfg.workspace_tmpfs_mib);
+    // A builder's async work is its session and, per job, a log pump and
+    // a shipper: a few workers do, whatever the host's core count (tokio
+    // starts one per core: each costs ~60 KiB resident when idle, a stack
+    // and a malloc arena). Its blocking work (checkouts, container setup,
+    // cleanup) comes in bursts per job; an idle builder needs no
+    // blocking threads kept for long.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .enable_all()
         .build()
         .context("starting the runtime")?
