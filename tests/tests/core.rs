@@ -18,7 +18,7 @@ fn job_ids(build: &serde_json::Value) -> Vec<u64> {
 #[test]
 fn job_runs_in_a_container_and_its_log_is_exact() {
     let repo = Repo::with_travis_yml(
-        "language: shell\nscript:\n  - echo \"host=$(hostname)\"\n  - echo \"pidns=$(readlink /proc/self/ns/pid)\"\n  - echo \"pid1=$(cat /proc/1/comm)\"\n  - seq 1 20000\n",
+        "language: shell\nscript:\n  - echo \"host=$(hostname)\"\n  - echo \"pidns=$(readlink /proc/self/ns/pid)\"\n  - echo \"pid1=$(cat /proc/1/comm)\"\n  - echo \"fs=$(stat -f -c %T .)\"\n  - seq 1 20000\n",
     );
     let c = Fixture::new()
         .project("demo", &repo.url())
@@ -47,9 +47,14 @@ fn job_runs_in_a_container_and_its_log_is_exact() {
     );
     assert_ne!(lines[5], "pid1=systemd");
     assert_ne!(lines[5], "pid1=init");
+    // The workspace is on the builder's tmpfs, mounted in the builder's
+    // own mount namespace: the host (this test) never sees it.
+    assert_eq!(lines[7], "fs=tmpfs", "{log}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(" kha-jobs "), "{mounts}");
     let expected = format!(
-        "$ echo \"host=$(hostname)\"\n{}\n$ echo \"pidns=$(readlink /proc/self/ns/pid)\"\n{}\n$ echo \"pid1=$(cat /proc/1/comm)\"\n{}\n$ seq 1 20000\n{seq}",
-        lines[1], lines[3], lines[5]
+        "$ echo \"host=$(hostname)\"\n{}\n$ echo \"pidns=$(readlink /proc/self/ns/pid)\"\n{}\n$ echo \"pid1=$(cat /proc/1/comm)\"\n{}\n$ echo \"fs=$(stat -f -c %T .)\"\n{}\n$ seq 1 20000\n{seq}",
+        lines[1], lines[3], lines[5], lines[7]
     );
     assert_eq!(
         log, expected,

@@ -33,6 +33,10 @@ pub struct Config {
     pub memory_mib: u64,
     /// Container process limit (lxc).
     pub pids: u64,
+    /// Size cap in MiB of the tmpfs the builder keeps its jobs'
+    /// workspaces on (shared by its slots); 0: on disk
+    /// (`workspace::tmpfs`).
+    pub workspace_tmpfs_mib: u64,
     /// Extra CA certificate (PEM) to trust for an `https://` control node.
     pub ca: Option<PathBuf>,
     /// Directory of builder hooks (`environment`, `pre-checkout`,
@@ -80,6 +84,7 @@ impl Default for Config {
             executor: ExecutorKind::Lxc,
             memory_mib: 2048,
             pids: 4096,
+            workspace_tmpfs_mib: crate::workspace::tmpfs::DEFAULT_TMPFS_MIB,
             ca: None,
             hooks_dir: None,
             hook_timeout_secs: 600,
@@ -117,6 +122,7 @@ mod tests {
         assert_eq!(c.slots, 2);
         assert_eq!(c.executor, ExecutorKind::Lxc);
         assert_eq!((c.hooks_dir, c.hook_timeout_secs), (None, 600));
+        assert_eq!(c.workspace_tmpfs_mib, Config::default().workspace_tmpfs_mib);
         assert!(Config::from_toml("slot = 1").is_err());
         assert!(c.toolchains.discover);
         assert_eq!(c.toolchains.kerl, [PathBuf::from("/opt/kerl")]);

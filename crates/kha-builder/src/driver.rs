@@ -40,6 +40,8 @@ pub struct DriverInput<'a> {
     pub env: &'a [String],
     /// Fixed variables (name, value), exported before `env`.
     pub vars: &'a [(&'a str, String)],
+    /// The job's locale (`crate::travis_sh::lang`), before `vars`.
+    pub lang: &'a str,
     /// Shell lines after `vars` and before `env`: what the job got (image,
     /// toolchains) said in the log, and the toolchains activated.
     pub prelude: &'a str,
@@ -104,6 +106,7 @@ pub fn script(input: &DriverInput<'_>) -> String {
     // before the fixed variables so those (and `env`) can override them.
     s.push_str(crate::travis_sh::FUNCTIONS);
     s.push_str(crate::travis_sh::BUILDER_ENV);
+    s.push_str(&crate::travis_sh::locale(input.lang));
     for (k, v) in input.vars {
         s.push_str(&format!("export {k}={}\n", sh_quote(v)));
     }
@@ -305,6 +308,7 @@ mod tests {
         let text = script(&DriverInput {
             cache: None,
             prelude: "",
+            lang: "C.UTF-8",
             phases: p,
             env,
             vars: &vars,
@@ -353,6 +357,7 @@ mod tests {
         let env = ["URL=\"u:$TOKEN\"".to_string()];
         let text = script(&DriverInput {
             prelude: "",
+            lang: "C.UTF-8",
             phases: &p,
             env: &env,
             vars: &[],
@@ -372,6 +377,7 @@ mod tests {
         // A fork's pull request: the notice, and false.
         let text = script(&DriverInput {
             prelude: "",
+            lang: "C.UTF-8",
             phases: &phases(|p| p.script = vec!["echo $TRAVIS_SECURE_ENV_VARS".into()]),
             env: &[],
             vars: &[],

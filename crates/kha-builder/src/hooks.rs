@@ -139,6 +139,15 @@ impl JobHooks {
         }
     }
 
+    /// Sets one of the job's variables (`KHA_WORKSPACE` once the
+    /// checkout decided where the workspace is).
+    pub fn set_var(&mut self, name: &str, value: String) {
+        match self.base.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => *v = value,
+            None => self.base.push((name.to_string(), value)),
+        }
+    }
+
     /// The variables gates added, for the job.
     pub fn added(&self) -> &[(String, String)] {
         &self.added

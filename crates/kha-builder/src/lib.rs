@@ -62,10 +62,14 @@ pub struct Shared {
     pub client: AgentClient,
     pub executor: Arc<dyn Executor>,
     pub vcs: workspace::Systems,
+    /// Where jobs' workspaces and scratch directories go.
+    pub dirs: workspace::tmpfs::JobDirs,
     pub labels: Vec<String>,
     /// The host's toolchains, found at start.
     pub host_toolchains: Vec<toolchain::Toolchain>,
     jobs: Mutex<HashMap<JobId, JobHandle>>,
+    /// The locale of jobs in each image, found once (`travis_sh::lang`).
+    langs: Mutex<HashMap<String, &'static str>>,
     limits: Mutex<LogLimits>,
     /// The job tasks: awaited when the builder exits.
     pub tasks: Tasks,
@@ -82,6 +86,22 @@ impl Shared {
         let mut v: Vec<_> = self.jobs().iter().map(|(j, h)| (*j, h.epoch)).collect();
         v.sort_unstable();
         v
+    }
+
+    /// The locale of jobs in `image`, found the first time it is asked
+    /// for (an image is not expected to gain or lose locales while the
+    /// builder runs).
+    pub fn lang(&self, image: &str) -> &'static str {
+        let mut langs = self.langs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = langs.get(image) {
+            return l;
+        }
+        let l = match self.executor.image_root(image) {
+            Some(root) => travis_sh::lang(&root),
+            None => return "C.UTF-8",
+        };
+        langs.insert(image.to_string(), l);
+        l
     }
 
     pub fn limits(&self) -> LogLimits {
@@ -169,19 +189,29 @@ pub async fn identity(cfg: &Config, token: Option<&Secret>) -> anyhow::Result<Id
 /// Runs the builder until it is drained (or refused).
 pub async fn run(
     cfg: Config,
+    dirs: workspace::tmpfs::JobDirs,
     token: Option<Secret>,
     executor: Arc<dyn Executor>,
     protocol_major: u32,
     signals: mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
-    for d in ["work", "scratch", "spool", "mirrors"] {
-        let p = cfg.data_dir.join(d);
-        if d != "mirrors" {
-            // Whatever is there belongs to jobs of an earlier life: gone.
-            remove_dir(&p).with_context(|| format!("removing {}", p.display()))?;
-        }
-        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+    let on_disk = workspace::tmpfs::JobDirs::on_disk(&cfg.data_dir);
+    let spool = cfg.data_dir.join("spool");
+    for p in [
+        &dirs.work,
+        &dirs.scratch,
+        &on_disk.work,
+        &on_disk.scratch,
+        &spool,
+    ] {
+        // Whatever is there belongs to jobs of an earlier life: gone.
+        remove_dir(p).with_context(|| format!("removing {}", p.display()))?;
     }
+    for p in [&dirs.work, &dirs.scratch, &dirs.disk_work, &spool] {
+        std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    }
+    let mirrors = cfg.data_dir.join("mirrors");
+    std::fs::create_dir_all(&mirrors).with_context(|| format!("creating {}", mirrors.display()))?;
     let ex = executor.clone();
     let n = tokio::task::spawn_blocking(move || ex.cleanup_leftovers()).await??;
     if n > 0 {
@@ -221,11 +251,13 @@ pub async fn run(
     let shared = Arc::new(Shared {
         client: client(channel(&cfg)?, &identity)?,
         vcs: workspace::Systems::new(&cfg.data_dir),
+        dirs,
         identity,
         executor,
         labels,
         host_toolchains,
         jobs: Mutex::new(HashMap::new()),
+        langs: Mutex::new(HashMap::new()),
         limits: Mutex::new(LogLimits {
             max_chunk: kha_core::limits::MAX_CHUNK_BYTES,
             cap: kha_core::limits::DEFAULT_LOG_CAP_BYTES,

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kha_builder::config::{Config, ExecutorKind};
 use kha_builder::executor::{host::HostExecutor, lxc, Executor};
+use kha_builder::workspace::tmpfs::JobDirs;
 use kha_core::Secret;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +44,9 @@ struct Args {
     /// Executor: lxc, or host (trusted local use only).
     #[arg(long, value_enum, env = "KHA_EXECUTOR")]
     executor: Option<ExecutorKind>,
+    /// Size cap (MiB) of the tmpfs holding the jobs' workspaces; 0: on disk.
+    #[arg(long, env = "KHA_WORKSPACE_TMPFS_MIB")]
+    workspace_tmpfs_mib: Option<u64>,
     /// Confirms that the host executor may run jobs as plain processes.
     #[arg(long)]
     i_trust_every_job: bool,
@@ -115,8 +119,7 @@ fn init_tracing() {
         .init();
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing();
     let mut cfg = match &args.config {
@@ -147,6 +150,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(e) = args.executor {
         cfg.executor = e;
+    }
+    if let Some(m) = args.workspace_tmpfs_mib {
+        cfg.workspace_tmpfs_mib = m;
     }
     cfg.labels.extend(args.labels);
     std::fs::create_dir_all(&cfg.data_dir)
@@ -232,6 +238,41 @@ async fn main() -> anyhow::Result<()> {
         println!("removed {n} leftover container(s)");
         return Ok(());
     }
+    // Before the runtime starts its threads: the mount namespace is the
+    // calling thread's (see `JobDirs::setup`).
+    let dirs = JobDirs::setup(&cfg.data_dir, cfg.workspace_tmpfs_mib);
+    // A builder's async work is its session and, per job, a log pump and
+    // a shipper: a few workers do, whatever the host's core count (tokio
+    // starts one per core: each costs ~60 KiB resident when idle, a stack
+    // and a malloc arena). Its blocking work (checkouts, container setup,
+    // cleanup) comes in bursts per job; an idle builder needs no
+    // blocking threads kept for long.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve(
+            cfg,
+            dirs.clone(),
+            args.token,
+            executor,
+            args.protocol_major,
+        ));
+    dirs.unmount();
+    result
+}
+
+/// Runs the builder until it stops, with the signals that stop it.
+async fn serve(
+    cfg: Config,
+    dirs: JobDirs,
+    token: Option<String>,
+    executor: Arc<dyn Executor>,
+    protocol_major: u32,
+) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let signals = kha_builder::task::spawn("signals", async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -257,9 +298,10 @@ async fn main() -> anyhow::Result<()> {
     });
     let result = kha_builder::run(
         cfg,
-        args.token.map(Secret::from),
+        dirs,
+        token.map(Secret::from),
         executor,
-        args.protocol_major,
+        protocol_major,
         rx,
     )
     .await;

@@ -9,12 +9,13 @@
 /// commands (run with `eval` in the driver's shell) can call them.
 pub const FUNCTIONS: &str = include_str!("travis_functions.sh");
 
+use std::path::Path;
+
 /// Variables computed inside the job's container: the checkout's path,
-/// the user and whether it may use root (from one `id`), the
+/// the user and whether it may use root (from one `id`), and the
 /// distribution's codename (read by the shell itself: each process a
-/// job's driver starts costs CPU on every job), and
-/// Travis's locale when the image has it (else C.UTF-8, which every Debian
-/// image has, rather than a locale that makes every program warn).
+/// job's driver starts costs CPU on every job). The locale follows
+/// ([`locale`]).
 pub const BUILDER_ENV: &str = r#"export TRAVIS_BUILD_DIR="$_kha_ws"
 _kha_id=$(id 2>/dev/null)
 _kha_id=${_kha_id#uid=}
@@ -38,13 +39,65 @@ for _kha_f in /etc/os-release /usr/lib/os-release; do
     break
   fi
 done
-case "$(locale -a 2>/dev/null)" in
-  *en_US.utf8* | *en_US.UTF-8*) LANG=en_US.UTF-8 ;;
-  *) LANG=C.UTF-8 ;;
-esac
-LC_ALL=$LANG
-export LANG LC_ALL
 "#;
+
+/// The driver's lines setting the job's locale, `lang` (see [`lang`]).
+pub fn locale(lang: &str) -> String {
+    format!("LANG={lang}\nLC_ALL=$LANG\nexport LANG LC_ALL\n")
+}
+
+/// The locale of jobs in the image whose root is `root` (`/` for the
+/// host's own `/usr`): Travis's, en_US.UTF-8, when the image has it, else
+/// C.UTF-8, which every Debian image has, rather than a locale that makes
+/// every program warn. What `locale -a` in the job's shell listed, read
+/// here from the same places (the compiled locales under
+/// `/usr/lib/locale`, as directories or in `locale-archive`) once per
+/// image rather than with a process in every job.
+pub fn lang(root: &Path) -> &'static str {
+    let dir = root.join("usr/lib/locale");
+    let named = |n: &[u8]| {
+        [&b"en_US.utf8"[..], b"en_US.UTF-8"]
+            .iter()
+            .any(|w| n.windows(w.len()).any(|x| x == *w))
+    };
+    let in_dirs = std::fs::read_dir(&dir).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            named(e.file_name().as_encoded_bytes()) && e.file_type().is_ok_and(|t| t.is_dir())
+        })
+    });
+    if in_dirs || archive_names(&dir.join("locale-archive")).is_some_and(|n| named(&n)) {
+        "en_US.UTF-8"
+    } else {
+        "C.UTF-8"
+    }
+}
+
+/// The string table of a glibc `locale-archive` (its locales' names,
+/// NUL-terminated), without reading the locales themselves.
+fn archive_names(path: &Path) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const MAGIC: u32 = 0xde02_0109;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 32];
+    f.read_exact(&mut head).ok()?;
+    let word = |i: usize| {
+        u32::from_ne_bytes([
+            head[4 * i],
+            head[4 * i + 1],
+            head[4 * i + 2],
+            head[4 * i + 3],
+        ])
+    };
+    // magic, serial, namehash offset, used, size, string offset, used, …
+    if word(0) != MAGIC {
+        return None;
+    }
+    let (offset, used) = (u64::from(word(5)), u64::from(word(6)));
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut names = Vec::new();
+    f.take(used.min(1 << 20)).read_to_end(&mut names).ok()?;
+    Some(names)
+}
 
 #[cfg(test)]
 mod tests {
@@ -56,8 +109,9 @@ mod tests {
     fn sh(body: &str) -> (i32, String, String) {
         let d = tempfile::tempdir().unwrap();
         let script = format!(
-            "cd {}\n_kha_ws=$(pwd)\nkha_state() {{ printf '%s\\n' \"$1\" >> state; }}\n{FUNCTIONS}{BUILDER_ENV}{body}\n",
-            kha_core::shell::quote(&d.path().display().to_string())
+            "cd {}\n_kha_ws=$(pwd)\nkha_state() {{ printf '%s\\n' \"$1\" >> state; }}\n{FUNCTIONS}{BUILDER_ENV}{}{body}\n",
+            kha_core::shell::quote(&d.path().display().to_string()),
+            locale(lang(Path::new("/")))
         );
         let out = Command::new("/bin/sh")
             .arg("-c")
@@ -162,5 +216,44 @@ mod tests {
         assert!(f[0].starts_with('/') && !f[1].is_empty(), "{out}");
         assert!(f[2] == "true" || f[2] == "false", "{out}");
         assert!(f[3].ends_with(".UTF-8") && f[3] == f[4], "{out}");
+    }
+
+    #[test]
+    fn the_locale_is_travis_s_when_the_image_has_it() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("usr/lib/locale");
+        std::fs::create_dir_all(dir.join("C.utf8")).unwrap();
+        assert_eq!(lang(d.path()), "C.UTF-8");
+        assert_eq!(lang(&d.path().join("none")), "C.UTF-8");
+        // In an archive, as localedef writes it: the header, then the
+        // names in its string table.
+        let archive = |names: &[u8]| {
+            let mut a = Vec::new();
+            for w in [0xde02_0109u32, 0, 0x38, 1, 0x38b, 64, names.len() as u32, 0] {
+                a.extend_from_slice(&w.to_ne_bytes());
+            }
+            a.resize(64, 0);
+            a.extend_from_slice(names);
+            a
+        };
+        std::fs::write(dir.join("locale-archive"), archive(b"de_DE.utf8\0")).unwrap();
+        assert_eq!(lang(d.path()), "C.UTF-8");
+        std::fs::write(
+            dir.join("locale-archive"),
+            archive(b"de_DE.utf8\0en_US.utf8\0"),
+        )
+        .unwrap();
+        assert_eq!(lang(d.path()), "en_US.UTF-8");
+        std::fs::remove_file(dir.join("locale-archive")).unwrap();
+        // Compiled as a directory.
+        std::fs::create_dir(dir.join("en_US.UTF-8")).unwrap();
+        assert_eq!(lang(d.path()), "en_US.UTF-8");
+        // What `locale -a` says here, the same.
+        let listed = std::process::Command::new("locale").arg("-a").output();
+        if let Some(o) = listed.ok().filter(|o| o.status.success()) {
+            let out = String::from_utf8_lossy(&o.stdout);
+            let has = out.contains("en_US.utf8") || out.contains("en_US.UTF-8");
+            assert_eq!(lang(Path::new("/")) == "en_US.UTF-8", has, "{out}");
+        }
     }
 }

@@ -107,6 +107,7 @@ mod tests {
             env: &[],
             vars: &[],
             prelude: "",
+            lang: "C.UTF-8",
             cache: Some(cache),
             secure_env: kha_core::spec::SecureEnv::Available,
             secure: &[],

@@ -51,6 +51,10 @@ impl Executor for HostExecutor {
         }]
     }
 
+    fn image_root(&self, _image: &str) -> Option<std::path::PathBuf> {
+        Some("/".into())
+    }
+
     fn command(&self, run: &JobRun) -> Result<Command, ExecError> {
         let mut cmd = Command::new("/bin/sh");
         cmd.arg(run.workspace.join(".kha/run.sh"))

@@ -56,6 +56,10 @@ pub trait Executor: Send + Sync + 'static {
     /// script. The caller sets stdio, spawns it and waits for it.
     fn command(&self, run: &JobRun) -> Result<std::process::Command, ExecError>;
 
+    /// The directory holding what a run in `image` sees as `/usr` (as
+    /// `<root>/usr`), if the image exists.
+    fn image_root(&self, image: &str) -> Option<PathBuf>;
+
     /// Why a host directory (a toolchain) cannot be mounted into runs, if
     /// it cannot.
     fn mount_problem(&self, _path: &std::path::Path) -> Option<String> {

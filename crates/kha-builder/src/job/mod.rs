@@ -165,8 +165,8 @@ impl Job {
         let name = format!("kha-{id}-{epoch}");
         let data = &shared.cfg.data_dir;
         let run = JobRun {
-            workspace: data.join("work").join(&name),
-            scratch: data.join("scratch").join(&name),
+            workspace: shared.dirs.work.join(&name),
+            scratch: shared.dirs.scratch.join(&name),
             image: choice.image.clone(),
             mounts: activate::mounts(&choice),
             name: name.clone(),
@@ -190,7 +190,7 @@ impl Job {
 
     /// Runs the job to its end: every step, then the report and cleanup.
     /// The slot is given back whatever happens.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let limits = self.shared.limits();
         let (spool, written) = match Spool::create(&self.spool_path, limits.cap) {
             Ok(s) => s,
@@ -247,10 +247,18 @@ impl Job {
     /// checkout → prepare → run → collect, with the executor's cleanup
     /// after a run whatever happened, and the builder's hooks around the
     /// checkout and the run. `Err`: a step before the run ended the job.
-    async fn execute(&self, spool: &SharedSpool, hooks: &mut JobHooks) -> Result<Verdict, Verdict> {
+    async fn execute(
+        &mut self,
+        spool: &SharedSpool,
+        hooks: &mut JobHooks,
+    ) -> Result<Verdict, Verdict> {
         self.gate(hooks, Hook::Environment).await?;
         self.gate(hooks, Hook::PreCheckout).await?;
-        self.checkout(spool).await?;
+        let workspace = self.checkout(spool).await?;
+        if workspace != self.run.workspace {
+            hooks.set_var("KHA_WORKSPACE", workspace.display().to_string());
+            self.run.workspace = workspace;
+        }
         self.gate(hooks, Hook::PostCheckout).await?;
         self.gate(hooks, Hook::PreCommand).await?;
         self.prepare(hooks.added())?;
@@ -260,6 +268,11 @@ impl Job {
             Ok(w) => self.collect(w, spool),
             Err(v) => v,
         };
+        if verdict.outcome != JobOutcome::Passed {
+            if let Some(note) = self.shared.dirs.full_note(&self.run.workspace) {
+                spool.note(&note);
+            }
+        }
         self.save_cache(cache, &verdict, spool).await;
         let outcome = [("KHA_JOB_OUTCOME", outcome_word(verdict.outcome).to_string())];
         hooks
@@ -363,24 +376,31 @@ impl Job {
     }
 
     /// Step 1: the revision, into a fresh workspace, through the VCS.
-    async fn checkout(&self, spool: &SharedSpool) -> Result<(), Verdict> {
-        let dest = self.run.workspace.clone();
-        if let Err(e) = crate::remove_dir(&dest) {
+    /// Returns where the workspace is: on disk if it did not fit in the
+    /// tmpfs.
+    async fn checkout(&self, spool: &SharedSpool) -> Result<PathBuf, Verdict> {
+        if let Err(e) = crate::remove_dir(&self.run.workspace) {
             return Err(Verdict::infrastructure(format!(
                 "cannot clear the workspace: {e}"
             )));
         }
+        let (shared, name) = (self.shared.clone(), self.run.name.clone());
         let vcs = self.shared.vcs.get(self.spec.vcs);
         let (src, creds) = (Source::of(&self.spec), self.creds.clone());
         let described = vcs.describe(&src);
-        let checkout =
-            tokio::task::spawn_blocking(move || vcs.checkout(&src, &dest, creds.as_ref())).await;
+        let checkout = tokio::task::spawn_blocking(move || {
+            shared.dirs.checkout(&*vcs, &src, &name, creds.as_ref())
+        })
+        .await;
         match checkout {
-            Ok(Ok(())) => {
+            Ok(Ok((workspace, on_disk))) => {
+                if let Some(line) = on_disk {
+                    spool.note(&line);
+                }
                 if let Some(line) = described {
                     spool.note(&line);
                 }
-                Ok(())
+                Ok(workspace)
             }
             Ok(Err(e)) => {
                 spool.note(&format!("checkout failed: {e}"));
@@ -403,6 +423,7 @@ impl Job {
         let prelude = activate::prelude(&self.choice, &self.image_about());
         let text = driver::script(&DriverInput {
             prelude: &prelude,
+            lang: self.shared.lang(&self.choice.image),
             phases: &spec.phases,
             env: &spec.env,
             vars: &vars,

@@ -32,13 +32,14 @@ impl Git {
         self.mirrors.join(format!("{}.git", &h[..16]))
     }
 
-    /// Brings the mirror of `url` up to date enough to contain `commit`.
+    /// Brings the mirror of `url` up to date enough to contain `commit`;
+    /// returns it, opened, and its path.
     fn mirror(
         &self,
         url: &str,
         commit: Oid,
         creds: Option<&Credentials>,
-    ) -> Result<PathBuf, CheckoutError> {
+    ) -> Result<(Repository, PathBuf), CheckoutError> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.mirror_path(url);
         let repo = match Repository::open_bare(&path) {
@@ -49,7 +50,7 @@ impl Git {
             }
         };
         if repo.find_commit(commit).is_ok() {
-            return Ok(path);
+            return Ok((repo, path));
         }
         let mut remote = repo.remote_anonymous(url)?;
         let mut opts = FetchOptions::new();
@@ -82,7 +83,8 @@ impl Git {
                 return Err(CheckoutError::NoRevision(commit.to_string()));
             }
         }
-        Ok(path)
+        drop(remote);
+        Ok((repo, path))
     }
 }
 
@@ -99,8 +101,11 @@ impl Vcs for Git {
     ) -> Result<(), CheckoutError> {
         let (url, commit) = (src.url.as_str(), src.revision.as_str());
         let oid = Oid::from_str(commit).map_err(|_| CheckoutError::NoRevision(commit.into()))?;
-        let mirror = self.mirror(url, oid, creds)?;
-        let refs = workspace_refs(&mirror, &src.branch)?;
+        let (repo, mirror) = self.mirror(url, oid, creds)?;
+        // Listed from the repository the fetch opened: opening a
+        // repository reads its config files and probes its directories.
+        let refs = workspace_refs(&repo, &src.branch)?;
+        drop(repo);
         write_git_dir(&mirror, dest, url, oid, &refs)?;
         let repo = Repository::open(dest)?;
         let c = repo
@@ -114,8 +119,7 @@ impl Vcs for Git {
 /// The refs a workspace gets, as a clone of the mirror would have them:
 /// the mirror's branches as `origin`'s, its tags, and the build's branch
 /// as a local branch; sorted by name, as `packed-refs` wants them.
-fn workspace_refs(mirror: &Path, branch: &str) -> Result<Vec<(String, Oid)>, CheckoutError> {
-    let repo = Repository::open_bare(mirror)?;
+fn workspace_refs(repo: &Repository, branch: &str) -> Result<Vec<(String, Oid)>, CheckoutError> {
     let mut refs = Vec::new();
     for r in repo.references()? {
         let r = r?;

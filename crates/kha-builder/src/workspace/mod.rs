@@ -7,6 +7,7 @@
 pub mod cvs;
 pub mod git;
 pub mod svn;
+pub mod tmpfs;
 
 pub use git::Git;
 

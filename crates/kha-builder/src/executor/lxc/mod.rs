@@ -243,6 +243,17 @@ impl Executor for LxcExecutor {
             .collect()
     }
 
+    fn image_root(&self, image: &str) -> Option<PathBuf> {
+        let e = entries(&self.images)
+            .into_iter()
+            .find(|e| e.name == image)?;
+        // A quick image's /usr is the host's.
+        Some(match e.meta.ok()?.kind {
+            ImageKind::Quick => PathBuf::from("/"),
+            ImageKind::Debian => e.dir.join("rootfs"),
+        })
+    }
+
     fn mount_problem(&self, path: &Path) -> Option<String> {
         let ids = match IdMap::for_host() {
             Ok(ids) => ids,
