@@ -22,7 +22,7 @@ fn job_runs_in_a_container_and_its_log_is_exact() {
     );
     let c = Fixture::new()
         .project("demo", &repo.url())
-        .builder("a", 1)
+        .builder_with("a", 1, &["--workspace-tmpfs-mib", "64"])
         .start();
     let id = c.trigger("demo", None);
     let b = c.wait_build(id, Duration::from_secs(60));

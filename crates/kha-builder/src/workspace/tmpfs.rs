@@ -20,9 +20,11 @@
 use super::{CheckoutError, Credentials, Source, Vcs};
 use std::path::{Path, PathBuf};
 
-/// Default size cap of the tmpfs, in MiB (memory is taken only by what
-/// is stored in it).
-pub const DEFAULT_TMPFS_MIB: u64 = 2048;
+/// Default size cap of the tmpfs, in MiB: 0, workspaces on disk. A job
+/// whose build writes gigabytes into its workspace (a cargo `target/`, a
+/// C++ build tree) must work on a builder set up with the defaults; a
+/// tmpfs is a choice for builders whose jobs are known to be small.
+pub const DEFAULT_TMPFS_MIB: u64 = 0;
 
 /// Where a builder puts its jobs' workspaces and scratch directories.
 #[derive(Debug, Clone)]
