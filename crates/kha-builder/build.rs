@@ -14,8 +14,6 @@
 //!   ignores the flag, an older glibc refuses the link; either way the
 //!   flag is left out.
 
-use std::process::Command;
-
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(kha_skip_lxc)");
     println!("cargo:rerun-if-env-changed=KHA_SKIP_LXC");
@@ -30,19 +28,4 @@ fn main() {
     }
 }
 
-/// The linker flag for packed relative relocations, if linking with it
-/// works here without a warning.
-fn packed_relocations() -> Option<&'static str> {
-    const FLAG: &str = "-Wl,-z,pack-relative-relocs";
-    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR")?);
-    let src = out.join("relr-probe.c");
-    std::fs::write(&src, "int main(void) { return 0; }\n").ok()?;
-    let o = Command::new("cc")
-        .arg(FLAG)
-        .arg(&src)
-        .arg("-o")
-        .arg(out.join("relr-probe"))
-        .output()
-        .ok()?;
-    (o.status.success() && o.stderr.is_empty()).then_some(FLAG)
-}
+include!("relr.rs");
