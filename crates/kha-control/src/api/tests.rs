@@ -101,12 +101,7 @@ fn connect(app: &App, id: &str) -> mpsc::Receiver<Box<ControlMessage>> {
 }
 
 /// Takes every offer, then finishes each job as `passed` with an empty log.
-async fn run_all(
-    app: &App,
-    id: &str,
-    rx: &mut mpsc::Receiver<Box<ControlMessage>>,
-    n: usize,
-) {
+async fn run_all(app: &App, id: &str, rx: &mut mpsc::Receiver<Box<ControlMessage>>, n: usize) {
     let mut offers = vec![];
     while offers.len() < n {
         let m = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())

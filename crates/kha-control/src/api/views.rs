@@ -38,12 +38,20 @@ pub fn build(app: &App, b: records::Build) -> Result<view::Build, ApiError> {
         }
     }
     // Why its queued jobs wait, asked once for all of them.
-    let waiting: Vec<_> = records.iter().filter(|j| asks_why(j)).map(|j| j.id).collect();
+    let waiting: Vec<_> = records
+        .iter()
+        .filter(|j| asks_why(j))
+        .map(|j| j.id)
+        .collect();
     let mut whys = app.sched.why_waiting_many(&waiting).into_iter();
     let jobs: Vec<view::Job> = records
         .into_iter()
         .map(|j| {
-            let why = if asks_why(&j) { whys.next().flatten() } else { None };
+            let why = if asks_why(&j) {
+                whys.next().flatten()
+            } else {
+                None
+            };
             job_view(app, j, why)
         })
         .collect();

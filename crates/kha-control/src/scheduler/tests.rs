@@ -98,11 +98,7 @@ async fn build_with_env(f: &Fixture, project: &str, n: u32, env: Vec<String>) ->
     jobs
 }
 
-fn connect(
-    f: &Fixture,
-    id: &str,
-    labels: &[&str],
-) -> mpsc::Receiver<Box<ControlMessage>> {
+fn connect(f: &Fixture, id: &str, labels: &[&str]) -> mpsc::Receiver<Box<ControlMessage>> {
     let (tx, rx) = mpsc::channel(256);
     let session = Session {
         trusted: false,
