@@ -32,15 +32,18 @@ impl Slots<'_> {
     }
 }
 
-/// Everything the pick looks at.
-pub(super) struct PickInput<'a> {
+/// Everything the pick looks at. `B` walks the connected builders; it is
+/// walked again for each job considered, and walking it allocates nothing
+/// (a control node with a thousand builders picks hundreds of times a
+/// second).
+pub(super) struct PickInput<'a, B> {
     /// The queues per project, each in queue order.
     pub queues: &'a BTreeMap<String, VecDeque<JobId>>,
     pub last_served: Option<&'a str>,
     /// Each queued job's project and requirements; a job missing here is
     /// passed over.
     pub queued: &'a HashMap<JobId, Queued>,
-    pub builders: &'a [Slots<'a>],
+    pub builders: B,
     /// The builders that refused each job.
     pub refused: &'a HashMap<JobId, HashMap<String, String>>,
 }
@@ -57,9 +60,12 @@ pub(super) struct Pick {
 
 /// The next job to offer and to whom, or `None` when no queued job can go
 /// anywhere now.
-pub(super) fn pick(input: &PickInput<'_>) -> Option<Pick> {
-    let open: Vec<&Slots<'_>> = input.builders.iter().filter(|b| b.open()).collect();
-    if open.is_empty() {
+pub(super) fn pick<'a, B>(input: &PickInput<'a, B>) -> Option<Pick>
+where
+    B: Iterator<Item = Slots<'a>> + Clone,
+{
+    let open = || input.builders.clone().filter(Slots::open);
+    if open().next().is_none() {
         return None;
     }
     let mut order: Vec<&String> = input.queues.keys().collect();
@@ -83,8 +89,8 @@ pub(super) fn pick(input: &PickInput<'_>) -> Option<Pick> {
             // checked against the job only when it would beat the best one
             // so far: the checks (labels, refusals) cost more than the
             // comparison, and most builders lose it.
-            let mut best: Option<&Slots<'_>> = None;
-            for &b in &open {
+            let mut best: Option<Slots<'_>> = None;
+            for b in open() {
                 let beats = best.is_none_or(|c| {
                     b.free.cmp(&c.free).then_with(|| c.id.cmp(b.id)) == std::cmp::Ordering::Greater
                 });
@@ -148,7 +154,7 @@ mod secret_tests {
                 queues: &queues,
                 last_served: None,
                 queued: &queued,
-                builders,
+                builders: builders.iter().copied(),
                 refused: &refused,
             })
             .map(|p| (p.job, p.builder))

@@ -100,24 +100,18 @@ impl Scheduler {
         let now = self.clock.now();
         let mut inner = self.lock();
         let chosen = {
-            // Only those with a free slot: the pick passes over the rest.
-            let builders: Vec<Slots<'_>> = inner
-                .sessions
-                .iter()
-                .filter(|(_, s)| s.free > 0 && !s.draining)
-                .map(|(id, s)| Slots {
-                    id,
-                    free: s.free,
-                    draining: s.draining,
-                    labels: &s.labels,
-                    trusted: s.trusted,
-                })
-                .collect();
+            let builders = inner.sessions.iter().map(|(id, s)| Slots {
+                id,
+                free: s.free,
+                draining: s.draining,
+                labels: &s.labels,
+                trusted: s.trusted,
+            });
             pick(&PickInput {
                 queues: &inner.queues,
                 last_served: inner.last_served.as_deref(),
                 queued: &inner.queued,
-                builders: &builders,
+                builders,
                 refused: &inner.refused,
             })?
         };

@@ -384,7 +384,7 @@ fn fairness_pick() {
             queues: &queues,
             last_served: row.last_served,
             queued: &queued,
-            builders: &builders,
+            builders: builders.iter().copied(),
             refused: &refused,
         });
         let got = got.map(|Pick { job, builder, .. }| (job, builder));
