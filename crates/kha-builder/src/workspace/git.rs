@@ -255,13 +255,19 @@ impl From<git2::Error> for CheckoutError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::workspace) mod tests {
     use super::*;
 
     /// A repository with one commit holding `file`; returns its id.
     fn repo_with_commit(dir: &Path) -> String {
+        repo_with_file(dir, b"hello\n")
+    }
+
+    /// A repository with one commit holding `file` with `data`; returns
+    /// its id.
+    pub(in crate::workspace) fn repo_with_file(dir: &Path, data: &[u8]) -> String {
         let repo = Repository::init(dir).unwrap();
-        std::fs::write(dir.join("file"), "hello\n").unwrap();
+        std::fs::write(dir.join("file"), data).unwrap();
         let mut index = repo.index().unwrap();
         index.add_path(Path::new("file")).unwrap();
         let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();

@@ -229,7 +229,6 @@ mod tests {
     /// A repository with one commit holding a file of `len` bytes;
     /// returns its id.
     fn repo_with_file(dir: &Path, len: usize) -> String {
-        let repo = git2::Repository::init(dir).unwrap();
         // Incompressible, so the pack is as big as the file.
         let mut data = vec![0u8; len];
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -239,14 +238,7 @@ mod tests {
             x ^= x << 17;
             *b = x as u8;
         }
-        std::fs::write(dir.join("file"), data).unwrap();
-        let mut index = repo.index().unwrap();
-        index.add_path(Path::new("file")).unwrap();
-        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let sig = git2::Signature::now("t", "t@example.invalid").unwrap();
-        repo.commit(Some("HEAD"), &sig, &sig, "one", &tree, &[])
-            .unwrap()
-            .to_string()
+        crate::workspace::git::tests::repo_with_file(dir, &data)
     }
 
     /// Checks out on a 2 MiB tmpfs mounted in the test thread's own
