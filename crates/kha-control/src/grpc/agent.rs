@@ -371,6 +371,9 @@ impl AgentService for AgentSvc {
     ) -> Result<Response<FinishJobResponse>, Status> {
         let rec = self.authenticate(&req)?;
         let req = req.into_inner();
+        // A result shows the builder alive as well as a heartbeat: its
+        // other jobs' leases hold while its heartbeats queue behind work.
+        self.app.sched.touch(&rec.id);
         self.app.sched.finish(&rec.id, &req).await?;
         Ok(Response::new(FinishJobResponse {}))
     }
