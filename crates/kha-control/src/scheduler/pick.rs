@@ -65,9 +65,8 @@ where
     B: Iterator<Item = Slots<'a>> + Clone,
 {
     let open = || input.builders.clone().filter(Slots::open);
-    if open().next().is_none() {
-        return None;
-    }
+    // No builder has a free slot: nothing can go anywhere.
+    open().next()?;
     let mut order: Vec<&String> = input.queues.keys().collect();
     if let Some(last) = input.last_served {
         let split = order
