@@ -16,7 +16,7 @@
 
 use super::records::{Build, Job, JobStateOnly};
 use super::{tx_get, StoreError};
-use kha_core::stages::{self, StageJob};
+use kha_core::stages::StageJob;
 use kha_core::JobState;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
@@ -52,11 +52,7 @@ impl Mark {
     }
 
     fn new(build: &Build, state: JobState, allow_failure: bool, stage: &str) -> Mark {
-        let stage = if build.stages.is_empty() {
-            0
-        } else {
-            stages::stage_index(&build.stages, stage)
-        };
+        let stage = super::stages::stage_of(build, stage);
         Mark {
             state,
             allow_failure,

@@ -216,7 +216,8 @@ fn spare_key(job: u64) -> u64 {
     QUEUE_NORMAL_BASE + (1 << 62) + job
 }
 
-fn stage_of(build: &Build, stage: &str) -> usize {
+/// A job's stage's place in its build's stage order (0 without stages).
+pub(super) fn stage_of(build: &Build, stage: &str) -> usize {
     if build.stages.is_empty() {
         0
     } else {
