@@ -84,6 +84,17 @@ fn queued(store: &Store) -> Vec<JobId> {
         .collect()
 }
 
+/// Opens the database in `dir` again once the handle dropped before has
+/// closed (sled allows one open handle per path).
+async fn reopen(dir: &std::path::Path) -> Store {
+    loop {
+        match std::panic::catch_unwind(|| Store::open(dir).unwrap()) {
+            Ok(s) => return s,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+}
+
 use JobState::{Canceled, Failed, Passed, Queued, Running, Waiting};
 
 #[tokio::test]
@@ -297,13 +308,7 @@ async fn a_reopened_database_has_the_next_stage_queued() {
         store.db.flush().unwrap();
         jobs
     };
-    // sled allows one open handle per path: wait for the old one to close.
-    let store = loop {
-        match std::panic::catch_unwind(|| Store::open(dir.path()).unwrap()) {
-            Ok(s) => break s,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    };
+    let store = reopen(dir.path()).await;
     assert_eq!(queued(&store), [jobs[1].id]);
     assert_eq!(store.get_job(jobs[1].id).unwrap().unwrap().state, Queued);
 }
@@ -326,12 +331,7 @@ async fn builds_written_before_job_marks_existed_go_on_from_their_jobs() {
         store.db.flush().unwrap();
         (staged_jobs, plain)
     };
-    let store = loop {
-        match std::panic::catch_unwind(|| Store::open(dir.path()).unwrap()) {
-            Ok(s) => break s,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    };
+    let store = reopen(dir.path()).await;
     // The allowed failure ends stage a: b is queued as it would have been.
     let b = run(&store, staged_jobs[1].id, Failed);
     assert_eq!(b.state, BuildState::Running);
