@@ -2,6 +2,11 @@
 //! control node and lxc builder, jobs asking for `otp_release`, `rust`
 //! and `arch` through `.travis.yml`. The images come from the cache
 //! `deploy/test-images.sh` fills (see `kha_tests::test_images_dir`).
+//!
+//! A test that can be skipped for several reasons says the first that
+//! holds: each `ignore` applies only when the ones above it do not, since
+//! a second one is an unused attribute, which clippy's `-D warnings` turns
+//! into an error (a machine with neither the images nor Debian's Erlang).
 #![allow(clippy::unwrap_used)]
 
 use kha_tests::*;
@@ -60,11 +65,11 @@ const REBAR_APP: &[(&str, &str)] = &[
 /// `erl` prints the release it is, and rebar3 runs the eunit tests with it.
 #[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[cfg_attr(
-    kha_skip_images,
+    all(not(kha_skip_lxc), kha_skip_images),
     ignore = "the test images are not cached: run deploy/test-images.sh"
 )]
 #[cfg_attr(
-    kha_skip_erlang,
+    all(not(kha_skip_lxc), not(kha_skip_images), kha_skip_erlang),
     ignore = "no Debian erlang-nox and rebar3 on this host"
 )]
 #[test]
@@ -123,7 +128,7 @@ fn two_otp_releases_each_run_their_own_erl_and_rebar3() {
 /// qemu, unprivileged as every job, and its log streams like any other.
 #[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[cfg_attr(
-    kha_skip_images,
+    all(not(kha_skip_lxc), kha_skip_images),
     ignore = "the test images are not cached: run deploy/test-images.sh"
 )]
 #[test]
@@ -168,7 +173,10 @@ fn amd64_and_arm64_jobs_each_run_on_their_arch() {
 /// `rust: stable`: the host's rustup toolchain, mounted read-only and
 /// first on PATH in the default image.
 #[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
-#[cfg_attr(kha_skip_rustup, ignore = "no stable rustup toolchain on this host")]
+#[cfg_attr(
+    all(not(kha_skip_lxc), kha_skip_rustup),
+    ignore = "no stable rustup toolchain on this host"
+)]
 #[test]
 fn a_rustup_toolchain_is_activated_for_rust_stable() {
     let repo = Repo::temp();
@@ -286,11 +294,11 @@ fn a_job_asking_for_a_missing_toolchain_or_arch_waits_and_says_why() {
 /// both: it refuses the job, and the job waits with the builder's reason.
 #[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 #[cfg_attr(
-    kha_skip_images,
+    all(not(kha_skip_lxc), kha_skip_images),
     ignore = "the test images are not cached: run deploy/test-images.sh"
 )]
 #[cfg_attr(
-    kha_skip_erlang,
+    all(not(kha_skip_lxc), not(kha_skip_images), kha_skip_erlang),
     ignore = "no Debian erlang-nox and rebar3 on this host"
 )]
 #[test]
