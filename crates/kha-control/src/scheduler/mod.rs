@@ -27,6 +27,7 @@ mod leases;
 mod pick;
 mod queue;
 mod sessions;
+mod spec;
 mod stages;
 mod sweep;
 mod waiting;
@@ -45,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use sessions::DROPPED_SESSION_GRACE_MS;
+pub use spec::{job_spec, needs_secrets};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedError {
@@ -299,65 +301,6 @@ impl Scheduler {
 /// When the control node gives up on a running job's own timeout.
 fn backstop(job: &Job) -> Millis {
     job.spec.timeout_secs * 1000 + kha_core::limits::TIMEOUT_BACKSTOP_MS
-}
-
-/// Does the job have encrypted variables (so that only a trusted builder
-/// may run it)?
-pub fn needs_secrets(job: &Job) -> bool {
-    job.spec
-        .env
-        .iter()
-        .any(|l| kha_core::travis::secure::ciphertext(l).is_some())
-}
-
-/// The wire form of what a builder needs to run a job. Encrypted env
-/// entries are not in it: they come decrypted in `Granted`.
-pub fn job_spec(job: &Job) -> agent::JobSpec {
-    let env = job
-        .spec
-        .env
-        .iter()
-        .filter(|l| kha_core::travis::secure::ciphertext(l).is_none())
-        .cloned()
-        .collect();
-    let mut spec = agent::JobSpec {
-        build_id: job.build,
-        number: job.number,
-        project: job.project.clone(),
-        repo_url: job.spec.repo_url.clone(),
-        branch: job.spec.branch.clone(),
-        commit: job.spec.commit.clone(),
-        env,
-        timeout_secs: job.spec.timeout_secs,
-        image: job.spec.image.clone(),
-        vcs: job.spec.vcs.wire_name().into(),
-        module: job.spec.module.clone(),
-        requires: job.requires.to_vec(),
-        cache: job.spec.cache.clone().map(Into::into),
-        vars: job
-            .spec
-            .vars
-            .iter()
-            .map(|(name, value)| agent::Var {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let mut phases = kha_core::travis::Phases::default();
-    for (name, cmds) in &job.spec.phases {
-        if let Some(slot) = phases.get_mut(name) {
-            *slot = cmds.clone();
-        }
-    }
-    spec.set_phases(phases);
-    spec.set_secure_env(match job.spec.secure_env {
-        kha_core::spec::SecureEnv::Available => agent::SecureEnv::Unspecified,
-        kha_core::spec::SecureEnv::Withheld => agent::SecureEnv::Withheld,
-        kha_core::spec::SecureEnv::Removed => agent::SecureEnv::Removed,
-    });
-    spec
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use super::pick::{pick, PickInput, Slots};
 use super::{job_spec, send, Inner, PendingOffer, SchedError, Scheduler};
 use crate::store::records::{Build, Job};
 use crate::store::QUEUE_NORMAL_BASE;
+use kha_core::travis::BuildContext;
 use kha_core::{JobId, JobState};
 use kha_proto::agent::{self, control_message::Msg};
 use tracing::{debug, warn};
@@ -43,8 +44,15 @@ impl Scheduler {
             let Some((job_id, builder)) = self.take_next() else {
                 return;
             };
-            // The only sled read of a dispatch, outside the lock.
-            let read = self.store.get_job(job_id);
+            // The sled reads of a dispatch (the job, its build's context),
+            // outside the lock.
+            let read = self.store.get_job(job_id).and_then(|j| match j {
+                Some(j) if j.state == JobState::Queued && j.spec.vars.is_empty() => {
+                    let ctx = self.store.get_build_context(j.build)?;
+                    Ok(Some((j, ctx.unwrap_or_default())))
+                }
+                j => Ok(j.map(|j| (j, BuildContext::default()))),
+            });
             let mut inner = self.lock();
             let stands = inner
                 .offers
@@ -53,8 +61,8 @@ impl Scheduler {
             if !stands {
                 continue;
             }
-            let job = match read {
-                Ok(Some(j)) if j.state == JobState::Queued => j,
+            let (job, ctx) = match read {
+                Ok(Some((j, ctx))) if j.state == JobState::Queued => (j, ctx),
                 Ok(_) => {
                     // Moved on in sled (canceled, started): no longer queued.
                     Self::give_back(&mut inner, job_id, &builder);
@@ -72,7 +80,7 @@ impl Scheduler {
             let offer = Msg::Offer(agent::Offer {
                 job_id,
                 epoch,
-                spec: Some(job_spec(&job)),
+                spec: Some(job_spec(&job, &ctx, &self.cfg.public_url)),
             });
             let sent = inner
                 .sessions

@@ -4,7 +4,7 @@
 //! its build's derived state and the events they give, all in one
 //! transaction.
 
-use super::records::{decode, encode, Build, Job, LeaseRec};
+use super::records::{decode, encode, Build, BuildContextOnly, Job, LeaseRec};
 use super::{
     abort, corrupt, dedup_key, project_build_key, project_prefix, tx_get, LeaseEffect, QueueEffect,
     Result, Store, StoreError,
@@ -92,6 +92,17 @@ impl Store {
             .get(id.to_be_bytes())?
             .map(|v| decode(&v).map_err(corrupt("builds")))
             .transpose()
+    }
+
+    /// A build's context alone (what its jobs' `TRAVIS_*` variables come
+    /// from); None for a build that is not there or has none.
+    pub fn get_build_context(&self, id: BuildId) -> Result<Option<kha_core::travis::BuildContext>> {
+        Ok(self
+            .builds
+            .get(id.to_be_bytes())?
+            .map(|v| decode::<BuildContextOnly>(&v).map_err(corrupt("builds")))
+            .transpose()?
+            .and_then(|b| b.context))
     }
 
     pub fn put_build(&self, b: &Build) -> Result<()> {

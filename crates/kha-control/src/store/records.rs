@@ -210,6 +210,37 @@ pub struct Job {
     pub spec: JobSpec,
 }
 
+#[cfg(test)]
+impl Job {
+    /// Job `number` of build `build`, queued, with an empty spec, for tests
+    /// to change the fields they are about.
+    pub fn for_test(id: JobId, build: BuildId, number: u32, project: &str) -> Job {
+        Job {
+            id,
+            build,
+            number,
+            project: project.into(),
+            state: JobState::Queued,
+            epoch: 0,
+            attempts: 0,
+            builder: String::new(),
+            started_ms: 0,
+            finished_ms: 0,
+            cancel_requested: false,
+            allow_failure: false,
+            requires: Labels::default(),
+            detail: String::new(),
+            log_len: 0,
+            log_sha256: String::new(),
+            matrix: vec![],
+            name: String::new(),
+            stage: String::new(),
+            queue_key: 0,
+            spec: JobSpec::default(),
+        }
+    }
+}
+
 /// The fields of a job record its build's state is derived from.
 /// Decoding only these skips the rest of the record (spec, labels, strings)
 /// without allocating it: deriving a build's state reads every job of the
@@ -221,6 +252,14 @@ pub struct JobStateOnly {
     /// Empty (no allocation) in a build without stages.
     #[serde(default)]
     pub stage: String,
+}
+
+/// The field of a build record its jobs' offers read: decoding only it
+/// skips the rest of the record without allocating it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BuildContextOnly {
+    #[serde(default)]
+    pub context: Option<kha_core::travis::BuildContext>,
 }
 
 /// What a builder needs to run the job.
@@ -242,9 +281,17 @@ pub struct JobSpec {
     #[serde(default)]
     pub cache: Option<kha_core::cache::CacheSpec>,
     /// Travis's variables that come from the build (`TRAVIS_EVENT_TYPE`,
-    /// `TRAVIS_PULL_REQUEST`, …), names and literal values.
+    /// `TRAVIS_PULL_REQUEST`, …), names and literal values, as records
+    /// written before they were computed at offer time kept them. Empty in
+    /// a new record: the offer computes them from the build's context
+    /// ([`Build::context`]) and the job's fields, so a build's commit
+    /// message (up to 32 KiB) and the rest are stored once per build, not
+    /// once per job.
     #[serde(default)]
     pub vars: Vec<(String, String)>,
+    /// The job's language (`TRAVIS_LANGUAGE`).
+    #[serde(default)]
+    pub language: String,
     /// Whether the job may see encrypted variables; their entries stay in
     /// `env`, encrypted (`travis::secure`), until a grant decrypts them.
     #[serde(default)]

@@ -140,6 +140,7 @@ impl Triggerer {
             },
             cache: None,
             vars: vec![],
+            language: String::new(),
         };
         let new_job = |id,
                        number,
@@ -279,18 +280,9 @@ impl Triggerer {
                             c.slug.push_str("--secure");
                         }
                     }
-                    spec.vars = travis::vars::job_vars(
-                        &ctx,
-                        &travis::vars::JobFacts {
-                            build_id,
-                            number: plan.number,
-                            job_id: id,
-                            name: plan.name.clone().unwrap_or_default(),
-                            stage: plan.stage.clone().unwrap_or_default(),
-                            language: plan.language.clone(),
-                            base_url: sched.cfg.public_url.clone(),
-                        },
-                    );
+                    // Travis's variables of the build and the job are
+                    // computed when the job is offered (`job_spec`).
+                    spec.language = plan.language.clone();
                     let key = sched.normal_key()?;
                     let mut job = new_job(
                         id,
