@@ -116,8 +116,11 @@ struct PendingOffer {
 /// What the index keeps of a queued job.
 #[derive(Debug, Clone)]
 struct Queued {
-    project: String,
-    requires: Labels,
+    /// Shared with the other jobs indexed with the same project and
+    /// requirements (a build's jobs mostly are): 10,000 queued jobs kept a
+    /// copy each, 3.6 MiB of the control node's heap.
+    project: Arc<str>,
+    requires: Arc<Labels>,
     /// It has encrypted variables: only a trusted builder may take it.
     secrets: bool,
 }
@@ -140,6 +143,9 @@ struct Inner {
     /// The control node's backstop on each running job's timeout.
     backstops: HashMap<JobId, Millis>,
     sessions: HashMap<String, Session>,
+    /// The project and requirements of the job indexed last, for the next
+    /// one to share.
+    shared: Option<(Arc<str>, Arc<Labels>)>,
 }
 
 impl Inner {
@@ -147,7 +153,7 @@ impl Inner {
     /// queue.
     fn requeue_front(&mut self, job: JobId) {
         if let Some(q) = self.queued.get(&job) {
-            let project = q.project.clone();
+            let project = q.project.to_string();
             self.queues.entry(project).or_default().push_front(job);
         }
     }
@@ -155,17 +161,29 @@ impl Inner {
     /// Adds a queued job to the index, at the back or the front of its
     /// project's queue.
     fn index_queued(&mut self, job: &Job, front: bool) {
-        let q = self.queues.entry(job.project.clone()).or_default();
+        let q = match self.queues.get_mut(&job.project) {
+            Some(q) => q,
+            None => self.queues.entry(job.project.clone()).or_default(),
+        };
         if front {
             q.push_front(job.id);
         } else {
             q.push_back(job.id);
         }
+        let (project, requires) = match &self.shared {
+            Some((p, r)) if **p == *job.project && **r == job.requires => (p.clone(), r.clone()),
+            _ => {
+                let s: (Arc<str>, _) =
+                    (job.project.as_str().into(), Arc::new(job.requires.clone()));
+                self.shared = Some(s.clone());
+                s
+            }
+        };
         self.queued.insert(
             job.id,
             Queued {
-                project: job.project.clone(),
-                requires: job.requires.clone(),
+                project,
+                requires,
                 secrets: needs_secrets(job),
             },
         );

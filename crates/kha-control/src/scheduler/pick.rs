@@ -127,7 +127,7 @@ mod secret_tests {
                 1,
                 Queued {
                     project: "p".into(),
-                    requires: linux.clone(),
+                    requires: linux.clone().into(),
                     secrets: true,
                 },
             ),
@@ -135,7 +135,7 @@ mod secret_tests {
                 2,
                 Queued {
                     project: "p".into(),
-                    requires: linux.clone(),
+                    requires: linux.clone().into(),
                     secrets: false,
                 },
             ),

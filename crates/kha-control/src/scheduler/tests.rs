@@ -349,8 +349,8 @@ fn fairness_pick() {
                     .find(|(r, _)| *r == j)
                     .map_or(LINUX, |(_, l)| *l);
                 let q = Queued {
-                    project: p.to_string(),
-                    requires: Labels::parse(labels.iter().copied()).unwrap(),
+                    project: p.into(),
+                    requires: Labels::parse(labels.iter().copied()).unwrap().into(),
                     secrets: false,
                 };
                 (j, q)

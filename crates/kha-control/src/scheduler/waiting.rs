@@ -126,7 +126,7 @@ impl Scheduler {
                 }
                 if let Some((_, _, why)) = known
                     .iter()
-                    .find(|(r, s, _)| **r == q.requires && *s == q.secrets)
+                    .find(|(r, s, _)| **r == *q.requires && *s == q.secrets)
                 {
                     return Some(why.clone());
                 }
