@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Joins this machine (Debian 12, root) to a kha control node as a builder:
-#   ./join-builder.sh http://control.example:7700 khaet_…  [slots]
+#   KHA_ENROL_TOKEN=khaet_… ./join-builder.sh http://control.example:7700 [slots]
+# (the token in the environment, not on the command line, where every
+# local user can read it in ps).
 # Expects kha-builder in /usr/local/bin; installs lxc, makes the default
 # image, and runs the builder under systemd when there is one.
 set -euo pipefail
-CONTROL=${1:?usage: join-builder.sh CONTROL_URL ENROLMENT_TOKEN [SLOTS]}
-TOKEN=${2:?usage: join-builder.sh CONTROL_URL ENROLMENT_TOKEN [SLOTS]}
-SLOTS=${3:-$(nproc)}
+USAGE="usage: KHA_ENROL_TOKEN=TOKEN join-builder.sh CONTROL_URL [SLOTS]"
+CONTROL=${1:?$USAGE}
+TOKEN=${KHA_ENROL_TOKEN:-}
+SLOTS=${2:-}
+if [ -n "$SLOTS" ] && ! [[ "$SLOTS" =~ ^[0-9]+$ ]]; then
+  # The older form, join-builder.sh CONTROL_URL TOKEN [SLOTS], still works.
+  echo "join-builder.sh: a token on the command line is visible to every local user in ps; give it in KHA_ENROL_TOKEN" >&2
+  TOKEN=$SLOTS
+  SLOTS=${3:-}
+fi
+SLOTS=${SLOTS:-$(nproc)}
 DATA=/var/lib/kha-builder
+[ -n "$TOKEN" ] || [ -f "$DATA/identity.json" ] || { echo "$USAGE" >&2; exit 2; }
 command -v lxc-execute >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lxc uidmap; }
 grep -q '^root:100000:65536' /etc/subuid || usermod --add-subuids 100000-165535 root
 grep -q '^root:100000:65536' /etc/subgid || usermod --add-subgids 100000-165535 root
@@ -15,7 +26,7 @@ mkdir -p "$DATA" && chmod 755 "$DATA"
 kha-builder --data-dir "$DATA" image create default
 if [ ! -f "$DATA/identity.json" ]; then
   # Enrol once, in the foreground, so a bad token is reported here.
-  timeout 10 kha-builder --control "$CONTROL" --token "$TOKEN" --data-dir "$DATA" --slots "$SLOTS" &
+  KHA_ENROL_TOKEN=$TOKEN timeout 10 kha-builder --control "$CONTROL" --data-dir "$DATA" --slots "$SLOTS" &
   for _ in $(seq 100); do [ -f "$DATA/identity.json" ] && break; sleep 0.1; done
   kill %1 2>/dev/null || true
   [ -f "$DATA/identity.json" ] || { echo "enrolment failed: check the token and the control URL" >&2; exit 1; }

@@ -50,7 +50,8 @@ echo "==> starting a local lxc builder (data in $BDATA)"
 "$BIN/kha-builder" --data-dir "$BDATA" image create default
 TOKEN=
 [ -f "$BDATA/identity.json" ] || TOKEN=$("$BIN/kha" builder token create --description "local builder" 2>/dev/null)
-nohup "$BIN/kha-builder" --control "http://$LISTEN" --data-dir "$BDATA" ${TOKEN:+--token "$TOKEN"} >>"$LOGS/builder.log" 2>&1 &
+# The token goes in the environment: on the command line, ps shows it.
+KHA_ENROL_TOKEN=$TOKEN nohup "$BIN/kha-builder" --control "http://$LISTEN" --data-dir "$BDATA" >>"$LOGS/builder.log" 2>&1 &
 echo $! >/run/kha/kha-builder.pid
 
 DEMO=$DATA/demo-repo

@@ -348,8 +348,12 @@ impl Cluster {
         .args(extra)
         .envs(self.env.iter().map(|(k, v)| (k, v)))
         .env("KHA_LOG", "info,kha_builder=debug");
+        // As an operator should: in a file, not on the command line where
+        // `ps` shows it to every local user.
         if let Some(t) = token {
-            cmd.args(["--token", t]);
+            let file = self.path(&format!("enrol-token-{name}"));
+            std::fs::write(&file, format!("{t}\n")).expect("writing the enrolment token");
+            cmd.arg("--token-file").arg(&file);
         }
         Proc::spawn(&mut cmd, log)
     }

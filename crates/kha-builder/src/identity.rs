@@ -51,10 +51,66 @@ impl Identity {
     }
 }
 
+/// Reads an enrolment token from a file (`--token-file`): its first line,
+/// without surrounding white space. A token given this way (or in
+/// `KHA_ENROL_TOKEN`) is not in the builder's command line, which every
+/// local user can read in `ps`.
+pub fn read_token_file(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading the enrolment token from {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.is_empty() {
+        return Err(format!(
+            "{}: no enrolment token in it (its first line is empty)",
+            path.display()
+        ));
+    }
+    Ok(Secret::new(token.to_string()))
+}
+
+/// Whether the enrolment token was given as `--token` in these arguments
+/// (rather than in the environment or a file).
+pub fn token_on_command_line<I, S>(args: I) -> bool
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    args.into_iter().any(|a| {
+        let a = a.as_ref().as_encoded_bytes();
+        a == b"--token" || a.starts_with(b"--token=")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_token_file_gives_its_first_line_trimmed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("token");
+        std::fs::write(&p, "  khaet_abc \nsecond line\n").unwrap();
+        assert_eq!(read_token_file(&p).unwrap().expose(), "khaet_abc");
+        std::fs::write(&p, "\n").unwrap();
+        let e = read_token_file(&p).err().unwrap();
+        assert!(e.contains("no enrolment token"), "{e}");
+        let e = read_token_file(&d.path().join("missing")).err().unwrap();
+        assert!(e.contains("reading the enrolment token from"), "{e}");
+    }
+
+    #[test]
+    fn a_token_on_the_command_line_is_told_apart() {
+        assert!(token_on_command_line(["kha-builder", "--token", "t"]));
+        assert!(token_on_command_line(["kha-builder", "--token=t"]));
+        assert!(!token_on_command_line(["kha-builder", "--token-file", "f"]));
+        assert!(!token_on_command_line(["kha-builder", "--token-file=f"]));
+        assert!(!token_on_command_line([
+            "kha-builder",
+            "--name",
+            "--tokens"
+        ]));
+    }
 
     #[test]
     fn saved_private_and_loaded() {

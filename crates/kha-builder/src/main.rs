@@ -25,9 +25,14 @@ struct Args {
     /// Extra CA certificate (PEM) to trust for an https:// control node.
     #[arg(long, env = "KHA_CA")]
     ca: Option<PathBuf>,
-    /// Enrolment token (needed only the first time).
+    /// Enrolment token (needed only the first time). On the command line
+    /// it is visible to every local user in `ps`: prefer KHA_ENROL_TOKEN
+    /// or --token-file.
     #[arg(long, env = "KHA_ENROL_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A file whose first line is the enrolment token.
+    #[arg(long, env = "KHA_ENROL_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     #[arg(long, env = "KHA_BUILDER_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Where images are (default: DATA_DIR/images).
@@ -238,6 +243,13 @@ fn main() -> anyhow::Result<()> {
         println!("removed {n} leftover container(s)");
         return Ok(());
     }
+    let token = match &args.token_file {
+        Some(p) => Some(kha_builder::identity::read_token_file(p).map_err(anyhow::Error::msg)?),
+        None => args.token.map(Secret::from),
+    };
+    if token.is_some() && kha_builder::identity::token_on_command_line(std::env::args_os()) {
+        tracing::warn!("the enrolment token is on the command line, where every local user can read it (ps); give it in KHA_ENROL_TOKEN or --token-file instead");
+    }
     // Before the runtime starts its threads: the mount namespace is the
     // calling thread's (see `JobDirs::setup`).
     let dirs = JobDirs::setup(&cfg.data_dir, cfg.workspace_tmpfs_mib);
@@ -257,7 +269,7 @@ fn main() -> anyhow::Result<()> {
         .block_on(serve(
             cfg,
             dirs.clone(),
-            args.token,
+            token,
             executor,
             args.protocol_major,
         ));
@@ -269,7 +281,7 @@ fn main() -> anyhow::Result<()> {
 async fn serve(
     cfg: Config,
     dirs: JobDirs,
-    token: Option<String>,
+    token: Option<Secret>,
     executor: Arc<dyn Executor>,
     protocol_major: u32,
 ) -> anyhow::Result<()> {
@@ -296,15 +308,7 @@ async fn serve(
             }
         }
     });
-    let result = kha_builder::run(
-        cfg,
-        dirs,
-        token.map(Secret::from),
-        executor,
-        protocol_major,
-        rx,
-    )
-    .await;
+    let result = kha_builder::run(cfg, dirs, token, executor, protocol_major, rx).await;
     signals.abort();
     if let Err(e) = signals.await {
         if e.is_panic() {
