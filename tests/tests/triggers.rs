@@ -371,7 +371,18 @@ fn generic_webhook() {
         &[("Authorization", &auth)],
         b"",
     );
-    assert_eq!((st, body), (401, refused));
+    assert_eq!((st, body), (401, refused.clone()));
+    // The secret is taken from the Authorization header only: in a URL's
+    // query string it would end up in proxies' and servers' access logs.
+    for key in ["token", "secret", "access_token"] {
+        let (st, body) = http_post(
+            &c.http_url(),
+            &format!("/hooks/generic/hello?{key}={}", h.secret),
+            &[],
+            b"",
+        );
+        assert_eq!((st, &body), (401, &refused), "?{key}=");
+    }
     let (st, _) = http_post(
         &c.http_url(),
         "/hooks/generic/hello",
