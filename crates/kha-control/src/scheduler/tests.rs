@@ -64,31 +64,14 @@ async fn build_with_env(f: &Fixture, project: &str, n: u32, env: Vec<String>) ->
     let mut jobs = vec![];
     for number in 1..=n {
         jobs.push(Job {
-            id: s.store.next_id().unwrap(),
-            build: id,
-            number,
-            project: project.into(),
-            state: JobState::Queued,
-            epoch: 0,
-            attempts: 0,
-            builder: String::new(),
-            started_ms: 0,
-            finished_ms: 0,
-            cancel_requested: false,
-            allow_failure: false,
             requires: Labels::parse(["os=linux"]).unwrap(),
-            detail: String::new(),
-            log_len: 0,
-            log_sha256: String::new(),
-            matrix: vec![],
-            name: String::new(),
-            stage: String::new(),
             queue_key: s.normal_key().unwrap(),
             spec: JobSpec {
                 timeout_secs: 60,
                 env: env.clone(),
                 ..Default::default()
             },
+            ..Job::for_test(s.store.next_id().unwrap(), id, number, project)
         });
     }
     let b = Build::for_test(id, project, "master", jobs.iter().map(|j| j.id).collect());

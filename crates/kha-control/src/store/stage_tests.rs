@@ -2,10 +2,10 @@
 //! transition queues or cancels in its own transaction, restarts, and a
 //! reopened database.
 
-use super::records::{Build, Job, JobSpec};
+use super::records::{Build, Job};
 use super::*;
 use kha_core::event::EventKind;
-use kha_core::{BuildState, JobState, Labels};
+use kha_core::{BuildState, JobState};
 
 /// A build of jobs `(stage, allow_failure)` in stages `stages`.
 fn staged(store: &Store, stages: &[&str], jobs: &[(&str, bool)]) -> (Build, Vec<Job>) {
@@ -14,27 +14,10 @@ fn staged(store: &Store, stages: &[&str], jobs: &[(&str, bool)]) -> (Build, Vec<
         .iter()
         .enumerate()
         .map(|(i, &(stage, allow_failure))| Job {
-            id: store.next_job_id().unwrap(),
-            build: id,
-            number: i as u32 + 1,
-            project: "p".into(),
-            state: JobState::Queued,
-            epoch: 0,
-            attempts: 0,
-            builder: String::new(),
-            started_ms: 0,
-            finished_ms: 0,
-            cancel_requested: false,
             allow_failure,
-            requires: Labels::default(),
-            detail: String::new(),
-            log_len: 0,
-            log_sha256: String::new(),
-            matrix: vec![],
-            name: String::new(),
             stage: stage.into(),
             queue_key: QUEUE_NORMAL_BASE + store.next_id().unwrap(),
-            spec: JobSpec::default(),
+            ..Job::for_test(store.next_job_id().unwrap(), id, i as u32 + 1, "p")
         })
         .collect();
     let b = Build {

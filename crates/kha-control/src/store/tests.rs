@@ -3,37 +3,17 @@
 //! before the change's events are published; the restarted store has the
 //! change and its events exactly once, or neither.
 
-use super::records::{Build, Job, JobSpec};
+use super::records::{Build, Job};
 use super::*;
 use kha_core::event::EventKind;
-use kha_core::{JobState, Labels};
 
 const CHILD: &str = "KHA_STORE_CRASH_CHILD";
 
 fn build(store: &Store) -> (Build, Vec<Job>) {
     let id = store.next_build_id().unwrap();
     let job = Job {
-        id: store.next_job_id().unwrap(),
-        build: id,
-        number: 1,
-        project: "p".into(),
-        state: JobState::Queued,
-        epoch: 0,
-        attempts: 0,
-        builder: String::new(),
-        started_ms: 0,
-        finished_ms: 0,
-        cancel_requested: false,
-        allow_failure: false,
-        requires: Labels::default(),
-        detail: String::new(),
-        log_len: 0,
-        log_sha256: String::new(),
-        matrix: vec![],
-        name: String::new(),
-        stage: String::new(),
         queue_key: QUEUE_NORMAL_BASE + id,
-        spec: JobSpec::default(),
+        ..Job::for_test(store.next_job_id().unwrap(), id, 1, "p")
     };
     let b = Build::for_test(id, "p", "main", vec![job.id]);
     (b, vec![job])

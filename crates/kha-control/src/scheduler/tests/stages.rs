@@ -13,30 +13,14 @@ fn staged(f: &Fixture) -> Vec<Job> {
         .iter()
         .enumerate()
         .map(|(i, stage)| Job {
-            id: s.store.next_job_id().unwrap(),
-            build: id,
-            number: i as u32 + 1,
-            project: "p".into(),
-            state: JobState::Queued,
-            epoch: 0,
-            attempts: 0,
-            builder: String::new(),
-            started_ms: 0,
-            finished_ms: 0,
-            cancel_requested: false,
-            allow_failure: false,
             requires: Labels::parse(["os=linux"]).unwrap(),
-            detail: String::new(),
-            log_len: 0,
-            log_sha256: String::new(),
-            matrix: vec![],
-            name: String::new(),
             stage: stage.to_string(),
             queue_key: s.normal_key().unwrap(),
             spec: JobSpec {
                 timeout_secs: 60,
                 ..Default::default()
             },
+            ..Job::for_test(s.store.next_job_id().unwrap(), id, i as u32 + 1, "p")
         })
         .collect();
     let mut b = Build {
