@@ -422,3 +422,74 @@ fn the_enrolment_token_stays_out_of_the_command_line() {
     from_file.kill9();
     on_line.kill9();
 }
+
+/// What a job printed before it was stopped is in its stored log, to the
+/// last line: the lines that say why it hung are the ones that matter.
+/// The job prints a known sequence (the last lines just before it hangs),
+/// then is timed out in one build and canceled in another.
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
+#[test]
+fn output_printed_before_a_timeout_or_a_cancel_is_kept() {
+    let repo = Repo::with_travis_yml(
+        "language: shell\nscript:\n  - for i in $(seq 1 3000); do echo \"line $i of 3000\"; done; echo last words; sleep 600\n",
+    );
+    let c = Fixture::new()
+        .project_with("slow", &repo.url(), &["--timeout", "3"])
+        .project("hang", &repo.url())
+        .builder("a", 2)
+        .start();
+    let complete = |log: &str| {
+        let mut want = 1;
+        for l in log.lines() {
+            if l == format!("line {want} of 3000") {
+                want += 1;
+            }
+        }
+        want == 3001 && log.contains("\nlast words\n")
+    };
+
+    let id = c.trigger("slow", None);
+    let b = c.wait_build(id, Duration::from_secs(30));
+    assert_eq!(b["jobs"][0]["state"], "timed_out", "{b}");
+    let log = String::from_utf8(c.log(job_ids(&b)[0])).unwrap();
+    assert!(complete(&log), "timed out: {log}");
+    assert!(log.contains("timed out after 3 s"), "{log}");
+
+    let id = c.trigger("hang", None);
+    wait_for("the last words", Duration::from_secs(30), || {
+        let b = c.build(id);
+        let job = b["jobs"][0]["id"].as_u64()?;
+        String::from_utf8_lossy(&c.log(job))
+            .contains("last words")
+            .then_some(())
+    });
+    c.kha_ok(&["build", "cancel", &id.to_string()]);
+    let b = c.wait_build(id, Duration::from_secs(20));
+    assert_eq!(b["jobs"][0]["state"], "canceled", "{b}");
+    let log = String::from_utf8(c.log(job_ids(&b)[0])).unwrap();
+    assert!(complete(&log), "canceled: {log}");
+
+    // A job that prints until the moment it is stopped: its log is every
+    // line up to the kill, without a gap, then the builder's note.
+    let spin = Repo::with_travis_yml(
+        "language: shell\nscript:\n  - i=0; while :; do i=$((i+1)); echo \"tick $i\"; done\n",
+    );
+    c.kha_ok(&["project", "add", "spin", &spin.url(), "--timeout", "2"]);
+    let id = c.trigger("spin", None);
+    let b = c.wait_build(id, Duration::from_secs(30));
+    assert_eq!(b["jobs"][0]["state"], "timed_out", "{b}");
+    let log = String::from_utf8(c.log(job_ids(&b)[0])).unwrap();
+    let ticks: Vec<&str> = log.lines().filter(|l| l.starts_with("tick ")).collect();
+    assert!(ticks.len() > 1000, "{} ticks", ticks.len());
+    // The last line may have been cut by the kill; every one before it is
+    // the next number.
+    for (i, l) in ticks[..ticks.len() - 1].iter().enumerate() {
+        assert_eq!(*l, format!("tick {}", i + 1), "a gap in the log");
+    }
+    assert!(
+        log.contains("timed out after 2 s"),
+        "{}",
+        &log[log.len().saturating_sub(300)..]
+    );
+    eprintln!("{} lines printed before the timeout, all kept", ticks.len());
+}
