@@ -376,53 +376,6 @@ fn refusals_are_clear() {
     assert_eq!(o.status.code(), Some(3));
 }
 
-/// The enrolment token a builder is given stays out of `ps`: from a file
-/// (as the tests' cluster gives it) it is not on the command line; given
-/// on the command line it works, with a warning; an empty token file is a
-/// clear error.
-#[test]
-fn the_enrolment_token_stays_out_of_the_command_line() {
-    let c = Fixture::new().start();
-    let token = c.enrolment_token();
-    let mut from_file = c.spawn_builder(&c.path("builder-f"), "f", 1, Some(&token), &[]);
-    c.wait_builders_connected(1);
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", from_file.child.id())).unwrap();
-    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-    assert!(cmdline.contains("--token-file"), "{cmdline}");
-    assert!(!cmdline.contains(&token), "{cmdline}");
-    assert!(!from_file.log_text().contains("on the command line"));
-
-    let token = c.enrolment_token();
-    let mut on_line = c.spawn_builder(&c.path("builder-l"), "l", 1, None, &["--token", &token]);
-    c.wait_builders_connected(2);
-    let log = on_line.log_text();
-    assert!(
-        log.contains("the enrolment token is on the command line"),
-        "{log}"
-    );
-
-    let empty = c.path("empty-token");
-    std::fs::write(&empty, "\n").unwrap();
-    let mut p = c.spawn_builder(
-        &c.path("builder-e"),
-        "e",
-        1,
-        None,
-        &["--token-file", &empty.to_string_lossy()],
-    );
-    let st = p
-        .wait_exit(Duration::from_secs(20))
-        .expect("a builder with an empty token file exits");
-    assert!(!st.success());
-    assert!(
-        p.log_text().contains("no enrolment token in it"),
-        "{}",
-        p.log_text()
-    );
-    from_file.kill9();
-    on_line.kill9();
-}
-
 /// What a job printed before it was stopped is in its stored log, to the
 /// last line: the lines that say why it hung are the ones that matter.
 /// The job prints a known sequence (the last lines just before it hangs),

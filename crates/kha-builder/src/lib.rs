@@ -165,7 +165,7 @@ pub async fn identity(cfg: &Config, token: Option<&Secret>) -> anyhow::Result<Id
         return Ok(id);
     }
     let token = token.ok_or_else(|| {
-        anyhow::anyhow!("this builder is not enrolled yet: pass --token with an enrolment token (`kha builder token create` on the control node)")
+        anyhow::anyhow!("this builder is not enrolled yet: give it an enrolment token in KHA_ENROL_TOKEN or --token-file (`kha builder token create` on the control node)")
     })?;
     let mut c = anonymous_client(channel(cfg)?);
     let r = c

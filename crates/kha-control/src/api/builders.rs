@@ -7,6 +7,7 @@ use crate::auth::{self, hash, hash_eq};
 use crate::store::records;
 use kha_core::event::EventKind;
 use kha_core::{view, Secret};
+use std::net::IpAddr;
 
 /// Every builder (anyone may see who gives capacity); the jobs each runs
 /// only where the caller may see their project.
@@ -148,21 +149,44 @@ pub fn list_tokens(app: &App, who: &Principal) -> Result<Vec<view::EnrolmentToke
         .collect())
 }
 
+/// Wrong or revoked enrolment tokens from one address in the sign-in
+/// window (15 minutes) after which its next tries are refused before any
+/// token is compared. Builders elsewhere, and enrolled builders anywhere
+/// (they authenticate with their own secret), are not held up by a flood.
+pub const MAX_ENROL_FAILURES_ADDR: usize = 10;
+
 /// Exchanges an enrolment token for a new builder's id and secret (the
-/// secret is kept only as a hash).
-pub async fn enrol(app: &App, token: &str, name: &str) -> Result<(String, Secret), ApiError> {
+/// secret is kept only as a hash). `addr` is the caller's address, which
+/// failed tries are counted against.
+pub async fn enrol(
+    app: &App,
+    token: &str,
+    name: &str,
+    addr: Option<IpAddr>,
+) -> Result<(String, Secret), ApiError> {
+    let now = app.clock.now();
+    let from = addr.map(|a| format!("enrol:{a}"));
+    if let (Some(from), Some(addr)) = (&from, addr) {
+        app.auth.limited(from, MAX_ENROL_FAILURES_ADDR, now, || {
+            format!("too many failed enrolments from {addr}")
+        })?;
+    }
+    let refuse = |why: String| {
+        if let Some(from) = &from {
+            app.auth.failed(from, now);
+        }
+        tracing::info!(addr = ?addr, reason = %why, "enrolment refused");
+        Err(ApiError::Unauthenticated(why))
+    };
     let h = hash(token);
     let tokens = app.store.list_tokens()?;
     let Some(tok) = tokens.iter().find(|t| hash_eq(&t.token_sha256, &h)) else {
-        return Err(ApiError::Unauthenticated(
+        return refuse(
             "unknown enrolment token: ask an admin for one (`kha builder token create`)".into(),
-        ));
+        );
     };
     if tok.revoked {
-        return Err(ApiError::Unauthenticated(format!(
-            "enrolment token {} was revoked",
-            tok.id
-        )));
+        return refuse(format!("enrolment token {} was revoked", tok.id));
     }
     let name = match name.trim() {
         "" => "builder",
@@ -170,7 +194,6 @@ pub async fn enrol(app: &App, token: &str, name: &str) -> Result<(String, Secret
     };
     let id = auth::new_id("b-");
     let secret = auth::new_token("khab_");
-    let now = app.clock.now();
     app.store.put_builder(&records::Builder {
         id: id.clone(),
         name: name.to_string(),

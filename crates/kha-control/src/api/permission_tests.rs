@@ -133,6 +133,7 @@ async fn world(private: bool) -> World {
             .unwrap()
             .token,
         "b1",
+        None,
     )
     .await
     .unwrap();
@@ -457,4 +458,40 @@ async fn github_sign_in_checks_the_organisations_every_time() {
     let e = auth::github_user(&app, &gh).await.unwrap_err();
     assert!(matches!(e, ApiError::Denied(_)), "{e:?}");
     assert!(e.to_string().contains("members of kha-friends"), "{e}");
+}
+
+#[tokio::test]
+async fn a_flood_of_wrong_enrolment_tokens_is_held_back_by_address() {
+    let w = world(false).await;
+    let admin = Principal::Admin;
+    let flood: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    for i in 0..builders::MAX_ENROL_FAILURES_ADDR {
+        let e = builders::enrol(&w.app, &format!("khaet_guess{i}"), "x", Some(flood))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApiError::Unauthenticated(_)), "{e:?}");
+    }
+    // From there, even a good token waits: it is not compared at all.
+    let good = builders::create_token(&w.app, &admin, "t")
+        .await
+        .unwrap()
+        .token;
+    let e = builders::enrol(&w.app, &good, "x", Some(flood))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApiError::TooMany(_)), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("too many failed enrolments from 192.0.2.7"),
+        "{e}"
+    );
+    // A builder enrolling from elsewhere is not held back, and an enrolled
+    // builder authenticates with its own secret as before.
+    let other: std::net::IpAddr = "192.0.2.8".parse().unwrap();
+    let (id, secret) = builders::enrol(&w.app, &good, "y", Some(other))
+        .await
+        .unwrap();
+    let cred = format!("{id}:{}", secret.expose());
+    assert_eq!(builders::authenticate(&w.app, Some(&cred)).unwrap().id, id);
+    assert!(builders::authenticate(&w.app, Some(&format!("{}:nope", w.builder))).is_err());
 }

@@ -280,15 +280,17 @@ async fn every_operation_and_the_errors_a_caller_can_cause() {
         Err(ApiError::NotFound(_))
     ));
     // Enrolment and builder credentials.
-    let bad = builders::enrol(app, "khaet_nope", "x").await;
+    let bad = builders::enrol(app, "khaet_nope", "x", None).await;
     assert!(matches!(bad, Err(ApiError::Unauthenticated(_))), "{bad:?}");
-    let revoked_token = builders::enrol(app, &tok.token, "x").await;
+    let revoked_token = builders::enrol(app, &tok.token, "x", None).await;
     assert!(
         matches!(&revoked_token, Err(ApiError::Unauthenticated(m)) if m.contains("revoked")),
         "{revoked_token:?}"
     );
     let fresh = builders::create_token(app, admin, "two").await.unwrap();
-    let (bid, secret) = builders::enrol(app, &fresh.token, " two ").await.unwrap();
+    let (bid, secret) = builders::enrol(app, &fresh.token, " two ", None)
+        .await
+        .unwrap();
     let cred = format!("{bid}:{}", secret.expose());
     assert_eq!(
         builders::authenticate(app, Some(&cred)).unwrap().name,

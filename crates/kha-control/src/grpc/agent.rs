@@ -110,9 +110,10 @@ impl AgentService for AgentSvc {
         &self,
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        let addr = req.remote_addr().map(|a| a.ip());
         let req = req.into_inner();
         let (builder_id, secret) =
-            api::builders::enrol(&self.app, &req.enrolment_token, &req.name).await?;
+            api::builders::enrol(&self.app, &req.enrolment_token, &req.name, addr).await?;
         Ok(Response::new(RegisterResponse {
             builder_id,
             secret: secret.into_inner(),

@@ -135,7 +135,7 @@ pub async fn check_password(
 
 impl AuthState {
     /// Refuses when `key` has `max` failures in the window.
-    fn limited(
+    pub(crate) fn limited(
         &self,
         key: &str,
         max: usize,
@@ -164,7 +164,8 @@ impl AuthState {
         )))
     }
 
-    fn failed(&self, key: &str, now: Millis) {
+    /// Counts a failure for `key` now.
+    pub(crate) fn failed(&self, key: &str, now: Millis) {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         // Bounded: an attacker cycling names cannot grow this forever.
         if f.len() > 100_000 {
