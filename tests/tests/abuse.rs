@@ -97,3 +97,105 @@ fn a_flood_of_wrong_enrolment_tokens_is_held_back() {
     let b = c.wait_build(id, Duration::from_secs(60));
     assert_eq!(b["state"], "passed", "{b}");
 }
+
+/// An enrolled builder that sends log bytes or a result for a job another
+/// builder holds is refused, the refusal is in the control node's log, and
+/// the job goes on where it runs.
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
+#[test]
+fn chunks_and_results_for_a_job_held_elsewhere_are_refused() {
+    use kha_proto::agent::agent_service_client::AgentServiceClient;
+    use kha_proto::agent::{FinishJobRequest, LogChunk, Outcome, RegisterRequest};
+
+    let repo = Repo::with_travis_yml("language: shell\nscript:\n  - echo running\n  - sleep 600\n");
+    let c = Fixture::new()
+        .project("p", &repo.url())
+        .builder("a", 1)
+        .start();
+    let id = c.trigger("p", None);
+    let job = wait_for("the job to run", Duration::from_secs(30), || {
+        let b = c.build(id);
+        let j = &b["jobs"][0];
+        (j["state"] == "running").then(|| j["id"].as_u64().unwrap())
+    });
+    let token = c.enrolment_token();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (finish, logs) = rt.block_on(async {
+        let ch = tonic::transport::Channel::from_shared(format!("http://{}", c.addr()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut agent = AgentServiceClient::new(ch);
+        let r = agent
+            .register(RegisterRequest {
+                enrolment_token: token,
+                name: "intruder".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let bearer = format!("Bearer {}:{}", r.builder_id, r.secret);
+        fn with<T>(bearer: &str, msg: T) -> tonic::Request<T> {
+            let mut req = tonic::Request::new(msg);
+            req.metadata_mut()
+                .insert("authorization", bearer.parse().unwrap());
+            req
+        }
+        let finish = agent
+            .finish_job(with(
+                &bearer,
+                FinishJobRequest {
+                    job_id: job,
+                    epoch: 1,
+                    outcome: Outcome::Passed as i32,
+                    total_len: 0,
+                    sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                        .into(),
+                    detail: String::new(),
+                },
+            ))
+            .await;
+        let chunk = LogChunk {
+            job_id: job,
+            epoch: 1,
+            offset: 0,
+            data: b"forged\n".to_vec(),
+        };
+        let logs = match agent
+            .stream_logs(with(&bearer, tokio_stream::iter(vec![chunk])))
+            .await
+        {
+            Err(s) => Err(s),
+            Ok(r) => {
+                let mut acks = r.into_inner();
+                match acks.message().await {
+                    Ok(ack) => Ok(ack),
+                    Err(s) => Err(s),
+                }
+            }
+        };
+        (finish, logs)
+    });
+    let finish = finish.unwrap_err();
+    assert_eq!(finish.code(), tonic::Code::FailedPrecondition, "{finish:?}");
+    let logs = logs.unwrap_err();
+    assert_eq!(logs.code(), tonic::Code::FailedPrecondition, "{logs:?}");
+    let control_log = c.control.as_ref().unwrap().log_text();
+    assert!(
+        control_log.contains("result refused: the builder does not hold the job's lease"),
+        "{control_log}"
+    );
+    assert!(
+        control_log.contains("log bytes refused: the builder does not hold the job's lease"),
+        "{control_log}"
+    );
+    // The job still runs on its builder, its log untouched.
+    let b = c.build(id);
+    assert_eq!(b["jobs"][0]["state"], "running", "{b}");
+    let log = String::from_utf8(c.log(job)).unwrap();
+    assert!(!log.contains("forged"), "{log}");
+    c.kha_ok(&["build", "cancel", &id.to_string()]);
+    let b = c.wait_build(id, Duration::from_secs(20));
+    assert_eq!(b["jobs"][0]["state"], "canceled", "{b}");
+}

@@ -335,6 +335,7 @@ impl AgentService for AgentSvc {
                     break;
                 }
                 if let Err(e) = sched.check_lease(&rec.id, job_id, epoch) {
+                    warn!(job_id, epoch, builder_id = %rec.id, error = %e, "log bytes refused: the builder does not hold the job's lease");
                     refuse(&tx, Status::failed_precondition(e.to_string())).await;
                     break;
                 }

@@ -249,6 +249,7 @@ impl Scheduler {
                     return Ok(());
                 }
             }
+            warn!(job_id, epoch, builder_id = %builder, error = %e, "result refused: the builder does not hold the job's lease");
             return Err(e.into());
         }
         let (len, sha) = self.logs.digest(job_id).await?;
