@@ -140,6 +140,7 @@ pub async fn run(
     // tonic applies tcp_nodelay only to listeners it binds itself: set it here,
     // or small answers wait for the client's delayed ACK (~40 ms).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = grpc::incoming::guarded(incoming, shutdown.clone());
     let stop = shutdown.clone();
     let sched = app.sched.clone();
     let mut builder = tonic::transport::Server::builder();
