@@ -20,7 +20,8 @@ if [ -z "${KHA_SKIP_IMAGES:-}" ]; then
   echo "==> building kha-builder for the test images"
   cargo build -p kha-builder --bin kha-builder --quiet
   images_bin=$(mktemp /tmp/kha-builder-images.XXXXXX)
-  cp target/debug/kha-builder "$images_bin"
+  # mktemp makes the file 0600, and cp onto it keeps that mode.
+  install -m 0755 target/debug/kha-builder "$images_bin"
   echo "==> test images, in the background (log: target/test-images.log)"
   # In its own session, so that a failure below stops it and its
   # mmdebstrap too; niced, so it takes the cycles the compile leaves.
