@@ -321,11 +321,15 @@ fn a_running_job_is_shown_live_on_its_job_build_and_project_pages() {
 
 /// The log stream is cut mid-job by restarting the control node: the page
 /// resumes by itself, and what it holds is the stored log byte for byte.
+/// The job runs ~17 s, so that it still runs when the page shows its
+/// tenth line even where a loaded machine (a CI run building images
+/// beside it) takes seconds to start the browser: at 9 s it once had
+/// passed by then.
 #[cfg_attr(kha_skip_browser, ignore = "no chromium-driver: browser tests skipped")]
 #[test]
 fn a_job_page_resumes_after_the_control_node_restarts() {
     let repo = script_repo(
-        "sleep 1\nfor i in $(seq 1 80); do printf 'line %d é \\033[32mgreen\\033[0m\\n' $i; sleep 0.1; done\n",
+        "sleep 1\nfor i in $(seq 1 80); do printf 'line %d é \\033[32mgreen\\033[0m\\n' $i; sleep 0.2; done\n",
     );
     let mut c = cluster(&repo);
     let id = c.trigger("demo", None);
