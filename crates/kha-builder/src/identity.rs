@@ -68,19 +68,6 @@ pub fn read_token_file(path: &Path) -> Result<Secret, String> {
     Ok(Secret::new(token.to_string()))
 }
 
-/// Whether the enrolment token was given as `--token` in these arguments
-/// (rather than in the environment or a file).
-pub fn token_on_command_line<I, S>(args: I) -> bool
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    args.into_iter().any(|a| {
-        let a = a.as_ref().as_encoded_bytes();
-        a == b"--token" || a.starts_with(b"--token=")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,19 +84,6 @@ mod tests {
         assert!(e.contains("no enrolment token"), "{e}");
         let e = read_token_file(&d.path().join("missing")).err().unwrap();
         assert!(e.contains("reading the enrolment token from"), "{e}");
-    }
-
-    #[test]
-    fn a_token_on_the_command_line_is_told_apart() {
-        assert!(token_on_command_line(["kha-builder", "--token", "t"]));
-        assert!(token_on_command_line(["kha-builder", "--token=t"]));
-        assert!(!token_on_command_line(["kha-builder", "--token-file", "f"]));
-        assert!(!token_on_command_line(["kha-builder", "--token-file=f"]));
-        assert!(!token_on_command_line([
-            "kha-builder",
-            "--name",
-            "--tokens"
-        ]));
     }
 
     #[test]

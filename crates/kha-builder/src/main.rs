@@ -1,7 +1,8 @@
 //! `kha-builder`: the builder daemon.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use kha_builder::config::{Config, ExecutorKind};
 use kha_builder::executor::{host::HostExecutor, lxc, Executor};
 use kha_builder::workspace::tmpfs::JobDirs;
@@ -125,7 +126,10 @@ fn init_tracing() {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // A token on the command line is there for every local user to read.
+    let token_in_argv = matches.value_source("token") == Some(ValueSource::CommandLine);
     init_tracing();
     let mut cfg = match &args.config {
         Some(p) => {
@@ -247,7 +251,7 @@ fn main() -> anyhow::Result<()> {
         Some(p) => Some(kha_builder::identity::read_token_file(p).map_err(anyhow::Error::msg)?),
         None => args.token.map(Secret::from),
     };
-    if token.is_some() && kha_builder::identity::token_on_command_line(std::env::args_os()) {
+    if token_in_argv {
         tracing::warn!("the enrolment token is on the command line, where every local user can read it (ps); give it in KHA_ENROL_TOKEN or --token-file instead");
     }
     // Before the runtime starts its threads: the mount namespace is the
