@@ -88,21 +88,24 @@ impl Store {
     }
 
     pub fn get_build(&self, id: BuildId) -> Result<Option<Build>> {
-        self.builds
-            .get(id.to_be_bytes())?
-            .map(|v| decode(&v).map_err(corrupt("builds")))
-            .transpose()
+        self.build_as(id)
     }
 
     /// A build's context alone (what its jobs' `TRAVIS_*` variables come
     /// from); None for a build that is not there or has none.
     pub fn get_build_context(&self, id: BuildId) -> Result<Option<kha_core::travis::BuildContext>> {
         Ok(self
-            .builds
-            .get(id.to_be_bytes())?
-            .map(|v| decode::<BuildContextOnly>(&v).map_err(corrupt("builds")))
-            .transpose()?
+            .build_as::<BuildContextOnly>(id)?
             .and_then(|b| b.context))
+    }
+
+    /// A build record decoded as `T`: the whole [`Build`], or only the
+    /// fields a caller reads.
+    fn build_as<T: for<'de> serde::Deserialize<'de>>(&self, id: BuildId) -> Result<Option<T>> {
+        self.builds
+            .get(id.to_be_bytes())?
+            .map(|v| decode(&v).map_err(corrupt("builds")))
+            .transpose()
     }
 
     pub fn put_build(&self, b: &Build) -> Result<()> {
