@@ -45,9 +45,10 @@ impl Scheduler {
                 return;
             };
             // The sled reads of a dispatch (the job, its build's context),
-            // outside the lock.
+            // outside the lock. Whether the context or the variables an
+            // older record kept go into the offer is `job_spec`'s to decide.
             let read = self.store.get_job(job_id).and_then(|j| match j {
-                Some(j) if j.state == JobState::Queued && j.spec.vars.is_empty() => {
+                Some(j) if j.state == JobState::Queued => {
                     let ctx = self.store.get_build_context(j.build)?;
                     Ok(Some((j, ctx.unwrap_or_default())))
                 }
