@@ -16,7 +16,6 @@ mod badge;
 mod error;
 mod fmt;
 mod pages;
-pub mod serve;
 mod session;
 mod sse;
 
