@@ -321,16 +321,22 @@ fn a_running_job_is_shown_live_on_its_job_build_and_project_pages() {
 
 /// The log stream is cut mid-job by restarting the control node: the page
 /// resumes by itself, and what it holds is the stored log byte for byte.
-/// The job runs ~17 s, so that it still runs when the page shows its
-/// tenth line even where a loaded machine (a CI run building images
-/// beside it) takes seconds to start the browser: at 9 s it once had
-/// passed by then.
+/// The job prints ten lines and then waits for a file the test creates
+/// once the page shows them, so the job is still running then however
+/// long the browser takes to start; the other seventy lines are printed
+/// while the control node is down and restarting.
 #[cfg_attr(kha_skip_browser, ignore = "no chromium-driver: browser tests skipped")]
 #[test]
 fn a_job_page_resumes_after_the_control_node_restarts() {
-    let repo = script_repo(
-        "sleep 1\nfor i in $(seq 1 80); do printf 'line %d é \\033[32mgreen\\033[0m\\n' $i; sleep 0.2; done\n",
-    );
+    let gate_dir = tempfile::tempdir().unwrap();
+    let gate = gate_dir.path().join("go");
+    let line = "printf 'line %d é \\033[32mgreen\\033[0m\\n' $i";
+    let repo = script_repo(&format!(
+        "for i in $(seq 1 10); do {line}; done\n\
+         n=0; while [ ! -e '{gate}' ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n+1)); done\n\
+         for i in $(seq 11 80); do {line}; sleep 0.05; done\n",
+        gate = gate.display()
+    ));
     let mut c = cluster(&repo);
     let id = c.trigger("demo", None);
     let job = first_job(&c, id);
@@ -346,6 +352,7 @@ fn a_job_page_resumes_after_the_control_node_restarts() {
     );
     assert_eq!(b.attr("#job", "data-state").as_deref(), Some("running"));
 
+    std::fs::write(&gate, b"").unwrap();
     c.control.as_mut().unwrap().kill9();
     c.start_control();
 
