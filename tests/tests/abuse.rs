@@ -203,8 +203,50 @@ fn chunks_and_results_for_a_job_held_elsewhere_are_refused() {
     assert_eq!(b["jobs"][0]["state"], "canceled", "{b}");
 }
 
-/// Connections to the gRPC listener that send nothing, or half of
-/// HTTP/2's preface, are closed after 10 s, while the CLI and builders
+/// Clients that open connections to the HTTP listener and send headers
+/// slowly, or nothing at all, are cut off after the header-read limit
+/// (10 s), and meanwhile others are served as usual.
+#[test]
+fn slow_http_clients_are_cut_off() {
+    use std::io::{Read, Write};
+    let c = Fixture::new().start();
+    let hostport = c.http_url().trim_start_matches("http://").to_string();
+    let mut slow: Vec<std::net::TcpStream> = (0..40)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(&hostport).unwrap();
+            if i % 2 == 0 {
+                // Half a request: the blank line that ends the headers
+                // never comes.
+                s.write_all(b"GET / HTTP/1.1\r\nHost: kha\r\n").unwrap();
+            }
+            s
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let r = http_get(&c.http_url(), "/");
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            // Closed, perhaps after a 408.
+            Ok(n) => assert!(
+                n == 0 || buf[..n].starts_with(b"HTTP/1.1 408"),
+                "{}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+    let waited = t.elapsed();
+    assert!(waited < Duration::from_secs(15), "cut off after {waited:?}");
+    eprintln!("40 slow connections cut off within {waited:?}");
+}
+
+/// The same on the gRPC listener: connections that send nothing, or half
+/// of HTTP/2's preface, are closed after 10 s, while the CLI and builders
 /// are served as usual.
 #[test]
 fn silent_grpc_clients_are_cut_off() {

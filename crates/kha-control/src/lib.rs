@@ -124,17 +124,9 @@ pub async fn run(
         if let Ok(a) = l.local_addr() {
             info!(addr = %a, "serving HTTP (web UI, API, webhooks)");
         }
-        app.spawn("http", async move {
-            // Sign-in limits count failures per client address: handlers
-            // see the TCP peer.
-            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let r = axum::serve(l, service)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "HTTP server failed");
-            }
-        });
+        // Sign-in limits count failures per client address: handlers see
+        // the TCP peer.
+        app.spawn("http", http::serve::serve(l, router, stop));
     }
     let agent = AgentServiceServer::new(grpc::agent::AgentSvc { app: app.clone() })
         .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)

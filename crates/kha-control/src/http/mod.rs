@@ -16,6 +16,7 @@ mod badge;
 mod error;
 mod fmt;
 mod pages;
+pub mod serve;
 mod session;
 mod sse;
 
