@@ -284,3 +284,133 @@ fn silent_grpc_clients_are_cut_off() {
     assert!(waited < Duration::from_secs(15), "cut off after {waited:?}");
     eprintln!("40 silent gRPC connections cut off within {waited:?}");
 }
+
+/// Branch and tag names. Every name git allows is built, and reaches the
+/// job's environment as it is, never run as shell (the markup ones are in
+/// the web tests). A name no repository can hold (`..`, control
+/// characters, a leading `-`) is refused with the reason, by the CLI, the
+/// API and both webhooks, and never reaches the control node's log as a
+/// forged line.
+#[test]
+fn branch_names_are_data_and_impossible_ones_are_refused() {
+    let repo = Repo::temp();
+    repo.commit(
+        &[(
+            ".travis.yml",
+            "language: shell\nscript: printf 'branch=[%s]\\n' \"$TRAVIS_BRANCH\"\n",
+        )],
+        "first",
+    );
+    let allowed = [
+        "x$(echo${IFS}INJECTED)y",
+        "a;echo${IFS}INJECTED|b&c`echo${IFS}INJECTED`",
+        "it's\"quoted\"",
+    ];
+    for b in allowed {
+        repo.git(&["branch", b]);
+    }
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    let c = Fixture::new().host_builder("a", 2).start();
+    let p = c.kha_json(&[
+        "project",
+        "add",
+        "demo",
+        &repo.url(),
+        "--github",
+        "Codertocat/Hello-World",
+        "--no-poll",
+    ]);
+    let secret = p["webhook_secret"].as_str().unwrap().to_string();
+
+    for b in allowed {
+        let id = c.trigger("demo", Some(b));
+        let build = c.wait_build(id, Duration::from_secs(60));
+        assert_eq!(build["state"], "passed", "{b}: {build}");
+        assert_eq!(build["branch"], b);
+        let job = build["jobs"][0]["id"].as_u64().unwrap();
+        let log = String::from_utf8_lossy(&c.log(job)).into_owned();
+        assert!(log.contains(&format!("branch=[{b}]\n")), "{b}: {log}");
+        assert!(
+            !log.contains("INJECTED\n") && !log.contains("xINJECTEDy"),
+            "{log}"
+        );
+    }
+
+    let impossible = [
+        "../../etc",
+        "a/../../b",
+        "line\nINFO forged line",
+        "nul\0byte",
+        "-rf",
+        "esc\x1b[31mred",
+    ];
+    for b in impossible {
+        // The CLI cannot pass a NUL in an argument; the API is asked
+        // directly below.
+        if !b.contains('\0') {
+            let out = c.kha(&["build", "trigger", "demo", &format!("--branch={b}")]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{b:?} was accepted");
+            assert!(err.contains("branch or tag name"), "{b:?}: {err}");
+        }
+        let body = serde_json::json!({ "branch": b }).to_string();
+        let auth = format!("Bearer {secret}");
+        let (st, answer) = http_post(
+            &c.http_url(),
+            "/hooks/generic/demo",
+            &[("Authorization", &auth)],
+            body.as_bytes(),
+        );
+        assert_eq!(st, 400, "{b:?}: {answer}");
+        assert!(answer.contains("branch or tag name"), "{answer}");
+        let reference = serde_json::to_string(&format!("refs/heads/{b}")).unwrap();
+        let push = github_fixture(
+            "push.normal.json",
+            &[
+                ("\"refs/heads/master\"", &reference),
+                ("199eddf46df50de8d02e99bf1c5fdb4101338224", &head),
+            ],
+        );
+        let (st, answer) = http_post(
+            &c.http_url(),
+            "/hooks/github",
+            &[
+                ("X-GitHub-Event", "push"),
+                ("X-Hub-Signature-256", &github_signature(&secret, &push)),
+                ("Content-Type", "application/json"),
+            ],
+            &push,
+        );
+        assert_eq!(st, 400, "{b:?}: {answer}");
+        assert!(answer.contains("branch or tag name"), "{answer}");
+    }
+    let api = http_request(
+        &c.http_url(),
+        "POST",
+        "/api/v1/projects/demo/builds",
+        &[
+            ("Authorization", &format!("Bearer {}", c.admin_token())),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"branch":"nul\u0000byte"}"#,
+    );
+    assert_eq!(api.status, 400, "{}", api.text());
+    assert!(api.text().contains("branch or tag name"), "{}", api.text());
+    let out = c.kha(&["build", "trigger", "demo", "--commit=--upload-pack=touch"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("not starting with '-'"), "{err}");
+
+    // Only the allowed branches were built.
+    let builds = c.kha_json(&["build", "list", "demo"]);
+    assert_eq!(
+        builds["builds"].as_array().map(Vec::len),
+        Some(allowed.len()),
+        "{builds}"
+    );
+    let log = c.control.as_ref().unwrap().log_text();
+    assert!(
+        !log.lines().any(|l| l.starts_with("INFO forged")),
+        "a name wrote its own log line:\n{log}"
+    );
+}

@@ -230,6 +230,7 @@ impl From<TriggerError> for ApiError {
             }
             TriggerError::Sched(e) => e.into(),
             TriggerError::Store(e) => e.into(),
+            TriggerError::Invalid(m) => ApiError::Invalid(m),
             e => ApiError::Internal(e.to_string()),
         }
     }

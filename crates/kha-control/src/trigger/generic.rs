@@ -54,6 +54,5 @@ pub fn handle(
     let branch = field("branch").unwrap_or_else(|| project.default_branch.clone());
     let mut req = Request::new(&project.name, &branch, "generic");
     req.commit = field("commit");
-    super::spawn_build(app, project, req);
-    answer(HookStatus::Accepted, format!("building {branch}"))
+    super::spawn_build(app, project, req, format!("building {branch}"))
 }

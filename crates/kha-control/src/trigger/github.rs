@@ -132,6 +132,9 @@ fn push(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
         (_, Some(t)) => (t.to_string(), true),
         _ => return answer(HookStatus::Ok, format!("ref {r} ignored")),
     };
+    if let Err(why) = kha_core::validate_ref_name(&name) {
+        return answer(HookStatus::BadRequest, why);
+    }
     if p["deleted"].as_bool() == Some(true) {
         if let Err(e) = app.triggers.branch_deleted(&project.name, &name) {
             return answer(HookStatus::Failed, e.to_string());
@@ -155,8 +158,7 @@ fn push(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
     req.tag = tag;
     req.sender = p["sender"]["login"].as_str().unwrap_or_default().into();
     req.before = p["before"].as_str().unwrap_or_default().into();
-    super::spawn_build(app, project, req);
-    answer(HookStatus::Accepted, format!("building {name} at {after}"))
+    super::spawn_build(app, project, req, format!("building {name} at {after}"))
 }
 
 fn pull_request(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
@@ -201,9 +203,10 @@ fn pull_request(app: &Arc<App>, project: Project, p: &Value) -> HookAnswer {
                 draft: pr["draft"].as_bool().unwrap_or(false),
                 fork: kha_core::travis::is_fork(base_repo, head_repo),
             });
-            super::spawn_build(app, project, req);
-            answer(
-                HookStatus::Accepted,
+            super::spawn_build(
+                app,
+                project,
+                req,
                 format!("building pull request #{number} at {head}"),
             )
         }

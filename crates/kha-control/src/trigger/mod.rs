@@ -33,6 +33,9 @@ pub enum TriggerError {
     Sched(#[from] SchedError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A name or commit that no build may be made of (see [`Request::check`]).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// What to build.
@@ -84,6 +87,22 @@ impl Request {
             sender: String::new(),
             before: String::new(),
         }
+    }
+
+    /// Refuses names that are not a branch's, tag's or commit's, before
+    /// they reach a store key, a version-control client, a log line or a
+    /// job's environment (`kha_core::validate_ref_name`).
+    pub fn check(&self) -> Result<(), String> {
+        kha_core::validate_ref_name(&self.branch)?;
+        if let Some(c) = &self.commit {
+            kha_core::validate_commit_name(c)?;
+        }
+        if let Some(pr) = &self.pull_request {
+            if !pr.head_branch.is_empty() {
+                kha_core::validate_ref_name(&pr.head_branch)?;
+            }
+        }
+        Ok(())
     }
 
     /// Travis's event type: polling and the generic hook count as pushes.
@@ -146,6 +165,7 @@ impl Triggerer {
         project: &Project,
         req: &Request,
     ) -> Result<Triggered, TriggerError> {
+        req.check().map_err(TriggerError::Invalid)?;
         let (m, p, r) = (self.vcs.for_project(project), project.clone(), req.clone());
         let resolved = tokio::task::spawn_blocking(move || {
             if r.fetch {
@@ -353,9 +373,14 @@ pub(crate) fn answer(status: HookStatus, message: impl Into<String>) -> HookAnsw
     }
 }
 
-/// Builds in the background: the hook is answered at once. The task is
-/// tracked, so a shutdown waits for the build to be recorded.
-pub fn spawn_build(app: &Arc<App>, project: Project, req: Request) {
+/// Builds in the background: the hook is answered at once, with
+/// `accepted`, or refused when the request names no branch or commit that
+/// can be built. The task is tracked, so a shutdown waits for the build to
+/// be recorded.
+pub fn spawn_build(app: &Arc<App>, project: Project, req: Request, accepted: String) -> HookAnswer {
+    if let Err(why) = req.check() {
+        return answer(HookStatus::BadRequest, why);
+    }
     let triggers = app.triggers.clone();
     app.spawn("webhook-build", async move {
         match triggers.trigger(&project, &req).await {
@@ -377,6 +402,7 @@ pub fn spawn_build(app: &Arc<App>, project: Project, req: Request) {
             }
         }
     });
+    answer(HookStatus::Accepted, accepted)
 }
 
 fn other_kind(t: &Triggered) -> &'static str {

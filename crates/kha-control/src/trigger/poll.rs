@@ -113,7 +113,7 @@ pub async fn poll(
         })??;
     let mut started = 0;
     for (branch, head, tag, before) in changed {
-        info!(project = %p.name, branch = %branch, head = %head, "new head");
+        info!(project = %p.name, branch = ?branch, head = %head, "new head");
         let mut req = Request::new(&p.name, &branch, "poll");
         req.commit = Some(head);
         req.tag = tag;
@@ -123,7 +123,7 @@ pub async fn poll(
             Ok(crate::trigger::Triggered::Created(_)) => started += 1,
             Ok(_) => {}
             Err(e) => {
-                warn!(project = %p.name, branch = %branch, error = %e, "cannot build the new head")
+                warn!(project = %p.name, branch = ?branch, error = %e, "cannot build the new head")
             }
         }
     }
