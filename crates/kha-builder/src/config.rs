@@ -29,10 +29,14 @@ pub struct Config {
     /// Extra `key=value` labels jobs can require.
     pub labels: Vec<String>,
     pub executor: ExecutorKind,
-    /// Container memory limit in MiB (lxc).
+    /// Container memory limit in MiB (lxc); 0: none.
     pub memory_mib: u64,
-    /// Container process limit (lxc).
+    /// Container process (and thread) limit (lxc); 0: none.
     pub pids: u64,
+    /// CPU limit of each container, in CPUs (1.5: one and a half); 0:
+    /// none. Absent: the host's CPUs shared out between the slots, at
+    /// least one CPU each ([`Config::cpu_millis`]).
+    pub cpus: Option<f64>,
     /// Size cap in MiB of the tmpfs the builder keeps its jobs'
     /// workspaces on (shared by its slots); 0: on disk
     /// (`workspace::tmpfs`).
@@ -84,6 +88,7 @@ impl Default for Config {
             executor: ExecutorKind::Lxc,
             memory_mib: 2048,
             pids: 4096,
+            cpus: None,
             workspace_tmpfs_mib: crate::workspace::tmpfs::DEFAULT_TMPFS_MIB,
             ca: None,
             hooks_dir: None,
@@ -102,7 +107,31 @@ impl Config {
     }
 
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if c.cpus.is_some_and(|n| !n.is_finite() || n < 0.0) {
+            return Err(format!(
+                "cpus = {:?}: a number of CPUs, 0 for no limit",
+                c.cpus.unwrap_or_default()
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Each job's CPU limit in thousandths of a CPU, if any: `cpus`, or by
+    /// default the host's CPUs divided by the slots, at least one CPU. A
+    /// job then cannot take the CPUs its neighbours are owed, and a fork
+    /// bomb in one job leaves the host the rest (measured in the sandbox
+    /// tests).
+    pub fn cpu_millis(&self) -> Option<u64> {
+        let cpus = match self.cpus {
+            Some(n) => n,
+            None => {
+                let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+                (host / f64::from(self.slots.max(1))).max(1.0)
+            }
+        };
+        let millis = (cpus * 1000.0).round() as u64;
+        (millis > 0).then_some(millis)
     }
 }
 

@@ -199,6 +199,55 @@ pub struct Progress {
     pub done: bool,
     pub phase: Option<String>,
     pub result: Option<String>,
+    /// The resource limits the job ran into, as the container's cgroups
+    /// counted them (lxc only; see the lxc executor's wrapper).
+    pub limits: Vec<LimitHit>,
+}
+
+/// A limit a job ran into, from a `limit memory|pids COUNT LIMIT` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitHit {
+    /// "memory" or "pids".
+    pub kind: String,
+    /// Processes killed for memory, or forks refused.
+    pub count: u64,
+    /// The limit as the cgroup gives it (bytes, a number, or "max").
+    pub limit: String,
+}
+
+impl LimitHit {
+    fn parse(line: &str) -> Option<LimitHit> {
+        let mut w = line.strip_prefix("limit ")?.split(' ');
+        let (kind, count, limit) = (w.next()?, w.next()?.parse().ok()?, w.next()?);
+        Some(LimitHit {
+            kind: kind.to_string(),
+            count,
+            limit: limit.to_string(),
+        })
+    }
+
+    /// What a person reads in the job's message and log.
+    pub fn describe(&self) -> String {
+        let times = if self.count == 1 {
+            "once".to_string()
+        } else {
+            format!("{} times", self.count)
+        };
+        match self.kind.as_str() {
+            "memory" => {
+                let limit = match self.limit.parse::<u64>() {
+                    Ok(b) => format!("{} MiB", b >> 20),
+                    Err(_) => self.limit.clone(),
+                };
+                format!("out of memory: the job reached its memory limit ({limit}) and the kernel killed one of its processes {times}")
+            }
+            "pids" => format!(
+                "the job reached its process limit ({}): a fork was refused {times}",
+                self.limit
+            ),
+            other => format!("the job reached its {other} limit ({}) {times}", self.limit),
+        }
+    }
 }
 
 pub fn read_progress(text: &str) -> Progress {
@@ -212,6 +261,14 @@ pub fn read_progress(text: &str) -> Progress {
             p.phase = Some(ph.to_string());
         } else if let Some(r) = line.strip_prefix("result ") {
             p.result = Some(r.to_string());
+        } else if let Some(hit) = LimitHit::parse(line) {
+            // Counted from outside at a stop and inside at the end: the
+            // highest count of a kind is the latest.
+            match p.limits.iter_mut().find(|h| h.kind == hit.kind) {
+                Some(h) if h.count < hit.count => *h = hit,
+                Some(_) => {}
+                None => p.limits.push(hit),
+            }
         }
     }
     p
@@ -394,6 +451,24 @@ mod tests {
             String::from_utf8_lossy(&out.stdout),
             "Encrypted environment variables have been removed for security reasons.\n$ echo $TRAVIS_SECURE_ENV_VARS\nfalse\n"
         );
+    }
+
+    #[test]
+    fn limits_reached_are_read_and_said() {
+        let p = read_progress(
+            "started\nphase script\nlimit pids 12 4096\nlimit memory 1 134217728\n\
+             limit pids 40 4096\nlimit pids 30 4096\nlimit cpu x y\n",
+        );
+        let said: Vec<String> = p.limits.iter().map(LimitHit::describe).collect();
+        assert_eq!(
+            said,
+            [
+                "the job reached its process limit (4096): a fork was refused 40 times",
+                "out of memory: the job reached its memory limit (128 MiB) and the kernel killed one of its processes once",
+            ]
+        );
+        let max = read_progress("limit memory 2 max\n");
+        assert!(max.limits[0].describe().contains("(max)"));
     }
 
     #[test]

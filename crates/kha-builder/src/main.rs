@@ -229,7 +229,19 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let executor: Arc<dyn Executor> = match cfg.executor {
-        ExecutorKind::Lxc => Arc::new(lxc::LxcExecutor::new(images, cfg.data_dir.join("lxc"))),
+        ExecutorKind::Lxc => {
+            let mut ex = lxc::LxcExecutor::new(images, cfg.data_dir.join("lxc"));
+            ex.memory_bytes = (cfg.memory_mib > 0).then_some(cfg.memory_mib << 20);
+            ex.pids = (cfg.pids > 0).then_some(cfg.pids);
+            ex.cpu_millis = cfg.cpu_millis();
+            tracing::info!(
+                memory_mib = cfg.memory_mib,
+                pids = cfg.pids,
+                cpu_millis = ex.cpu_millis.unwrap_or(0),
+                "limits of each job (0: none)"
+            );
+            Arc::new(ex)
+        }
         ExecutorKind::Host => {
             if !args.i_trust_every_job {
                 anyhow::bail!("the host executor runs every job as a plain process with this builder's privileges; pass --i-trust-every-job if that is what you want");

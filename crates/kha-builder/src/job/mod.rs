@@ -465,9 +465,17 @@ impl Job {
         })
     }
 
+    /// The driver's progress, and the limits the executor saw the run
+    /// reach when it stopped it.
     fn progress(&self) -> driver::Progress {
-        let state = crate::read_regular(&self.run.workspace.join(".kha/state"), 1 << 20);
-        driver::read_progress(&state.unwrap_or_default())
+        let mut state = crate::read_regular(&self.run.workspace.join(".kha/state"), 1 << 20)
+            .unwrap_or_default();
+        let limits = self.run.scratch.join(crate::executor::lxc::LIMITS_FILE);
+        if let Ok(seen) = crate::read_regular(&limits, 1 << 12) {
+            state.push('\n');
+            state.push_str(&seen);
+        }
+        driver::read_progress(&state)
     }
 
     /// A driver that never ran: say why, from the executor's own log.
@@ -484,7 +492,7 @@ impl Job {
     fn collect(&self, waited: Waited, spool: &SharedSpool) -> Verdict {
         let progress = self.progress();
         self.explain_no_start(&progress, spool);
-        match waited {
+        let mut verdict = match waited {
             Waited::TimedOut => Verdict {
                 outcome: JobOutcome::TimedOut,
                 detail: format!("timed out after {} s", self.spec.timeout_secs),
@@ -497,7 +505,17 @@ impl Job {
                 let (outcome, detail) = driver::outcome(code, &progress);
                 Verdict { outcome, detail }
             }
+        };
+        // The limits it ran into come first: they are why it ended so.
+        let mut whys: Vec<String> = progress.limits.iter().map(|h| h.describe()).collect();
+        for why in &whys {
+            spool.note(why);
         }
+        if !whys.is_empty() {
+            whys.extend((!verdict.detail.is_empty()).then(|| verdict.detail.clone()));
+            verdict.detail = whys.join("; ");
+        }
+        verdict
     }
 
     /// Step 5: the executor removes what the run left (container, scratch).

@@ -149,14 +149,13 @@ pub(super) fn no_controller(controller: &str) -> ExecError {
     ))
 }
 
-/// Removes the cgroups lxc made for a run (`lxc.payload.<name>`,
-/// `lxc.monitor.<name>`, possibly with a `-<n>` suffix), which it leaves
-/// behind when lxc-execute is killed. Looks at the top of each hierarchy
-/// and one level down (where lxc nests them under a delegated cgroup).
-/// Only empty cgroups can be removed; errors are ignored.
-pub(super) fn remove_cgroups(name: &str) {
+/// The cgroups lxc made for a run (`lxc.payload.<name>`,
+/// `lxc.monitor.<name>`, possibly with a `-<n>` suffix), in every
+/// hierarchy. Looks at the top of each hierarchy and one level down (where
+/// lxc nests them under a delegated cgroup).
+fn run_cgroups(name: &str, prefixes: &[&str]) -> Vec<PathBuf> {
     let ours = |file: &str| {
-        ["lxc.payload.", "lxc.monitor."].iter().any(|prefix| {
+        prefixes.iter().any(|prefix| {
             file.strip_prefix(prefix)
                 .and_then(|rest| rest.strip_prefix(name))
                 .is_some_and(|suffix| {
@@ -167,6 +166,7 @@ pub(super) fn remove_cgroups(name: &str) {
                 })
         })
     };
+    let mut found = Vec::new();
     for mount in Cgroups::read().mounts {
         let mut bases = vec![mount.clone()];
         if let Ok(entries) = fs::read_dir(&mount) {
@@ -181,13 +181,60 @@ pub(super) fn remove_cgroups(name: &str) {
             let Ok(entries) = fs::read_dir(&base) else {
                 continue;
             };
-            for entry in entries.flatten() {
-                if entry.file_name().to_str().is_some_and(ours) {
-                    remove_cgroup_tree(&entry.path());
-                }
-            }
+            found.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_str().is_some_and(ours))
+                    .map(|e| e.path()),
+            );
         }
     }
+    found
+}
+
+/// Removes the cgroups lxc made for a run, which it leaves behind when
+/// lxc-execute is killed. Only empty cgroups can be removed; errors are
+/// ignored.
+pub(super) fn remove_cgroups(name: &str) {
+    for dir in run_cgroups(name, &["lxc.payload.", "lxc.monitor."]) {
+        remove_cgroup_tree(&dir);
+    }
+}
+
+/// The limits a running container has run into so far, as the driver's
+/// state file records them (`limit memory KILLS BYTES`, `limit pids
+/// REFUSED MAX`; see `WRAPPER`), read from the host's side of its cgroups:
+/// a job stopped at its timeout may not get to write them itself.
+pub(super) fn limits_reached(name: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for dir in run_cgroups(name, &["lxc.payload."]) {
+        let key = |file: &str, key: &str| {
+            fs::read_to_string(dir.join(file)).ok().and_then(|t| {
+                t.lines()
+                    .filter_map(|l| l.split_once(' '))
+                    .find(|(k, _)| *k == key)
+                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+            })
+        };
+        let one = |files: &[&str]| {
+            files
+                .iter()
+                .find_map(|f| fs::read_to_string(dir.join(f)).ok())
+                .map_or_else(|| "max".to_string(), |t| t.trim().to_string())
+        };
+        let oom =
+            key("memory.events", "oom_kill").or_else(|| key("memory.oom_control", "oom_kill"));
+        if let Some(n) = oom.filter(|n| *n > 0) {
+            lines.push(format!(
+                "limit memory {n} {}",
+                one(&["memory.max", "memory.limit_in_bytes"])
+            ));
+        }
+        if let Some(n) = key("pids.events", "max").filter(|n| *n > 0) {
+            lines.push(format!("limit pids {n} {}", one(&["pids.max"])));
+        }
+    }
+    lines
 }
 
 /// rmdir of a cgroup and its sub-cgroups, deepest first.

@@ -61,9 +61,13 @@ impl LxcExecutor {
         c.set("lxc.console.path", "none");
         c.set("lxc.tty.max", "0");
         c.set("lxc.pty.max", "256");
+        // Besides lxc's usual drops: sys_admin (mount, sethostname,
+        // setns: a job's root could otherwise mount file systems in its
+        // own namespaces) and net_raw (raw and packet sockets), which
+        // build and test commands do not need; Docker drops both too.
         c.set(
             "lxc.cap.drop",
-            "mac_admin mac_override sys_time sys_module sys_rawio",
+            "mac_admin mac_override sys_time sys_module sys_rawio sys_admin net_raw",
         );
         c.set("lxc.no_new_privs", "1");
         if Path::new(SECCOMP).is_file() {

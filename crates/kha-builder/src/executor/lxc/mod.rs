@@ -128,11 +128,31 @@ const SCRIPT: &str = "/workspace/.kha/run.sh";
 /// makes sure it never runs anywhere else. SIGHUP/INT/TERM are caught (not
 /// ignored, which children would inherit) so that `stop` reaches the
 /// script but this wrapper lives on to report its status.
+///
+/// Then it reads the container's own cgroup counters (mounted read-only
+/// in it, v2 or v1) and records in the driver's state file the limits the
+/// job ran into, `limit memory <oom kills> <limit in bytes>` and `limit
+/// pids <refused forks> <limit>`, so that the job's message says why it
+/// died (`driver::outcome`). Shell built-ins only: no process is left to
+/// fork.
 const WRAPPER: &str = "trap : HUP INT TERM\n\
 /bin/sh \"$0\"\n\
 s=$?\n\
 [ \"$PPID\" = 1 ] && kill -KILL -1 2>/dev/null\n\
+c=/sys/fs/cgroup\n\
+kha_key() { for f in $2; do [ -r \"$f\" ] && while read -r k v; do [ \"$k\" = \"$1\" ] && n=$v; done < \"$f\"; done; }\n\
+kha_one() { for f in $1; do [ -r \"$f\" ] && read -r n < \"$f\"; done; }\n\
+n=0; kha_key oom_kill \"$c/memory.events $c/memory/memory.oom_control\"; oom=$n\n\
+n=0; kha_key max \"$c/pids.events $c/pids/pids.events\"; hit=$n\n\
+if [ \"$oom\" != 0 ]; then n=max; kha_one \"$c/memory.max $c/memory/memory.limit_in_bytes\"; \
+echo \"limit memory $oom $n\" >> \"${0%/*}/state\"; fi\n\
+if [ \"$hit\" != 0 ]; then n=max; kha_one \"$c/pids.max $c/pids/pids.max\"; \
+echo \"limit pids $hit $n\" >> \"${0%/*}/state\"; fi\n\
 exit $s\n";
+
+/// The file in a run's scratch directory where `stop` records the limits
+/// the container had reached (`driver::LimitHit` lines).
+pub const LIMITS_FILE: &str = "limits";
 
 /// Runs jobs in ephemeral lxc containers. Set the public fields after
 /// [`LxcExecutor::new`] to change the limits.
@@ -350,6 +370,15 @@ impl Executor for LxcExecutor {
     }
 
     fn stop(&self, run: &JobRun, grace: Duration) -> Result<(), ExecError> {
+        // In the scratch directory, which the container cannot write
+        // (its workspace could hold a symlink anywhere).
+        let reached = cgroups::limits_reached(&run.name);
+        if !reached.is_empty() {
+            let text: String = reached.iter().map(|l| format!("{l}\n")).collect();
+            if let Err(e) = fs::write(run.scratch.join(LIMITS_FILE), text) {
+                tracing::debug!(run = %run.name, error = %e, "limits reached not recorded");
+            }
+        }
         self.stop_run(&run.name, grace)
     }
 

@@ -1,0 +1,211 @@
+//! End to end: jobs that attack the machine they run on, in real lxc
+//! containers on a real builder. Each ends with a clear state and message,
+//! and the builder and its other jobs keep working.
+#![allow(clippy::unwrap_used)]
+
+use kha_tests::*;
+use std::time::Duration;
+
+/// One line per probe, `NAME=refused` or `NAME=<what happened>`, so that
+/// a failing assertion shows every probe's outcome at once.
+const PROBES: &str = r#"
+probe() { name=$1; shift; if "$@" >/dev/null 2>&1; then echo "$name=ALLOWED"; else echo "$name=refused"; fi; }
+probe mount mount -t tmpfs none /mnt
+probe remount_root mount -o remount,rw /
+probe sysrq sh -c 'echo h > /proc/sysrq-trigger'
+probe kmsg sh -c 'head -c1 /dev/kmsg'
+probe write_usr touch /usr/kha-probe
+probe write_etc touch /etc/kha-probe
+probe raw_socket python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)'
+probe packet_socket python3 -c 'import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)'
+probe control_grpc python3 -c "import socket; socket.create_connection(('127.0.0.1', $KHA_PROBE_GRPC), 2)"
+probe control_http python3 -c "import socket; socket.create_connection(('127.0.0.1', $KHA_PROBE_HTTP), 2)"
+probe outside python3 -c "import socket; socket.create_connection(('10.0.2.2', 80), 2)"
+probe mknod mknod /tmp/sda b 8 0
+probe see_builder sh -c 'cat /proc/[0-9]*/comm | grep -q kha-builder'
+probe sethostname hostname elsewhere
+echo "uid=$(id -u)"
+sleep 1000 &
+setsid sh -c 'sleep 1001' &
+nohup sleep 1002 >/dev/null 2>&1 &
+echo probes done
+"#;
+
+/// The probes a job tries from inside its container. Every one is
+/// refused: mounting, remounting the image writable, the host's sysrq
+/// and kernel log, writing to the image or the host's bind-mounted `/usr`,
+/// raw and packet sockets, the control node's ports and any address
+/// outside (network is off by default), device nodes, the hostname, and
+/// seeing the builder's processes (so it cannot trace or signal them).
+/// What it leaves running in the background is gone when the job ends.
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
+#[test]
+fn a_job_cannot_reach_out_of_its_container() {
+    let mut c = Fixture::new().start();
+    let port = |url: &str| url.rsplit(':').next().unwrap().to_string();
+    let travis = format!(
+        "language: shell\nenv: KHA_PROBE_GRPC={} KHA_PROBE_HTTP={}\nscript: sh probes.sh\n",
+        port(&c.addr()),
+        port(&c.http_url())
+    );
+    let repo = Repo::temp();
+    repo.commit(&[(".travis.yml", &travis), ("probes.sh", PROBES)], "probes");
+    c.kha_ok(&["project", "add", "demo", &repo.url(), "--no-poll"]);
+    c.builder("a", 1);
+    let id = c.trigger("demo", None);
+    let b = c.wait_build(id, Duration::from_secs(120));
+    let job = b["jobs"][0]["id"].as_u64().unwrap();
+    let log = String::from_utf8_lossy(&c.log(job)).into_owned();
+    assert_eq!(b["state"], "passed", "{b}\n{log}");
+    assert!(log.contains("probes done"), "{log}");
+    let allowed: Vec<&str> = log.lines().filter(|l| l.ends_with("=ALLOWED")).collect();
+    assert!(allowed.is_empty(), "allowed: {allowed:?}\n{log}");
+    assert_eq!(
+        log.lines().filter(|l| l.ends_with("=refused")).count(),
+        14,
+        "{log}"
+    );
+    wait_for(
+        "the job's background processes to go",
+        Duration::from_secs(10),
+        || {
+            let ps = std::process::Command::new("pgrep")
+                .args(["-f", "^sleep 100[012]$"])
+                .output()
+                .unwrap();
+            ps.stdout.is_empty().then_some(())
+        },
+    );
+    wait_for("containers to go", Duration::from_secs(10), || {
+        c.running_containers().is_empty().then_some(())
+    });
+}
+
+/// Latencies of `/bin/true` spawned on the host and of the control node's
+/// API, sampled while `busy` holds.
+struct Responsiveness {
+    spawn_max: Duration,
+    api_max: Duration,
+    samples: usize,
+}
+
+fn sample_while(c: &Cluster, mut busy: impl FnMut() -> bool) -> Responsiveness {
+    let mut r = Responsiveness {
+        spawn_max: Duration::ZERO,
+        api_max: Duration::ZERO,
+        samples: 0,
+    };
+    while busy() {
+        let t = std::time::Instant::now();
+        let st = std::process::Command::new("/bin/true").status().unwrap();
+        assert!(st.success());
+        r.spawn_max = r.spawn_max.max(t.elapsed());
+        let t = std::time::Instant::now();
+        assert_eq!(http_get(&c.http_url(), "/api/v1/queue").status, 200);
+        r.api_max = r.api_max.max(t.elapsed());
+        r.samples += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    r
+}
+
+/// A fork bomb under the builder's default limits (4,096 processes, a CPU
+/// quota of the host's CPUs divided by the slots): the job ends at its
+/// timeout, its message says it reached the process limit, nothing of it
+/// is left, and meanwhile the host spawns processes, the control node
+/// answers and a job in the builder's other slot passes. The latencies are
+/// printed; only a freeze (10 s) fails the test.
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
+#[test]
+fn a_fork_bomb_ends_at_its_limits_and_the_host_stays_responsive() {
+    let bomb = Repo::with_travis_yml(
+        "language: shell\nscript:\n  - echo bombing\n  - \"f() { f | f & }; f; sleep 60\"\n",
+    );
+    let calm = Repo::with_travis_yml("language: shell\nscript: echo calm\n");
+    let mut c = Fixture::new()
+        .project_with("bomb", &bomb.url(), &["--timeout", "15"])
+        .project("calm", &calm.url())
+        .start();
+    c.builder("a", 2);
+    let id = c.trigger("bomb", None);
+    wait_for("the bomb to start", Duration::from_secs(60), || {
+        (c.build(id)["jobs"][0]["log_len"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let calm_id = c.trigger("calm", None);
+    let mut calm_done = None;
+    let t = std::time::Instant::now();
+    let r = sample_while(&c, || {
+        if calm_done.is_none() && c.build(calm_id)["state"] == "passed" {
+            calm_done = Some(t.elapsed());
+        }
+        c.build(id)["state"] == "running" || c.build(id)["state"] == "queued"
+    });
+    eprintln!(
+        "during the bomb ({} samples): host spawn max {:?}, control API max {:?}; \
+         the other slot's job passed after {calm_done:?}",
+        r.samples, r.spawn_max, r.api_max
+    );
+    let b = c.wait_build(id, Duration::from_secs(30));
+    let job = b["jobs"][0]["id"].as_u64().unwrap();
+    let log = String::from_utf8_lossy(&c.log(job)).into_owned();
+    assert_eq!(b["jobs"][0]["state"], "timed_out", "{b}");
+    assert!(
+        log.contains("the job reached its process limit (4096): a fork was refused"),
+        "{log}"
+    );
+    assert!(log.contains("timed out after 15 s"), "{log}");
+    assert_eq!(
+        c.wait_build(calm_id, Duration::from_secs(30))["state"],
+        "passed"
+    );
+    assert!(
+        calm_done.is_some(),
+        "the other slot's job did not pass during the bomb"
+    );
+    assert!(
+        r.spawn_max < Duration::from_secs(10),
+        "host spawn took {:?}",
+        r.spawn_max
+    );
+    assert!(
+        r.api_max < Duration::from_secs(10),
+        "control API took {:?}",
+        r.api_max
+    );
+    wait_for("containers to go", Duration::from_secs(20), || {
+        c.running_containers().is_empty().then_some(())
+    });
+}
+
+/// A job over its memory limit has a process killed by the kernel, and its
+/// message says so (not a bare "exit 137").
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
+#[test]
+fn a_memory_hog_is_stopped_and_told_why() {
+    let repo = Repo::with_travis_yml(
+        "language: shell\nscript:\n  - echo hogging\n  - python3 -c 'x = bytearray(512 << 20); print(len(x))'\n  - echo after\n",
+    );
+    let mut c = Fixture::new().project("demo", &repo.url()).start();
+    let conf = c.path("builder.toml");
+    std::fs::write(&conf, "memory_mib = 128\n").unwrap();
+    c.builder_with("a", 1, &["--config", conf.to_str().unwrap()]);
+    let id = c.trigger("demo", None);
+    let b = c.wait_build(id, Duration::from_secs(120));
+    let job = b["jobs"][0]["id"].as_u64().unwrap();
+    let log = String::from_utf8_lossy(&c.log(job)).into_owned();
+    assert_eq!(b["jobs"][0]["state"], "failed", "{b}\n{log}");
+    assert!(
+        log.contains("out of memory: the job reached its memory limit (128 MiB) and the kernel killed one of its processes once"),
+        "{log}"
+    );
+    assert!(
+        log.contains("after"),
+        "the script goes on after a failed command: {log}"
+    );
+    let c2 = c.kha_json(&["build", "show", &id.to_string()]);
+    assert!(
+        c2.to_string().contains("out of memory"),
+        "the job's message: {c2}"
+    );
+}
