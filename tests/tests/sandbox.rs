@@ -209,3 +209,49 @@ fn a_memory_hog_is_stopped_and_told_why() {
         "the job's message: {c2}"
     );
 }
+
+/// A log bomb: 200 MB printed against a 1 MiB log cap. The stored log is
+/// the cap and the marker, the builder keeps no more than that either, and
+/// the job still ends by its own script.
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
+#[test]
+fn a_log_bomb_is_cut_at_the_cap_with_a_marker() {
+    let repo = Repo::with_travis_yml(
+        "language: shell\nscript:\n  - yes 0123456789abcdef | head -c 200000000\n  - echo survived\n",
+    );
+    let mut c = Fixture::new()
+        .config("log_cap_bytes = 1048576\n")
+        .project("demo", &repo.url())
+        .start();
+    c.builder("a", 1);
+    let id = c.trigger("demo", None);
+    let b = c.wait_build(id, Duration::from_secs(120));
+    assert_eq!(b["state"], "passed", "{b}");
+    let job = b["jobs"][0]["id"].as_u64().unwrap();
+    let log = c.log(job);
+    let marker = kha_core::limits::TRUNCATION_MARKER.as_bytes();
+    assert!(
+        log.ends_with(marker),
+        "{:?}",
+        String::from_utf8_lossy(&log[log.len().saturating_sub(200)..])
+    );
+    assert_eq!(log.len(), (1 << 20) + marker.len());
+    assert!(log.starts_with(b"$ yes 0123456789abcdef | head -c 200000000\n0123456789abcdef\n"));
+    let spool = du(&c.builders[0].data);
+    assert!(spool < 8 << 20, "the builder holds {spool} bytes");
+}
+
+/// Bytes of the files under `dir`.
+fn du(dir: &std::path::Path) -> u64 {
+    let mut n = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => n += du(&e.path()),
+                Ok(t) if t.is_file() => n += e.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    n
+}
