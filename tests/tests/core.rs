@@ -189,6 +189,15 @@ fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
     wait_for("the job to start", Duration::from_secs(30), || {
         (c.build(id)["jobs"][0]["state"] == "running").then_some(())
     });
+    let first = "$ echo start\nstart\n";
+    wait_for(
+        "the first attempt's output",
+        Duration::from_secs(30),
+        || {
+            (c.build(id)["jobs"][0]["log_len"].as_u64().unwrap_or(0) >= first.len() as u64)
+                .then_some(())
+        },
+    );
     let b_idx = c.builder("b", 1);
     c.wait_builders_connected(2);
     let a_id = c.builders[a].id();
@@ -207,6 +216,24 @@ fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
     eprintln!(
         "job finished on the second builder {:?} after the kill",
         killed.elapsed()
+    );
+    // What the first attempt printed before its builder died is kept as
+    // that attempt's log, linked from the job's page.
+    let kept = http_get(&c.http_url(), &format!("/jobs/{job}/attempts/1/log.txt"));
+    assert_eq!(kept.status, 200);
+    let kept = kept.text();
+    assert!(
+        kept.starts_with(first) && "$ echo start\nstart\n$ sleep 3\n".starts_with(&kept),
+        "{kept:?}"
+    );
+    let page = http_get(&c.http_url(), &format!("/jobs/{job}")).text();
+    assert!(
+        page.contains(&format!("href=\"/jobs/{job}/attempts/1/log.txt\"")),
+        "{page}"
+    );
+    assert_eq!(
+        http_get(&c.http_url(), &format!("/jobs/{job}/attempts/2/log.txt")).status,
+        404
     );
 
     // The dead builder's result for epoch 1 arrives late: refused.

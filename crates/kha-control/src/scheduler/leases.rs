@@ -74,8 +74,9 @@ impl Scheduler {
                 return;
             }
         };
-        // Before the grant: whatever an earlier epoch left is gone.
-        if let Err(e) = self.logs.reset(job_id) {
+        // Before the grant: whatever an earlier epoch printed becomes that
+        // attempt's log, and this one starts empty.
+        if let Err(e) = self.logs.reset(job_id, true) {
             warn!(job_id, error = %e, "cannot reset the job's log");
         }
         // The index follows what sled shows, flushed or not: the job is

@@ -160,7 +160,7 @@ impl Scheduler {
         let now = self.clock.now();
         let (_, jobs) = self.store.restart_build(build.id, now)?;
         for j in jobs.iter().filter(|j| j.state.is_pending()) {
-            self.logs.reset(j.id)?;
+            self.logs.reset(j.id, false)?;
         }
         self.store.durable().await?;
         self.enqueue(&jobs);

@@ -170,11 +170,44 @@ impl LogStore {
         Ok(r)
     }
 
-    /// Empties a job's log: a new attempt starts it over.
-    pub fn reset(&self, job: JobId) -> std::io::Result<()> {
-        match std::fs::remove_file(self.path(job)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+    /// Where the log of a job's earlier attempt `n` (1, 2, …) is kept.
+    pub fn attempt_path(&self, job: JobId, n: u32) -> PathBuf {
+        self.dir.join(format!("{job}.attempt-{n}.log"))
+    }
+
+    /// The kept logs of a job's earlier attempts: their numbers and
+    /// lengths, oldest first.
+    pub fn attempts(&self, job: JobId) -> Vec<(u32, u64)> {
+        (1..)
+            .map_while(|n| {
+                let len = std::fs::metadata(self.attempt_path(job, n)).ok()?.len();
+                Some((n, len))
+            })
+            .collect()
+    }
+
+    /// Empties a job's log: a new attempt starts it over. What a run that
+    /// was cut short printed (its builder lost, its lease expired) is kept
+    /// as that attempt's log when `keep` is set: it is often what says why.
+    /// Without `keep` (a restart), the earlier attempts' logs go too.
+    pub fn reset(&self, job: JobId, keep: bool) -> std::io::Result<()> {
+        let path = self.path(job);
+        let kept = keep && std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) && {
+            let n = self.attempts(job).len() as u32 + 1;
+            std::fs::rename(&path, self.attempt_path(job, n))?;
+            true
+        };
+        if !kept {
+            // A restart starts the job over, its earlier attempts too.
+            let earlier = if keep { vec![] } else { self.attempts(job) };
+            for p in
+                std::iter::once(path).chain(earlier.iter().map(|(n, _)| self.attempt_path(job, *n)))
+            {
+                match std::fs::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
         }
         let live = self.live(job);
         if let Ok(mut h) = live.hash.lock() {
@@ -260,5 +293,39 @@ impl LogStore {
         })
         .await
         .map_err(std::io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn put(logs: &LogStore, job: JobId, text: &[u8]) {
+        logs.append(job, vec![(0, text.to_vec())]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_new_attempt_keeps_the_last_ones_log_and_a_restart_drops_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::open(dir.path().to_path_buf(), 1 << 20).unwrap();
+        // Nothing printed yet: nothing to keep.
+        logs.reset(7, true).unwrap();
+        assert!(logs.attempts(7).is_empty());
+        put(&logs, 7, b"first try\n").await;
+        logs.reset(7, true).unwrap();
+        put(&logs, 7, b"second\n").await;
+        logs.reset(7, true).unwrap();
+        assert_eq!(logs.attempts(7), [(1, 10), (2, 7)]);
+        assert_eq!(
+            std::fs::read(logs.attempt_path(7, 1)).unwrap(),
+            b"first try\n"
+        );
+        assert_eq!(std::fs::read(logs.attempt_path(7, 2)).unwrap(), b"second\n");
+        assert!(!logs.path(7).exists());
+        put(&logs, 7, b"third\n").await;
+        assert_eq!(logs.digest(7).await.unwrap().0, 6);
+        logs.reset(7, false).unwrap();
+        assert!(logs.attempts(7).is_empty());
+        assert!(!logs.path(7).exists());
     }
 }

@@ -47,6 +47,9 @@ struct JobPage {
     is_final: bool,
     prev: String,
     next: String,
+    /// The kept logs of earlier attempts (a lost builder, an expired
+    /// lease): number and length.
+    attempts: Vec<(u32, u64)>,
 }
 
 #[derive(Deserialize, Default)]
@@ -100,6 +103,7 @@ async fn job_page(
             (s, f) => fmt::duration(f.saturating_sub(s)),
         },
         running_since: if running { job.started_ms } else { 0 },
+        attempts: app.logs.attempts(id),
         lines,
         is_final: job.state.is_final(),
         prev: if from > 1 {
@@ -115,6 +119,29 @@ async fn job_page(
         chrome,
         job,
     })
+}
+
+/// `/jobs/{id}/attempts/{n}/log.txt`: the whole log of an earlier attempt
+/// of the job, for whoever may read the job.
+pub async fn attempt_raw(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    Path((raw, n)): Path<(String, String)>,
+) -> Response {
+    let log = async {
+        let id = parse_id("job", &raw)?;
+        api::builds::job(&app, &c.who, id)?;
+        let none = || ApiError::NotFound(format!("job {id} has no earlier attempt {n:?}"));
+        let n: u32 = n.parse().map_err(|_| none())?;
+        tokio::fs::read(app.logs.attempt_path(id, n))
+            .await
+            .map_err(|_| none())
+    }
+    .await;
+    match log {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response(),
+        Err(e) => error_page(&app, &c, &e),
+    }
 }
 
 /// Lines `from..from + LINES` of the log, and whether more follow. The log

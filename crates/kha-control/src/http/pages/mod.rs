@@ -51,6 +51,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/builds/{id}/cancel", post(actions::cancel))
         .route("/jobs/{id}", get(job::page))
         .route("/jobs/{id}/log.txt", get(job::raw))
+        .route("/jobs/{id}/attempts/{n}/log.txt", get(job::attempt_raw))
         .route("/builders", get(builders::page))
         .route("/builders/{id}/drain", post(actions::drain))
         .route("/builders/{id}/revoke", post(actions::revoke))
