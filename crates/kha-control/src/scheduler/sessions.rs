@@ -167,7 +167,8 @@ impl Scheduler {
 
     /// Ends one builder's session (it may come back).
     pub(super) fn close_session(&self, builder: &str, reason: &str) {
-        if let Some(s) = self.lock().sessions.remove(builder) {
+        let session = self.lock().sessions.remove(builder);
+        if let Some(s) = session {
             goodbye(builder, &s, kha_core::limits::RECONNECT_AFTER_MS, reason);
         }
     }

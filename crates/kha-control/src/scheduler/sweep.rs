@@ -85,7 +85,11 @@ impl Scheduler {
         for (job, epoch) in cancels {
             // A builder that never confirmed a cancel may be wedged: end its
             // session; when it returns, Welcome tells it to stop the job.
-            if let Some(b) = self.lock().leases.get(job).map(|l| l.builder.clone()) {
+            // A statement of its own: the guard must be gone before
+            // `close_session` locks again (in an `if let` scrutinee it would
+            // live through the block: a deadlock of the whole node).
+            let holder = self.lock().leases.get(job).map(|l| l.builder.clone());
+            if let Some(b) = holder {
                 warn!(job_id = job, builder_id = %b, "cancel not confirmed in time; evicting the builder's session");
                 self.close_session(&b, "a cancel was not confirmed in time");
             }

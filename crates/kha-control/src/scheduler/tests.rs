@@ -218,6 +218,47 @@ async fn lost_lease_requeues_as_a_new_epoch_then_gives_up() {
     assert_eq!(b.state, BuildState::Errored);
 }
 
+/// A builder that acknowledges a cancel but never confirms the job
+/// stopped: past the grace, the sweep ends its session and records the
+/// job canceled, and the scheduler still answers (it once deadlocked
+/// there: the sweep held its lock while closing the session).
+#[tokio::test]
+async fn a_cancel_never_confirmed_ends_the_session_and_the_job() {
+    let f = fixture();
+    let job = build(&f, "p", 1).await[0].id;
+    let mut rx = connect(&f, "b1", &["os=linux"]);
+    f.sched.set_credit("b1", 1);
+    assert_eq!(offers(&mut rx), vec![(job, 1)]);
+    f.sched.accept("b1", job, 1).await;
+    f.sched.cancel_job(job).await.unwrap();
+    // The builder goes on heartbeating the job as if it still ran.
+    let past = f.sched.cfg.cancel_grace_ms + f.sched.cfg.lease_ms() + 100;
+    for _ in 0..=past / 100 {
+        f.clock.advance(100);
+        f.sched.heartbeat("b1", &[(job, 1)]);
+        // On a thread of its own, so that a deadlock fails the test
+        // instead of hanging it.
+        let (s, (tx, rx)) = (f.sched.clone(), std::sync::mpsc::channel());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(s.sweep());
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the sweep deadlocked");
+    }
+    let j = f.sched.store.get_job(job).unwrap().unwrap();
+    assert_eq!(j.state, JobState::Canceled, "{}", j.detail);
+    assert!(messages(&mut rx)
+        .iter()
+        .any(|m| matches!(m, Msg::Disconnect(_))));
+    // Still answering.
+    f.sched.set_credit("b1", 1);
+}
+
 #[tokio::test]
 async fn finish_verifies_the_log() {
     let f = fixture();
