@@ -24,6 +24,9 @@ pub struct Fixture {
     config: String,
     /// Bind the web UI to a port chosen before the start (not port 0).
     known_http_port: bool,
+    /// A tar of a data dir the control node starts on (an earlier
+    /// release's, for upgrade tests).
+    data: Option<std::path::PathBuf>,
 }
 
 /// A builder the fixture starts.
@@ -53,7 +56,15 @@ impl Fixture {
             builders: vec![],
             config: String::new(),
             known_http_port: false,
+            data: None,
         }
+    }
+
+    /// The control node starts on the data dir in the tar `archive`
+    /// instead of an empty one.
+    pub fn data_dir_from(mut self, archive: &std::path::Path) -> Fixture {
+        self.data = Some(archive.to_path_buf());
+        self
     }
 
     /// Lines of the control node's config file (`control.toml`, given
@@ -157,6 +168,18 @@ impl Fixture {
             env.push(("SSL_CERT_FILE".into(), ca.to_string_lossy().to_string()));
         }
         let mut c = Cluster::new(dir, self.heartbeat_ms, self.tls.then_some(ca), env);
+        if let Some(archive) = &self.data {
+            let data = c.path("control");
+            std::fs::create_dir_all(&data).expect("control data dir");
+            let st = std::process::Command::new("tar")
+                .arg("-xzf")
+                .arg(archive)
+                .arg("-C")
+                .arg(&data)
+                .status()
+                .expect("tar");
+            assert!(st.success(), "unpacking {}", archive.display());
+        }
         let mut config = String::new();
         if self.known_http_port {
             // Bound and released at once: the control node binds it a
