@@ -8,6 +8,9 @@ need_root
 install_packages
 install_browser
 install_notify_servers
+# The full-disk test puts the control node's data dir on a small ext4 file
+# system of its own (mkfs.ext4, mount -o loop).
+install_missing e2fsprogs mount
 install_image_tools
 install_rust
 cd "$KHA_ROOT"

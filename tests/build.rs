@@ -14,6 +14,8 @@
 //!   images and foreign architectures (`cfg(kha_skip_images)`). Without
 //!   Debian's erlang or a rustup toolchain: `cfg(kha_skip_erlang)`,
 //!   `cfg(kha_skip_rustup)`.
+//! - Not built as root: the tests that mount file systems (a small disk
+//!   for the control node's data dir), `cfg(kha_skip_root)`.
 //! - `KHA_SKIP_PROSODY` set, or no prosody at build time: the XMPP tests
 //!   (`cfg(kha_skip_prosody)`); `KHA_SKIP_SMTP` set, or no
 //!   python3-aiosmtpd: the email tests (`cfg(kha_skip_smtp)`).
@@ -89,6 +91,18 @@ fn main() {
     });
     if !stable.is_some_and(|s| s.is_file()) {
         println!("cargo:rustc-cfg=kha_skip_rustup");
+    }
+    println!("cargo:rustc-check-cfg=cfg(kha_skip_root)");
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|ids| ids.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !root {
+        println!("cargo:rustc-cfg=kha_skip_root");
     }
     println!("cargo:rustc-check-cfg=cfg(kha_skip_smtp)");
     println!("cargo:rerun-if-env-changed=KHA_SKIP_SMTP");

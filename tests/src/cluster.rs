@@ -30,6 +30,9 @@ pub struct Cluster {
     /// binds them again, as the builders know them.
     grpc: Option<SocketAddr>,
     http: Option<SocketAddr>,
+    /// File systems mounted for the test (a small disk for the control
+    /// node's data dir), unmounted once everything is stopped.
+    pub mounts: Vec<PathBuf>,
 }
 
 pub struct Builder {
@@ -80,6 +83,7 @@ impl Cluster {
             config: None,
             grpc: None,
             http: None,
+            mounts: Vec::new(),
         }
     }
 
@@ -494,6 +498,12 @@ impl Drop for Cluster {
                 eprintln!("keeping the logs: {e}");
             }
             eprintln!("logs of the failed test kept in {}", kept.display());
+        }
+        for m in self.mounts.drain(..).rev() {
+            let st = Command::new("umount").arg(&m).status();
+            if !matches!(st, Ok(s) if s.success()) {
+                eprintln!("umount {}: {st:?}", m.display());
+            }
         }
     }
 }

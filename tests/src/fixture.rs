@@ -27,6 +27,9 @@ pub struct Fixture {
     /// A tar of a data dir the control node starts on (an earlier
     /// release's, for upgrade tests).
     data: Option<std::path::PathBuf>,
+    /// The control node's data dir on an ext4 file system of this many
+    /// MiB of its own (a loop device), to fill up.
+    disk_mib: Option<u64>,
 }
 
 /// A builder the fixture starts.
@@ -57,7 +60,16 @@ impl Fixture {
             config: String::new(),
             known_http_port: false,
             data: None,
+            disk_mib: None,
         }
+    }
+
+    /// The control node's data dir is a file system of `mib` MiB of its
+    /// own (ext4 on a loop device; root only), unmounted when the
+    /// cluster is dropped.
+    pub fn control_disk_mib(mut self, mib: u64) -> Fixture {
+        self.disk_mib = Some(mib);
+        self
     }
 
     /// The control node starts on the data dir in the tar `archive`
@@ -168,6 +180,30 @@ impl Fixture {
             env.push(("SSL_CERT_FILE".into(), ca.to_string_lossy().to_string()));
         }
         let mut c = Cluster::new(dir, self.heartbeat_ms, self.tls.then_some(ca), env);
+        if let Some(mib) = self.disk_mib {
+            let image = c.path("control-disk.img");
+            let data = c.path("control");
+            std::fs::create_dir_all(&data).expect("control data dir");
+            let run = |cmd: &mut std::process::Command| {
+                let out = cmd.output().expect("mkfs/mount");
+                assert!(
+                    out.status.success(),
+                    "{cmd:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            run(std::process::Command::new("truncate")
+                .arg(format!("--size={mib}M"))
+                .arg(&image));
+            run(std::process::Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-m", "0"])
+                .arg(&image));
+            run(std::process::Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(&data));
+            c.mounts.push(data);
+        }
         if let Some(archive) = &self.data {
             let data = c.path("control");
             std::fs::create_dir_all(&data).expect("control data dir");
