@@ -252,6 +252,32 @@ impl Cluster {
         serde_json::from_str(&self.kha_ok(&a)).expect("kha --json output")
     }
 
+    /// Mounts a new ext4 file system of `mib` MiB (a loop device; root
+    /// only) at `dir`, unmounted when the cluster is dropped.
+    pub fn small_disk(&mut self, dir: &Path, mib: u64) {
+        let image = dir.with_extension("disk.img");
+        std::fs::create_dir_all(dir).expect("mount point");
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().expect("mkfs/mount");
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(Command::new("truncate")
+            .arg(format!("--size={mib}M"))
+            .arg(&image));
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .arg(&image));
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(dir));
+        self.mounts.push(dir.to_path_buf());
+    }
+
     pub fn enrolment_token(&self) -> String {
         self.kha_json(&["builder", "token", "create"])["token"]
             .as_str()

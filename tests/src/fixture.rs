@@ -181,28 +181,8 @@ impl Fixture {
         }
         let mut c = Cluster::new(dir, self.heartbeat_ms, self.tls.then_some(ca), env);
         if let Some(mib) = self.disk_mib {
-            let image = c.path("control-disk.img");
             let data = c.path("control");
-            std::fs::create_dir_all(&data).expect("control data dir");
-            let run = |cmd: &mut std::process::Command| {
-                let out = cmd.output().expect("mkfs/mount");
-                assert!(
-                    out.status.success(),
-                    "{cmd:?}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            };
-            run(std::process::Command::new("truncate")
-                .arg(format!("--size={mib}M"))
-                .arg(&image));
-            run(std::process::Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-m", "0"])
-                .arg(&image));
-            run(std::process::Command::new("mount")
-                .args(["-o", "loop"])
-                .arg(&image)
-                .arg(&data));
-            c.mounts.push(data);
+            c.small_disk(&data, mib);
         }
         if let Some(archive) = &self.data {
             let data = c.path("control");

@@ -255,3 +255,46 @@ fn du(dir: &std::path::Path) -> u64 {
     }
     n
 }
+
+/// A job that fills its builder's disk (its workspace is there, as its
+/// spool and the builder's own files are): the job fails on its own
+/// command with the kernel's reason in its log, its output up to then is
+/// kept, the space comes back when its workspace goes, and the builder's
+/// next job passes.
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
+#[cfg_attr(kha_skip_root, ignore = "not root: cannot mount the small disk")]
+#[test]
+fn a_job_that_fills_the_disk_fails_and_the_builder_goes_on() {
+    let hog = Repo::with_travis_yml(
+        "language: shell\nscript:\n  - echo filling\n  - dd if=/dev/zero of=big bs=1M status=none\n  - echo after\n",
+    );
+    let calm = Repo::with_travis_yml("language: shell\nscript: echo calm\n");
+    let mut c = Fixture::new()
+        .project("hog", &hog.url())
+        .project("calm", &calm.url())
+        .start();
+    let data = c.path("builder-a");
+    c.small_disk(&data, 96);
+    c.builder("a", 1);
+    let id = c.trigger("hog", None);
+    let b = c.wait_build(id, Duration::from_secs(120));
+    let job = b["jobs"][0]["id"].as_u64().unwrap();
+    let log = String::from_utf8_lossy(&c.log(job)).into_owned();
+    assert_eq!(b["jobs"][0]["state"], "failed", "{b}\n{log}");
+    assert!(log.contains("filling"), "{log}");
+    assert!(log.contains("No space left on device"), "{log}");
+    assert!(log.contains("after"), "{log}");
+    let id = c.trigger("calm", None);
+    assert_eq!(c.wait_build(id, Duration::from_secs(60))["state"], "passed");
+    let out = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let free: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap();
+    assert!(free > 64 << 20, "only {free} bytes free after the job");
+}
