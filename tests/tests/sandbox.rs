@@ -150,6 +150,7 @@ fn a_fork_bomb_ends_at_its_limits_and_the_host_stays_responsive() {
     let job = b["jobs"][0]["id"].as_u64().unwrap();
     let log = String::from_utf8_lossy(&c.log(job)).into_owned();
     assert_eq!(b["jobs"][0]["state"], "timed_out", "{b}");
+    eprintln!("the bomb's message: {}", b["jobs"][0]["detail"]);
     assert!(
         log.contains("the job reached its process limit (4096): a fork was refused"),
         "{log}"
