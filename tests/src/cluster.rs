@@ -533,3 +533,18 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// Bytes free for an unprivileged writer on the file system holding `dir`
+/// (`df`'s "avail").
+pub fn free_bytes(dir: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .expect("df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("df of {}: {out:?}", dir.display()))
+}

@@ -28,7 +28,7 @@ mod toolchains;
 
 pub use browser::{browser_available, require_browser, Browser, BrowserOpts, Tab};
 pub use certs::make_certificates;
-pub use cluster::{Builder, Cluster};
+pub use cluster::{free_bytes, Builder, Cluster};
 pub use cvs_repo::CvsRepo;
 pub use fixture::Fixture;
 pub use git_server::{GitDaemon, GitHttp};

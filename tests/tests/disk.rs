@@ -29,19 +29,6 @@ fn fill(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-fn free_bytes(dir: &std::path::Path) -> u64 {
-    let out = std::process::Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap()
-}
-
 /// With its data dir full, the control node refuses new builds with a
 /// clear error and keeps answering; a job running meanwhile loses no log
 /// line (what could not be stored is not acknowledged, and the builder
