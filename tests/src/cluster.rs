@@ -353,8 +353,42 @@ impl Cluster {
 
     /// Spawns a `kha-builder` process with `extra` flags, whatever its
     /// executor.
+    /// Starts a host-executor builder that reaches the control node at
+    /// `control` (a [`crate::FaultProxy`]'s URL) instead of directly.
+    pub fn host_builder_via(&mut self, name: &str, slots: u32, control: &str) -> usize {
+        let token = self.enrolment_token();
+        let data = self.path(&format!("builder-{name}"));
+        let proc = self.spawn_process_to(
+            control,
+            &data,
+            name,
+            slots,
+            Some(&token),
+            &["--executor", "host", "--i-trust-every-job"],
+        );
+        self.builders.push(Builder {
+            proc,
+            data,
+            name: name.to_string(),
+            host: true,
+        });
+        self.builders.len() - 1
+    }
+
     fn spawn_process(
         &self,
+        data: &Path,
+        name: &str,
+        slots: u32,
+        token: Option<&str>,
+        extra: &[&str],
+    ) -> Proc {
+        self.spawn_process_to(&self.url(), data, name, slots, token, extra)
+    }
+
+    fn spawn_process_to(
+        &self,
+        control: &str,
         data: &Path,
         name: &str,
         slots: u32,
@@ -368,7 +402,7 @@ impl Cluster {
         }
         cmd.args([
             "--control",
-            &self.url(),
+            control,
             "--data-dir",
             &data.to_string_lossy(),
             "--name",

@@ -72,6 +72,13 @@ impl Fixture {
         self
     }
 
+    /// Builders heartbeat every `ms` (leases last three heartbeats);
+    /// 300 by default.
+    pub fn heartbeat_ms(mut self, ms: u64) -> Fixture {
+        self.heartbeat_ms = ms;
+        self
+    }
+
     /// The control node starts on the data dir in the tar `archive`
     /// instead of an empty one.
     pub fn data_dir_from(mut self, archive: &std::path::Path) -> Fixture {

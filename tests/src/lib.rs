@@ -15,6 +15,7 @@ mod browser;
 mod certs;
 mod cluster;
 mod cvs_repo;
+mod fault_proxy;
 mod fixture;
 mod git_server;
 mod github_stub;
@@ -30,6 +31,7 @@ pub use browser::{browser_available, require_browser, Browser, BrowserOpts, Tab}
 pub use certs::make_certificates;
 pub use cluster::{free_bytes, Builder, Cluster};
 pub use cvs_repo::CvsRepo;
+pub use fault_proxy::FaultProxy;
 pub use fixture::Fixture;
 pub use git_server::{GitDaemon, GitHttp};
 pub use github_stub::{GithubStub, Seen, StubEmail, StubStatus, StubUser};

@@ -45,7 +45,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use sessions::DROPPED_SESSION_GRACE_MS;
+pub use sessions::DROPPED_SESSION_GRACE_MIN_MS;
 pub use spec::{job_spec, needs_secrets};
 
 #[derive(Debug, thiserror::Error)]

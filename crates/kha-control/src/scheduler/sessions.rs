@@ -8,15 +8,18 @@ use kha_proto::agent::{self, control_message::Msg};
 use std::collections::HashMap;
 use tracing::info;
 
-/// How long the leases of a builder whose connection broke (its session
-/// ended without GoingAway) last: a builder process that dies (kill -9, OOM,
-/// crash) closes its connection at once, and its jobs should run again
-/// elsewhere at once, not a whole lease later. A builder that is alive and
-/// reconnects within this grace keeps its jobs (its Hello renews them);
-/// after it, they have run again elsewhere and its Welcome says to stop
-/// them. A builder that goes silent without closing its connection is
-/// still found out by its lease.
-pub const DROPPED_SESSION_GRACE_MS: u64 = 0;
+/// How long, at least, the leases of a builder whose connection broke (its
+/// session ended without GoingAway) last: one heartbeat interval, and never
+/// less than this. A builder process that dies (kill -9, OOM, crash) closes
+/// its connection at once, and its jobs should run again elsewhere soon,
+/// not a whole lease later. But a connection also breaks under a live
+/// builder (a proxy or NAT dropping it, a network blip): that builder
+/// reconnects at once (its backoff starts at 200 ms), and its Hello renews
+/// its leases, so it keeps its jobs if it is back within the grace. With no
+/// grace, every cut connection reran every job of its builder (three cuts:
+/// the job lost). A builder that goes silent without closing its
+/// connection is still found out by its lease.
+pub const DROPPED_SESSION_GRACE_MIN_MS: u64 = 1_000;
 
 impl Scheduler {
     /// Registers a builder's session, replacing (and closing) an older one.
@@ -88,17 +91,17 @@ impl Scheduler {
     }
 
     /// The session's connection broke under it (see
-    /// [`DROPPED_SESSION_GRACE_MS`]): brings the builder's lease deadlines
-    /// forward, unless a newer session of the same builder is open already.
+    /// [`DROPPED_SESSION_GRACE_MIN_MS`]): brings the builder's lease deadlines
+    /// forward to the grace, unless a newer session of the same builder is open already.
     /// Returns whether it did (call [`Scheduler::sweep`] then).
     pub fn session_dropped(&self, builder: &str, conn: u64) -> bool {
         let mut inner = self.lock();
         if inner.sessions.get(builder).is_none_or(|s| s.conn != conn) {
             return false;
         }
-        let deadline = self.clock.now() + DROPPED_SESSION_GRACE_MS;
-        inner.leases.shorten(builder, deadline);
-        info!(builder_id = %builder, "builder connection dropped; its jobs run again elsewhere");
+        let grace = self.cfg.heartbeat_ms.max(DROPPED_SESSION_GRACE_MIN_MS);
+        inner.leases.shorten(builder, self.clock.now() + grace);
+        info!(builder_id = %builder, grace_ms = grace, "builder connection dropped; its jobs run again elsewhere unless it is back within the grace");
         true
     }
 
