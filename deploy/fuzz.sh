@@ -2,7 +2,7 @@
 # Runs the cargo-fuzz targets of what kha reads from strangers
 # (crates/kha-core/fuzz: `.travis.yml`, `if:` conditions, job output
 # through the terminal renderer and the secret masker, `secure:`
-# assignments), each for SECONDS (default 15: test.sh's minute in all),
+# assignments), each for SECONDS (default 15; test.sh gives 10),
 # starting from its committed corpus. What a run finds goes to a scratch
 # directory, so the committed corpora change only by hand
 # (`cargo +nightly fuzz cmin -O TARGET` in crates/kha-core/fuzz). A crash

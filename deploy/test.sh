@@ -50,9 +50,9 @@ if [ -n "$images_pid" ]; then
 fi
 echo "==> cargo test"
 cargo test --workspace --quiet
-# Fuzzing, briefly: each target for 15 s from its committed corpus.
+# Fuzzing, briefly: each target for 10 s from its committed corpus.
 echo "==> fuzzing (crates/kha-core/fuzz)"
-"$KHA_ROOT/deploy/fuzz.sh" 15
+"$KHA_ROOT/deploy/fuzz.sh" 10
 # A smoke test of the benchmark harness: every scenario at small sizes,
 # figures printed, no thresholds (speed is never checked by tests).
 echo "==> kha-bench --quick"

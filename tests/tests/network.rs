@@ -48,7 +48,7 @@ fn jobs_under(dir: &std::path::Path) -> usize {
 /// first run's kept as attempt 1.
 #[test]
 fn a_partition_longer_than_the_lease_reruns_the_job_and_refuses_the_old_epoch() {
-    let repo = counting(100, "0.2");
+    let repo = counting(60, "0.2");
     let mut c = Fixture::new().project("demo", &repo.url()).start();
     let proxy = FaultProxy::start(&c.addr());
     let a = c.host_builder_via("a", 1, &proxy.url());
@@ -95,7 +95,7 @@ fn a_partition_longer_than_the_lease_reruns_the_job_and_refuses_the_old_epoch() 
         (Some(2), Some(b_id.as_str()))
     );
     let job = j["id"].as_u64().unwrap();
-    assert_counted(&c.log(job), 100);
+    assert_counted(&c.log(job), 60);
     let first = http_get(&c.http_url(), &format!("/jobs/{job}/attempts/1/log.txt"));
     assert_eq!(first.status, 200);
     assert!(first.text().contains("line 1\n"), "{}", first.text());

@@ -14,7 +14,7 @@ use kha_tests::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-const LINES: u32 = 60;
+const LINES: u32 = 40;
 
 #[test]
 fn jobs_survive_a_control_node_killed_20_times_and_crashing_builders() {
