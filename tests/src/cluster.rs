@@ -324,11 +324,22 @@ impl Cluster {
     /// the test's user; no lxc needed), for tests of what the control node
     /// shows rather than of how a job is isolated.
     pub fn host_builder_with(&mut self, name: &str, slots: u32, extra: &[&str]) -> usize {
+        let control = self.url();
+        self.host_builder_to(&control, name, slots, extra)
+    }
+
+    /// Starts a host-executor builder that reaches the control node at
+    /// `control` (a [`crate::FaultProxy`]'s URL) instead of directly.
+    pub fn host_builder_via(&mut self, name: &str, slots: u32, control: &str) -> usize {
+        self.host_builder_to(control, name, slots, &[])
+    }
+
+    fn host_builder_to(&mut self, control: &str, name: &str, slots: u32, extra: &[&str]) -> usize {
         let token = self.enrolment_token();
         let data = self.path(&format!("builder-{name}"));
         let mut args = vec!["--executor", "host", "--i-trust-every-job"];
         args.extend_from_slice(extra);
-        let proc = self.spawn_process(&data, name, slots, Some(&token), &args);
+        let proc = self.spawn_process_to(control, &data, name, slots, Some(&token), &args);
         self.builders.push(Builder {
             proc,
             data,
@@ -353,28 +364,6 @@ impl Cluster {
 
     /// Spawns a `kha-builder` process with `extra` flags, whatever its
     /// executor.
-    /// Starts a host-executor builder that reaches the control node at
-    /// `control` (a [`crate::FaultProxy`]'s URL) instead of directly.
-    pub fn host_builder_via(&mut self, name: &str, slots: u32, control: &str) -> usize {
-        let token = self.enrolment_token();
-        let data = self.path(&format!("builder-{name}"));
-        let proc = self.spawn_process_to(
-            control,
-            &data,
-            name,
-            slots,
-            Some(&token),
-            &["--executor", "host", "--i-trust-every-job"],
-        );
-        self.builders.push(Builder {
-            proc,
-            data,
-            name: name.to_string(),
-            host: true,
-        });
-        self.builders.len() - 1
-    }
-
     fn spawn_process(
         &self,
         data: &Path,
