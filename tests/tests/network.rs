@@ -41,6 +41,36 @@ fn jobs_under(dir: &std::path::Path) -> usize {
         .count()
 }
 
+/// Project `demo` printing `n` lines `gap` seconds apart, on a control node
+/// whose builders heartbeat every `heartbeat_ms`, and builder `a` (its
+/// index is 0) with `slots` slots reaching it through a fault proxy that
+/// holds every chunk back by `delay`, from its first connection on.
+fn behind_proxy(
+    n: u32,
+    gap: &str,
+    heartbeat_ms: u64,
+    slots: u32,
+    delay: Duration,
+) -> (Cluster, FaultProxy, Repo) {
+    let repo = counting(n, gap);
+    let mut c = Fixture::new()
+        .heartbeat_ms(heartbeat_ms)
+        .project("demo", &repo.url())
+        .start();
+    let proxy = FaultProxy::start(&c.addr());
+    proxy.delay(delay);
+    c.host_builder_via("a", slots, &proxy.url());
+    c.wait_builders_connected(1);
+    (c, proxy, repo)
+}
+
+/// Waits until build `id`'s job has printed its first lines.
+fn wait_first_lines(c: &Cluster, id: u64) {
+    wait_for("the job's first lines", Duration::from_secs(30), || {
+        (job_of(c, id)["log_len"].as_u64().unwrap_or(0) > 20).then_some(())
+    });
+}
+
 /// A partition longer than the lease: the job runs again on another
 /// builder; when the partition heals, the old builder's buffered log
 /// chunks and result are refused by epoch, it stops its copy of the job,
@@ -48,15 +78,10 @@ fn jobs_under(dir: &std::path::Path) -> usize {
 /// first run's kept as attempt 1.
 #[test]
 fn a_partition_longer_than_the_lease_reruns_the_job_and_refuses_the_old_epoch() {
-    let repo = counting(60, "0.2");
-    let mut c = Fixture::new().project("demo", &repo.url()).start();
-    let proxy = FaultProxy::start(&c.addr());
-    let a = c.host_builder_via("a", 1, &proxy.url());
-    c.wait_builders_connected(1);
+    let (mut c, proxy, _repo) = behind_proxy(60, "0.2", 300, 1, Duration::ZERO);
+    let a = 0;
     let id = c.trigger("demo", None);
-    wait_for("the job's first lines", Duration::from_secs(30), || {
-        (job_of(&c, id)["log_len"].as_u64().unwrap_or(0) > 20).then_some(())
-    });
+    wait_first_lines(&c, id);
     c.host_builder_with("b", 1, &[]);
     c.wait_builders_connected(2);
     let b_id = c.builders[1].id();
@@ -114,19 +139,10 @@ fn a_partition_longer_than_the_lease_reruns_the_job_and_refuses_the_old_epoch() 
 /// again, and its log has no gap and no repeat.
 #[test]
 fn a_partition_shorter_than_the_lease_loses_nothing() {
-    let repo = counting(40, "0.2");
     // Leases of 3 s; the partition lasts 1 s.
-    let mut c = Fixture::new()
-        .heartbeat_ms(1000)
-        .project("demo", &repo.url())
-        .start();
-    let proxy = FaultProxy::start(&c.addr());
-    c.host_builder_via("a", 1, &proxy.url());
-    c.wait_builders_connected(1);
+    let (c, proxy, _repo) = behind_proxy(40, "0.2", 1000, 1, Duration::ZERO);
     let id = c.trigger("demo", None);
-    wait_for("the job's first lines", Duration::from_secs(30), || {
-        (job_of(&c, id)["log_len"].as_u64().unwrap_or(0) > 20).then_some(())
-    });
+    wait_first_lines(&c, id);
     proxy.partition();
     std::thread::sleep(Duration::from_secs(1));
     proxy.heal();
@@ -144,15 +160,7 @@ fn a_partition_shorter_than_the_lease_loses_nothing() {
 /// the builder: builds pass, logs are exact, the live log follows.
 #[test]
 fn builds_pass_with_300_ms_of_latency_each_way() {
-    let repo = counting(30, "0.1");
-    let mut c = Fixture::new()
-        .heartbeat_ms(1000)
-        .project("demo", &repo.url())
-        .start();
-    let proxy = FaultProxy::start(&c.addr());
-    proxy.delay(Duration::from_millis(300));
-    c.host_builder_via("a", 2, &proxy.url());
-    c.wait_builders_connected(1);
+    let (c, _proxy, _repo) = behind_proxy(30, "0.1", 1000, 2, Duration::from_millis(300));
     let t = Instant::now();
     let ids: Vec<u64> = (0..3).map(|_| c.trigger("demo", None)).collect();
     for id in &ids {
@@ -173,11 +181,7 @@ fn builds_pass_with_300_ms_of_latency_each_way() {
 /// whole without a repeat, and each result is recorded once.
 #[test]
 fn connections_cut_again_and_again_lose_nothing() {
-    let repo = counting(40, "0.1");
-    let mut c = Fixture::new().project("demo", &repo.url()).start();
-    let proxy = FaultProxy::start(&c.addr());
-    c.host_builder_via("a", 3, &proxy.url());
-    c.wait_builders_connected(1);
+    let (c, proxy, _repo) = behind_proxy(40, "0.1", 300, 3, Duration::ZERO);
     let ids: Vec<u64> = (0..3).map(|_| c.trigger("demo", None)).collect();
     let mut cuts = 0;
     let mut cut_conns = 0;
