@@ -53,6 +53,25 @@ enum Command {
     /// stopped (a running one has `kha user`).
     #[command(subcommand)]
     User(UserCommand),
+    /// Takes a consistent backup of the data directory into DIR (which
+    /// must not exist or be empty): the database, the job logs, the
+    /// projects' secret keys and the admin token. A running control node
+    /// takes it itself, holding writes back for the moment the database is
+    /// copied; a stopped one's is read directly.
+    Backup {
+        /// Where the backup goes, on this machine.
+        dir: PathBuf,
+    },
+    /// Makes the data directory from a backup taken with `backup`, after
+    /// checking every file of it. The control node must be stopped.
+    Restore {
+        /// The backup's directory.
+        dir: PathBuf,
+        /// Move a data directory's existing contents aside (into
+        /// `before-restore-<time>` inside it) instead of refusing.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -152,10 +171,17 @@ async fn main() -> anyhow::Result<()> {
         role,
         email,
         password_stdin,
-    })) = args.cmd
+    })) = &args.cmd
     {
-        let role = if admin { Role::Admin } else { role };
+        let (name, role, email, password_stdin) =
+            (name.clone(), *role, email.clone(), *password_stdin);
+        let role = if *admin { Role::Admin } else { role };
         return user_add(cfg, name, role, email, password_stdin).await;
+    }
+    match args.cmd {
+        Some(Command::Backup { dir }) => return backup(cfg, dir).await,
+        Some(Command::Restore { dir, replace }) => return restore(cfg, dir, replace),
+        _ => {}
     }
     let listener = tokio::net::TcpListener::bind(&cfg.grpc_listen)
         .await
@@ -251,6 +277,112 @@ async fn user_add(
     println!(
         "start kha-control, then sign in on the web UI or with `kha login --user {}`",
         user.name
+    );
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn absolute(dir: PathBuf) -> anyhow::Result<PathBuf> {
+    if dir.is_absolute() {
+        return Ok(dir);
+    }
+    Ok(std::env::current_dir()
+        .context("the current directory")?
+        .join(dir))
+}
+
+/// `kha-control backup DIR`: through the running control node (its gRPC
+/// address and admin token are in the data directory), or from the
+/// database itself when none runs.
+async fn backup(cfg: Config, dir: PathBuf) -> anyhow::Result<()> {
+    let dir = absolute(dir)?;
+    let data = cfg.data_dir.clone();
+    if !data.join("db").exists() {
+        anyhow::bail!("{} holds no control node's database", data.display());
+    }
+    let t = if database_in_use(&data.join("db"))? {
+        use kha_proto::admin::admin_service_client::AdminServiceClient;
+        let addr = std::fs::read_to_string(data.join("grpc.addr")).with_context(|| {
+            format!(
+                "the running control node's address, {}",
+                data.join("grpc.addr").display()
+            )
+        })?;
+        let token = std::fs::read_to_string(data.join("admin.token"))
+            .with_context(|| format!("reading {}", data.join("admin.token").display()))?;
+        let server = match &cfg.tls_cert {
+            Some(_) => format!("https://{}", addr.trim()),
+            None => format!("http://{}", addr.trim()),
+        };
+        let channel = kha_proto::endpoint(&server, cfg.tls_cert.as_deref())
+            .map_err(|e| anyhow::anyhow!(e))?
+            .connect()
+            .await
+            .with_context(|| format!("reaching the control node at {server}"))?;
+        let auth = kha_proto::client::BearerAuth::new(token.trim())
+            .map_err(|e| anyhow::anyhow!("the admin token cannot be sent: {e}"))?;
+        let r = AdminServiceClient::new(auth.channel(channel))
+            .backup(kha_proto::admin::BackupRequest {
+                dir: dir.display().to_string(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        kha_control::backup::Taken {
+            records: r.records,
+            logs: r.logs,
+            log_bytes: r.log_bytes,
+            bytes: r.bytes,
+            paused_ms: r.paused_ms,
+        }
+    } else {
+        let store = kha_control::store::Store::open(&data.join("db"))
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", data.join("db").display()))?;
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || kha_control::backup::take(&store, &data, &d, now_ms()))
+            .await??
+    };
+    println!(
+        "backup in {}: {} records, {} logs ({} bytes), {} bytes in all; writes held back {} ms",
+        dir.display(),
+        t.records,
+        t.logs,
+        t.log_bytes,
+        t.bytes,
+        t.paused_ms
+    );
+    Ok(())
+}
+
+/// `kha-control restore DIR`.
+fn restore(cfg: Config, dir: PathBuf, replace: bool) -> anyhow::Result<()> {
+    let data = absolute(cfg.data_dir.clone())?;
+    if database_in_use(&data.join("db"))? {
+        anyhow::bail!(
+            "the database in {} is in use: stop kha-control before restoring into it",
+            data.display()
+        );
+    }
+    let r = kha_control::backup::restore(&dir, &data, replace, now_ms())?;
+    if let Some(aside) = &r.moved_aside {
+        println!(
+            "moved the data directory's earlier contents to {}",
+            aside.display()
+        );
+    }
+    println!(
+        "restored {} into {}: {} records, {} files ({} bytes); start kha-control to run it",
+        dir.display(),
+        data.display(),
+        r.records,
+        r.files,
+        r.bytes
     );
     Ok(())
 }

@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod branches;
 pub mod builders;
 pub mod builds;

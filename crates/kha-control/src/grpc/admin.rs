@@ -293,6 +293,21 @@ impl AdminService for AdminSvc {
         }))
     }
 
+    async fn backup(
+        &self,
+        req: Request<BackupRequest>,
+    ) -> Result<Response<BackupResponse>, Status> {
+        let who = self.who(&req)?;
+        let t = api::backup::take(&self.app, &who, &req.into_inner().dir).await?;
+        Ok(Response::new(BackupResponse {
+            records: t.records,
+            logs: t.logs,
+            log_bytes: t.log_bytes,
+            bytes: t.bytes,
+            paused_ms: t.paused_ms,
+        }))
+    }
+
     async fn drain_builder(
         &self,
         req: Request<BuilderRequest>,

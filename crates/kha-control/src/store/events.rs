@@ -40,6 +40,8 @@ pub struct EventLog {
     first: AtomicU64,
     /// Written, waiting for their flush.
     pending: Mutex<VecDeque<Event>>,
+    /// The store's write gate (`super::gate`), for pruning.
+    gate: Arc<super::gate::Gate>,
     live: broadcast::Sender<Arc<Event>>,
 }
 
@@ -98,7 +100,7 @@ pub enum SubscribeError {
 }
 
 impl EventLog {
-    pub fn open(tree: sled::Tree) -> Result<EventLog> {
+    pub fn open(tree: sled::Tree, gate: Arc<super::gate::Gate>) -> Result<EventLog> {
         let last = match tree.last()? {
             Some((k, _)) => seq_of(&k)?,
             None => 0,
@@ -109,6 +111,7 @@ impl EventLog {
         };
         Ok(EventLog {
             tree,
+            gate,
             next: Mutex::new(last + 1),
             written: AtomicU64::new(last),
             // Whatever a restart finds in sled is on disk.
@@ -190,6 +193,7 @@ impl EventLog {
     /// Drops the oldest events beyond `keep` and those older than
     /// `max_age_ms` (never the newest). Returns how many went.
     pub fn prune(&self, keep: u64, max_age_ms: u64, now: Millis) -> Result<u64> {
+        let _gate = self.gate.enter();
         let newest = self.published();
         // The newest is always kept: it tells a reader where the stream is.
         let mut cut = newest.saturating_sub(keep.max(1)) + 1;

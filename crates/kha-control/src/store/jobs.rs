@@ -26,6 +26,7 @@ impl Store {
     /// the commit can be built again (after a build that could not even
     /// fetch it).
     pub fn forget_dedup(&self, project: &str, name: &str, commit: &str) -> Result<()> {
+        let _gate = self.gate.enter();
         self.dedup.remove(dedup_key(project, name, commit))?;
         Ok(())
     }
@@ -35,6 +36,7 @@ impl Store {
     /// first are held back as `waiting` first (`build` and `jobs` are
     /// updated to what is written).
     pub fn create_build(&self, build: &mut Build, jobs: &mut [Job], now: Millis) -> Result<()> {
+        let _gate = self.gate.enter();
         super::stages::hold_later_stages(build, jobs);
         let (build, jobs) = (&*build, &*jobs);
         let pb_key = project_build_key(&build.project, build.id);
@@ -109,6 +111,7 @@ impl Store {
     }
 
     pub fn put_build(&self, b: &Build) -> Result<()> {
+        let _gate = self.gate.enter();
         self.builds.insert(b.id.to_be_bytes(), encode(b))?;
         Ok(())
     }
@@ -177,6 +180,7 @@ impl Store {
     where
         F: Fn(&mut Job) -> std::result::Result<(LeaseEffect, QueueEffect), StoreError>,
     {
+        let _gate = self.gate.enter();
         let writer = self.events.writer();
         let (job, build, written) = (
             &self.jobs,

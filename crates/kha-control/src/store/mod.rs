@@ -5,7 +5,9 @@
 //! the store's writer thread ([`Store::transition_durable`]), batched under
 //! one flush.
 
+pub mod dump;
 pub mod events;
+pub mod gate;
 mod jobs;
 pub mod logs;
 mod marks;
@@ -98,11 +100,18 @@ pub struct Store {
     writer_tx: mpsc::UnboundedSender<writer::Op>,
     /// Tests: every flush fails, as on a disk that refuses writes.
     flush_broken: Arc<AtomicBool>,
+    /// Every write passes it; a backup pauses it (`gate`).
+    gate: Arc<gate::Gate>,
+    /// Added to sled's generated ids: a restored database starts its ids
+    /// past those of the one it was copied from (`ID_BASE`).
+    id_base: u64,
 }
 
 const SCHEMA_VERSION: u64 = 1;
 const COUNTER_BUILD: &str = "next_build_id";
 const COUNTER_JOB: &str = "next_job_id";
+/// In `meta`: where [`Store::next_id`] starts (set by a restore).
+pub(crate) const ID_BASE: &str = "id_base";
 
 pub(super) fn corrupt(tree: &'static str) -> impl Fn(String) -> StoreError {
     move |msg| StoreError::Corrupt { tree, msg }
@@ -158,7 +167,18 @@ impl Store {
             }
         }
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
-        let events = Arc::new(EventLog::open(db.open_tree("events")?)?);
+        let gate = Arc::new(gate::Gate::default());
+        let events = Arc::new(EventLog::open(db.open_tree("events")?, gate.clone())?);
+        let id_base =
+            match meta.get(ID_BASE)? {
+                None => 0,
+                Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| {
+                    StoreError::Corrupt {
+                        tree: "meta",
+                        msg: ID_BASE.into(),
+                    }
+                })?,
+            };
         let store = Store {
             projects: db.open_tree("projects")?,
             builds: db.open_tree("builds")?,
@@ -183,6 +203,8 @@ impl Store {
             events,
             writer_tx,
             flush_broken: Arc::new(AtomicBool::new(false)),
+            gate,
+            id_base,
             db,
         };
         store.init_counter(COUNTER_BUILD, &store.builds)?;
@@ -250,7 +272,7 @@ impl Store {
     /// A fresh, never reused number for ordering (queue keys): it may jump
     /// after a restart, so it is never shown to anyone.
     pub fn next_id(&self) -> Result<u64> {
-        Ok(self.db.generate_id()? + 1)
+        Ok(self.db.generate_id()? + 1 + self.id_base)
     }
 
     /// The next build id: dense (1, 2, 3, …), also across restarts.
@@ -264,6 +286,7 @@ impl Store {
     }
 
     fn bump(&self, key: &str) -> Result<u64> {
+        let _gate = self.gate.enter();
         let v = self.meta.update_and_fetch(key, |old| {
             let n = old
                 .and_then(|o| o.try_into().ok().map(u64::from_be_bytes))
@@ -280,6 +303,7 @@ impl Store {
     /// Starts an id counter past the ids a database from before the
     /// counters holds (those came from sled's generate_id).
     fn init_counter(&self, key: &str, tree: &sled::Tree) -> Result<()> {
+        let _gate = self.gate.enter();
         if self.meta.get(key)?.is_some() {
             return Ok(());
         }
@@ -296,6 +320,7 @@ impl Store {
     }
 
     pub fn meta_set(&self, key: &str, value: &[u8]) -> Result<()> {
+        let _gate = self.gate.enter();
         self.meta.insert(key, value)?;
         Ok(())
     }
@@ -303,6 +328,7 @@ impl Store {
     // ---- projects
 
     pub fn add_project(&self, p: &Project) -> Result<bool> {
+        let _gate = self.gate.enter();
         let r = self.projects.compare_and_swap(
             p.name.as_bytes(),
             None as Option<&[u8]>,
@@ -320,6 +346,7 @@ impl Store {
 
     /// Replaces a project's record (settings changed).
     pub fn put_project(&self, p: &Project) -> Result<()> {
+        let _gate = self.gate.enter();
         self.projects.insert(p.name.as_bytes(), encode(p))?;
         Ok(())
     }
@@ -333,6 +360,7 @@ impl Store {
     }
 
     pub fn remove_project(&self, name: &str) -> Result<bool> {
+        let _gate = self.gate.enter();
         Ok(self.projects.remove(name)?.is_some())
     }
 
@@ -348,6 +376,7 @@ impl Store {
     /// Writes a branch record, with a `branch_moved` or `branch_deleted`
     /// event when its head moved or it went away.
     pub fn put_branch(&self, project: &str, b: &Branch, now: Millis) -> Result<()> {
+        let _gate = self.gate.enter();
         let key = branch_key(project, &b.name);
         let writer = self.events.writer();
         let written = (&self.branches, self.events.tree()).transaction(|(tbr, tev)| {
@@ -389,6 +418,7 @@ impl Store {
     // ---- builders and enrolment tokens
 
     pub fn put_builder(&self, b: &Builder) -> Result<()> {
+        let _gate = self.gate.enter();
         self.builders.insert(b.id.as_bytes(), encode(b))?;
         Ok(())
     }
@@ -396,6 +426,7 @@ impl Store {
     /// Records when a builder was last seen, atomically with respect to
     /// other changes of its record.
     pub fn touch_builder(&self, id: &str, now: Millis) -> Result<()> {
+        let _gate = self.gate.enter();
         self.builders.fetch_and_update(id, |old| {
             let old = old?;
             match decode::<Builder>(old) {
@@ -411,6 +442,7 @@ impl Store {
 
     /// Appends an event that changes no record (a builder came or went).
     pub fn record_event(&self, e: Event, now: Millis) -> Result<()> {
+        let _gate = self.gate.enter();
         let writer = self.events.writer();
         let written = self
             .events
@@ -423,6 +455,7 @@ impl Store {
     /// Writes a builder's record and, in the same transaction, an event
     /// about it.
     pub fn put_builder_with_event(&self, b: &Builder, kind: EventKind, now: Millis) -> Result<()> {
+        let _gate = self.gate.enter();
         let mut e = Event::new(kind);
         e.builder = b.id.clone();
         let writer = self.events.writer();
@@ -450,6 +483,7 @@ impl Store {
     }
 
     pub fn put_token(&self, t: &EnrolmentToken) -> Result<()> {
+        let _gate = self.gate.enter();
         self.tokens.insert(t.id.as_bytes(), encode(t))?;
         Ok(())
     }

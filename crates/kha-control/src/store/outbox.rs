@@ -38,6 +38,7 @@ impl Store {
     }
 
     pub fn set_notify_cursor(&self, seq: u64) -> Result<()> {
+        let _gate = self.gate.enter();
         self.notify_meta.insert(CURSOR, &seq.to_be_bytes())?;
         Ok(())
     }
@@ -49,6 +50,7 @@ impl Store {
 
     /// Marks (`true`) or clears (a restart) that the build's end was told.
     pub fn set_notified_finish(&self, build: BuildId, done: bool) -> Result<()> {
+        let _gate = self.gate.enter();
         if done {
             self.notify_meta.insert(finish_key(build), &[])?;
         } else {
@@ -65,6 +67,7 @@ impl Store {
         seq: u64,
         finish: Option<(BuildId, bool)>,
     ) -> Result<()> {
+        let _gate = self.gate.enter();
         let r = (
             &self.deliveries,
             &self.delivery_builds,
@@ -97,6 +100,7 @@ impl Store {
 
     /// Writes a delivery's new state; a final one leaves the due set.
     pub fn put_delivery(&self, d: &Delivery) -> Result<()> {
+        let _gate = self.gate.enter();
         let r = (&self.deliveries, &self.delivery_due).transaction(|(all, due)| {
             let id = d.id.to_be_bytes();
             all.insert(&id, encode(d))?;

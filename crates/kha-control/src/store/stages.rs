@@ -132,6 +132,7 @@ impl Store {
     /// again). Jobs still running (allowed failures of a fast-finished
     /// build) are left to finish. Returns the build and its jobs as written.
     pub fn restart_build(&self, build_id: u64, now: Millis) -> super::Result<(Build, Vec<Job>)> {
+        let _gate = self.gate.enter();
         // Fresh queue keys (behind every job queued so far), drawn before
         // the transaction, which cannot draw them.
         let count = self.get_build(build_id)?.map_or(0, |b| b.jobs.len());

@@ -20,6 +20,7 @@ impl Store {
 
     /// Adds a user unless the name is taken; false if it is.
     pub fn add_user(&self, u: &User) -> Result<bool> {
+        let _gate = self.gate.enter();
         let r = self.users.compare_and_swap(
             u.name.as_bytes(),
             None as Option<&[u8]>,
@@ -29,6 +30,7 @@ impl Store {
     }
 
     pub fn put_user(&self, u: &User) -> Result<()> {
+        let _gate = self.gate.enter();
         self.users.insert(u.name.as_bytes(), encode(u))?;
         Ok(())
     }
@@ -39,6 +41,7 @@ impl Store {
     where
         F: FnMut(User) -> Option<User>,
     {
+        let _gate = self.gate.enter();
         let mut out = None;
         let mut bad = None;
         self.users.fetch_and_update(name, |old| {
@@ -65,6 +68,7 @@ impl Store {
     }
 
     pub fn remove_user(&self, name: &str) -> Result<bool> {
+        let _gate = self.gate.enter();
         Ok(self.users.remove(name)?.is_some())
     }
 
@@ -97,11 +101,13 @@ impl Store {
     }
 
     pub fn put_session(&self, key: &str, s: &Session) -> Result<()> {
+        let _gate = self.gate.enter();
         self.sessions.insert(key, encode(s))?;
         Ok(())
     }
 
     pub fn remove_session(&self, key: &str) -> Result<()> {
+        let _gate = self.gate.enter();
         self.sessions.remove(key)?;
         Ok(())
     }
@@ -109,6 +115,7 @@ impl Store {
     /// Removes every session `drop` picks (a disabled user's, expired ones);
     /// returns how many went.
     pub fn remove_sessions(&self, drop: impl Fn(&Session) -> bool) -> Result<usize> {
+        let _gate = self.gate.enter();
         let mut n = 0;
         for kv in self.sessions.iter() {
             let (k, v) = kv?;
@@ -135,6 +142,7 @@ impl Store {
     }
 
     pub fn put_api_token(&self, key: &str, t: &ApiToken) -> Result<()> {
+        let _gate = self.gate.enter();
         self.api_tokens.insert(key, encode(t))?;
         Ok(())
     }
@@ -152,6 +160,7 @@ impl Store {
     }
 
     pub fn remove_api_token(&self, key: &str) -> Result<()> {
+        let _gate = self.gate.enter();
         self.api_tokens.remove(key)?;
         Ok(())
     }
@@ -160,6 +169,7 @@ impl Store {
 
     /// Appends an entry; its sequence number is given here.
     pub fn audit(&self, mut e: AuditEntry, now: Millis) -> Result<()> {
+        let _gate = self.gate.enter();
         let seq = self.next_id()?;
         e.seq = seq;
         e.at_ms = now;
