@@ -235,6 +235,32 @@ fn killed_builder_job_reruns_elsewhere_and_late_result_is_refused() {
         http_get(&c.http_url(), &format!("/jobs/{job}/attempts/2/log.txt")).status,
         404
     );
+    // The same from the CLI and the JSON API, listed with the job.
+    assert_eq!(
+        j["earlier_logs"],
+        serde_json::json!([{"attempt": 1, "bytes": kept.len()}]),
+        "{j}"
+    );
+    let cli = c.kha(&["log", &job.to_string(), "--attempt", "1"]);
+    assert!(cli.status.success());
+    assert_eq!(String::from_utf8(cli.stdout).unwrap(), kept);
+    let shown = c.kha_ok(&["build", "show", &id.to_string()]);
+    assert!(
+        shown.contains(&format!(
+            "attempt 1: {} bytes (kha log {job} --attempt 1)",
+            kept.len()
+        )),
+        "{shown}"
+    );
+    let api = http_get(&c.http_url(), &format!("/api/v1/jobs/{job}/attempts/1/log"));
+    assert_eq!((api.status, api.text()), (200, kept.clone()));
+    let none = c.kha(&["log", &job.to_string(), "--attempt", "2"]);
+    assert!(!none.status.success());
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("has no earlier attempt 2"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
 
     // The dead builder's result for epoch 1 arrives late: refused.
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -295,6 +295,7 @@ async fn over_grpc(w: &World, t: Option<&str>, op: &str, n: usize) -> String {
                 job_id: w.job,
                 offset: 0,
                 follow: false,
+                attempt: 0,
             };
             match a.follow_log(req(t, r)).await {
                 Ok(mut s) => {

@@ -93,6 +93,18 @@ pub struct Job {
     /// Its build stage; empty when the build has no stages.
     #[serde(default)]
     pub stage: String,
+    /// The kept logs of its earlier attempts (a lost builder, an expired
+    /// lease), oldest first.
+    #[serde(default)]
+    pub earlier_logs: Vec<AttemptLog>,
+}
+
+/// The log an earlier attempt of a job left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptLog {
+    /// 1 for the first.
+    pub attempt: u32,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -148,6 +148,14 @@ impl From<view::Job> for w::Job {
             name: j.name,
             stage: j.stage,
             state: 0,
+            earlier_logs: j
+                .earlier_logs
+                .into_iter()
+                .map(|a| w::AttemptLog {
+                    attempt: a.attempt,
+                    bytes: a.bytes,
+                })
+                .collect(),
             matrix: j
                 .matrix
                 .into_iter()
@@ -182,6 +190,14 @@ impl TryFrom<w::Job> for view::Job {
             requires: j.requires,
             name: j.name,
             stage: j.stage,
+            earlier_logs: j
+                .earlier_logs
+                .into_iter()
+                .map(|a| view::AttemptLog {
+                    attempt: a.attempt,
+                    bytes: a.bytes,
+                })
+                .collect(),
             matrix: j
                 .matrix
                 .into_iter()
@@ -464,6 +480,10 @@ mod tests {
             matrix: vec![MatrixValue::new("env", "A=1")],
             name: "lint".into(),
             stage: "test".into(),
+            earlier_logs: vec![view::AttemptLog {
+                attempt: 1,
+                bytes: 7,
+            }],
         }
     }
 

@@ -463,6 +463,7 @@ impl Env {
                 job_id: job,
                 offset: 0,
                 follow: true,
+                attempt: 0,
             }))
             .await?
             .into_inner();

@@ -47,6 +47,7 @@ async fn stored(env: &Env, job: u64) -> Result<(u64, String)> {
             job_id: job,
             offset: 0,
             follow: false,
+            attempt: 0,
         }))
         .await?
         .into_inner();

@@ -18,6 +18,27 @@ pub struct LogPiece {
     pub state: Option<JobState>,
 }
 
+/// The kept log of earlier attempt `n` of a job (1 for the first), whole.
+pub async fn attempt(
+    app: &Arc<App>,
+    who: &Principal,
+    job: JobId,
+    n: u32,
+) -> Result<(Vec<u8>, JobState), ApiError> {
+    let j = super::builds::job_record(app, who, job)?;
+    let none = || ApiError::NotFound(format!("job {job} has no earlier attempt {n}"));
+    if n == 0 {
+        return Err(none());
+    }
+    match tokio::fs::read(app.logs.attempt_path(job, n)).await {
+        Ok(bytes) => Ok((bytes, j.state)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(none()),
+        Err(e) => Err(ApiError::Internal(format!(
+            "reading attempt {n}'s log of job {job}: {e}"
+        ))),
+    }
+}
+
 /// Most bytes in one piece.
 const PIECE: u64 = 256 * 1024;
 

@@ -126,7 +126,19 @@ fn job_view(app: &App, j: records::Job, why: Option<String>) -> view::Job {
     } else {
         app.logs.len(j.id)
     };
+    // Only a job run more than once can have them: no look at the disk
+    // for the others.
+    let earlier_logs = if j.attempts > 1 {
+        app.logs
+            .attempts(j.id)
+            .into_iter()
+            .map(|(attempt, bytes)| view::AttemptLog { attempt, bytes })
+            .collect()
+    } else {
+        vec![]
+    };
     view::Job {
+        earlier_logs,
         id: j.id,
         build_id: j.build,
         number: j.number,

@@ -236,6 +236,18 @@ impl AdminService for AdminSvc {
     ) -> Result<Response<Self::FollowLogStream>, Status> {
         let who = self.who(&req)?;
         let r = req.into_inner();
+        if r.attempt > 0 {
+            let (data, state) = api::logs::attempt(&self.app, &who, r.job_id, r.attempt).await?;
+            let mut d = LogData {
+                offset: 0,
+                data,
+                done: true,
+                state: 0,
+            };
+            d.set_state(state.into());
+            let one: Self::FollowLogStream = Box::pin(tokio_stream::once(Ok(d)));
+            return Ok(Response::new(one));
+        }
         let mut pieces = api::logs::follow(&self.app, &who, r.job_id, r.offset, r.follow)?;
         let (tx, rx) = mpsc::channel(8);
         self.app.spawn("follow-log-grpc", async move {

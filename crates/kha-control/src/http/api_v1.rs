@@ -39,6 +39,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/builds/{id}/cancel", post(cancel))
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/log", get(log))
+        .route("/jobs/{id}/attempts/{n}/log", get(attempt_log))
         .route("/builders", get(builders))
         .route("/builders/{id}/drain", post(drain))
         .route("/builders/{id}/trust", post(trust))
@@ -287,6 +288,23 @@ async fn log(
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     Ok(r)
+}
+
+/// The kept log of an earlier attempt, whole.
+async fn attempt_log(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    Path((id, n)): Path<(String, String)>,
+) -> Answer {
+    let id = id_of("job", &id)?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("job {id} has no earlier attempt {n:?}")))?;
+    let (bytes, _) = api::logs::attempt(&app, &c.who, id, n).await?;
+    Ok(axum::response::IntoResponse::into_response((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        bytes,
+    )))
 }
 
 async fn builders(State(app): State<Arc<App>>, c: Caller) -> Answer {

@@ -227,6 +227,25 @@ fn print_build(b: &Build) {
             table(&HEAD, jobs.iter().map(|j| job_row(b, j)).collect());
         }
     }
+    let earlier: Vec<String> = b
+        .jobs
+        .iter()
+        .flat_map(|j| {
+            j.earlier_logs.iter().map(move |a| {
+                format!(
+                    "  job {}.{} attempt {}: {} bytes (kha log {} --attempt {})",
+                    b.id, j.number, a.attempt, a.bytes, j.id, a.attempt
+                )
+            })
+        })
+        .collect();
+    if !earlier.is_empty() {
+        out!("");
+        out!("logs of earlier attempts:");
+        for line in earlier {
+            out!("{line}");
+        }
+    }
     if !b.deliveries.is_empty() {
         out!("");
         table(

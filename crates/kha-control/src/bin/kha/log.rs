@@ -1,5 +1,6 @@
-//! `kha log JOB [--follow]`: a job's log bytes, copied to stdout as they
-//! arrive; with `--follow`, exit 10 unless the job passed.
+//! `kha log JOB [--follow | --attempt N]`: a job's log bytes, copied to
+//! stdout as they arrive; with `--follow`, exit 10 unless the job passed;
+//! with `--attempt`, the kept log of an earlier attempt.
 
 use crate::wire;
 use crate::{Ctx, Failure};
@@ -7,11 +8,12 @@ use kha_core::JobState;
 use kha_proto::admin::FollowLogRequest;
 use std::io::Write;
 
-pub async fn run(ctx: &mut Ctx, job: u64, follow: bool) -> Result<u8, Failure> {
+pub async fn run(ctx: &mut Ctx, job: u64, follow: bool, attempt: u32) -> Result<u8, Failure> {
     let r = ctx.req(FollowLogRequest {
         job_id: job,
         offset: 0,
         follow,
+        attempt,
     });
     let mut s = ctx.client.follow_log(r).await?.into_inner();
     let mut out = std::io::stdout().lock();

@@ -84,8 +84,12 @@ enum Cmd {
     /// Print a job's log (`--follow` to tail it while it runs).
     Log {
         job: u64,
-        #[arg(long, short)]
+        #[arg(long, short, conflicts_with = "attempt")]
         follow: bool,
+        /// The kept log of this earlier attempt (1 for the first; `kha
+        /// build show` lists them) instead of the job's own.
+        #[arg(long)]
+        attempt: Option<u32>,
     },
     /// Builders and their enrolment tokens.
     #[command(subcommand)]
@@ -212,7 +216,11 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
     match cli.cmd {
         Cmd::Project(c) => project::run(&mut ctx, c).await,
         Cmd::Build(c) => build::run(&mut ctx, c).await,
-        Cmd::Log { job, follow } => log::run(&mut ctx, job, follow).await,
+        Cmd::Log {
+            job,
+            follow,
+            attempt,
+        } => log::run(&mut ctx, job, follow, attempt.unwrap_or(0)).await,
         Cmd::Builder(c) => builder::run(&mut ctx, c).await,
         Cmd::Branch(c) => branch::run(&mut ctx, c).await,
         Cmd::Cache(c) => cache::run(&mut ctx, c).await,

@@ -130,16 +130,16 @@ pub async fn attempt_raw(
 ) -> Response {
     let log = async {
         let id = parse_id("job", &raw)?;
-        api::builds::job(&app, &c.who, id)?;
-        let none = || ApiError::NotFound(format!("job {id} has no earlier attempt {n:?}"));
-        let n: u32 = n.parse().map_err(|_| none())?;
-        tokio::fs::read(app.logs.attempt_path(id, n))
-            .await
-            .map_err(|_| none())
+        let n: u32 = n
+            .parse()
+            .map_err(|_| ApiError::NotFound(format!("job {id} has no earlier attempt {n:?}")))?;
+        api::logs::attempt(&app, &c.who, id, n).await
     }
     .await;
     match log {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response(),
+        Ok((bytes, _)) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response()
+        }
         Err(e) => error_page(&app, &c, &e),
     }
 }
