@@ -106,3 +106,86 @@ fn a_full_data_disk_refuses_builds_clearly_and_resumes_when_space_returns() {
         "passed"
     );
 }
+
+/// A builder's disk full: with the default `min_free_mib` it takes no job
+/// until there is space again; with the check off, the checkout fails and
+/// the job goes back to the queue as an infrastructure error, is not
+/// offered to that builder again, and runs on another, never recorded as
+/// the project's failure.
+#[cfg_attr(kha_skip_root, ignore = "not root: cannot mount the small disk")]
+#[test]
+fn a_builder_with_a_full_disk_takes_no_job_or_hands_it_back() {
+    let repo = Repo::with_travis_yml("language: shell\nscript: echo built\n");
+    let mut c = Fixture::new().project("demo", &repo.url()).start();
+    let unchecked = c.path("unchecked.toml");
+    std::fs::write(&unchecked, "min_free_mib = 0\n").unwrap();
+    let data = c.path("builder-a");
+    c.small_disk(&data, 96);
+    c.host_builder_with("a", 1, &["--config", &unchecked.to_string_lossy()]);
+    c.wait_builders_connected(1);
+    let fillers = fill(&data);
+
+    // Without the check: the checkout fails, the job is handed back and
+    // waits for another builder instead of spending its attempts here.
+    let id = c.trigger("demo", None);
+    let job = wait_for(
+        "the full builder to hand the job back",
+        Duration::from_secs(30),
+        || {
+            let j = c.build(id)["jobs"][0].clone();
+            let detail = j["detail"].as_str().unwrap_or("").to_string();
+            (j["state"] == "queued" && detail.contains("could not run it")).then_some(j)
+        },
+    );
+    let detail = job["detail"].as_str().unwrap();
+    assert!(detail.contains("No space left on device"), "{job}");
+    assert_eq!(job["attempts"], 1, "{job}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.build(id)["jobs"][0]["attempts"], 1);
+    let b_idx = c.host_builder_with("b", 1, &[]);
+    let b = c.wait_build(id, Duration::from_secs(60));
+    assert_eq!(b["state"], "passed", "{b}");
+    assert_eq!(b["jobs"][0]["builder"], c.builders[b_idx].id(), "{b}");
+    let job_id = job["id"].as_u64().unwrap();
+    assert_eq!(
+        String::from_utf8(c.log(job_id)).unwrap(),
+        "$ echo built\nbuilt\n"
+    );
+
+    // With the check (the default): a full builder takes nothing.
+    c.builders[b_idx].proc.kill9();
+    c.builders[0].proc.kill9();
+    let data = c.path("builder-c");
+    c.small_disk(&data, 96);
+    let c_idx = c.host_builder_with("c", 1, &[]);
+    wait_for("builder c to connect", Duration::from_secs(20), || {
+        let list = c.kha_json(&["builder", "list"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["id"] == c.builders[c_idx].id() && b["state"] == "connected")
+            .then_some(())
+    });
+    let fillers_c = fill(&data);
+    std::thread::sleep(Duration::from_secs(1));
+    let id = c.trigger("demo", None);
+    std::thread::sleep(Duration::from_secs(3));
+    let j = c.build(id)["jobs"][0].clone();
+    assert_eq!(
+        (j["state"].as_str(), j["attempts"].as_u64()),
+        (Some("queued"), Some(0)),
+        "{j}"
+    );
+    let log = c.builders[c_idx].proc.log_text();
+    assert!(log.contains("the disk is nearly full"), "{log}");
+    for f in fillers.into_iter().chain(fillers_c) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let b = c.wait_build(id, Duration::from_secs(60));
+    assert_eq!(b["state"], "passed", "{b}");
+    assert_eq!(b["jobs"][0]["builder"], c.builders[c_idx].id(), "{b}");
+    assert!(c.builders[c_idx]
+        .proc
+        .log_text()
+        .contains("there is space on the disk again"));
+}

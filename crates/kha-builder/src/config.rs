@@ -49,6 +49,11 @@ pub struct Config {
     pub hooks_dir: Option<PathBuf>,
     /// A builder hook still running after this long is killed.
     pub hook_timeout_secs: u64,
+    /// With less than this many MiB free in `data_dir` (checkouts,
+    /// workspaces, log spools), the builder takes no new job, and says so
+    /// in its log, until there is again; 0: it takes jobs until a checkout
+    /// fails. (A job that fills the disk itself fails on its own command.)
+    pub min_free_mib: u64,
     /// The host's toolchains jobs can ask for (`[toolchains]`).
     pub toolchains: ToolchainConfig,
 }
@@ -93,6 +98,7 @@ impl Default for Config {
             ca: None,
             hooks_dir: None,
             hook_timeout_secs: 600,
+            min_free_mib: 64,
             toolchains: ToolchainConfig::default(),
         }
     }

@@ -75,9 +75,44 @@ pub struct Shared {
     pub tasks: Tasks,
     /// Woken when a job ends (a slot is free again).
     pub wake: Notify,
+    /// The data dir had less than `min_free_mib` free when last looked at.
+    disk_low: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
+    /// Whether the data dir has less than `min_free_mib` free, noting in
+    /// the log when that changes. Cheap (one `statvfs`): asked before
+    /// every count of free slots.
+    pub fn disk_low(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let min = self.cfg.min_free_mib << 20;
+        if min == 0 {
+            return false;
+        }
+        let free = match nix::sys::statvfs::statvfs(&self.cfg.data_dir) {
+            Ok(s) => s.blocks_available() * s.fragment_size(),
+            // Unknown: take jobs, as without the check.
+            Err(_) => return false,
+        };
+        let low = free < min;
+        if self.disk_low.swap(low, Ordering::Relaxed) != low {
+            if low {
+                tracing::warn!(
+                    data_dir = %self.cfg.data_dir.display(),
+                    free_mib = free >> 20,
+                    min_free_mib = self.cfg.min_free_mib,
+                    "the disk is nearly full: taking no new job until there is space again"
+                );
+            } else {
+                tracing::info!(
+                    free_mib = free >> 20,
+                    "there is space on the disk again: taking jobs"
+                );
+            }
+        }
+        low
+    }
+
     pub fn jobs(&self) -> MutexGuard<'_, HashMap<JobId, JobHandle>> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -264,6 +299,7 @@ pub async fn run(
         }),
         tasks: Tasks::new(),
         wake: Notify::new(),
+        disk_low: Default::default(),
         cfg,
     });
     info!(builder_id = %shared.identity.builder_id, executor = shared.executor.kind(), slots = shared.cfg.slots, labels = ?shared.labels, "builder starting");

@@ -331,7 +331,7 @@ async fn once(
 }
 
 fn free(shared: &Shared, local: &Local) -> u32 {
-    if local.draining {
+    if local.draining || shared.disk_low() {
         return 0;
     }
     shared

@@ -275,6 +275,15 @@ impl Scheduler {
                     .await?;
             }
             None => {
+                // Not offered to this builder again while it stays
+                // connected (a full disk, a broken checkout): otherwise it
+                // would take the job back at once and spend every attempt
+                // in milliseconds. Set before the requeue can offer it.
+                self.lock()
+                    .refused
+                    .entry(job_id)
+                    .or_default()
+                    .insert(builder.to_string(), req.detail.clone());
                 self.requeue_or_give_up(
                     job_id,
                     epoch,
@@ -389,6 +398,8 @@ impl Scheduler {
             inner.canceling.remove(&job_id);
             if job.state == JobState::Queued {
                 inner.index_queued(&job, true);
+            } else {
+                inner.refused.remove(&job_id);
             }
         }
         if job.state == JobState::Queued {
