@@ -211,6 +211,82 @@ fn a_memory_hog_is_stopped_and_told_why() {
     );
 }
 
+/// The limits a project asks for its jobs apply in the container, up to
+/// the builder's maximum (with a note in the log where it gives less);
+/// another project's jobs keep the builder's defaults.
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
+#[test]
+fn a_project_sets_its_jobs_limits_up_to_the_builders_maximum() {
+    const SHOW: &str = "language: shell\nscript: for f in memory.max memory/memory.limit_in_bytes pids.max pids/pids.max cpu.max cpu/cpu.cfs_quota_us; do [ -r /sys/fs/cgroup/$f ] && echo \"$f $(cat /sys/fs/cgroup/$f)\"; done; true\n";
+    let repo = Repo::with_travis_yml(SHOW);
+    let mut c = Fixture::new()
+        .project("small", &repo.url())
+        .project("plain", &repo.url())
+        .start();
+    let conf = c.path("builder.toml");
+    std::fs::write(&conf, "cpus = 1\nmax_memory_mib = 4096\nmax_cpus = 2\n").unwrap();
+    c.builder_with("a", 1, &["--config", conf.to_str().unwrap()]);
+    c.wait_builders_connected(1);
+    let shown = c.kha_ok(&[
+        "project",
+        "set",
+        "small",
+        "--memory-mib",
+        "256",
+        "--pids",
+        "8000",
+        "--cpus",
+        "0.5",
+    ]);
+    assert!(
+        shown.contains("memory 256 MiB, 8000 processes, 0.5 CPU"),
+        "{shown}"
+    );
+    let bad = c.kha(&["project", "set", "small", "--memory-mib", "4"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("job_memory_mib must be 0 (the builder's default) or at least 32"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    let run = |project: &str| {
+        let id = c.trigger(project, None);
+        let b = c.wait_build(id, Duration::from_secs(120));
+        let job = b["jobs"][0]["id"].as_u64().unwrap();
+        let log = String::from_utf8_lossy(&c.log(job)).into_owned();
+        assert_eq!(b["state"], "passed", "{b}\n{log}");
+        log
+    };
+    let value = |log: &str, files: &[&str]| -> String {
+        log.lines()
+            .find_map(|l| {
+                let (f, v) = l.split_once(' ')?;
+                files.contains(&f).then(|| v.to_string())
+            })
+            .unwrap_or_else(|| panic!("none of {files:?} in {log}"))
+    };
+    let memory = ["memory.max", "memory/memory.limit_in_bytes"];
+    let pids = ["pids.max", "pids/pids.max"];
+    let cpu = ["cpu.max", "cpu/cpu.cfs_quota_us"];
+
+    let log = run("small");
+    assert_eq!(value(&log, &memory), (256u64 << 20).to_string(), "{log}");
+    assert_eq!(value(&log, &pids), "4096", "{log}");
+    assert!(value(&log, &cpu).starts_with("50000"), "{log}");
+    assert!(
+        log.contains("the project asks for 8000 processes; this builder gives at most 4096"),
+        "{log}"
+    );
+
+    let log = run("plain");
+    assert_eq!(value(&log, &memory), (2048u64 << 20).to_string(), "{log}");
+    assert_eq!(value(&log, &pids), "4096", "{log}");
+    assert!(value(&log, &cpu).starts_with("100000"), "{log}");
+    assert!(!log.contains("the project asks"), "{log}");
+}
+
 /// A log bomb: 200 MB printed against a 1 MiB log cap. The stored log is
 /// the cap and the marker, the builder keeps no more than that either, and
 /// the job still ends by its own script.

@@ -37,6 +37,12 @@ pub struct Config {
     /// none. Absent: the host's CPUs shared out between the slots, at
     /// least one CPU each ([`Config::cpu_millis`]).
     pub cpus: Option<f64>,
+    /// The most a project may ask for its jobs (`kha project set
+    /// --memory-mib/--pids/--cpus`); absent: the default above (a project
+    /// can lower the limits, not raise them); 0: no maximum.
+    pub max_memory_mib: Option<u64>,
+    pub max_pids: Option<u64>,
+    pub max_cpus: Option<f64>,
     /// Size cap in MiB of the tmpfs the builder keeps its jobs'
     /// workspaces on (shared by its slots); 0: on disk
     /// (`workspace::tmpfs`).
@@ -94,6 +100,9 @@ impl Default for Config {
             memory_mib: 2048,
             pids: 4096,
             cpus: None,
+            max_memory_mib: None,
+            max_pids: None,
+            max_cpus: None,
             workspace_tmpfs_mib: crate::workspace::tmpfs::DEFAULT_TMPFS_MIB,
             ca: None,
             hooks_dir: None,
@@ -114,11 +123,13 @@ impl Config {
 
     pub fn from_toml(text: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        if c.cpus.is_some_and(|n| !n.is_finite() || n < 0.0) {
-            return Err(format!(
-                "cpus = {:?}: a number of CPUs, 0 for no limit",
-                c.cpus.unwrap_or_default()
-            ));
+        for (key, v) in [("cpus", c.cpus), ("max_cpus", c.max_cpus)] {
+            if v.is_some_and(|n| !n.is_finite() || n < 0.0) {
+                return Err(format!(
+                    "{key} = {:?}: a number of CPUs, 0 for no limit",
+                    v.unwrap_or_default()
+                ));
+            }
         }
         Ok(c)
     }
@@ -138,6 +149,66 @@ impl Config {
         };
         let millis = (cpus * 1000.0).round() as u64;
         (millis > 0).then_some(millis)
+    }
+}
+
+/// One limit of a job: what its project asked (0: nothing) up to `max`
+/// (`None`: no maximum), else the builder's `default`; and the maximum when
+/// it cut what was asked.
+fn one_limit(asked: u64, default: Option<u64>, max: Option<u64>) -> (Option<u64>, Option<u64>) {
+    match (asked, max) {
+        (0, _) => (default, None),
+        (a, Some(m)) if a > m => (Some(m), Some(m)),
+        (a, _) => (Some(a), None),
+    }
+}
+
+impl Config {
+    /// The limits a job runs with when its project asks for some, and a
+    /// line for its log for each this builder's maximum cut.
+    pub fn job_limits(
+        &self,
+        asked: kha_core::limits::JobLimits,
+    ) -> (crate::executor::RunLimits, Vec<String>) {
+        let nonzero = |v: u64| (v > 0).then_some(v);
+        let memory_default = nonzero(self.memory_mib);
+        let pids_default = nonzero(self.pids);
+        let cpu_default = self.cpu_millis();
+        // Absent: the default is the maximum; 0: none.
+        let max_memory = self.max_memory_mib.map_or(memory_default, nonzero);
+        let max_pids = self.max_pids.map_or(pids_default, nonzero);
+        let max_cpu = self
+            .max_cpus
+            .map_or(cpu_default, |c| nonzero((c * 1000.0).round() as u64));
+        let (memory, memory_cut) = one_limit(asked.memory_mib, memory_default, max_memory);
+        let (pids, pids_cut) = one_limit(asked.pids, pids_default, max_pids);
+        let (cpu, cpu_cut) = one_limit(asked.cpu_millis, cpu_default, max_cpu);
+        let mut notes = vec![];
+        if let Some(m) = memory_cut {
+            notes.push(format!(
+                "the project asks for {} MiB of memory; this builder gives at most {m} MiB",
+                asked.memory_mib
+            ));
+        }
+        if let Some(m) = pids_cut {
+            notes.push(format!(
+                "the project asks for {} processes; this builder gives at most {m}",
+                asked.pids
+            ));
+        }
+        if let Some(m) = cpu_cut {
+            notes.push(format!(
+                "the project asks for {} CPU; this builder gives at most {}",
+                asked.cpu_millis as f64 / 1000.0,
+                m as f64 / 1000.0
+            ));
+        }
+        let limits = crate::executor::RunLimits {
+            memory_bytes: memory.map(|m| m << 20),
+            pids,
+            cpu_millis: cpu,
+        };
+        (limits, notes)
     }
 }
 
@@ -162,5 +233,44 @@ mod tests {
         assert!(c.toolchains.discover);
         assert_eq!(c.toolchains.kerl, [PathBuf::from("/opt/kerl")]);
         assert!(Config::from_toml("[toolchains]\nkerl = [\"/a\"]\nrust = []\n").is_err());
+    }
+
+    #[test]
+    fn a_project_gets_what_it_asks_up_to_the_builders_maximum() {
+        use kha_core::limits::JobLimits;
+        let c = Config::from_toml("cpus = 1\nmax_memory_mib = 4096\nmax_pids = 0\n").unwrap();
+        let ask = |memory_mib, pids, cpu_millis| {
+            c.job_limits(JobLimits {
+                memory_mib,
+                pids,
+                cpu_millis,
+            })
+        };
+        // Nothing asked: the defaults.
+        let (l, notes) = ask(0, 0, 0);
+        assert_eq!(
+            (l.memory_bytes, l.pids, l.cpu_millis, notes.len()),
+            (Some(2048 << 20), Some(4096), Some(1000), 0)
+        );
+        // Less, or more up to the maximum; no maximum of processes.
+        let (l, notes) = ask(4096, 100_000, 500);
+        assert_eq!(
+            (l.memory_bytes, l.pids, l.cpu_millis, notes.len()),
+            (Some(4096 << 20), Some(100_000), Some(500), 0)
+        );
+        // Past the maximum (the default, for CPUs): cut, and said.
+        let (l, notes) = ask(8192, 0, 4000);
+        assert_eq!(
+            (l.memory_bytes, l.cpu_millis),
+            (Some(4096 << 20), Some(1000))
+        );
+        assert_eq!(
+            notes,
+            [
+                "the project asks for 8192 MiB of memory; this builder gives at most 4096 MiB",
+                "the project asks for 4 CPU; this builder gives at most 1"
+            ]
+        );
+        assert!(Config::from_toml("max_cpus = -1").is_err());
     }
 }

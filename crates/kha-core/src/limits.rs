@@ -48,3 +48,65 @@ pub const DEFAULT_CACHE_MAX_ARCHIVE_BYTES: u64 = 512 << 20;
 /// Most bytes of cache archives one project keeps by default; past it the
 /// least recently used archives are removed.
 pub const DEFAULT_CACHE_MAX_PROJECT_BYTES: u64 = 2 << 30;
+
+/// The resource limits a project asks for its jobs (a project setting);
+/// 0 leaves a limit to the builder's own default. A builder gives at most
+/// its configured maximum (`max_memory_mib`, `max_pids`, `max_cpus` in
+/// `builder.toml`) and says so in the job's log when it gives less.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobLimits {
+    pub memory_mib: u64,
+    pub pids: u64,
+    /// Thousandths of a CPU (1500: one and a half).
+    pub cpu_millis: u64,
+}
+
+/// The smallest limits a project may ask for: below them a job cannot
+/// even start its shell.
+pub const MIN_JOB_MEMORY_MIB: u64 = 32;
+pub const MIN_JOB_PIDS: u64 = 16;
+pub const MIN_JOB_CPU_MILLIS: u64 = 10;
+
+impl JobLimits {
+    pub fn is_default(&self) -> bool {
+        *self == JobLimits::default()
+    }
+
+    /// Checks what a project asks for; the error names the setting.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, v, min) in [
+            ("memory_mib", self.memory_mib, MIN_JOB_MEMORY_MIB),
+            ("pids", self.pids, MIN_JOB_PIDS),
+            ("cpu_millis", self.cpu_millis, MIN_JOB_CPU_MILLIS),
+        ] {
+            if v != 0 && v < min {
+                return Err(format!(
+                    "{name} must be 0 (the builder's default) or at least {min}, not {v}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for JobLimits {
+    /// `memory 512 MiB, 64 processes, 0.5 CPU`; `builder defaults` when
+    /// nothing is asked.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = vec![];
+        if self.memory_mib > 0 {
+            parts.push(format!("memory {} MiB", self.memory_mib));
+        }
+        if self.pids > 0 {
+            parts.push(format!("{} processes", self.pids));
+        }
+        if self.cpu_millis > 0 {
+            parts.push(format!("{} CPU", self.cpu_millis as f64 / 1000.0));
+        }
+        if parts.is_empty() {
+            f.write_str("builder defaults")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}

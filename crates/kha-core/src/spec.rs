@@ -53,6 +53,9 @@ pub struct JobSpec {
     /// grant, never in the spec).
     #[serde(default)]
     pub secure_env: SecureEnv,
+    /// What the project asks of the builder's limits.
+    #[serde(default)]
+    pub limits: crate::limits::JobLimits,
 }
 
 /// Whether a job may see its build's encrypted variables (`secure:`).

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Project {
+    /// The limits its jobs ask builders for (0s: the builders' defaults).
+    #[serde(default)]
+    pub job_limits: crate::limits::JobLimits,
     pub name: String,
     pub repo_url: String,
     pub default_branch: String,

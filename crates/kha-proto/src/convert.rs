@@ -53,6 +53,11 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
                 .map(|(name, value)| agent::Var { name, value })
                 .collect(),
             cache: s.cache.map(Into::into),
+            limits: (!s.limits.is_default()).then_some(agent::JobLimits {
+                memory_mib: s.limits.memory_mib,
+                pids: s.limits.pids,
+                cpu_millis: s.limits.cpu_millis,
+            }),
             ..Default::default()
         };
         // Available is the wire's default (0), as peers from before
@@ -96,6 +101,14 @@ impl TryFrom<agent::JobSpec> for kha_core::JobSpec {
             requires: w.requires,
             vars: w.vars.into_iter().map(|v| (v.name, v.value)).collect(),
             cache: w.cache.map(Into::into),
+            limits: w
+                .limits
+                .map(|l| kha_core::limits::JobLimits {
+                    memory_mib: l.memory_mib,
+                    pids: l.pids,
+                    cpu_millis: l.cpu_millis,
+                })
+                .unwrap_or_default(),
         })
     }
 }
@@ -202,6 +215,11 @@ mod tests {
             env: vec!["A=1 B=\"two words\"".into()],
             vars: vec![("TRAVIS_EVENT_TYPE".into(), "push".into())],
             secure_env: kha_core::spec::SecureEnv::Removed,
+            limits: kha_core::limits::JobLimits {
+                memory_mib: 512,
+                pids: 100,
+                cpu_millis: 500,
+            },
             timeout_secs: 600,
             image: "erlang-26".into(),
             vcs: kha_core::spec::VcsKind::Cvs,

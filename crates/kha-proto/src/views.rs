@@ -99,6 +99,9 @@ impl From<view::Project> for w::Project {
             module: p.module,
             layout: p.layout,
             share_secrets_with_forks: p.share_secrets_with_forks,
+            job_memory_mib: p.job_limits.memory_mib,
+            job_pids: p.job_limits.pids,
+            job_cpu_millis: p.job_limits.cpu_millis,
         }
     }
 }
@@ -106,6 +109,11 @@ impl From<view::Project> for w::Project {
 impl From<w::Project> for view::Project {
     fn from(p: w::Project) -> Self {
         view::Project {
+            job_limits: kha_core::limits::JobLimits {
+                memory_mib: p.job_memory_mib,
+                pids: p.job_pids,
+                cpu_millis: p.job_cpu_millis,
+            },
             name: p.name,
             repo_url: p.repo_url,
             default_branch: p.default_branch,

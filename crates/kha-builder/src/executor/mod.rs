@@ -39,6 +39,18 @@ pub struct JobRun {
     /// Host directories (toolchains) the run sees read-only at the same
     /// path.
     pub mounts: Vec<PathBuf>,
+    /// Its own limits (its project asked for some); `None`: the
+    /// executor's defaults.
+    pub limits: Option<RunLimits>,
+}
+
+/// A run's resource limits (lxc); `None` in a field is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    /// Thousandths of a CPU.
+    pub cpu_millis: Option<u64>,
 }
 
 pub trait Executor: Send + Sync + 'static {

@@ -170,6 +170,7 @@ impl Job {
             image: choice.image.clone(),
             mounts: activate::mounts(&choice),
             name: name.clone(),
+            limits: (!spec.limits.is_default()).then(|| shared.cfg.job_limits(spec.limits).0),
         };
         let spool_path = data.join("spool").join(format!("{name}.log"));
         let env_file = data.join("spool").join(format!("{name}.env"));
@@ -205,6 +206,11 @@ impl Job {
         spool.mask(driver::secure_mask_values(&self.secure.vars));
         for n in &self.secure.notes {
             spool.line(n);
+        }
+        if !self.spec.limits.is_default() {
+            for n in self.shared.cfg.job_limits(self.spec.limits).1 {
+                spool.note(&n);
+            }
         }
         let ship_stop = CancellationToken::new();
         let shipper = crate::task::spawn(

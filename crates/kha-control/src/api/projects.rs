@@ -131,6 +131,7 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
         r.default_branch
     };
     let p = records::Project {
+        job_limits: Default::default(),
         notify: Default::default(),
         name: r.name.clone(),
         repo_url: r.repo_url.clone(),
@@ -260,6 +261,11 @@ pub struct ProjectUpdate {
     pub cancel_superseded: Option<bool>,
     /// Pull requests from forks get the encrypted variables too.
     pub share_secrets_with_forks: Option<bool>,
+    /// The limits its jobs ask builders for; 0: a builder's default.
+    pub job_memory_mib: Option<u64>,
+    pub job_pids: Option<u64>,
+    /// Thousandths of a CPU.
+    pub job_cpu_millis: Option<u64>,
     /// One channel of `notifications:` replaced (`Some(yaml)`) or given
     /// back to the `.travis.yml` (`None`).
     pub notify: Option<NotifyChange>,
@@ -326,6 +332,21 @@ pub async fn update(
         p.share_secrets_with_forks = v;
         changed.push(format!("share_secrets_with_forks={v}"));
     }
+    let mut limits = p.job_limits;
+    for (name, asked, field) in [
+        ("job_memory_mib", u.job_memory_mib, &mut limits.memory_mib),
+        ("job_pids", u.job_pids, &mut limits.pids),
+        ("job_cpu_millis", u.job_cpu_millis, &mut limits.cpu_millis),
+    ] {
+        if let Some(v) = asked {
+            *field = v;
+            changed.push(format!("{name}={v}"));
+        }
+    }
+    limits
+        .check()
+        .map_err(|e| ApiError::Invalid(format!("job_{e}")))?;
+    p.job_limits = limits;
     if let Some(NotifyChange { channel, value }) = u.notify {
         match value {
             Some(yaml) => {

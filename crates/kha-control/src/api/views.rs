@@ -27,6 +27,7 @@ pub fn project(p: records::Project) -> view::Project {
         module: p.module,
         layout: p.layout,
         share_secrets_with_forks: p.share_secrets_with_forks,
+        job_limits: p.job_limits,
     }
 }
 

@@ -572,6 +572,9 @@ impl AdminService for AdminSvc {
             build_tags: r.build_tags,
             cancel_superseded: r.cancel_superseded,
             share_secrets_with_forks: r.share_secrets_with_forks,
+            job_memory_mib: r.job_memory_mib,
+            job_pids: r.job_pids,
+            job_cpu_millis: r.job_cpu_millis,
             notify: (!r.notify_channel.is_empty()).then_some(api::projects::NotifyChange {
                 channel: r.notify_channel,
                 value: r.notify_value,

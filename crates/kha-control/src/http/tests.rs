@@ -643,12 +643,26 @@ async fn roles_decide_what_each_page_offers_and_allows() {
     // (as if it never existed), still there for its viewer.
     let h = [FORM, ("Cookie", max.as_str())];
     let body = format!(
-        "csrf={max_csrf}&visibility=private&default_branch=main&timeout_secs=3000&poll_interval_secs=0&build_tags=on&share_secrets_with_forks=on"
+        "csrf={max_csrf}&visibility=private&default_branch=main&timeout_secs=3000&poll_interval_secs=0&build_tags=on&share_secrets_with_forks=on&job_memory_mib=512&job_pids=0&job_cpus=0.25"
     );
     let r = request(&s, "POST", "/projects/p/settings", &h, &body).await;
     assert_eq!(r.status, 303, "{}", r.body);
     let after = projects::get(&s.app, &Principal::Admin, "p").unwrap();
     assert!(after.private && after.share_secrets_with_forks);
+    assert_eq!(
+        (
+            after.job_limits.memory_mib,
+            after.job_limits.pids,
+            after.job_limits.cpu_millis
+        ),
+        (512, 0, 250)
+    );
+    assert!(
+        get_with(&s, "/projects/p", &max)
+            .await
+            .contains("name=\"job_cpus\" type=\"number\" min=\"0\" step=\"0.01\" value=\"0.25\""),
+        "the settings form shows the limits"
+    );
     // The form shows the setting as it is.
     assert!(
         get_with(&s, "/projects/p", &max)

@@ -55,6 +55,11 @@ pub fn job_spec(job: &Job, ctx: &BuildContext, base_url: &str) -> agent::JobSpec
         commit: job.spec.commit.clone(),
         env,
         timeout_secs: job.spec.timeout_secs,
+        limits: (!job.spec.limits.is_default()).then_some(agent::JobLimits {
+            memory_mib: job.spec.limits.memory_mib,
+            pids: job.spec.limits.pids,
+            cpu_millis: job.spec.limits.cpu_millis,
+        }),
         image: job.spec.image.clone(),
         vcs: job.spec.vcs.wire_name().into(),
         module: job.spec.module.clone(),

@@ -52,6 +52,9 @@ pub struct Project {
     /// `share_encrypted_env_with_forks`); off by default.
     #[serde(default)]
     pub share_secrets_with_forks: bool,
+    /// The limits its jobs ask builders for (0s: the builders' defaults).
+    #[serde(default)]
+    pub job_limits: kha_core::limits::JobLimits,
 }
 
 pub use kha_core::Secret;
@@ -296,6 +299,10 @@ pub struct JobSpec {
     /// `env`, encrypted (`travis::secure`), until a grant decrypts them.
     #[serde(default)]
     pub secure_env: kha_core::spec::SecureEnv,
+    /// What the project asked of the builders' limits when the build was
+    /// made.
+    #[serde(default)]
+    pub limits: kha_core::limits::JobLimits,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

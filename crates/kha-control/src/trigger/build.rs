@@ -130,6 +130,7 @@ impl Triggerer {
             phases: vec![],
             env: vec![],
             timeout_secs: project.timeout_secs,
+            limits: project.job_limits,
             image: project.image.clone(),
             vcs: project.vcs,
             secure_env: Default::default(),

@@ -20,21 +20,21 @@ pub(super) struct Cgroups {
     pub(super) mounts: Vec<PathBuf>,
 }
 
-/// A job's resource limits; `None` is no limit.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Limits {
-    pub(super) memory_bytes: Option<u64>,
-    pub(super) pids: Option<u64>,
-    pub(super) cpu_millis: Option<u64>,
-}
+use crate::executor::{JobRun, RunLimits as Limits};
 
 impl LxcExecutor {
-    pub(super) fn limits(&self) -> Limits {
+    /// This executor's limits, for runs without their own.
+    pub(super) fn default_limits(&self) -> Limits {
         Limits {
             memory_bytes: self.memory_bytes,
             pids: self.pids,
             cpu_millis: self.cpu_millis,
         }
+    }
+
+    /// The run's own limits, else this executor's.
+    pub(super) fn limits(&self, run: &JobRun) -> Limits {
+        run.limits.unwrap_or_else(|| self.default_limits())
     }
 }
 

@@ -130,7 +130,7 @@ impl LxcExecutor {
         for var in JOB_ENV {
             c.set("lxc.environment", var);
         }
-        cgroups.limit(&mut c, self.limits())?;
+        cgroups.limit(&mut c, run.limits)?;
         Ok(c.0)
     }
 }
@@ -147,6 +147,7 @@ pub(super) struct RunPaths {
     /// Host directories bound read-only at the same path, and whether lxc
     /// creates the mount point.
     pub(super) mounts: Vec<(PathBuf, bool)>,
+    pub(super) limits: crate::executor::RunLimits,
 }
 
 /// Directories every run gets as a fresh tmpfs (see `run_config`).

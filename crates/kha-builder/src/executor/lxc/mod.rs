@@ -335,6 +335,7 @@ impl Executor for LxcExecutor {
             scratch,
             opt_tmpfs,
             mounts,
+            limits: self.limits(run),
         };
         let conf = self.run_config(&paths, ids, &cgroups)?;
         let conf_file = paths.scratch.join("lxc.conf");

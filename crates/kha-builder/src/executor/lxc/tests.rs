@@ -64,6 +64,7 @@ impl Data {
             image: "default".into(),
             scratch: self.tmp.path().join("scratch").join(test),
             mounts: vec![],
+            limits: None,
         };
         Run {
             exec: &self.exec,
@@ -546,6 +547,7 @@ fn config_keys_follow_the_host() {
             ("/opt/kerl/25".into(), true),
             ("/usr/local/otp".into(), false),
         ],
+        limits: exec.default_limits(),
     };
     let ids = IdMap {
         uid: 100_000,

@@ -143,6 +143,24 @@ pub struct SetArgs {
     share_secrets_with_forks: bool,
     #[arg(long)]
     no_share_secrets_with_forks: bool,
+    /// Memory limit of each job, in MiB (0: the builder's default; a
+    /// builder gives at most its `max_memory_mib`).
+    #[arg(long)]
+    memory_mib: Option<u64>,
+    /// Limit on each job's processes and threads (0: the builder's default).
+    #[arg(long)]
+    pids: Option<u64>,
+    /// CPU limit of each job, in CPUs, e.g. 0.5 (0: the builder's default).
+    #[arg(long, value_parser = cpus)]
+    cpus: Option<u64>,
+}
+
+/// `--cpus 1.5` as thousandths of a CPU.
+fn cpus(raw: &str) -> Result<u64, String> {
+    match raw.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok((v * 1000.0).round() as u64),
+        _ => Err(format!("{raw:?} is not a number of CPUs (e.g. 0.5, 2)")),
+    }
 }
 
 /// `Some(true)` for `--x`, `Some(false)` for `--no-x`, else unchanged.
@@ -163,6 +181,9 @@ impl SetArgs {
                 self.share_secrets_with_forks,
                 self.no_share_secrets_with_forks,
             ),
+            job_memory_mib: self.memory_mib,
+            job_pids: self.pids,
+            job_cpu_millis: self.cpus,
             name: self.name,
             notify_channel: String::new(),
             notify_value: None,
@@ -398,6 +419,7 @@ fn show(p: &kha_core::view::Project) {
         ("branch", p.default_branch.clone()),
         ("image", p.image.clone()),
         ("timeout", format!("{}s", p.timeout_secs)),
+        ("job limits", p.job_limits.to_string()),
         ("created", ago(p.created_ms)),
         ("polling", polling),
         (

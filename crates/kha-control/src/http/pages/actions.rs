@@ -181,6 +181,11 @@ pub struct SettingsForm {
     build_tags: String,
     cancel_superseded: String,
     share_secrets_with_forks: String,
+    /// Job limits; absent (an older form): unchanged.
+    job_memory_mib: String,
+    job_pids: String,
+    /// In CPUs ("0.5").
+    job_cpus: String,
 }
 
 #[derive(Deserialize)]
@@ -224,6 +229,20 @@ fn secs(field: &str, raw: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::Invalid(format!("{field} must be a whole number of seconds")))
 }
 
+/// A limit field of the settings form: empty (absent) leaves it as it is.
+fn limit(field: &str, raw: &str, scale: f64) -> Result<Option<u64>, ApiError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match raw.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(Some((v * scale).round() as u64)),
+        _ => Err(ApiError::Invalid(format!(
+            "{field} must be a number, 0 for the builder's default"
+        ))),
+    }
+}
+
 /// The project's settings form: only what differs from the project as it
 /// is goes to `projects::update`, so the audit log says what changed.
 pub async fn settings(
@@ -250,6 +269,13 @@ pub async fn settings(
         let branch = f.default_branch.trim().to_string();
         let (tags, superseded) = (!f.build_tags.is_empty(), !f.cancel_superseded.is_empty());
         let share = !f.share_secrets_with_forks.is_empty();
+        let changed = |v: Option<u64>, now: u64| v.filter(|v| *v != now);
+        let memory = changed(
+            limit("memory", &f.job_memory_mib, 1.0)?,
+            p.job_limits.memory_mib,
+        );
+        let pids = changed(limit("processes", &f.job_pids, 1.0)?, p.job_limits.pids);
+        let cpus = changed(limit("CPUs", &f.job_cpus, 1000.0)?, p.job_limits.cpu_millis);
         let u = api::projects::ProjectUpdate {
             private: (private != p.private).then_some(private),
             default_branch: (branch != p.default_branch).then_some(branch),
@@ -258,6 +284,9 @@ pub async fn settings(
             build_tags: (tags != p.build_tags).then_some(tags),
             cancel_superseded: (superseded != p.cancel_superseded).then_some(superseded),
             share_secrets_with_forks: (share != p.share_secrets_with_forks).then_some(share),
+            job_memory_mib: memory,
+            job_pids: pids,
+            job_cpu_millis: cpus,
             notify: None,
         };
         let unchanged = u.private.is_none()

@@ -2,6 +2,7 @@ use super::*;
 
 fn project() -> Project {
     Project {
+        job_limits: Default::default(),
         share_secrets_with_forks: false,
         name: "rocket".into(),
         repo_url: "https://github.com/acme/rocket.git".into(),
