@@ -39,6 +39,8 @@ install_packages() {
   want+=(cvs)
   # Subversion projects: the control node polls, builders check out.
   want+=(subversion)
+  # Jobs whose project asks for network: a bridge (ip) and NAT rules (nft).
+  want+=(iproute2 nftables)
   install_missing "${want[@]}"
   # Unprivileged containers map their ids to 100000-165535 on the host;
   # root needs that range reserved (lxc uses newuidmap when uidmap is in).

@@ -20,6 +20,7 @@ SLOTS=${SLOTS:-$(nproc)}
 DATA=/var/lib/kha-builder
 [ -n "$TOKEN" ] || [ -f "$DATA/identity.json" ] || { echo "$USAGE" >&2; exit 2; }
 command -v lxc-execute >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lxc uidmap; }
+command -v nft >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2; }
 grep -q '^root:100000:65536' /etc/subuid || usermod --add-subuids 100000-165535 root
 grep -q '^root:100000:65536' /etc/subgid || usermod --add-subgids 100000-165535 root
 mkdir -p "$DATA" && chmod 755 "$DATA"

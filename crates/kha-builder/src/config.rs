@@ -60,6 +60,13 @@ pub struct Config {
     /// in its log, until there is again; 0: it takes jobs until a checkout
     /// fails. (A job that fills the disk itself fails on its own command.)
     pub min_free_mib: u64,
+    /// Runs jobs whose project asks for network (lxc: a bridge of this
+    /// builder's own with NAT, `executor::lxc::net`); false: refuses them.
+    pub job_network: bool,
+    /// The bridge of those jobs; two builders on one host need two.
+    pub job_bridge: String,
+    /// Its /24: the bridge is `.1`, jobs `.2` to `.254`.
+    pub job_subnet: String,
     /// The host's toolchains jobs can ask for (`[toolchains]`).
     pub toolchains: ToolchainConfig,
 }
@@ -108,6 +115,9 @@ impl Default for Config {
             hooks_dir: None,
             hook_timeout_secs: 600,
             min_free_mib: 64,
+            job_network: true,
+            job_bridge: "kha-jobs0".into(),
+            job_subnet: "10.213.0.0/24".into(),
             toolchains: ToolchainConfig::default(),
         }
     }
@@ -244,6 +254,7 @@ mod tests {
                 memory_mib,
                 pids,
                 cpu_millis,
+                network: false,
             })
         };
         // Nothing asked: the defaults.

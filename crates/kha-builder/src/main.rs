@@ -234,6 +234,15 @@ fn main() -> anyhow::Result<()> {
             ex.memory_bytes = (cfg.memory_mib > 0).then_some(cfg.memory_mib << 20);
             ex.pids = (cfg.pids > 0).then_some(cfg.pids);
             ex.cpu_millis = cfg.cpu_millis();
+            if cfg.job_network {
+                let blocked = control_addresses(&cfg.control);
+                if blocked.is_empty() {
+                    tracing::warn!(control = %cfg.control, "cannot resolve the control node's address: jobs with network are not kept from it");
+                }
+                let net = lxc::net::JobNet::new(&cfg.job_bridge, &cfg.job_subnet, blocked)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                ex.job_net = Some(Arc::new(net));
+            }
             tracing::info!(
                 memory_mib = cfg.memory_mib,
                 pids = cfg.pids,
@@ -397,4 +406,24 @@ fn print_toolchains(cfg: &Config, ex: &dyn Executor) {
     if host.is_empty() {
         println!("(no host toolchains: see [toolchains] in builder.toml)");
     }
+}
+
+/// The addresses of the control node (`--control`), which jobs with
+/// network must not reach.
+fn control_addresses(control: &str) -> Vec<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let rest = control.split_once("://").map_or(control, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let with_port = if authority.starts_with('[') || authority.matches(':').count() == 1 {
+        authority.to_string()
+    } else {
+        format!("{authority}:7700")
+    };
+    let mut addrs: Vec<std::net::IpAddr> = with_port
+        .to_socket_addrs()
+        .map(|a| a.map(|s| s.ip()).collect())
+        .unwrap_or_default();
+    addrs.sort();
+    addrs.dedup();
+    addrs
 }

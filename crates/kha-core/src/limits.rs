@@ -59,6 +59,11 @@ pub struct JobLimits {
     pub pids: u64,
     /// Thousandths of a CPU (1500: one and a half).
     pub cpu_millis: u64,
+    /// The job's container has network (NAT through its builder, never
+    /// to the builder's host or the control node); off, only its own
+    /// loopback.
+    #[serde(default)]
+    pub network: bool,
 }
 
 /// The smallest limits a project may ask for: below them a job cannot
@@ -102,6 +107,9 @@ impl std::fmt::Display for JobLimits {
         }
         if self.cpu_millis > 0 {
             parts.push(format!("{} CPU", self.cpu_millis as f64 / 1000.0));
+        }
+        if self.network {
+            parts.push("network".into());
         }
         if parts.is_empty() {
             f.write_str("builder defaults")

@@ -57,6 +57,7 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
                 memory_mib: s.limits.memory_mib,
                 pids: s.limits.pids,
                 cpu_millis: s.limits.cpu_millis,
+                network: s.limits.network,
             }),
             ..Default::default()
         };
@@ -107,6 +108,7 @@ impl TryFrom<agent::JobSpec> for kha_core::JobSpec {
                     memory_mib: l.memory_mib,
                     pids: l.pids,
                     cpu_millis: l.cpu_millis,
+                    network: l.network,
                 })
                 .unwrap_or_default(),
         })
@@ -219,6 +221,7 @@ mod tests {
                 memory_mib: 512,
                 pids: 100,
                 cpu_millis: 500,
+                network: true,
             },
             timeout_secs: 600,
             image: "erlang-26".into(),

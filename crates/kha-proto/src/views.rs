@@ -102,6 +102,7 @@ impl From<view::Project> for w::Project {
             job_memory_mib: p.job_limits.memory_mib,
             job_pids: p.job_limits.pids,
             job_cpu_millis: p.job_limits.cpu_millis,
+            job_network: p.job_limits.network,
         }
     }
 }
@@ -113,6 +114,7 @@ impl From<w::Project> for view::Project {
                 memory_mib: p.job_memory_mib,
                 pids: p.job_pids,
                 cpu_millis: p.job_cpu_millis,
+                network: p.job_network,
             },
             name: p.name,
             repo_url: p.repo_url,

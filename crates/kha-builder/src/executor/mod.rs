@@ -42,6 +42,8 @@ pub struct JobRun {
     /// Its own limits (its project asked for some); `None`: the
     /// executor's defaults.
     pub limits: Option<RunLimits>,
+    /// Its project asks for network (lxc: `lxc::net`).
+    pub network: bool,
 }
 
 /// A run's resource limits (lxc); `None` in a field is no limit.

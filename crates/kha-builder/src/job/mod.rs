@@ -171,6 +171,7 @@ impl Job {
             mounts: activate::mounts(&choice),
             name: name.clone(),
             limits: (!spec.limits.is_default()).then(|| shared.cfg.job_limits(spec.limits).0),
+            network: spec.limits.network,
         };
         let spool_path = data.join("spool").join(format!("{name}.log"));
         let env_file = data.join("spool").join(format!("{name}.env"));

@@ -242,6 +242,8 @@ async fn once(
                         };
                         if local.draining {
                             send(reject(RejectReason::CannotRun, "draining".into()));
+                        } else if spec.limits.network && shared.executor.kind() == "lxc" && !shared.cfg.job_network {
+                            send(reject(RejectReason::CannotRun, "the job asks for network and this builder gives jobs none (job_network = false)".into()));
                         } else if free(shared, local) == 0 {
                             send(reject(RejectReason::Busy, "busy".into()));
                         } else {

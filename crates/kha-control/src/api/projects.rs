@@ -266,6 +266,8 @@ pub struct ProjectUpdate {
     pub job_pids: Option<u64>,
     /// Thousandths of a CPU.
     pub job_cpu_millis: Option<u64>,
+    /// Its jobs get network.
+    pub job_network: Option<bool>,
     /// One channel of `notifications:` replaced (`Some(yaml)`) or given
     /// back to the `.travis.yml` (`None`).
     pub notify: Option<NotifyChange>,
@@ -342,6 +344,10 @@ pub async fn update(
             *field = v;
             changed.push(format!("{name}={v}"));
         }
+    }
+    if let Some(v) = u.job_network {
+        limits.network = v;
+        changed.push(format!("job_network={v}"));
     }
     limits
         .check()

@@ -575,6 +575,7 @@ impl AdminService for AdminSvc {
             job_memory_mib: r.job_memory_mib,
             job_pids: r.job_pids,
             job_cpu_millis: r.job_cpu_millis,
+            job_network: r.job_network,
             notify: (!r.notify_channel.is_empty()).then_some(api::projects::NotifyChange {
                 channel: r.notify_channel,
                 value: r.notify_value,

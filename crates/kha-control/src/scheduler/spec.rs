@@ -59,6 +59,7 @@ pub fn job_spec(job: &Job, ctx: &BuildContext, base_url: &str) -> agent::JobSpec
             memory_mib: job.spec.limits.memory_mib,
             pids: job.spec.limits.pids,
             cpu_millis: job.spec.limits.cpu_millis,
+            network: job.spec.limits.network,
         }),
         image: job.spec.image.clone(),
         vcs: job.spec.vcs.wire_name().into(),

@@ -43,20 +43,17 @@ impl LxcExecutor {
         c.set("lxc.rootfs.options", "ro");
         c.set("lxc.idmap", format!("u 0 {} {}", ids.uid, ids.count));
         c.set("lxc.idmap", format!("g 0 {} {}", ids.gid, ids.count));
-        if self.network {
-            c.set("lxc.net.0.type", "none");
-            // sysfs can only be mounted by the owner of the network
-            // namespace: show the host's, read-only.
-            c.set("lxc.mount.auto", "proc:mixed cgroup:ro:force");
-            c.mount("/sys", "sys", "none", "ro,rbind,nodev,nosuid,noexec");
-        } else {
-            c.set("lxc.net.0.type", "empty");
-            // Brings the loopback interface up; jobs' tests use it.
-            c.set("lxc.net.0.flags", "up");
-            // cgroup:ro:force mounts the container's own cgroups read-only,
-            // so that runtimes (the JVM…) can see their limits.
-            c.set("lxc.mount.auto", "proc:mixed sys:ro cgroup:ro:force");
+        match (run.net, &self.job_net) {
+            (Some(addr), Some(net)) => net.conf(&mut c, addr),
+            _ => {
+                c.set("lxc.net.0.type", "empty");
+                // Brings the loopback interface up; jobs' tests use it.
+                c.set("lxc.net.0.flags", "up");
+            }
         }
+        // cgroup:ro:force mounts the container's own cgroups read-only,
+        // so that runtimes (the JVM…) can see their limits.
+        c.set("lxc.mount.auto", "proc:mixed sys:ro cgroup:ro:force");
         c.set("lxc.autodev", "1");
         c.set("lxc.console.path", "none");
         c.set("lxc.tty.max", "0");
@@ -95,7 +92,7 @@ impl LxcExecutor {
             "none",
             "ro,bind,nodev,nosuid",
         );
-        if self.network {
+        if run.net.is_some() {
             c.mount(
                 "/etc/resolv.conf",
                 "etc/resolv.conf",
@@ -148,6 +145,8 @@ pub(super) struct RunPaths {
     /// creates the mount point.
     pub(super) mounts: Vec<(PathBuf, bool)>,
     pub(super) limits: crate::executor::RunLimits,
+    /// The run's address on the jobs' network (`net`), if it has network.
+    pub(super) net: Option<std::net::Ipv4Addr>,
 }
 
 /// Directories every run gets as a fresh tmpfs (see `run_config`).

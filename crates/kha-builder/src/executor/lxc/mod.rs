@@ -42,7 +42,9 @@
 //!   the mapped root so the job can write to it;
 //! - has its own pid, mount, uts (hostname = run name), ipc, user, cgroup and
 //!   network namespaces; the network has only a loopback interface unless
-//!   [`LxcExecutor::network`] is set;
+//!   the run asks for network and the builder has [`LxcExecutor::job_net`]
+//!   (`net`: a bridge with NAT that reaches neither the host nor the
+//!   control node);
 //! - sees the image rootfs read-only, and owned by an unmapped uid besides,
 //!   so it cannot be changed even by remounting; everything writable
 //!   outside `/workspace` (`/tmp`, `/var/tmp`, `/run`, `/root`, `/home`,
@@ -83,6 +85,7 @@ pub mod debian;
 mod idmap;
 mod image;
 pub mod meta;
+pub mod net;
 #[cfg(test)]
 mod tests;
 
@@ -167,11 +170,9 @@ pub struct LxcExecutor {
     pub pids: Option<u64>,
     /// CPU limit in thousandths of a CPU (1500 = one and a half), if any.
     pub cpu_millis: Option<u64>,
-    /// Whether jobs get network access. There is no bridge to set up on the
-    /// host, so "on" means sharing the host's network namespace: jobs then
-    /// reach whatever the host reaches, including services on its
-    /// loopback. Off (the default), a job has only its own loopback.
-    pub network: bool,
+    /// The network runs that ask for it get (`net`); `None`: such runs
+    /// are refused. Other runs have only their own loopback.
+    pub job_net: Option<std::sync::Arc<net::JobNet>>,
     /// pid of the `lxc-execute` of each spawned run (see `spawned`): lets
     /// `stop` act while the container is still starting, or if lxc's
     /// monitor no longer answers.
@@ -188,7 +189,7 @@ impl LxcExecutor {
             memory_bytes: Some(DEFAULT_MEMORY_BYTES),
             pids: Some(DEFAULT_PIDS),
             cpu_millis: None,
-            network: false,
+            job_net: None,
             monitors: Mutex::new(HashMap::new()),
         }
     }
@@ -336,6 +337,15 @@ impl Executor for LxcExecutor {
             opt_tmpfs,
             mounts,
             limits: self.limits(run),
+            net: match (&self.job_net, run.network) {
+                (_, false) => None,
+                (Some(net), true) => Some(net.lease(&run.name)?),
+                (None, true) => {
+                    return Err(setup(
+                        "the job asks for network and this builder gives jobs none (job_network = false)",
+                    ))
+                }
+            },
         };
         let conf = self.run_config(&paths, ids, &cgroups)?;
         let conf_file = paths.scratch.join("lxc.conf");
@@ -387,7 +397,11 @@ impl Executor for LxcExecutor {
         if !valid_name(&run.name, 200) {
             return Err(setup(format!("invalid run name {:?}", run.name)));
         }
-        self.remove_run(&run.name, Some(&run.scratch))
+        let removed = self.remove_run(&run.name, Some(&run.scratch));
+        if let Some(net) = &self.job_net {
+            net.release(&run.name);
+        }
+        removed
     }
 
     /// Must run before this builder starts any job: every `kha-` run under

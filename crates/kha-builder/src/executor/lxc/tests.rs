@@ -65,6 +65,7 @@ impl Data {
             scratch: self.tmp.path().join("scratch").join(test),
             mounts: vec![],
             limits: None,
+            network: false,
         };
         Run {
             exec: &self.exec,
@@ -337,22 +338,6 @@ fn stop_right_after_spawn() {
 
 #[test]
 #[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
-fn network_on_shares_the_hosts() {
-    require_lxc();
-    let mut data = Data::new();
-    data.exec.network = true;
-    let run = data.run(
-        "net",
-        "readlink /proc/self/ns/net\nls /sys/class/net >/dev/null && echo sysfs\n",
-    );
-    let out = run.output();
-    let host = fs::read_link("/proc/self/ns/net").expect("host ns");
-    assert_eq!(text(&out.stdout), format!("{}\nsysfs\n", host.display()));
-    assert_eq!(text(&out.stderr), "");
-}
-
-#[test]
-#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
 fn lxc_failures_stay_out_of_the_output() {
     require_lxc();
     let data = Data::new();
@@ -548,6 +533,7 @@ fn config_keys_follow_the_host() {
             ("/usr/local/otp".into(), false),
         ],
         limits: exec.default_limits(),
+        net: None,
     };
     let ids = IdMap {
         uid: 100_000,
@@ -579,7 +565,14 @@ fn config_keys_follow_the_host() {
     assert!(at("tmpfs tmp tmpfs") < at("tmpfs opt tmpfs"));
     assert!(at("tmpfs opt tmpfs") < at("/opt/kerl/25 opt/kerl/25"));
     assert!(conf.starts_with("# kha run kha-x-1\nlxc.log.file = /s/lxc.log\n"));
-    exec.network = true;
+    // With network: a veth on the jobs' bridge, and the host's resolver.
+    exec.job_net = Some(std::sync::Arc::new(
+        super::net::JobNet::new("kha-jobs0", "10.213.0.0/24", vec![]).unwrap(),
+    ));
+    let paths = RunPaths {
+        net: Some(std::net::Ipv4Addr::new(10, 213, 0, 5)),
+        ..paths
+    };
     let v1 = Cgroups {
         v1: [("memory", "/nonexistent"), ("pids", "/x"), ("cpu", "/y")]
             .map(|(c, p)| (c.to_owned(), PathBuf::from(p)))
@@ -588,7 +581,10 @@ fn config_keys_follow_the_host() {
     };
     let conf = exec.run_config(&paths, ids, &v1).expect("config");
     for line in [
-        "lxc.net.0.type = none",
+        "lxc.net.0.type = veth",
+        "lxc.net.0.link = kha-jobs0",
+        "lxc.net.0.ipv4.address = 10.213.0.5/24",
+        "lxc.mount.entry = /etc/resolv.conf etc/resolv.conf none ro,bind,nodev,nosuid,optional 0 0",
         "lxc.cgroup.memory.limit_in_bytes = 2147483648",
         "lxc.cgroup.pids.max = 4096",
         "lxc.cgroup.cpu.cfs_quota_us = 150000",

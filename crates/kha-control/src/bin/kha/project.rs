@@ -153,6 +153,12 @@ pub struct SetArgs {
     /// CPU limit of each job, in CPUs, e.g. 0.5 (0: the builder's default).
     #[arg(long, value_parser = cpus)]
     cpus: Option<u64>,
+    /// Its jobs get network: what their builder's host reaches, through
+    /// NAT, never the host itself or the control node (off by default).
+    #[arg(long, conflicts_with = "no_network")]
+    network: bool,
+    #[arg(long)]
+    no_network: bool,
 }
 
 /// `--cpus 1.5` as thousandths of a CPU.
@@ -184,6 +190,7 @@ impl SetArgs {
             job_memory_mib: self.memory_mib,
             job_pids: self.pids,
             job_cpu_millis: self.cpus,
+            job_network: flag(self.network, self.no_network),
             name: self.name,
             notify_channel: String::new(),
             notify_value: None,

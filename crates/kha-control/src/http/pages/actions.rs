@@ -186,6 +186,8 @@ pub struct SettingsForm {
     job_pids: String,
     /// In CPUs ("0.5").
     job_cpus: String,
+    /// Checkbox.
+    job_network: String,
 }
 
 #[derive(Deserialize)]
@@ -276,6 +278,7 @@ pub async fn settings(
         );
         let pids = changed(limit("processes", &f.job_pids, 1.0)?, p.job_limits.pids);
         let cpus = changed(limit("CPUs", &f.job_cpus, 1000.0)?, p.job_limits.cpu_millis);
+        let network = !f.job_network.is_empty();
         let u = api::projects::ProjectUpdate {
             private: (private != p.private).then_some(private),
             default_branch: (branch != p.default_branch).then_some(branch),
@@ -287,6 +290,7 @@ pub async fn settings(
             job_memory_mib: memory,
             job_pids: pids,
             job_cpu_millis: cpus,
+            job_network: (network != p.job_limits.network).then_some(network),
             notify: None,
         };
         let unchanged = u.private.is_none()

@@ -1,0 +1,216 @@
+//! Network for jobs whose project asks for it. Everything happens in
+//! network namespaces the test makes: the builder runs in one ("builder")
+//! joined by a veth pair to another ("outside"), where the control node
+//! appears (a relay to its loopback port) at one address and a server
+//! stands for the rest of the world at another. A job with network reaches
+//! that server through its builder's NAT, and does not reach the control
+//! node, nor its builder's host on any address; a job without network
+//! reaches nothing.
+#![allow(clippy::unwrap_used)]
+
+use kha_tests::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::time::Duration;
+
+/// The namespaces, deleted however the test ends (after the cluster,
+/// whose processes run in them, is dropped: declared before it).
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let o = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Binds `addr` in the namespace `ns` (this thread goes in and comes
+/// back; the socket stays there).
+fn listen_in(ns: &str, addr: &str) -> TcpListener {
+    use nix::sched::{setns, CloneFlags};
+    let home = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+    let there = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    setns(there.as_fd(), CloneFlags::CLONE_NEWNET).unwrap();
+    let l = TcpListener::bind(addr);
+    setns(home.as_fd(), CloneFlags::CLONE_NEWNET).unwrap();
+    l.unwrap()
+}
+
+/// Answers every connection with `reply`.
+fn serve(l: TcpListener, reply: &'static str) {
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+}
+
+/// Relays every connection to `target` (from this, the test's, namespace).
+fn relay(l: TcpListener, target: String) {
+    std::thread::spawn(move || {
+        for a in l.incoming().flatten() {
+            let Ok(b) = TcpStream::connect(&target) else {
+                continue;
+            };
+            for (mut from, mut to) in [(a.try_clone().unwrap(), b.try_clone().unwrap()), (b, a)] {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+}
+
+const PROBE: &str = "import socket, sys
+for arg in sys.argv[1:]:
+    name, host, port = arg.split(',')
+    try:
+        s = socket.create_connection((host, int(port)), timeout=2)
+        print(name, 'reached', s.recv(100).decode().strip())
+    except OSError as e:
+        print(name, 'not reached')
+";
+
+#[cfg_attr(kha_skip_lxc, ignore = "KHA_SKIP_LXC is set: lxc tests skipped")]
+#[cfg_attr(
+    all(kha_skip_root, not(kha_skip_lxc)),
+    ignore = "not root: cannot make network namespaces"
+)]
+#[test]
+fn a_job_with_network_reaches_the_world_but_not_its_host_or_the_control_node() {
+    require_lxc();
+    let id = std::process::id();
+    let (b, out) = (format!("kha-b{id}"), format!("kha-o{id}"));
+    let _ns = Namespaces(vec![b.clone(), out.clone()]);
+    for ns in [&b, &out] {
+        ip(&["netns", "add", ns]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    // builder 198.18.0.2 — outside 198.18.0.1 (the control node) and
+    // 198.18.0.3 (the world).
+    ip(&[
+        "-n", &b, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &out,
+    ]);
+    ip(&["-n", &b, "addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+    ip(&["-n", &out, "addr", "add", "198.18.0.1/24", "dev", "eth0"]);
+    ip(&["-n", &out, "addr", "add", "198.18.0.3/24", "dev", "eth0"]);
+    for ns in [&b, &out] {
+        ip(&["-n", ns, "link", "set", "eth0", "up"]);
+    }
+    ip(&["-n", &b, "route", "add", "default", "via", "198.18.0.1"]);
+
+    let world = listen_in(&out, "198.18.0.3:0");
+    let world_port = world.local_addr().unwrap().port();
+    serve(world, "hello from outside\n");
+    // What listens on every address of the builder's host.
+    let host = listen_in(&b, "0.0.0.0:0");
+    let host_port = host.local_addr().unwrap().port();
+    serve(host, "the builder's host\n");
+
+    let probe = |ports: (u16, u16, u16)| {
+        let (control, world, host) = ports;
+        format!(
+            "language: shell\nscript: python3 probe.py world,198.18.0.3,{world} control,198.18.0.1,{control} host,198.18.0.2,{host} gateway,10.213.0.1,{host}\n"
+        )
+    };
+    let mut c = Fixture::new().start();
+    let control = listen_in(&out, "198.18.0.1:0");
+    let control_port = control.local_addr().unwrap().port();
+    relay(control, c.addr());
+    let travis = probe((control_port, world_port, host_port));
+    let repo = Repo::with_travis_yml(&travis);
+    repo.commit(&[("probe.py", PROBE)], "probe");
+    c.kha_ok(&["project", "add", "open", &repo.url()]);
+    c.kha_ok(&["project", "add", "closed", &repo.url()]);
+    let shown = c.kha_ok(&["project", "set", "open", "--network"]);
+    assert!(shown.contains("network"), "{shown}");
+
+    // The builder, in its namespace, reaches the control node through
+    // the outside one.
+    let data = c.path("builder-a");
+    let o = Command::new(bin("kha-builder"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["image", "create", "default"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let token = c.path("enrol-token-a");
+    std::fs::write(&token, format!("{}\n", c.enrolment_token())).unwrap();
+    // In the namespace with a /sys of its own (lxc finds the bridge
+    // there), the cgroup hierarchies bound back in below it (lxc needs
+    // them: `ip netns exec` would leave them out); in a mount namespace of
+    // its own, so nothing changes for the rest of the machine.
+    let cg = c.path("cgroup");
+    std::fs::create_dir_all(&cg).unwrap();
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{b}"))
+        .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount --rbind /sys/fs/cgroup \"$KHA_CG\" && mount -t sysfs sysfs /sys \
+             && mount --rbind \"$KHA_CG\" /sys/fs/cgroup && exec \"$0\" \"$@\"",
+        )
+        .env("KHA_CG", &cg)
+        .arg(bin("kha-builder"))
+        .arg("--control")
+        .arg(format!("http://198.18.0.1:{control_port}"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--name", "a", "--slots", "1"])
+        .arg("--token-file")
+        .arg(&token)
+        .env("KHA_LOG", "info,kha_builder=debug");
+    let proc = Proc::spawn(&mut cmd, c.path("builder-a.log"));
+    c.builders.push(Builder {
+        proc,
+        data,
+        name: "a".into(),
+        host: false,
+    });
+    c.wait_builders_connected(1);
+
+    let run = |project: &str| {
+        let id = c.trigger(project, None);
+        let b = c.wait_build(id, Duration::from_secs(120));
+        let job = b["jobs"][0]["id"].as_u64().unwrap();
+        let log = String::from_utf8_lossy(&c.log(job)).into_owned();
+        assert_eq!(b["state"], "passed", "{b}\n{log}");
+        log
+    };
+    let log = run("open");
+    for line in [
+        "world reached hello from outside",
+        "control not reached",
+        "host not reached",
+        "gateway not reached",
+    ] {
+        assert!(log.contains(line), "no {line:?} in\n{log}");
+    }
+    let log = run("closed");
+    for line in [
+        "world not reached",
+        "control not reached",
+        "host not reached",
+        "gateway not reached",
+    ] {
+        assert!(log.contains(line), "no {line:?} in\n{log}");
+    }
+}
