@@ -58,7 +58,7 @@ pub enum CacheError {
 
 impl From<sled::Error> for CacheError {
     fn from(e: sled::Error) -> Self {
-        CacheError::Store(StoreError::Sled(e))
+        CacheError::Store(e.into())
     }
 }
 

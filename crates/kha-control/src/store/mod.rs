@@ -32,7 +32,7 @@ pub use writer::Durable;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
     #[error("corrupt record in {tree}: {msg}")]
     Corrupt { tree: &'static str, msg: String },
     #[error("{0}")]
@@ -41,12 +41,40 @@ pub enum StoreError {
     Closed,
 }
 
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        storage_check(&e);
+        StoreError::Sled(e)
+    }
+}
+
 impl From<TransactionError<StoreError>> for StoreError {
     fn from(e: TransactionError<StoreError>) -> Self {
         match e {
             TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::Sled(e),
+            TransactionError::Storage(e) => e.into(),
         }
+    }
+}
+
+/// The exit status of a control node whose database failed to write
+/// (`EX_TEMPFAIL`): its supervisor starts it again.
+pub const EXIT_STORAGE: i32 = 75;
+
+/// After an I/O error (a full disk, a failing one) sled refuses every
+/// later operation of the process with that same error, even once the
+/// disk has room again: nothing could be written, no job could finish. A
+/// new process recovers the database from its last flush, and everything
+/// acknowledged was flushed, so the control node exits for its supervisor
+/// (systemd's `Restart=`) to start it again, and says why.
+pub fn storage_check(e: &sled::Error) {
+    if let sled::Error::Io(io) = e {
+        tracing::error!(
+            error = %io,
+            "the database could not write to disk, and cannot go on in this process: \
+             exiting so that a restart recovers it from its last flush (status {EXIT_STORAGE})"
+        );
+        std::process::exit(EXIT_STORAGE);
     }
 }
 

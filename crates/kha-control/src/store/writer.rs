@@ -83,7 +83,10 @@ fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Op>) {
         let r: FlushResult = if store.flush_broken.load(Ordering::Relaxed) {
             Err("the disk refuses writes (test)".into())
         } else {
-            store.db.flush().map(|_| ()).map_err(|e| e.to_string())
+            store.db.flush().map(|_| ()).map_err(|e| {
+                super::storage_check(&e);
+                e.to_string()
+            })
         };
         if r.is_ok() {
             store.events.publish_upto(upto);
