@@ -5,7 +5,9 @@
 //! back a fixed time, in both directions, without limiting throughput), or
 //! a cut (every connection closed at once). Network namespaces with `tc
 //! netem` would be the other way, but this machine's kernel has no netem
-//! (`CONFIG_NET_SCH_NETEM` is not set).
+//! (`CONFIG_NET_SCH_NETEM` is not set); packet loss is made with nftables
+//! in a namespace of the test's (`crate::netns`), the proxy listening there
+//! ([`FaultProxy::start_on`]).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -30,7 +32,15 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `upstream`.
     pub fn start(upstream: &str) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        FaultProxy::start_on(
+            TcpListener::bind("127.0.0.1:0").expect("bind the proxy"),
+            upstream,
+        )
+    }
+
+    /// Forwards what comes to `listener` (which may be in another network
+    /// namespace, `crate::listen_in`) to `upstream` (from this one).
+    pub fn start_on(listener: TcpListener, upstream: &str) -> FaultProxy {
         let addr = listener.local_addr().expect("proxy address");
         let shared = Arc::new(Shared::default());
         let (s, up) = (shared.clone(), upstream.to_string());

@@ -11,42 +11,7 @@
 use kha_tests::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsFd;
-use std::process::Command;
 use std::time::Duration;
-
-/// The namespaces, deleted however the test ends (after the cluster,
-/// whose processes run in them, is dropped: declared before it).
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// Binds `addr` in the namespace `ns` (this thread goes in and comes
-/// back; the socket stays there).
-fn listen_in(ns: &str, addr: &str) -> TcpListener {
-    use nix::sched::{setns, CloneFlags};
-    let home = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
-    let there = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-    setns(there.as_fd(), CloneFlags::CLONE_NEWNET).unwrap();
-    let l = TcpListener::bind(addr);
-    setns(home.as_fd(), CloneFlags::CLONE_NEWNET).unwrap();
-    l.unwrap()
-}
 
 /// Answers every connection with `reply`.
 fn serve(l: TcpListener, reply: &'static str) {
@@ -97,13 +62,8 @@ for arg in sys.argv[1:]:
 #[test]
 fn a_job_with_network_reaches_the_world_but_not_its_host_or_the_control_node() {
     require_lxc();
-    let id = std::process::id();
-    let (b, out) = (format!("kha-b{id}"), format!("kha-o{id}"));
-    let _ns = Namespaces(vec![b.clone(), out.clone()]);
-    for ns in [&b, &out] {
-        ip(&["netns", "add", ns]);
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
+    let ns = Netns::new(&["b", "o"]);
+    let (b, out) = (ns.name(0).to_string(), ns.name(1).to_string());
     // builder 198.18.0.2 — outside 198.18.0.1 (the control node) and
     // 198.18.0.3 (the world).
     ip(&[
@@ -145,46 +105,12 @@ fn a_job_with_network_reaches_the_world_but_not_its_host_or_the_control_node() {
 
     // The builder, in its namespace, reaches the control node through
     // the outside one.
-    let data = c.path("builder-a");
-    let o = Command::new(bin("kha-builder"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["image", "create", "default"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let token = c.path("enrol-token-a");
-    std::fs::write(&token, format!("{}\n", c.enrolment_token())).unwrap();
-    // In the namespace with a /sys of its own (lxc finds the bridge
-    // there), the cgroup hierarchies bound back in below it (lxc needs
-    // them: `ip netns exec` would leave them out); in a mount namespace of
-    // its own, so nothing changes for the rest of the machine.
-    let cg = c.path("cgroup");
-    std::fs::create_dir_all(&cg).unwrap();
-    let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net=/run/netns/{b}"))
-        .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
-        .arg(
-            "mount --rbind /sys/fs/cgroup \"$KHA_CG\" && mount -t sysfs sysfs /sys \
-             && mount --rbind \"$KHA_CG\" /sys/fs/cgroup && exec \"$0\" \"$@\"",
-        )
-        .env("KHA_CG", &cg)
-        .arg(bin("kha-builder"))
-        .arg("--control")
-        .arg(format!("http://198.18.0.1:{control_port}"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--name", "a", "--slots", "1"])
-        .arg("--token-file")
-        .arg(&token)
-        .env("KHA_LOG", "info,kha_builder=debug");
-    let proc = Proc::spawn(&mut cmd, c.path("builder-a.log"));
-    c.builders.push(Builder {
-        proc,
-        data,
-        name: "a".into(),
-        host: false,
-    });
+    c.builder_in_netns(
+        &b,
+        &format!("http://198.18.0.1:{control_port}"),
+        ("a", 1),
+        &[],
+    );
     c.wait_builders_connected(1);
 
     let run = |project: &str| {

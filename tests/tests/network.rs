@@ -1,6 +1,7 @@
 //! End to end: a bad network between a builder and the control node,
 //! made by a [`FaultProxy`] the builder reaches the control node through
-//! (partitions, latency, cut connections). Nothing is lost: every log is
+//! (partitions, latency, cut connections) and, for packet loss, nftables in
+//! a network namespace the builder runs in. Nothing is lost: every log is
 //! exactly what its job printed, and every result is recorded once.
 #![allow(clippy::unwrap_used)]
 
@@ -200,4 +201,110 @@ fn connections_cut_again_and_again_lose_nothing() {
         assert_eq!(b["jobs"][0]["epoch"], 1, "{b}");
         assert_counted(&c.log(b["jobs"][0]["id"].as_u64().unwrap()), 40);
     }
+}
+
+/// 300 ms of latency each way and 5 % of the packets dropped in each
+/// direction (nftables in a network namespace of the test's, where the
+/// builder runs): builds pass at their first attempt with every line once,
+/// and a live tail (`kha log --follow`) of a running job shows its lines
+/// while it runs and ends with exactly the stored log.
+#[cfg_attr(kha_skip_root, ignore = "not root: cannot make network namespaces")]
+#[test]
+fn latency_and_packet_loss_lose_nothing_and_the_live_tail_keeps_up() {
+    use std::io::BufRead;
+    let ns = Netns::new(&["l"]);
+    let b = ns.name(0).to_string();
+    // Where the builder meets the proxy: every packet is delivered through
+    // the namespace's input hook, one way or the other.
+    nft_in(
+        &b,
+        "table inet loss {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    numgen random mod 100 < 5 counter drop\n  }\n}\n",
+    );
+    let repo = Repo::with_travis_yml(
+        "language: shell\nscript: for i in $(seq 1 40); do echo \"line $i $(date +%s%N)\"; sleep 0.1; done\n",
+    );
+    let mut c = Fixture::new()
+        .heartbeat_ms(2000)
+        .project("demo", &repo.url())
+        .start();
+    let proxy = FaultProxy::start_on(listen_in(&b, "127.0.0.1:0"), &c.addr());
+    proxy.delay(Duration::from_millis(300));
+    c.builder_in_netns(
+        &b,
+        &proxy.url(),
+        ("a", 2),
+        &["--executor", "host", "--i-trust-every-job"],
+    );
+    c.wait_builders_connected(1);
+
+    let ids: Vec<u64> = (0..3).map(|_| c.trigger("demo", None)).collect();
+    let first = job_of(&c, ids[0])["id"].as_u64().unwrap();
+    let mut tail = std::process::Command::new(bin("kha"))
+        .args(["log", &first.to_string(), "--follow"])
+        .env("KHA_SERVER", c.url())
+        .env("KHA_DATA_DIR", c.path("control"))
+        .env("HOME", c.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    };
+    // Each line as it arrives, with how long after it was printed.
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(tail.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let printed = line
+            .strip_prefix("line ")
+            .and_then(|r| r.split(' ').nth(1))
+            .and_then(|t| t.parse::<u64>().ok());
+        seen.push((line, printed.map(|p| now_ns().saturating_sub(p))));
+    }
+    let status = tail.wait().unwrap();
+    assert!(status.success(), "the tail ended with {status}");
+    for id in &ids {
+        let b = c.wait_build(*id, Duration::from_secs(120));
+        assert_eq!(b["state"], "passed", "{b}");
+        assert_eq!(b["jobs"][0]["epoch"], 1, "{b}");
+        let log = String::from_utf8(c.log(b["jobs"][0]["id"].as_u64().unwrap())).unwrap();
+        let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("line ")).collect();
+        let want: Vec<String> = (1..=40).map(|i| format!("line {i} ")).collect();
+        assert_eq!(lines.len(), 40, "{log}");
+        for (l, w) in lines.iter().zip(&want) {
+            assert!(l.starts_with(w.as_str()), "{l:?} is not {w:?}…: {log}");
+        }
+    }
+    // The tail showed exactly the stored log, and showed it live: its first
+    // line came before the job printed its last.
+    let stored = String::from_utf8(c.log(first)).unwrap();
+    let tailed: String = seen.iter().map(|(l, _)| format!("{l}\n")).collect();
+    assert_eq!(tailed, stored);
+    let mut lags: Vec<u64> = seen.iter().filter_map(|(_, lag)| *lag).collect();
+    assert_eq!(lags.len(), 40);
+    let last_printed_ns = 4_000_000_000u64; // 40 lines 0.1 s apart
+    assert!(
+        lags[0] < last_printed_ns,
+        "the first line reached the tail {} ms after it was printed",
+        lags[0] / 1_000_000
+    );
+    lags.sort_unstable();
+    let dropped = std::process::Command::new("ip")
+        .args(["netns", "exec", &b, "nft", "list", "table", "inet", "loss"])
+        .output()
+        .unwrap();
+    let counter = String::from_utf8_lossy(&dropped.stdout)
+        .split("packets ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or("?")
+        .to_string();
+    eprintln!(
+        "300 ms each way, 5 % loss ({counter} packets dropped): 3 builds passed at epoch 1; \
+         tail lag p50 {} ms, max {} ms",
+        lags[lags.len() / 2] / 1_000_000,
+        lags[lags.len() - 1] / 1_000_000
+    );
 }
