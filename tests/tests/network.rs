@@ -308,3 +308,52 @@ fn latency_and_packet_loss_lose_nothing_and_the_live_tail_keeps_up() {
         lags[lags.len() - 1] / 1_000_000
     );
 }
+
+/// The connection lost while the builder reports a job's result: the job
+/// touches a file, then ends 2 s later; the test holds every packet back
+/// as soon as it sees the file, so the result is sent into the partition,
+/// and 3 s after the file cuts every connection. The builder sends the result again on a new
+/// connection; it is recorded once, with the whole log.
+#[test]
+fn a_result_cut_off_on_its_way_is_sent_again_and_recorded_once() {
+    let marker = tempfile::tempdir().unwrap();
+    let done = marker.path().join("done");
+    let repo = Repo::with_travis_yml(&format!(
+        "language: shell\nscript:\n  - for i in $(seq 1 20); do echo line $i; done\n  - touch {} && sleep 2\n",
+        done.display()
+    ));
+    // Leases of 6 s: the 3 s partition is shorter.
+    let mut c = Fixture::new()
+        .heartbeat_ms(2000)
+        .project("demo", &repo.url())
+        .start();
+    let proxy = FaultProxy::start(&c.addr());
+    c.host_builder_via("a", 1, &proxy.url());
+    c.wait_builders_connected(1);
+    let id = c.trigger("demo", None);
+    wait_for("the job's last command", Duration::from_secs(60), || {
+        done.exists().then_some(())
+    });
+    proxy.partition();
+    std::thread::sleep(Duration::from_secs(3));
+    let cut = proxy.cut();
+    proxy.heal();
+    let b = c.wait_build(id, Duration::from_secs(60));
+    assert_eq!(b["state"], "passed", "{b}");
+    assert_eq!(b["jobs"][0]["epoch"], 1, "{b}");
+    let job = b["jobs"][0]["id"].as_u64().unwrap();
+    assert_counted(&c.log(job), 20);
+    let builder = c.builders[0].proc.log_text();
+    assert!(
+        builder.contains("cannot report the result yet; retrying"),
+        "the result was not cut off on its way:\n{builder}"
+    );
+    let events = c.kha_ok(&["events", "--json", "--from", "1"]);
+    let finished = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["kind"] == "job_finished" && e["job_id"] == job)
+        .count();
+    assert_eq!(finished, 1, "{events}");
+    eprintln!("{cut} connections cut while the result was on its way; recorded once");
+}
