@@ -295,21 +295,7 @@ impl Cluster {
         require_lxc();
         let token = self.enrolment_token();
         let data = self.path(&format!("builder-{name}"));
-        let o = Command::new(bin("kha-builder"))
-            .args([
-                "--data-dir",
-                &data.to_string_lossy(),
-                "image",
-                "create",
-                "default",
-            ])
-            .output()
-            .expect("create image");
-        assert!(
-            o.status.success(),
-            "image create: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        create_default_image(&data);
         let proc = self.spawn_builder(&data, name, slots, Some(&token), extra);
         self.builders.push(Builder {
             proc,
@@ -570,4 +556,20 @@ pub fn free_bytes(dir: &Path) -> u64 {
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("df of {}: {out:?}", dir.display()))
+}
+
+/// Makes the `default` image in a builder's data dir (`kha-builder image
+/// create`, a few milliseconds).
+pub(crate) fn create_default_image(data: &Path) {
+    let o = Command::new(bin("kha-builder"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["image", "create", "default"])
+        .output()
+        .expect("kha-builder image create");
+    assert!(
+        o.status.success(),
+        "image create: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -94,17 +94,7 @@ impl Cluster {
         let data = self.path(&format!("builder-{name}"));
         if !extra.contains(&"host") {
             crate::lxc::require_lxc();
-            let o = Command::new(bin("kha-builder"))
-                .arg("--data-dir")
-                .arg(&data)
-                .args(["image", "create", "default"])
-                .output()
-                .expect("kha-builder image create");
-            assert!(
-                o.status.success(),
-                "image create: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            crate::cluster::create_default_image(&data);
         }
         let token = self.path(&format!("enrol-token-{name}"));
         std::fs::write(&token, format!("{}\n", self.enrolment_token())).expect("token file");

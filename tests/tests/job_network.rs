@@ -9,8 +9,8 @@
 #![allow(clippy::unwrap_used)]
 
 use kha_tests::*;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::time::Duration;
 
 /// Answers every connection with `reply`.
@@ -18,28 +18,6 @@ fn serve(l: TcpListener, reply: &'static str) {
     std::thread::spawn(move || {
         for mut s in l.incoming().flatten() {
             let _ = s.write_all(reply.as_bytes());
-        }
-    });
-}
-
-/// Relays every connection to `target` (from this, the test's, namespace).
-fn relay(l: TcpListener, target: String) {
-    std::thread::spawn(move || {
-        for a in l.incoming().flatten() {
-            let Ok(b) = TcpStream::connect(&target) else {
-                continue;
-            };
-            for (mut from, mut to) in [(a.try_clone().unwrap(), b.try_clone().unwrap()), (b, a)] {
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16384];
-                    while let Ok(n) = from.read(&mut buf) {
-                        if n == 0 || to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                });
-            }
         }
     });
 }
@@ -94,7 +72,7 @@ fn a_job_with_network_reaches_the_world_but_not_its_host_or_the_control_node() {
     let mut c = Fixture::new().start();
     let control = listen_in(&out, "198.18.0.1:0");
     let control_port = control.local_addr().unwrap().port();
-    relay(control, c.addr());
+    let _relay = FaultProxy::start_on(control, &c.addr());
     let travis = probe((control_port, world_port, host_port));
     let repo = Repo::with_travis_yml(&travis);
     repo.commit(&[("probe.py", PROBE)], "probe");

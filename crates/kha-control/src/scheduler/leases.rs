@@ -12,6 +12,10 @@ use kha_core::{Epoch, JobId, JobOutcome, JobState, Lease};
 use kha_proto::agent::{self, control_message::Msg};
 use tracing::{debug, info, warn};
 
+/// How long a job a builder handed back as an infrastructure error is not
+/// offered to that builder again.
+pub const HANDED_BACK_HOLD_MS: u64 = 5_000;
+
 impl Scheduler {
     /// A builder accepted an offer: store the lease, then tell it to start.
     pub async fn accept(&self, builder: &str, job_id: JobId, epoch: Epoch) {
@@ -91,6 +95,7 @@ impl Scheduler {
             let mut inner = self.lock();
             inner.queued.remove(&job_id);
             inner.refused.remove(&job_id);
+            inner.handed_back.remove(&job_id);
             inner.leases.insert(Lease {
                 job: job_id,
                 epoch,
@@ -275,15 +280,24 @@ impl Scheduler {
                     .await?;
             }
             None => {
-                // Not offered to this builder again while it stays
-                // connected (a full disk, a broken checkout): otherwise it
-                // would take the job back at once and spend every attempt
-                // in milliseconds. Set before the requeue can offer it.
-                self.lock()
-                    .refused
-                    .entry(job_id)
-                    .or_default()
-                    .insert(builder.to_string(), req.detail.clone());
+                // Held back from this builder a while (a full disk, a
+                // broken checkout): otherwise it would take the job back at
+                // once and spend every attempt in milliseconds; another
+                // builder may take it meanwhile, and a lone builder gets it
+                // again after the hold (a passing hiccup). Set before the
+                // requeue can offer it.
+                let until = self.clock.now() + HANDED_BACK_HOLD_MS;
+                {
+                    let mut inner = self.lock();
+                    inner
+                        .refused
+                        .entry(job_id)
+                        .or_default()
+                        .insert(builder.to_string(), req.detail.clone());
+                    inner
+                        .handed_back
+                        .insert(job_id, (builder.to_string(), until));
+                }
                 self.requeue_or_give_up(
                     job_id,
                     epoch,
@@ -400,6 +414,7 @@ impl Scheduler {
                 inner.index_queued(&job, true);
             } else {
                 inner.refused.remove(&job_id);
+                inner.handed_back.remove(&job_id);
             }
         }
         if job.state == JobState::Queued {

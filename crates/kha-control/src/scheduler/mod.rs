@@ -136,6 +136,9 @@ struct Inner {
     /// Builders that refused a job, with the reason each gave: it is not
     /// offered to them again.
     refused: HashMap<JobId, HashMap<String, String>>,
+    /// Jobs a builder handed back as an infrastructure error: refused by
+    /// it (in `refused`) until this time, then offered to it again.
+    handed_back: HashMap<JobId, (String, Millis)>,
     leases: LeaseTable,
     /// Running jobs asked to stop, with the time past which they are
     /// recorded as canceled whatever their builder says.

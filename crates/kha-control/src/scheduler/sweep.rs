@@ -8,7 +8,9 @@
 //!   canceled instead;
 //! - a cancel not confirmed in time ends the builder's session and records
 //!   the job as canceled;
-//! - a job past its own timeout plus the backstop is recorded as timed out.
+//! - a job past its own timeout plus the backstop is recorded as timed out;
+//! - a job a builder handed back is offered to it again after
+//!   `HANDED_BACK_HOLD_MS`.
 
 use super::Scheduler;
 use kha_core::{Epoch, JobId, JobState};
@@ -19,7 +21,7 @@ impl Scheduler {
     /// Expires offers, leases, cancels and timeouts. Run about every 100 ms.
     pub async fn sweep(&self) {
         let now = self.clock.now();
-        let (expired, cancels, timeouts) = {
+        let (expired, cancels, timeouts, released) = {
             let mut inner = self.lock();
             let late: Vec<JobId> = inner
                 .offers
@@ -37,6 +39,22 @@ impl Scheduler {
                     }
                 }
                 inner.requeue_front(j);
+            }
+            // Holds on handed-back jobs that are over: offered there again.
+            let over: Vec<(JobId, String)> = inner
+                .handed_back
+                .iter()
+                .filter(|(_, (_, until))| *until <= now)
+                .map(|(j, (b, _))| (*j, b.clone()))
+                .collect();
+            for (j, b) in &over {
+                inner.handed_back.remove(j);
+                if let Some(by) = inner.refused.get_mut(j) {
+                    by.remove(b);
+                    if by.is_empty() {
+                        inner.refused.remove(j);
+                    }
+                }
             }
             let expired = inner.leases.take_expired(now);
             let cancels: Vec<(JobId, Epoch)> = inner
@@ -56,8 +74,11 @@ impl Scheduler {
                         .map(|l| (*j, l.epoch, l.builder.clone()))
                 })
                 .collect();
-            (expired, cancels, timeouts)
+            (expired, cancels, timeouts, !over.is_empty())
         };
+        if released {
+            self.dispatch();
+        }
         for l in expired {
             let canceling = self.lock().canceling.contains_key(&l.job);
             let r = if canceling {

@@ -298,6 +298,52 @@ async fn finish_verifies_the_log() {
     assert_eq!(j.log_len, 6);
 }
 
+/// A job a builder hands back as an infrastructure error (a checkout that
+/// failed on a full disk) is not offered to it again at once, where it
+/// would spend every attempt in milliseconds. A lone builder gets it again
+/// after the hold (another builder would take it meanwhile:
+/// `disk::a_builder_with_a_full_disk_…`).
+#[tokio::test]
+async fn a_job_handed_back_is_held_from_its_builder_a_while() {
+    use super::leases::HANDED_BACK_HOLD_MS;
+    use kha_proto::agent::{FinishJobRequest, Outcome};
+    let f = fixture();
+    let job = build(&f, "p", 1).await[0].id;
+    let mut a = connect(&f, "a", &["os=linux"]);
+    f.sched.set_credit("a", 1);
+    assert_eq!(offers(&mut a), vec![(job, 1)]);
+    f.sched.accept("a", job, 1).await;
+    let mut back = FinishJobRequest {
+        job_id: job,
+        epoch: 1,
+        detail: "checkout failed: No space left on device".into(),
+        // The SHA-256 of nothing: the job printed nothing.
+        sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+        ..Default::default()
+    };
+    back.set_outcome(Outcome::Infrastructure);
+    f.sched.finish("a", &back).await.unwrap();
+    f.sched.set_credit("a", 1);
+    f.clock.advance(HANDED_BACK_HOLD_MS - 100);
+    f.sched.sweep().await;
+    assert!(offers(&mut a).is_empty(), "offered again during the hold");
+    assert_eq!(
+        f.sched.why_waiting(job).unwrap(),
+        "every builder that could run it refused it: checkout failed: No space left on device"
+    );
+    // After it: offered there again, as the next attempt.
+    f.clock.advance(200);
+    f.sched.sweep().await;
+    assert_eq!(offers(&mut a), vec![(job, 2)]);
+    f.sched.accept("a", job, 2).await;
+    back.epoch = 2;
+    f.sched.finish("a", &back).await.unwrap();
+    // Its last attempt (2 here): given up, the hold forgotten.
+    let j = f.sched.store.get_job(job).unwrap().unwrap();
+    assert_eq!(j.state, JobState::Errored);
+    assert!(f.sched.lock().handed_back.is_empty());
+}
+
 #[tokio::test]
 async fn restart_of_the_control_node_keeps_queue_and_leases() {
     let dir = tempfile::tempdir().unwrap();

@@ -185,7 +185,8 @@ mod tests {
     use super::super::QUEUE_NORMAL_BASE;
     use super::*;
 
-    fn build(store: &Store) -> Build {
+    /// A build of one job, written.
+    pub(super) fn build(store: &Store) -> Build {
         let id = store.next_build_id().unwrap();
         let job = Job {
             queue_key: QUEUE_NORMAL_BASE + id,
@@ -239,8 +240,6 @@ mod tests {
 
 #[cfg(test)]
 mod measure {
-    use super::super::records::{Build, Job};
-    use super::super::QUEUE_NORMAL_BASE;
     use super::*;
 
     /// By hand: how long a backup holds writes back for a database of
@@ -255,13 +254,7 @@ mod measure {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("a")).unwrap();
         for _ in 0..n {
-            let id = store.next_build_id().unwrap();
-            let job = Job {
-                queue_key: QUEUE_NORMAL_BASE + id,
-                ..Job::for_test(store.next_job_id().unwrap(), id, 1, "p")
-            };
-            let mut b = Build::for_test(id, "p", "main", vec![job.id]);
-            store.create_build(&mut b, &mut [job], id).unwrap();
+            super::tests::build(&store);
         }
         store.durable().await.unwrap();
         let out = std::fs::File::create(dir.path().join("dump")).unwrap();

@@ -43,7 +43,6 @@ pub enum StoreError {
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        storage_check(&e);
         StoreError::Sled(e)
     }
 }
@@ -66,7 +65,10 @@ pub const EXIT_STORAGE: i32 = 75;
 /// disk has room again: nothing could be written, no job could finish. A
 /// new process recovers the database from its last flush, and everything
 /// acknowledged was flushed, so the control node exits for its supervisor
-/// (systemd's `Restart=`) to start it again, and says why.
+/// (systemd's `Restart=`) to start it again, and says why. Checked on the
+/// writer's flushes, which every acknowledged write waits for (not on
+/// opening: a database still locked by another process is an error to
+/// report, not a reason to exit).
 pub fn storage_check(e: &sled::Error) {
     if let sled::Error::Io(io) = e {
         tracing::error!(
