@@ -53,12 +53,7 @@ impl From<kha_core::JobSpec> for agent::JobSpec {
                 .map(|(name, value)| agent::Var { name, value })
                 .collect(),
             cache: s.cache.map(Into::into),
-            limits: (!s.limits.is_default()).then_some(agent::JobLimits {
-                memory_mib: s.limits.memory_mib,
-                pids: s.limits.pids,
-                cpu_millis: s.limits.cpu_millis,
-                network: s.limits.network,
-            }),
+            limits: limits_to_wire(s.limits),
             ..Default::default()
         };
         // Available is the wire's default (0), as peers from before
@@ -113,6 +108,16 @@ impl TryFrom<agent::JobSpec> for kha_core::JobSpec {
                 .unwrap_or_default(),
         })
     }
+}
+
+/// A job's limits on the wire: absent when the project asks for nothing.
+pub fn limits_to_wire(l: kha_core::limits::JobLimits) -> Option<agent::JobLimits> {
+    (!l.is_default()).then_some(agent::JobLimits {
+        memory_mib: l.memory_mib,
+        pids: l.pids,
+        cpu_millis: l.cpu_millis,
+        network: l.network,
+    })
 }
 
 impl From<kha_core::cache::CacheSpec> for agent::CacheSpec {

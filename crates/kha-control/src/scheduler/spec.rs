@@ -55,12 +55,7 @@ pub fn job_spec(job: &Job, ctx: &BuildContext, base_url: &str) -> agent::JobSpec
         commit: job.spec.commit.clone(),
         env,
         timeout_secs: job.spec.timeout_secs,
-        limits: (!job.spec.limits.is_default()).then_some(agent::JobLimits {
-            memory_mib: job.spec.limits.memory_mib,
-            pids: job.spec.limits.pids,
-            cpu_millis: job.spec.limits.cpu_millis,
-            network: job.spec.limits.network,
-        }),
+        limits: kha_proto::convert::limits_to_wire(job.spec.limits),
         image: job.spec.image.clone(),
         vcs: job.spec.vcs.wire_name().into(),
         module: job.spec.module.clone(),
