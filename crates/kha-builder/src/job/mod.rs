@@ -134,6 +134,9 @@ pub struct Job {
     choice: Choice,
     /// Its encrypted variables, decrypted, from the grant.
     secure: JobSecrets,
+    /// Lines for the log: limits its project asked for that this builder
+    /// gives less of.
+    limit_notes: Vec<String>,
 }
 
 /// What the grant brought of the job's encrypted variables.
@@ -164,13 +167,19 @@ impl Job {
         let Grant { creds, secure } = grant;
         let name = format!("kha-{id}-{epoch}");
         let data = &shared.cfg.data_dir;
+        let (limits, limit_notes) = if spec.limits.is_default() {
+            (None, vec![])
+        } else {
+            let (limits, notes) = shared.cfg.job_limits(spec.limits);
+            (Some(limits), notes)
+        };
         let run = JobRun {
             workspace: shared.dirs.work.join(&name),
             scratch: shared.dirs.scratch.join(&name),
             image: choice.image.clone(),
             mounts: activate::mounts(&choice),
             name: name.clone(),
-            limits: (!spec.limits.is_default()).then(|| shared.cfg.job_limits(spec.limits).0),
+            limits,
             network: spec.limits.network,
         };
         let spool_path = data.join("spool").join(format!("{name}.log"));
@@ -187,6 +196,7 @@ impl Job {
             env_file,
             choice,
             secure,
+            limit_notes,
         }
     }
 
@@ -208,10 +218,8 @@ impl Job {
         for n in &self.secure.notes {
             spool.line(n);
         }
-        if !self.spec.limits.is_default() {
-            for n in self.shared.cfg.job_limits(self.spec.limits).1 {
-                spool.note(&n);
-            }
+        for n in &self.limit_notes {
+            spool.note(n);
         }
         let ship_stop = CancellationToken::new();
         let shipper = crate::task::spawn(
