@@ -23,6 +23,7 @@ mod http;
 mod lxc;
 mod netns;
 mod process;
+mod prom;
 mod repo;
 pub mod servers;
 mod svn_server;
@@ -41,6 +42,7 @@ pub use lxc::{lxc_available, require_lxc};
 pub use netns::{ip, listen_in, nft_in, Netns};
 pub use nix::sys::signal::Signal;
 pub use process::{bin, test_dir, wait_for, Proc};
+pub use prom::{parse_openmetrics, sample, Sample};
 pub use repo::Repo;
 pub use svn_server::{SvnRepo, Svnserve};
 pub use toolchains::{

@@ -69,6 +69,11 @@ pub struct Config {
     pub job_subnet: String,
     /// The host's toolchains jobs can ask for (`[toolchains]`).
     pub toolchains: ToolchainConfig,
+    /// Where `/metrics` is served ("127.0.0.1:9101"); empty: nowhere.
+    pub metrics_listen: String,
+    /// `/metrics` answers only `Authorization: Bearer <this>`; empty:
+    /// anyone who reaches `metrics_listen`.
+    pub metrics_token: kha_core::Secret,
 }
 
 /// `[toolchains]`: where the host's toolchains are.
@@ -119,6 +124,8 @@ impl Default for Config {
             job_bridge: "kha-jobs0".into(),
             job_subnet: "10.213.0.0/24".into(),
             toolchains: ToolchainConfig::default(),
+            metrics_listen: String::new(),
+            metrics_token: Default::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod identity;
 pub mod job;
 pub mod logs;
+pub mod metrics;
 pub mod session;
 pub mod task;
 pub mod toolchain;
@@ -77,6 +78,8 @@ pub struct Shared {
     pub wake: Notify,
     /// The data dir had less than `min_free_mib` free when last looked at.
     disk_low: std::sync::atomic::AtomicBool,
+    /// What `/metrics` serves (`metrics_listen`).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Shared {
@@ -160,7 +163,10 @@ impl Shared {
     }
 
     pub fn job_done(&self, job: JobId) {
-        self.jobs().remove(&job);
+        let mut jobs = self.jobs();
+        jobs.remove(&job);
+        self.metrics.set_busy(jobs.len());
+        drop(jobs);
         self.wake.notify_one();
     }
 }
@@ -252,6 +258,28 @@ pub async fn run(
     if n > 0 {
         info!(count = n, "removed leftover containers");
     }
+    let metrics = Arc::new(metrics::Metrics::new(cfg.slots, spool.clone()));
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    if !cfg.metrics_listen.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&cfg.metrics_listen)
+            .await
+            .with_context(|| format!("listening for /metrics on {}", cfg.metrics_listen))?;
+        let addr = listener.local_addr()?;
+        // With port 0, how a supervisor or a test learns the port.
+        write_fresh(&cfg.data_dir.join("metrics.addr"), &format!("{addr}\n"))
+            .with_context(|| "writing metrics.addr")?;
+        info!(%addr, "serving /metrics");
+        task::spawn(
+            "metrics",
+            metrics::serve(
+                listener,
+                metrics.clone(),
+                cfg.metrics_token.clone(),
+                stop_metrics.clone(),
+            ),
+        );
+    }
+    let _stop_metrics = stop_metrics.drop_guard();
     let identity = identity(&cfg, token.as_ref()).await?;
     let tc = cfg.toolchains.clone();
     let mut host_toolchains =
@@ -300,6 +328,7 @@ pub async fn run(
         tasks: Tasks::new(),
         wake: Notify::new(),
         disk_low: Default::default(),
+        metrics,
         cfg,
     });
     info!(builder_id = %shared.identity.builder_id, executor = shared.executor.kind(), slots = shared.cfg.slots, labels = ?shared.labels, "builder starting");

@@ -36,6 +36,11 @@ struct Args {
     token_file: Option<PathBuf>,
     #[arg(long, env = "KHA_BUILDER_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at /metrics on this address (e.g.
+    /// 127.0.0.1:9101; port 0 picks one and writes it to
+    /// DATA_DIR/metrics.addr).
+    #[arg(long, env = "KHA_BUILDER_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Where images are (default: DATA_DIR/images).
     #[arg(long, env = "KHA_BUILDER_IMAGES_DIR")]
     images_dir: Option<PathBuf>,
@@ -150,6 +155,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(d) = args.images_dir {
         cfg.images_dir = Some(d);
+    }
+    if let Some(m) = args.metrics_listen {
+        cfg.metrics_listen = m;
     }
     if let Some(n) = args.name {
         cfg.name = n;

@@ -49,6 +49,8 @@ pub struct App {
     pub notify: crate::notify::outbox::Outbox,
     /// The build cache (`crate::cache`).
     pub caches: crate::cache::CacheStore,
+    /// What `/metrics` serves.
+    pub metrics: crate::metrics::Metrics,
     pub shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -84,7 +86,9 @@ impl App {
             .context("setting up notifications ([notify])")?;
         let caches = crate::cache::CacheStore::open(data.join("cache"), &store, cfg.cache.clone())
             .context("opening the build cache")?;
+        let metrics = crate::metrics::Metrics::new(sched.clone(), logs.clone(), store.clone());
         Ok(Arc::new(App {
+            metrics,
             caches,
             notify,
             events: store.events.clone(),
@@ -142,6 +146,37 @@ impl App {
         );
         let app = self.clone();
         self.spawn("events", async move { app.event_upkeep().await });
+        let app = self.clone();
+        self.spawn("metrics", async move {
+            app.metrics
+                .follow_events(&app.events, &app.logs, app.shutdown.clone())
+                .await
+        });
+        let app = self.clone();
+        self.spawn("log-retention", async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = app.shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let (store, logs, server, now) = (
+                    app.store.clone(),
+                    app.logs.clone(),
+                    app.cfg.logs,
+                    app.clock.now(),
+                );
+                let pass = tokio::task::spawn_blocking(move || {
+                    crate::retention::full_pass(&store, &logs, &server, now)
+                });
+                match pass.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(error = %e, "the log retention pass failed"),
+                    Err(e) => warn!(error = %e, "the log retention pass failed"),
+                }
+            }
+        });
         crate::notify::outbox::Outbox::start(self);
     }
 

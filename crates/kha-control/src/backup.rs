@@ -63,7 +63,13 @@ pub struct Taken {
 
 /// The data directory's files a backup copies, beside the database, by
 /// their directory and the ending of their names.
-const COPIED: &[(&str, &str)] = &[("logs", ".log"), ("secrets/keys", ".pem")];
+/// Compressed logs come after the plain ones: a log compressed during the
+/// listing is either linked plain or found compressed.
+const COPIED: &[(&str, &str)] = &[
+    ("logs", ".log"),
+    ("logs", ".log.zst"),
+    ("secrets/keys", ".pem"),
+];
 
 /// Writes into `path` (created, readable by its owner only) and hashes what
 /// is written.

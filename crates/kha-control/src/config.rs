@@ -59,6 +59,11 @@ pub struct Config {
     pub notify: crate::notify::NotifyConfig,
     /// The build cache's limits.
     pub cache: crate::cache::CacheSettings,
+    /// How long finished jobs' logs are kept (`[logs]`).
+    pub logs: crate::retention::LogRetention,
+    /// `/metrics` answers only requests with `Authorization: Bearer
+    /// <this>`; empty: anyone who reaches the HTTP listener.
+    pub metrics_token: Secret,
 }
 
 /// GitHub sign-in: an OAuth app registered on GitHub (or GitHub Enterprise
@@ -126,6 +131,8 @@ impl Default for Config {
             github: None,
             notify: Default::default(),
             cache: Default::default(),
+            logs: Default::default(),
+            metrics_token: Secret::default(),
         }
     }
 }

@@ -62,6 +62,13 @@ enum Command {
         /// Where the backup goes, on this machine.
         dir: PathBuf,
     },
+    /// Applies the log retention policy now (`[logs]` in control.toml and
+    /// the projects' own settings) and says what went.
+    Gc {
+        /// Only say what would go.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Makes the data directory from a backup taken with `backup`, after
     /// checking every file of it. The control node must be stopped.
     Restore {
@@ -180,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match args.cmd {
         Some(Command::Backup { dir }) => return backup(cfg, dir).await,
+        Some(Command::Gc { dry_run }) => return gc(cfg, dry_run).await,
         Some(Command::Restore { dir, replace }) => return restore(cfg, dir, replace),
         _ => {}
     }
@@ -297,6 +305,70 @@ fn absolute(dir: PathBuf) -> anyhow::Result<PathBuf> {
         .join(dir))
 }
 
+/// The running control node's admin service: its gRPC address and admin
+/// token are in the data directory.
+async fn running_node(
+    cfg: &Config,
+) -> anyhow::Result<
+    kha_proto::admin::admin_service_client::AdminServiceClient<kha_proto::client::AuthChannel>,
+> {
+    let data = &cfg.data_dir;
+    let addr = std::fs::read_to_string(data.join("grpc.addr")).with_context(|| {
+        format!(
+            "the running control node's address, {}",
+            data.join("grpc.addr").display()
+        )
+    })?;
+    let token = std::fs::read_to_string(data.join("admin.token"))
+        .with_context(|| format!("reading {}", data.join("admin.token").display()))?;
+    let server = match &cfg.tls_cert {
+        Some(_) => format!("https://{}", addr.trim()),
+        None => format!("http://{}", addr.trim()),
+    };
+    let channel = kha_proto::endpoint(&server, cfg.tls_cert.as_deref())
+        .map_err(|e| anyhow::anyhow!(e))?
+        .connect()
+        .await
+        .with_context(|| format!("reaching the control node at {server}"))?;
+    let auth = kha_proto::client::BearerAuth::new(token.trim())
+        .map_err(|e| anyhow::anyhow!("the admin token cannot be sent: {e}"))?;
+    Ok(kha_proto::admin::admin_service_client::AdminServiceClient::new(auth.channel(channel)))
+}
+
+/// `kha-control gc [--dry-run]`: the log retention pass, through the
+/// running control node or on the stopped one's data directory; says
+/// what goes (or would).
+async fn gc(cfg: Config, dry_run: bool) -> anyhow::Result<()> {
+    let data = cfg.data_dir.clone();
+    if !data.join("db").exists() {
+        anyhow::bail!("{} holds no control node's database", data.display());
+    }
+    let (lines, logs, bytes) = if database_in_use(&data.join("db"))? {
+        let r = running_node(&cfg)
+            .await?
+            .collect_logs(kha_proto::admin::CollectLogsRequest { dry_run })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        (r.lines, r.logs, r.bytes)
+    } else {
+        let store = kha_control::store::Store::open(&data.join("db"))
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", data.join("db").display()))?;
+        let logs = kha_control::store::logs::LogStore::open(data.join("logs"), cfg.log_cap_bytes)?;
+        let server = cfg.logs;
+        tokio::task::spawn_blocking(move || {
+            kha_control::retention::collect(&store, &logs, &server, now_ms(), dry_run)
+        })
+        .await??
+    };
+    for l in &lines {
+        println!("{l}");
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    println!("{verb} {logs} logs, {bytes} bytes");
+    Ok(())
+}
+
 /// `kha-control backup DIR`: through the running control node (its gRPC
 /// address and admin token are in the data directory), or from the
 /// database itself when none runs.
@@ -307,27 +379,8 @@ async fn backup(cfg: Config, dir: PathBuf) -> anyhow::Result<()> {
         anyhow::bail!("{} holds no control node's database", data.display());
     }
     let t = if database_in_use(&data.join("db"))? {
-        use kha_proto::admin::admin_service_client::AdminServiceClient;
-        let addr = std::fs::read_to_string(data.join("grpc.addr")).with_context(|| {
-            format!(
-                "the running control node's address, {}",
-                data.join("grpc.addr").display()
-            )
-        })?;
-        let token = std::fs::read_to_string(data.join("admin.token"))
-            .with_context(|| format!("reading {}", data.join("admin.token").display()))?;
-        let server = match &cfg.tls_cert {
-            Some(_) => format!("https://{}", addr.trim()),
-            None => format!("http://{}", addr.trim()),
-        };
-        let channel = kha_proto::endpoint(&server, cfg.tls_cert.as_deref())
-            .map_err(|e| anyhow::anyhow!(e))?
-            .connect()
-            .await
-            .with_context(|| format!("reaching the control node at {server}"))?;
-        let auth = kha_proto::client::BearerAuth::new(token.trim())
-            .map_err(|e| anyhow::anyhow!("the admin token cannot be sent: {e}"))?;
-        let r = AdminServiceClient::new(auth.channel(channel))
+        let r = running_node(&cfg)
+            .await?
             .backup(kha_proto::admin::BackupRequest {
                 dir: dir.display().to_string(),
             })

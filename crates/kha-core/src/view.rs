@@ -14,6 +14,19 @@ pub struct Project {
     /// The limits its jobs ask builders for (0s: the builders' defaults).
     #[serde(default)]
     pub job_limits: crate::limits::JobLimits,
+    /// At most this many of its jobs run at once; 0: no limit.
+    #[serde(default)]
+    pub max_running_jobs: u32,
+    /// A branch's later build waits until its earlier one is over.
+    #[serde(default)]
+    pub one_build_per_branch: bool,
+    /// Keep the logs of its last N builds; 0: the server's policy.
+    #[serde(default)]
+    pub log_keep_builds: u32,
+    /// Remove the logs of builds that ended longer ago; 0: the server's
+    /// policy.
+    #[serde(default)]
+    pub log_max_age_days: u64,
     pub name: String,
     pub repo_url: String,
     pub default_branch: String,

@@ -103,6 +103,10 @@ impl From<view::Project> for w::Project {
             job_pids: p.job_limits.pids,
             job_cpu_millis: p.job_limits.cpu_millis,
             job_network: p.job_limits.network,
+            max_running_jobs: p.max_running_jobs,
+            one_build_per_branch: p.one_build_per_branch,
+            log_keep_builds: p.log_keep_builds,
+            log_max_age_days: p.log_max_age_days,
         }
     }
 }
@@ -116,6 +120,10 @@ impl From<w::Project> for view::Project {
                 cpu_millis: p.job_cpu_millis,
                 network: p.job_network,
             },
+            max_running_jobs: p.max_running_jobs,
+            one_build_per_branch: p.one_build_per_branch,
+            log_keep_builds: p.log_keep_builds,
+            log_max_age_days: p.log_max_age_days,
             name: p.name,
             repo_url: p.repo_url,
             default_branch: p.default_branch,

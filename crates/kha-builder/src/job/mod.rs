@@ -249,6 +249,14 @@ impl Job {
         // pre-exit runs whatever happened; it cannot change the result.
         let outcome = [("KHA_JOB_OUTCOME", outcome_word(verdict.outcome).to_string())];
         hooks.run(Hook::PreExit, &self.hook_dir(), &outcome).await;
+        self.shared
+            .metrics
+            .jobs
+            .get_or_create(&vec![(
+                "outcome",
+                outcome_word(verdict.outcome).to_string(),
+            )])
+            .inc();
         let (total_len, sha256) = spool.finish().unwrap_or((0, String::new()));
         self.report(verdict, total_len, sha256, shipper, ship_stop)
             .await;
@@ -403,12 +411,17 @@ impl Job {
         let vcs = self.shared.vcs.get(self.spec.vcs);
         let (src, creds) = (Source::of(&self.spec), self.creds.clone());
         let described = vcs.describe(&src);
+        let started = std::time::Instant::now();
         let checkout = tokio::task::spawn_blocking(move || {
             shared.dirs.checkout(&*vcs, &src, &name, creds.as_ref())
         })
         .await;
         match checkout {
             Ok(Ok((workspace, on_disk))) => {
+                self.shared
+                    .metrics
+                    .checkout
+                    .observe(started.elapsed().as_secs_f64());
                 if let Some(line) = on_disk {
                     spool.note(&line);
                 }
@@ -466,6 +479,26 @@ impl Job {
     /// Step 3: the executor's command, spawned and supervised.
     async fn run_driver(&self, spool: &SharedSpool) -> Result<Waited, Verdict> {
         let (exec, run) = (self.shared.executor.clone(), self.run.clone());
+        // The container's start, as the driver's first line in the state
+        // file shows it.
+        let started = std::time::Instant::now();
+        let (state, metrics) = (
+            self.run.workspace.join(".kha/state"),
+            self.shared.metrics.clone(),
+        );
+        let watch = crate::task::spawn("container-start", async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+            loop {
+                tick.tick().await;
+                if tokio::fs::metadata(&state).await.is_ok() {
+                    metrics
+                        .container_start
+                        .observe(started.elapsed().as_secs_f64());
+                    return;
+                }
+            }
+        });
+        let _watch = AbortOnDrop(watch);
         let cmd = match tokio::task::spawn_blocking(move || exec.command(&run)).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
@@ -611,5 +644,14 @@ impl Job {
             Ok(Err(e)) => warn!(job_id = self.id, error = %e, "cannot remove the job's files"),
             Err(e) => warn!(job_id = self.id, error = %e, "removing the job's files panicked"),
         }
+    }
+}
+
+/// Aborts a helper task when the step that started it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

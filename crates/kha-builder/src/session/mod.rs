@@ -353,13 +353,17 @@ fn start(
     secure: JobSecrets,
 ) {
     let control = JobControl::new();
-    shared.jobs().insert(
-        job_id,
-        JobHandle {
-            epoch,
-            control: control.clone(),
-        },
-    );
+    {
+        let mut jobs = shared.jobs();
+        jobs.insert(
+            job_id,
+            JobHandle {
+                epoch,
+                control: control.clone(),
+            },
+        );
+        shared.metrics.set_busy(jobs.len());
+    }
     info!(job_id, epoch, project = %spec.project, commit = %spec.commit, image = %choice.image, "job granted");
     let creds = creds.map(|c| Credentials {
         username: c.username,

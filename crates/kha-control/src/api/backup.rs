@@ -6,6 +6,34 @@ use crate::backup::Taken;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The log retention pass (`crate::retention::collect`), or with
+/// `dry_run` what it would remove.
+pub async fn collect_logs(
+    app: &Arc<App>,
+    who: &Principal,
+    dry_run: bool,
+) -> Result<(Vec<String>, u64, u64), ApiError> {
+    who.require_admin()?;
+    let a = app.clone();
+    let now = app.clock.now();
+    let r = tokio::task::spawn_blocking(move || {
+        crate::retention::collect(&a.store, &a.logs, &a.cfg.logs, now, dry_run)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the log retention pass stopped: {e}")))?
+    .map_err(|e| ApiError::Internal(format!("the log retention pass failed: {e}")))?;
+    if !dry_run {
+        audit::record(
+            app,
+            who,
+            "logs.collect",
+            "",
+            &format!("{} logs, {} bytes", r.1, r.2),
+        );
+    }
+    Ok(r)
+}
+
 /// Takes a backup into `dir` on this machine. Writes are held back while
 /// the database is copied; the copy runs off the async workers.
 pub async fn take(app: &Arc<App>, who: &Principal, dir: &str) -> Result<Taken, ApiError> {

@@ -170,6 +170,51 @@ pub async fn restart(app: &App, who: &Principal, id: BuildId) -> Result<view::Bu
     views::build(app, record(app, who, id, Role::Viewer, "")?)
 }
 
+/// Runs a build's waiting jobs next: ahead of the other jobs of its
+/// project, and ahead of the other projects' turns.
+pub async fn prioritize(app: &App, who: &Principal, id: BuildId) -> Result<view::Build, ApiError> {
+    let b = record(app, who, id, Role::Maintainer, "prioritizing")?;
+    if b.state.is_final() {
+        return Err(ApiError::Precondition(format!(
+            "build {} is {}: nothing of it waits",
+            b.id, b.state
+        )));
+    }
+    let now = app.sched.clock.now();
+    let mut moved = Vec::new();
+    for &j in &b.jobs {
+        let r = app.store.transition(j, now, |job| {
+            if !job.state.is_pending() {
+                return Err(crate::store::StoreError::Rejected(format!(
+                    "job {} is {}",
+                    job.id, job.state
+                )));
+            }
+            job.priority = kha_core::priority::NEXT;
+            Ok((
+                crate::store::LeaseEffect::Keep,
+                crate::store::QueueEffect::Keep,
+            ))
+        });
+        match r {
+            Ok(_) => moved.push(j),
+            // Running or over already: it has nothing to wait for.
+            Err(crate::store::StoreError::Rejected(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    app.store.durable().await?;
+    app.sched.reprioritize(&moved, kha_core::priority::NEXT);
+    audit::record(
+        app,
+        who,
+        "build.prioritize",
+        &format!("{}#{}", b.project, b.id),
+        &format!("{} jobs", moved.len()),
+    );
+    views::build(app, record(app, who, id, Role::Viewer, "")?)
+}
+
 /// Cancels queued jobs at once and asks builders to stop running ones.
 pub async fn cancel(app: &App, who: &Principal, id: BuildId) -> Result<view::Build, ApiError> {
     let b = record(app, who, id, Role::Maintainer, "canceling")?;

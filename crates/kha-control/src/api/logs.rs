@@ -61,9 +61,9 @@ pub fn follow(
         loop {
             let (committed, mut done) = *watch.borrow_and_update();
             // The job may have ended before we subscribed.
-            let state = match app.store.get_job(job) {
-                Ok(Some(j)) => j.state,
-                Ok(None) => JobState::Errored,
+            let (state, recorded) = match app.store.get_job(job) {
+                Ok(Some(j)) => (j.state, j.log_len),
+                Ok(None) => (JobState::Errored, 0),
                 Err(e) => {
                     if tx.send(Err(e.into())).await.is_err() {
                         tracing::debug!(job_id = job, "log follower left");
@@ -75,6 +75,22 @@ pub fn follow(
                 done = true;
             }
             let end = if done { app.logs.len(job) } else { committed };
+            if done && end == 0 && recorded > 0 && pos == 0 && !app.logs.exists(job) {
+                // Removed by the retention policy: the job's record stays.
+                let note = format!(
+                    "kha: this log ({recorded} bytes) was removed by the log retention policy\n"
+                );
+                let piece = LogPiece {
+                    offset: 0,
+                    data: note.into_bytes(),
+                    done: true,
+                    state: Some(state),
+                };
+                if tx.send(Ok(piece)).await.is_err() {
+                    tracing::debug!(job_id = job, "log follower left");
+                }
+                return;
+            }
             while pos < end {
                 let data = match app
                     .logs

@@ -132,6 +132,10 @@ pub async fn add(app: &App, who: &Principal, r: NewProject) -> Result<view::Proj
     };
     let p = records::Project {
         job_limits: Default::default(),
+        max_running_jobs: 0,
+        one_build_per_branch: false,
+        log_keep_builds: 0,
+        log_max_age_days: 0,
         notify: Default::default(),
         name: r.name.clone(),
         repo_url: r.repo_url.clone(),
@@ -226,6 +230,8 @@ pub async fn remove(app: &App, who: &Principal, name: &str) -> Result<(), ApiErr
     if !app.store.remove_project(name)? {
         return Err(not_found(name));
     }
+    app.sched
+        .set_rules(name, crate::scheduler::ProjectRules::default());
     if let Err(e) = app.sched.keys.remove(name) {
         tracing::warn!(project = name, error = %e, "cannot remove the project's key");
     }
@@ -268,6 +274,15 @@ pub struct ProjectUpdate {
     pub job_cpu_millis: Option<u64>,
     /// Its jobs get network.
     pub job_network: Option<bool>,
+    /// At most this many of its jobs run at once; 0: no limit.
+    pub max_running_jobs: Option<u32>,
+    /// A branch's later build waits until its earlier one is over.
+    pub one_build_per_branch: Option<bool>,
+    /// Keep the logs of its last N builds; 0: the server's policy.
+    pub log_keep_builds: Option<u32>,
+    /// Remove logs of builds that ended more than this many days ago; 0:
+    /// the server's policy.
+    pub log_max_age_days: Option<u64>,
     /// One channel of `notifications:` replaced (`Some(yaml)`) or given
     /// back to the `.travis.yml` (`None`).
     pub notify: Option<NotifyChange>,
@@ -353,6 +368,22 @@ pub async fn update(
         .check()
         .map_err(|e| ApiError::Invalid(format!("job_{e}")))?;
     p.job_limits = limits;
+    if let Some(v) = u.max_running_jobs {
+        p.max_running_jobs = v;
+        changed.push(format!("max_running_jobs={v}"));
+    }
+    if let Some(v) = u.one_build_per_branch {
+        p.one_build_per_branch = v;
+        changed.push(format!("one_build_per_branch={v}"));
+    }
+    if let Some(v) = u.log_keep_builds {
+        p.log_keep_builds = v;
+        changed.push(format!("log_keep_builds={v}"));
+    }
+    if let Some(v) = u.log_max_age_days {
+        p.log_max_age_days = v;
+        changed.push(format!("log_max_age_days={v}"));
+    }
     if let Some(NotifyChange { channel, value }) = u.notify {
         match value {
             Some(yaml) => {
@@ -381,6 +412,8 @@ pub async fn update(
     app.store.put_project(&p)?;
     audit::record(app, who, "project.update", name, &changed.join(" "));
     app.store.durable().await?;
+    app.sched
+        .set_rules(name, crate::scheduler::ProjectRules::of(&p));
     Ok(views::project(p))
 }
 

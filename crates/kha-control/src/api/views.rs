@@ -28,6 +28,10 @@ pub fn project(p: records::Project) -> view::Project {
         layout: p.layout,
         share_secrets_with_forks: p.share_secrets_with_forks,
         job_limits: p.job_limits,
+        max_running_jobs: p.max_running_jobs,
+        one_build_per_branch: p.one_build_per_branch,
+        log_keep_builds: p.log_keep_builds,
+        log_max_age_days: p.log_max_age_days,
     }
 }
 

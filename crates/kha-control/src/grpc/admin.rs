@@ -228,6 +228,15 @@ impl AdminService for AdminSvc {
         Ok(Response::new(b.into()))
     }
 
+    async fn prioritize_build(
+        &self,
+        req: Request<GetBuildRequest>,
+    ) -> Result<Response<Build>, Status> {
+        let who = self.who(&req)?;
+        let b = api::builds::prioritize(&self.app, &who, req.into_inner().build_id).await?;
+        Ok(Response::new(b.into()))
+    }
+
     type FollowLogStream = Out<LogData>;
 
     async fn follow_log(
@@ -318,6 +327,16 @@ impl AdminService for AdminSvc {
             bytes: t.bytes,
             paused_ms: t.paused_ms,
         }))
+    }
+
+    async fn collect_logs(
+        &self,
+        req: Request<CollectLogsRequest>,
+    ) -> Result<Response<CollectLogsResponse>, Status> {
+        let who = self.who(&req)?;
+        let (lines, logs, bytes) =
+            api::backup::collect_logs(&self.app, &who, req.into_inner().dry_run).await?;
+        Ok(Response::new(CollectLogsResponse { lines, logs, bytes }))
     }
 
     async fn drain_builder(
@@ -576,6 +595,10 @@ impl AdminService for AdminSvc {
             job_pids: r.job_pids,
             job_cpu_millis: r.job_cpu_millis,
             job_network: r.job_network,
+            max_running_jobs: r.max_running_jobs,
+            one_build_per_branch: r.one_build_per_branch,
+            log_keep_builds: r.log_keep_builds,
+            log_max_age_days: r.log_max_age_days,
             notify: (!r.notify_channel.is_empty()).then_some(api::projects::NotifyChange {
                 channel: r.notify_channel,
                 value: r.notify_value,

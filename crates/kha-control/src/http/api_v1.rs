@@ -36,6 +36,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/projects/{p}/builds", get(builds).post(trigger))
         .route("/builds/{id}", get(build))
         .route("/builds/{id}/restart", post(restart))
+        .route("/builds/{id}/prioritize", post(prioritize))
         .route("/builds/{id}/cancel", post(cancel))
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/log", get(log))
@@ -252,6 +253,17 @@ async fn restart(
     let who = c.api_writer(&h)?;
     let id = id_of("build", &id)?;
     ok(&api::builds::restart(&app, who, id).await?)
+}
+
+async fn prioritize(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    let id = id_of("build", &id)?;
+    ok(&api::builds::prioritize(&app, who, id).await?)
 }
 
 async fn cancel(

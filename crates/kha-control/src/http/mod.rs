@@ -34,6 +34,7 @@ use std::sync::Arc;
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .route("/hooks/github", post(github_hook))
         .route("/hooks/github/{project}", post(github_project_hook))
         .route("/hooks/generic/{project}", post(generic_hook))
@@ -46,15 +47,52 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-fn respond(a: HookAnswer) -> Response {
-    let code = match a.status {
-        HookStatus::Ok => StatusCode::OK,
-        HookStatus::Accepted => StatusCode::ACCEPTED,
-        HookStatus::BadRequest => StatusCode::BAD_REQUEST,
-        HookStatus::Unauthorized => StatusCode::UNAUTHORIZED,
-        HookStatus::NotFound => StatusCode::NOT_FOUND,
-        HookStatus::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+/// `GET /metrics`: the Prometheus exposition (`crate::metrics`), behind
+/// `metrics_token` when one is set.
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let want = app.cfg.metrics_token.expose();
+    if !want.is_empty() {
+        let given = header(&headers, "authorization")
+            .strip_prefix("Bearer ")
+            .unwrap_or("");
+        let digest = |s: &str| <sha2::Sha256 as sha2::Digest>::digest(s.as_bytes());
+        if !openssl::memcmp::eq(&digest(given), &digest(want)) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                "/metrics needs Authorization: Bearer <metrics_token>\n",
+            )
+                .into_response();
+        }
+    }
+    match app.metrics.encode() {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Answers a webhook, counting the answer by the hook's source.
+fn respond(app: &App, source: &'static str, a: HookAnswer) -> Response {
+    let (code, answer) = match a.status {
+        HookStatus::Ok => (StatusCode::OK, "ok"),
+        HookStatus::Accepted => (StatusCode::ACCEPTED, "accepted"),
+        HookStatus::BadRequest => (StatusCode::BAD_REQUEST, "bad_request"),
+        HookStatus::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        HookStatus::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        HookStatus::Failed => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
     };
+    app.metrics.webhook(source, answer);
     let mut m = a.message;
     m.push('\n');
     (code, m).into_response()
@@ -89,9 +127,10 @@ async fn github_answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let a = app.clone();
     let answer = tokio::task::spawn_blocking(move || {
         github::handle(
-            &app,
+            &a,
             project.as_deref(),
             header(&headers, "x-github-event"),
             header(&headers, "x-hub-signature-256"),
@@ -103,7 +142,7 @@ async fn github_answer(
         status: HookStatus::Failed,
         message: format!("the webhook handler failed: {e}"),
     });
-    respond(answer)
+    respond(&app, "github", answer)
 }
 
 /// `POST /hooks/generic/<project>` with `Authorization: Bearer <secret>`.
@@ -117,7 +156,11 @@ async fn generic_hook(
     let token = header(&headers, "authorization")
         .strip_prefix("Bearer ")
         .unwrap_or("");
-    respond(generic::handle(&app, &name, token, &q, &body))
+    respond(
+        &app,
+        "generic",
+        generic::handle(&app, &name, token, &q, &body),
+    )
 }
 
 #[cfg(test)]

@@ -93,7 +93,9 @@ impl Scheduler {
         };
         {
             let mut inner = self.lock();
-            inner.queued.remove(&job_id);
+            if let Some(q) = inner.queued.remove(&job_id) {
+                inner.running.insert(job_id, q);
+            }
             inner.refused.remove(&job_id);
             inner.handed_back.remove(&job_id);
             inner.leases.insert(Lease {
@@ -348,6 +350,7 @@ impl Scheduler {
         {
             let mut inner = self.lock();
             inner.leases.remove(job_id);
+            inner.running.remove(&job_id);
             inner.canceling.remove(&job_id);
             inner.backstops.remove(&job_id);
         }
@@ -361,7 +364,7 @@ impl Scheduler {
                 warn!(job_id, len, error = %e, "cannot record the length of the job's log");
             }
         }
-        self.logs.finish(job_id);
+        self.log_over(job_id, &build);
         info!(job_id, epoch, state = %job.state, build_id = build.id, build_state = %build.state, "job finished");
         self.follow_stages(&build);
         self.dispatch();
@@ -408,6 +411,7 @@ impl Scheduler {
         {
             let mut inner = self.lock();
             inner.leases.remove(job_id);
+            inner.running.remove(&job_id);
             inner.backstops.remove(&job_id);
             inner.canceling.remove(&job_id);
             if job.state == JobState::Queued {
@@ -420,7 +424,7 @@ impl Scheduler {
         if job.state == JobState::Queued {
             info!(job_id, epoch, why, "job requeued");
         } else {
-            self.logs.finish(job_id);
+            self.log_over(job_id, &build);
             warn!(job_id, epoch, why, "job given up");
             self.follow_stages(&build);
         }
@@ -455,7 +459,7 @@ impl Scheduler {
             JobState::Canceled => {
                 inner.forget_queued(job_id);
                 drop(inner);
-                self.logs.finish(job_id);
+                self.log_over(job_id, &build);
                 self.follow_stages(&build);
             }
             JobState::Running => {

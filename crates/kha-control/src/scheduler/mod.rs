@@ -37,7 +37,7 @@ use crate::store::logs::LogStore;
 use crate::store::records::Job;
 use crate::store::{Store, StoreError};
 use kha_core::lease::LeaseError;
-use kha_core::{Clock, Epoch, JobId, Labels, Lease, LeaseTable, Millis};
+use kha_core::{BuildId, Clock, Epoch, JobId, Labels, Lease, LeaseTable, Millis};
 use kha_proto::agent::{self, control_message::Msg, ControlMessage};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -113,7 +113,8 @@ struct PendingOffer {
     deadline: Millis,
 }
 
-/// What the index keeps of a queued job.
+/// What the index keeps of a queued job (and of a running one, for the
+/// projects' limits).
 #[derive(Debug, Clone)]
 struct Queued {
     /// Shared with the other jobs indexed with the same project and
@@ -123,6 +124,46 @@ struct Queued {
     requires: Arc<Labels>,
     /// It has encrypted variables: only a trusted builder may take it.
     secrets: bool,
+    build: BuildId,
+    /// The branch its build is of (shared as `project` is), for "one build
+    /// of a branch at a time".
+    branch: Arc<str>,
+    /// Its place in its project's queue (`kha_core::priority`).
+    priority: u8,
+}
+
+#[cfg(test)]
+impl Queued {
+    /// A job of build 1 on branch "master", of normal priority.
+    fn for_test(project: &str, requires: Labels, secrets: bool) -> Queued {
+        Queued {
+            project: project.into(),
+            requires: requires.into(),
+            secrets,
+            build: 1,
+            branch: "master".into(),
+            priority: kha_core::priority::NORMAL,
+        }
+    }
+}
+
+/// A project's rules for how many of its jobs run at once; projects
+/// without any have no entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProjectRules {
+    /// At most this many running (or offered) jobs; 0: no limit.
+    pub max_running: u32,
+    /// A branch's later build waits for its earlier one.
+    pub one_build_per_branch: bool,
+}
+
+impl ProjectRules {
+    pub fn of(p: &crate::store::records::Project) -> ProjectRules {
+        ProjectRules {
+            max_running: p.max_running_jobs,
+            one_build_per_branch: p.one_build_per_branch,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -130,6 +171,12 @@ struct Inner {
     queues: BTreeMap<String, VecDeque<JobId>>,
     /// Requirements and project of queued jobs.
     queued: HashMap<JobId, Queued>,
+    /// The same of leased jobs, moved here from `queued` when their lease
+    /// is stored; an entry whose lease is gone counts for nothing (and is
+    /// dropped by the sweep).
+    running: HashMap<JobId, Queued>,
+    /// The projects with limits on their running jobs.
+    rules: HashMap<String, ProjectRules>,
     /// The project served last, for round robin.
     last_served: Option<String>,
     offers: HashMap<JobId, PendingOffer>,
@@ -146,50 +193,122 @@ struct Inner {
     /// The control node's backstop on each running job's timeout.
     backstops: HashMap<JobId, Millis>,
     sessions: HashMap<String, Session>,
-    /// The project and requirements of the job indexed last, for the next
-    /// one to share.
-    shared: Option<(Arc<str>, Arc<Labels>)>,
+    /// The project, requirements and branch of the job indexed last, for
+    /// the next one to share.
+    shared: Option<(Arc<str>, Arc<Labels>, Arc<str>)>,
 }
 
 impl Inner {
     /// Puts a job known to the index back at the front of its project's
-    /// queue.
+    /// queue (behind the jobs of a higher priority).
     fn requeue_front(&mut self, job: JobId) {
         if let Some(q) = self.queued.get(&job) {
-            let project = q.project.to_string();
-            self.queues.entry(project).or_default().push_front(job);
+            let (project, priority) = (q.project.to_string(), q.priority);
+            self.place(&project, job, priority, true);
+        }
+    }
+
+    /// Puts a job in its project's queue: among the jobs of its priority,
+    /// at the front or the back. Both ends are checked first, so the
+    /// common case (every job of one priority) costs no walk.
+    fn place(&mut self, project: &str, job: JobId, priority: u8, front: bool) {
+        let q = match self.queues.get_mut(project) {
+            Some(q) => q,
+            None => self.queues.entry(project.to_string()).or_default(),
+        };
+        let of = |j: &JobId| self.queued.get(j).map_or(0, |q| q.priority);
+        let at = if front {
+            q.iter().position(|j| of(j) <= priority).unwrap_or(q.len())
+        } else {
+            q.iter()
+                .rposition(|j| of(j) >= priority)
+                .map_or(0, |i| i + 1)
+        };
+        q.insert(at, job);
+    }
+
+    /// What the index keeps of a job, sharing the strings of the job
+    /// indexed before it where they are the same.
+    fn entry_of(&mut self, job: &Job) -> Queued {
+        let (project, requires, branch) = match &self.shared {
+            Some((p, r, b))
+                if **p == *job.project && **r == job.requires && **b == *job.spec.branch =>
+            {
+                (p.clone(), r.clone(), b.clone())
+            }
+            Some((p, r, _)) if **p == *job.project && **r == job.requires => {
+                (p.clone(), r.clone(), job.spec.branch.as_str().into())
+            }
+            _ => (
+                job.project.as_str().into(),
+                Arc::new(job.requires.clone()),
+                job.spec.branch.as_str().into(),
+            ),
+        };
+        self.shared = Some((project.clone(), requires.clone(), branch.clone()));
+        Queued {
+            project,
+            requires,
+            secrets: needs_secrets(job),
+            build: job.build,
+            branch,
+            priority: job.priority,
         }
     }
 
     /// Adds a queued job to the index, at the back or the front of its
-    /// project's queue.
+    /// project's queue (among the jobs of its priority).
     fn index_queued(&mut self, job: &Job, front: bool) {
-        let q = match self.queues.get_mut(&job.project) {
-            Some(q) => q,
-            None => self.queues.entry(job.project.clone()).or_default(),
-        };
-        if front {
-            q.push_front(job.id);
-        } else {
-            q.push_back(job.id);
+        let q = self.entry_of(job);
+        self.queued.insert(job.id, q);
+        self.place(&job.project, job.id, job.priority, front);
+    }
+
+    /// The jobs that hold a slot: offered or running.
+    fn active(&self) -> impl Iterator<Item = &Queued> {
+        let offered = self.offers.keys().filter_map(|j| self.queued.get(j));
+        let running = self
+            .running
+            .iter()
+            .filter(|(j, _)| self.leases.get(**j).is_some())
+            .map(|(_, q)| q);
+        offered.chain(running)
+    }
+
+    /// What the projects' rules hold back now.
+    fn gate(&self) -> pick::Gate<'_> {
+        let mut gate = pick::Gate::default();
+        if self.rules.is_empty() {
+            return gate;
         }
-        let (project, requires) = match &self.shared {
-            Some((p, r)) if **p == *job.project && **r == job.requires => (p.clone(), r.clone()),
-            _ => {
-                let s: (Arc<str>, _) =
-                    (job.project.as_str().into(), Arc::new(job.requires.clone()));
-                self.shared = Some(s.clone());
-                s
+        let mut busy: HashMap<&str, u32> = HashMap::new();
+        for q in self.active() {
+            let Some(r) = self.rules.get(&*q.project) else {
+                continue;
+            };
+            *busy.entry(&q.project).or_default() += 1;
+            if r.one_build_per_branch {
+                gate.claim(&q.project, &q.branch, q.build, true);
             }
-        };
-        self.queued.insert(
-            job.id,
-            Queued {
-                project,
-                requires,
-                secrets: needs_secrets(job),
-            },
-        );
+        }
+        for (p, n) in busy {
+            if let Some(r) = self.rules.get(p) {
+                if r.max_running > 0 && n >= r.max_running {
+                    gate.full.insert(p, (r.max_running, n));
+                }
+            }
+        }
+        for (p, r) in &self.rules {
+            if !r.one_build_per_branch {
+                continue;
+            }
+            for q in self.queues.get(p).into_iter().flatten() {
+                if let Some(q) = self.queued.get(q) {
+                    gate.claim(&q.project, &q.branch, q.build, false);
+                }
+            }
+        }
+        gate
     }
 }
 
@@ -202,6 +321,21 @@ pub struct Scheduler {
     pub keys: Arc<crate::secrets::KeyStore>,
     inner: Mutex<Inner>,
     next_conn: std::sync::atomic::AtomicU64,
+    /// Leases that expired (`kha_lease_expiries_total`).
+    pub lease_expiries: prometheus_client::metrics::counter::Counter,
+}
+
+/// What `/metrics` reads of the scheduler at a scrape.
+#[derive(Debug, Default)]
+pub struct SchedStats {
+    pub builders: u32,
+    pub free: u32,
+    pub busy: u32,
+    /// Slots of draining builders.
+    pub draining: u32,
+    pub running: u32,
+    /// Queued jobs (not offered) by the labels they require.
+    pub queue_depth: Vec<(String, u64)>,
 }
 
 /// Queues a message on a builder's session. A full or closed outbound
@@ -270,6 +404,8 @@ impl Scheduler {
         }
         for l in store.leases()? {
             if let Some(job) = store.get_job(l.job)? {
+                let entry = inner.entry_of(&job);
+                inner.running.insert(l.job, entry);
                 inner.backstops.insert(l.job, now + backstop(&job));
                 if job.cancel_requested {
                     inner.canceling.insert(l.job, now + cfg.lease_ms());
@@ -281,6 +417,12 @@ impl Scheduler {
                 builder: l.builder,
                 deadline: now + cfg.lease_ms() + RESTART_GRACE_MS,
             });
+        }
+        for p in store.list_projects()? {
+            let rules = ProjectRules::of(&p);
+            if rules != ProjectRules::default() {
+                inner.rules.insert(p.name, rules);
+            }
         }
         info!(
             queued = inner.queued.len(),
@@ -296,11 +438,134 @@ impl Scheduler {
             cfg,
             inner: Mutex::new(inner),
             next_conn: std::sync::atomic::AtomicU64::new(1),
+            lease_expiries: Default::default(),
         }))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The queue and the builders as `/metrics` shows them.
+    pub fn stats(&self) -> SchedStats {
+        let inner = self.lock();
+        let mut s = SchedStats {
+            builders: inner.sessions.len() as u32,
+            running: inner.leases.len() as u32,
+            ..SchedStats::default()
+        };
+        for b in inner.sessions.values() {
+            if b.draining {
+                s.draining += b.slots;
+            } else {
+                s.free += b.free;
+                s.busy += b.slots.saturating_sub(b.free);
+            }
+        }
+        // Jobs of one label set share their `requires` (see `entry_of`):
+        // counted by pointer, named once per set.
+        let mut by: HashMap<*const Labels, (u64, &Labels)> = HashMap::new();
+        for q in inner
+            .queues
+            .values()
+            .flatten()
+            .filter_map(|j| inner.queued.get(j))
+        {
+            by.entry(Arc::as_ptr(&q.requires))
+                .or_insert((0, &q.requires))
+                .0 += 1;
+        }
+        let mut named: BTreeMap<String, u64> = BTreeMap::new();
+        for (n, labels) in by.into_values() {
+            *named.entry(labels.to_string()).or_default() += n;
+        }
+        s.queue_depth = named.into_iter().collect();
+        s
+    }
+
+    /// Sets a project's rules for its running jobs (none: the default)
+    /// and offers what they now let through.
+    pub fn set_rules(&self, project: &str, rules: ProjectRules) {
+        {
+            let mut inner = self.lock();
+            if rules == ProjectRules::default() {
+                inner.rules.remove(project);
+            } else {
+                inner.rules.insert(project.to_string(), rules);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Gives queued jobs a new priority (their records already have it):
+    /// each moves to the back of the jobs of that priority in its queue.
+    pub fn reprioritize(&self, jobs: &[JobId], priority: u8) {
+        {
+            let mut inner = self.lock();
+            for &job in jobs {
+                let Some(q) = inner.queued.get_mut(&job) else {
+                    continue;
+                };
+                q.priority = priority;
+                let project = q.project.to_string();
+                let Some(queue) = inner.queues.get_mut(&project) else {
+                    // Offered: it keeps its offer.
+                    continue;
+                };
+                let Some(at) = queue.iter().position(|j| *j == job) else {
+                    continue;
+                };
+                queue.remove(at);
+                inner.place(&project, job, priority, false);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// A job's log is complete: its followers are told, it is compressed,
+    /// and when its build is over, the project's retention policy runs
+    /// (both in the background).
+    fn log_over(&self, job: JobId, build: &crate::store::records::Build) {
+        self.logs.finish(job);
+        let logs = self.logs.clone();
+        let store = self.store.clone();
+        let server = self.cfg.logs;
+        let (project, over, now) = (
+            build.project.clone(),
+            build.state.is_final(),
+            self.clock.now(),
+        );
+        tokio::task::spawn_blocking(move || {
+            match logs.compress(job) {
+                Ok(Some((plain, packed))) => {
+                    tracing::debug!(job_id = job, plain, packed, "log compressed")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(job_id = job, error = %e, "cannot compress the log; it stays as it is")
+                }
+            }
+            if !over {
+                return;
+            }
+            let plan = store
+                .get_project(&project)
+                .map_err(SchedError::from)
+                .and_then(|p| match p {
+                    Some(p) => {
+                        crate::retention::plan_project(&store, &logs, &p, &server, now, false)
+                    }
+                    None => Ok(vec![]),
+                });
+            match plan {
+                Ok(plan) => {
+                    crate::retention::apply(&logs, &plan);
+                }
+                Err(e) => {
+                    warn!(project = %project, error = %e, "cannot apply the log retention policy")
+                }
+            }
+        });
     }
 
     /// Sends one message to a builder if it is connected.

@@ -2,7 +2,11 @@
 //! function of the scheduler's index, tested by a table in `tests.rs`.
 //!
 //! - Projects take turns (round robin): the first project considered is the
-//!   one after the project served last, in name order, wrapping around.
+//!   one after the project served last, in name order, wrapping around;
+//!   a project whose next job was asked to run next goes before them.
+//! - A project at its limit of running jobs is passed over, and so are the
+//!   jobs of a build that waits for an earlier build of its branch (the
+//!   projects' rules, [`Gate`]).
 //! - Within a project, jobs go in queue order, skipping only jobs no builder
 //!   can take now; a project none of whose jobs can be taken is passed over.
 //! - A builder can take a job when it has a free slot, is not draining, has
@@ -12,8 +16,70 @@
 //!   slots gets it (ties: the smallest name), which spreads the load.
 
 use super::Queued;
-use kha_core::{JobId, Labels};
+use kha_core::{BuildId, JobId, Labels};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// What the projects' rules hold back now (`Inner::gate`).
+#[derive(Debug, Default)]
+pub(super) struct Gate<'a> {
+    /// Projects at their limit of running jobs: the limit, and how many run.
+    pub full: HashMap<&'a str, (u32, u32)>,
+    /// For each branch held to one build at a time, the build whose jobs
+    /// may go: the one running, else the oldest queued; and whether it is
+    /// running.
+    pub lanes: HashMap<(&'a str, &'a str), (BuildId, bool)>,
+}
+
+impl<'a> Gate<'a> {
+    /// Notes a job of `build` on a branch held to one build at a time.
+    pub fn claim(&mut self, project: &'a str, branch: &'a str, build: BuildId, running: bool) {
+        let e = self
+            .lanes
+            .entry((project, branch))
+            .or_insert((build, running));
+        // A running build keeps its branch; among queued ones the oldest
+        // goes first.
+        if !e.1 && (running || build < e.0) {
+            *e = (build, running);
+        }
+    }
+
+    /// Whether a queued job may go now, as far as the rules say.
+    pub fn lets(&self, q: &Queued) -> bool {
+        !self.full.contains_key(&*q.project)
+            && self
+                .lanes
+                .get(&(&*q.project, &*q.branch))
+                .is_none_or(|(b, _)| *b == q.build)
+    }
+}
+
+/// The order projects are considered in: round robin from the one after
+/// the project served last, with the projects whose next job was asked to
+/// run next moved ahead.
+pub(super) fn project_order<'a>(
+    queues: &'a BTreeMap<String, VecDeque<JobId>>,
+    queued: &HashMap<JobId, Queued>,
+    last_served: Option<&str>,
+) -> Vec<&'a String> {
+    let mut order: Vec<&String> = queues.keys().collect();
+    if let Some(last) = last_served {
+        let split = order.partition_point(|p| p.as_str() <= last);
+        order.rotate_left(split);
+    }
+    let next = |p: &String| {
+        queues
+            .get(p)
+            .and_then(|q| q.front())
+            .and_then(|j| queued.get(j))
+            .is_some_and(|q| q.priority >= kha_core::priority::NEXT)
+    };
+    if order.iter().any(|p| next(p)) {
+        // Stable: the turns stay as they were within each group.
+        order.sort_by_key(|p| !next(p));
+    }
+    order
+}
 
 /// What the pick needs to know of a connected builder.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +112,7 @@ pub(super) struct PickInput<'a, B> {
     pub builders: B,
     /// The builders that refused each job.
     pub refused: &'a HashMap<JobId, HashMap<String, String>>,
+    pub gate: &'a Gate<'a>,
 }
 
 /// A job and the builder it goes to; `index` is the job's position in its
@@ -67,15 +134,10 @@ where
     let open = || input.builders.clone().filter(Slots::open);
     // No builder has a free slot: nothing can go anywhere.
     open().next()?;
-    let mut order: Vec<&String> = input.queues.keys().collect();
-    if let Some(last) = input.last_served {
-        let split = order
-            .iter()
-            .position(|p| p.as_str() > last)
-            .unwrap_or(order.len());
-        order.rotate_left(split);
-    }
-    for project in order {
+    for project in project_order(input.queues, input.queued, input.last_served) {
+        if input.gate.full.contains_key(project.as_str()) {
+            continue;
+        }
         let Some(queue) = input.queues.get(project) else {
             continue;
         };
@@ -83,6 +145,9 @@ where
             let Some(q) = input.queued.get(&job) else {
                 continue;
             };
+            if !input.gate.lets(q) {
+                continue;
+            }
             let refused = input.refused.get(&job);
             // Most free slots first, then the smallest name. A builder is
             // checked against the job only when it would beat the best one
@@ -123,22 +188,8 @@ mod secret_tests {
         let linux = Labels::parse(["os=linux"]).unwrap();
         let queues = BTreeMap::from([("p".to_string(), VecDeque::from([1, 2]))]);
         let queued = HashMap::from([
-            (
-                1,
-                Queued {
-                    project: "p".into(),
-                    requires: linux.clone().into(),
-                    secrets: true,
-                },
-            ),
-            (
-                2,
-                Queued {
-                    project: "p".into(),
-                    requires: linux.clone().into(),
-                    secrets: false,
-                },
-            ),
+            (1, Queued::for_test("p", linux.clone(), true)),
+            (2, Queued::for_test("p", linux.clone(), false)),
         ]);
         let refused = HashMap::new();
         let slots = |id, trusted| Slots {
@@ -155,6 +206,7 @@ mod secret_tests {
                 queued: &queued,
                 builders: builders.iter().copied(),
                 refused: &refused,
+                gate: &Default::default(),
             })
             .map(|p| (p.job, p.builder))
         };

@@ -109,6 +109,7 @@ impl Scheduler {
         let now = self.clock.now();
         let mut inner = self.lock();
         let chosen = {
+            let gate = inner.gate();
             let builders = inner.sessions.iter().map(|(id, s)| Slots {
                 id,
                 free: s.free,
@@ -122,6 +123,7 @@ impl Scheduler {
                 queued: &inner.queued,
                 builders,
                 refused: &inner.refused,
+                gate: &gate,
             })?
         };
         if let Some(q) = inner.queues.get_mut(&chosen.project) {

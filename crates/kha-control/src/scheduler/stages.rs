@@ -48,7 +48,7 @@ impl Scheduler {
             }
         }
         for j in jobs.iter().filter(|j| j.state == JobState::Canceled) {
-            self.logs.finish(j.id);
+            self.log_over(j.id, build);
         }
         if !queued.is_empty() {
             info!(build_id = build.id, jobs = ?queued, "next stage queued");

@@ -57,6 +57,16 @@ impl Scheduler {
                 }
             }
             let expired = inner.leases.take_expired(now);
+            if !expired.is_empty() {
+                self.lease_expiries.inc_by(expired.len() as u64);
+            }
+            // Entries of running jobs whose lease went by a way that did
+            // not drop them (they count for nothing meanwhile).
+            if inner.running.len() > inner.leases.len() {
+                let inner = &mut *inner;
+                let leases = &inner.leases;
+                inner.running.retain(|j, _| leases.get(*j).is_some());
+            }
             let cancels: Vec<(JobId, Epoch)> = inner
                 .canceling
                 .iter()

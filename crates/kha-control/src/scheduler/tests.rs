@@ -442,5 +442,6 @@ async fn a_lease_that_cannot_be_stored_is_revoked_and_the_job_runs_again() {
 }
 
 mod fairness;
+mod rules;
 mod secrets;
 mod stages;

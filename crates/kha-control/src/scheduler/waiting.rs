@@ -4,7 +4,8 @@
 //! snapshot of the queue and the connected builders under the lock and asks
 //! it for every job.
 
-use super::{Inner, Scheduler};
+use super::pick::{project_order, Gate};
+use super::{Inner, Queued, Scheduler};
 use kha_core::{JobId, Labels};
 
 /// What the decision needs to know of one connected builder.
@@ -82,12 +83,34 @@ pub fn why_waiting(required: &Labels, secrets: bool, builders: &[BuilderSlots<'_
     )
 }
 
+/// Why the projects' rules hold a queued job back, or `None`.
+fn held_by_rules(gate: &Gate<'_>, q: &Queued) -> Option<String> {
+    if let Some((limit, running)) = gate.full.get(&*q.project) {
+        return Some(format!(
+            "{} runs at most {limit} job{} at a time and {running} {} running",
+            q.project,
+            if *limit == 1 { "" } else { "s" },
+            if *running == 1 { "is" } else { "are" },
+        ));
+    }
+    match gate.lanes.get(&(&*q.project, &*q.branch)) {
+        Some((build, running)) if *build != q.build => Some(format!(
+            "build {build} of branch {} {} first ({} runs one build of a branch at a time)",
+            q.branch,
+            if *running { "runs" } else { "goes" },
+            q.project,
+        )),
+        _ => None,
+    }
+}
+
 impl Scheduler {
     /// Every queued job in the order they will be offered (projects taking
     /// turns, as dispatch does), with why each waits ("" for a job that is
     /// about to be offered, "offered to NAME" for one offered already).
     pub fn waiting(&self) -> Vec<(JobId, String)> {
         let inner = self.lock();
+        let gate = inner.gate();
         let mut out = Vec::new();
         for job in round_robin(&inner) {
             let why = if let Some(o) = inner.offers.get(&job) {
@@ -97,7 +120,7 @@ impl Scheduler {
                     .map_or(o.builder.as_str(), |s| s.name.as_str());
                 format!("offered to {name}")
             } else {
-                Self::reason_locked(&inner, job)
+                Self::reason_locked(&inner, &gate, job)
             };
             out.push((job, why));
         }
@@ -108,7 +131,7 @@ impl Scheduler {
     pub fn why_waiting(&self, job: JobId) -> Option<String> {
         let inner = self.lock();
         inner.queued.get(&job)?;
-        Some(Self::reason_locked(&inner, job))
+        Some(Self::reason_locked(&inner, &inner.gate(), job))
     }
 
     /// [`Scheduler::why_waiting`] for each of `jobs`, under one lock. Jobs
@@ -117,12 +140,16 @@ impl Scheduler {
     /// build's jobs mostly require the same.
     pub fn why_waiting_many(&self, jobs: &[JobId]) -> Vec<Option<String>> {
         let inner = self.lock();
+        let gate = inner.gate();
         let mut known: Vec<(&Labels, bool, String)> = Vec::new();
         jobs.iter()
             .map(|&job| {
                 let q = inner.queued.get(&job)?;
+                if let Some(why) = held_by_rules(&gate, q) {
+                    return Some(why);
+                }
                 if inner.refused.contains_key(&job) {
-                    return Some(Self::reason_locked(&inner, job));
+                    return Some(Self::reason_locked(&inner, &gate, job));
                 }
                 if let Some((_, _, why)) = known
                     .iter()
@@ -130,17 +157,20 @@ impl Scheduler {
                 {
                     return Some(why.clone());
                 }
-                let why = Self::reason_locked(&inner, job);
+                let why = Self::reason_locked(&inner, &gate, job);
                 known.push((&q.requires, q.secrets, why.clone()));
                 Some(why)
             })
             .collect()
     }
 
-    fn reason_locked(inner: &Inner, job: JobId) -> String {
+    fn reason_locked(inner: &Inner, gate: &Gate<'_>, job: JobId) -> String {
         let Some(q) = inner.queued.get(&job) else {
             return String::new();
         };
+        if let Some(why) = held_by_rules(gate, q) {
+            return why;
+        }
         let refused = inner.refused.get(&job);
         let builders: Vec<BuilderSlots> = inner
             .sessions
@@ -163,11 +193,7 @@ impl Scheduler {
 fn round_robin(inner: &Inner) -> Vec<JobId> {
     let mut out: Vec<JobId> = inner.offers.keys().copied().collect();
     out.sort_unstable();
-    let mut names: Vec<&String> = inner.queues.keys().collect();
-    if let Some(last) = &inner.last_served {
-        let at = names.partition_point(|n| *n <= last);
-        names.rotate_left(at);
-    }
+    let names = project_order(&inner.queues, &inner.queued, inner.last_served.as_deref());
     let mut iters: Vec<_> = names
         .iter()
         .filter_map(|n| inner.queues.get(*n))

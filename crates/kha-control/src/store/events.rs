@@ -144,6 +144,11 @@ impl EventLog {
     }
 
     /// The newest sequence number subscribers may see.
+    /// Live subscribers now.
+    pub fn subscribers(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Acquire)
     }

@@ -2,6 +2,12 @@
 //! committed offset. Chunks are appended only at that length, a batch is
 //! synced once before it is acknowledged, and live followers are woken
 //! through a watch channel per job.
+//!
+//! A finished job's log is compressed (`{job}.log.zst`, see [`seekable`]):
+//! zstd frames of [`seekable::FRAME`] bytes of log each and zstd's seek
+//! table, so a range or a tail decompresses only the frames it covers, and
+//! `zstd -d` reads the file whole. The compressed file is in place before
+//! the plain one goes, so a reader always finds one of them.
 
 use kha_core::logs::{classify_chunk, ChunkAction};
 use kha_core::JobId;
@@ -34,6 +40,12 @@ pub struct LogStore {
     /// truncation marker.
     hard_cap: u64,
     live: Mutex<HashMap<JobId, Arc<LiveLog>>>,
+    /// Held while a compressed log takes the plain one's place, and while
+    /// a reset removes a job's files: a job restarted as its last log is
+    /// compressed keeps its new log.
+    swap: Mutex<()>,
+    /// Bytes appended to logs since the control node started.
+    ingested: std::sync::atomic::AtomicU64,
 }
 
 /// The result of appending a batch.
@@ -52,6 +64,8 @@ impl LogStore {
             dir,
             hard_cap: cap + 4096,
             live: Mutex::new(HashMap::new()),
+            swap: Mutex::new(()),
+            ingested: Default::default(),
         })
     }
 
@@ -59,10 +73,90 @@ impl LogStore {
         self.dir.join(format!("{job}.log"))
     }
 
+    /// Where a job's log is kept once it is compressed.
+    pub fn compressed_path(&self, job: JobId) -> PathBuf {
+        self.dir.join(format!("{job}.log.zst"))
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The length of a job's log as printed (compressed or not).
     pub fn len(&self, job: JobId) -> u64 {
-        std::fs::metadata(self.path(job))
-            .map(|m| m.len())
-            .unwrap_or(0)
+        match std::fs::metadata(self.path(job)) {
+            Ok(m) => m.len(),
+            Err(_) => seekable::Table::read(&self.compressed_path(job))
+                .map(|t| t.total())
+                .unwrap_or(0),
+        }
+    }
+
+    /// Bytes appended to logs since the control node started.
+    pub fn ingested(&self) -> u64 {
+        self.ingested.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether a job has a log on disk, compressed or not.
+    pub fn exists(&self, job: JobId) -> bool {
+        self.path(job).exists() || self.compressed_path(job).exists()
+    }
+
+    /// Bytes a job's log takes on disk, with its earlier attempts'.
+    pub fn disk_bytes(&self, job: JobId) -> u64 {
+        let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+        size(self.path(job))
+            + size(self.compressed_path(job))
+            + self.attempts(job).iter().map(|(_, n)| n).sum::<u64>()
+    }
+
+    /// Compresses a finished job's log in place of the plain one; returns
+    /// its length and the compressed file's, or `None` when there is no
+    /// plain log (none printed, or compressed already).
+    pub fn compress(&self, job: JobId) -> std::io::Result<Option<(u64, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        let plain = self.path(job);
+        let zst = self.compressed_path(job);
+        let tmp = self.dir.join(format!("{job}.log.zst.tmp"));
+        let id = |m: std::fs::Metadata| (m.ino(), m.len());
+        let before = match std::fs::metadata(&plain) {
+            Ok(m) if m.len() == 0 => return Ok(None),
+            Ok(m) => id(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let sizes = match seekable::compress(&plain, &tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            r => r?,
+        };
+        let _swap = self.swap.lock().unwrap_or_else(|p| p.into_inner());
+        // Started over meanwhile (a restart): the new log stays.
+        if std::fs::metadata(&plain).ok().map(id) != Some(before) || sizes.0 != before.1 {
+            std::fs::remove_file(&tmp)?;
+            return Ok(None);
+        }
+        std::fs::rename(&tmp, &zst)?;
+        std::fs::remove_file(&plain)?;
+        Ok(Some(sizes))
+    }
+
+    /// Removes a job's log and its earlier attempts' (the retention
+    /// policy); returns the bytes freed.
+    pub fn remove(&self, job: JobId) -> std::io::Result<u64> {
+        let mut freed = 0;
+        let attempts = self.attempts(job);
+        let paths = [self.path(job), self.compressed_path(job)]
+            .into_iter()
+            .chain(attempts.iter().map(|(n, _)| self.attempt_path(job, *n)));
+        for p in paths {
+            let len = std::fs::metadata(&p).map_or(0, |m| m.len());
+            match std::fs::remove_file(&p) {
+                Ok(()) => freed += len,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(freed)
     }
 
     fn live(&self, job: JobId) -> Arc<LiveLog> {
@@ -166,6 +260,11 @@ impl LogStore {
             }
         }
         let r = r?;
+        let before = live.state.borrow().0;
+        self.ingested.fetch_add(
+            r.committed.saturating_sub(before),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         live.state.send_modify(|s| s.0 = r.committed);
         Ok(r)
     }
@@ -191,6 +290,7 @@ impl LogStore {
     /// as that attempt's log when `keep` is set: it is often what says why.
     /// Without `keep` (a restart), the earlier attempts' logs go too.
     pub fn reset(&self, job: JobId, keep: bool) -> std::io::Result<()> {
+        let _swap = self.swap.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.path(job);
         let kept = keep && std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) && {
             let n = self.attempts(job).len() as u32 + 1;
@@ -200,8 +300,9 @@ impl LogStore {
         if !kept {
             // A restart starts the job over, its earlier attempts too.
             let earlier = if keep { vec![] } else { self.attempts(job) };
-            for p in
-                std::iter::once(path).chain(earlier.iter().map(|(n, _)| self.attempt_path(job, *n)))
+            for p in [path, self.compressed_path(job)]
+                .into_iter()
+                .chain(earlier.iter().map(|(n, _)| self.attempt_path(job, *n)))
             {
                 match std::fs::remove_file(&p) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -252,11 +353,18 @@ impl LogStore {
                 return Ok((n, hex::encode(h.finalize())));
             }
         }
+        let zst = self.compressed_path(job);
         tokio::task::spawn_blocking(move || {
-            let mut f = match File::open(&path) {
-                Ok(f) => f,
+            let mut f: Box<dyn Read> = match File::open(&path) {
+                Ok(f) => Box::new(f),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok((0, hex::encode(Sha256::digest(b""))))
+                    match seekable::Reader::open(&zst) {
+                        Ok(r) => Box::new(r),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            return Ok((0, hex::encode(Sha256::digest(b""))))
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 Err(e) => return Err(e),
             };
@@ -280,10 +388,16 @@ impl LogStore {
     /// Reads up to `max` bytes of a job's log from `offset`.
     pub async fn read(&self, job: JobId, offset: u64, max: usize) -> std::io::Result<Vec<u8>> {
         let path = self.path(job);
+        let zst = self.compressed_path(job);
         tokio::task::spawn_blocking(move || {
             let mut f = match File::open(&path) {
                 Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return match seekable::read_range(&zst, offset, max) {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+                        r => r,
+                    };
+                }
                 Err(e) => return Err(e),
             };
             f.seek(SeekFrom::Start(offset))?;
@@ -295,6 +409,8 @@ impl LogStore {
         .map_err(std::io::Error::other)?
     }
 }
+
+pub mod seekable;
 
 #[cfg(test)]
 mod tests {

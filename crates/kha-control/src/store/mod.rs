@@ -301,6 +301,11 @@ impl Store {
 
     /// A fresh, never reused number for ordering (queue keys): it may jump
     /// after a restart, so it is never shown to anyone.
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+
     pub fn next_id(&self) -> Result<u64> {
         Ok(self.db.generate_id()? + 1 + self.id_base)
     }

@@ -55,6 +55,54 @@ pub struct Project {
     /// The limits its jobs ask builders for (0s: the builders' defaults).
     #[serde(default)]
     pub job_limits: kha_core::limits::JobLimits,
+    /// At most this many of its jobs run at once (Travis's "limit
+    /// concurrent jobs"); 0: no limit.
+    #[serde(default)]
+    pub max_running_jobs: u32,
+    /// One build of a branch at a time: a later build's jobs wait until
+    /// the earlier build is over.
+    #[serde(default)]
+    pub one_build_per_branch: bool,
+    /// Keep the logs of its last N builds; 0: the server's policy.
+    #[serde(default)]
+    pub log_keep_builds: u32,
+    /// Remove logs of its builds that ended more than this many days ago;
+    /// 0: the server's policy.
+    #[serde(default)]
+    pub log_max_age_days: u64,
+}
+
+#[cfg(test)]
+impl Project {
+    /// A public git project with the defaults, for tests to change the
+    /// fields they are about.
+    pub fn for_test(name: &str) -> Project {
+        Project {
+            name: name.into(),
+            repo_url: format!("https://example.com/{name}.git"),
+            default_branch: "master".into(),
+            timeout_secs: 60,
+            image: "default".into(),
+            created_ms: 0,
+            poll_interval_secs: 0,
+            build_tags: false,
+            cancel_superseded: false,
+            github_repo: String::new(),
+            webhook_secret: Default::default(),
+            credentials: None,
+            private: false,
+            notify: Default::default(),
+            vcs: Default::default(),
+            module: String::new(),
+            layout: String::new(),
+            share_secrets_with_forks: false,
+            job_limits: Default::default(),
+            max_running_jobs: 0,
+            one_build_per_branch: false,
+            log_keep_builds: 0,
+            log_max_age_days: 0,
+        }
+    }
 }
 
 pub use kha_core::Secret;
@@ -210,7 +258,14 @@ pub struct Job {
     /// its stage, the key it will be queued under; else 0.
     #[serde(default)]
     pub queue_key: u64,
+    /// Where it goes in its project's queue (`kha_core::priority`).
+    #[serde(default = "normal_priority")]
+    pub priority: u8,
     pub spec: JobSpec,
+}
+
+fn normal_priority() -> u8 {
+    kha_core::priority::NORMAL
 }
 
 #[cfg(test)]
@@ -239,6 +294,7 @@ impl Job {
             name: String::new(),
             stage: String::new(),
             queue_key: 0,
+            priority: kha_core::priority::NORMAL,
             spec: JobSpec::default(),
         }
     }

@@ -143,6 +143,10 @@ impl Triggerer {
             vars: vec![],
             language: String::new(),
         };
+        let priority = kha_core::priority::for_build(
+            req.pr_number > 0,
+            !req.tag && req.branch == project.default_branch,
+        );
         let new_job = |id,
                        number,
                        state: JobState,
@@ -171,6 +175,7 @@ impl Triggerer {
             name: String::new(),
             stage: String::new(),
             queue_key,
+            priority,
             spec,
         };
         let mut jobs = Vec::new();

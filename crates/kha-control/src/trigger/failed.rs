@@ -74,6 +74,7 @@ impl Triggerer {
             name: String::new(),
             stage: String::new(),
             queue_key: 0,
+            priority: kha_core::priority::NORMAL,
             spec: JobSpec {
                 repo_url: project.repo_url.clone(),
                 branch: req.branch.clone(),

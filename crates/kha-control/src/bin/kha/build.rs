@@ -53,6 +53,11 @@ pub enum BuildCmd {
     Cancel {
         id: u64,
     },
+    /// Run a build's waiting jobs next: ahead of its project's other jobs
+    /// and of the other projects' turns.
+    Prioritize {
+        id: u64,
+    },
 }
 
 pub async fn run(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
@@ -136,6 +141,15 @@ pub async fn run(ctx: &mut Ctx, c: BuildCmd) -> Result<u8, Failure> {
                 print_json(&b)
             } else {
                 out!("build {} restarted: {}", b.id, b.state)
+            }
+        }
+        BuildCmd::Prioritize { id } => {
+            let r = ctx.req(GetBuildRequest { build_id: id });
+            let b = wire::build(ctx.client.prioritize_build(r).await?.into_inner())?;
+            if ctx.json {
+                print_json(&b)
+            } else {
+                out!("build {} runs next ({})", b.id, b.state)
             }
         }
         BuildCmd::Cancel { id } => {

@@ -159,6 +159,22 @@ pub struct SetArgs {
     network: bool,
     #[arg(long)]
     no_network: bool,
+    /// At most this many of its jobs run at once (Travis's "limit
+    /// concurrent jobs"); 0: no limit.
+    #[arg(long, value_name = "N")]
+    max_running_jobs: Option<u32>,
+    /// A branch's later build waits until its earlier one is over.
+    #[arg(long, conflicts_with = "no_one_build_per_branch")]
+    one_build_per_branch: bool,
+    #[arg(long)]
+    no_one_build_per_branch: bool,
+    /// Keep the logs of its last N builds (0: the server's policy).
+    #[arg(long, value_name = "N")]
+    keep_logs: Option<u32>,
+    /// Remove the logs of its builds that ended more than DAYS ago (0: the
+    /// server's policy).
+    #[arg(long, value_name = "DAYS")]
+    log_max_age_days: Option<u64>,
 }
 
 /// `--cpus 1.5` as thousandths of a CPU.
@@ -191,6 +207,10 @@ impl SetArgs {
             job_pids: self.pids,
             job_cpu_millis: self.cpus,
             job_network: flag(self.network, self.no_network),
+            max_running_jobs: self.max_running_jobs,
+            one_build_per_branch: flag(self.one_build_per_branch, self.no_one_build_per_branch),
+            log_keep_builds: self.keep_logs,
+            log_max_age_days: self.log_max_age_days,
             name: self.name,
             notify_channel: String::new(),
             notify_value: None,
@@ -427,6 +447,31 @@ fn show(p: &kha_core::view::Project) {
         ("image", p.image.clone()),
         ("timeout", format!("{}s", p.timeout_secs)),
         ("job limits", p.job_limits.to_string()),
+        (
+            "running jobs",
+            match p.max_running_jobs {
+                0 => "no limit".to_string(),
+                n => format!("at most {n} at a time"),
+            },
+        ),
+        (
+            "logs kept",
+            match (p.log_keep_builds, p.log_max_age_days) {
+                (0, 0) => "by the server's policy".to_string(),
+                (n, 0) => format!("of the last {n} builds"),
+                (0, d) => format!("for {d} days"),
+                (n, d) => format!("of the last {n} builds, for {d} days"),
+            },
+        ),
+        (
+            "builds of a branch",
+            if p.one_build_per_branch {
+                "one at a time"
+            } else {
+                "side by side"
+            }
+            .into(),
+        ),
         ("created", ago(p.created_ms)),
         ("polling", polling),
         (

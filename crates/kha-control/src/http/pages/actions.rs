@@ -55,6 +55,21 @@ pub async fn restart(
     .await
 }
 
+pub async fn prioritize(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    Path(raw): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let back = format!("/builds/{}", fmt::pct(&raw));
+    let app = &*app;
+    act(app, &c, &f.csrf, &back.clone(), |who| async move {
+        let id = parse_id("build", &raw)?;
+        api::builds::prioritize(app, &who, id).await.map(|_| back)
+    })
+    .await
+}
+
 pub async fn cancel(
     State(app): State<Arc<App>>,
     c: Caller,
@@ -188,6 +203,13 @@ pub struct SettingsForm {
     job_cpus: String,
     /// Checkbox.
     job_network: String,
+    /// Absent (an older form): unchanged.
+    max_running_jobs: String,
+    /// Checkbox.
+    one_build_per_branch: String,
+    /// Absent (an older form): unchanged.
+    log_keep_builds: String,
+    log_max_age_days: String,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +254,16 @@ fn secs(field: &str, raw: &str) -> Result<u64, ApiError> {
 }
 
 /// A limit field of the settings form: empty (absent) leaves it as it is.
+/// A whole number from a form field; empty: unchanged.
+fn whole(field: &str, raw: &str) -> Result<Option<u64>, ApiError> {
+    match raw.trim() {
+        "" => Ok(None),
+        raw => raw.parse::<u64>().map(Some).map_err(|_| {
+            ApiError::Invalid(format!("{field} {raw:?}: give a whole number, 0 for none"))
+        }),
+    }
+}
+
 fn limit(field: &str, raw: &str, scale: f64) -> Result<Option<u64>, ApiError> {
     let raw = raw.trim();
     if raw.is_empty() {
@@ -279,6 +311,14 @@ pub async fn settings(
         let pids = changed(limit("processes", &f.job_pids, 1.0)?, p.job_limits.pids);
         let cpus = changed(limit("CPUs", &f.job_cpus, 1000.0)?, p.job_limits.cpu_millis);
         let network = !f.job_network.is_empty();
+        let max_running = whole("running jobs", &f.max_running_jobs)?
+            .map(|v| v.min(u32::MAX as u64) as u32)
+            .filter(|v| *v != p.max_running_jobs);
+        let one_per_branch = !f.one_build_per_branch.is_empty();
+        let keep_logs = whole("logs of the last builds", &f.log_keep_builds)?
+            .map(|v| v.min(u32::MAX as u64) as u32)
+            .filter(|v| *v != p.log_keep_builds);
+        let log_days = whole("log age", &f.log_max_age_days)?.filter(|v| *v != p.log_max_age_days);
         let u = api::projects::ProjectUpdate {
             private: (private != p.private).then_some(private),
             default_branch: (branch != p.default_branch).then_some(branch),
@@ -291,6 +331,11 @@ pub async fn settings(
             job_pids: pids,
             job_cpu_millis: cpus,
             job_network: (network != p.job_limits.network).then_some(network),
+            max_running_jobs: max_running,
+            one_build_per_branch: (one_per_branch != p.one_build_per_branch)
+                .then_some(one_per_branch),
+            log_keep_builds: keep_logs,
+            log_max_age_days: log_days,
             notify: None,
         };
         let unchanged = u.private.is_none()
@@ -299,7 +344,15 @@ pub async fn settings(
             && u.poll_interval_secs.is_none()
             && u.build_tags.is_none()
             && u.cancel_superseded.is_none()
-            && u.share_secrets_with_forks.is_none();
+            && u.share_secrets_with_forks.is_none()
+            && u.job_memory_mib.is_none()
+            && u.job_pids.is_none()
+            && u.job_cpu_millis.is_none()
+            && u.job_network.is_none()
+            && u.max_running_jobs.is_none()
+            && u.one_build_per_branch.is_none()
+            && u.log_keep_builds.is_none()
+            && u.log_max_age_days.is_none();
         if !unchanged {
             api::projects::update(app, &who, &name, u).await?;
         }

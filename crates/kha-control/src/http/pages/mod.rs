@@ -48,6 +48,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/projects/{name}/notify", post(actions::notify))
         .route("/builds/{id}", get(build::page))
         .route("/builds/{id}/restart", post(actions::restart))
+        .route("/builds/{id}/prioritize", post(actions::prioritize))
         .route("/builds/{id}/cancel", post(actions::cancel))
         .route("/jobs/{id}", get(job::page))
         .route("/jobs/{id}/log.txt", get(job::raw))

@@ -2,25 +2,10 @@ use super::*;
 
 fn project() -> Project {
     Project {
-        job_limits: Default::default(),
-        share_secrets_with_forks: false,
-        name: "rocket".into(),
         repo_url: "https://github.com/acme/rocket.git".into(),
         default_branch: "main".into(),
-        timeout_secs: 60,
-        image: "default".into(),
-        created_ms: 0,
-        poll_interval_secs: 0,
-        build_tags: false,
-        cancel_superseded: false,
         github_repo: "acme/rocket".into(),
-        webhook_secret: Default::default(),
-        credentials: None,
-        private: false,
-        notify: Default::default(),
-        vcs: Default::default(),
-        module: String::new(),
-        layout: String::new(),
+        ..Project::for_test("rocket")
     }
 }
 

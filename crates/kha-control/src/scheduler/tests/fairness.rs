@@ -216,11 +216,7 @@ fn fairness_pick() {
                     .iter()
                     .find(|(r, _)| *r == j)
                     .map_or(LINUX, |(_, l)| *l);
-                let q = Queued {
-                    project: p.into(),
-                    requires: Labels::parse(labels.iter().copied()).unwrap().into(),
-                    secrets: false,
-                };
+                let q = Queued::for_test(p, Labels::parse(labels.iter().copied()).unwrap(), false);
                 (j, q)
             })
             .collect();
@@ -254,6 +250,7 @@ fn fairness_pick() {
             queued: &queued,
             builders: builders.iter().copied(),
             refused: &refused,
+            gate: &Default::default(),
         });
         let got = got.map(|Pick { job, builder, .. }| (job, builder));
         let want = row.want.map(|(j, b)| (j, b.to_string()));

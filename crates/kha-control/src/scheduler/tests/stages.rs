@@ -33,7 +33,7 @@ fn staged(f: &Fixture) -> Vec<Job> {
 }
 
 /// Finishes a job (with an empty log) as its builder would.
-async fn finish(f: &Fixture, builder: &str, job: JobId, epoch: u64, outcome: i32) {
+pub(super) async fn finish(f: &Fixture, builder: &str, job: JobId, epoch: u64, outcome: i32) {
     let req = kha_proto::agent::FinishJobRequest {
         job_id: job,
         epoch,

@@ -1,0 +1,333 @@
+//! Log retention: which finished builds' logs go, by the policy of their
+//! project and of the server (`[logs]` in control.toml): keep the logs of
+//! a project's last N builds, none older than D days, and at most M MiB of
+//! logs in all (the oldest go first). The builds and jobs themselves stay,
+//! with their states, timing and log lengths; only the log files go.
+//!
+//! A pass is a plan (pure reads: what would go and why, which
+//! `kha-control gc --dry-run` prints) and its application. A project's
+//! pass runs when one of its builds ends; a full pass runs at start and
+//! hourly, for the age and size limits and for policies made stricter.
+
+use crate::scheduler::SchedError;
+use crate::store::logs::LogStore;
+use crate::store::records::Project;
+use crate::store::Store;
+use kha_core::{BuildId, JobId, Millis};
+use serde::Deserialize;
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// `[logs]` in control.toml: the server's policy. 0 everywhere: logs are
+/// kept for ever.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogRetention {
+    /// Keep the logs of each project's last N builds; 0: all.
+    pub keep_builds: u32,
+    /// Remove logs of builds that ended more than this many days ago; 0:
+    /// no age limit.
+    pub max_age_days: u64,
+    /// At most this many MiB of logs on disk in all; the oldest builds'
+    /// go first. 0: no limit.
+    pub max_total_mib: u64,
+}
+
+/// One project's policy: its own settings where it has them, else the
+/// server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub keep_builds: u32,
+    pub max_age_days: u64,
+}
+
+impl Policy {
+    pub fn of(p: &Project, server: &LogRetention) -> Policy {
+        let or = |own: u64, server: u64| if own > 0 { own } else { server };
+        Policy {
+            keep_builds: or(p.log_keep_builds as u64, server.keep_builds as u64) as u32,
+            max_age_days: or(p.log_max_age_days, server.max_age_days),
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        self.keep_builds == 0 && self.max_age_days == 0
+    }
+}
+
+/// A log that goes, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gone {
+    pub job: JobId,
+    pub build: BuildId,
+    pub project: String,
+    /// Bytes on disk (compressed, with earlier attempts').
+    pub bytes: u64,
+    pub why: String,
+}
+
+/// What a project's policy removes now. `all`: look at every build, not
+/// only up to the first whose logs are gone already (a pass after a build
+/// ends stops there: older builds went in earlier passes).
+pub fn plan_project(
+    store: &Store,
+    logs: &LogStore,
+    p: &Project,
+    server: &LogRetention,
+    now: Millis,
+    all: bool,
+) -> Result<Vec<Gone>, SchedError> {
+    let policy = Policy::of(p, server);
+    let mut out = Vec::new();
+    if policy.is_none() {
+        return Ok(out);
+    }
+    let cutoff = now.saturating_sub(policy.max_age_days.saturating_mul(DAY_MS));
+    for (i, id) in store.project_build_ids(&p.name).enumerate() {
+        let id = id?;
+        let beyond = policy.keep_builds > 0 && i >= policy.keep_builds as usize;
+        if !beyond && policy.max_age_days == 0 {
+            continue;
+        }
+        let Some(b) = store.get_build(id)? else {
+            continue;
+        };
+        // A build not over keeps its logs (and counts among the last N).
+        if !b.state.is_final() {
+            continue;
+        }
+        let old = policy.max_age_days > 0 && b.finished_ms < cutoff;
+        if !beyond && !old {
+            continue;
+        }
+        let on_disk: Vec<(JobId, u64)> = b
+            .jobs
+            .iter()
+            .filter(|j| logs.exists(**j) || !logs.attempts(**j).is_empty())
+            .map(|j| (*j, logs.disk_bytes(*j)))
+            .collect();
+        if on_disk.is_empty() {
+            if !all && beyond {
+                break;
+            }
+            continue;
+        }
+        let why = if beyond {
+            format!(
+                "beyond the last {} builds of {}",
+                policy.keep_builds, p.name
+            )
+        } else {
+            format!("ended more than {} days ago", policy.max_age_days)
+        };
+        for (job, bytes) in on_disk {
+            out.push(Gone {
+                job,
+                build: b.id,
+                project: p.name.clone(),
+                bytes,
+                why: why.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What the server's total limit removes on top of `planned`: the logs of
+/// the oldest finished jobs (by id) until the rest fit.
+pub fn plan_total(
+    store: &Store,
+    logs: &LogStore,
+    server: &LogRetention,
+    planned: &[Gone],
+) -> Result<Vec<Gone>, SchedError> {
+    let mut out = Vec::new();
+    if server.max_total_mib == 0 {
+        return Ok(out);
+    }
+    let limit = server.max_total_mib.saturating_mul(1 << 20);
+    let going: std::collections::HashSet<JobId> = planned.iter().map(|g| g.job).collect();
+    // Every job with a file, and the bytes of its files.
+    let mut sizes: std::collections::BTreeMap<JobId, u64> = Default::default();
+    let entries = match std::fs::read_dir(logs.dir()) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(SchedError::Io(e)),
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(job) = name
+            .to_str()
+            .and_then(|n| n.split('.').next())
+            .and_then(|n| n.parse::<JobId>().ok())
+        else {
+            continue;
+        };
+        let len = e.metadata().map_or(0, |m| m.len());
+        *sizes.entry(job).or_default() += len;
+    }
+    let mut total: u64 = sizes
+        .iter()
+        .filter(|(j, _)| !going.contains(j))
+        .map(|(_, n)| n)
+        .sum();
+    for (&job, &bytes) in &sizes {
+        if total <= limit {
+            break;
+        }
+        if going.contains(&job) {
+            continue;
+        }
+        let Some(j) = store.get_job(job)? else {
+            continue;
+        };
+        // Logs still being written are not the policy's.
+        if !j.state.is_final() {
+            continue;
+        }
+        total -= bytes;
+        out.push(Gone {
+            job,
+            build: j.build,
+            project: j.project,
+            bytes,
+            why: format!("over the server's {} MiB of logs", server.max_total_mib),
+        });
+    }
+    Ok(out)
+}
+
+/// Every log the policies remove now.
+pub fn plan_all(
+    store: &Store,
+    logs: &LogStore,
+    server: &LogRetention,
+    now: Millis,
+) -> Result<Vec<Gone>, SchedError> {
+    let mut out = Vec::new();
+    for p in store.list_projects()? {
+        out.extend(plan_project(store, logs, &p, server, now, true)?);
+    }
+    let more = plan_total(store, logs, server, &out)?;
+    out.extend(more);
+    Ok(out)
+}
+
+/// Removes the planned logs; returns how many went and the bytes freed.
+/// A log that cannot be removed is logged and left for the next pass.
+pub fn apply(logs: &LogStore, plan: &[Gone]) -> (u64, u64) {
+    let (mut n, mut freed) = (0, 0);
+    for g in plan {
+        match logs.remove(g.job) {
+            Ok(bytes) => {
+                n += 1;
+                freed += bytes;
+            }
+            Err(e) => {
+                tracing::warn!(job_id = g.job, project = %g.project, error = %e, "cannot remove the log")
+            }
+        }
+    }
+    if n > 0 {
+        tracing::info!(
+            logs = n,
+            bytes = freed,
+            "logs removed by the retention policy"
+        );
+    }
+    (n, freed)
+}
+
+/// Sums a plan up for people: one line per build.
+pub fn describe(plan: &[Gone]) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < plan.len() {
+        let g = &plan[i];
+        let same: Vec<&Gone> = plan[i..]
+            .iter()
+            .take_while(|o| o.build == g.build && o.why == g.why)
+            .collect();
+        let bytes: u64 = same.iter().map(|o| o.bytes).sum();
+        lines.push(format!(
+            "{} build {}: {} log{} ({} bytes): {}",
+            g.project,
+            g.build,
+            same.len(),
+            if same.len() == 1 { "" } else { "s" },
+            bytes,
+            g.why
+        ));
+        i += same.len();
+    }
+    lines
+}
+
+/// Compresses the plain logs of finished jobs (left by a control node that
+/// stopped before it compressed them, or by an older version); returns how
+/// many were compressed.
+pub fn compress_finished(store: &Store, logs: &LogStore) -> Result<u64, SchedError> {
+    let entries = match std::fs::read_dir(logs.dir()) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(SchedError::Io(e)),
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(job) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<JobId>().ok())
+        else {
+            continue;
+        };
+        if store.get_job(job)?.is_some_and(|j| j.state.is_final()) {
+            match logs.compress(job) {
+                Ok(Some(_)) => n += 1,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(job_id = job, error = %e, "cannot compress the log"),
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The full pass the control node runs at start and hourly: finished
+/// logs compressed, then the policies applied.
+pub fn full_pass(
+    store: &Store,
+    logs: &LogStore,
+    server: &LogRetention,
+    now: Millis,
+) -> Result<(), SchedError> {
+    let compressed = compress_finished(store, logs)?;
+    if compressed > 0 {
+        tracing::info!(logs = compressed, "finished logs compressed");
+    }
+    let plan = plan_all(store, logs, server, now)?;
+    apply(logs, &plan);
+    Ok(())
+}
+
+/// `kha-control gc`: the full pass, or with `dry_run` only its plan;
+/// returns its lines for people, and how many logs and bytes go.
+pub fn collect(
+    store: &Store,
+    logs: &LogStore,
+    server: &LogRetention,
+    now: Millis,
+    dry_run: bool,
+) -> Result<(Vec<String>, u64, u64), SchedError> {
+    if !dry_run {
+        compress_finished(store, logs)?;
+    }
+    let plan = plan_all(store, logs, server, now)?;
+    let lines = describe(&plan);
+    if dry_run {
+        let bytes = plan.iter().map(|g| g.bytes).sum();
+        return Ok((lines, plan.len() as u64, bytes));
+    }
+    let (n, freed) = apply(logs, &plan);
+    Ok((lines, n, freed))
+}
