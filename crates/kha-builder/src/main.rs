@@ -36,6 +36,11 @@ struct Args {
     token_file: Option<PathBuf>,
     #[arg(long, env = "KHA_BUILDER_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Append the daemon's log lines to this file (reopened on SIGHUP, for
+    /// logrotate) instead of standard error (where journald keeps them).
+    /// KHA_LOG_FORMAT=json writes them as JSON lines.
+    #[arg(long, env = "KHA_LOG_FILE")]
+    log_file: Option<PathBuf>,
     /// Serve Prometheus metrics at /metrics on this address (e.g.
     /// 127.0.0.1:9101; port 0 picks one and writes it to
     /// DATA_DIR/metrics.addr).
@@ -119,23 +124,16 @@ enum ToolchainCmd {
     List,
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KHA_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,h2=warn,hyper=warn,tonic=warn,tower=warn")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn main() -> anyhow::Result<()> {
     let matches = Args::command().get_matches();
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // A token on the command line is there for every local user to read.
     let token_in_argv = matches.value_source("token") == Some(ValueSource::CommandLine);
-    init_tracing();
+    let log_file = kha_core::logging::init(
+        "info,h2=warn,hyper=warn,tonic=warn,tower=warn",
+        args.log_file.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let mut cfg = match &args.config {
         Some(p) => {
             let text =
@@ -305,6 +303,7 @@ fn main() -> anyhow::Result<()> {
             token,
             executor,
             args.protocol_major,
+            log_file,
         ));
     dirs.unmount();
     result
@@ -317,17 +316,19 @@ async fn serve(
     token: Option<Secret>,
     executor: Arc<dyn Executor>,
     protocol_major: u32,
+    log_file: Option<Arc<kha_core::logging::LogFile>>,
 ) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let signals = kha_builder::task::spawn("signals", async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (mut term, mut int) = match (
+        let (mut term, mut int, mut hup) = match (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) {
-            (Ok(t), Ok(i)) => (t, i),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT; stopping the builder");
+            (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT/SIGHUP; stopping the builder");
                 return;
             }
         };
@@ -335,6 +336,10 @@ async fn serve(
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                _ = hup.recv() => {
+                    kha_core::logging::hangup(log_file.as_deref());
+                    continue;
+                }
             }
             if tx.send(()).await.is_err() {
                 return;

@@ -42,6 +42,11 @@ struct Args {
     /// TLS private key (PEM).
     #[arg(long, env = "KHA_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Append the daemon's log lines to this file (reopened on SIGHUP, for
+    /// logrotate) instead of standard error (where journald keeps them).
+    /// KHA_LOG_FORMAT=json writes them as JSON lines.
+    #[arg(long, env = "KHA_LOG_FILE")]
+    log_file: Option<PathBuf>,
     /// Without a command: run the control node.
     #[command(subcommand)]
     cmd: Option<Command>,
@@ -101,19 +106,6 @@ enum UserCommand {
     },
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KHA_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,h2=warn,hyper=warn,tonic=warn,tower=warn,sled=warn",
-        )
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 /// Writes the bound addresses to `<data_dir>/grpc.addr` and `http.addr`
 /// (through a temp name, so a reader never sees half a file): with port 0
 /// in `--listen`, this is how a supervisor or a test learns the port.
@@ -144,7 +136,20 @@ fn publish_addrs(dir: &Path, grpc: SocketAddr, http: Option<SocketAddr>) -> anyh
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing();
+    let log_file = kha_core::logging::init(
+        "info,h2=warn,hyper=warn,tonic=warn,tower=warn,sled=warn",
+        args.log_file.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            kha_core::logging::hangup(log_file.as_deref());
+        }
+    });
     let mut cfg = match &args.config {
         Some(p) => {
             let text =

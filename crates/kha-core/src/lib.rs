@@ -11,6 +11,8 @@ pub mod event;
 pub mod labels;
 pub mod lease;
 pub mod limits;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod logs;
 pub mod mask;
 pub mod priority;
