@@ -56,11 +56,12 @@ install_browser() {
 }
 
 # The real servers the notification tests talk to on loopback: SMTP
-# (aiosmtpd), XMPP (prosody) and IRC (ngircd). test.sh only. Their packages
+# (aiosmtpd), XMPP (prosody) and IRC (ngircd); and the Prometheus project's
+# OpenMetrics parser the metrics tests read /metrics with. test.sh only. Their packages
 # would start system-wide daemons; the tests run their own instances, so
 # those are stopped (the machine's boot does not start them: no systemd).
 install_notify_servers() {
-  local want=(python3-aiosmtpd prosody ngircd)
+  local want=(python3-aiosmtpd prosody ngircd python3-prometheus-client)
   install_missing "${want[@]}"
   if [ "$KHA_INSTALLED" = 1 ]; then
     service prosody stop >/dev/null 2>&1 || true

@@ -129,6 +129,7 @@ async fn big_job(env: &Env, sc: &str, job: BigJob<'_>, rows: &mut Vec<Row>) -> R
         )
         .target(Target::AtLeast(Of::Value, 100.0)),
     );
+    compressed(env, sc, &label, j.id, want_len, rows).await?;
     rows.push(
         Row::value(
             sc,
@@ -140,6 +141,79 @@ async fn big_job(env: &Env, sc: &str, job: BigJob<'_>, rows: &mut Vec<Row>) -> R
         .note(format!(
             "{want_len} printed, {got_len} stored, log_len {}",
             j.log_len
+        )),
+    );
+    Ok(())
+}
+
+/// The finished log compressed (zstd, seekable frames): the ratio, how
+/// long after the build's end the compressed file was in place, and a
+/// 64 KiB tail read from it, whole and checked against what was printed.
+async fn compressed(
+    env: &Env,
+    sc: &str,
+    label: &str,
+    job: u64,
+    len: u64,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    let (plain, zst) = (
+        env.path(&format!("control/logs/{job}.log")),
+        env.path(&format!("control/logs/{job}.log.zst")),
+    );
+    let t0 = now_ms();
+    while !(zst.exists() && !plain.exists()) {
+        if now_ms() - t0 > 60_000.0 {
+            bail!("{label}: the log was not compressed within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let waited = now_ms() - t0;
+    let packed = std::fs::metadata(&zst)?.len();
+    rows.push(
+        Row::value(
+            sc,
+            &format!("{label}: compression ratio (log / .log.zst)"),
+            "x",
+            len as f64 / packed.max(1) as f64,
+        )
+        .note(format!(
+            "{len} bytes in {packed}; compressed file in place {waited:.0} ms after the stored log was read back"
+        )),
+    );
+    let tail = (64 * 1024u64).min(len);
+    let t = std::time::Instant::now();
+    let mut s = env
+        .admin()
+        .follow_log(env.req(FollowLogRequest {
+            job_id: job,
+            offset: len - tail,
+            follow: false,
+            attempt: 0,
+        }))
+        .await?
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(m) = s.message().await? {
+        got.extend_from_slice(&m.data);
+        if m.done {
+            break;
+        }
+    }
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let l = format!("{}\n", line());
+    let ok = got.len() as u64 == tail && got.ends_with(l.as_bytes());
+    rows.push(
+        Row::value(
+            sc,
+            &format!("{label}: 64 KiB tail of the compressed log (kha log from an offset)"),
+            "ms",
+            ms,
+        )
+        .note(format!(
+            "{} bytes, {}",
+            got.len(),
+            if ok { "as printed" } else { "NOT as printed" }
         )),
     );
     Ok(())
