@@ -13,6 +13,7 @@ pub mod lease;
 pub mod limits;
 pub mod logs;
 pub mod mask;
+pub mod schedule;
 pub mod secret;
 pub mod shell;
 pub mod spec;
