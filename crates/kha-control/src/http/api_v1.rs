@@ -32,6 +32,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/projects/{p}/star", post(star))
         .route("/projects/{p}/unstar", post(unstar))
         .route("/projects/{p}/branches", get(branches))
+        .route("/projects/{p}/schedules", get(schedules))
         .route("/projects/{p}/pulls", get(pulls))
         .route("/projects/{p}/builds", get(builds).post(trigger))
         .route("/builds/{id}", get(build))
@@ -176,6 +177,11 @@ async fn project(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) 
 
 async fn branches(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) -> Answer {
     ok(&api::branches::list(&app, &c.who, &p)?)
+}
+
+/// The project's scheduled builds (`kha cron list PROJECT`).
+async fn schedules(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) -> Answer {
+    ok(&api::schedules::list(&app, &c.who, Some(&p))?)
 }
 
 async fn pulls(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) -> Answer {
