@@ -200,6 +200,16 @@ fn grpc_listed<T>(r: Result<T, tonic::Status>, has_p: impl Fn(&T) -> bool) -> St
     }
 }
 
+/// A daily schedule of p's main.
+fn daily() -> AddScheduleRequest {
+    AddScheduleRequest {
+        project: "p".into(),
+        branch: "main".into(),
+        interval: "daily".into(),
+        ..Default::default()
+    }
+}
+
 async fn over_grpc(w: &World, t: Option<&str>, op: &str, n: usize) -> String {
     let mut a = AdminServiceClient::new(w.ch.clone());
     let admin = w.c.admin_token();
@@ -258,6 +268,23 @@ async fn over_grpc(w: &World, t: Option<&str>, op: &str, n: usize) -> String {
                 name: format!("gone{n}"),
             };
             grpc_code(&a.remove_project(req(t, rm)).await)
+        }
+        "cron.list" => grpc_code(
+            &a.list_schedules(req(t, ListSchedulesRequest { project: p() }))
+                .await,
+        ),
+        "cron.add" => grpc_code(&a.add_schedule(req(t, daily())).await),
+        "cron.remove" => {
+            let id = a
+                .add_schedule(req(Some(&admin), daily()))
+                .await
+                .unwrap()
+                .into_inner()
+                .id;
+            grpc_code(
+                &a.remove_schedule(req(t, RemoveScheduleRequest { id }))
+                    .await,
+            )
         }
         "branch.list" => grpc_code(
             &a.list_branches(req(t, ListBranchesRequest { project: p() }))
@@ -471,6 +498,24 @@ fn over_http(w: &World, t: Option<&str>, op: &str, n: usize) -> String {
                 "",
                 me,
             ))
+        }
+        "cron.list" => http_code(&call("GET", "/api/v1/projects/p/schedules", "", me)),
+        "cron.add" => http_code(&call(
+            "POST",
+            "/api/v1/projects/p/schedules",
+            "{\"branch\":\"main\",\"interval\":\"daily\"}",
+            me,
+        )),
+        "cron.remove" => {
+            let made = call(
+                "POST",
+                "/api/v1/projects/p/schedules",
+                "{\"branch\":\"main\",\"interval\":\"daily\"}",
+                Some(&admin),
+            );
+            assert_eq!(made.status, 201, "{}", made.text());
+            let id = made.json()["id"].as_u64().unwrap();
+            http_code(&call("DELETE", &format!("/api/v1/schedules/{id}"), "", me))
         }
         "branch.list" => http_code(&call("GET", "/api/v1/projects/p/branches", "", me)),
         "branch.status" => http_code(&call("GET", "/badge/p.svg", "", me)),

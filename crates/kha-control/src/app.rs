@@ -126,8 +126,9 @@ impl App {
             .spawn(fut.instrument(tracing::info_span!("task", name)));
     }
 
-    /// Starts the background work: the scheduler's sweep, polling, event
-    /// publication and retention, and the coalesced log-growth events.
+    /// Starts the background work: the scheduler's sweep, polling,
+    /// scheduled builds, event publication and retention, and the coalesced
+    /// log-growth events.
     pub fn start(self: &Arc<Self>) {
         let app = self.clone();
         self.spawn("sweeper", async move {
@@ -143,6 +144,10 @@ impl App {
         self.spawn(
             "poller",
             crate::trigger::poll::run(self.triggers.clone(), self.shutdown.clone()),
+        );
+        self.spawn(
+            "cron",
+            crate::trigger::cron::run(self.triggers.clone(), self.shutdown.clone()),
         );
         let app = self.clone();
         self.spawn("events", async move { app.event_upkeep().await });

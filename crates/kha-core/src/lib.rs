@@ -16,6 +16,7 @@ pub mod logging;
 pub mod logs;
 pub mod mask;
 pub mod priority;
+pub mod schedule;
 pub mod secret;
 pub mod shell;
 pub mod spec;

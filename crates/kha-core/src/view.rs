@@ -486,6 +486,28 @@ pub struct AuditPage {
     pub per_page: u32,
 }
 
+/// A scheduled build of a project's branch (Travis's cron): how often, and
+/// what its last run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub id: u64,
+    pub project: String,
+    pub branch: String,
+    /// "daily", "weekly" or "monthly"; empty with a cron expression.
+    pub interval: String,
+    /// Five fields, UTC; empty with an interval.
+    pub cron: String,
+    pub dont_run_if_recent_build_exists: bool,
+    pub created_ms: Millis,
+    pub next_run_ms: Millis,
+    /// 0: it has not run yet.
+    pub last_run_ms: Millis,
+    /// "started build 12", "skipped: …", "not built: …", "failed: …".
+    pub last_outcome: String,
+    /// The build its last run started; 0: none.
+    pub last_build_id: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -475,6 +475,42 @@ impl TryFrom<w::Event> for Event {
     }
 }
 
+impl From<view::Schedule> for w::Schedule {
+    fn from(s: view::Schedule) -> Self {
+        w::Schedule {
+            id: s.id,
+            project: s.project,
+            branch: s.branch,
+            interval: s.interval,
+            cron: s.cron,
+            dont_run_if_recent_build_exists: s.dont_run_if_recent_build_exists,
+            created_ms: s.created_ms,
+            next_run_ms: s.next_run_ms,
+            last_run_ms: s.last_run_ms,
+            last_outcome: s.last_outcome,
+            last_build_id: s.last_build_id,
+        }
+    }
+}
+
+impl From<w::Schedule> for view::Schedule {
+    fn from(s: w::Schedule) -> Self {
+        view::Schedule {
+            id: s.id,
+            project: s.project,
+            branch: s.branch,
+            interval: s.interval,
+            cron: s.cron,
+            dont_run_if_recent_build_exists: s.dont_run_if_recent_build_exists,
+            created_ms: s.created_ms,
+            next_run_ms: s.next_run_ms,
+            last_run_ms: s.last_run_ms,
+            last_outcome: s.last_outcome,
+            last_build_id: s.last_build_id,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@
 //! Rooms: `projects`, `builds` (trigger, list, show, restart, cancel),
 //! `logs` (read and follow), `branches`, `builders` (and enrolment tokens),
 //! `events` (the stream), `overview` (the front page), `queue` (what waits
-//! and why), `views` (records → views), `auth` (credentials: passwords,
+//! and why), `schedules` (scheduled builds, `kha cron`), `views` (records → views), `auth` (credentials: passwords,
 //! sessions, API tokens, GitHub identities), `users` (accounts and roles),
 //! `audit` (who did what).
 //!
@@ -30,6 +30,7 @@ pub mod logs;
 pub mod overview;
 pub mod projects;
 pub mod queue;
+pub mod schedules;
 pub mod users;
 mod views;
 

@@ -167,6 +167,16 @@ fn listed<T>(r: Result<T, ApiError>, has_p: impl Fn(&T) -> bool) -> String {
     }
 }
 
+/// A daily schedule of `project`'s main.
+fn daily(project: &str) -> schedules::NewSchedule {
+    schedules::NewSchedule {
+        project: project.into(),
+        branch: "main".into(),
+        interval: "daily".into(),
+        ..Default::default()
+    }
+}
+
 async fn run(w: &World, who: &Principal, op: &str, n: usize) -> String {
     let app = &w.app;
     let p = "p";
@@ -217,6 +227,14 @@ async fn run(w: &World, who: &Principal, op: &str, n: usize) -> String {
                 ..Default::default()
             };
             code(&builds::trigger(app, who, args).await)
+        }
+        "cron.list" => code(&schedules::list(app, who, Some(p))),
+        "cron.add" => code(&schedules::add(app, who, daily(p)).await),
+        "cron.remove" => {
+            let s = schedules::add(app, &Principal::Admin, daily(p))
+                .await
+                .unwrap();
+            code(&schedules::remove(app, who, s.id).await)
         }
         "build.restart" => code(&builds::restart(app, who, w.build).await),
         "build.cancel" => code(&builds::cancel(app, who, w.build).await),

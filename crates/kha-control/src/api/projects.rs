@@ -240,6 +240,8 @@ pub async fn remove(app: &App, who: &Principal, name: &str) -> Result<(), ApiErr
     if let Err(e) = app.caches.clear(name, None).await {
         tracing::warn!(project = name, error = %e, "cannot remove the project's cache");
     }
+    // And its scheduled builds.
+    app.store.remove_project_schedules(name)?;
     for u in app.store.list_users()? {
         if u.roles.contains_key(name) || u.stars.contains(name) {
             app.store.update_user(&u.name, |mut u| {

@@ -339,6 +339,45 @@ impl AdminService for AdminSvc {
         Ok(Response::new(CollectLogsResponse { lines, logs, bytes }))
     }
 
+    async fn add_schedule(
+        &self,
+        req: Request<AddScheduleRequest>,
+    ) -> Result<Response<Schedule>, Status> {
+        let who = self.who(&req)?;
+        let r = req.into_inner();
+        let new = api::schedules::NewSchedule {
+            project: r.project,
+            branch: r.branch,
+            interval: r.interval,
+            cron: r.cron,
+            dont_run_if_recent_build_exists: r.dont_run_if_recent_build_exists,
+        };
+        let s = api::schedules::add(&self.app, &who, new).await?;
+        Ok(Response::new(s.into()))
+    }
+
+    async fn list_schedules(
+        &self,
+        req: Request<ListSchedulesRequest>,
+    ) -> Result<Response<ListSchedulesResponse>, Status> {
+        let who = self.who(&req)?;
+        let project = req.into_inner().project;
+        let project = Some(project.as_str()).filter(|p| !p.is_empty());
+        let schedules = api::schedules::list(&self.app, &who, project)?;
+        Ok(Response::new(ListSchedulesResponse {
+            schedules: schedules.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn remove_schedule(
+        &self,
+        req: Request<RemoveScheduleRequest>,
+    ) -> Result<Response<Schedule>, Status> {
+        let who = self.who(&req)?;
+        let s = api::schedules::remove(&self.app, &who, req.into_inner().id).await?;
+        Ok(Response::new(s.into()))
+    }
+
     async fn drain_builder(
         &self,
         req: Request<BuilderRequest>,

@@ -32,6 +32,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/projects/{p}/star", post(star))
         .route("/projects/{p}/unstar", post(unstar))
         .route("/projects/{p}/branches", get(branches))
+        .route("/projects/{p}/schedules", get(schedules).post(add_schedule))
+        .route("/schedules/{id}", axum::routing::delete(remove_schedule))
         .route("/projects/{p}/pulls", get(pulls))
         .route("/projects/{p}/builds", get(builds).post(trigger))
         .route("/builds/{id}", get(build))
@@ -177,6 +179,38 @@ async fn project(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) 
 
 async fn branches(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) -> Answer {
     ok(&api::branches::list(&app, &c.who, &p)?)
+}
+
+/// The project's scheduled builds (`kha cron list PROJECT`).
+async fn schedules(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) -> Answer {
+    ok(&api::schedules::list(&app, &c.who, Some(&p))?)
+}
+
+/// A new schedule of the project: `{"branch", "interval" or "cron",
+/// "dont_run_if_recent_build_exists"}`.
+async fn add_schedule(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(p): Path<String>,
+    b: Bytes,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    let mut new: api::schedules::NewSchedule = body(&b)?;
+    new.project = p;
+    let s = api::schedules::add(&app, who, new).await?;
+    Ok(json_response(StatusCode::CREATED, &s))
+}
+
+async fn remove_schedule(
+    State(app): State<Arc<App>>,
+    c: Caller,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let who = c.api_writer(&h)?;
+    let id = id_of("schedule", &id)?;
+    ok(&api::schedules::remove(&app, who, id).await?)
 }
 
 async fn pulls(State(app): State<Arc<App>>, c: Caller, Path(p): Path<String>) -> Answer {

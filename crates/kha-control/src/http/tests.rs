@@ -273,6 +273,23 @@ async fn pages_render_escaped_and_unknown_things_are_404() {
         project.contains("data-branch=\"x&#60;script&#62;y\""),
         "{project}"
     );
+    assert!(!project.contains("id=\"schedules\""), "none yet: {project}");
+    let nightly = crate::api::schedules::NewSchedule {
+        project: "p".into(),
+        branch: "main".into(),
+        cron: "0 3 * * *".into(),
+        dont_run_if_recent_build_exists: true,
+        ..Default::default()
+    };
+    crate::api::schedules::add(&s.app, &crate::api::Principal::Admin, nightly)
+        .await
+        .unwrap();
+    let project = get(&s, "/projects/p").await.body;
+    assert!(
+        project.contains("<td>cron 0 3 * * *, unless built in 24 h</td>"),
+        "{project}"
+    );
+    assert!(project.contains("T03:00:00Z</time>"), "{project}");
     assert!(project.contains("/badge/p.svg"), "{project}");
     assert!(project.contains("/hooks/generic/p"), "{project}");
     let overview = get(&s, "/").await.body;

@@ -13,6 +13,7 @@ pub mod logs;
 mod marks;
 mod outbox;
 pub mod records;
+mod schedules;
 mod stages;
 mod users;
 mod writer;
@@ -125,6 +126,8 @@ pub struct Store {
     delivery_builds: sled::Tree,
     delivery_due: sled::Tree,
     notify_meta: sled::Tree,
+    /// Scheduled builds by id (`schedules`).
+    schedules: sled::Tree,
     pub events: Arc<EventLog>,
     /// To the writer thread (`writer`): flushes and durable transitions.
     writer_tx: mpsc::UnboundedSender<writer::Op>,
@@ -140,6 +143,7 @@ pub struct Store {
 const SCHEMA_VERSION: u64 = 1;
 const COUNTER_BUILD: &str = "next_build_id";
 const COUNTER_JOB: &str = "next_job_id";
+const COUNTER_SCHEDULE: &str = "next_schedule_id";
 /// In `meta`: where [`Store::next_id`] starts (set by a restore).
 pub(crate) const ID_BASE: &str = "id_base";
 
@@ -229,6 +233,7 @@ impl Store {
             delivery_builds: db.open_tree("delivery_builds")?,
             delivery_due: db.open_tree("delivery_due")?,
             notify_meta: db.open_tree("notify_meta")?,
+            schedules: db.open_tree("schedules")?,
             meta,
             events,
             writer_tx,
@@ -239,6 +244,7 @@ impl Store {
         };
         store.init_counter(COUNTER_BUILD, &store.builds)?;
         store.init_counter(COUNTER_JOB, &store.jobs)?;
+        store.init_counter(COUNTER_SCHEDULE, &store.schedules)?;
         // The writer's handle must not keep its own channel open, or the
         // thread (and the database) would outlive every other handle.
         let mut own = store.clone();

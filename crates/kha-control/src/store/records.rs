@@ -451,6 +451,37 @@ pub struct ApiToken {
     pub last_used_ms: Millis,
 }
 
+/// A scheduled build (Travis's cron) of a project's branch
+/// (`trigger::cron` runs it; `kha_core::schedule` says when).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub id: u64,
+    pub project: String,
+    pub branch: String,
+    /// "daily", "weekly" or "monthly"; empty with a cron expression.
+    #[serde(default)]
+    pub interval: String,
+    /// Five fields, UTC; empty with an interval.
+    #[serde(default)]
+    pub cron: String,
+    /// Travis's `dont_run_if_recent_build_exists`: skip a run when the
+    /// branch had a build other than a cron build in the last 24 hours.
+    #[serde(default)]
+    pub dont_run_if_recent_build_exists: bool,
+    pub created_ms: Millis,
+    /// When it runs next; due once the clock reaches it.
+    pub next_run_ms: Millis,
+    /// When it last ran (or was skipped); 0: never.
+    #[serde(default)]
+    pub last_run_ms: Millis,
+    /// What its last run did: "started build 12", "skipped: …", "failed: …".
+    #[serde(default)]
+    pub last_outcome: String,
+    /// The build its last run started; 0: none.
+    #[serde(default)]
+    pub last_build: BuildId,
+}
+
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     let mut out = vec![FORMAT_V1];
     // Serializing these plain structs cannot fail.

@@ -10,6 +10,7 @@
 //! per project.
 
 mod build;
+pub mod cron;
 mod failed;
 pub mod generic;
 pub mod github;
@@ -48,7 +49,7 @@ pub struct Request {
     pub commit: Option<String>,
     /// Build even if built already, skip-marked or filtered out.
     pub force: bool,
-    /// "api", "poll", "push", "pull_request", "generic".
+    /// "api", "poll", "push", "pull_request", "generic", "cron".
     pub event: String,
     pub pr_number: u64,
     pub tag: bool,
@@ -113,6 +114,14 @@ impl Request {
             "cron" => travis::EventType::Cron,
             _ => travis::EventType::Push,
         }
+    }
+
+    /// A scheduled build (`cron`) builds the branch's head whether or not
+    /// it was built already, and skip markers do not apply to it (as on
+    /// Travis); branch filters and the root `if:` still do (`if: type !=
+    /// cron` is how a `.travis.yml` opts out).
+    pub fn scheduled(&self) -> bool {
+        self.event_type() == travis::EventType::Cron
     }
 
     /// The name a build is de-duplicated under: the branch, or for a pull
@@ -188,7 +197,7 @@ impl Triggerer {
         let lock = self.lock_for(&project.name);
         let _guard = lock.lock().await;
         let sched = &self.sched;
-        if !req.force {
+        if !req.force && !req.scheduled() {
             if let Some(id) =
                 sched
                     .store
@@ -432,6 +441,7 @@ mod tests {
             ("poll", 0, EventType::Push, "master"),
             ("generic", 0, EventType::Push, "master"),
             ("api", 0, EventType::Api, "master"),
+            ("cron", 0, EventType::Cron, "master"),
             ("pull_request", 2, EventType::PullRequest, ":pr/2"),
         ] {
             let mut r = Request::new("p", "master", event);

@@ -24,6 +24,7 @@ mod build;
 mod builder;
 mod cache;
 mod config;
+mod cron;
 mod encrypt;
 mod events;
 mod lint;
@@ -100,6 +101,9 @@ enum Cmd {
     /// A project's build cache: list or clear its archives.
     #[command(subcommand)]
     Cache(cache::CacheCmd),
+    /// Scheduled builds of a branch (Travis's cron): add, list, remove.
+    #[command(subcommand)]
+    Cron(cron::CronCmd),
     /// The control node's event stream: every change, numbered, oldest
     /// first; `--follow` keeps printing new ones.
     Events(events::EventsArgs),
@@ -224,6 +228,7 @@ async fn real_main(cli: Cli) -> Result<u8, Failure> {
         Cmd::Builder(c) => builder::run(&mut ctx, c).await,
         Cmd::Branch(c) => branch::run(&mut ctx, c).await,
         Cmd::Cache(c) => cache::run(&mut ctx, c).await,
+        Cmd::Cron(c) => cron::run(&mut ctx, c).await,
         Cmd::Events(a) => events::run(&mut ctx, a).await,
         Cmd::Login(a) => {
             let to = login::Target {

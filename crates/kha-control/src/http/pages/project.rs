@@ -1,4 +1,5 @@
-//! `/projects/{name}`: branches (`#branches`), pull requests (`#pulls`), the
+//! `/projects/{name}`: branches (`#branches`), pull requests (`#pulls`), its
+//! scheduled builds when it has some (`#schedules`), the
 //! build history with a branch filter (`#history`, `form#filter`), the badge
 //! snippet (`#badge`) and the webhook URLs (`#webhook`); who has a role on
 //! it (`#members`); for a signed-in user a star button (`form.star` /
@@ -27,6 +28,19 @@ pub struct BranchRow {
     pub updated: When,
 }
 
+/// A scheduled build as a row: how often, when next, what the last run did.
+pub struct ScheduleRow {
+    pub id: u64,
+    pub branch: String,
+    /// "daily", or "cron 0 3 * * *"; with "unless built in 24 h".
+    pub how: String,
+    /// ISO 8601, UTC.
+    pub next: String,
+    pub last: When,
+    pub outcome: String,
+    pub build_id: u64,
+}
+
 #[derive(Template)]
 #[template(path = "project.html")]
 struct ProjectPage {
@@ -34,6 +48,7 @@ struct ProjectPage {
     p: kha_core::view::Project,
     branches: Vec<BranchRow>,
     pulls: Vec<(u64, BuildRow)>,
+    schedules: Vec<ScheduleRow>,
     history: Vec<BuildRow>,
     pager: Pager,
     filter: String,
@@ -107,6 +122,23 @@ fn build_page(
         .iter()
         .map(|b| (b.pr_number, BuildRow::new(now, b)))
         .collect();
+    let schedules = api::schedules::list(app, who, Some(name))?
+        .into_iter()
+        .map(|s| ScheduleRow {
+            id: s.id,
+            how: match (s.cron.is_empty(), s.dont_run_if_recent_build_exists) {
+                (true, false) => s.interval,
+                (true, true) => format!("{}, unless built in 24 h", s.interval),
+                (false, false) => format!("cron {}", s.cron),
+                (false, true) => format!("cron {}, unless built in 24 h", s.cron),
+            },
+            next: fmt::iso(s.next_run_ms),
+            last: When::ago(now, s.last_run_ms),
+            outcome: s.last_outcome,
+            build_id: s.last_build_id,
+            branch: s.branch,
+        })
+        .collect();
     let page: u32 = q.page.parse().unwrap_or(1).max(1);
     let filter = (!q.branch.is_empty()).then_some(q.branch.as_str());
     let hist = api::builds::list(app, who, name, filter, page, PER_PAGE as u32)?;
@@ -138,6 +170,7 @@ fn build_page(
         chrome,
         branches,
         pulls,
+        schedules,
         history: hist.builds.iter().map(|b| BuildRow::new(now, b)).collect(),
         pager,
         filter: q.branch.clone(),
