@@ -162,7 +162,7 @@ async fn compressed(
         env.path(&format!("control/logs/{job}.log.zst")),
     );
     let t0 = now_ms();
-    while !(zst.exists() && !plain.exists()) {
+    while !zst.exists() || plain.exists() {
         if now_ms() - t0 > 60_000.0 {
             bail!("{label}: the log was not compressed within 60 s");
         }
