@@ -140,7 +140,8 @@ fn metrics_parse_move_as_a_build_runs_and_need_the_token() {
     let addr = std::fs::read_to_string(c.path("builder-a/metrics.addr")).unwrap();
     let r = http_get(&format!("http://{}", addr.trim()), "/metrics");
     assert_eq!(r.status, 200);
-    let b = parse_openmetrics(&r.text());
+    let builder_text = r.text();
+    let b = parse_openmetrics(&builder_text);
     assert_eq!(
         sample(&b, "kha_builder_jobs_total", &[("outcome", "passed")]),
         Some(1.0)
@@ -162,6 +163,48 @@ fn metrics_parse_move_as_a_build_runs_and_need_the_token() {
         Some(2.0)
     );
     assert!(sample(&b, "kha_builder_spool_bytes", &[]).is_some());
+
+    // Every family either daemon exposes is documented, and so is every
+    // metric the example dashboard graphs (a family shows once it has a
+    // sample: no requeue yet, no kha_jobs_requeued).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    let documented = |family: &str| {
+        let suffixed = |sfx: &str| doc.contains(&format!("`{family}{sfx}`"));
+        suffixed("") || suffixed("_total")
+    };
+    let control_text = metrics(&c, Some(TOKEN)).text();
+    let exposed: std::collections::BTreeSet<&str> = control_text
+        .lines()
+        .chain(builder_text.lines())
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(exposed.len() >= 20, "{exposed:?}");
+    for f in &exposed {
+        assert!(documented(f), "{f} is not in docs/metrics.md");
+    }
+    let dash = std::fs::read_to_string(root.join("deploy/grafana-dashboard.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&dash).unwrap();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("kha_"))
+            {
+                let family = ["_bucket", "_total"]
+                    .iter()
+                    .find_map(|sfx| name.strip_suffix(sfx))
+                    .unwrap_or(name);
+                assert!(
+                    documented(family),
+                    "the dashboard's {name} ({}) is not in docs/metrics.md",
+                    p["title"]
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -268,8 +268,14 @@ fn gauge(
 ) -> Result<(), std::fmt::Error> {
     let g = ConstGauge::new(0i64);
     let mut m = encoder.encode_descriptor(name, help, None, g.metric_type())?;
-    for (labels, v) in values {
-        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+    match values {
+        // One value without labels: `name 3`, not `name{} 3`.
+        [(labels, v)] if labels.is_empty() => ConstGauge::new(*v).encode(m)?,
+        _ => {
+            for (labels, v) in values {
+                ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+            }
+        }
     }
     Ok(())
 }

@@ -480,24 +480,34 @@ impl Job {
     async fn run_driver(&self, spool: &SharedSpool) -> Result<Waited, Verdict> {
         let (exec, run) = (self.shared.executor.clone(), self.run.clone());
         // The container's start, as the driver's first line in the state
-        // file shows it.
+        // file shows it: looked for every 20 ms, and once more when the
+        // run is over (a job shorter than that).
         let started = std::time::Instant::now();
-        let (state, metrics) = (
-            self.run.workspace.join(".kha/state"),
-            self.shared.metrics.clone(),
-        );
-        let watch = crate::task::spawn("container-start", async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
-            loop {
-                tick.tick().await;
-                if tokio::fs::metadata(&state).await.is_ok() {
+        let state = self.run.workspace.join(".kha/state");
+        let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let observe = {
+            let (metrics, seen) = (self.shared.metrics.clone(), seen.clone());
+            move || {
+                if !seen.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     metrics
                         .container_start
                         .observe(started.elapsed().as_secs_f64());
-                    return;
                 }
             }
-        });
+        };
+        let watch = {
+            let (state, observe) = (state.clone(), observe.clone());
+            crate::task::spawn("container-start", async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+                loop {
+                    tick.tick().await;
+                    if tokio::fs::metadata(&state).await.is_ok() {
+                        observe();
+                        return;
+                    }
+                }
+            })
+        };
         let _watch = AbortOnDrop(watch);
         let cmd = match tokio::task::spawn_blocking(move || exec.command(&run)).await {
             Ok(Ok(c)) => c,
@@ -507,7 +517,11 @@ impl Job {
             }
             Err(e) => return Err(Verdict::infrastructure(e.to_string())),
         };
-        self.supervise(cmd, spool).await.map_err(|e| {
+        let waited = self.supervise(cmd, spool).await;
+        if state.exists() {
+            observe();
+        }
+        waited.map_err(|e| {
             self.explain_no_start(&self.progress(), spool);
             Verdict::infrastructure(e)
         })
