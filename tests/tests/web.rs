@@ -742,6 +742,57 @@ fn the_queue_page_says_why_a_job_waits() {
     assert!(b.text("#queued").contains("demo"), "{}", b.text("#queued"));
 }
 
+/// A project limited to one running job: the queue page says why its
+/// second build waits, and its maintainer (here the admin) moves a build
+/// to the front with the build page's "Run next".
+#[cfg_attr(kha_skip_browser, ignore = "no chromium-driver: browser tests skipped")]
+#[test]
+fn the_queue_page_names_a_projects_limit_and_run_next_moves_a_build() {
+    let repo = script_repo("sleep 60\n");
+    let c = cluster(&repo);
+    c.kha_ok(&["project", "set", "demo", "--max-running-jobs", "1"]);
+    let first = c.trigger("demo", None);
+    wait_job_state(&c, first, "running");
+    let second = c.trigger("demo", None);
+    let third = c.trigger("demo", None);
+    let job = first_job(&c, third);
+    let b = Browser::start();
+    b.goto(&format!("{}/queue", c.http_url()));
+    let reason = format!("#queue tr[data-job=\"{job}\"] .reason");
+    b.wait_css(&reason, LOAD);
+    let text = b.text(&reason);
+    assert!(
+        text.contains("demo runs at most 1 job at a time and 1 is running"),
+        "{text}"
+    );
+    // Signed in, the build page offers "Run next".
+    b.goto(&format!("{}/builds/{third}", c.http_url()));
+    b.wait_css("#build", LOAD);
+    b.click("a#signin");
+    b.wait_css("#break-glass summary", LOAD);
+    b.click("#break-glass summary");
+    b.send_keys("#token", &c.admin_token());
+    b.click("#login-token button");
+    b.wait_css("form.prioritize", LOAD);
+    b.click("form.prioritize button");
+    // The form posts and comes back to the page: the audit log has it.
+    wait_for("the prioritize recorded", LOAD, || {
+        c.kha_ok(&["audit"])
+            .contains("build.prioritize")
+            .then_some(())
+    });
+    b.wait_css("#build", LOAD);
+    assert!(b.try_text(".error-message").is_none());
+    // When the running build ends, the third goes before the second.
+    c.kha_ok(&["build", "cancel", &first.to_string()]);
+    wait_job_state(&c, third, "running");
+    assert_eq!(c.build(second)["jobs"][0]["state"], "queued");
+    for id in [second, third] {
+        c.kha_ok(&["build", "cancel", &id.to_string()]);
+    }
+    assert_not_pwned(&b);
+}
+
 /// Branch names, a commit message and log lines that carry markup or
 /// escape sequences meant to make markup are shown as text and never run,
 /// on every page.

@@ -48,9 +48,21 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// `GET /metrics`: the Prometheus exposition (`crate::metrics`), behind
-/// `metrics_token` when one is set.
-async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+/// `metrics_token` when one is set, and else only to this machine (its
+/// labels name every project, private ones too).
+async fn metrics(
+    State(app): State<Arc<App>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     let want = app.cfg.metrics_token.expose();
+    if want.is_empty() && !peer.ip().is_loopback() {
+        return (
+            StatusCode::FORBIDDEN,
+            "/metrics answers other machines only with metrics_token set in control.toml\n",
+        )
+            .into_response();
+    }
     if !want.is_empty() {
         let given = header(&headers, "authorization")
             .strip_prefix("Bearer ")

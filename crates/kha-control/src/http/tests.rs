@@ -680,6 +680,39 @@ async fn roles_decide_what_each_page_offers_and_allows() {
             .contains("name=\"job_cpus\" type=\"number\" min=\"0\" step=\"0.01\" value=\"0.25\""),
         "the settings form shows the limits"
     );
+    // Only the limits, the running-job rules and the log retention change:
+    // the form saves them (the rest is as it was).
+    let body = format!(
+        "csrf={max_csrf}&visibility=private&default_branch=main&timeout_secs=3000&poll_interval_secs=0&build_tags=on&share_secrets_with_forks=on&job_memory_mib=1024&job_pids=0&job_cpus=0.25&max_running_jobs=2&one_build_per_branch=on&log_keep_builds=10&log_max_age_days=30"
+    );
+    let r = request(&s, "POST", "/projects/p/settings", &h, &body).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let after = projects::get(&s.app, &Principal::Admin, "p").unwrap();
+    assert_eq!(after.job_limits.memory_mib, 1024);
+    assert_eq!(
+        (
+            after.max_running_jobs,
+            after.one_build_per_branch,
+            after.log_keep_builds,
+            after.log_max_age_days
+        ),
+        (2, true, 10, 30)
+    );
+    let form = get_with(&s, "/projects/p", &max).await;
+    assert!(
+        form.contains("name=\"max_running_jobs\" type=\"number\" min=\"0\" value=\"2\"")
+            && form.contains("name=\"one_build_per_branch\" checked")
+            && form.contains("name=\"log_keep_builds\" type=\"number\" min=\"0\" value=\"10\""),
+        "the settings form shows the rules and the retention"
+    );
+    let body = format!("csrf={max_csrf}&visibility=private&default_branch=main&timeout_secs=3000&poll_interval_secs=0&max_running_jobs=many");
+    let r = request(&s, "POST", "/projects/p/settings", &h, &body).await;
+    assert!(
+        r.body
+            .contains("running jobs &#34;many&#34;: give a whole number"),
+        "{}",
+        r.body
+    );
     // The form shows the setting as it is.
     assert!(
         get_with(&s, "/projects/p", &max)
