@@ -66,9 +66,11 @@ pub struct Gone {
     pub why: String,
 }
 
-/// What a project's policy removes now. `all`: look at every build, not
-/// only up to the first whose logs are gone already (a pass after a build
-/// ends stops there: older builds went in earlier passes).
+/// What a project's policy removes now. `all`: every build, by both of
+/// its rules. Else (the pass as a build ends) only its last-N rule, up to
+/// the tenth build in a row whose logs are gone already: older builds went
+/// in earlier passes (a build canceled before it ran has none, hence ten),
+/// and the age rule is the hourly full pass's.
 pub fn plan_project(
     store: &Store,
     logs: &LogStore,
@@ -82,11 +84,13 @@ pub fn plan_project(
     if policy.is_none() {
         return Ok(out);
     }
-    let cutoff = now.saturating_sub(policy.max_age_days.saturating_mul(DAY_MS));
+    let max_age_days = if all { policy.max_age_days } else { 0 };
+    let cutoff = now.saturating_sub(max_age_days.saturating_mul(DAY_MS));
+    let mut gone_in_a_row = 0;
     for (i, id) in store.project_build_ids(&p.name).enumerate() {
         let id = id?;
         let beyond = policy.keep_builds > 0 && i >= policy.keep_builds as usize;
-        if !beyond && policy.max_age_days == 0 {
+        if !beyond && max_age_days == 0 {
             continue;
         }
         let Some(b) = store.get_build(id)? else {
@@ -96,7 +100,7 @@ pub fn plan_project(
         if !b.state.is_final() {
             continue;
         }
-        let old = policy.max_age_days > 0 && b.finished_ms < cutoff;
+        let old = max_age_days > 0 && b.finished_ms < cutoff;
         if !beyond && !old {
             continue;
         }
@@ -107,18 +111,23 @@ pub fn plan_project(
             .map(|j| (*j, logs.disk_bytes(*j)))
             .collect();
         if on_disk.is_empty() {
-            if !all && beyond {
+            gone_in_a_row += 1;
+            if !all && gone_in_a_row >= 10 {
                 break;
             }
             continue;
         }
+        gone_in_a_row = 0;
         let why = if beyond {
             format!(
                 "beyond the last {} builds of {}",
                 policy.keep_builds, p.name
             )
         } else {
-            format!("ended more than {} days ago", policy.max_age_days)
+            format!(
+                "ended more than {max_age_days} day{} ago",
+                if max_age_days == 1 { "" } else { "s" }
+            )
         };
         for (job, bytes) in on_disk {
             out.push(Gone {
@@ -360,6 +369,86 @@ mod tests {
         logs.write_all(job, log).unwrap();
         logs.compress(job).unwrap();
         job
+    }
+
+    fn store_and_logs(dir: &std::path::Path) -> (Store, LogStore) {
+        (
+            Store::open(&dir.join("db")).unwrap(),
+            LogStore::open(dir.join("logs"), 1 << 20).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_pass_as_a_build_ends_reaches_past_builds_that_never_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, logs) = store_and_logs(dir.path());
+        let p = Project {
+            log_keep_builds: 2,
+            ..Project::for_test("p")
+        };
+        store.add_project(&p).unwrap();
+        let server = LogRetention::default();
+        let jobs: Vec<JobId> = (0..6)
+            .map(|i| finished(&store, &logs, "p", 1000 + i, b"hello\n"))
+            .collect();
+        // The third build was canceled before it ran: no log.
+        logs.remove(jobs[2]).unwrap();
+        let plan = plan_project(&store, &logs, &p, &server, 10_000, false).unwrap();
+        let going: Vec<JobId> = plan.iter().map(|g| g.job).collect();
+        assert_eq!(going, [jobs[3], jobs[1], jobs[0]]);
+        assert_eq!(plan[0].why, "beyond the last 2 builds of p");
+        let lines = describe(&plan);
+        assert!(
+            lines[0].starts_with(&format!("p build {}: 1 log (", plan[0].build)),
+            "{lines:?}"
+        );
+        apply(&logs, &plan);
+        for (i, j) in jobs.iter().enumerate() {
+            assert_eq!(logs.exists(*j), i >= 4, "job {i}");
+        }
+        assert!(plan_project(&store, &logs, &p, &server, 10_000, true)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn the_age_rule_is_the_full_passs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, logs) = store_and_logs(dir.path());
+        let p = Project {
+            log_max_age_days: 1,
+            ..Project::for_test("p")
+        };
+        store.add_project(&p).unwrap();
+        let server = LogRetention::default();
+        let now = 100 * DAY_MS;
+        let old = finished(&store, &logs, "p", now - 2 * DAY_MS, b"old\n");
+        let new = finished(&store, &logs, "p", now - 3_600_000, b"new\n");
+        assert!(plan_project(&store, &logs, &p, &server, now, false)
+            .unwrap()
+            .is_empty());
+        let plan = plan_all(&store, &logs, &server, now).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(
+            (plan[0].job, plan[0].why.as_str()),
+            (old, "ended more than 1 day ago")
+        );
+        // The server's policy applies to a project without its own.
+        let q = Project::for_test("q");
+        store.add_project(&q).unwrap();
+        let q_old = finished(&store, &logs, "q", now - 40 * DAY_MS, b"q\n");
+        let server = LogRetention {
+            max_age_days: 30,
+            ..LogRetention::default()
+        };
+        let plan = plan_all(&store, &logs, &server, now).unwrap();
+        let going: Vec<JobId> = plan.iter().map(|g| g.job).collect();
+        assert_eq!(
+            going,
+            [old, q_old],
+            "p keeps its own 1 day; q gets the server's 30"
+        );
+        assert!(!going.contains(&new));
     }
 
     fn dir_usage(logs: &LogStore) -> (u64, u64) {

@@ -60,6 +60,16 @@ pub struct Appended {
 impl LogStore {
     pub fn open(dir: PathBuf, cap: u64) -> std::io::Result<LogStore> {
         std::fs::create_dir_all(&dir)?;
+        // Compressions a stop cut short: their plain logs are still there
+        // (compressed again by the next full retention pass).
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(".log.zst.tmp"))
+            {
+                std::fs::remove_file(e.path())?;
+            }
+        }
         Ok(LogStore {
             dir,
             hard_cap: cap + 4096,
