@@ -121,8 +121,14 @@ fn one_build_of_a_branch_at_a_time_and_run_next() {
     });
     let waiting = c.trigger("p", None);
     let urgent = c.trigger("p", None);
+    assert!(c
+        .kha_ok(&["build", "show", &urgent.to_string()])
+        .contains("priority: default-branch"));
     let said = c.kha_ok(&["build", "prioritize", &urgent.to_string()]);
     assert!(said.contains("runs next"), "{said}");
+    assert!(c
+        .kha_ok(&["build", "show", &urgent.to_string()])
+        .contains("priority: next"));
     let (blocker, waiting, urgent) = (
         spans(&c, blocker)[0],
         spans(&c, waiting)[0],

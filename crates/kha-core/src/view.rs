@@ -113,6 +113,9 @@ pub struct Job {
     /// lease), oldest first.
     #[serde(default)]
     pub earlier_logs: Vec<AttemptLog>,
+    /// Its place in its project's queue (`crate::priority::name`).
+    #[serde(default)]
+    pub priority: String,
 }
 
 /// The log an earlier attempt of a job left.

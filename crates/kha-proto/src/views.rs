@@ -165,6 +165,7 @@ impl From<view::Job> for w::Job {
             requires: j.requires,
             name: j.name,
             stage: j.stage,
+            priority: j.priority,
             state: 0,
             earlier_logs: j
                 .earlier_logs
@@ -208,6 +209,7 @@ impl TryFrom<w::Job> for view::Job {
             requires: j.requires,
             name: j.name,
             stage: j.stage,
+            priority: j.priority,
             earlier_logs: j
                 .earlier_logs
                 .into_iter()
@@ -538,6 +540,7 @@ mod tests {
                 attempt: 1,
                 bytes: 7,
             }],
+            priority: "next".into(),
         }
     }
 

@@ -144,6 +144,7 @@ fn job_view(app: &App, j: records::Job, why: Option<String>) -> view::Job {
     };
     view::Job {
         earlier_logs,
+        priority: kha_core::priority::name(j.priority).into(),
         id: j.id,
         build_id: j.build,
         number: j.number,

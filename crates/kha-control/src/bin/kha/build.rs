@@ -230,6 +230,10 @@ fn print_build(b: &Build) {
     for w in &b.warnings {
         out!("  warning: {w}");
     }
+    // Where its waiting jobs stand in the queue.
+    if let Some(j) = b.jobs.iter().find(|j| j.state.is_pending()) {
+        out!("  priority: {}", j.priority);
+    }
     const HEAD: [&str; 7] = ["JOB", "ID", "STATE", "MATRIX", "BUILDER", "TIME", "DETAIL"];
     if b.stages.is_empty() {
         table(&HEAD, b.jobs.iter().map(|j| job_row(b, j)).collect());
