@@ -21,6 +21,8 @@ pub mod scheduler;
 pub mod secrets;
 pub mod store;
 pub mod task;
+#[cfg(test)]
+mod test_git;
 pub mod trigger;
 pub mod vcs;
 

@@ -8,8 +8,6 @@ use super::*;
 use crate::config::Config;
 use kha_core::event::EventFilter;
 use kha_core::view::Role;
-use std::path::Path;
-use std::process::Command;
 use tokio_util::sync::CancellationToken;
 
 pub const TABLE: &str = include_str!("../../../../tests/permissions.table");
@@ -37,18 +35,7 @@ const CALLERS: [&str; 7] = [
     "anon", "viewer", "maint", "other", "admin", "disabled", "expired",
 ];
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "kha")
-        .env("GIT_AUTHOR_EMAIL", "kha@example.org")
-        .env("GIT_COMMITTER_NAME", "kha")
-        .env("GIT_COMMITTER_EMAIL", "kha@example.org")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
+use crate::test_git::git;
 
 struct World {
     _dir: tempfile::TempDir,

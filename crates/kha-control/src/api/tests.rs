@@ -10,7 +10,6 @@ use kha_core::view::{BranchStatus, BuilderState};
 use kha_core::{BuildState, JobState, Labels};
 use kha_proto::agent::{control_message::Msg, ControlMessage, FinishJobRequest, Outcome};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,18 +22,7 @@ struct Fixture {
     repo: String,
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "kha")
-        .env("GIT_AUTHOR_EMAIL", "kha@example.org")
-        .env("GIT_COMMITTER_NAME", "kha")
-        .env("GIT_COMMITTER_EMAIL", "kha@example.org")
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
+use crate::test_git::git;
 
 fn config(dir: &Path) -> Config {
     Config {

@@ -81,7 +81,13 @@ async fn build_with_env(f: &Fixture, project: &str, n: u32, env: Vec<String>) ->
     jobs
 }
 
-fn connect(f: &Fixture, id: &str, labels: &[&str]) -> mpsc::Receiver<Box<ControlMessage>> {
+/// A session of builder `id` with these labels and slots (no credit yet),
+/// and the messages sent on it.
+fn session(
+    id: &str,
+    labels: &[&str],
+    slots: u32,
+) -> (Session, mpsc::Receiver<Box<ControlMessage>>) {
     let (tx, rx) = mpsc::channel(256);
     let session = Session {
         trusted: false,
@@ -90,11 +96,16 @@ fn connect(f: &Fixture, id: &str, labels: &[&str]) -> mpsc::Receiver<Box<Control
         close: CancellationToken::new(),
         name: id.into(),
         labels: Labels::parse(labels.iter().copied()).unwrap(),
-        slots: 8,
+        slots,
         free: 0,
         draining: false,
         version: String::new(),
     };
+    (session, rx)
+}
+
+fn connect(f: &Fixture, id: &str, labels: &[&str]) -> mpsc::Receiver<Box<ControlMessage>> {
+    let (session, rx) = session(id, labels, 8);
     f.sched.session_opened(id, session, &[]);
     rx
 }
@@ -379,19 +390,7 @@ async fn restart_of_the_control_node_keeps_queue_and_leases() {
         }
     };
     assert!(sched.check_lease("b1", running, 1).is_ok());
-    let (tx, mut rx) = mpsc::channel(16);
-    let s = Session {
-        trusted: false,
-        conn: 0,
-        tx,
-        close: CancellationToken::new(),
-        name: "b1".into(),
-        labels: Labels::parse(["os=linux"]).unwrap(),
-        slots: 2,
-        free: 0,
-        draining: false,
-        version: String::new(),
-    };
+    let (s, mut rx) = session("b1", &["os=linux"], 2);
     let (_, verdicts) = sched.session_opened("b1", s, &[(running, 1)]);
     assert!(verdicts[0].keep);
     sched.set_credit("b1", 1);

@@ -2,7 +2,7 @@
 //! of running jobs waits while the others use the free slots, a branch's
 //! later build waits for its earlier one, and the queue goes by priority.
 
-use super::stages::finish;
+use super::stages::{finish, finish_on};
 use super::*;
 use kha_core::priority;
 
@@ -197,26 +197,8 @@ async fn rules_and_priorities_hold_after_a_restart() {
         f.sched.cfg.clone(),
     )
     .unwrap();
-    let mut rx = {
-        let (tx, rx) = mpsc::channel(256);
-        sched.session_opened(
-            "b1",
-            Session {
-                trusted: false,
-                conn: 0,
-                tx,
-                close: CancellationToken::new(),
-                name: "b1".into(),
-                labels: Labels::parse(["os=linux"]).unwrap(),
-                slots: 8,
-                free: 0,
-                draining: false,
-                version: String::new(),
-            },
-            &[(high[0].id, 1)],
-        );
-        rx
-    };
+    let (s, mut rx) = session("b1", &["os=linux"], 8);
+    sched.session_opened("b1", s, &[(high[0].id, 1)]);
     sched.set_credit("b1", 4);
     assert!(offers(&mut rx).is_empty(), "busy is at its limit");
     assert_eq!(
@@ -225,23 +207,11 @@ async fn rules_and_priorities_hold_after_a_restart() {
     );
     // The job that ends frees the project's turn: the default branch's
     // second job goes before the pull request's.
-    finish_on(&sched, "b1", high[0].id).await;
+    finish_on(&sched, "b1", high[0].id, 1, PASSED).await;
     sched.set_credit("b1", 4);
     assert_eq!(offers(&mut rx), vec![(high[1].id, 1)]);
     assert!(sched
         .why_waiting(low[0].id)
         .unwrap()
         .starts_with("busy runs at most 1 job"));
-}
-
-async fn finish_on(sched: &Scheduler, builder: &str, job: JobId) {
-    let req = kha_proto::agent::FinishJobRequest {
-        job_id: job,
-        epoch: 1,
-        outcome: PASSED,
-        total_len: 0,
-        sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
-        ..Default::default()
-    };
-    sched.finish(builder, &req).await.unwrap();
 }

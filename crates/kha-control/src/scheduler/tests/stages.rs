@@ -34,6 +34,17 @@ fn staged(f: &Fixture) -> Vec<Job> {
 
 /// Finishes a job (with an empty log) as its builder would.
 pub(super) async fn finish(f: &Fixture, builder: &str, job: JobId, epoch: u64, outcome: i32) {
+    finish_on(&f.sched, builder, job, epoch, outcome).await
+}
+
+/// [`finish`] on a scheduler of the test's own (one opened again).
+pub(super) async fn finish_on(
+    sched: &Scheduler,
+    builder: &str,
+    job: JobId,
+    epoch: u64,
+    outcome: i32,
+) {
     let req = kha_proto::agent::FinishJobRequest {
         job_id: job,
         epoch,
@@ -42,7 +53,7 @@ pub(super) async fn finish(f: &Fixture, builder: &str, job: JobId, epoch: u64, o
         sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
         ..Default::default()
     };
-    f.sched.finish(builder, &req).await.unwrap();
+    sched.finish(builder, &req).await.unwrap();
 }
 
 #[tokio::test]

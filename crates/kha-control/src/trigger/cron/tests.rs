@@ -13,25 +13,13 @@ use kha_core::travis::EventType;
 use kha_core::view::Role;
 use kha_core::FakeClock;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// 2026-12-04T10:00:00Z.
 const T0: u64 = 1_796_378_400_000;
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "kha")
-        .env("GIT_AUTHOR_EMAIL", "kha@example.org")
-        .env("GIT_COMMITTER_NAME", "kha")
-        .env("GIT_COMMITTER_EMAIL", "kha@example.org")
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
+use crate::test_git::git;
 
 /// A repository whose `main` head says `[ci skip]`, with a branch `dev`.
 fn repo(dir: &Path) -> String {
