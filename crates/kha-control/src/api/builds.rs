@@ -143,6 +143,28 @@ pub fn get(app: &App, who: &Principal, id: BuildId) -> Result<view::Build, ApiEr
     views::build(app, record(app, who, id, Role::Viewer, "")?)
 }
 
+/// What a build's buttons, and the JSON API's POSTs on a build, do to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildAction {
+    Restart,
+    Prioritize,
+    Cancel,
+}
+
+/// Does `action` to build `id` as `who`.
+pub async fn act(
+    app: &App,
+    who: &Principal,
+    id: BuildId,
+    action: BuildAction,
+) -> Result<view::Build, ApiError> {
+    match action {
+        BuildAction::Restart => restart(app, who, id).await,
+        BuildAction::Prioritize => prioritize(app, who, id).await,
+        BuildAction::Cancel => cancel(app, who, id).await,
+    }
+}
+
 /// Runs every job of a finished build again.
 pub async fn restart(app: &App, who: &Principal, id: BuildId) -> Result<view::Build, ApiError> {
     let b = record(app, who, id, Role::Maintainer, "restarting")?;

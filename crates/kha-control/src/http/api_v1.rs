@@ -9,6 +9,7 @@
 use super::error::{json_response, JsonError};
 use super::pages::{parse_id, raw_log};
 use super::session::Caller;
+use crate::api::builds::BuildAction;
 use crate::api::{self, ApiError};
 use crate::app::App;
 use axum::body::Bytes;
@@ -278,37 +279,29 @@ async fn build(State(app): State<Arc<App>>, c: Caller, Path(id): Path<String>) -
     ok(&api::builds::get(&app, &c.who, id)?)
 }
 
-async fn restart(
-    State(app): State<Arc<App>>,
-    c: Caller,
-    h: HeaderMap,
-    Path(id): Path<String>,
-) -> Answer {
-    let who = c.api_writer(&h)?;
-    let id = id_of("build", &id)?;
-    ok(&api::builds::restart(&app, who, id).await?)
+async fn restart(s: State<Arc<App>>, c: Caller, h: HeaderMap, id: Path<String>) -> Answer {
+    on_build(s, c, h, id, BuildAction::Restart).await
 }
 
-async fn prioritize(
-    State(app): State<Arc<App>>,
-    c: Caller,
-    h: HeaderMap,
-    Path(id): Path<String>,
-) -> Answer {
-    let who = c.api_writer(&h)?;
-    let id = id_of("build", &id)?;
-    ok(&api::builds::prioritize(&app, who, id).await?)
+async fn prioritize(s: State<Arc<App>>, c: Caller, h: HeaderMap, id: Path<String>) -> Answer {
+    on_build(s, c, h, id, BuildAction::Prioritize).await
 }
 
-async fn cancel(
+async fn cancel(s: State<Arc<App>>, c: Caller, h: HeaderMap, id: Path<String>) -> Answer {
+    on_build(s, c, h, id, BuildAction::Cancel).await
+}
+
+/// `POST /builds/{id}/restart`, `…/prioritize`, `…/cancel`.
+async fn on_build(
     State(app): State<Arc<App>>,
     c: Caller,
     h: HeaderMap,
     Path(id): Path<String>,
+    action: BuildAction,
 ) -> Answer {
     let who = c.api_writer(&h)?;
     let id = id_of("build", &id)?;
-    ok(&api::builds::cancel(&app, who, id).await?)
+    ok(&api::builds::act(&app, who, id, action).await?)
 }
 
 async fn job(State(app): State<Arc<App>>, c: Caller, Path(id): Path<String>) -> Answer {

@@ -5,6 +5,7 @@
 //! answers 303 back to the page, or an error page.
 
 use super::{error_page, parse_id, project_url};
+use crate::api::builds::BuildAction;
 use crate::api::{self, ApiError, Principal};
 use crate::app::App;
 use crate::http::fmt;
@@ -41,46 +42,45 @@ where
 }
 
 pub async fn restart(
-    State(app): State<Arc<App>>,
+    s: State<Arc<App>>,
     c: Caller,
-    Path(raw): Path<String>,
-    Form(f): Form<CsrfForm>,
+    id: Path<String>,
+    f: Form<CsrfForm>,
 ) -> Response {
-    let back = format!("/builds/{}", fmt::pct(&raw));
-    let app = &*app;
-    act(app, &c, &f.csrf, &back.clone(), |who| async move {
-        let id = parse_id("build", &raw)?;
-        api::builds::restart(app, &who, id).await.map(|_| back)
-    })
-    .await
+    on_build(s, c, id, f, BuildAction::Restart).await
 }
 
 pub async fn prioritize(
-    State(app): State<Arc<App>>,
+    s: State<Arc<App>>,
     c: Caller,
-    Path(raw): Path<String>,
-    Form(f): Form<CsrfForm>,
+    id: Path<String>,
+    f: Form<CsrfForm>,
 ) -> Response {
-    let back = format!("/builds/{}", fmt::pct(&raw));
-    let app = &*app;
-    act(app, &c, &f.csrf, &back.clone(), |who| async move {
-        let id = parse_id("build", &raw)?;
-        api::builds::prioritize(app, &who, id).await.map(|_| back)
-    })
-    .await
+    on_build(s, c, id, f, BuildAction::Prioritize).await
 }
 
 pub async fn cancel(
+    s: State<Arc<App>>,
+    c: Caller,
+    id: Path<String>,
+    f: Form<CsrfForm>,
+) -> Response {
+    on_build(s, c, id, f, BuildAction::Cancel).await
+}
+
+/// The build page's buttons: restart, run next, cancel.
+async fn on_build(
     State(app): State<Arc<App>>,
     c: Caller,
     Path(raw): Path<String>,
     Form(f): Form<CsrfForm>,
+    action: BuildAction,
 ) -> Response {
     let back = format!("/builds/{}", fmt::pct(&raw));
     let app = &*app;
     act(app, &c, &f.csrf, &back.clone(), |who| async move {
         let id = parse_id("build", &raw)?;
-        api::builds::cancel(app, &who, id).await.map(|_| back)
+        api::builds::act(app, &who, id, action).await.map(|_| back)
     })
     .await
 }
