@@ -24,6 +24,9 @@ impl Scheduler {
             match inner.offers.get(&job_id) {
                 Some(o) if o.builder == builder && o.epoch == Some(epoch) => {
                     inner.offers.remove(&job_id);
+                    // It holds its slot until its lease is stored (or it
+                    // goes back to the queue).
+                    inner.accepting.insert(job_id);
                     // Trust can be withdrawn between the offer and the
                     // accept: encrypted variables go only to a builder
                     // trusted now.
@@ -46,7 +49,11 @@ impl Scheduler {
                 epoch,
                 "the builder is no longer trusted with encrypted variables",
             );
-            self.lock().requeue_front(job_id);
+            {
+                let mut inner = self.lock();
+                inner.accepting.remove(&job_id);
+                inner.requeue_front(job_id);
+            }
             self.dispatch();
             return;
         }
@@ -73,7 +80,11 @@ impl Scheduler {
             Ok(d) => (d.job, d.flushed),
             Err(e) => {
                 debug!(job_id, error = %e, "accept refused");
-                self.lock().queued.remove(&job_id);
+                {
+                    let mut inner = self.lock();
+                    inner.accepting.remove(&job_id);
+                    inner.queued.remove(&job_id);
+                }
                 self.revoke(builder, job_id, epoch, &e.to_string());
                 return;
             }
@@ -93,6 +104,7 @@ impl Scheduler {
         };
         {
             let mut inner = self.lock();
+            inner.accepting.remove(&job_id);
             if let Some(q) = inner.queued.remove(&job_id) {
                 inner.running.insert(job_id, q);
             }

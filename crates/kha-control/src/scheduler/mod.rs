@@ -39,7 +39,7 @@ use crate::store::{Store, StoreError};
 use kha_core::lease::LeaseError;
 use kha_core::{BuildId, Clock, Epoch, JobId, Labels, Lease, LeaseTable, Millis};
 use kha_proto::agent::{self, control_message::Msg, ControlMessage};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -180,6 +180,9 @@ struct Inner {
     /// The project served last, for round robin.
     last_served: Option<String>,
     offers: HashMap<JobId, PendingOffer>,
+    /// Jobs whose offer a builder accepted, while their lease is stored:
+    /// out of `offers`, not yet in `leases`, still holding a slot.
+    accepting: HashSet<JobId>,
     /// Builders that refused a job, with the reason each gave: it is not
     /// offered to them again.
     refused: HashMap<JobId, HashMap<String, String>>,
@@ -264,9 +267,13 @@ impl Inner {
         self.place(&job.project, job.id, job.priority, front);
     }
 
-    /// The jobs that hold a slot: offered or running.
+    /// The jobs that hold a slot: offered, being accepted, or running.
     fn active(&self) -> impl Iterator<Item = &Queued> {
-        let offered = self.offers.keys().filter_map(|j| self.queued.get(j));
+        let offered = self
+            .offers
+            .keys()
+            .chain(&self.accepting)
+            .filter_map(|j| self.queued.get(j));
         let running = self
             .running
             .iter()

@@ -215,3 +215,33 @@ async fn rules_and_priorities_hold_after_a_restart() {
         .unwrap()
         .starts_with("busy runs at most 1 job"));
 }
+
+#[tokio::test]
+async fn a_job_being_accepted_counts_against_its_projects_limit() {
+    let f = fixture();
+    f.sched.set_rules(
+        "busy",
+        ProjectRules {
+            max_running: 1,
+            one_build_per_branch: false,
+        },
+    );
+    let jobs = ids(&queue(&f, "busy", "master", 2, priority::NORMAL));
+    let mut rx = connect(&f, "b1", &["os=linux"]);
+    f.sched.set_credit("b1", 1);
+    assert_eq!(offers(&mut rx), vec![(jobs[0], 1)]);
+    // The accept stops where it waits for its lease to be stored: out of
+    // the offers, not yet leased. A credit arriving then offers nothing.
+    let mut accept = Box::pin(f.sched.accept("b1", jobs[0], 1));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let _ = std::future::Future::poll(accept.as_mut(), &mut cx);
+    f.sched.set_credit("b1", 2);
+    assert!(offers(&mut rx).is_empty(), "busy is at its limit");
+    accept.await;
+    f.sched.set_credit("b1", 1);
+    assert!(offers(&mut rx).is_empty(), "busy is at its limit");
+    assert_eq!(
+        f.sched.why_waiting(jobs[1]).unwrap(),
+        "busy runs at most 1 job at a time and 1 is running"
+    );
+}
