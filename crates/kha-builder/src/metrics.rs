@@ -139,8 +139,7 @@ pub async fn serve(
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.strip_prefix("Bearer "))
                         .unwrap_or("");
-                    let digest = |s: &str| <sha2::Sha256 as sha2::Digest>::digest(s.as_bytes());
-                    if digest(given) != digest(token.expose()) {
+                    if !token.matches(given) {
                         return (
                             StatusCode::UNAUTHORIZED,
                             "/metrics needs Authorization: Bearer <metrics_token>\n",

@@ -3,7 +3,23 @@
 //! accident; the value is read only through [`Secret::expose`].
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::fmt;
+
+/// The lower-case hex SHA-256 of a secret: what is stored of it (the
+/// secrets are 256-bit random, so a plain hash is enough).
+pub fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Constant-time equality of two hex hashes.
+pub fn hash_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// A string that is never printed. Serialized as the plain string
 /// (`#[serde(transparent)]`), so files and wire formats are unchanged.
@@ -27,6 +43,12 @@ impl Secret {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Whether `given` is this secret, in constant time (compared by
+    /// their hashes).
+    pub fn matches(&self, given: &str) -> bool {
+        hash_eq(&hash(&self.0), &hash(given))
     }
 }
 
@@ -69,5 +91,14 @@ mod tests {
         assert_eq!(yaml.trim(), "hunter2");
         let back: Secret = serde_yaml::from_str("hunter2").unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn matches_only_itself() {
+        let s = Secret::from("hunter2");
+        assert!(s.matches("hunter2"));
+        assert!(!s.matches("hunter"));
+        assert!(!s.matches(""));
+        assert!(Secret::default().matches(""));
     }
 }

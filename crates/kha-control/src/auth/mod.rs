@@ -4,7 +4,6 @@
 
 use kha_core::Secret;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 /// A fresh random token: `prefix` then 64 hex digits.
 pub fn new_token(prefix: &str) -> Secret {
@@ -20,18 +19,7 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(b))
 }
 
-pub fn hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// Constant-time equality of two hex hashes.
-pub fn hash_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use kha_core::secret::{hash, hash_eq};
 
 /// The bearer token of a request's `authorization` metadata.
 pub fn bearer(md: &tonic::metadata::MetadataMap) -> Option<&str> {
