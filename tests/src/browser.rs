@@ -334,6 +334,19 @@ impl Browser {
             .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
     }
 
+    /// Clicks a button that submits a form and waits for the page the
+    /// answer leads to, so that a following `goto` is not overtaken by the
+    /// form's own navigation.
+    pub fn submit(&self, css: &str) {
+        self.js("window.__before = 1;", vec![]);
+        self.click(css);
+        self.wait_js(
+            "the next page",
+            Duration::from_secs(30),
+            "return window.__before === undefined && document.readyState === 'complete' && !!document.querySelector('main');",
+        );
+    }
+
     /// Types `keys` (e.g. [`fantoccini::key::Key::Enter`] as a char) into
     /// the first element matching `css`.
     pub fn send_keys(&self, css: &str, keys: &str) {

@@ -1245,7 +1245,7 @@ fn signed_in_with_the_admin_token_the_buttons_cancel_restart_and_drain() {
     assert_eq!(c.kha_json(&["builder", "list"])[0]["state"], "draining");
 
     // Signing out takes the buttons away again.
-    b.click("form.logout button");
+    b.submit("form.logout button");
     b.goto(&page);
     b.wait_css("#build", LOAD);
     assert!(b.try_text("form.cancel").is_none() && b.try_text("form.restart").is_none());

@@ -184,24 +184,13 @@ fn page_status(b: &Browser) -> u64 {
     .unwrap()
 }
 
-/// Clicks `css` (a submit button) and waits until the next page has loaded.
-fn submit(b: &Browser, css: &str) {
-    b.js("window.__before = 1;", vec![]);
-    b.click(css);
-    b.wait_js(
-        "the next page",
-        LOAD,
-        "return window.__before === undefined && document.readyState === 'complete' && !!document.querySelector('main');",
-    );
-}
-
 /// Signs the browser in with a password on the sign-in page.
 fn browser_sign_in(b: &Browser, base: &str, name: &str, password: &str) {
     b.goto(&format!("{base}/login"));
     b.wait_css("#login", LOAD);
     b.send_keys("#name", name);
     b.send_keys("#password", password);
-    submit(b, "#login button");
+    b.submit("#login button");
     assert_eq!(
         b.try_text("#whoami").as_deref(),
         Some(name),
@@ -280,7 +269,7 @@ fn a_maintainer_signs_in_triggers_a_build_and_signs_out() {
     b.wait_css("#login", LOAD);
     b.send_keys("#name", "maria");
     b.send_keys("#password", "maria-pass-0451");
-    submit(&b, "#login button");
+    b.submit("#login button");
     assert_eq!(b.text("#whoami"), "maria");
     assert!(
         b.current_url().ends_with("/projects/demo"),
@@ -289,7 +278,7 @@ fn a_maintainer_signs_in_triggers_a_build_and_signs_out() {
     );
     let sid = browser_session_id(&b);
 
-    submit(&b, "#trigger-build button");
+    b.submit("#trigger-build button");
     assert!(b.current_url().contains("/builds/"), "{}", b.current_url());
     let id: u64 = b.current_url().rsplit('/').next().unwrap().parse().unwrap();
     b.wait_js(
@@ -312,7 +301,7 @@ fn a_maintainer_signs_in_triggers_a_build_and_signs_out() {
     b.goto(&format!("{base}/account"));
     b.wait_css("#new-token-form", LOAD);
     b.send_keys("#token-name", "laptop");
-    submit(&b, "#new-token-form button");
+    b.submit("#new-token-form button");
     let token = b.text("#new-token-value");
     assert!(token.starts_with("khau_"), "{token}");
     let me = http_request(
@@ -328,7 +317,7 @@ fn a_maintainer_signs_in_triggers_a_build_and_signs_out() {
     let copied = format!("kha_session={sid}");
     let me = http_request(&base, "GET", "/api/v1/whoami", &[("Cookie", &copied)], b"");
     assert_eq!(me.json()["name"], "maria", "{}", me.text());
-    submit(&b, "form.logout button");
+    b.submit("form.logout button");
     assert!(b.try_text("#whoami").is_none());
     assert!(b.try_text("a#signin").is_some());
     let me = http_request(&base, "GET", "/api/v1/whoami", &[("Cookie", &copied)], b"");
@@ -412,7 +401,7 @@ fn a_private_project_is_invisible_signed_out_and_visible_to_its_viewer() {
 
     // Starring it puts it first on her overview.
     b.goto(&format!("{base}/projects/secret"));
-    submit(&b, "form.star button");
+    b.submit("form.star button");
     assert!(b.try_text("form.unstar").is_some());
     b.goto(&format!("{base}/"));
     let first = b.attr("#projects tbody tr", "data-project");
@@ -450,7 +439,7 @@ fn a_post_without_the_csrf_token_is_refused() {
         "document.querySelector('#trigger-build input[name=csrf]').remove();",
         vec![],
     );
-    submit(&b, "#trigger-build button");
+    b.submit("#trigger-build button");
     assert_eq!(page_status(&b), 403);
     assert_eq!(b.text("h1"), "Not allowed");
     assert!(b.text("main").contains("CSRF"), "{}", b.text("main"));
@@ -505,7 +494,7 @@ fn the_tenth_wrong_password_in_a_row_is_rate_limited() {
     for i in 1..=10 {
         let wrong = format!("rita-wrong-{i:03}");
         b.send_keys("#password", &wrong);
-        submit(&b, "#login button");
+        b.submit("#login button");
         tried.push(wrong);
         let said = b.text(".error-message");
         if i < 10 {
@@ -566,7 +555,7 @@ fn github_sign_in_creates_the_user_and_refuses_denials_and_foreign_states() {
     b.wait_css("a#signin", LOAD);
     b.click("a#signin");
     b.wait_css("a#github", LOAD);
-    submit(&b, "a#github");
+    b.submit("a#github");
     assert_eq!(b.text("#whoami"), "octo-cat", "{}", b.text("main"));
     assert!(
         b.current_url().ends_with("/projects/demo"),
@@ -593,12 +582,12 @@ fn github_sign_in_creates_the_user_and_refuses_denials_and_foreign_states() {
     assert_eq!(u["email"], "octo@example.org", "{u}");
     assert_eq!(u["has_password"], false, "{u}");
     let sid = browser_session_id(&b);
-    submit(&b, "form.logout button");
+    b.submit("form.logout button");
 
     // The person declines on GitHub's page.
     stub.deny(true);
     b.goto(&format!("{base}/login"));
-    submit(&b, "a#github");
+    b.submit("a#github");
     assert_eq!(page_status(&b), 403);
     assert!(
         b.text("main").contains("GitHub sign-in was denied"),
@@ -763,14 +752,14 @@ fn a_maintainer_sets_notifications_and_sees_deliveries_on_the_build_page() {
         .contains("the .travis.yml decides"));
     b.send_keys("#n-channel", "irc");
     b.send_keys("#n-value", "false");
-    submit(&b, "form#notify button");
+    b.submit("form#notify button");
     assert_eq!(b.text("li[data-channel=irc] code"), "irc: false");
     let set = a.get("/api/v1/projects/demo/notify").json();
     assert_eq!(set["irc"], "false");
     // A value that does not read is refused with the reason, nothing kept.
     b.send_keys("#n-channel", "email");
     b.send_keys("#n-value", "{on_success: sometimes}");
-    submit(&b, "form#notify button");
+    b.submit("form#notify button");
     assert!(
         b.text("main").contains("always, never or change"),
         "{}",
@@ -778,10 +767,10 @@ fn a_maintainer_sets_notifications_and_sees_deliveries_on_the_build_page() {
     );
     b.goto(&format!("{base}/projects/demo"));
     b.wait_css("form#notify", LOAD);
-    submit(&b, "li[data-channel=irc] form.notify-clear button");
+    b.submit("li[data-channel=irc] form.notify-clear button");
     assert!(b.try_text("li[data-channel=irc]").is_none());
 
-    submit(&b, "#trigger-build button");
+    b.submit("#trigger-build button");
     let id: u64 = b.current_url().rsplit('/').next().unwrap().parse().unwrap();
     wait_for("the webhook's first attempt", BUILD, || {
         c.build(id)["deliveries"][0]["state"]
