@@ -783,6 +783,15 @@ fn the_queue_page_names_a_projects_limit_and_run_next_moves_a_build() {
     });
     b.wait_css("#build", LOAD);
     assert!(b.try_text(".error-message").is_none());
+    // The page shows the new priority; the second build keeps its own.
+    b.wait_js(
+        "the page to show the priority",
+        LOAD,
+        "const e = document.querySelector('#priority'); return !!e && e.textContent === 'run next';",
+    );
+    b.goto(&format!("{}/builds/{second}", c.http_url()));
+    b.wait_css("#priority", LOAD);
+    assert_eq!(b.text("#priority"), "default branch");
     // When the running build ends, the third goes before the second.
     c.kha_ok(&["build", "cancel", &first.to_string()]);
     wait_job_state(&c, third, "running");

@@ -1,7 +1,8 @@
 //! `/builds/{id}`: the build's state (`#build[data-state]`), its commit
 //! (`#commit`), what started it (`#trigger`), its jobs grouped by stage
 //! (`#jobs`, allowed failures apart in `#jobs-allowed`), the `.travis.yml`
-//! warnings (`#warnings`), and restart/cancel forms for its maintainers.
+//! warnings (`#warnings`), the priority of its waiting jobs (`#priority`),
+//! and restart, run next and cancel forms for its maintainers.
 
 use super::{error_page, parse_id, project_url, render, trigger_of, BuildRow, Chrome};
 use crate::api::{self, ApiError};
@@ -54,6 +55,19 @@ struct BuildPage {
     can_cancel: bool,
     /// The caller is a maintainer of the project: the buttons are theirs.
     maintainer: bool,
+    /// How soon its waiting jobs run (empty when none waits): "run next"
+    /// once a maintainer has asked for it.
+    priority: &'static str,
+}
+
+/// A waiting job's priority as the build page words it.
+fn priority_shown(name: &str) -> &'static str {
+    match name {
+        "next" => "run next",
+        "default-branch" => "default branch",
+        "low" => "low (pull request)",
+        _ => "normal",
+    }
 }
 
 pub fn job_row(now: Millis, b: &view::Build, j: &view::Job) -> JobRow {
@@ -150,7 +164,13 @@ fn build_page(app: &App, c: &Caller, raw: &str) -> Result<BuildPage, ApiError> {
             fmt::pct(&b.commit)
         )
     };
+    let priority = b
+        .jobs
+        .iter()
+        .find(|j| j.state == kha_core::JobState::Queued)
+        .map_or("", |j| priority_shown(&j.priority));
     Ok(BuildPage {
+        priority,
         row: BuildRow::new(now, &b),
         project_url: project_url(&b.project),
         commit_url,
