@@ -176,6 +176,31 @@ fn builds_pass_with_300_ms_of_latency_each_way() {
     );
 }
 
+/// SIGTERM reaches a builder after it accepted an offer and before the
+/// grant came back (1.5 s of latency each way holds the grant in that
+/// window): the accepted job is a promise, so the draining builder waits
+/// for the grant, runs the job to the end and only then leaves.
+#[test]
+fn a_builder_drained_between_accept_and_grant_runs_the_job_before_it_leaves() {
+    let (mut c, _proxy, _repo) = behind_proxy(3, "0.1", 2000, 1, Duration::from_millis(1500));
+    let id = c.trigger("demo", None);
+    // Running on the control node: its accept has arrived, so the grant
+    // is on its way and 1.5 s from the builder.
+    wait_for("the accept", Duration::from_secs(30), || {
+        (job_of(&c, id)["state"] == "running").then_some(())
+    });
+    c.builders[0].proc.signal(Signal::SIGTERM);
+    let b = c.wait_build(id, Duration::from_secs(60));
+    assert_eq!(b["state"], "passed", "{b}");
+    assert_eq!(b["jobs"][0]["epoch"], 1, "{b}");
+    assert_counted(&c.log(b["jobs"][0]["id"].as_u64().unwrap()), 3);
+    let st = c.builders[0]
+        .proc
+        .wait_exit(Duration::from_secs(30))
+        .expect("the drained builder leaves once the job is over");
+    assert!(st.success(), "{}", c.builders[0].proc.log_text());
+}
+
 /// Every connection of the builder cut every 700 ms while three jobs run
 /// (their log streams and results included): the builder reconnects
 /// within the grace, so no job runs twice; each build passes, each log is

@@ -103,17 +103,27 @@ fn on_signal(shared: &Arc<Shared>, local: &mut Local) -> bool {
         1 => {
             info!("draining: no new jobs; running jobs finish (signal again to cancel them)");
             local.draining = true;
-            shared.running().is_empty()
+            idle(shared, local)
         }
         2 => {
             info!("canceling running jobs (signal again to exit at once)");
             for h in shared.jobs().values() {
                 h.stop(StopReason::Shutdown);
             }
-            shared.running().is_empty()
+            // An accepted offer not granted yet is given up: its lease
+            // expires on the control node and the job runs elsewhere.
+            local.offered.clear();
+            idle(shared, local)
         }
         _ => true,
     }
+}
+
+/// No job runs and no accepted offer waits for its grant: a draining
+/// builder may leave. An accepted offer is a promise to run the job; the
+/// control node answers it with a grant or a revoke.
+fn idle(shared: &Shared, local: &Local) -> bool {
+    shared.running().is_empty() && local.offered.is_empty()
 }
 
 fn msg(m: B) -> BuilderMessage {
@@ -268,11 +278,17 @@ async fn once(
                                 };
                                 start(shared, g.job_id, epoch, spec, choice, g.credentials, secure)
                             }
-                            _ => warn!(job_id = g.job_id, "grant for a job not offered"),
+                            _ => {
+                                warn!(job_id = g.job_id, "grant for a job not offered");
+                                shared.wake.notify_one();
+                            }
                         }
                     }
                     C::Revoke(r) => {
-                        local.offered.remove(&r.job_id);
+                        if local.offered.remove(&r.job_id).is_some() {
+                            // A draining builder may be waiting for this answer.
+                            shared.wake.notify_one();
+                        }
                         if let Some(h) = shared.jobs().get(&r.job_id) {
                             if h.epoch == r.epoch { h.stop(StopReason::Revoked); }
                         }
@@ -313,7 +329,7 @@ async fn once(
                 }
             }
             _ = shared.wake.notified() => {
-                if local.draining && local.sigterms > 0 && shared.running().is_empty() {
+                if local.draining && local.sigterms > 0 && idle(shared, local) {
                     send(B::GoingAway(GoingAway {}));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     return Ok(End::Exit);
