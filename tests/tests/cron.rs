@@ -83,6 +83,13 @@ fn a_schedule_due_while_the_control_node_is_stopped_runs_once_after_it_starts() 
     let listed = c.kha_ok(&["cron", "list"]);
     assert!(listed.contains("cron 0 3 * * *"), "{listed}");
     assert!(listed.contains("daily (unless built in 24 h)"), "{listed}");
+    // The audit log words them the same way.
+    let audit = c.kha_ok(&["audit"]);
+    assert!(audit.contains("master cron 0 3 * * *"), "{audit}");
+    assert!(
+        audit.contains("busy daily dont_run_if_recent_build_exists"),
+        "{audit}"
+    );
     let id = nightly
         .strip_prefix("schedule ")
         .and_then(|s| s.split(':').next())

@@ -511,6 +511,18 @@ pub struct Schedule {
     pub last_build_id: u64,
 }
 
+impl Schedule {
+    /// How often it runs, as the CLI, the web UI and the audit log say it:
+    /// `daily`, or `cron 0 3 * * *`.
+    pub fn cadence(&self) -> String {
+        if self.cron.is_empty() {
+            self.interval.clone()
+        } else {
+            format!("cron {}", self.cron)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,18 +62,16 @@ pub async fn add(app: &App, who: &Principal, r: NewSchedule) -> Result<view::Sch
         last_build: 0,
     };
     app.store.add_schedule(&mut s)?;
-    let how = match &cadence {
-        Cadence::Every(i) => i.as_str().to_string(),
-        Cadence::Cron(c) => format!("cron {c:?}"),
-    };
+    let s = view(s);
     audit::record(
         app,
         who,
         "cron.add",
         &format!("{}#cron{}", p.name, s.id),
         &format!(
-            "{} {how}{}",
+            "{} {}{}",
             s.branch,
+            s.cadence(),
             if s.dont_run_if_recent_build_exists {
                 " dont_run_if_recent_build_exists"
             } else {
@@ -82,7 +80,7 @@ pub async fn add(app: &App, who: &Principal, r: NewSchedule) -> Result<view::Sch
         ),
     );
     app.store.durable().await?;
-    Ok(view(s))
+    Ok(s)
 }
 
 /// A project's schedules, or (no project) those of every project the

@@ -38,14 +38,6 @@ pub enum CronCmd {
 }
 
 /// How often: the interval, or the expression.
-fn cadence(s: &Schedule) -> String {
-    if s.cron.is_empty() {
-        s.interval.clone()
-    } else {
-        format!("cron {}", s.cron)
-    }
-}
-
 pub async fn run(ctx: &mut Ctx, c: CronCmd) -> Result<u8, Failure> {
     match c {
         CronCmd::Add {
@@ -71,7 +63,7 @@ pub async fn run(ctx: &mut Ctx, c: CronCmd) -> Result<u8, Failure> {
                     s.id,
                     s.branch,
                     s.project,
-                    cadence(&s),
+                    s.cadence(),
                     when(s.next_run_ms)
                 );
             }
@@ -98,7 +90,7 @@ pub async fn run(ctx: &mut Ctx, c: CronCmd) -> Result<u8, Failure> {
                     ],
                     all.iter()
                         .map(|s| {
-                            let mut how = cadence(s);
+                            let mut how = s.cadence();
                             if s.dont_run_if_recent_build_exists {
                                 how.push_str(" (unless built in 24 h)");
                             }
@@ -127,7 +119,7 @@ pub async fn run(ctx: &mut Ctx, c: CronCmd) -> Result<u8, Failure> {
                     s.id,
                     s.branch,
                     s.project,
-                    cadence(&s)
+                    s.cadence()
                 );
             }
         }

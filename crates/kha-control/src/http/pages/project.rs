@@ -126,11 +126,10 @@ fn build_page(
         .into_iter()
         .map(|s| ScheduleRow {
             id: s.id,
-            how: match (s.cron.is_empty(), s.dont_run_if_recent_build_exists) {
-                (true, false) => s.interval,
-                (true, true) => format!("{}, unless built in 24 h", s.interval),
-                (false, false) => format!("cron {}", s.cron),
-                (false, true) => format!("cron {}, unless built in 24 h", s.cron),
+            how: if s.dont_run_if_recent_build_exists {
+                format!("{}, unless built in 24 h", s.cadence())
+            } else {
+                s.cadence()
             },
             next: fmt::iso(s.next_run_ms),
             last: When::ago(now, s.last_run_ms),
