@@ -480,6 +480,33 @@ impl Env {
         bail!("log of job {job} ended without `done`")
     }
 
+    /// Reads a finished job's stored log from `offset` to its end, handing
+    /// each chunk to `chunk` as it arrives.
+    pub async fn read_log(
+        &self,
+        job: u64,
+        offset: u64,
+        mut chunk: impl FnMut(&[u8]),
+    ) -> Result<()> {
+        let mut s = self
+            .admin()
+            .follow_log(self.req(FollowLogRequest {
+                job_id: job,
+                offset,
+                follow: false,
+                attempt: 0,
+            }))
+            .await?
+            .into_inner();
+        while let Some(m) = s.message().await? {
+            chunk(&m.data);
+            if m.done {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Polls a build until it is final.
     pub async fn wait_build(&self, id: u64, poll: Duration, timeout: Duration) -> Result<Build> {
         let until = Instant::now() + timeout;

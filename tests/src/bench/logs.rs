@@ -7,7 +7,6 @@ use super::env::{bin, children_cpu_secs, cpu_secs, now_ms, ControlOpts, Env, Exe
 use super::report::{Of, Row, Target};
 use super::Opts;
 use anyhow::{bail, Context, Result};
-use kha_proto::admin::FollowLogRequest;
 use sha2::{Digest, Sha256};
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -41,25 +40,13 @@ fn expected(cmd: &str, body_len: u64) -> (u64, String) {
 
 /// Reads a job's stored log back and hashes it.
 async fn stored(env: &Env, job: u64) -> Result<(u64, String)> {
-    let mut s = env
-        .admin()
-        .follow_log(env.req(FollowLogRequest {
-            job_id: job,
-            offset: 0,
-            follow: false,
-            attempt: 0,
-        }))
-        .await?
-        .into_inner();
     let mut h = Sha256::new();
     let mut n = 0u64;
-    while let Some(m) = s.message().await? {
-        h.update(&m.data);
-        n += m.data.len() as u64;
-        if m.done {
-            break;
-        }
-    }
+    env.read_log(job, 0, |data| {
+        h.update(data);
+        n += data.len() as u64;
+    })
+    .await?;
     Ok((n, hex::encode(h.finalize())))
 }
 
@@ -188,23 +175,9 @@ async fn compressed(
     );
     let tail = (64 * 1024u64).min(len);
     let t = std::time::Instant::now();
-    let mut s = env
-        .admin()
-        .follow_log(env.req(FollowLogRequest {
-            job_id: job,
-            offset: len - tail,
-            follow: false,
-            attempt: 0,
-        }))
-        .await?
-        .into_inner();
     let mut got = Vec::new();
-    while let Some(m) = s.message().await? {
-        got.extend_from_slice(&m.data);
-        if m.done {
-            break;
-        }
-    }
+    env.read_log(job, len - tail, |data| got.extend_from_slice(data))
+        .await?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     let ok = got.len() as u64 == tail && as_printed(&got);
     rows.push(
